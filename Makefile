@@ -1,0 +1,56 @@
+# Two commands for a fresh Debian 12 machine with Python 3.11: `make demo` and `make test`.
+# Each installs only what is missing, so a second run starts at once.
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+# Debian packages the tests and the demo start as real processes: Prometheus (with promtool)
+# and nginx for the blue-green backend. Alertmanager is only needed by the benchmarks.
+TEST_DEBS  := prometheus nginx-light
+BENCH_DEBS := prometheus-alertmanager
+
+.PHONY: demo test bench fuzz check deps debs bench-debs apt clean
+
+demo: deps
+	$(BIN)/rollback-watcher demo
+
+test: deps
+	$(BIN)/pytest -q
+
+bench: deps bench-debs
+	$(BIN)/python bench/run.py
+
+fuzz: deps
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q tests -k fuzz
+
+check: deps
+	$(BIN)/rollback-watcher check --config examples/watcher.yaml
+
+deps: $(STAMP) debs
+
+# The virtualenv is rebuilt only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(MAKE) --no-print-directory apt PKGS=python3-venv
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
+debs:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool   >/dev/null || missing="$$missing prometheus"; \
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
+
+bench-debs:
+	@command -v prometheus-alertmanager >/dev/null || $(MAKE) --no-print-directory apt PKGS="$(BENCH_DEBS)"
+
+apt:
+	@if [ "$$(id -u)" != 0 ]; then echo "need root to install: $(PKGS) (or install them yourself)"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,60 @@
+"""What every rollback backend offers, and the Release it deals in (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from watcher.errors import UnsafeReleaseId
+
+# A release id names a directory, an image tag or a slot. Ids come from directory names and
+# files written by deploy scripts, so they are checked before they are ever joined to a path.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_release_id(release_id: str) -> str:
+    """Return the id unchanged, or raise UnsafeReleaseId saying why it is refused."""
+    if not isinstance(release_id, str) or not release_id:
+        raise UnsafeReleaseId("release id is empty")
+    if _CONTROL.search(release_id):
+        raise UnsafeReleaseId(f"release id {release_id!r} contains a control character")
+    if "/" in release_id or "\\" in release_id:
+        raise UnsafeReleaseId(f"release id {release_id!r} contains a path separator")
+    if release_id in (".", "..") or ".." in release_id.split("/"):
+        raise UnsafeReleaseId(f"release id {release_id!r} is a relative path")
+    if len(release_id) > 255:
+        raise UnsafeReleaseId("release id is longer than 255 characters")
+    return release_id
+
+
+@dataclass(frozen=True)
+class Release:
+    """One deployable version on this host. `id` is what the state and the journal use."""
+
+    id: str
+    # Where it lives, for messages: a path, an image reference, a slot and its port.
+    location: str = ""
+    # Seconds since the epoch when the backend can tell (mtime, history file), else None.
+    created: float | None = None
+    details: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+class Backend(Protocol):
+    """How the watcher changes what runs on the host."""
+
+    def releases(self) -> list[Release]:
+        """Every release the host has, newest first, the current one included."""
+        ...
+
+    def current(self) -> Release:
+        """The release serving now."""
+        ...
+
+    def preflight(self, target: Release) -> None:
+        """Raise RollbackError if `target` is missing or not whole. Changes nothing."""
+        ...
+
+    def switch(self, target: Release, reason: str = "") -> str:
+        """Make `target` current. Returns captured output; raises RollbackError with the reason."""
+        ...

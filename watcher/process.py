@@ -1,0 +1,91 @@
+"""Running other programs: argv only, a timeout, and the whole process group killed on timeout.
+
+As fail2ban does for its actions: each command runs in its own session so that a timeout can
+kill what it started too (a restart script that forks), TERM first, then KILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+OUTPUT_LIMIT = 4096  # bytes of stdout/stderr kept for the journal
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None  # None when it timed out
+    output: str  # stdout and stderr interleaved, truncated to OUTPUT_LIMIT
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        cmd = " ".join(self.argv)
+        if self.timed_out:
+            return f"`{cmd}` timed out"
+        if self.returncode is not None and self.returncode < 0:
+            return f"`{cmd}` was killed by signal {-self.returncode}"
+        return f"`{cmd}` exited {self.returncode}"
+
+
+def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit // 2] + f"\n... [{len(text) - limit} characters cut] ...\n" + text[-limit // 2 :]
+
+
+def run_argv(
+    argv: list[str] | tuple[str, ...],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    grace: float = 3.0,
+) -> CommandResult:
+    """Run `argv` (never through a shell) and return what happened; never raises for the
+    command's own failure. Raises OSError only when it cannot be started at all."""
+    argv = tuple(str(a) for a in argv)
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    # Output goes to a temp file, not a pipe: a restart script that leaves a daemon behind
+    # holding its stdout must not make us wait for that daemon.
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc, grace)
+        out.seek(0)
+        text = truncate(out.read(OUTPUT_LIMIT * 64).decode("utf-8", "replace"))
+    return CommandResult(argv, None if timed_out else proc.returncode, text, timed_out=timed_out)
+
+
+def _kill_group(proc: subprocess.Popen, grace: float) -> None:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
