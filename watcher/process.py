@@ -21,6 +21,9 @@ class CommandResult:
     returncode: int | None  # None when it timed out
     output: str  # stdout and stderr interleaved, truncated to OUTPUT_LIMIT
     timed_out: bool = False
+    # Only with run_argv(..., split_stderr=True): then `output` is stdout alone, so that a
+    # program whose stdout is data (a release id) can still warn on stderr.
+    stderr: str = ""
 
     @property
     def ok(self) -> bool:
@@ -47,6 +50,7 @@ def run_argv(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     grace: float = 3.0,
+    split_stderr: bool = False,
 ) -> CommandResult:
     """Run `argv` (never through a shell) and return what happened; never raises for the
     command's own failure. Raises OSError only when it cannot be started at all."""
@@ -57,12 +61,12 @@ def run_argv(
         full_env.update(env)
     # Output goes to a temp file, not a pipe: a restart script that leaves a daemon behind
     # holding its stdout must not make us wait for that daemon.
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err if split_stderr else subprocess.STDOUT,
             env=full_env,
             cwd=cwd,
             start_new_session=True,
@@ -73,9 +77,14 @@ def run_argv(
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc, grace)
-        out.seek(0)
-        text = truncate(out.read(OUTPUT_LIMIT * 64).decode("utf-8", "replace"))
-    return CommandResult(argv, None if timed_out else proc.returncode, text, timed_out=timed_out)
+        text, err_text = _read(out), _read(err)
+    returncode = None if timed_out else proc.returncode
+    return CommandResult(argv, returncode, text, timed_out=timed_out, stderr=err_text)
+
+
+def _read(f) -> str:
+    f.seek(0)
+    return truncate(f.read(OUTPUT_LIMIT * 64).decode("utf-8", "replace"))
 
 
 def _kill_group(proc: subprocess.Popen, grace: float) -> None:
