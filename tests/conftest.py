@@ -1,0 +1,86 @@
+"""Shared fixtures: a real Prometheus and the controllable demo app (watcher/sandbox.py).
+
+    prometheus_bin   session: path of the `prometheus` binary; FAILS (never skips) without it
+    prometheus       factory: prometheus(targets, **PrometheusServer options) -> started server,
+                     stopped after the test. Its scrape job is "demo", scrape interval 1 s.
+    demo_app         factory: demo_app(release="r1", port=None, settings_file=None, **settings)
+                     -> started DemoAppProcess (see watcher/demoapp.py for the settings),
+                     stopped after the test. `.target` goes into prometheus([...]).
+    demo_stack       session: one default demo app (r1, healthy) scraped by one Prometheus,
+                     with data already in. READ ONLY: never control() it; use the factories.
+
+Typical use:
+
+    def test_breaching_rule(prometheus, demo_app):
+        app = demo_app(error_ratio=0.3)
+        prom = prometheus([app.target])
+        prom.wait_for_series('count_over_time(up{job="demo"}[1m]) >= 3')
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcher.sandbox import DemoAppProcess, PrometheusServer
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        # A skip would let a machine without Prometheus pass the suite while testing nothing real.
+        pytest.fail("the `prometheus` binary is not installed: run `make test`, which installs it", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def prometheus(prometheus_bin: str, tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str], **options: Any) -> PrometheusServer:
+        server = PrometheusServer(tmp_path / f"prometheus-{len(started)}", targets, binary=prometheus_bin, **options)
+        started.append(server)  # before start(): a failed start is stopped too
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path) -> Iterator[Callable[..., DemoAppProcess]]:
+    started: list[DemoAppProcess] = []
+
+    def start(
+        release: str = "r1", port: int | None = None, settings_file: Path | None = None, **settings: Any
+    ) -> DemoAppProcess:
+        app = DemoAppProcess(
+            tmp_path / "demoapp", release, settings=settings or None, settings_file=settings_file, port=port
+        )
+        started.append(app)
+        return app.start()
+
+    yield start
+    for app in started:
+        app.stop()
+
+
+@dataclass(frozen=True)
+class DemoStack:
+    app: DemoAppProcess
+    prometheus: PrometheusServer
+
+
+@pytest.fixture(scope="session")
+def demo_stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
+    workdir = tmp_path_factory.mktemp("demo-stack")
+    with DemoAppProcess(workdir, "r1") as app, PrometheusServer(workdir, [app.target], binary=prometheus_bin) as prom:
+        # Two samples: enough for rate() over a short range to answer.
+        prom.wait_for_series('count_over_time(up{job="demo"}[1m]) >= 2', timeout=15)
+        yield DemoStack(app, prom)
