@@ -1,8 +1,366 @@
-"""Rules and their pure state machine (DESIGN.md section 4). No I/O, no clock: `now` comes in."""
+"""Rules and their pure state machine (DESIGN.md section 4).
+
+Nothing here does I/O or reads a clock: `now` and the signal's result come in, the next state
+and its transitions go out, as Prometheus' alerting rule `Eval(ts, ...)` does. The service, the
+backtest and `rollback-watcher test` all drive rules through `step()`.
+
+One evaluation of one rule:
+
+    result (samples | probe result | SourceError)
+        --classify(rule, result, baseline)-->  Observation (ok | breach | no data | error)
+        --step(rule, state, observation, now)-->  RuleState', [Transition]
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+ACTIONS = ("rollback", "notify")
+NO_DATA_POLICIES = ("ok", "keep", "breach")
+HOST_SIGNALS = ("oom_kills", "unit_restarts")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a rule reads
+
+
+@dataclass(frozen=True)
+class PromQuery:
+    """A PromQL instant query; `[$window]` is the deploy-aware range (see `render_query`)."""
+
+    query: str
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    url: str
+    expect_status: int = 200
+    expect_body: str | None = None
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """A signal read from this host without an exporter: how much a counter grew in `window`."""
+
+    kind: str  # one of HOST_SIGNALS
+    window: float = 300.0
+    unit: str | None = None  # the systemd unit, for unit_restarts
+    path: str = "/proc/vmstat"  # for oom_kills
+
+
+Signal = PromQuery | HttpCheck | HostCheck
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the rule table, validated. Thresholds combine with AND."""
+
+    name: str
+    signal: Signal
+    action: str  # "rollback" | "notify"
+    above: float | None = None
+    below: float | None = None
+    above_baseline: float | None = None  # value > above_baseline x baseline
+    floor: float | None = None  # and value > floor (so 1 ms -> 6 ms is no incident)
+    for_: float = 0.0  # seconds the condition must hold before firing
+    failures: int = 1  # consecutive breaching evaluations before the condition holds
+    no_data: str = "ok"
+    baseline_window: float = 1800.0
+    value_unit: str = ""  # how to print values: "", "s", "%", "ratio", "bytes"...
+    description: str = ""
+    notify: tuple[str, ...] = ()  # route tags for notifications
+    location: Location = Location("<memory>")
+
+    @property
+    def is_probe(self) -> bool:
+        return isinstance(self.signal, HttpCheck)
+
+    @property
+    def uses_baseline(self) -> bool:
+        return self.above_baseline is not None
+
+    def condition_text(self, baseline: float | None = None) -> str:
+        """The condition in a human's words, with the numbers in use."""
+        if isinstance(self.signal, HttpCheck):
+            want = f"status {self.signal.expect_status}"
+            if self.signal.expect_body:
+                want += f" and body containing {self.signal.expect_body!r}"
+            text = want
+        else:
+            parts = []
+            if self.above is not None:
+                parts.append(f"> {format_number(self.above)}")
+            if self.below is not None:
+                parts.append(f"< {format_number(self.below)}")
+            if self.above_baseline is not None:
+                base = "unknown" if baseline is None else format_number(baseline)
+                parts.append(f"> {format_number(self.above_baseline)} x baseline ({base})")
+            if self.floor is not None:
+                parts.append(f"> {format_number(self.floor)}")
+            text = " and ".join(parts)
+        if self.failures > 1:
+            text += f", {self.failures} times in a row"
+        if self.for_:
+            text += f" for {format_duration(self.for_)}"
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# What a signal returned, and what it means for a rule
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant query result."""
+
+    labels: dict
+    value: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str  # "200 in 12 ms", "connect error", "timeout after 2s", "status 503"
+    status: int | None = None
+    elapsed: float | None = None
+
+
+class Outcome(str, Enum):
+    """Argo Rollouts' four measurement outcomes, in our words."""
+
+    OK = "ok"
+    BREACH = "breach"
+    NO_DATA = "no_data"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Observation:
+    outcome: Outcome
+    value: float | None = None  # the worst breaching value, else the largest finite one
+    labels: dict = field(default_factory=dict)  # of the worst breaching series
+    breaching: int = 0  # how many series breach
+    series: int = 0  # how many series came back
+    detail: str = ""  # error reason, probe detail, "no baseline"
+
+    @staticmethod
+    def error(reason: str) -> "Observation":
+        return Observation(Outcome.ERROR, detail=reason)
+
+
+def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
+    """Turn a signal's raw result into an Observation for `rule`.
+
+    `result` is a list of Samples, a ProbeResult, or an Exception (a SourceError): an error is
+    never "condition false".
+    """
+    if isinstance(result, BaseException):
+        return Observation.error(getattr(result, "reason", None) or str(result) or type(result).__name__)
+    if isinstance(result, ProbeResult):
+        return Observation(Outcome.OK if result.ok else Outcome.BREACH, value=result.elapsed, detail=result.detail)
+    samples = list(result)
+    if not samples:
+        return Observation(Outcome.NO_DATA, detail="no data")
+    if rule.uses_baseline and not _usable_baseline(baseline):
+        # No baseline, no comparison: the rule cannot fire (DESIGN.md section 4).
+        return Observation(Outcome.OK, value=_largest(samples), series=len(samples), detail="no baseline")
+    breaching = [s for s in samples if breaches(rule, s.value, baseline)]
+    if not breaching:
+        return Observation(Outcome.OK, value=_largest(samples), series=len(samples))
+    worst = _worst(rule, breaching)
+    return Observation(
+        Outcome.BREACH, value=worst.value, labels=dict(worst.labels), breaching=len(breaching), series=len(samples)
+    )
+
+
+def breaches(rule: Rule, value: float, baseline: float | None = None) -> bool:
+    """Whether one value breaches the rule's thresholds. NaN and +-Inf never do."""
+    if not math.isfinite(value):
+        return False
+    if rule.above is not None and not value > rule.above:
+        return False
+    if rule.below is not None and not value < rule.below:
+        return False
+    if rule.above_baseline is not None:
+        if not _usable_baseline(baseline) or not value > rule.above_baseline * baseline:
+            return False
+    if rule.floor is not None and not value > rule.floor:
+        return False
+    return True
+
+
+def _usable_baseline(baseline: float | None) -> bool:
+    return baseline is not None and math.isfinite(baseline) and baseline >= 0
+
+
+def _largest(samples: list[Sample]) -> float | None:
+    finite = [s.value for s in samples if math.isfinite(s.value)]
+    return max(finite) if finite else (samples[0].value if samples else None)
+
+
+def _worst(rule: Rule, breaching: list[Sample]) -> Sample:
+    if rule.below is not None and rule.above is None and rule.above_baseline is None:
+        return min(breaching, key=lambda s: s.value)
+    return max(breaching, key=lambda s: s.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The state machine
+
+
+class Phase(str, Enum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """Everything a rule remembers between ticks; persisted so that a restart changes nothing."""
+
+    phase: Phase = Phase.INACTIVE
+    breach_since: float | None = None  # first tick of the current run of breaching evaluations
+    active_since: float | None = None  # when the condition started to hold (pending start)
+    fired_at: float | None = None
+    failures: int = 0  # consecutive breaching evaluations
+    errors: int = 0  # consecutive errors, counted apart from everything else
+    blind: bool = False  # `error_limit` errors in a row were reported
+    no_baseline_reported: bool = False
+    last_outcome: str | None = None
+    last_value: float | None = None
+    last_detail: str = ""
+    last_labels: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["phase"] = self.phase.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RuleState":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["phase"] = Phase(known.get("phase", "inactive"))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth a journal line: a phase change, or blind / recovered / no baseline."""
+
+    rule: str
+    kind: str  # "phase" | "blind" | "recovered" | "no_baseline"
+    at: float
+    before: Phase
+    after: Phase
+    reason: str
+
+
+def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit: int = 4) -> tuple[RuleState, list[Transition]]:
+    """Advance one rule by one evaluation at time `now`."""
+    transitions: list[Transition] = []
+
+    if obs.outcome is Outcome.ERROR:
+        errors = state.errors + 1
+        blind = state.blind
+        if errors >= error_limit and not blind:
+            blind = True
+            transitions.append(
+                Transition(rule.name, "blind", now, state.phase, state.phase, f"{errors} errors in a row: {obs.detail}")
+            )
+        # The state is held: an error neither advances to firing nor resets (STYLE.md).
+        held = replace(state, errors=errors, blind=blind, last_outcome=obs.outcome.value, last_detail=obs.detail)
+        return held, transitions
+
+    if state.blind:
+        transitions.append(Transition(rule.name, "recovered", now, state.phase, state.phase, "the signal answers again"))
+    state = replace(
+        state,
+        errors=0,
+        blind=False,
+        last_outcome=obs.outcome.value,
+        last_value=obs.value,
+        last_detail=obs.detail,
+        last_labels=dict(obs.labels),
+    )
+
+    if obs.detail == "no baseline" and not state.no_baseline_reported:
+        state = replace(state, no_baseline_reported=True)
+        transitions.append(
+            Transition(rule.name, "no_baseline", now, state.phase, state.phase, "no baseline before the deploy: cannot fire")
+        )
+
+    if obs.outcome is Outcome.NO_DATA:
+        if rule.no_data == "keep":
+            return state, transitions
+        breach = rule.no_data == "breach"
+    else:
+        breach = obs.outcome is Outcome.BREACH
+
+    if not breach:
+        if state.phase is not Phase.INACTIVE:
+            transitions.append(Transition(rule.name, "phase", now, state.phase, Phase.INACTIVE, _ok_reason(obs)))
+        return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0), transitions
+
+    failures = state.failures + 1
+    breach_since = state.breach_since if state.breach_since is not None else now
+    state = replace(state, failures=failures, breach_since=breach_since)
+    if failures < rule.failures:
+        return state, transitions
+
+    before = state.phase
+    active_since = state.active_since if state.active_since is not None else now
+    if now - active_since >= rule.for_:
+        if before is not Phase.FIRING:
+            state = replace(state, phase=Phase.FIRING, active_since=active_since, fired_at=now)
+            transitions.append(Transition(rule.name, "phase", now, before, Phase.FIRING, _breach_reason(rule, obs, failures)))
+        return state, transitions
+    if before is Phase.INACTIVE:
+        transitions.append(Transition(rule.name, "phase", now, before, Phase.PENDING, _breach_reason(rule, obs, failures)))
+    return replace(state, phase=Phase.PENDING, active_since=active_since), transitions
+
+
+def _breach_reason(rule: Rule, obs: Observation, failures: int) -> str:
+    if rule.is_probe:
+        return f"{obs.detail} ({failures} in a row)" if failures > 1 else obs.detail
+    text = f"value {format_value(obs.value, rule.value_unit)}"
+    if obs.labels:
+        text += " " + format_labels(obs.labels)
+    if obs.outcome is Outcome.NO_DATA:
+        text = "no data (no_data: breach)"
+    return text
+
+
+def _ok_reason(obs: Observation) -> str:
+    if obs.outcome is Outcome.NO_DATA:
+        return "no data"
+    return obs.detail or "condition no longer holds"
+
+
+def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> "Finding":
+    """What a firing or pending rule says, for decisions, the journal and messages."""
+    return Finding(
+        rule=rule.name,
+        action=rule.action,
+        condition=rule.condition_text(baseline),
+        value=state.last_value,
+        unit=rule.value_unit,
+        since=state.breach_since,
+        labels=dict(state.last_labels),
+        detail=state.last_detail,
+    )
 
 
 @dataclass(frozen=True)
@@ -11,9 +369,79 @@ class Finding:
 
     rule: str
     action: str  # "rollback" | "notify"
-    condition: str  # human form, e.g. "> 0.1" or "> 5 x baseline 0.12 and > 0.2"
+    condition: str  # human form, e.g. "> 0.1" or "> 5 x baseline (0.12) and > 0.2"
     value: float | None = None  # the worst breaching value, None for probes without a number
-    unit: str = ""  # e.g. "s", "%", "" as declared by the rule
-    since: float | None = None  # epoch seconds the condition first held (pending start)
+    unit: str = ""  # e.g. "s", "%", "" as declared by the rule (value_unit)
+    since: float | None = None  # epoch seconds the condition first held
     labels: dict = field(default_factory=dict, compare=False, hash=False)  # breaching series
-    detail: str = ""  # e.g. "connect error", "3 consecutive failures"
+    detail: str = ""  # e.g. "connect error", "status 503"
+
+
+# ---------------------------------------------------------------------------------------------
+# The deploy-aware range `[$window]` (DESIGN.md section 4)
+
+WINDOW_TOKEN = "$window"
+
+
+def window_seconds(now: float, deployed_at: float | None, in_watch_window: bool, min_window: float, max_window: float) -> int:
+    """The time since the deploy, clamped to [min_window, max_window]; max_window outside a
+    watch window. Whole seconds, rounded up so that the range never misses the deploy's scrape."""
+    if not in_watch_window or deployed_at is None:
+        return int(math.ceil(max_window))
+    since = max(0.0, now - deployed_at)
+    return int(math.ceil(min(max(since, min_window), max_window)))
+
+
+def render_query(query: str, window_s: int) -> str:
+    """Put the window into `[$window]` ranges. Pure string work, no parsing needed."""
+    return query.replace(WINDOW_TOKEN, f"{window_s}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting shared by the CLI, the journal and messages
+
+_DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_duration(seconds: float) -> str:
+    if seconds is None:
+        return "-"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    seconds = int(round(seconds))
+    if seconds == 0:
+        return "0s"
+    out = []
+    for suffix, size in _DURATION_UNITS:
+        if seconds >= size:
+            out.append(f"{seconds // size}{suffix}")
+            seconds %= size
+    return "".join(out)
+
+
+def format_number(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def format_value(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    if unit in ("%", "percent") and math.isfinite(x):
+        return f"{x * 100:.1f}%"
+    if unit == "s" and math.isfinite(x):
+        return format_duration(x) if x >= 1 else f"{x * 1000:.1f}ms"
+    return format_number(x) + (f" {unit}" if unit and unit != "ratio" else "")
+
+
+_LABEL_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def format_labels(labels: dict) -> str:
+    shown = {k: v for k, v in labels.items() if _LABEL_SAFE.match(str(k))}
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items())) + "}"
