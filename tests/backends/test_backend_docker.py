@@ -1,0 +1,273 @@
+"""The docker backend against a fake `docker` executable.
+
+No Docker engine can run on the test host, so each test puts `tests/backends/fake_docker.py`
+first on PATH as `docker`. It records every argv and plays the engine's answers (containers,
+images, health, port conflicts) from a small JSON state file; see its docstring. Time is a
+fake clock that only the backend's injected `sleep` advances.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from watcher.backends.base import Release
+from watcher.backends.docker import DockerBackend
+from watcher.errors import RollbackError, UnsafeReleaseId
+
+REPO = "ghcr.io/acme/api"
+DIGEST = "sha256:" + "ab" * 32
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+class Engine:
+    """The fake engine's state file and the calls it received."""
+
+    def __init__(self, root: Path):
+        self.state_file = root / "state.json"
+        self.calls_file = root / "calls.jsonl"
+
+    def set(self, **state) -> None:
+        self.state_file.write_text(json.dumps(state))
+
+    @property
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    @property
+    def calls(self) -> list[list[str]]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line) for line in self.calls_file.read_text().splitlines()]
+
+    def commands(self) -> list[str]:
+        """Calls as short strings, without the read-only ones."""
+        reads = ("inspect", "image", "logs")
+        return [" ".join(c[:1] + c[-1:]) for c in self.calls if c[0] not in reads]
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch) -> Engine:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    source = Path(__file__).with_name("fake_docker.py").read_text()
+    docker.write_text(f"#!{sys.executable}\n{source}")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_DOCKER_STATE", str(tmp_path / "state.json"))
+    e = Engine(tmp_path)
+    e.set(
+        images={f"{REPO}:r42": "2024-03-02 10:00:00 +0000 UTC", f"{REPO}:r41": "2024-03-01 10:00:00 +0000 UTC"},
+        containers={"app": {"image": f"{REPO}:r42", "status": "running", "health": ["healthy"],
+                            "ports": ["127.0.0.1:8000:8000"]}},
+    )
+    return e
+
+
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
+
+
+def backend(tmp_path: Path, clock: FakeTime, **options) -> DockerBackend:
+    defaults = dict(
+        container="app",
+        image=REPO,
+        ports=("127.0.0.1:8000:8000",),
+        env_file=tmp_path / "production.env",
+        run_args=("--restart", "always"),
+        health_timeout=5.0,
+        health_interval=1.0,
+        sleep=clock.sleep,
+        clock=clock.clock,
+    )
+    defaults.update(options)
+    return DockerBackend(**defaults)
+
+
+# --- switch --------------------------------------------------------------------------------
+
+
+def test_healthy_new_container_replaces_the_old_and_is_recorded_in_history(tmp_path, engine, clock):
+    history = tmp_path / ".deploy_history"
+    history.write_text("r42\nr41\nr40\n")
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["starting", "starting", "healthy"]}})
+    b = backend(tmp_path, clock, history_file=history)
+    output = b.switch(Release("r41"), reason="5xx")
+    assert engine.commands() == ["rm app-next", "stop app", f"run {REPO}:r41", "stop app", "rm app", "rename app"]
+    run = next(c for c in engine.calls if c[0] == "run")
+    assert run == ["run", "-d", "--name", "app-next", "-p", "127.0.0.1:8000:8000",
+                   "--env-file", str(tmp_path / "production.env"), "--restart", "always", f"{REPO}:r41"]
+    assert engine.state["containers"] == {
+        "app": {**engine.state["containers"]["app"], "image": f"{REPO}:r41", "status": "running"}
+    }
+    assert history.read_text() == "r41\nr42\nr40\n"
+    assert b.current().id == "r41"
+    assert clock.now == 2.0  # two polls said "starting"
+    assert "run -d --name app-next" in output
+
+
+def test_never_healthy_new_container_is_removed_and_the_old_one_serves_again(tmp_path, engine, clock):
+    history = tmp_path / ".deploy_history"
+    history.write_text("r42\nr41\n")
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["starting"]}})
+    with pytest.raises(RollbackError, match=r"not healthy within 5s .*removed app-next, started app again") as caught:
+        backend(tmp_path, clock, history_file=history).switch(Release("r41"))
+    assert engine.commands()[-2:] == ["rm app-next", "start app"]
+    assert list(engine.state["containers"]) == ["app"]
+    assert engine.state["containers"]["app"]["image"] == f"{REPO}:r42"
+    assert engine.state["containers"]["app"]["status"] == "running"
+    assert history.read_text() == "r42\nr41\n"
+    assert "app-next: boom" in caught.value.output  # the new container's logs, for the journal
+    assert clock.now == pytest.approx(5.0)
+
+
+def test_unhealthy_report_fails_at_once_without_waiting_out_the_timeout(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["starting", "unhealthy"]}})
+    with pytest.raises(RollbackError, match="reports unhealthy"):
+        backend(tmp_path, clock).switch(Release("r41"))
+    assert clock.now == 1.0
+    assert engine.state["containers"]["app"]["status"] == "running"
+
+
+def test_a_new_container_that_exits_fails_the_switch(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["none", "exited"]}})
+    with pytest.raises(RollbackError, match="the container is exited"):
+        backend(tmp_path, clock).switch(Release("r41"))
+    assert list(engine.state["containers"]) == ["app"]
+    assert engine.state["containers"]["app"]["status"] == "running"
+
+
+def test_image_without_healthcheck_counts_as_healthy_after_three_running_polls(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["none"]}})
+    backend(tmp_path, clock).switch(Release("r41"))
+    assert engine.state["containers"]["app"]["image"] == f"{REPO}:r41"
+    assert clock.now == 2.0
+
+
+def test_without_ports_the_old_container_serves_until_the_new_one_is_healthy(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["starting"]}})
+    with pytest.raises(RollbackError):
+        backend(tmp_path, clock, ports=()).switch(Release("r41"))
+    assert "stop app" not in engine.commands()
+    assert engine.state["containers"]["app"]["status"] == "running"
+    backend(tmp_path, clock, ports=()).switch(Release("r42"))  # healthy at once
+    assert engine.commands()[-4:] == [f"run {REPO}:r42", "stop app", "rm app", "rename app"]
+
+
+def test_ports_in_run_args_clash_and_the_old_container_keeps_serving(tmp_path, engine, clock):
+    # Ports hidden in run_args are not known to be ports: both run at once and the engine refuses.
+    with pytest.raises(RollbackError, match="port is already allocated"):
+        backend(tmp_path, clock, ports=(), run_args=("-p", "127.0.0.1:8000:8000")).switch(Release("r41"))
+    assert list(engine.state["containers"]) == ["app"]
+    assert engine.state["containers"]["app"]["status"] == "running"
+
+
+def test_a_leftover_next_container_is_removed_before_the_switch(tmp_path, engine, clock):
+    state = engine.state
+    state["containers"]["app-next"] = {"image": f"{REPO}:r40", "status": "exited", "health": ["none"]}
+    engine.set(**state)
+    backend(tmp_path, clock).switch(Release("r41"))
+    assert list(engine.state["containers"]) == ["app"]
+
+
+def test_switch_with_no_old_container_starts_the_target(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "containers": {}})
+    backend(tmp_path, clock).switch(Release("r41"))
+    assert engine.state["containers"]["app"]["image"] == f"{REPO}:r41"
+
+
+def test_a_digest_release_runs_by_digest(tmp_path, engine, clock):
+    ref = f"{REPO}@{DIGEST}"
+    engine.set(**{**engine.state, "images": {**engine.state["images"], ref: "2024-01-01 00:00:00 +0000 UTC"}})
+    b = backend(tmp_path, clock)
+    b.switch(Release(DIGEST))
+    assert b.current().id == DIGEST
+    assert b.current().location == ref
+
+
+# --- preflight and unsafe ids --------------------------------------------------------------
+
+
+def test_an_image_missing_on_the_host_fails_preflight_before_anything_stops(tmp_path, engine, clock):
+    with pytest.raises(RollbackError, match=f"{REPO}:r39 is not on this host"):
+        backend(tmp_path, clock).switch(Release("r39"))
+    assert engine.commands() == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [("../../etc", "path separator"), ("r1\n", "control character"), ("a b", "not a docker tag"),
+     ("-rm", "not a docker tag"), ("sha256:xyz", "not a docker tag")],
+)
+def test_unsafe_tags_are_refused_without_calling_docker(tmp_path, engine, clock, tag, message):
+    with pytest.raises(UnsafeReleaseId, match=message):
+        backend(tmp_path, clock).switch(Release(tag))
+    assert engine.calls == []
+
+
+# --- releases and current ------------------------------------------------------------------
+
+
+def test_history_file_is_read_newest_first_skipping_blanks_duplicates_and_unsafe_lines(tmp_path, engine, clock, caplog):
+    history = tmp_path / ".deploy_history"
+    history.write_text(f"r42\n\n# comment\nr41\nbad tag\n../../etc\nr42\n{DIGEST}\nr40\n")
+    releases = backend(tmp_path, clock, history_file=history).releases()
+    assert [r.id for r in releases] == ["r42", "r41", DIGEST, "r40"]
+    assert releases[2].location == f"{REPO}@{DIGEST}"
+    assert "not a docker tag" in caplog.text and "path separator" in caplog.text
+
+
+def test_the_running_release_is_listed_first_when_the_history_misses_it(tmp_path, engine, clock):
+    history = tmp_path / ".deploy_history"
+    history.write_text("r41\nr40\n")
+    assert [r.id for r in backend(tmp_path, clock, history_file=history).releases()] == ["r42", "r41", "r40"]
+
+
+def test_history_keeps_its_length_and_at_least_five_lines(tmp_path, engine, clock):
+    history = tmp_path / ".deploy_history"
+    history.write_text("r42\nr37\nr36\nr35\nr34\n")
+    backend(tmp_path, clock, history_file=history).switch(Release("r41"))
+    assert history.read_text() == "r41\nr42\nr37\nr36\nr35\n"
+
+
+def test_without_history_releases_come_from_local_images_in_docker_order(tmp_path, engine, clock):
+    images = {f"{REPO}:r42": "2024-03-02 10:00:00 +0000 UTC", f"{REPO}:<none>": "2024-03-01 12:00:00 +0000 UTC",
+              f"{REPO}:r41": "2024-03-01 10:00:00 +0000 UTC", "other/app:r99": "2024-03-03 10:00:00 +0000 UTC"}
+    engine.set(**{**engine.state, "images": images})
+    releases = backend(tmp_path, clock).releases()
+    assert [r.id for r in releases] == ["r42", "r41"]
+    assert releases[1].created == 1709287200.0
+    assert ["image", "ls", "--format", "{{.Tag}}\t{{.CreatedAt}}", REPO] in engine.calls
+
+
+def test_current_of_a_container_running_another_repository_is_refused(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "containers": {"app": {"image": "evil/api:r1", "status": "running", "health": ["none"]}}})
+    with pytest.raises(RollbackError, match="not an image of ghcr.io/acme/api"):
+        backend(tmp_path, clock).current()
+
+
+def test_current_of_a_missing_container_is_a_clear_error(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "containers": {}})
+    with pytest.raises(RollbackError, match="No such object: app"):
+        backend(tmp_path, clock).current()
+
+
+def test_an_image_with_a_tag_is_refused_as_the_repository(tmp_path, clock):
+    with pytest.raises(ValueError, match="without a tag"):
+        backend(tmp_path, clock, image="ghcr.io/acme/api:latest")
+    backend(tmp_path, clock, image="localhost:5000/api")  # a registry port is not a tag
