@@ -152,11 +152,11 @@ def test_a_new_container_that_exits_fails_the_switch(tmp_path, engine, clock):
     assert engine.state["containers"]["app"]["status"] == "running"
 
 
-def test_image_without_healthcheck_counts_as_healthy_after_three_running_polls(tmp_path, engine, clock):
-    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["none"]}})
-    backend(tmp_path, clock).switch(Release("r41"))
+def test_image_without_healthcheck_counts_as_healthy_after_running_three_intervals(tmp_path, engine, clock):
+    engine.set(**{**engine.state, "health": {f"{REPO}:r41": ["starting", "none"]}})
+    backend(tmp_path, clock, health_interval=2.0, health_timeout=10.0).switch(Release("r41"))
     assert engine.state["containers"]["app"]["image"] == f"{REPO}:r41"
-    assert clock.now == 2.0
+    assert clock.now == 2.0 + 3 * 2.0
 
 
 def test_without_ports_the_old_container_serves_until_the_new_one_is_healthy(tmp_path, engine, clock):
@@ -183,6 +183,17 @@ def test_a_leftover_next_container_is_removed_before_the_switch(tmp_path, engine
     engine.set(**state)
     backend(tmp_path, clock).switch(Release("r41"))
     assert list(engine.state["containers"]) == ["app"]
+
+
+def test_a_next_container_left_alone_by_an_interrupted_switch_is_renamed_not_removed(tmp_path, engine, clock):
+    state = engine.state
+    state["containers"] = {"app-next": {**state["containers"]["app"], "image": f"{REPO}:r41"}}
+    engine.set(**state)
+    engine.set(**{**engine.state, "health": {f"{REPO}:r42": ["starting"]}})
+    with pytest.raises(RollbackError, match="started app again"):
+        backend(tmp_path, clock).switch(Release("r42"))
+    assert engine.state["containers"]["app"]["image"] == f"{REPO}:r41"
+    assert engine.state["containers"]["app"]["status"] == "running"
 
 
 def test_switch_with_no_old_container_starts_the_target(tmp_path, engine, clock):

@@ -11,6 +11,11 @@ rollback-image.sh does; unlike that script, a new container that never gets heal
 and the old one started again, so the host is never left with nothing running. Without
 `ports` (a container reached through a network or a proxy) both run side by side and the
 old one serves until the new one is healthy.
+
+Healthy means `docker inspect` reports health "healthy"; for an image without HEALTHCHECK,
+"running" throughout 3 x `health_interval`. "unhealthy" or an exit fails at once. A switch
+interrupted after the old container was removed left `<container>-next` as all that runs:
+the next switch renames it back first instead of removing it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 60.0  # seconds for one docker CLI call; `docker stop` alone may take 10
 HISTORY_KEEP = 5  # lines a history file keeps at least, as seed 003's does
-RUNNING_POLLS = 3  # an image without HEALTHCHECK counts as healthy once seen running this often
+# An image without HEALTHCHECK counts as healthy once seen running for this many intervals.
+RUNNING_INTERVALS = 3
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -152,9 +158,14 @@ class DockerBackend:
         self.preflight(target)
         ref = self.reference(target.id)
         done: list[CommandResult] = []
-        # A `-next` left by an interrupted switch is ours by name, and would block the run.
-        done.append(self._run("rm", "-f", self.next_container))
         old_status = self._status(self.container)[0]
+        if old_status is None and self._status(self.next_container)[0] is not None:
+            # A switch stopped between removing the old container and the rename: the `-next`
+            # one may be all that runs. Finish that switch rather than remove it.
+            done.append(self._docker("rename", self.next_container, self.container))
+            old_status = self._status(self.container)[0]
+        # Any other `-next` is a leftover of ours, and its name would block the run.
+        done.append(self._run("rm", "-f", self.next_container))
         stop_first = bool(self.ports) and old_status in ("running", "restarting", "paused")
         if stop_first:
             done.append(self._docker("stop", self.container))
@@ -202,7 +213,7 @@ class DockerBackend:
         """"" once the new container is healthy, else why not. Fails at once on `unhealthy`
         or an exit: waiting longer would only keep the service down."""
         deadline = self.clock() + self.health_timeout
-        running = 0
+        running_since = None
         while True:
             status, health = self._status(self.next_container)
             if health == "healthy":
@@ -212,9 +223,11 @@ class DockerBackend:
             if status in (None, "exited", "dead", "removing"):
                 return f"the container is {status or 'gone'}"
             if health == "none" and status == "running":
-                running += 1
-                if running >= RUNNING_POLLS:
+                running_since = self.clock() if running_since is None else running_since
+                if self.clock() - running_since >= RUNNING_INTERVALS * self.health_interval:
                     return ""
+            else:
+                running_since = None
             if self.clock() >= deadline:
                 return f"not healthy within {self.health_timeout:g}s (last seen {status}, health {health})"
             self.sleep(self.health_interval)
