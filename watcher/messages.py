@@ -1,0 +1,567 @@
+"""Every message the watcher sends, in one place (DESIGN.md section 7). Pure: no I/O, no clock.
+
+One function per event returns a `Message`: a one-line title `[SERVICE@HOST] what happened`
+(at most TITLE_MAX characters; long names are shortened in the middle, the body keeps them
+whole) and a plain-text body for a phone at 3 a.m.:
+
+    what happened, in one sentence
+    Why:  (the rules, each `- rule: value against threshold, since UTC time (for 2m10s)`)
+    Next: the one command a human should run next
+
+Severities (and so ntfy priorities) are fixed per event, see each function.
+
+Numbers are formatted by the unit the rule declares (`Finding.unit`):
+  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.2%);
+  - "s": seconds, shown as 250ms, 1.2s, 2m10s;
+  - anything else: 4 significant digits followed by the unit.
+A simple condition such as "> 0.1" is shown in the same unit ("> 10%"); anything more complex
+is shown as the rule wrote it.
+
+"since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
+(`ctx.at(now)`); without it only the UTC time is shown.
+
+De-duplication: each message carries a `dedup_key` naming the thing it talks about (a release,
+a rule on a release, the watcher's sight, the config). The Notifier drops a message of the same
+kind and key as one it accepted within its `repeat_after` window, so a service that calls a
+template on every tick still sends one message per state change (and a reminder after the
+window). Test messages have no key and are never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Iterable, Sequence
+
+from watcher.rules import Finding
+
+TITLE_MAX = 80
+FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N more"
+_NAME_MAX = 24  # service or host in the title prefix
+_ID_MAX = 20  # a release id in a title
+_RULE_MAX = 28  # a rule name in a title
+_LABELS_MAX = 80
+CLI = "rollback-watcher"
+
+
+class Severity(str, Enum):
+    """How bad it is. Ordered for `min_severity` filtering by `rank`:
+
+        info < success < warning < failure < critical
+
+    The order follows ntfy's priorities (info 2, success 3, warning 4, failure 4, critical 5), so
+    a target with `min_severity: failure` receives failure and critical, one with `warning`
+    receives warning, failure and critical. Note that `success` ranks below `warning`: to hear
+    that a rollback verified, a target needs `min_severity: success` (or info).
+    """
+
+    INFO = "info"
+    WARNING = "warning"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def at_least(self, other: "Severity") -> bool:
+        """True if this severity passes a filter of `min_severity = other`."""
+        return self.rank >= Severity(other).rank
+
+    @classmethod
+    def parse(cls, value: "str | Severity") -> "Severity":
+        """Severity from its name, case-insensitive; ValueError naming the choices otherwise."""
+        if isinstance(value, Severity):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            choices = ", ".join(s.value for s in sorted(cls, key=lambda s: s.rank))
+            raise ValueError(f"unknown severity {value!r}; one of: {choices}") from None
+
+
+_RANK = {
+    Severity.INFO: 0,
+    Severity.SUCCESS: 1,
+    Severity.WARNING: 2,
+    Severity.FAILURE: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification, ready to send. `route_tags` come from a rule's `notify: [tag, ...]`:
+    set them with `dataclasses.replace(message, route_tags=rule.notify)`."""
+
+    kind: str
+    severity: Severity
+    title: str
+    body: str
+    route_tags: tuple[str, ...] = ()
+    dedup_key: str = ""  # "" never de-duplicates; see the module docstring
+    release: str = ""  # for the journal
+    rules: tuple[str, ...] = ()  # for the journal
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """Who is speaking, and when. Build once with service and host; `ctx.at(now)` per event."""
+
+    service: str
+    host: str
+    now: float | None = None  # epoch seconds; enables "for 2m10s"
+
+    def at(self, now: float) -> "MessageContext":
+        return replace(self, now=now)
+
+
+# --- formatting helpers (pure, also used by tests) -----------------------------------------
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut in the middle with "…" to at most `limit` characters (ends carry the meaning:
+    a release id's date or hash, a host's domain)."""
+    text = " ".join(str(text).split())  # no newlines in titles
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """45s, 2m10s, 1h5m, 2d3h; below 10 s with one decimal (1.2s), below 1 s in ms."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, float(seconds))
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    total = int(round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
+
+
+def fmt_time(epoch: float | None) -> str:
+    """UTC ISO time to the second, e.g. 2024-05-01T03:12:00Z."""
+    if epoch is None or not math.isfinite(epoch):
+        return "?"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt_value(value: float | None, unit: str = "") -> str:
+    """A value in the rule's unit, readable (see the module docstring)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    unit = (unit or "").strip()
+    if unit in ("%", "ratio"):
+        return _number(value * 100) + "%"
+    if unit == "s":
+        return ("-" if value < 0 else "") + fmt_duration(abs(value))
+    text = _number(value)
+    return f"{text}{unit}" if unit else text
+
+
+def _number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
+
+
+_SIMPLE_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
+
+
+def fmt_condition(condition: str, unit: str = "") -> str:
+    """"> 0.1" in the rule's unit ("> 10%"); any other condition as written."""
+    match = _SIMPLE_CONDITION.match(condition or "")
+    if not match:
+        return (condition or "").strip()
+    return f"{match.group(1)} {fmt_value(float(match.group(2)), unit)}"
+
+
+def fmt_labels(labels: dict) -> str:
+    if not labels:
+        return ""
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return shorten("{" + inner + "}", _LABELS_MAX) if inner else ""
+
+
+def fmt_finding(finding: Finding, now: float | None = None) -> str:
+    """One line: `rule: value against threshold {labels}, since T (for D); detail`."""
+    parts = [f"{finding.rule}:"]
+    if finding.value is not None:
+        parts.append(fmt_value(finding.value, finding.unit))
+        parts.append("against")
+    parts.append(fmt_condition(finding.condition, finding.unit) or "its condition")
+    labels = fmt_labels(finding.labels)
+    if labels:
+        parts.append(labels)
+    line = " ".join(parts)
+    if finding.since is not None:
+        line += f", since {fmt_time(finding.since)}"
+        if now is not None:
+            line += f" (for {fmt_duration(now - finding.since)})"
+    if finding.detail:
+        line += f"; {finding.detail}"
+    return line
+
+
+def fmt_findings(findings: Sequence[Finding], now: float | None = None) -> str:
+    """"Why:" and one line per rule, at most FINDINGS_SHOWN, then "... and N more"."""
+    findings = list(findings)
+    if not findings:
+        return "Why: no rule named (see the journal)."
+    lines = ["Why:"]
+    lines += [f"- {fmt_finding(f, now)}" for f in findings[:FINDINGS_SHOWN]]
+    if len(findings) > FINDINGS_SHOWN:
+        rest = findings[FINDINGS_SHOWN:]
+        names = ", ".join(f.rule for f in rest)
+        lines.append(f"- ... and {len(rest)} more: {shorten(names, 120)}")
+    return "\n".join(lines)
+
+
+def _rules_title(names: Sequence[str]) -> str:
+    """"http-5xx-ratio" or "http-5xx-ratio +2" for a title."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return "a rule"
+    first = shorten(names[0], _RULE_MAX)
+    return first if len(names) == 1 else f"{first} +{len(names) - 1}"
+
+
+def _title(ctx: MessageContext, what: str) -> str:
+    prefix = f"[{shorten(ctx.service, _NAME_MAX)}@{shorten(ctx.host, _NAME_MAX)}] "
+    return prefix + shorten(what, TITLE_MAX - len(prefix))
+
+
+def _rid(release_id: str | None) -> str:
+    return shorten(release_id or "none", _ID_MAX)
+
+
+def _body(*parts: str) -> str:
+    return "\n".join(p for p in parts if p)
+
+
+def _next(command: str, then: str = "") -> str:
+    text = f"Next: {command}"
+    return f"{text}\nThen: {then}" if then else text
+
+
+def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(f.rule for f in findings))
+
+
+def _digest(items: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:12]
+
+
+# --- one function per event ----------------------------------------------------------------
+
+
+def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
+    """INFO: a new release is current; its watch window starts."""
+    return Message(
+        kind="deploy_seen",
+        severity=Severity.INFO,
+        title=_title(ctx, f"deployed {_rid(release)}, watching {fmt_duration(window_s)}"),
+        body=_body(
+            f"Release {release} is now current on {ctx.host}.",
+            f"Watching it for {fmt_duration(window_s)}"
+            + (f", until {fmt_time(ctx.now + window_s)}." if ctx.now is not None else "."),
+            "A firing rollback rule in that window rolls back to the last known-good release.",
+            _next(f"nothing to do; {CLI} status shows the window"),
+        ),
+        dedup_key=f"release:{release}",
+        release=release,
+    )
+
+
+def window_passed(ctx: MessageContext, release: str) -> Message:
+    """INFO: the window passed with no firing rule; the release is known-good."""
+    return Message(
+        kind="window_passed",
+        severity=Severity.INFO,
+        title=_title(ctx, f"{_rid(release)} is known-good (window passed)"),
+        body=_body(
+            f"Release {release} passed its watch window with no firing rollback rule.",
+            "It is now known-good: a rollback target for later releases.",
+            _next(f"nothing to do; {CLI} releases lists the marks"),
+        ),
+        dedup_key=f"release:{release}",
+        release=release,
+    )
+
+
+def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message:
+    """WARNING (off by default): a rollback rule's condition holds; it fires after its `for`."""
+    return Message(
+        kind="rule_pending",
+        severity=Severity.WARNING,
+        title=_title(ctx, f"{shorten(finding.rule, _RULE_MAX)} pending on {_rid(release)}"),
+        body=_body(
+            f"Rule {finding.rule} is pending on release {release}: if it holds for its `for` "
+            "duration, the watcher rolls back.",
+            fmt_findings([finding], ctx.now),
+            _next(f"{CLI} explain {finding.rule}", f"{CLI} pause --for 1h to hold off a rollback"),
+        ),
+        dedup_key=f"rule:{finding.rule}@{release}",
+        release=release,
+        rules=(finding.rule,),
+    )
+
+
+def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding]) -> Message:
+    """WARNING: the decider acts; the backend is switching."""
+    return Message(
+        kind="rolling_back",
+        severity=Severity.WARNING,
+        title=_title(ctx, f"rolling back {_rid(from_id)} → {_rid(to_id)}"),
+        body=_body(
+            f"Rolling back {from_id} → {to_id} (the newest known-good release); "
+            f"{from_id} is marked bad.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} status (a message follows when the rollback is verified)"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+        rules=_names(findings),
+    )
+
+
+def rollback_verified(
+    ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding], seconds: float
+) -> Message:
+    """SUCCESS: switched and verified healthy."""
+    return Message(
+        kind="rollback_verified",
+        severity=Severity.SUCCESS,
+        title=_title(
+            ctx, f"rolled back {_rid(from_id)} → {_rid(to_id)} in {fmt_duration(seconds)}"
+        ),
+        body=_body(
+            f"Rolled back {from_id} → {to_id} and verified healthy; the rollback took "
+            f"{fmt_duration(seconds)}.",
+            f"{from_id} is marked bad and will not be a rollback target; fix it before "
+            "deploying again.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} history (the incident's timeline)"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+        rules=_names(findings),
+    )
+
+
+def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) -> Message:
+    """CRITICAL: the backend could not switch."""
+    return Message(
+        kind="rollback_failed",
+        severity=Severity.CRITICAL,
+        title=_title(ctx, f"rollback {_rid(from_id)} → {_rid(to_id)} FAILED: needs a human"),
+        body=_body(
+            f"The rollback {from_id} → {to_id} failed: {reason}",
+            f"The host may still run {from_id}, the release that fired. The watcher does not "
+            f"act again until a human runs `{CLI} resolve`.",
+            _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+    )
+
+
+def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) -> Message:
+    """CRITICAL: switched, but the verification probes failed."""
+    return Message(
+        kind="verify_failed",
+        severity=Severity.CRITICAL,
+        title=_title(
+            ctx, f"rollback {_rid(from_id)} → {_rid(to_id)} did not verify: needs a human"
+        ),
+        body=_body(
+            f"Switched {from_id} → {to_id}, but {to_id} did not verify: {reason}",
+            f"The watcher stops acting until a human runs `{CLI} resolve`.",
+            _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+    )
+
+
+def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding]) -> Message:
+    """CRITICAL: a rollback rule fired but the policy forbids acting (no target, barrier,
+    limit reached, cooldown). `reason` is the decider's own words."""
+    return Message(
+        kind="cannot_act",
+        severity=Severity.CRITICAL,
+        title=_title(ctx, f"cannot roll back {_rid(release)}: needs a human"),
+        body=_body(
+            f"A rollback rule fired on release {release}, but the watcher will not roll back: "
+            f"{reason}",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} status", f"{CLI} rollback --to ID if you decide to roll back"),
+        ),
+        dedup_key=f"release:{release}",
+        release=release,
+        rules=_names(findings),
+    )
+
+
+def fired_outside_window(ctx: MessageContext, release: str, findings: Sequence[Finding]) -> Message:
+    """FAILURE: a rollback rule fired, but the release is past its window (or known-good)."""
+    names = _names(findings)
+    return Message(
+        kind="fired_outside_window",
+        severity=Severity.FAILURE,
+        title=_title(ctx, f"{_rules_title(names)} firing on {_rid(release)} (outside window)"),
+        body=_body(
+            f"Release {release} is outside its watch window, so the deploy is probably not the "
+            "cause: no automatic rollback.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} explain {names[0] if names else 'RULE'}"),
+        ),
+        dedup_key=f"fired:{release}:{_digest(sorted(names))}",
+        release=release,
+        rules=names,
+    )
+
+
+def would_roll_back(
+    ctx: MessageContext,
+    from_id: str,
+    to_id: str | None,
+    findings: Sequence[Finding],
+    why: str,
+) -> Message:
+    """WARNING: shadow mode or paused: the decision, without the action."""
+    if to_id:
+        what = f"would roll back {_rid(from_id)} → {_rid(to_id)} ({shorten(why, 16)})"
+        first = f"Would roll back {from_id} → {to_id}, but did not: {why}."
+        command = _next(f"{CLI} rollback --to {to_id}", "only if you agree")
+    else:
+        what = f"would roll back {_rid(from_id)}, no target ({shorten(why, 16)})"
+        first = f"Would roll back {from_id}, but did not: {why}; and no known-good target exists."
+        command = _next(f"{CLI} status")
+    return Message(
+        kind="would_roll_back",
+        severity=Severity.WARNING,
+        title=_title(ctx, what),
+        body=_body(first, fmt_findings(findings, ctx.now), command),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+        rules=_names(findings),
+    )
+
+
+def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
+    """WARNING: rules cannot read their signal (error_limit consecutive errors)."""
+    rules = list(dict.fromkeys(rules))
+    count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+    return Message(
+        kind="blind",
+        severity=Severity.WARNING,
+        title=_title(ctx, f"blind: {count} cannot read their signal"),
+        body=_body(
+            f"The watcher cannot see: {count} failed to read their signal: {error}",
+            "Their state is held; the watcher never rolls back because it cannot see.",
+            "Rules: " + shorten(", ".join(rules), 300) if rules else "",
+            _next(f"{CLI} check --online"),
+        ),
+        dedup_key="sight",
+        rules=tuple(rules),
+    )
+
+
+def recovered(ctx: MessageContext, rules: Sequence[str]) -> Message:
+    """INFO: the rules that were blind can read their signal again."""
+    rules = list(dict.fromkeys(rules))
+    count = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
+    return Message(
+        kind="recovered",
+        severity=Severity.INFO,
+        title=_title(ctx, f"recovered: {count} can see again"),
+        body=_body(
+            f"The watcher can see again: {count} read their signal.",
+            "Rules: " + shorten(", ".join(rules), 300) if rules else "",
+            _next(f"nothing to do; {CLI} status"),
+        ),
+        dedup_key="sight",
+        rules=tuple(rules),
+    )
+
+
+def reload_refused(ctx: MessageContext, problems: Sequence[str]) -> Message:
+    """WARNING: SIGHUP with an invalid config; the old config and rules stay in force."""
+    problems = list(problems)
+    shown = problems[:FINDINGS_SHOWN]
+    lines = [f"- {shorten(p, 200)}" for p in shown]
+    if len(problems) > len(shown):
+        lines.append(f"- ... and {len(problems) - len(shown)} more")
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return Message(
+        kind="reload_refused",
+        severity=Severity.WARNING,
+        title=_title(ctx, f"config reload refused ({count})"),
+        body=_body(
+            f"The new configuration was refused ({count}); the previous one stays in force.",
+            "\n".join(lines),
+            _next(f"{CLI} check"),
+        ),
+        dedup_key=f"config:{_digest(problems)}",
+    )
+
+
+def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
+    """FAILURE: a rule with `action: notify` fired (e.g. CPU saturation): a human decides."""
+    return Message(
+        kind="notify_only",
+        severity=Severity.FAILURE,
+        title=_title(ctx, f"{shorten(finding.rule, _RULE_MAX)} firing on {_rid(release)}"),
+        body=_body(
+            f"Rule {finding.rule} fired on release {release}. It does not roll back by itself: "
+            "investigate, then decide.",
+            fmt_findings([finding], ctx.now),
+            _next(f"{CLI} explain {finding.rule}", f"{CLI} rollback if the release is the cause"),
+        ),
+        dedup_key=f"rule:{finding.rule}@{release}",
+        release=release,
+        rules=(finding.rule,),
+    )
+
+
+def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
+    """`notify-test`: a message of the given severity; never de-duplicated."""
+    severity = Severity.parse(severity)
+    when = f" at {fmt_time(ctx.now)}" if ctx.now is not None else ""
+    return Message(
+        kind="test",
+        severity=severity,
+        title=_title(ctx, f"test notification ({severity.value})"),
+        body=_body(
+            f"A test from rollback-watcher on {ctx.host}{when}: this target receives "
+            f"{severity.value} messages.",
+            _next("nothing to do"),
+        ),
+    )

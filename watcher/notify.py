@@ -1,0 +1,1025 @@
+"""Delivering messages through Apprise, off the decision path (DESIGN.md section 7).
+
+Apprise is imported lazily, on the first delivery or redaction that needs it: its first use loads
+211 plugins (~270 ms), and `rollback-watcher --help` must stay fast. Importing this module
+never imports apprise.
+
+Targets
+    A `NotifyTarget.url` containing "://" is an Apprise URL (`ntfy://host/topic`, `slack://...`),
+    except `file://PATH`; anything else (and `file://PATH`) is the path of an Apprise config
+    file (TEXT or YAML, as Apprise detects), read on first use; each URL in it is delivered to
+    on its own, with the target's `min_severity` and `tags`.
+
+Filtering and routing
+    A target receives a message when `message.severity.rank >= target.min_severity.rank`
+    (info < success < warning < failure < critical, see messages.Severity) and
+      - the target has no tags (a catch-all), or
+      - the message has no `route_tags` (a general event), or
+      - the two share a tag (a rule's `notify: [tag]` reaching its team).
+    So a routed message goes to the matching tagged targets and to every catch-all target; it is
+    never lost because no tag matched.
+
+Severity on the wire
+    severity  Apprise type  ntfy priority   ntfy tag
+    info      info          2 low           information_source
+    success   success       3 default       white_check_mark
+    warning   warning       4 high          warning
+    failure   failure       4 high          x
+    critical  failure       5 max           rotating_light
+    (`max`, never ntfy's alias `urgent`: Apprise 2.2 silently turns `urgent` into `default`.)
+    For ntfy URLs the watcher sets `priority=` (replacing one in the URL) and appends its tag
+    to the URL's own `tags=`.
+
+Delivery
+    `send()` returns at once: each target has its own queue, worker thread and Apprise objects,
+    so a hanging endpoint delays only itself. One delivery is `1 + retries` attempts with
+    exponential backoff (`backoff`, 2x, at most MAX_BACKOFF); each attempt is bounded by
+    `timeout` (Apprise `cto`/`rto` socket timeouts and the notify() call deadline).
+    `request_rate_per_sec` is 0 on every endpoint: Apprise would otherwise sleep 5.5 s between
+    two ntfy messages of one object, and the watcher's own backoff handles refusals. A refusal
+    with a 4xx status (but 408/429) or a URL Apprise does not understand is permanent: not
+    retried.
+
+    What finally failed is kept as undelivered; `retry_undelivered()` (once per service tick)
+    re-sends each one attempt at a time, no sooner than `redelivery_backoff * 2**(n-1)`
+    seconds after its last failure, at most `redeliveries` times, then drops it. A redelivered
+    message says it is late in its first line.
+
+    De-duplication: a message with a `dedup_key` is dropped when the last message accepted
+    with that key had the same kind and was accepted less than `repeat_after` seconds ago.
+
+Journal events (journal(kind, **fields); fields never hold a secret)
+    notify_sent       id, message_kind, severity, target, attempts, elapsed_s [, redelivery]
+    notify_failed     id, message_kind, severity, target, reason, attempts, permanent,
+                      title, body, release, rules, route_tags
+    notify_retried    id, message_kind, target, delivered, redelivery [, reason]
+    notify_dropped    id, message_kind, target, reason
+    The journal function is called from worker threads (serialised by the Notifier's own
+    lock); `undelivered_from_journal()` rebuilds the open list for `status`, and
+    `Notifier.restore_undelivered()` after a restart.
+
+Secrets
+    `redact_url()` shows a URL with every secret part masked as `***`: the password, userinfo
+    that is a token, custom header values (`+X-Api-Key=`), body fields (`:field=`) and query
+    values with secret-sounding names (token, key, pass, secret, auth, sig, ...), and every host
+    or path part that Apprise's own privacy form hides (Slack's and Discord's path tokens).
+    `redact_text()` scrubs free text of known secrets (at least MIN_SECRET_LEN characters,
+    raw and URL-encoded). While a Notifier delivers, a filter on the `apprise` logger scrubs
+    Apprise's own log records of the Notifier's secrets (its DEBUG lines show headers).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TextIO
+from urllib.parse import quote, quote_plus, unquote
+
+from watcher.errors import NotifyError, WatcherError
+from watcher.messages import Message, MessageContext, Severity, fmt_time, test_message
+
+__all__ = [
+    "DeliveryResult",
+    "Message",
+    "MessageContext",
+    "Notifier",
+    "NotifyTarget",
+    "Severity",
+    "Undelivered",
+    "check_targets",
+    "notify_test_command",
+    "redact_text",
+    "redact_url",
+    "undelivered_from_journal",
+    "url_secrets",
+]
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TYPE = {  # Apprise NotifyType values
+    Severity.INFO: "info",
+    Severity.SUCCESS: "success",
+    Severity.WARNING: "warning",
+    Severity.FAILURE: "failure",
+    Severity.CRITICAL: "failure",
+}
+NTFY_PRIORITY = {
+    Severity.INFO: "low",
+    Severity.SUCCESS: "default",
+    Severity.WARNING: "high",
+    Severity.FAILURE: "high",
+    Severity.CRITICAL: "max",
+}
+NTFY_PRIORITY_NUMBER = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5}
+NTFY_TAG = {
+    Severity.INFO: "information_source",
+    Severity.SUCCESS: "white_check_mark",
+    Severity.WARNING: "warning",
+    Severity.FAILURE: "x",
+    Severity.CRITICAL: "rotating_light",
+}
+NTFY_SCHEMES = ("ntfy", "ntfys")
+
+MASK = "***"
+MIN_SECRET_LEN = 4
+MAX_BACKOFF = 30.0
+QUEUE_MAX = 1000  # per target; beyond it a message is dropped and journaled
+DEDUP_KEYS_MAX = 1024
+
+
+def _apprise():
+    """The apprise module, imported on first use (sys.modules keeps it: imported once)."""
+    import apprise
+
+    return apprise
+
+
+# --- targets, results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One `notify:` entry of watcher.yaml, `${VAR}` already expanded."""
+
+    url: str
+    min_severity: Severity = Severity.INFO
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_severity", Severity.parse(self.min_severity))
+        object.__setattr__(self, "tags", tuple(self.tags or ()))
+
+    @property
+    def is_config_file(self) -> bool:
+        return _is_config_path(self.url)
+
+    def accepts(self, message: Message) -> bool:
+        """Severity at least min_severity, and routing as in the module docstring."""
+        if not message.severity.at_least(self.min_severity):
+            return False
+        if not self.tags or not message.route_tags:
+            return True
+        return bool(set(self.tags) & set(message.route_tags))
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The outcome of delivering one message to one endpoint; `target` is redacted."""
+
+    target: str
+    delivered: bool
+    reason: str = ""
+    attempts: int = 0
+    elapsed: float = 0.0
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A message that finally failed for one endpoint, waiting for `retry_undelivered()`."""
+
+    id: str
+    message: Message
+    target: str  # redacted
+    reason: str
+    attempts: int
+    failed_at: float  # clock() of the first failure
+    redeliveries: int = 0
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+_SENSITIVE_KEY = re.compile(r"token|secret|pass|pwd|key|auth|sig|cred|session|cookie|bearer", re.I)
+# values of a sensitive-sounding key that name a mode, not a secret (ntfy's `auth=token`)
+_MODE_VALUES = frozenset({"basic", "token", "bearer", "none", "yes", "no", "true", "false"})
+
+
+def _is_config_path(url: str) -> bool:
+    return "://" not in url or url.lower().startswith("file://")
+
+
+def _config_path(url: str) -> str:
+    return url[len("file://"):] if url.lower().startswith("file://") else url
+
+
+@dataclass
+class _UrlParts:
+    scheme: str
+    user: str
+    password: str | None  # None: no colon in the userinfo
+    has_userinfo: bool
+    host: str  # with the port
+    path: str  # without the leading "/"
+    query: list[tuple[str, str | None]]  # raw key, raw value (None: no "=")
+
+    def join(self) -> str:
+        userinfo = ""
+        if self.has_userinfo:
+            userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
+        text = f"{self.scheme}://{userinfo}{self.host}"
+        if self.path or self.query:
+            text += "/" + self.path
+        if self.query:
+            text += "?" + "&".join(k if v is None else f"{k}={v}" for k, v in self.query)
+        return text
+
+
+def _split_url(url: str) -> _UrlParts | None:
+    """Split an Apprise URL without decoding anything ('+' and '#' stay as written)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    pairs: list[tuple[str, str | None]] = []
+    for item in query.split("&") if query else []:
+        key, eq, value = item.partition("=")
+        pairs.append((key, value if eq else None))
+    return _UrlParts(scheme, user, password if colon else None, bool(at), host, path, pairs)
+
+
+def _query_key(raw_key: str) -> str:
+    return unquote(raw_key).strip()
+
+
+def _secret_query_value(raw_key: str, raw_value: str | None) -> bool:
+    key = _query_key(raw_key)
+    if raw_value is None or raw_value == "":
+        return False
+    if key.startswith("+"):  # a custom HTTP header: often a credential, always masked
+        return True
+    name = key.lstrip(":-")
+    if not _SENSITIVE_KEY.search(name):
+        return False
+    return unquote(raw_value).strip().lower() not in _MODE_VALUES
+
+
+def _looks_like_token(text: str) -> bool:
+    """For URLs Apprise cannot parse: long mixed letters and digits, like a path token."""
+    text = unquote(text)
+    return len(text) >= 8 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def _token_shaped(raw: str) -> bool:
+    """Not a plain word or a DNS name: Apprise hides `hooks.slack.com/services` when it rewrites
+    a Slack webhook as slack://, but those are not secrets (and would be scrubbed from text)."""
+    text = unquote(raw)
+    if "." in text and not any(c.isupper() for c in text):
+        return False
+    return any(c.isdigit() or c.isupper() for c in text) or len(text) >= 20
+
+
+def _privacy_form(url: str, known: set[str]) -> str | None:
+    """Apprise's url(privacy=True) of `url`, or None if Apprise cannot parse it. While Apprise
+    parses, its log records are scrubbed of `known` (its DEBUG line shows custom headers)."""
+    apprise = _apprise()
+    scrub = _ScrubFilter(known)
+    alog = logging.getLogger("apprise")
+    alog.addFilter(scrub)
+    try:
+        plugin = apprise.Apprise.instantiate(url)
+        return plugin.url(privacy=True) if plugin is not None else None
+    finally:
+        alog.removeFilter(scrub)
+
+
+def _structural_secrets(parts: _UrlParts) -> set[str]:
+    """Secrets found without Apprise: password, header/body/sensitive query values."""
+    found: set[str] = set()
+    if parts.password:
+        found.add(parts.password)
+    for key, value in parts.query:
+        if value and _secret_query_value(key, value):
+            found.add(value)
+    return found
+
+
+def _secret_positions(url: str) -> tuple[_UrlParts | None, set[str]]:
+    """The URL's parts and the raw substrings that are secret (see the module docstring)."""
+    parts = _split_url(url)
+    if parts is None:
+        return None, set()
+    secrets = _structural_secrets(parts)
+    privacy = _privacy_form(url, _expand(secrets))
+    visible = unquote(privacy).lower() if privacy is not None else None
+
+    def hidden(raw: str) -> bool:
+        if not raw:
+            return False
+        if visible is None:
+            return _looks_like_token(raw)
+        return unquote(raw).lower() not in visible and _token_shaped(raw)
+
+    if parts.has_userinfo and parts.user:
+        token_only = parts.password is None  # ntfy's `tk_...@host`: the user is the token
+        if hidden(parts.user) or (token_only and visible is None):
+            secrets.add(parts.user)
+    host = parts.host.rsplit(":", 1)[0] if parts.host.count(":") == 1 else parts.host
+    if hidden(host):
+        secrets.add(host)
+    for segment in parts.path.split("/"):
+        if hidden(segment):
+            secrets.add(segment)
+    return parts, secrets
+
+
+def _expand(secrets: Iterable[str]) -> set[str]:
+    """Each secret raw, decoded and encoded, as it may appear in text; long enough only."""
+    out: set[str] = set()
+    for secret in secrets:
+        for form in (secret, unquote(secret), quote(unquote(secret), safe=""),
+                     quote_plus(unquote(secret), safe="")):
+            if len(form) >= MIN_SECRET_LEN:
+                out.add(form)
+    return out
+
+
+def url_secrets(url: str) -> frozenset[str]:
+    """The raw secret substrings of one target URL (empty for a config file path)."""
+    if _is_config_path(url):
+        return frozenset()
+    _, secrets = _secret_positions(url)
+    return frozenset(_expand(secrets))
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (longest first) replaced by `***`."""
+    text = str(text)
+    for secret in sorted(_expand(secrets), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """The URL as written, with its secrets masked: `ntfys://user:***@host/topic`,
+    `json://host/hook?+X-Api-Key=***`, `slack://***/***/***/#ops`. A config file path is shown
+    as it is (a path is not a secret)."""
+    if _is_config_path(url):
+        return url
+    parts, secrets = _secret_positions(url)
+    if parts is None:
+        return redact_text(url, secrets)
+    expanded = _expand(secrets)
+
+    def mask(raw: str) -> str:
+        return MASK if raw and (raw in secrets or unquote(raw) in expanded) else raw
+
+    if parts.has_userinfo:
+        parts.user = mask(parts.user)
+        if parts.password:
+            parts.password = MASK
+    host, colon, port = parts.host.rpartition(":")
+    if colon and port.isdigit():
+        parts.host = f"{mask(host)}:{port}"
+    else:
+        parts.host = mask(parts.host)
+    parts.path = "/".join(mask(s) for s in parts.path.split("/"))
+    parts.query = [
+        (k, MASK if v and _secret_query_value(k, v) else (mask(v) if v else v))
+        for k, v in parts.query
+    ]
+    # a last pass: a secret repeated anywhere else (e.g. inside another parameter)
+    return redact_text(parts.join(), secrets)
+
+
+class _ScrubFilter(logging.Filter):
+    """Scrubs secrets from records of the `apprise` logger before any handler sees them."""
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = sorted(_expand(secrets), key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        text = record.getMessage()
+        clean = text
+        for secret in self.secrets:
+            clean = clean.replace(secret, MASK)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+# --- building URLs ---------------------------------------------------------------------------
+
+
+def _ntfy_url(url: str, severity: Severity) -> str:
+    """The ntfy URL with the severity's priority (replacing the URL's) and its tag appended."""
+    parts = _split_url(url)
+    if parts is None or parts.scheme.lower() not in NTFY_SCHEMES:
+        return url
+    tags: list[str] = []
+    kept: list[tuple[str, str | None]] = []
+    for key, value in parts.query:
+        name = _query_key(key).lower()
+        if name in ("tags", "xtags"):
+            tags += [t for t in unquote(value or "").split(",") if t.strip()]
+        elif name != "priority":
+            kept.append((key, value))
+    tags.append(NTFY_TAG[severity])
+    kept.append(("priority", NTFY_PRIORITY[severity]))
+    kept.append(("tags", quote(",".join(dict.fromkeys(t.strip() for t in tags)), safe="")))
+    parts.query = kept
+    return parts.join()
+
+
+def _config_urls(path: str) -> tuple[list[str], str]:
+    """The notification URLs of an Apprise config file, or ([], why not)."""
+    apprise = _apprise()
+    config = apprise.AppriseConfig()
+    if not config.add(path):
+        return [], f"cannot read Apprise config {path}"
+    urls = [service.url(privacy=False) for service in config.services()]
+    if not urls:
+        return [], f"Apprise config {path} has no usable notification URL"
+    return urls, ""
+
+
+_HTTP_STATUS = re.compile(r"error=(\d{3})\d*\b")  # ntfy answers 40001: HTTP 400 + detail
+
+
+def _permanent(reason: str) -> bool:
+    match = _HTTP_STATUS.search(reason)
+    return bool(match) and match.group(1).startswith("4") and match.group(1) not in ("408", "429")
+
+
+# --- the notifier ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Endpoint:
+    url: str  # raw: never logged
+    label: str  # redacted
+    objects: dict = field(default_factory=dict)  # Severity -> apprise.Apprise
+
+
+@dataclass
+class _Pending:
+    """Mutable record behind an Undelivered snapshot."""
+
+    id: str
+    message: Message
+    lane: "_Lane"
+    endpoint: int
+    target: str
+    reason: str
+    attempts: int
+    failed_at: float
+    last_failed_at: float
+    redeliveries: int = 0
+    in_flight: bool = False
+
+    def snapshot(self) -> Undelivered:
+        return Undelivered(self.id, self.message, self.target, self.reason, self.attempts,
+                           self.failed_at, self.redeliveries)
+
+
+@dataclass
+class _Job:
+    id: str
+    message: Message
+    endpoint: int | None = None  # None: every endpoint of the target
+    pending: _Pending | None = None  # set for a redelivery
+
+
+class _Lane:
+    """One target: its queue, its worker thread, its endpoints and their Apprise objects."""
+
+    def __init__(self, notifier: "Notifier", index: int, target: NotifyTarget):
+        self.notifier = notifier
+        self.index = index
+        self.target = target
+        self.queue: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUE_MAX)
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()  # one delivery at a time per target
+        self._endpoints: list[_Endpoint] | None = None
+        self._endpoint_error = ""
+
+    @property
+    def label(self) -> str:
+        """The target as it may be shown, without importing apprise (send() path)."""
+        if self.target.is_config_file:
+            return _config_path(self.target.url)
+        parts = _split_url(self.target.url)
+        return redact_text(self.target.url, _structural_secrets(parts)) if parts else MASK
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._run, name=f"notify-{self.index}", daemon=True
+            )
+            self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            try:
+                self.notifier._process(self, job)
+            except Exception as e:  # noqa: BLE001 - the worker must outlive any one failure
+                log.error("notify worker error target=%s error=%s", self.label,
+                          self.notifier._scrub(f"{type(e).__name__}: {e}"))
+            finally:
+                self.notifier._job_done()
+
+    def endpoints(self) -> list[_Endpoint]:
+        """The target's URLs: itself, or each URL of its Apprise config file (read once)."""
+        if self._endpoints is not None:
+            return self._endpoints
+        if not self.target.is_config_file:
+            self._endpoints = [_Endpoint(self.target.url, redact_url(self.target.url))]
+            return self._endpoints
+        path = _config_path(self.target.url)
+        urls, self._endpoint_error = _config_urls(path)
+        self._endpoints = [_Endpoint(u, f"{path}: {redact_url(u)}") for u in urls]
+        return self._endpoints
+
+    def _apprise_for(self, endpoint: _Endpoint, severity: Severity):
+        """The Apprise object (one endpoint, one severity), built once; NotifyError if
+        Apprise does not understand the URL."""
+        obj = endpoint.objects.get(severity)
+        if obj is not None:
+            return obj
+        apprise = _apprise()
+        plugin = apprise.Apprise.instantiate(_ntfy_url(endpoint.url, severity))
+        if plugin is None:
+            raise NotifyError(f"Apprise does not understand {endpoint.label}", permanent=True)
+        timeout = self.notifier.timeout
+        plugin.request_rate_per_sec = 0  # else Apprise sleeps 5.5 s between two ntfy sends
+        plugin.socket_connect_timeout = timeout  # the `cto=` URL parameter
+        plugin.socket_read_timeout = timeout  # the `rto=` URL parameter
+        obj = apprise.Apprise()
+        obj.add(plugin)
+        endpoint.objects[severity] = obj
+        return obj
+
+    def attempt(self, endpoint: _Endpoint, message: Message, title: str, body: str) -> None:
+        """One attempt; NotifyError with a redacted reason if it was not delivered."""
+        obj = self._apprise_for(endpoint, message.severity)
+        timeout = self.notifier.timeout
+        started = time.monotonic()
+        try:
+            result = obj.notify(
+                body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout
+            )
+        except Exception as e:  # noqa: BLE001 - Apprise plugins may raise anything
+            raise NotifyError(self.notifier._scrub(f"{type(e).__name__}: {e}")) from None
+        if result:
+            return
+        entries = [e for e in result.logs() if e.level in ("WARNING", "ERROR", "CRITICAL")]
+        reason = entries[-1].message if entries else ""
+        if time.monotonic() - started >= 0.9 * timeout:
+            reason = f"{reason} (no answer within {timeout:g}s)".strip()
+        reason = self.notifier._scrub(reason or "Apprise reported a failure")
+        raise NotifyError(reason, permanent=_permanent(reason))
+
+    def deliver(self, endpoint: _Endpoint, message: Message, title: str, body: str,
+                attempts: int) -> DeliveryResult:
+        """Up to `attempts` attempts with backoff; never raises."""
+        started = time.monotonic()
+        reason, permanent, made = "", False, 0
+        with self.lock:
+            for n in range(1, attempts + 1):
+                made = n
+                try:
+                    self.attempt(endpoint, message, title, body)
+                    return DeliveryResult(endpoint.label, True, "", n, time.monotonic() - started)
+                except NotifyError as e:
+                    reason, permanent = e.reason, e.permanent
+                if permanent or n == attempts:
+                    break
+                delay = min(MAX_BACKOFF, self.notifier.backoff * 2 ** (n - 1))
+                if self.notifier._stopping.wait(delay):
+                    reason += " (stopped while retrying)"
+                    break
+        return DeliveryResult(endpoint.label, False, reason, made, time.monotonic() - started,
+                              permanent)
+
+
+class Notifier:
+    """Sends Messages to targets without ever blocking or failing the caller."""
+
+    def __init__(
+        self,
+        targets: list[NotifyTarget],
+        journal: Callable[..., None],
+        clock: Callable[[], float] = time.time,
+        timeout: float = 10.0,
+        retries: int = 3,
+        *,
+        backoff: float = 1.0,
+        redeliveries: int = 5,
+        redelivery_backoff: float = 30.0,
+        repeat_after: float = 3600.0,
+    ):
+        self.targets = list(targets)
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.backoff = max(0.0, float(backoff))
+        self.redeliveries = max(0, int(redeliveries))
+        self.redelivery_backoff = max(0.0, float(redelivery_backoff))
+        self.repeat_after = float(repeat_after)
+        self._journal_fn = journal
+        self._clock = clock
+        self._lanes = [_Lane(self, i, t) for i, t in enumerate(self.targets)]
+        self._lock = threading.Lock()  # pending count, undelivered, dedup, journal calls
+        self._idle = threading.Condition(self._lock)
+        self._jobs = 0
+        self._undelivered: dict[tuple[str, int, int], _Pending] = {}
+        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._stopping = threading.Event()
+        self._closed = False
+        self._secrets: frozenset[str] | None = None
+        self._secrets_lock = threading.Lock()
+        self._log_filter: _ScrubFilter | None = None
+
+    # -- secrets --
+
+    def secrets(self) -> frozenset[str]:
+        """Every secret substring of every target (computed once; imports apprise)."""
+        with self._secrets_lock:
+            if self._secrets is None:
+                found: set[str] = set()
+                for lane in self._lanes:
+                    found |= url_secrets(lane.target.url)
+                    if lane.target.is_config_file:
+                        for endpoint in lane.endpoints():
+                            found |= url_secrets(endpoint.url)
+                self._secrets = frozenset(found)
+            return self._secrets
+
+    def _scrub(self, text: str) -> str:
+        return redact_text(text, self.secrets())
+
+    def _guard_apprise_logs(self) -> None:
+        """Scrub Apprise's log records of our secrets from the first delivery to close()."""
+        secrets = self.secrets()
+        with self._lock:
+            if self._log_filter is None:
+                self._log_filter = _ScrubFilter(secrets)
+                logging.getLogger("apprise").addFilter(self._log_filter)
+
+    # -- the caller's side --
+
+    def send(self, message: Message) -> None:
+        """Queue `message` for every target that accepts it; returns at once, never raises."""
+        try:
+            self._send(message)
+        except Exception as e:  # noqa: BLE001 - notifying must never break the decision
+            log.error("notify send error kind=%s error=%s", message.kind, type(e).__name__)
+
+    def _send(self, message: Message) -> None:
+        if self._closed:
+            log.warning("notify closed, message dropped kind=%s", message.kind)
+            return
+        if self._suppressed(message):
+            log.debug("notify repeat suppressed kind=%s key=%s", message.kind, message.dedup_key)
+            return
+        msg_id = uuid.uuid4().hex[:12]
+        for lane in self._lanes:
+            if lane.target.accepts(message):
+                self._enqueue(lane, _Job(msg_id, message))
+
+    def _suppressed(self, message: Message) -> bool:
+        if not message.dedup_key:
+            return False
+        now = self._clock()
+        with self._lock:
+            last = self._recent.get(message.dedup_key)
+            if last and last[0] == message.kind and now - last[1] < self.repeat_after:
+                return True
+            self._recent[message.dedup_key] = (message.kind, now)
+            self._recent.move_to_end(message.dedup_key)
+            while len(self._recent) > DEDUP_KEYS_MAX:
+                self._recent.popitem(last=False)
+        return False
+
+    def _enqueue(self, lane: _Lane, job: _Job) -> bool:
+        with self._lock:
+            self._jobs += 1
+        try:
+            lane.queue.put_nowait(job)
+        except queue.Full:
+            self._job_done()
+            log.warning("notify queue full, message dropped kind=%s target=%s",
+                        job.message.kind, lane.label)
+            self._journal("notify_dropped", id=job.id, message_kind=job.message.kind,
+                          target=lane.label, reason="queue full")
+            return False
+        lane.start()
+        return True
+
+    def _job_done(self) -> None:
+        with self._lock:
+            self._jobs -= 1
+            if self._jobs <= 0:
+                self._idle.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued delivery is done; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._jobs > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Finish what is queued (up to `timeout`), stop the workers. True if all finished."""
+        deadline = time.monotonic() + timeout
+        flushed = self.flush(timeout)
+        self._closed = True
+        self._stopping.set()
+        for lane in self._lanes:
+            if lane.thread is not None:
+                try:
+                    lane.queue.put_nowait(None)
+                except queue.Full:
+                    pass  # a daemon thread; it ends with the process
+        for lane in self._lanes:
+            if lane.thread is not None:
+                lane.thread.join(max(0.0, deadline - time.monotonic()))
+        if self._log_filter is not None:
+            logging.getLogger("apprise").removeFilter(self._log_filter)
+        return flushed
+
+    def deliver_now(self, message: Message, *, ignore_filters: bool = False) -> list[DeliveryResult]:
+        """Deliver synchronously to every accepting target (every target with
+        `ignore_filters`), with retries; one result per endpoint. Journals nothing and keeps
+        nothing undelivered: for `notify-test`."""
+        results: list[DeliveryResult] = []
+        self._guard_apprise_logs()
+        title, body = self._scrub(message.title), self._scrub(message.body)
+        for lane in self._lanes:
+            if not ignore_filters and not lane.target.accepts(message):
+                continue
+            endpoints = lane.endpoints()
+            if not endpoints:
+                results.append(DeliveryResult(lane.label, False, lane._endpoint_error, 0, 0.0, True))
+            for endpoint in endpoints:
+                result = lane.deliver(endpoint, message, title, body, 1 + self.retries)
+                self._log_result(message, result)
+                results.append(result)
+        return results
+
+    # -- undelivered --
+
+    def undelivered(self) -> list[Undelivered]:
+        with self._lock:
+            return [p.snapshot() for p in self._undelivered.values()]
+
+    def retry_undelivered(self) -> int:
+        """Queue one more attempt for each undelivered message that is due (not sooner than
+        redelivery_backoff * 2**(n-1) after its last failure); returns how many were queued.
+        Cheap and non-blocking: call it once per tick."""
+        now = self._clock()
+        due: list[_Pending] = []
+        with self._lock:
+            for pending in self._undelivered.values():
+                wait = self.redelivery_backoff * 2 ** pending.redeliveries
+                if not pending.in_flight and now - pending.last_failed_at >= wait:
+                    pending.in_flight = True
+                    due.append(pending)
+        queued = 0
+        for pending in due:
+            job = _Job(pending.id, pending.message, pending.endpoint, pending)
+            if self._enqueue(pending.lane, job):
+                queued += 1
+            else:
+                with self._lock:
+                    pending.in_flight = False
+        return queued
+
+    def restore_undelivered(self, events: Iterable[dict]) -> int:
+        """After a restart: take back the undelivered messages the journal holds (see
+        undelivered_from_journal) whose target is still configured; returns how many."""
+        restored = 0
+        now = self._clock()
+        for record in undelivered_from_journal(events):
+            if record["state"] != "retrying" or not record.get("title"):
+                continue
+            found = self._find_endpoint(record["target"])
+            if found is None:
+                continue
+            lane, index = found
+            message = Message(
+                kind=record["message_kind"], severity=Severity.parse(record["severity"]),
+                title=record["title"], body=record.get("body", ""),
+                route_tags=tuple(record.get("route_tags") or ()),
+                release=record.get("release", ""), rules=tuple(record.get("rules") or ()),
+            )
+            pending = _Pending(record["id"], message, lane, index, record["target"],
+                               record.get("reason", ""), int(record.get("attempts", 0)),
+                               float(record.get("time", now)), now)
+            with self._lock:
+                self._undelivered.setdefault((pending.id, lane.index, index), pending)
+            restored += 1
+        return restored
+
+    def _find_endpoint(self, label: str) -> tuple[_Lane, int] | None:
+        for lane in self._lanes:
+            for index, endpoint in enumerate(lane.endpoints()):
+                if endpoint.label == label:
+                    return lane, index
+        return None
+
+    # -- the worker's side --
+
+    def _process(self, lane: _Lane, job: _Job) -> None:
+        self._guard_apprise_logs()
+        endpoints = lane.endpoints()
+        message = job.message
+        if not endpoints:
+            reason = lane._endpoint_error
+            log.warning("notify failed kind=%s target=%s reason=%s", message.kind, lane.label, reason)
+            self._journal("notify_failed", **self._failure_fields(job.id, message, lane.label,
+                                                                  reason, 0, True))
+            return
+        title, body = self._scrub(message.title), self._scrub(message.body)
+        if job.pending is not None:
+            pending = job.pending
+            body = (f"(Late: first attempt failed at {fmt_time(pending.failed_at)}; "
+                    f"redelivery {pending.redeliveries + 1}.)\n" + body)
+            result = lane.deliver(endpoints[pending.endpoint], message, title, body, 1)
+            self._after_redelivery(pending, result)
+            return
+        indexes = range(len(endpoints)) if job.endpoint is None else [job.endpoint]
+        for index in indexes:
+            result = lane.deliver(endpoints[index], message, title, body, 1 + self.retries)
+            self._log_result(message, result)
+            if result.delivered:
+                self._journal("notify_sent", id=job.id, message_kind=message.kind,
+                              severity=message.severity.value, target=result.target,
+                              attempts=result.attempts, elapsed_s=round(result.elapsed, 3))
+                continue
+            self._journal("notify_failed", **self._failure_fields(
+                job.id, message, result.target, result.reason, result.attempts, result.permanent))
+            if result.permanent:
+                continue
+            now = self._clock()
+            with self._lock:
+                self._undelivered[(job.id, lane.index, index)] = _Pending(
+                    job.id, message, lane, index, result.target, result.reason,
+                    result.attempts, now, now)
+
+    def _after_redelivery(self, pending: _Pending, result: DeliveryResult) -> None:
+        key = (pending.id, pending.lane.index, pending.endpoint)
+        message = pending.message
+        with self._lock:
+            pending.in_flight = False
+            pending.redeliveries += 1
+            pending.attempts += result.attempts
+            pending.last_failed_at = self._clock()
+            if result.delivered or result.permanent or pending.redeliveries >= self.redeliveries:
+                self._undelivered.pop(key, None)
+            else:
+                pending.reason = result.reason
+        fields = dict(id=pending.id, message_kind=message.kind, target=pending.target,
+                      delivered=result.delivered, redelivery=pending.redeliveries)
+        if result.delivered:
+            log.info("notify redelivered kind=%s target=%s redelivery=%d", message.kind,
+                     pending.target, pending.redeliveries)
+            self._journal("notify_retried", **fields)
+            return
+        log.warning("notify redelivery failed kind=%s target=%s redelivery=%d reason=%s",
+                    message.kind, pending.target, pending.redeliveries, result.reason)
+        self._journal("notify_retried", **fields, reason=result.reason)
+        if result.permanent or pending.redeliveries >= self.redeliveries:
+            why = "permanent failure" if result.permanent else f"{pending.redeliveries} redeliveries failed"
+            log.warning("notify dropped kind=%s target=%s reason=%s", message.kind, pending.target, why)
+            self._journal("notify_dropped", id=pending.id, message_kind=message.kind,
+                          target=pending.target, reason=f"{why}: {result.reason}")
+
+    @staticmethod
+    def _failure_fields(msg_id: str, message: Message, target: str, reason: str, attempts: int,
+                        permanent: bool) -> dict:
+        return dict(id=msg_id, message_kind=message.kind, severity=message.severity.value,
+                    target=target, reason=reason, attempts=attempts, permanent=permanent,
+                    title=message.title, body=message.body, release=message.release,
+                    rules=list(message.rules), route_tags=list(message.route_tags))
+
+    def _log_result(self, message: Message, result: DeliveryResult) -> None:
+        if result.delivered:
+            log.info("notify sent kind=%s severity=%s target=%s attempts=%d elapsed=%.2fs",
+                     message.kind, message.severity.value, result.target, result.attempts,
+                     result.elapsed)
+        else:
+            log.warning("notify failed kind=%s severity=%s target=%s attempts=%d reason=%s",
+                        message.kind, message.severity.value, result.target, result.attempts,
+                        result.reason)
+
+    def _journal(self, kind: str, **fields) -> None:
+        """Append to the audit log; a failing journal is logged, never raised."""
+        fields = {k: (self._scrub(v) if isinstance(v, str) and self._secrets is not None else v)
+                  for k, v in fields.items()}
+        with self._lock:
+            try:
+                self._journal_fn(kind, **fields)
+            except (WatcherError, OSError, ValueError, TypeError) as e:
+                log.error("journal write failed event=%s error=%s", kind, type(e).__name__)
+
+
+# --- reading the journal back (for `status`) -------------------------------------------------
+
+
+def undelivered_from_journal(events: Iterable[dict]) -> list[dict]:
+    """The messages the journal shows as not delivered, oldest first: each notify_failed
+    record (with `state`: "retrying", or "dropped" when given up / permanent) unless a later
+    notify_retried with delivered=true closed it. Events are journal dicts with "kind"."""
+    open_: OrderedDict[tuple[str, str], dict] = OrderedDict()
+    for event in events:
+        kind = event.get("kind")
+        key = (str(event.get("id", "")), str(event.get("target", "")))
+        if kind == "notify_failed":
+            record = dict(event)
+            record["state"] = "dropped" if event.get("permanent") else "retrying"
+            open_[key] = record
+        elif kind == "notify_retried" and key in open_:
+            if event.get("delivered"):
+                del open_[key]
+            else:
+                open_[key]["reason"] = event.get("reason", open_[key].get("reason", ""))
+        elif kind == "notify_dropped" and key in open_:
+            open_[key]["state"] = "dropped"
+            open_[key]["reason"] = event.get("reason", "")
+    return list(open_.values())
+
+
+# --- validation and notify-test --------------------------------------------------------------
+
+
+def check_targets(targets: Iterable[NotifyTarget]) -> list[str]:
+    """Problems with the targets, redacted, for `check`: a config file that cannot be read or
+    holds no URL, a URL Apprise does not understand. Imports apprise."""
+    problems: list[str] = []
+    for index, target in enumerate(targets):
+        where = f"notify[{index}]"
+        if target.is_config_file:
+            urls, error = _config_urls(_config_path(target.url))
+            if error:
+                problems.append(f"{where}: {error}")
+            for url in urls:
+                if _privacy_form(url, _expand(url_secrets(url))) is None:
+                    problems.append(f"{where}: Apprise does not understand {redact_url(url)}")
+            continue
+        if _privacy_form(target.url, _expand(url_secrets(target.url))) is None:
+            problems.append(f"{where}: Apprise does not understand {redact_url(target.url)}")
+    return problems
+
+
+def notify_test_command(
+    targets: list[NotifyTarget],
+    severity: Severity | str,
+    out: TextIO,
+    *,
+    ctx: MessageContext | None = None,
+    timeout: float = 10.0,
+    retries: int = 1,
+) -> int:
+    """`rollback-watcher notify-test`: send a test message of `severity` to every target
+    (ignoring min_severity and tags, but saying when they would filter it), print one line per
+    target with its redacted URL, and return 0 if every target got it, else 1."""
+    severity = Severity.parse(severity)
+    if not targets:
+        out.write("no notify targets configured\n")
+        return 1
+    if ctx is None:
+        import socket
+
+        ctx = MessageContext(service="rollback-watcher", host=socket.gethostname())
+    message = test_message(ctx.at(time.time()) if ctx.now is None else ctx, severity)
+    delivered = total = 0
+    for target in targets:
+        notifier = Notifier([target], journal=lambda *a, **k: None, timeout=timeout,
+                            retries=retries, backoff=0.5)
+        try:
+            results = notifier.deliver_now(message, ignore_filters=True)
+        finally:
+            notifier.close(0)
+        note = ""
+        if not severity.at_least(target.min_severity):
+            note = f" (note: its min_severity {target.min_severity.value} filters {severity.value})"
+        for result in results:
+            total += 1
+            if result.delivered:
+                delivered += 1
+                out.write(f"delivered  {result.target}  ({result.elapsed:.2f}s){note}\n")
+            else:
+                plural = "s" if result.attempts != 1 else ""
+                out.write(f"FAILED     {result.target}  {result.reason} "
+                          f"({result.attempts} attempt{plural})\n")
+    out.write(f"{delivered} of {total} delivered\n")
+    return 0 if delivered == total else 1
