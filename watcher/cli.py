@@ -1,0 +1,497 @@
+"""The command line (DESIGN.md section 9): parses, wires, prints. No decisions live here.
+
+Heavy modules (apprise, httpx, the Prometheus client) are imported inside the commands that
+use them, so that `--help` and `check` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from watcher.errors import ConfigError, WatcherError
+
+DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
+
+app = typer.Typer(
+    help="Watch a fresh deploy through Prometheus and health probes; roll the host back to the last "
+    "known-good release when a rule fires, verify it, and tell people.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+mark_app = typer.Typer(help="Mark a release: deployed, good, bad, barrier.", no_args_is_help=True)
+app.add_typer(mark_app, name="mark")
+
+ConfigOpt = typer.Option(
+    DEFAULT_CONFIG, "--config", "-c", envvar="ROLLBACK_WATCHER_CONFIG", help="watcher.yaml to read.", show_default=True
+)
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def main() -> None:
+    """Entry point: every WatcherError ends as one readable line (or one per config problem)."""
+    try:
+        app(standalone_mode=False)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing was changed.", file=sys.stderr)
+        sys.exit(1)
+    except WatcherError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except typer.Abort:
+        print("Aborted; nothing was changed.", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _load(config: str):
+    from watcher.config import load_config
+
+    return load_config(config)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    # One line per event, key=value, to stdout: journald keeps the time itself, but people
+    # reading a terminal or a file want it too.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        force=True,
+    )
+    logging.Formatter.converter = time.gmtime
+    # httpx logs every request at INFO: one line per probe per tick drowns the events.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _out(data, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t else "-"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    config: str = ConfigOpt,
+    online: bool = typer.Option(False, "--online", help="Also run each query once and probe each URL."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Validate the config and rule files. Exit 0 when valid, 1 with every problem listed."""
+    cfg = _load(config)
+    rows = []
+    for rule in cfg.rules:
+        kind = type(rule.signal).__name__
+        rows.append({"rule": rule.name, "signal": kind, "condition": rule.condition_text(), "action": rule.action,
+                     "file": str(rule.location)})
+    failed = 0
+    if online:
+        from watcher.rules import HttpCheck, PromQuery, window_seconds
+        from watcher.signals import build_reader
+
+        reader = build_reader(cfg)
+        now = time.time()
+        results = reader.read_all(list(cfg.rules), now, window_seconds(now, None, False, cfg.min_window, cfg.max_window))
+        reader.close()
+        for row, rule in zip(rows, cfg.rules):
+            result, seconds = results[rule.name]
+            if isinstance(result, Exception):
+                row["online"] = f"FAIL: {result}"
+                failed += 1
+            elif isinstance(rule.signal, HttpCheck):
+                row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
+                failed += 0 if result.ok else 1
+            elif isinstance(rule.signal, PromQuery):
+                row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
+            else:
+                row["online"] = f"ok: {result[0].value if result else '-'}"
+    lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
+             f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
+    for row in rows:
+        line = f"  {row['rule']:<28} {row['action']:<9} {row['condition']}"
+        if "online" in row:
+            line += f"   [{row['online']}]"
+        lines.append(line)
+    if online:
+        lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
+    _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed}, as_json, "\n".join(lines))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Evaluate every rule once now against the live signals; print rule, value, condition,
+    state. Reads the saved state (deploy time, baselines, pending timers) but changes nothing."""
+    from watcher.rules import RuleState, classify, format_labels, format_value, step, window_seconds
+    from watcher.signals import build_reader
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    try:
+        state = StateStore(cfg.state_dir).load()
+    except WatcherError:
+        from watcher.state import State
+
+        state = State()
+    now = time.time()
+    window_s = window_seconds(now, state.deployed_at, state.in_watch_window(now), cfg.min_window, cfg.max_window)
+    reader = build_reader(cfg)
+    results = reader.read_all(list(cfg.rules), now, window_s)
+    reader.close()
+    rows = []
+    for rule in cfg.rules:
+        result, seconds = results[rule.name]
+        baseline = state.baselines.get(rule.name)
+        obs = classify(rule, result, baseline)
+        after, _ = step(rule, state.rules.get(rule.name, RuleState()), obs, now, cfg.error_limit)
+        rows.append({"rule": rule.name, "value": obs.value, "unit": rule.value_unit, "condition": rule.condition_text(baseline),
+                     "outcome": obs.outcome.value, "state": after.phase.value, "detail": obs.detail,
+                     "labels": obs.labels, "action": rule.action, "seconds": round(seconds, 4)})
+    if as_json:
+        _out({"time": now, "window_s": window_s, "release": state.current, "rules": rows}, True, "")
+        return
+    print(f"{'RULE':<26} {'VALUE':>10}  {'CONDITION':<36} {'OUTCOME':<8} {'STATE':<8} DETAIL")
+    for r in rows:
+        detail = r["detail"] or (format_labels(r["labels"]) if r["labels"] else "")
+        print(f"{r['rule']:<26} {format_value(r['value'], r['unit']):>10}  {r['condition'][:36]:<36} "
+              f"{r['outcome']:<8} {r['state']:<8} {detail}")
+    print(f"[$window] = {window_s}s; release {state.current or 'unknown'}")
+
+
+@app.command()
+def run(
+    config: str = ConfigOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Run the service: one tick every `interval`. SIGHUP reloads, SIGTERM finishes the tick
+    in hand and exits 0. Meant for systemd (Type=notify)."""
+    from watcher.service import build_watcher
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    watcher = build_watcher(cfg, telemetry=cfg.telemetry.listen is not None)
+    watcher.store.acquire()
+    try:
+        if watcher.telemetry is not None:
+            bound = watcher.telemetry.serve(cfg.telemetry.listen)
+            logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
+        watcher.start()
+        code = watcher.run()
+    finally:
+        if watcher.notifier is not None:
+            watcher.notifier.close(timeout=5)
+        if watcher.telemetry is not None:
+            watcher.telemetry.close()
+        watcher.store.release_lock()
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """The current release, its window, every rule's state and the open incident."""
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    store = StateStore(cfg.state_dir)
+    state = store.load()
+    now = time.time()
+    undelivered = _undelivered(store)
+    data = {
+        "service": cfg.service,
+        "running": store.service_running(),
+        "release": state.current,
+        "deployed_at": state.deployed_at,
+        "in_watch_window": state.in_watch_window(now),
+        "window_ends": state.window_ends,
+        "paused_until": state.paused_until if state.paused_until and state.paused_until > now else None,
+        "halted": state.halted,
+        "mode": cfg.mode,
+        "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
+                         "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
+        "incident": state.incident,
+        "undelivered_notifications": undelivered,
+    }
+    lines = [f"{cfg.service}: release {state.current or 'unknown'}"
+             + (f", in its watch window until {_when(state.window_ends)}" if data["in_watch_window"] else "")
+             + f"; watcher {'running' if data['running'] else 'not running'}; mode {cfg.mode}"]
+    if state.halted:
+        lines.append(f"HALTED: {state.halted}\n  fix the host, then run: rollback-watcher resolve")
+    if data["paused_until"]:
+        lines.append(f"paused until {_when(state.paused_until)}")
+    for name, rs in state.rules.items():
+        extra = f" since {_when(rs.active_since)}" if rs.active_since else ""
+        blind = " BLIND" if rs.blind else ""
+        lines.append(f"  {name:<28} {rs.phase.value}{extra}{blind}")
+    if state.incident:
+        lines.append(f"open incident {state.incident['id']} on {state.incident['release']}:")
+        lines += [f"  {_when(e['time'])} {e['what']}" for e in state.incident.get("timeline", [])]
+    if undelivered:
+        lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
+    _out(data, as_json, "\n".join(lines))
+
+
+def _undelivered(store) -> list[dict]:
+    pending: dict[str, dict] = {}
+    for e in store.events():
+        key = str(e.get("message_id") or e.get("id") or e.get("title"))
+        if e.get("kind") == "notify_failed":
+            pending[key] = {k: e.get(k) for k in ("time", "title", "target", "reason")}
+        elif e.get("kind") in ("notify_retried", "notify_delivered") and e.get("delivered", True):
+            pending.pop(key, None)
+    return list(pending.values())
+
+
+HISTORY_KINDS = {"deploy", "rollback_intent", "rollback_verified", "rollback_failed", "verify_failed", "incident",
+                 "window_passed", "mark", "reconcile", "resolve", "pause", "resume", "reload_refused", "verdict"}
+
+
+@app.command()
+def history(
+    config: str = ConfigOpt,
+    limit: int = typer.Option(50, "--limit", "-n", help="How many events, newest last."),
+    all_events: bool = typer.Option(False, "--all", help="Every journal event, not only deploys, rollbacks and incidents."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deploys, rollbacks and incidents from the journal."""
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    events = [e for e in StateStore(cfg.state_dir).events() if all_events or e.get("kind") in HISTORY_KINDS]
+    events = events[-limit:]
+    lines = []
+    for e in events:
+        fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "kind", "timeline") and v not in (None, "", [], {}))
+        lines.append(f"{_when(e.get('time'))} {e.get('kind'):<18} {fields}")
+    _out(events, as_json, "\n".join(lines) or "the journal is empty")
+
+
+@app.command()
+def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Closed incidents with their timelines."""
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    found = [e for e in StateStore(cfg.state_dir).events() if e.get("kind") == "incident"]
+    lines = []
+    for inc in found:
+        lines.append(f"{inc.get('id')} {_when(inc.get('opened_at'))} release {inc.get('release')}: {inc.get('summary')} ({inc.get('resolution')})")
+        lines += [f"    {_when(t.get('time'))} {t.get('what')}" for t in inc.get("timeline", [])]
+    _out(found, as_json, "\n".join(lines) or "no incidents")
+
+
+@app.command()
+def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Every release the backend has, newest first, with its marks and which is current."""
+    from watcher.service import build_watcher
+
+    cfg = _load(config)
+    w = build_watcher(cfg, notify=False)
+    if w.backend is None:
+        raise WatcherError("no backend is configured")
+    state = w.store.load()
+    current = w.backend.current().id
+    rows = []
+    for r in w.backend.releases():
+        rec = state.releases.get(r.id)
+        rows.append({"id": r.id, "current": r.id == current, "mark": rec.mark if rec else None,
+                     "barrier": bool(rec and rec.barrier), "auto_rollbacks": rec.auto_rollbacks if rec else 0,
+                     "location": r.location})
+    lines = [f"{'*' if r['current'] else ' '} {r['id']:<24} {r['mark'] or '-':<6} {'barrier' if r['barrier'] else ''}"
+             for r in rows]
+    _out(rows, as_json, "\n".join(lines) + "\n(* current)")
+
+
+def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
+    """Apply a human's request: through the running service when there is one (state.json has
+    one writer), else directly under the instance lock."""
+    from watcher.service import build_watcher
+
+    w = build_watcher(cfg)
+    store = w.store
+    if store.service_running():
+        request_id = store.submit_request(command, **args)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            for e in store.events():
+                if e.get("kind") == "request_done" and e.get("request") == request_id:
+                    return f"{e.get('result')} (applied by the running watcher)"
+            time.sleep(0.2)
+        return f"queued as {request_id}; the running watcher applies it at its next tick"
+    store.acquire()
+    try:
+        w.state = store.load()
+        result = w.apply_request(command, args, time.time())
+        w.save()
+        return result
+    finally:
+        if w.notifier is not None:
+            w.notifier.flush(timeout=15)
+            w.notifier.close(timeout=1)
+        store.release_lock()
+
+
+def _mark(config: str, release: str, what: str, reason: str | None) -> None:
+    cfg = _load(config)
+    print(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason}))
+
+
+@mark_app.command("good")
+def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+    """Mark RELEASE known-good: auto-rollback may target it."""
+    _mark(config, release, "good", reason)
+
+
+@mark_app.command("bad")
+def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+    """Mark RELEASE bad: auto-rollback never targets it."""
+    _mark(config, release, "bad", reason)
+
+
+@mark_app.command("barrier")
+def mark_barrier(
+    release: str,
+    config: str = ConfigOpt,
+    remove: bool = typer.Option(False, "--remove", help="Take the barrier away."),
+) -> None:
+    """Mark RELEASE as not reversible (e.g. it ran a destructive migration): auto-rollback never
+    crosses it; a human is called instead."""
+    _mark(config, release, "not-barrier" if remove else "barrier", None)
+
+
+@mark_app.command("deployed")
+def mark_deployed(
+    release: str,
+    config: str = ConfigOpt,
+    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now)."),
+) -> None:
+    """Announce a deploy of RELEASE from a deploy script, instead of waiting for the next poll."""
+    cfg = _load(config)
+    print(_human_request(cfg, "deployed", {"release": release, "at": at}))
+
+
+@app.command()
+def pause(
+    duration: str = typer.Option(..., "--for", help="How long, e.g. 1h or 30m."),
+    config: str = ConfigOpt,
+) -> None:
+    """Stop acting for a while (decide and notify "would roll back" only)."""
+    from watcher.config import parse_duration
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--for") from None
+    print(_human_request(_load(config), "pause", {"seconds": seconds}))
+
+
+@app.command()
+def resume(config: str = ConfigOpt) -> None:
+    """End a pause."""
+    print(_human_request(_load(config), "resume", {}))
+
+
+@app.command()
+def resolve(config: str = ConfigOpt) -> None:
+    """A human ends an incident after a failed rollback: the watcher acts again."""
+    print(_human_request(_load(config), "resolve", {}))
+
+
+@app.command()
+def rollback(
+    to: Optional[str] = typer.Option(None, "--to", help="Release id (default: the newest known-good older one)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and check the target; change nothing."),
+    reason: str = typer.Option("manual rollback", help="Recorded in the journal and messages."),
+    config: str = ConfigOpt,
+) -> None:
+    """Roll back by hand, through the same path as the automatic one: lock, switch, verify,
+    journal. Without --yes it shows the plan and asks."""
+    from watcher.backends.base import check_release_id
+    from watcher.decide import choose_target
+    from watcher.errors import RollbackError
+    from watcher.service import build_watcher
+
+    cfg = _load(config)
+    w = build_watcher(cfg, notify=not dry_run)
+    if w.backend is None:
+        raise WatcherError("no backend is configured")
+    state = w.store.load()
+    current = w.backend.current().id
+    if to is None:
+        target, why = choose_target(current, [r.id for r in w.backend.releases()], state.releases)
+        if target is None:
+            raise RollbackError(f"no rollback target: {why}; nothing was changed")
+    else:
+        target = check_release_id(to)
+    release = next((r for r in w.backend.releases() if r.id == target), None)
+    if release is None:
+        raise RollbackError(f"{target} is not a release this backend has; nothing was changed")
+    w.backend.preflight(release)
+    print(f"plan: roll back {current} -> {target} ({release.location}); reason: {reason}")
+    if dry_run:
+        print("dry run: the target passed its preflight; nothing was changed")
+        return
+    if not yes:
+        typer.confirm("Roll back now?", abort=True)
+    result = _human_request(cfg, "rollback", {"to": target, "reason": reason}, wait=cfg.verify.attempts * cfg.verify.every + 120)
+    print(result)
+    if not result.startswith("rolled_back"):
+        raise typer.Exit(1)
+
+
+@app.command("notify-test")
+def notify_test(
+    config: str = ConfigOpt,
+    severity: str = typer.Option("info", "--severity", help="info, success, warning, failure or critical."),
+) -> None:
+    """Send a test message to every notify target and report, per target, whether it arrived."""
+    from watcher import notify
+    from watcher.messages import MessageContext
+
+    cfg = _load(config)
+    code = notify.notify_test_command(list(cfg.notify), severity, sys.stdout, ctx=MessageContext(cfg.service, cfg.host))
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from watcher import __version__
+
+    print(__version__)
+
+
+if __name__ == "__main__":
+    main()

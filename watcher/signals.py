@@ -1,0 +1,311 @@
+"""Signals: where rules get their numbers (DESIGN.md sections 3, 4 and 10).
+
+    PrometheusSource   instant and range queries through prometheus-api-client
+    HttpProbe          one GET with httpx: status, optional body substring, timeout
+    HostSignals        counters this host keeps without an exporter (/proc/vmstat, systemd)
+    SignalReader       reads every rule's signal of one tick, concurrently, with a bound
+
+Every failure to read comes out as a SourceError with a short reason; the rule state machine
+holds its state on it. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from watcher.errors import SourceError
+from watcher.process import run_argv
+from watcher.rules import HostCheck, HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
+
+log = logging.getLogger(__name__)
+
+# How much of a body a probe reads to look for `expect_body`: a health endpoint that streams a
+# huge body must not hold the probe or fill memory.
+PROBE_BODY_LIMIT = 64 * 1024
+
+
+class PrometheusSource:
+    """Anything that speaks the Prometheus HTTP API: Prometheus, Thanos, Mimir, VictoriaMetrics.
+
+    PrometheusConnect waits forever and retries on its own by default (a closed port takes 6 s
+    to fail): we always pass a timeout and turn its retries off, so that an error reaches the
+    state machine at once and is counted there.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, headers: dict | None = None):
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False)
+        self._client = PrometheusConnect(url=self.url, headers=headers or None, retry=no_retries, timeout=timeout)
+
+    def query(self, expr: str, at: float | None = None) -> list[Sample]:
+        """An instant query at `at` (epoch seconds). Raises SourceError."""
+        params = {"timeout": f"{self.timeout:g}s"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        result = self._call(self._client.custom_query, query=expr, params=params)
+        return parse_vector(result)
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
+        """A range query: [(labels, [(t, value), ...]), ...]. Raises SourceError."""
+        import datetime as dt
+
+        result = self._call(
+            self._client.custom_query_range,
+            query=expr,
+            start_time=dt.datetime.fromtimestamp(start, tz=dt.timezone.utc),
+            end_time=dt.datetime.fromtimestamp(end, tz=dt.timezone.utc),
+            step=f"{max(step, 0.001):g}s",
+            params={"timeout": f"{self.timeout:g}s"},
+        )
+        return parse_matrix(result)
+
+    def _call(self, fn: Callable, **kwargs):
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        try:
+            return fn(**kwargs)
+        except PrometheusApiClientException as exc:
+            raise SourceError(_short(f"Prometheus answered {exc}")) from None
+        except requests.Timeout:
+            raise SourceError(f"Prometheus did not answer within {self.timeout:g}s") from None
+        except requests.ConnectionError as exc:
+            raise SourceError(_short(f"cannot reach Prometheus at {self.url}: {_root_cause(exc)}")) from None
+        except requests.RequestException as exc:
+            raise SourceError(_short(f"request to Prometheus failed: {type(exc).__name__}")) from None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            # Invalid JSON or a reply without data.result: the client indexes it blindly.
+            raise SourceError(_short(f"Prometheus sent an invalid reply ({type(exc).__name__}: {exc})")) from None
+
+    def baseline(self, expr: str, end: float, window: float, step: float) -> float | None:
+        """The median over [end - window, end] of the rule's value (the largest series at each
+        step), or None when there was no data before `end`."""
+        series = self.query_range(expr, end - window, end, step)
+        return baseline_from_series(series)
+
+
+def baseline_from_series(series: list[tuple[dict, list[tuple[float, float]]]]) -> float | None:
+    per_step: dict[float, float] = {}
+    for _labels, points in series:
+        for t, value in points:
+            if math.isfinite(value):
+                per_step[t] = max(value, per_step.get(t, -math.inf))
+    if not per_step:
+        return None
+    return statistics.median(per_step.values())
+
+
+def parse_vector(result) -> list[Sample]:
+    """The `result` of an instant query: a vector, or a scalar. Raises SourceError on any
+    other shape (a matrix, strings, missing fields)."""
+    if isinstance(result, list) and len(result) == 2 and isinstance(result[0], (int, float)) and isinstance(result[1], str):
+        return [Sample({}, _number(result[1]))]  # a scalar: [time, "value"]
+    if not isinstance(result, list):
+        raise SourceError(f"Prometheus sent an unexpected result ({type(result).__name__}, not a vector)")
+    samples = []
+    for item in result:
+        if not isinstance(item, dict) or "value" not in item:
+            raise SourceError("Prometheus sent an unexpected result (not an instant vector)")
+        metric, value = item.get("metric", {}), item["value"]
+        if not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
+            raise SourceError("Prometheus sent an unexpected result (malformed sample)")
+        samples.append(Sample({str(k): str(v) for k, v in metric.items()}, _number(value[1])))
+    return samples
+
+
+def parse_matrix(result) -> list[tuple[dict, list[tuple[float, float]]]]:
+    if not isinstance(result, list):
+        raise SourceError("Prometheus sent an unexpected result (not a matrix)")
+    out = []
+    for item in result:
+        if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+            raise SourceError("Prometheus sent an unexpected result (not a range vector)")
+        points = []
+        for pair in item["values"]:
+            if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], (int, float)):
+                raise SourceError("Prometheus sent an unexpected result (malformed point)")
+            points.append((float(pair[0]), _number(pair[1])))
+        metric = item.get("metric", {})
+        out.append(({str(k): str(v) for k, v in metric.items()} if isinstance(metric, dict) else {}, points))
+    return out
+
+
+def _number(raw) -> float:
+    # Prometheus sends values as strings ("0.1", "NaN", "+Inf"); anything else is a bad reply.
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise SourceError("Prometheus sent a sample value that is not a number")
+    try:
+        return float(raw)
+    except (ValueError, OverflowError):
+        raise SourceError(f"Prometheus sent a sample value that is not a number: {str(raw)[:40]!r}") from None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    return type(exc).__name__ if not str(exc) else _short(f"{type(exc).__name__}", 80)
+
+
+class HttpProbe:
+    """Health probes through one httpx client (connection reuse across ticks)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        import httpx
+
+        self._httpx = httpx
+        # No redirects: a health endpoint that redirects (or loops) is not answering 200.
+        self._client = httpx.Client(follow_redirects=False, trust_env=False)
+        self._clock = clock
+
+    def probe(self, check: HttpCheck) -> ProbeResult:
+        """Never raises: every failure to get the expected answer is a failed probe."""
+        httpx = self._httpx
+        start = self._clock()
+        deadline = start + check.timeout
+        try:
+            with self._client.stream("GET", check.url, timeout=httpx.Timeout(check.timeout)) as response:
+                body = b""
+                if check.expect_body is not None:
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) >= PROBE_BODY_LIMIT or check.expect_body.encode() in body or self._clock() > deadline:
+                            break
+                status = response.status_code
+        except httpx.TimeoutException:
+            return ProbeResult(False, f"timeout after {check.timeout:g}s", None, self._clock() - start)
+        except httpx.ConnectError:
+            return ProbeResult(False, "connect error", None, self._clock() - start)
+        except httpx.HTTPError as exc:
+            return ProbeResult(False, f"{type(exc).__name__}", None, self._clock() - start)
+        elapsed = self._clock() - start
+        if status != check.expect_status:
+            return ProbeResult(False, f"status {status}", status, elapsed)
+        if check.expect_body is not None and check.expect_body.encode() not in body:
+            return ProbeResult(False, f"body lacks {check.expect_body!r}", status, elapsed)
+        return ProbeResult(True, f"{status} in {elapsed * 1000:.0f} ms", status, elapsed)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class HostSignals:
+    """Counters read on this host; a rule sees how much one grew within its window.
+
+    Readings are kept in memory per rule. After a restart the first reading starts a new
+    history, so growth from before the restart is not seen (it was seen, or not, before it).
+    """
+
+    def __init__(self, systemctl: tuple[str, ...] = ("systemctl",)):
+        self._history: dict[str, deque] = {}
+        self._systemctl = systemctl
+
+    def read(self, rule: Rule, now: float) -> list[Sample]:
+        check = rule.signal
+        assert isinstance(check, HostCheck)
+        value = self._read_counter(check)
+        history = self._history.setdefault(rule.name, deque())
+        history.append((now, value))
+        return [Sample({"host_signal": check.kind}, counter_increase(history, now, check.window))]
+
+    def _read_counter(self, check: HostCheck) -> float:
+        if check.kind == "oom_kills":
+            return read_vmstat_counter(check.path, "oom_kill")
+        result = run_argv([*self._systemctl, "show", "--property=NRestarts", "--value", check.unit], timeout=5.0)
+        if not result.ok:
+            raise SourceError(f"cannot read NRestarts of {check.unit}: {result.describe()}")
+        try:
+            return float(result.output.strip())
+        except ValueError:
+            raise SourceError(f"systemctl gave no restart count for {check.unit}") from None
+
+
+def read_vmstat_counter(path: str, name: str) -> float:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return float(value)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise SourceError(f"{path}: {name} is not a number") from None
+    raise SourceError(f"{path} has no {name} counter (kernel older than 4.13?)")
+
+
+def counter_increase(history: deque, now: float, window: float) -> float:
+    """How much the counter grew within `window` before `now`; drops readings older than the
+    window (keeping one just before it as the starting point). A counter that went down was
+    reset: count from the reset."""
+    while len(history) > 2 and history[1][0] <= now - window:
+        history.popleft()
+    increase = 0.0
+    for (_, a), (_, b) in zip(history, list(history)[1:]):
+        increase += b - a if b >= a else b
+    return increase
+
+
+class SignalReader:
+    """Reads the signals of one tick concurrently through a bounded pool, so that a slow query
+    does not delay the others and Prometheus is never sent more than `max_concurrency` at once."""
+
+    def __init__(self, prometheus: PrometheusSource | None, probe: HttpProbe | None, host: HostSignals | None,
+                 max_concurrency: int = 8):
+        self.prometheus = prometheus
+        self.probe = probe
+        self.host = host
+        self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="signal")
+
+    def read_all(self, rules: list[Rule], now: float, window_s: int) -> dict[str, tuple[object, float]]:
+        """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule."""
+        futures = {rule.name: self._pool.submit(self._timed, rule, now, window_s) for rule in rules}
+        return {name: future.result() for name, future in futures.items()}
+
+    def _timed(self, rule: Rule, now: float, window_s: int) -> tuple[object, float]:
+        start = time.monotonic()
+        result = self.read(rule, now, window_s)
+        return result, time.monotonic() - start
+
+    def read(self, rule: Rule, now: float, window_s: int):
+        signal = rule.signal
+        try:
+            if isinstance(signal, PromQuery):
+                if self.prometheus is None:
+                    raise SourceError("no prometheus configured")
+                return self.prometheus.query(render_query(signal.query, window_s), at=now)
+            if isinstance(signal, HttpCheck):
+                return self.probe.probe(signal)
+            return self.host.read(rule, now)
+        except SourceError as exc:
+            return exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.probe is not None:
+            self.probe.close()
+
+
+def build_reader(config) -> SignalReader:
+    """A SignalReader for a WatcherConfig: a Prometheus source only when a rule needs one."""
+    needs_prometheus = any(isinstance(r.signal, PromQuery) for r in config.rules)
+    needs_probe = any(isinstance(r.signal, HttpCheck) for r in config.rules)
+    prometheus = (
+        PrometheusSource(config.prometheus.url, config.prometheus.timeout, config.prometheus.headers)
+        if needs_prometheus
+        else None
+    )
+    return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency)

@@ -1,0 +1,301 @@
+"""What the watcher remembers (DESIGN.md section 8).
+
+    state_dir/state.json      the current state, rewritten atomically (temp, fsync, rename)
+    state_dir/journal.jsonl   the append-only audit log: one JSON object a line, fsynced
+    state_dir/watcher.lock    held by the running service: two watchers never act on one host
+    state_dir/requests/       what a human asked (`mark`, `pause`, `resolve`, `rollback`) while
+                              the service runs; the service applies them at its next tick, so
+                              that state.json has one writer
+
+Files are created 0600 and the directory 0700: the journal holds incident details.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from watcher.errors import StateError
+from watcher.rules import RuleState
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ReleaseRecord:
+    id: str
+    mark: str | None = None  # "good" | "bad" | None
+    barrier: bool = False  # not reversible: auto-rollback never crosses it
+    first_seen: float | None = None
+    deployed_at: float | None = None  # the last time it became current through a deploy
+    window_ends: float | None = None
+    marked_at: float | None = None
+    reason: str = ""  # why it has its mark
+    auto_rollbacks: int = 0  # automatic rollbacks away from this release
+
+
+@dataclass
+class State:
+    version: int = FORMAT_VERSION
+    current: str | None = None
+    deployed_at: float | None = None  # of the current release (None: not deployed while we watched)
+    window_ends: float | None = None  # end of the current release's watch window
+    releases: dict[str, ReleaseRecord] = field(default_factory=dict)
+    baselines: dict[str, float | None] = field(default_factory=dict)  # rule -> value, this deploy
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    incident: dict | None = None  # the open incident, with its timeline
+    paused_until: float | None = None
+    halted: str | None = None  # why the watcher stopped acting (a human runs `resolve`)
+    intent: dict | None = None  # a switch recorded before it was made, cleared after
+    last_rollback_at: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
+        rec = self.releases.get(release_id)
+        if rec is None:
+            rec = self.releases[release_id] = ReleaseRecord(release_id, first_seen=now)
+        return rec
+
+    def in_watch_window(self, now: float) -> bool:
+        return self.window_ends is not None and now < self.window_ends
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + by
+
+    # JSON form -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["rules"] = {name: rs.to_dict() for name, rs in self.rules.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "State":
+        if not isinstance(d, dict):
+            raise ValueError("the top level is not an object")
+        version = d.get("version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format version {version!r}, this watcher reads version {FORMAT_VERSION}")
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["releases"] = {
+            k: ReleaseRecord(**{f: x for f, x in v.items() if f in ReleaseRecord.__dataclass_fields__})
+            for k, v in (d.get("releases") or {}).items()
+        }
+        known["rules"] = {k: RuleState.from_dict(v) for k, v in (d.get("rules") or {}).items()}
+        return cls(**known)
+
+
+def _json_default(value: Any):
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return str(value)
+
+
+def _dumps(obj: Any) -> str:
+    # NaN is not JSON; a rule's last value may be NaN (0/0 on an idle service).
+    return json.dumps(_finite(obj), default=_json_default, sort_keys=True, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+class StateStore:
+    """state.json and journal.jsonl under one directory."""
+
+    def __init__(self, state_dir: Path, clock=time.time):
+        self.dir = Path(state_dir)
+        self.clock = clock
+        self.state_path = self.dir / "state.json"
+        self.journal_path = self.dir / "journal.jsonl"
+        self.lock_path = self.dir / "watcher.lock"
+        self.requests_dir = self.dir / "requests"
+        self._lock_fd: int | None = None
+
+    def ensure_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.requests_dir.mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create the state dir {self.dir}: {exc.strerror}. "
+                             "Create it and give the watcher's user write access.") from None
+        if not os.access(self.dir, os.W_OK):
+            raise StateError(f"the state dir {self.dir} is not writable. Give the watcher's user write access.")
+
+    # the instance lock -----------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the instance lock or raise StateError: one watcher per state dir."""
+        self.ensure_dir()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateError(f"another watcher is running on {self.dir} (it holds {self.lock_path}); "
+                             "two watchers must never act on one host") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def service_running(self) -> bool:
+        """Whether a watcher holds the instance lock (this process excluded)."""
+        if self._lock_fd is not None or not self.lock_path.exists():
+            return False
+        fd = os.open(self.lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    # state.json ------------------------------------------------------------------------------
+
+    def load(self) -> State:
+        """The saved state, or a new one when there is none. Raises StateError when the file
+        exists but cannot be trusted: the watcher must not act on a state it cannot read."""
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return State()
+        except OSError as exc:
+            raise StateError(f"cannot read {self.state_path}: {exc.strerror}") from None
+        try:
+            return State.from_dict(json.loads(raw.decode("utf-8")))
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise StateError(
+                f"{self.state_path} is damaged ({_brief(exc)}). The journal {self.journal_path} is intact. "
+                f"To recover: move the file aside (mv {self.state_path} {self.state_path}.bad) and restart; "
+                "the watcher starts fresh and treats the current release as just deployed; "
+                "re-mark known-good releases with `rollback-watcher mark good ID`."
+            ) from None
+
+    def save(self, state: State) -> None:
+        data = (_dumps(state.to_dict()) + "\n").encode()
+        tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.state_path)
+            _fsync_dir(self.dir)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise StateError(f"cannot write {self.state_path}: {exc.strerror}; the previous state is kept") from None
+
+    # journal.jsonl ---------------------------------------------------------------------------
+
+    def journal(self, kind: str, **fields: Any) -> dict:
+        """Append one event, flushed and fsynced before returning."""
+        event = {"time": round(self.clock(), 3), "kind": kind, **fields}
+        line = (_dumps(event) + "\n").encode()
+        try:
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StateError(f"cannot append to {self.journal_path}: {exc.strerror}") from None
+        return event
+
+    def events(self) -> Iterator[dict]:
+        """Every journal event, oldest first; a damaged line is skipped with a warning."""
+        try:
+            fh = open(self.journal_path, "rb")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateError(f"cannot read {self.journal_path}: {exc.strerror}") from None
+        with fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    event = json.loads(raw.decode("utf-8"))
+                    if not isinstance(event, dict):
+                        raise ValueError("not an object")
+                except (ValueError, UnicodeDecodeError) as exc:
+                    log.warning("journal line skipped file=%s line=%d reason=%s", self.journal_path, number, _brief(exc))
+                    continue
+                yield event
+
+    # requests from humans while the service runs ---------------------------------------------
+
+    def submit_request(self, command: str, **args: Any) -> str:
+        self.ensure_dir()
+        request_id = f"{int(self.clock() * 1000)}-{uuid.uuid4().hex[:8]}"
+        path = self.requests_dir / f"{request_id}.json"
+        tmp = self.requests_dir / f".{request_id}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, _dumps({"id": request_id, "command": command, "args": args}).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return request_id
+
+    def take_requests(self) -> list[dict]:
+        """Pending requests, oldest first; each file is removed once read."""
+        if not self.requests_dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.requests_dir.glob("*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.warning("request skipped file=%s reason=%s", path, _brief(exc))
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:160] + "..."

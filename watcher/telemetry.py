@@ -1,0 +1,92 @@
+"""The watcher's own metrics and /healthz, on a loopback port by default (DESIGN.md section 9).
+
+One registry per Watcher (no prometheus_client global state), served by a small threaded
+HTTP server: /metrics in the text format, /healthz 200 while ticks are recent, else 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger(__name__)
+
+PHASE_VALUE = {"inactive": 0, "pending": 1, "firing": 2}
+
+
+class Telemetry:
+    def __init__(self, interval: float, clock=time.time):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.interval = interval
+        self.clock = clock
+        self.registry = r = CollectorRegistry()
+        self.rule_state = Gauge("rollback_watcher_rule_state", "Rule phase: 0 inactive, 1 pending, 2 firing", ["rule"], registry=r)
+        self.rule_blind = Gauge("rollback_watcher_rule_blind", "1 while a rule cannot read its signal", ["rule"], registry=r)
+        self.evaluations = Counter("rollback_watcher_evaluations", "Rule evaluations by outcome", ["rule", "outcome"], registry=r)
+        self.query_errors = Counter("rollback_watcher_query_errors", "Signal read errors", ["rule"], registry=r)
+        self.query_seconds = Histogram("rollback_watcher_query_duration_seconds", "Time to read one signal", ["kind"],
+                                       buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=r)
+        self.tick_seconds = Histogram("rollback_watcher_tick_duration_seconds", "Wall time of one tick",
+                                      buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.last_tick = Gauge("rollback_watcher_last_tick_timestamp_seconds", "When the last tick ended", registry=r)
+        self.rollbacks = Counter("rollback_watcher_rollbacks", "Rollbacks by result", ["result"], registry=r)
+        self.release_info = Gauge("rollback_watcher_release_info", "The current release", ["release", "mark"], registry=r)
+        self.in_window = Gauge("rollback_watcher_in_watch_window", "1 while the current release is in its watch window", registry=r)
+        self._server: ThreadingHTTPServer | None = None
+        self._last_tick_at: float | None = None
+
+    def tick_done(self, seconds: float) -> None:
+        self.tick_seconds.observe(seconds)
+        self._last_tick_at = self.clock()
+        self.last_tick.set(self._last_tick_at)
+
+    def set_release(self, release: str | None, mark: str | None) -> None:
+        self.release_info.clear()
+        if release:
+            self.release_info.labels(release=release, mark=mark or "unmarked").set(1)
+
+    def healthy(self) -> bool:
+        return self._last_tick_at is not None and self.clock() - self._last_tick_at < 3 * self.interval + 30
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+    def serve(self, listen: str) -> str:
+        """Start the endpoint on HOST:PORT (port 0 picks one); returns the bound address."""
+        host, _, port = listen.rpartition(":")
+        telemetry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                if self.path.split("?")[0] == "/metrics":
+                    body, status, ctype = telemetry.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
+                elif self.path.split("?")[0] == "/healthz":
+                    ok = telemetry.healthy()
+                    body, status, ctype = (b"ok\n" if ok else b"no recent tick\n"), (200 if ok else 503), "text/plain"
+                else:
+                    body, status, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep scrapes out of the service log
+                pass
+
+        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="telemetry", daemon=True).start()
+        bound = self._server.server_address
+        return f"{bound[0]}:{bound[1]}"
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

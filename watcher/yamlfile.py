@@ -1,0 +1,90 @@
+"""YAML loading that remembers line numbers, so that config errors can say FILE:LINE: KEY.
+
+PyYAML does the parsing (SafeLoader: no Python objects from input). We only keep, for every
+mapping and sequence, the line of each key or item.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+# An alias bomb ("billion laughs") expands a few lines into billions of nodes: refuse documents
+# whose expanded size passes this many nodes.
+MAX_NODES = 200_000
+
+
+class YMap(dict):
+    """A mapping with `line` (of its first key) and `key_lines` (key -> line, 1-based)."""
+
+    line: int | None = None
+    key_lines: dict
+
+
+class YList(list):
+    line: int | None = None
+    item_lines: list
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._nodes = 0
+
+    def construct_object(self, node, deep=False):
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise yaml.YAMLError(f"document too large after expanding aliases (over {MAX_NODES} nodes)")
+        return super().construct_object(node, deep=deep)
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YMap:
+    loader.flatten_mapping(node)
+    result = YMap()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> YList:
+    result = YList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+
+
+class YamlProblem(Exception):
+    def __init__(self, line: int | None, message: str):
+        self.line = line
+        self.message = message
+        super().__init__(message)
+
+
+def load(text: str):
+    """Parse one YAML document. Raises YamlProblem(line, message) on any YAML error."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        message = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
+        raise YamlProblem(line, message) from None
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        raise YamlProblem(None, f"not valid YAML: {exc}") from None
