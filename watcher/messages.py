@@ -41,9 +41,9 @@ from watcher.rules import Finding
 
 TITLE_MAX = 80
 FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N more"
-_NAME_MAX = 24  # service or host in the title prefix
-_ID_MAX = 20  # a release id in a title
-_RULE_MAX = 28  # a rule name in a title
+_SERVICE_MAX = 14  # in the title prefix
+_HOST_MAX = 12  # the host's first DNS label, in the title prefix
+_FIELD_MIN = 6  # a release id or rule name is never shortened below this in a title
 _LABELS_MAX = 80
 CLI = "rollback-watcher"
 
@@ -248,17 +248,30 @@ def _rules_title(names: Sequence[str]) -> str:
     names = list(dict.fromkeys(names))
     if not names:
         return "a rule"
-    first = shorten(names[0], _RULE_MAX)
-    return first if len(names) == 1 else f"{first} +{len(names) - 1}"
+    return names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
 
 
-def _title(ctx: MessageContext, what: str) -> str:
-    prefix = f"[{shorten(ctx.service, _NAME_MAX)}@{shorten(ctx.host, _NAME_MAX)}] "
-    return prefix + shorten(what, TITLE_MAX - len(prefix))
+def _short_host(host: str) -> str:
+    """web-1.eu-west-1.example.com -> web-1 (an IP address stays whole)."""
+    if re.fullmatch(r"[\d.]+|[\da-fA-F:]+", host or ""):
+        return host
+    return (host or "?").split(".")[0]
 
 
-def _rid(release_id: str | None) -> str:
-    return shorten(release_id or "none", _ID_MAX)
+def _title(ctx: MessageContext, template: str, **fields: str) -> str:
+    """`[service@host] ` + the template with its fields (release ids, rule names) shortened in
+    the middle just enough to fit TITLE_MAX; the fixed words stay whole."""
+    prefix = f"[{shorten(ctx.service, _SERVICE_MAX)}@{shorten(_short_host(ctx.host), _HOST_MAX)}] "
+    room = TITLE_MAX - len(prefix)
+    values = {k: " ".join(str(v).split()) for k, v in fields.items()}
+    left = room - len(template.format(**{k: "" for k in fields}))
+    pending = len(values)
+    for key in sorted(values, key=lambda k: len(values[k])):  # short ones give room to long
+        values[key] = shorten(values[key], max(_FIELD_MIN, left // pending))
+        left -= len(values[key])
+        pending -= 1
+    what = template.format(**values)
+    return prefix + (what if len(what) <= room else what[: room - 1] + "…")
 
 
 def _body(*parts: str) -> str:
@@ -286,7 +299,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
-        title=_title(ctx, f"deployed {_rid(release)}, watching {fmt_duration(window_s)}"),
+        title=_title(ctx, "deployed {r}, watching " + fmt_duration(window_s), r=release),
         body=_body(
             f"Release {release} is now current on {ctx.host}.",
             f"Watching it for {fmt_duration(window_s)}"
@@ -304,7 +317,7 @@ def window_passed(ctx: MessageContext, release: str) -> Message:
     return Message(
         kind="window_passed",
         severity=Severity.INFO,
-        title=_title(ctx, f"{_rid(release)} is known-good (window passed)"),
+        title=_title(ctx, "{r} is known-good (window passed)", r=release),
         body=_body(
             f"Release {release} passed its watch window with no firing rollback rule.",
             "It is now known-good: a rollback target for later releases.",
@@ -320,7 +333,7 @@ def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message
     return Message(
         kind="rule_pending",
         severity=Severity.WARNING,
-        title=_title(ctx, f"{shorten(finding.rule, _RULE_MAX)} pending on {_rid(release)}"),
+        title=_title(ctx, "{rule} pending on {r}", rule=finding.rule, r=release),
         body=_body(
             f"Rule {finding.rule} is pending on release {release}: if it holds for its `for` "
             "duration, the watcher rolls back.",
@@ -338,7 +351,7 @@ def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequen
     return Message(
         kind="rolling_back",
         severity=Severity.WARNING,
-        title=_title(ctx, f"rolling back {_rid(from_id)} → {_rid(to_id)}"),
+        title=_title(ctx, "rolling back {a} → {b}", a=from_id, b=to_id),
         body=_body(
             f"Rolling back {from_id} → {to_id} (the newest known-good release); "
             f"{from_id} is marked bad.",
@@ -358,9 +371,7 @@ def rollback_verified(
     return Message(
         kind="rollback_verified",
         severity=Severity.SUCCESS,
-        title=_title(
-            ctx, f"rolled back {_rid(from_id)} → {_rid(to_id)} in {fmt_duration(seconds)}"
-        ),
+        title=_title(ctx, "rolled back {a} → {b} in " + fmt_duration(seconds), a=from_id, b=to_id),
         body=_body(
             f"Rolled back {from_id} → {to_id} and verified healthy; the rollback took "
             f"{fmt_duration(seconds)}.",
@@ -380,7 +391,7 @@ def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) 
     return Message(
         kind="rollback_failed",
         severity=Severity.CRITICAL,
-        title=_title(ctx, f"rollback {_rid(from_id)} → {_rid(to_id)} FAILED: needs a human"),
+        title=_title(ctx, "NEEDS HUMAN: rollback {a} → {b} failed", a=from_id, b=to_id),
         body=_body(
             f"The rollback {from_id} → {to_id} failed: {reason}",
             f"The host may still run {from_id}, the release that fired. The watcher does not "
@@ -397,9 +408,7 @@ def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) ->
     return Message(
         kind="verify_failed",
         severity=Severity.CRITICAL,
-        title=_title(
-            ctx, f"rollback {_rid(from_id)} → {_rid(to_id)} did not verify: needs a human"
-        ),
+        title=_title(ctx, "NEEDS HUMAN: {a} → {b} did not verify", a=from_id, b=to_id),
         body=_body(
             f"Switched {from_id} → {to_id}, but {to_id} did not verify: {reason}",
             f"The watcher stops acting until a human runs `{CLI} resolve`.",
@@ -416,7 +425,7 @@ def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequenc
     return Message(
         kind="cannot_act",
         severity=Severity.CRITICAL,
-        title=_title(ctx, f"cannot roll back {_rid(release)}: needs a human"),
+        title=_title(ctx, "NEEDS HUMAN: cannot roll back {r}", r=release),
         body=_body(
             f"A rollback rule fired on release {release}, but the watcher will not roll back: "
             f"{reason}",
@@ -435,7 +444,7 @@ def fired_outside_window(ctx: MessageContext, release: str, findings: Sequence[F
     return Message(
         kind="fired_outside_window",
         severity=Severity.FAILURE,
-        title=_title(ctx, f"{_rules_title(names)} firing on {_rid(release)} (outside window)"),
+        title=_title(ctx, "{rules} firing on {r} (outside window)", rules=_rules_title(names), r=release),
         body=_body(
             f"Release {release} is outside its watch window, so the deploy is probably not the "
             "cause: no automatic rollback.",
@@ -457,17 +466,17 @@ def would_roll_back(
 ) -> Message:
     """WARNING: shadow mode or paused: the decision, without the action."""
     if to_id:
-        what = f"would roll back {_rid(from_id)} → {_rid(to_id)} ({shorten(why, 16)})"
+        title = _title(ctx, "would roll back {a} → {b} ({why})", a=from_id, b=to_id, why=why)
         first = f"Would roll back {from_id} → {to_id}, but did not: {why}."
         command = _next(f"{CLI} rollback --to {to_id}", "only if you agree")
     else:
-        what = f"would roll back {_rid(from_id)}, no target ({shorten(why, 16)})"
+        title = _title(ctx, "would roll back {a}, no target ({why})", a=from_id, why=why)
         first = f"Would roll back {from_id}, but did not: {why}; and no known-good target exists."
         command = _next(f"{CLI} status")
     return Message(
         kind="would_roll_back",
         severity=Severity.WARNING,
-        title=_title(ctx, what),
+        title=title,
         body=_body(first, fmt_findings(findings, ctx.now), command),
         dedup_key=f"release:{from_id}",
         release=from_id,
@@ -482,7 +491,7 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
     return Message(
         kind="blind",
         severity=Severity.WARNING,
-        title=_title(ctx, f"blind: {count} cannot read their signal"),
+        title=_title(ctx, "blind: " + count + " cannot read their signal"),
         body=_body(
             f"The watcher cannot see: {count} failed to read their signal: {error}",
             "Their state is held; the watcher never rolls back because it cannot see.",
@@ -501,7 +510,7 @@ def recovered(ctx: MessageContext, rules: Sequence[str]) -> Message:
     return Message(
         kind="recovered",
         severity=Severity.INFO,
-        title=_title(ctx, f"recovered: {count} can see again"),
+        title=_title(ctx, "recovered: " + count + " can see again"),
         body=_body(
             f"The watcher can see again: {count} read their signal.",
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
@@ -523,7 +532,7 @@ def reload_refused(ctx: MessageContext, problems: Sequence[str]) -> Message:
     return Message(
         kind="reload_refused",
         severity=Severity.WARNING,
-        title=_title(ctx, f"config reload refused ({count})"),
+        title=_title(ctx, "config reload refused (" + count + ")"),
         body=_body(
             f"The new configuration was refused ({count}); the previous one stays in force.",
             "\n".join(lines),
@@ -538,7 +547,7 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
     return Message(
         kind="notify_only",
         severity=Severity.FAILURE,
-        title=_title(ctx, f"{shorten(finding.rule, _RULE_MAX)} firing on {_rid(release)}"),
+        title=_title(ctx, "{rule} firing on {r}", rule=finding.rule, r=release),
         body=_body(
             f"Rule {finding.rule} fired on release {release}. It does not roll back by itself: "
             "investigate, then decide.",
@@ -558,7 +567,7 @@ def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
     return Message(
         kind="test",
         severity=severity,
-        title=_title(ctx, f"test notification ({severity.value})"),
+        title=_title(ctx, "test notification (" + severity.value + ")"),
         body=_body(
             f"A test from rollback-watcher on {ctx.host}{when}: this target receives "
             f"{severity.value} messages.",
