@@ -34,9 +34,14 @@ def host(tmp_path: Path) -> Path:
     (state / "releases").write_text("r3\nr2\nr1\n")
     script(tmp_path / "current.sh", f'cat "{state}/current"\n')
     script(tmp_path / "releases.sh", f'echo "listing releases" >&2\ncat "{state}/releases"\n')
+    (tmp_path / "record.py").write_text(
+        "import json, os, sys\n"
+        "env = {k: v for k, v in os.environ.items() if k.startswith('WATCHER_')}\n"
+        "json.dump({'argv': sys.argv[2:], 'env': env}, open(sys.argv[1], 'w'))\n"
+    )
     script(
         tmp_path / "switch.sh",
-        f"""python3 -c 'import json, os, sys; json.dump({{"argv": sys.argv[1:], "env": {{k: v for k, v in os.environ.items() if k.startswith("WATCHER_")}}}}, open("{state}/switch.json", "w"))' "$@"
+        f"""python3 "{tmp_path}/record.py" "{state}/switch.json" "$@"
 echo "$WATCHER_TARGET" > "{state}/current"
 echo "switched to $WATCHER_TARGET"
 """,

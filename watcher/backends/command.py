@@ -69,7 +69,8 @@ class CommandBackend:
         if target.id not in {r.id for r in self.releases()}:
             raise RollbackError(f"release {target.id} is not listed by `{' '.join(self.releases_argv)}`")
         if self.preflight_argv:
-            self._run(fill(self.preflight_argv, target.id), self._env(target.id, ""), f"preflight {target.id}")
+            argv = fill(self.preflight_argv, target.id)
+            self._run(argv, self._env(target.id, ""), f"preflight {target.id}")
 
     def switch(self, target: Release, reason: str = "") -> str:
         self.preflight(target)
@@ -79,7 +80,8 @@ class CommandBackend:
             # The current script may be as broken as the site; the switch is the way out.
             log.warning("switching without knowing the current release: %s", e.reason)
             current = ""
-        result = self._run(fill(self.switch_argv, target.id), self._env(target.id, reason, current), f"switch to {target.id}")
+        argv = fill(self.switch_argv, target.id)
+        result = self._run(argv, self._env(target.id, reason, current), f"switch to {target.id}")
         log.info("switched to %s with `%s` (%s)", target.id, self.switch_argv[0], reason or "no reason given")
         return _transcript(result)
 

@@ -175,7 +175,10 @@ class DockerBackend:
         if self.env_file:
             run += ["--env-file", str(self.env_file)]
         done.append(self._run(*run, *self.run_args, ref))
-        problem = self._wait_healthy() if done[-1].ok else f"`docker run` failed: {(done[-1].stderr or done[-1].output).strip()}"
+        if done[-1].ok:
+            problem = self._wait_healthy()
+        else:
+            problem = f"`docker run` failed: {(done[-1].stderr or done[-1].output).strip()}"
         if problem:
             done.append(self._run("logs", "--tail", "50", self.next_container))
             done.append(self._run("rm", "-f", self.next_container))

@@ -103,7 +103,8 @@ class NginxBlueGreenBackend:
                     f"({address}); restored the previous file, nginx still serves the old slot",
                     _transcript(results),
                 )
-        log.info("switched nginx to slot %s (%s) serving %s (%s)", slot, address, target.id, reason or "no reason given")
+        why = reason or "no reason given"
+        log.info("switched nginx to slot %s (%s) serving %s (%s)", slot, address, target.id, why)
         return _transcript(results)
 
     def _target_slot(self, target: Release) -> str | None:
