@@ -494,6 +494,7 @@ def _read_backend(doc: dict, f: _File, base: Path) -> BackendConfig | None:
     if kind is None:
         return None
     table = BACKEND_KEYS[kind]
+    before = len(f.problems)
     f.unknown_keys(m, ["type", *table], "backend.")
     options = {}
     for key, (kind_fn, required) in table.items():
@@ -505,6 +506,15 @@ def _read_backend(doc: dict, f: _File, base: Path) -> BackendConfig | None:
             options[key] = value
     if kind == "nginx-bluegreen" and "slots" in options and len(options["slots"]) != 2:
         f.problem(f.line_of(m, "slots"), "backend.slots", "needs exactly two slots, e.g. {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}")
+    elif all(key in options for key, (_, required) in table.items() if required) and len(f.problems) == before:
+        # The backend checks what a table cannot (slot addresses, image names): ask it now,
+        # so that a bad option is a config error with a line, not a traceback at start.
+        from watcher.backends import build_backend
+
+        try:
+            build_backend(kind, options)
+        except ValueError as exc:
+            f.problem(f.line_of(m, "type"), "backend", str(exc))
     return BackendConfig(kind, options)
 
 

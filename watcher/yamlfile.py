@@ -26,15 +26,23 @@ class YList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._nodes = 0
+    pass
 
-    def construct_object(self, node, deep=False):
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise yaml.YAMLError(f"document too large after expanding aliases (over {MAX_NODES} nodes)")
-        return super().construct_object(node, deep=deep)
+
+def _check_size(doc) -> None:
+    """PyYAML shares an aliased node instead of copying it, so a bomb loads fast and small;
+    it explodes in whoever walks the tree. Walk it once here, with a budget."""
+    budget = MAX_NODES
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise YamlProblem(None, f"document too large after expanding aliases (over {MAX_NODES} values)")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YMap:
@@ -80,7 +88,7 @@ class YamlProblem(Exception):
 def load(text: str):
     """Parse one YAML document. Raises YamlProblem(line, message) on any YAML error."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -88,3 +96,5 @@ def load(text: str):
         raise YamlProblem(line, message) from None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
         raise YamlProblem(None, f"not valid YAML: {exc}") from None
+    _check_size(doc)
+    return doc
