@@ -129,7 +129,16 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 class PrometheusServer(_Process):
     """The real `prometheus` binary on a free loopback port, with its config and TSDB in
-    `workdir`. restart() keeps port and storage; set_targets() reloads the config live."""
+    `workdir`. restart() keeps port and storage; set_targets() reloads the config live.
+
+    `targets` ("host:port") form one scrape job, "demo". `extra_config` is merged over the
+    generated config's top-level keys (a key given there replaces the generated one whole).
+
+    Ready in ~0.1 s, but the first scrape comes ~5-6 s later, and a set_targets() takes as
+    long: Prometheus hands new targets to its scrapers on a 5 s tick (no flag for it in 2.42).
+    A target it already knows (even while down) is scraped within one interval of coming up,
+    so start Prometheus first with the app's port, and wait for `up == 1` before measuring.
+    """
 
     def __init__(
         self,
@@ -261,7 +270,7 @@ class PrometheusServer(_Process):
 class DemoAppProcess(_Process):
     """`python -m watcher.demoapp` on a free (or given) loopback port.
 
-    `settings` is written to `workdir/demoapp-RELEASE.json` and passed as --settings; give
+    `settings` is written to `workdir/demoapp-RELEASE-PORT.json` and passed as --settings; give
     `settings_file` instead to use an existing file (e.g. one inside a release dir). The port
     may be given so that a "new release" is started on the port Prometheus already scrapes.
     """
@@ -284,7 +293,7 @@ class DemoAppProcess(_Process):
         super().__init__(self.workdir / f"demoapp-{release}-{self.port}.log")
         self.settings_file = settings_file
         if settings is not None:
-            self.settings_file = self.workdir / f"demoapp-{release}.json"
+            self.settings_file = self.workdir / f"demoapp-{release}-{self.port}.json"
             self.settings_file.write_text(json.dumps(settings))
         self.python = python
         self.url = f"http://{LOOPBACK}:{self.port}"
