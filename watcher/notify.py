@@ -71,6 +71,7 @@ Secrets
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -299,16 +300,19 @@ def _structural_secrets(parts: _UrlParts) -> set[str]:
     for key, value in parts.query:
         if value and _secret_query_value(key, value):
             found.add(value)
+            # "Bearer%20abc...": the credential may also appear without its scheme word
+            found.update(w for w in unquote(value).split() if len(w) >= 8)
     return found
 
 
-def _secret_positions(url: str) -> tuple[_UrlParts | None, set[str]]:
-    """The URL's parts and the raw substrings that are secret (see the module docstring)."""
+def _secret_positions(url: str, use_apprise: bool = True) -> tuple[_UrlParts | None, set[str]]:
+    """The URL's parts and the raw substrings that are secret (see the module docstring).
+    Without Apprise (or when it cannot parse the URL), every token-shaped part is secret."""
     parts = _split_url(url)
     if parts is None:
         return None, set()
     secrets = _structural_secrets(parts)
-    privacy = _privacy_form(url, _expand(secrets))
+    privacy = _privacy_form(url, _expand(secrets)) if use_apprise else None
     visible = unquote(privacy).lower() if privacy is not None else None
 
     def hidden(raw: str) -> bool:
@@ -359,13 +363,14 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, use_apprise: bool = True) -> str:
     """The URL as written, with its secrets masked: `ntfys://user:***@host/topic`,
     `json://host/hook?+X-Api-Key=***`, `slack://***/***/***/#ops`. A config file path is shown
-    as it is (a path is not a secret)."""
+    as it is (a path is not a secret). `use_apprise=False` never imports apprise and masks
+    every token-shaped part instead (for paths that must stay fast)."""
     if _is_config_path(url):
         return url
-    parts, secrets = _secret_positions(url)
+    parts, secrets = _secret_positions(url, use_apprise)
     if parts is None:
         return redact_text(url, secrets)
     expanded = _expand(secrets)
@@ -435,6 +440,8 @@ def _ntfy_url(url: str, severity: Severity) -> str:
 
 def _config_urls(path: str) -> tuple[list[str], str]:
     """The notification URLs of an Apprise config file, or ([], why not)."""
+    if not os.access(path, os.R_OK):
+        return [], f"cannot read Apprise config {path}"
     apprise = _apprise()
     config = apprise.AppriseConfig()
     if not config.add(path):
@@ -510,8 +517,9 @@ class _Lane:
         """The target as it may be shown, without importing apprise (send() path)."""
         if self.target.is_config_file:
             return _config_path(self.target.url)
-        parts = _split_url(self.target.url)
-        return redact_text(self.target.url, _structural_secrets(parts)) if parts else MASK
+        if self._endpoints:
+            return self._endpoints[0].label
+        return redact_url(self.target.url, use_apprise=False)
 
     def start(self) -> None:
         if self.thread is None:
