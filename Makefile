@@ -10,7 +10,7 @@ STAMP    := $(VENV)/.installed
 TEST_DEBS  := prometheus nginx-light
 BENCH_DEBS := prometheus-alertmanager
 
-.PHONY: demo test bench fuzz check deps debs bench-debs apt clean
+.PHONY: demo test bench fuzz check deps debs bench-debs apt clean install
 
 demo: deps
 	$(BIN)/rollback-watcher demo
@@ -51,6 +51,11 @@ apt:
 	@if [ "$$(id -u)" != 0 ]; then echo "need root to install: $(PKGS) (or install them yourself)"; exit 1; fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS)
+
+# The service on this host (docs/deployment.md): a virtualenv under PREFIX (/opt/rollback-watcher),
+# the systemd unit and an example config that never overwrites an existing one.
+install:
+	sh systemd/install.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
