@@ -23,8 +23,6 @@ import re
 import socket
 from pathlib import Path
 
-import httpx
-
 from watcher.backends.base import Release, check_release_id, write_file_atomically
 from watcher.errors import RollbackError, UnsafeReleaseId
 from watcher.process import CommandResult, run_argv
@@ -154,6 +152,8 @@ class NginxBlueGreenBackend:
 
     def _read_version(self, slot: str, address: str) -> str:
         if self.version_url:
+            import httpx  # here, not at the top: `check` and `--help` must start fast
+
             url = self.version_url.format(address=address, slot=slot)
             try:
                 # The slots are this host's own servers: no proxy from the environment.
