@@ -49,11 +49,13 @@ Delivery
     with that key had the same kind and was accepted less than `repeat_after` seconds ago.
 
 Journal events (journal(kind, **fields); fields never hold a secret)
-    notify_sent       id, message_kind, severity, target, attempts, elapsed_s [, redelivery]
+    notify_sent       id, message_kind, severity, target, attempts, elapsed_s
     notify_failed     id, message_kind, severity, target, reason, attempts, permanent,
                       title, body, release, rules, route_tags
     notify_retried    id, message_kind, target, delivered, redelivery [, reason]
     notify_dropped    id, message_kind, target, reason
+    `id` names the message (the same for each of its targets): (id, target) names a delivery.
+    A permanent failure is journaled as notify_failed with permanent=true and never retried.
     The journal function is called from worker threads (serialised by the Notifier's own
     lock); `undelivered_from_journal()` rebuilds the open list for `status`, and
     `Notifier.restore_undelivered()` after a restart.
@@ -1000,7 +1002,11 @@ def notify_test_command(
     """`rollback-watcher notify-test`: send a test message of `severity` to every target
     (ignoring min_severity and tags, but saying when they would filter it), print one line per
     target with its redacted URL, and return 0 if every target got it, else 1."""
-    severity = Severity.parse(severity)
+    try:
+        severity = Severity.parse(severity)
+    except ValueError as e:
+        out.write(f"{e}\n")
+        return 1
     if not targets:
         out.write("no notify targets configured\n")
         return 1

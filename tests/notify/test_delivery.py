@@ -365,3 +365,40 @@ def test_send_does_not_import_apprise_on_the_callers_thread(receiver, make_notif
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert receiver.wait_for(1)
+
+
+def test_undelivered_messages_survive_a_restart_through_the_journal(receivers, make_notifier,
+                                                                    journal):
+    port = free_port()
+    target = NotifyTarget(f"ntfy://127.0.0.1:{port}/alerts?token=tk_restartsecret")
+    before = make_notifier([target], retries=0)
+    message = m.verify_failed(CTX, "r42", "r41", "health 503")
+    before.send(message)
+    assert before.flush(5)
+    before.close(1)
+
+    receiver = receivers(port=port)
+    after = make_notifier([target])
+    assert after.restore_undelivered(list(journal)) == 1
+    [pending] = after.undelivered()
+    assert pending.message.title == message.title and pending.message.severity is Severity.CRITICAL
+    assert after.retry_undelivered() == 1
+    assert after.flush(5)
+    assert receiver.requests[0].headers["x-priority"] == "max"
+    assert after.undelivered() == []
+
+
+def test_undelivered_from_journal_lists_open_and_dropped_deliveries_per_target():
+    from watcher.notify import undelivered_from_journal
+
+    events = [
+        {"kind": "notify_failed", "id": "a", "target": "t1", "reason": "down"},
+        {"kind": "notify_failed", "id": "a", "target": "t2", "reason": "down"},
+        {"kind": "notify_retried", "id": "a", "target": "t1", "delivered": True},
+        {"kind": "notify_failed", "id": "b", "target": "t1", "reason": "down"},
+        {"kind": "notify_dropped", "id": "b", "target": "t1", "reason": "5 redeliveries failed"},
+        {"kind": "notify_failed", "id": "c", "target": "t1", "reason": "400", "permanent": True},
+    ]
+    open_ = undelivered_from_journal(events)
+    assert [(e["id"], e["target"], e["state"]) for e in open_] == [
+        ("a", "t2", "retrying"), ("b", "t1", "dropped"), ("c", "t1", "dropped")]

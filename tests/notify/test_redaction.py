@@ -178,3 +178,10 @@ def test_redaction_without_apprise_masks_at_least_as_much(url, secrets, shown):
     redacted = redact_url(url, use_apprise=False)
     for secret in secrets:
         assert secret not in redacted
+
+
+def test_notify_test_with_an_unknown_severity_names_the_choices_and_fails(receiver):
+    out = io.StringIO()
+    assert notify_test_command([NotifyTarget(receiver.json_url())], "urgent", out) == 1
+    assert "unknown severity 'urgent'; one of: info, success, warning, failure, critical" in out.getvalue()
+    assert receiver.requests == []
