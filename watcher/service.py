@@ -96,6 +96,7 @@ class Watcher:
 
     def start(self) -> None:
         """Load the state and finish what a crash left half-done. Raises StateError."""
+        self.store.ensure_dir()
         self.state = self.store.load()
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
         if self.state.intent is not None:
@@ -685,7 +686,15 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
         from watcher.telemetry import Telemetry
 
         tele = Telemetry(config.interval, clock=clock)
-    return Watcher(config, backend, build_reader(config), notifier, store, clock=clock, telemetry=tele)
+    return Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
+                   telemetry=tele)
+
+
+def _sleep_alive(seconds: float) -> None:
+    """Sleep between verify attempts, telling systemd's watchdog the service is alive: a
+    rollback's verification (attempts x every, 60 s by default) runs inside one tick."""
+    sd_notify("WATCHDOG=1")
+    time.sleep(seconds)
 
 
 def _quiet_journal(store: StateStore):

@@ -1,0 +1,195 @@
+"""One tick at a time, in-process, with a fake clock: a real symlink host (release dirs, the
+`current` link) and a real health endpoint that follows it; only time is simulated, so the
+watch window, cooldown and pause can pass in milliseconds."""
+
+import fcntl
+import os
+
+import pytest
+
+from watcher.config import load_config
+from watcher.errors import RollbackError
+from watcher.service import build_watcher
+
+PROBE_RULE = """rules:
+  - name: health
+    http: HEALTH_URL
+    failures: 2
+    action: rollback
+"""
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1_800_000_000.0
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, seconds):
+        self.t += seconds
+
+
+@pytest.fixture
+def host(symlink_host):
+    symlink_host.add_release("r1")
+    symlink_host.add_release("r2", health=503)
+    symlink_host.add_release("r3", health=503)
+    symlink_host.deploy("r1")
+    return symlink_host
+
+
+def make(host, clock, **extra):
+    extra.setdefault("watch_window", "10m")
+    cfg = load_config(host.write_config(PROBE_RULE, **extra), environ={})
+    w = build_watcher(cfg, notify=False, clock=clock)
+    w.sleep = lambda s: None  # verification attempts pass in simulated time
+    w.start()
+    return w
+
+
+def ticks(w, clock, n, every=1.0):
+    reports = []
+    for _ in range(n):
+        reports.append(w.tick())
+        clock.advance(every)
+    return reports
+
+
+def test_first_start_gives_the_current_release_a_window_and_it_becomes_known_good(host):
+    clock = Clock()
+    w = make(host, clock)
+    ticks(w, clock, 2)
+    assert w.state.current == "r1" and w.state.in_watch_window(clock())
+    clock.advance(601)
+    ticks(w, clock, 1)
+    assert w.state.releases["r1"].mark == "good"
+    assert "window_passed" in host.kinds()
+
+
+def test_bad_deploy_rolls_back_to_known_good_once_and_marks_it_bad(host):
+    clock = Clock()
+    w = make(host, clock)
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    reports = ticks(w, clock, 4)
+    assert [r.acted for r in reports] == [None, "rolled_back", None, None]
+    assert host.current_id() == "r1"
+    assert w.state.releases["r2"].mark == "bad" and w.state.releases["r2"].auto_rollbacks == 1
+    assert host.kinds().count("rollback_switched") == 1
+    incident = [e for e in host.journal() if e["kind"] == "incident"][-1]
+    assert incident["resolution"] == "rolled_back" and incident["release"] == "r2"
+    assert any("health breached" in t["what"] for t in incident["timeline"])
+
+
+def test_two_bad_deploys_in_a_row_roll_back_to_the_last_known_good_not_the_first_bad(host):
+    clock = Clock()
+    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    ticks(w, clock, 3)
+    host.deploy("r3")
+    reports = ticks(w, clock, 3)
+    assert "rolled_back" in [r.acted for r in reports]
+    assert host.current_id() == "r1"
+    targets = [e["target"] for e in host.journal() if e["kind"] == "rollback_intent"]
+    assert targets == ["r1", "r1"]
+
+
+def test_failing_outside_the_watch_window_notifies_and_never_acts(host):
+    clock = Clock()
+    w = make(host, clock)
+    ticks(w, clock, 1)
+    clock.advance(601)
+    ticks(w, clock, 1)  # r1 survives its window: known-good
+    (host.releases / "r1" / "health_status").write_text("503")
+    reports = ticks(w, clock, 3)
+    assert {r.verdict.kind for r in reports if r.verdict} >= {"outside_window"}
+    assert all(r.acted is None for r in reports)
+    assert host.current_id() == "r1" and "rollback_intent" not in host.kinds()
+
+
+def test_shadow_mode_reports_would_roll_back_and_changes_nothing(host):
+    clock = Clock()
+    w = make(host, clock, mode="shadow")
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    reports = ticks(w, clock, 5)
+    assert host.current_id() == "r2"
+    verdicts = [e for e in host.journal() if e["kind"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["check"] == "shadow" and verdicts[0]["target"] == "r1"
+    assert "rollback_intent" not in host.kinds()
+
+
+def test_unhealthy_target_fails_verification_and_the_watcher_stops_acting_until_resolved(host):
+    clock = Clock()
+    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 5})
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    (host.releases / "r1" / "health_status").write_text("503")  # the target broke meanwhile
+    reports = ticks(w, clock, 3)
+    assert "verify_failed" in [r.acted for r in reports]
+    assert w.state.halted and "did not verify" in w.state.halted
+    switched = host.kinds().count("rollback_switched")
+    ticks(w, clock, 5)
+    assert host.kinds().count("rollback_switched") == switched == 1  # halted: no more acting
+    assert w.apply_request("resolve", {}, clock()) == "resolved"
+    assert w.state.halted is None
+
+
+def test_pause_holds_the_rollback_until_it_ends(host):
+    clock = Clock()
+    w = make(host, clock)
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    w.apply_request("pause", {"seconds": 30}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    ticks(w, clock, 5)
+    assert host.current_id() == "r2"
+    clock.advance(30)
+    reports = ticks(w, clock, 2)
+    assert "rolled_back" in [r.acted for r in reports] and host.current_id() == "r1"
+
+
+def test_deploy_lock_makes_the_watcher_wait(host, tmp_path):
+    clock = Clock()
+    lock = tmp_path / "deploy.lock"
+    w = make(host, clock, deploy_lock=str(lock))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what `flock deploy.lock ./deploy.sh` holds
+    host.deploy("r2")
+    reports = ticks(w, clock, 4)
+    assert {r.verdict.kind for r in reports if r.verdict.action != "nothing"} == {"deploy_lock"}
+    assert host.current_id() == "r2"
+    os.close(fd)
+    reports = ticks(w, clock, 2)
+    assert "rolled_back" in [r.acted for r in reports] and host.current_id() == "r1"
+
+
+def test_second_rollback_of_the_same_release_needs_a_human(host):
+    clock = Clock()
+    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    ticks(w, clock, 3)
+    host.deploy("r2")  # someone deploys the same broken release again
+    reports = ticks(w, clock, 4)
+    assert host.current_id() == "r2"
+    assert any(r.verdict.kind == "limit" for r in reports)
+
+
+def test_manual_rollback_with_no_known_good_target_refuses_and_changes_nothing(host):
+    clock = Clock()
+    w = make(host, clock)
+    host.deploy("r2")
+    ticks(w, clock, 1)
+    with pytest.raises(RollbackError, match="no known-good release older than r2"):
+        w.manual_rollback(None, "manual")
+    assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
