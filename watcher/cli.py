@@ -40,7 +40,8 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 def main() -> None:
     """Entry point: every WatcherError ends as one readable line (or one per config problem)."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns the code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
@@ -64,6 +65,7 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _load(config: str):
@@ -136,6 +138,13 @@ def check(
                 row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
             else:
                 row["online"] = f"ok: {result[0].value if result else '-'}"
+    target_problems: list[str] = []
+    if online:
+        # Apprise takes ~270 ms to import: only the online check asks it about the targets.
+        from watcher.notify import check_targets
+
+        target_problems = check_targets(list(cfg.notify))
+        failed += len(target_problems)
     lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
              f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
     for row in rows:
@@ -145,7 +154,9 @@ def check(
         lines.append(line)
     if online:
         lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
-    _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed}, as_json, "\n".join(lines))
+    lines += [f"notify: {p}" for p in target_problems]
+    _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
+          "notify_problems": target_problems}, as_json, "\n".join(lines))
     if failed:
         raise typer.Exit(1)
 
@@ -207,6 +218,11 @@ def run(
         if watcher.telemetry is not None:
             bound = watcher.telemetry.serve(cfg.telemetry.listen)
             logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
+        if cfg.notify:
+            from watcher.notify import check_targets
+
+            for problem in check_targets(list(cfg.notify)):
+                logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
         watcher.start()
         code = watcher.run()
     finally:
@@ -263,14 +279,9 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 
 def _undelivered(store) -> list[dict]:
-    pending: dict[str, dict] = {}
-    for e in store.events():
-        key = str(e.get("message_id") or e.get("id") or e.get("title"))
-        if e.get("kind") == "notify_failed":
-            pending[key] = {k: e.get(k) for k in ("time", "title", "target", "reason")}
-        elif e.get("kind") in ("notify_retried", "notify_delivered") and e.get("delivered", True):
-            pending.pop(key, None)
-    return list(pending.values())
+    from watcher.notify import undelivered_from_journal
+
+    return undelivered_from_journal(store.events())
 
 
 HISTORY_KINDS = {"deploy", "rollback_intent", "rollback_verified", "rollback_failed", "verify_failed", "incident",

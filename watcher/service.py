@@ -86,10 +86,15 @@ class Watcher:
         self.monotonic = monotonic
         self.telemetry = telemetry
         self.state = State()
-        self.ctx = messages.MessageContext(config.service, config.host)
+        self._ctx = messages.MessageContext(config.service, config.host)
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._stop = threading.Event()
         self._reload = threading.Event()
+
+    @property
+    def ctx(self) -> messages.MessageContext:
+        """Message context at this moment, so bodies can say "for 2m10s"."""
+        return self._ctx.at(self.clock())
 
     # ------------------------------------------------------------------------------------------
     # Start and reconcile
@@ -99,6 +104,9 @@ class Watcher:
         self.store.ensure_dir()
         self.state = self.store.load()
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
+        if hasattr(self.notifier, "restore_undelivered"):
+            # Messages that had not got through before a restart are tried again.
+            self.notifier.restore_undelivered(self.store.events())
         if self.state.intent is not None:
             self._reconcile(self.state.intent)
         self.save()
