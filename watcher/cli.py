@@ -497,6 +497,65 @@ def notify_test(
 
 
 @app.command()
+def backtest(
+    config: str = ConfigOpt,
+    since: str = typer.Option("24h", help="Start: a duration ago (7d), ISO 8601 or epoch seconds."),
+    until: Optional[str] = typer.Option(None, help="End (default now), same forms as --since."),
+    step: Optional[str] = typer.Option(None, help="Step between evaluations (default: the config's interval)."),
+    rule: Optional[list[str]] = typer.Option(None, "--rule", help="Only this rule (repeatable)."),
+    deploys: str = typer.Option("journal", help="Deploy times: journal, auto, or a FILE of 'TIME [RELEASE]' lines."),
+    deploy_metric: str = typer.Option("app_build_info", help="Info metric for --deploys auto."),
+    release_label: str = typer.Option("release", help="Label of the release in --deploy-metric."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replay the rules over Prometheus history: when each would have been pending and firing,
+    and which deploys would have been rolled back."""
+    from watcher import backtest as bt
+    from watcher.config import parse_duration
+    from watcher.signals import PrometheusSource
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    now = time.time()
+    start, end = bt.parse_time(since, now), bt.parse_time(until, now) if until else now
+    step_s = parse_duration(step) if step else cfg.interval
+    source = PrometheusSource(cfg.prometheus.url, max(cfg.prometheus.timeout, 30.0), cfg.prometheus.headers)
+    if deploys == "journal":
+        found = bt.deploys_from_journal(StateStore(cfg.state_dir).events())
+    elif deploys == "auto":
+        found = bt.auto_deploys(source, deploy_metric, release_label, start - cfg.watch_window, end, step_s)
+    else:
+        found = bt.deploys_from_file(Path(deploys), now)
+    result = bt.run_backtest(cfg, source, start, end, step_s, found, rule or None)
+    _out(bt.to_json(result), as_json, bt.render_text(result, _when))
+
+
+@app.command("test")
+def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rules/tests/default_test.yaml).")) -> None:
+    """Unit-test rules without Prometheus: query results per step in, states and rollbacks out.
+    Exit 1 on any failed expectation. (Test the PromQL itself with `promtool test rules`.)"""
+    from watcher import ruletest
+
+    results = ruletest.run_file(file)
+    print(ruletest.report(file, results))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+@app.command()
+def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Why RULE is in its state: the query, each series now, the threshold or baseline and where
+    it came from, the `for` progress, and the last transitions."""
+    import dataclasses
+
+    from watcher import explain as ex
+    from watcher.state import StateStore
+
+    cfg = _load(config)
+    e = ex.explain(cfg, StateStore(cfg.state_dir), rule)
+    _out(dataclasses.asdict(e), as_json, ex.render_text(e, cfg.rule(rule).value_unit))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from watcher import __version__
