@@ -282,6 +282,7 @@ class Watcher:
             rec.mark, rec.marked_at, rec.reason = "good", now, "survived its watch window"
             self.journal("window_passed", release=s.current)
             self.notify(messages.window_passed(self.ctx, s.current))
+            self._prune(protect={s.current})
         s.window_ends = None
 
     # ------------------------------------------------------------------------------------------
@@ -402,6 +403,7 @@ class Watcher:
         self._count_rollback("verified")
         self._timeline(f"rolled back to {to_id}, verified in {seconds:.1f}s")
         self._close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
+        self._prune(protect={from_id, to_id})
         log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
         self.notify(messages.rollback_verified(self.ctx, from_id, to_id, findings, seconds))
 
@@ -621,6 +623,22 @@ class Watcher:
             self.save()
         except StateError as exc:
             log.error("state not saved reason=%s", exc)
+
+    def _prune(self, protect: set[str]) -> None:
+        """Let a backend with `keep:` delete old releases: never a known-good one, never the
+        current one, never the ones an incident is about."""
+        if not hasattr(self.backend, "prune"):
+            return
+        protected = {rid for rid, rec in self.state.releases.items() if rec.mark == "good"} | protect
+        if self.state.current:
+            protected.add(self.state.current)
+        try:
+            removed = self.backend.prune(protected)
+        except (WatcherError, OSError) as exc:
+            log.warning("prune failed reason=%s", exc)
+            return
+        if removed:
+            self.journal("pruned", releases=removed)
 
     def _routed(self, message, findings: list[Finding]):
         tags = sorted({t for f in findings for r in self.config.rules if r.name == f.rule for t in r.notify})

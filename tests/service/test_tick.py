@@ -193,3 +193,19 @@ def test_manual_rollback_with_no_known_good_target_refuses_and_changes_nothing(h
     with pytest.raises(RollbackError, match="no known-good release older than r2"):
         w.manual_rollback(None, "manual")
     assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
+
+
+def test_keep_prunes_old_releases_after_a_rollback_but_never_known_good_ones(host):
+    for rid in ("r0a", "r0b"):  # older than r1 by id order, unmarked
+        host.add_release(rid)
+    clock = Clock()
+    cfg_backend = {"type": "symlink", "releases": str(host.releases), "current": str(host.current), "keep": 2}
+    w = make(host, clock, backend=cfg_backend)
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    ticks(w, clock, 3)
+    assert host.current_id() == "r1"
+    left = sorted(p.name for p in host.releases.iterdir() if not p.name.startswith("."))
+    assert left == ["r1", "r2", "r3"]  # r0a, r0b pruned; r1 known-good and r2 (the incident) kept
+    assert [e["releases"] for e in host.journal() if e["kind"] == "pruned"] == [["r0b", "r0a"]]
