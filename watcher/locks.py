@@ -15,24 +15,29 @@ class LockBusy(Exception):
     pass
 
 
+def held_by_other(path: Path | None) -> bool:
+    """Whether another process holds an flock on `path` (a missing file is not held)."""
+    if path is None or not path.exists():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 class DeployLock:
     def __init__(self, path: Path | None):
         self.path = Path(path) if path else None
 
     def held_by_other(self) -> bool:
-        if self.path is None or not self.path.exists():
-            return False
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return held_by_other(self.path)
 
     @contextmanager
     def hold(self) -> Iterator[None]:

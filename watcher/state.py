@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from watcher.errors import StateError
+from watcher.locks import held_by_other
 from watcher.rules import RuleState
 
 log = logging.getLogger(__name__)
@@ -168,16 +169,7 @@ class StateStore:
 
     def service_running(self) -> bool:
         """Whether a watcher holds the instance lock (this process excluded)."""
-        if self._lock_fd is not None or not self.lock_path.exists():
-            return False
-        fd = os.open(self.lock_path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return self._lock_fd is None and held_by_other(self.lock_path)
 
     # state.json ------------------------------------------------------------------------------
 
