@@ -290,11 +290,13 @@ class Watcher:
 
     def _decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
         s = self.state
-        try:
-            releases = tuple(r.id for r in self.backend.releases()) if self.backend is not None else ()
-        except WatcherError as exc:
-            releases = ()
-            log.error("backend cannot list releases reason=%s", exc)
+        releases: tuple[str, ...] = ()
+        # Listing releases reads a directory or runs a command: only worth it when acting may follow.
+        if self.backend is not None and any(f.action == "rollback" for f in firing):
+            try:
+                releases = tuple(r.id for r in self.backend.releases())
+            except WatcherError as exc:
+                log.error("backend cannot list releases reason=%s", exc)
         situation = decider.Situation(
             now=now, current=s.current or "", releases=releases, marks=s.releases,
             in_watch_window=s.in_watch_window(now), firing=tuple(firing), paused_until=s.paused_until,
