@@ -1,0 +1,81 @@
+"""One implementation: the backtest's replay and the service's tick step rules through the same
+rules.classify + rules.step, so identical results per step give identical transitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from watcher.backtest import Deploy, replay_rule, watch_windows
+from watcher.config import load_config
+from watcher.errors import SourceError
+from watcher.rules import ProbeResult, Sample
+from watcher.service import Watcher
+from watcher.state import StateStore
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_000.0
+STEP = 15.0
+
+# Per step, what each rule's signal returned: a breach with a held error in the middle, a
+# baseline rule, and a probe that fails three times in a row.
+TABLE = {
+    "http-5xx-ratio": [[Sample({}, 0.01)]] * 2 + [[Sample({"code": "500"}, 0.4)]] * 5
+    + [SourceError("timeout")] * 2 + [[Sample({}, 0.4)]] * 6 + [[Sample({}, 0.02)]] * 3,
+    "p95-latency-regression": [[Sample({}, 0.1)]] * 4 + [[Sample({}, 0.9)]] * 14,
+    "oom-kills": [[]] * 10 + [[Sample({}, 1.0)]] + [[]] * 7,
+    "cpu-saturation": [[Sample({}, 0.5)]] * 18,
+    "health-endpoint": [ProbeResult(True, "200")] * 6 + [ProbeResult(False, "status 503", 503)] * 4
+    + [ProbeResult(True, "200")] * 8,
+}
+BASELINES = {"p95-latency-regression": 0.12}
+
+
+class TableReader:
+    def __init__(self):
+        self.i = 0
+
+    def read_all(self, rules, now, window_s):
+        out = {r.name: (TABLE[r.name][self.i], 0.0) for r in rules}
+        self.i += 1
+        return out
+
+    def close(self):
+        pass
+
+
+def _service_transitions(cfg, tmp_path: Path) -> list[tuple]:
+    clock = {"now": T0}
+    store = StateStore(tmp_path / "state", clock=lambda: clock["now"])
+    store.ensure_dir()
+    w = Watcher(cfg, None, TableReader(), None, store, clock=lambda: clock["now"])
+    w.state.current, w.state.deployed_at, w.state.window_ends = "r2", T0, T0 + cfg.watch_window
+    w.state.baselines = dict(BASELINES)
+    for i in range(18):
+        clock["now"] = T0 + i * STEP
+        w.tick()
+    return [(e["rule"], e["transition"], e["before"], e["after"], e["time"], e["reason"])
+            for e in store.events() if e["kind"] == "rule"]
+
+
+def _backtest_transitions(cfg) -> list[tuple]:
+    times = [T0 + i * STEP for i in range(18)]
+    windows = watch_windows([Deploy(T0, "r2")], cfg.watch_window)
+    out = []
+    for rule in cfg.rules:
+        replay = replay_rule(rule, times, lambda t, r=rule: TABLE[r.name][int((t - T0) / STEP)], windows,
+                             lambda d, r=rule: BASELINES.get(r.name), cfg.error_limit)
+        out += [(t.rule, t.kind, t.before.value, t.after.value, round(t.at, 3), t.reason) for t in replay.transitions]
+    return out
+
+
+def test_same_results_per_step_give_the_same_transitions_in_service_tick_and_backtest(tmp_path):
+    (tmp_path / "watcher.yaml").write_text(
+        f"service: shop\nprometheus: {{url: 'http://127.0.0.1:9'}}\nrules: ['{REPO / 'rules' / 'default.yaml'}']\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    cfg = load_config(tmp_path / "watcher.yaml")
+    service = sorted(_service_transitions(cfg, tmp_path), key=lambda x: (x[4], x[0]))
+    replay = sorted(_backtest_transitions(cfg), key=lambda x: (x[4], x[0]))
+    assert {x[0] for x in service} >= {"http-5xx-ratio", "p95-latency-regression", "oom-kills", "health-endpoint"}
+    assert any(x[3] == "firing" for x in service)
+    assert service == replay
