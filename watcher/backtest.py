@@ -267,21 +267,22 @@ def fetch_range(source, expr: str, times: list[float], step_s: float) -> tuple[d
     by_time: dict[float, list[Sample] | SourceError] = {t: [] for t in times}
     raw: list[tuple[dict, list[tuple[float, float]]]] = []
     queries = 0
-    for start, end in chunks(times):
+    for first, (start, end) in zip(range(0, len(times), MAX_POINTS), chunks(times)):
         queries += 1
         try:
             series = source.query_range(expr, start, end, step_s)
         except SourceError as exc:
-            for t in times:
-                if start <= t <= end:
-                    by_time[t] = exc
+            for t in times[first:first + MAX_POINTS]:
+                by_time[t] = exc
             continue
         raw.extend(series)
         for labels, points in series:
             for t, value in points:
-                bucket = by_time.get(round(t, 3))
-                if isinstance(bucket, list):
-                    bucket.append(Sample(labels, value))
+                # Map by step index, not by timestamp: the client and Prometheus may round
+                # the start time differently (sub-millisecond parts of `since`).
+                k = first + round((t - start) / step_s)
+                if 0 <= k < len(times) and k - first < MAX_POINTS:
+                    by_time[times[k]].append(Sample(labels, value))
     return by_time, raw, queries
 
 

@@ -106,10 +106,11 @@ def test_auto_deploys_find_the_release_change_of_the_info_metric(history):
     assert abs(found[0].at - h["incident"]) <= STEP
 
 
-def test_range_longer_than_11000_points_is_chunked_and_still_finds_the_incident(history):
+def test_range_longer_than_11000_points_from_a_fractional_start_is_chunked_and_finds_the_incident(history):
     h = history
-    # A 1 s step over 4 h is 14,401 points: Prometheus refuses that in one query.
-    result = bt.run_backtest(h["cfg"], h["source"], h["start"] + 3600, h["end"], 1.0,
+    # A 1 s step over 4 h is 14,401 points: Prometheus refuses that in one query. A start with
+    # sub-millisecond parts (`--since 7d` is now - 7d) must still line the answers up.
+    result = bt.run_backtest(h["cfg"], h["source"], h["start"] + 3600.12345, h["end"], 1.0,
                              [bt.Deploy(h["incident"], "r2")], ["http-5xx-ratio"])
     [rb] = result.rollbacks()
     assert rb.release == "r2" and h["incident"] + 120 <= rb.at <= h["incident"] + 120 + STEP
