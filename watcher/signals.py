@@ -17,6 +17,7 @@ import statistics
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
 from watcher.errors import SourceError
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 # How much of a body a probe reads to look for `expect_body`: a health endpoint that streams a
 # huge body must not hold the probe or fill memory.
 PROBE_BODY_LIMIT = 64 * 1024
+# A tick waits for a signal at most its timeout plus this; host counters get HOST_READ_TIMEOUT.
+READ_GRACE = 0.5
+HOST_READ_TIMEOUT = 5.0
 
 
 class PrometheusSource:
@@ -271,9 +275,35 @@ class SignalReader:
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="signal")
 
     def read_all(self, rules: list[Rule], now: float, window_s: int) -> dict[str, tuple[object, float]]:
-        """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule."""
-        futures = {rule.name: self._pool.submit(self._timed, rule, now, window_s) for rule in rules}
-        return {name: future.result() for name, future in futures.items()}
+        """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule.
+
+        Bounded in time: the socket timeouts of requests and httpx apply to each read, so a peer
+        that trickles its answer a byte at a time would hold a tick for minutes. A read that is
+        not done by its own timeout (plus a little) counts as an error (a failed probe); its
+        thread finishes in the background."""
+        started = time.monotonic()
+        futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s)) for rule in rules}
+        out = {}
+        for name, (rule, future) in futures.items():
+            limit = self._limit(rule)
+            try:
+                out[name] = future.result(timeout=max(0.0, started + limit - time.monotonic()))
+            except FutureTimeout:
+                future.cancel()
+                elapsed = time.monotonic() - started
+                if isinstance(rule.signal, HttpCheck):
+                    out[name] = (ProbeResult(False, f"timeout after {rule.signal.timeout:g}s (answer too slow)", None, elapsed), elapsed)
+                else:
+                    out[name] = (SourceError(f"no complete answer within {limit:g}s"), elapsed)
+        return out
+
+    def _limit(self, rule: Rule) -> float:
+        signal = rule.signal
+        if isinstance(signal, HttpCheck):
+            return signal.timeout + READ_GRACE
+        if isinstance(signal, PromQuery) and self.prometheus is not None:
+            return self.prometheus.timeout + READ_GRACE
+        return HOST_READ_TIMEOUT + READ_GRACE
 
     def _timed(self, rule: Rule, now: float, window_s: int) -> tuple[object, float]:
         start = time.monotonic()

@@ -1,0 +1,56 @@
+"""Fixtures for fault injection (issue 10): misbehaving peers on 127.0.0.1 and the sandbox
+symlink host of tests/service (loaded from its file: tests/ has no packages).
+
+Hypothesis profiles: "default" keeps `make test` fast (200 examples a test); "long" is what
+`make fuzz` loads through HYPOTHESIS_PROFILE=long.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))  # faultlib.py, next to this file
+
+
+def _service_conftest():
+    name = "_rw_service_conftest"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _HERE.parent / "service" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_svc = _service_conftest()
+SymlinkHost = _svc.SymlinkHost
+
+
+@pytest.fixture
+def symlink_host(tmp_path):
+    host = SymlinkHost(tmp_path / "host")
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def fake_prometheus():
+    from faultlib import FakePrometheus
+
+    server = FakePrometheus()
+    yield server
+    server.close()
