@@ -1,0 +1,214 @@
+"""`rollback-watcher run` as a real subprocess on a sandbox symlink host: a bad deploy is rolled
+back and verified once; crashes, SIGHUP and SIGTERM change nothing a host relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import importlib.util
+import time
+from pathlib import Path
+
+# tests/service/conftest.py by path: other test dirs have a `conftest` module of their own.
+_spec = importlib.util.spec_from_file_location("service_conftest", Path(__file__).with_name("conftest.py"))
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+cli, wait_for = _conftest.cli, _conftest.wait_for
+
+PROBE_RULE = """rules:
+  - name: health
+    http: HEALTH_URL
+    failures: 2
+    action: rollback
+"""
+
+
+def prepare(host, rules: str = PROBE_RULE, **extra):
+    """r1 healthy, current and marked known-good (through the CLI, before the service runs)."""
+    host.add_release("r1")
+    host.deploy("r1")
+    config = host.write_config(rules, **extra)
+    cli("mark", "good", "r1", "--config", config, check=True)
+    return config
+
+
+def events(host, kind: str, **match) -> list[dict]:
+    return [e for e in host.journal() if e["kind"] == kind and all(e.get(k) == v for k, v in match.items())]
+
+
+def started(host, count: int = 1):
+    wait_for(lambda: len(events(host, "start")) >= count, timeout=30, every=0.3, what=f"start #{count} in the journal")
+
+
+def test_bad_deploy_is_rolled_back_verified_and_journaled_once(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host)
+    w = start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+
+    wait_for(lambda: events(host, "rollback_verified"), timeout=40, every=0.5, what="a verified rollback")
+    assert host.current_id() == "r1"
+    (intent,) = events(host, "rollback_intent")
+    assert (intent["release"], intent["target"], intent["rules"]) == ("r2", "r1", ["health"])
+    assert events(host, "deploy", release="r2")
+    (incident,) = wait_for(lambda: events(host, "incident", release="r2"), timeout=10, every=0.3, what="the incident")
+    assert incident["resolution"] == "rolled_back"
+    steps = [t["what"] for t in incident["timeline"]]
+    assert steps[0].startswith("health breached")
+    assert any(s.startswith("rolling back r2 -> r1") for s in steps)
+    assert any(s.startswith("rolled back to r1, verified") for s in steps)
+    assert [t["time"] for t in incident["timeline"]] == sorted(t["time"] for t in incident["timeline"])
+
+    # A few more ticks on the good release: nothing else happens.
+    time.sleep(4)
+    assert len(events(host, "rollback_intent")) == 1
+    assert host.current_id() == "r1"
+    assert w.stop() == 0
+
+    status = cli("status", "--config", config, check=True).stdout
+    assert "release r1" in status and "not running" in status
+    data = json.loads(cli("status", "--json", "--config", config, check=True).stdout)
+    assert data["release"] == "r1" and data["incident"] is None and data["halted"] is None
+    history = cli("history", "--config", config, check=True).stdout
+    for word in ("deploy", "rollback_intent", "rollback_verified", "incident"):
+        assert word in history
+    kinds = [e["kind"] for e in json.loads(cli("history", "--json", "--config", config, check=True).stdout)]
+    assert kinds.index("rollback_intent") < kinds.index("rollback_verified") < kinds.index("incident")
+
+
+def test_status_shows_window_rules_and_the_open_incident_in_shadow_mode(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host, mode="shadow")
+    start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    wait_for(lambda: events(host, "verdict", check="shadow") or events(host, "verdict", action="notify"),
+             timeout=30, every=0.5, what="a would-roll-back verdict")
+    wait_for(lambda: json.loads(cli("status", "--json", "--config", config).stdout or "{}").get("incident"),
+             timeout=15, every=0.5, what="the open incident in state.json")
+    data = json.loads(cli("status", "--json", "--config", config, check=True).stdout)
+    assert data["release"] == "r2" and data["running"] and data["in_watch_window"]
+    assert data["rules"]["health"]["state"] == "firing"
+    assert data["incident"]["release"] == "r2"
+    text = cli("status", "--config", config, check=True).stdout
+    assert "release r2, in its watch window until" in text
+    assert "health" in text and "firing" in text
+    assert f"open incident {data['incident']['id']} on r2" in text
+    assert host.current_id() == "r2"  # shadow: never acts
+    assert not events(host, "rollback_intent")
+
+
+def test_sigkill_during_a_pending_for_window_fires_on_time_after_restart(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host, rules=PROBE_RULE.replace("failures: 2", "failures: 1\n    for: 5s"))
+    first = start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    (pending,) = wait_for(lambda: events(host, "rule", rule="health", after="pending"), timeout=30, every=0.2,
+                          what="health pending")
+    first.stop(sig=signal.SIGKILL)
+    time.sleep(2.5)
+    start_watcher(config)
+    (firing,) = wait_for(lambda: events(host, "rule", rule="health", after="firing"), timeout=30, every=0.3,
+                         what="health firing")
+    # Pending since the first breach, across the restart: it fires 5 s after it (give or take
+    # a tick), not 5 s after the restart (which would be 8.5 s or more).
+    late = firing["time"] - pending["time"]
+    assert 5.0 <= late <= 7.5, late
+    assert len(events(host, "start")) == 2
+    assert not events(host, "rule", rule="health", after="inactive")
+    wait_for(lambda: events(host, "rollback_verified"), timeout=30, every=0.5, what="the rollback")
+
+
+def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switch(symlink_host, start_watcher, tmp_path):
+    host = symlink_host
+    calls = tmp_path / "restart-calls"
+    restart = ["sh", "-c", f'echo $$ >> {calls}; exec sleep 30']
+    config = prepare(host, backend={"type": "symlink", "releases": str(host.releases), "current": str(host.current),
+                                    "restart": restart, "restart_timeout": "60s"})
+    first = start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    try:
+        wait_for(lambda: events(host, "rollback_intent"), timeout=30, every=0.2, what="the recorded intent")
+        wait_for(calls.exists, timeout=15, every=0.2, what="the restart command running")
+        first.stop(sig=signal.SIGKILL)
+        assert not events(host, "rollback_switched")
+        start_watcher(config)
+        (rec,) = wait_for(lambda: events(host, "reconcile"), timeout=30, every=0.3, what="the reconcile")
+        assert (rec["result"], rec["release"], rec["target"]) == ("switched_and_verified", "r2", "r1")
+        time.sleep(3)  # a few ticks after the reconcile
+        assert len(events(host, "rollback_intent")) == 1
+        assert not events(host, "rollback_switched")
+        assert len(calls.read_text().split()) == 1  # the restart command ran once, before the crash
+        assert host.current_id() == "r1"
+        assert "rollback_failed" not in host.kinds()
+    finally:
+        for pid in calls.read_text().split() if calls.exists() else []:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_sighup_with_a_broken_rule_file_keeps_the_old_rules_and_a_valid_one_is_applied(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host)
+    w = start_watcher(config)
+    started(host)
+    rules_file = host.root / "rules.yaml"
+    good_rules = rules_file.read_text()
+    rules_file.write_text("rules:\n  - name: health\n    http: not a url\n    failures: zero\n")
+    w.proc.send_signal(signal.SIGHUP)
+    (refused,) = wait_for(lambda: events(host, "reload_refused"), timeout=20, every=0.3, what="reload_refused")
+    assert refused["problems"]
+
+    # The old rule still runs: a bad deploy is rolled back.
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    wait_for(lambda: events(host, "rollback_verified"), timeout=40, every=0.5, what="the old rule's rollback")
+    assert not events(host, "config_reloaded")
+
+    rules_file.write_text(good_rules + "  - name: health-again\n    http: " + host.health_url + "\n    failures: 3\n"
+                          "    action: notify\n")
+    w.proc.send_signal(signal.SIGHUP)
+    (reloaded,) = wait_for(lambda: events(host, "config_reloaded"), timeout=20, every=0.3, what="config_reloaded")
+    assert reloaded["rules"] == 2
+    assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def test_sigterm_during_a_slow_verify_finishes_the_tick_and_exits_0(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host, verify={"url": host.health_url, "attempts": 6, "every": "1s", "successes": 4})
+    w = start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    wait_for(lambda: events(host, "rollback_switched"), timeout=40, every=0.2, what="the switch")
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(timeout=30) == 0
+    kinds = host.kinds()
+    assert "rollback_verified" in kinds, kinds[-10:]
+    state = json.loads((host.state_dir / "state.json").read_text())
+    assert state["intent"] is None and state["current"] == "r1"
+    assert "stopping: the tick in hand is done" in w.output()
+
+
+def test_a_second_watcher_on_the_same_state_dir_refuses_with_one_line(symlink_host, start_watcher):
+    host = symlink_host
+    config = prepare(host)
+    start_watcher(config)
+    started(host)
+    second = cli("run", "--config", config, timeout=60)
+    assert second.returncode == 1
+    lines = (second.stdout + second.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "another watcher is running" in lines[0]
+    assert len(events(host, "start")) == 1
