@@ -41,6 +41,11 @@ def started(host, count: int = 1):
     wait_for(lambda: len(events(host, "start")) >= count, timeout=30, every=0.3, what=f"start #{count} in the journal")
 
 
+def looping(w):
+    """The signal handlers are in place (logged after they are installed; before, SIGHUP kills)."""
+    wait_for(lambda: "watching service=" in w.output(), timeout=30, every=0.3, what="the loop")
+
+
 def test_bad_deploy_is_rolled_back_verified_and_journaled_once(symlink_host, start_watcher):
     host = symlink_host
     config = prepare(host)
@@ -112,14 +117,14 @@ def test_sigkill_during_a_pending_for_window_fires_on_time_after_restart(symlink
     (pending,) = wait_for(lambda: events(host, "rule", rule="health", after="pending"), timeout=30, every=0.2,
                           what="health pending")
     first.stop(sig=signal.SIGKILL)
-    time.sleep(2.5)
+    time.sleep(3.5)
     start_watcher(config)
     (firing,) = wait_for(lambda: events(host, "rule", rule="health", after="firing"), timeout=30, every=0.3,
                          what="health firing")
     # Pending since the first breach, across the restart: it fires 5 s after it (give or take
-    # a tick), not 5 s after the restart (which would be 8.5 s or more).
+    # tick or two on a loaded machine), not 5 s after the restart (9.5 s or more).
     late = firing["time"] - pending["time"]
-    assert 5.0 <= late <= 7.5, late
+    assert 5.0 <= late <= 8.5, late
     assert len(events(host, "start")) == 2
     assert not events(host, "rule", rule="health", after="inactive")
     wait_for(lambda: events(host, "rollback_verified"), timeout=30, every=0.5, what="the rollback")
@@ -161,7 +166,7 @@ def test_sighup_with_a_broken_rule_file_keeps_the_old_rules_and_a_valid_one_is_a
     host = symlink_host
     config = prepare(host)
     w = start_watcher(config)
-    started(host)
+    looping(w)
     rules_file = host.root / "rules.yaml"
     good_rules = rules_file.read_text()
     rules_file.write_text("rules:\n  - name: health\n    http: not a url\n    failures: zero\n")
@@ -188,7 +193,7 @@ def test_sigterm_during_a_slow_verify_finishes_the_tick_and_exits_0(symlink_host
     host = symlink_host
     config = prepare(host, verify={"url": host.health_url, "attempts": 6, "every": "1s", "successes": 4})
     w = start_watcher(config)
-    started(host)
+    looping(w)
     host.add_release("r2", health=500)
     host.deploy("r2")
     wait_for(lambda: events(host, "rollback_switched"), timeout=40, every=0.2, what="the switch")
