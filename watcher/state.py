@@ -209,7 +209,8 @@ class StateStore:
                 tmp.unlink()
             except OSError:
                 pass
-            raise StateError(f"cannot write {self.state_path}: {exc.strerror}; the previous state is kept") from None
+            raise StateError(f"cannot write {self.state_path}: {exc.strerror}; the previous state is kept. "
+                             f"Free space in (or give the watcher write access to) {self.dir}.") from None
 
     # journal.jsonl ---------------------------------------------------------------------------
 
@@ -225,7 +226,9 @@ class StateStore:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise StateError(f"cannot append to {self.journal_path}: {exc.strerror}") from None
+            raise StateError(f"cannot append to {self.journal_path}: {exc.strerror}. Nothing more is done until "
+                             f"it can be: every action is journaled before it is taken. Free space in (or give "
+                             f"the watcher write access to) {self.dir}; the journal written so far is intact.") from None
         return event
 
     def events(self) -> Iterator[dict]:

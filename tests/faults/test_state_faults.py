@@ -1,0 +1,180 @@
+"""Damaged or unusable state (DESIGN.md section 8): the watcher refuses to act, says exactly what
+is wrong and how to recover, and never loses the journal. Two watchers on one state dir: the
+second refuses to start.
+
+The unwritable-directory and disk-full cases mount a read-only bind and a 64 KiB tmpfs: the
+suite runs as root, and root ignores file permissions (a chmod 0500 directory stays writable for
+it), so a read-only mount is the only honest "cannot write". Where `mount` is not allowed (an
+unprivileged container) those two tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import _svc
+
+from watcher.config import load_config
+from watcher.errors import StateError
+from watcher.service import build_watcher
+
+cli, WatcherProcess, wait_for = _svc.cli, _svc.WatcherProcess, _svc.wait_for
+
+RULES = """
+rules:
+  - name: health
+    http: HEALTH_URL
+    timeout: 1s
+    action: rollback
+"""
+
+
+def prepared(host):
+    """r1 known-good, r2 deployed and seen, a journal with history."""
+    host.add_release("r1")
+    host.add_release("r2")
+    host.deploy("r2")
+    config = host.write_config(RULES)
+    cli("mark", "good", "r1", "--config", config, check=True)
+    w = build_watcher(load_config(config), notify=False)
+    w.start()
+    w.tick()
+    w.reader.close()
+    return config
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("truncated", "is damaged"),
+    ("empty", "is damaged"),
+    ("not_json", "is damaged"),
+    ("future_version", "format version 99"),
+])
+def test_damaged_state_refuses_to_run_says_how_to_recover_keeps_journal(symlink_host, damage, expected):
+    host = symlink_host
+    config = prepared(host)
+    state_path = host.state_dir / "state.json"
+    good = state_path.read_text()
+    damaged = {
+        "truncated": good[: len(good) // 2],
+        "empty": "",
+        "not_json": "<html>oops</html>\n",
+        "future_version": json.dumps(dict(json.loads(good), version=99)),
+    }[damage]
+    state_path.write_text(damaged)
+    journal_before = (host.state_dir / "journal.jsonl").read_bytes()
+    host.add_release("r3")  # would be news to a watcher that ran
+    result = cli("run", "--config", config, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert f"mv {state_path} {state_path}.bad" in result.stderr  # how to recover
+    assert "Traceback" not in result.stderr
+    assert (host.state_dir / "journal.jsonl").read_bytes() == journal_before
+    assert state_path.read_text() == damaged  # evidence kept, not overwritten
+    assert host.current_id() == "r2"
+    status = cli("status", "--config", config)
+    assert status.returncode == 1 and expected in status.stderr
+
+
+def test_damaged_journal_line_is_skipped_with_a_warning(symlink_host):
+    host = symlink_host
+    config = prepared(host)
+    journal = host.state_dir / "journal.jsonl"
+    shown = json.loads(cli("history", "--config", config, "--json", check=True).stdout)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(lines[0] + b'{"time": 1, "kind": "trunc\n' + b"\xff\xfe not utf-8\n" + b"".join(lines[1:]))
+    result = cli("history", "--config", config, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "journal line skipped" in result.stderr
+    events = json.loads(result.stdout)
+    assert events == shown
+    # and the service runs on it
+    w = build_watcher(load_config(config), notify=False)
+    w.start()
+    w.tick()
+    w.reader.close()
+
+
+def _mount(*args) -> None:
+    r = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mount is not allowed here ({r.stderr.strip()}): cannot make a read-only or full disk")
+
+
+def _umount(path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_read_only_state_dir_refuses_to_start(symlink_host):
+    host = symlink_host
+    config = prepared(host)
+    journal_before = (host.state_dir / "journal.jsonl").read_bytes()
+    _mount("--bind", str(host.state_dir), str(host.state_dir))
+    try:
+        _mount("-o", "remount,ro,bind", str(host.state_dir))
+        result = cli("run", "--config", config, timeout=30)
+    finally:
+        _umount(host.state_dir)
+    assert result.returncode == 1
+    assert "StateError" in result.stderr and "not writable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (host.state_dir / "journal.jsonl").read_bytes() == journal_before
+
+
+def test_disk_full_never_switches_and_keeps_journal_and_state(symlink_host, tmp_path):
+    """The state dir on a 64 KiB tmpfs, filled up while the watcher runs; then r2 turns
+    unhealthy: the journal cannot record an intent, so nothing is switched."""
+    host = symlink_host
+    host.state_dir.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(host.state_dir))
+    try:
+        config = prepared(host)
+        journal = host.state_dir / "journal.jsonl"
+        before = journal.read_bytes()
+        state_before = (host.state_dir / "state.json").read_text()
+        filler = host.state_dir / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        (host.releases / "r2" / "health_status").write_text("500\n")
+        w = build_watcher(load_config(config), notify=False)
+        try:
+            w.start()
+            w.tick()
+        except StateError as exc:
+            message = str(exc)
+        else:
+            message = ""
+        finally:
+            w.reader.close()
+        assert "No space left on device" in message and "Free space in" in message
+        assert host.current_id() == "r2"
+        assert journal.read_bytes().startswith(before)
+        json.loads((host.state_dir / "state.json").read_text())  # the previous state, whole
+        assert json.loads((host.state_dir / "state.json").read_text())["current"] == json.loads(state_before)["current"]
+        filler.unlink()
+    finally:
+        _umount(host.state_dir)
+
+
+def test_second_watcher_on_one_state_dir_refuses(symlink_host, tmp_path):
+    host = symlink_host
+    config = prepared(host)
+    first = WatcherProcess(config, tmp_path / "first.log")
+    try:
+        wait_for(lambda: host.kinds().count("start") >= 2, timeout=30, what="the first watcher to start")
+        second = cli("run", "--config", config, timeout=30)
+        assert first.proc.poll() is None
+    finally:
+        code = first.stop()
+    assert second.returncode == 1
+    assert "another watcher is running" in second.stderr
+    assert code == 0
+    assert host.kinds().count("start") == 2  # prepared() + the first; the second never started
