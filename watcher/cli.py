@@ -556,6 +556,14 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
 
 
 @app.command()
+def demo() -> None:
+    """A bad deploy detected and rolled back on a sandbox host (about a minute; what `make demo` runs)."""
+    from watcher.demo import demo as run_demo
+
+    raise typer.Exit(run_demo())
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from watcher import __version__
