@@ -52,6 +52,7 @@ def main():
         def log_message(self, *a):
             pass
 
+    ThreadingHTTPServer.request_queue_size = 256  # the default backlog of 5 drops SYNs: 1 s retransmits
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()
