@@ -223,8 +223,9 @@ def run(
 
             for problem in check_targets(list(cfg.notify)):
                 logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
+        watcher.install_signal_handlers()
         watcher.start()
-        code = watcher.run()
+        code = watcher.run(install_signals=False)
     finally:
         if watcher.notifier is not None:
             watcher.notifier.close(timeout=5)

@@ -526,11 +526,16 @@ class Watcher:
     # ------------------------------------------------------------------------------------------
     # The loop
 
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the tick in hand, SIGHUP reloads. Installed before `start()`,
+        so that a stop during a reconcile's verification does not kill it half-way."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
     def run(self, install_signals: bool = True) -> int:
         if install_signals:
-            signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-            signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-            signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+            self.install_signal_handlers()
         sd_notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={_pid()}")
         log.info("watching service=%s rules=%d interval=%ss mode=%s", self.config.service, len(self.config.rules),
                  self.config.interval, self.config.mode)
@@ -561,7 +566,8 @@ class Watcher:
     def reload(self) -> bool:
         """Reload config and rules; an invalid new config is refused and the old one keeps
         running. Rule states are kept by rule name (as Prometheus' rule manager does)."""
-        sd_notify("RELOADING=1")
+        # Newer systemd wants the reload's monotonic time beside RELOADING=1.
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             new = load_config(self.config.path)
         except ConfigError as exc:
