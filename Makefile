@@ -6,8 +6,9 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 # Debian packages the tests and the demo start as real processes: Prometheus (with promtool)
-# and nginx for the blue-green backend. Alertmanager is only needed by the benchmarks.
-TEST_DEBS  := prometheus nginx-light
+# and nginx for the blue-green backend; systemd for `systemd-analyze` on the unit file.
+# Alertmanager is only needed by the benchmarks.
+TEST_DEBS  := prometheus nginx-light systemd
 BENCH_DEBS := prometheus-alertmanager
 
 .PHONY: demo test bench fuzz check deps debs bench-debs apt clean install
@@ -42,6 +43,7 @@ debs:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v promtool   >/dev/null || missing="$$missing prometheus"; \
 	test -x /usr/sbin/nginx || command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 bench-debs:

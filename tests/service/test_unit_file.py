@@ -16,8 +16,11 @@ UNIT = REPO / "systemd" / "rollback-watcher.service"
 DEFAULT_PREFIX = "/opt/rollback-watcher"
 EXPOSURE_LIMIT = 1.2  # measured with systemd 252; the issue asks for 2.0 or lower
 
-needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                           reason="systemd-analyze is not installed")
+def systemd_analyze() -> str:
+    # The Makefile installs systemd where it is missing: a skip would hide an unverified unit.
+    path = shutil.which("systemd-analyze")
+    assert path, "systemd-analyze is not installed: run `make test`, which installs it"
+    return path
 
 
 def unit_values(text: str, key: str) -> list[str]:
@@ -42,8 +45,6 @@ def installed(tmp_path_factory):
     env = dict(os.environ, PREFIX=str(prefix), UNITDIR=str(unitdir), CONFDIR=str(confdir), PIP_ARGS="--no-deps")
     result = subprocess.run(["sh", str(REPO / "systemd" / "install.sh")], env=env, capture_output=True, text=True,
                             timeout=240, cwd=root)
-    if result.returncode != 0 and re.search(r"(?i)connection|resolve|network|index", result.stderr):
-        pytest.skip(f"pip cannot reach a package index to build the package: {result.stderr[-300:]}")
     assert result.returncode == 0, result.stdout + result.stderr
     return {"prefix": prefix, "unit": unitdir / "rollback-watcher.service", "confdir": confdir, "root": root, "env": env}
 
@@ -82,17 +83,15 @@ def test_install_writes_an_example_config_that_checks_and_never_overwrites_one(i
     assert "kept the existing" in again.stdout
 
 
-@needs_systemd_analyze
 def test_systemd_analyze_verify_passes_on_the_installed_unit(installed):
-    result = subprocess.run(["systemd-analyze", "verify", str(installed["unit"])], capture_output=True, text=True,
+    result = subprocess.run([systemd_analyze(), "verify", str(installed["unit"])], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rollback-watcher.service" not in result.stderr, result.stderr
 
 
-@needs_systemd_analyze
 def test_security_exposure_is_at_most_the_measured_figure():
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)], capture_output=True,
+    result = subprocess.run([systemd_analyze(), "security", "--offline=true", str(UNIT)], capture_output=True,
                             text=True, timeout=60)
     match = re.search(r"Overall exposure level for rollback-watcher\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout[-500:] + result.stderr
