@@ -185,20 +185,18 @@ def _summary(show: Timeline, events: list[dict], onset: float, verified: dict, h
     switched = next((e for e in events if e["kind"] == "rollback_switched"), {})
     now_serving = app.control()
     rule = firing.get("rule", "?")
-    value = firing.get("value")
-    unit = "%" if rule == "http-5xx-ratio" else ""
-    shown = f"{value * 100:.1f}%" if unit == "%" and isinstance(value, (int, float)) else str(value)
+    shown = _shown(firing)
     threshold = "> 10% for 10s" if rule == "http-5xx-ratio" else "3 failed probes in a row"
     show.line("")
     show.line("summary")
     show.line(f"  rule            {rule}  ({threshold})")
-    show.line(f"  value           {shown}")
+    show.line(f"  value           {shown.removeprefix('value ')}")
     show.line(f"  first breach    {first.get('time', onset) - onset:5.1f}s after the bad deploy")
     show.line(f"  detection       {firing.get('time', onset) - onset:5.1f}s after the bad deploy (rule firing)")
     show.line(f"  rollback        {verified['time'] - onset:5.1f}s after the bad deploy, verified "
               f"(switch {switched.get('seconds', 0):.2f}s, verify {verified.get('seconds', 0):.2f}s)")
     show.line(f"  current         {host.current_id()}; the app now answers 500 for "
-              f"{now_serving['error_ratio'] * 100:.0f}% of requests")
+              f"{now_serving['error_ratio'] * 100:.0f}% of requests, /health {now_serving['health_status']}")
     ok = host.current_id() == "v1"
     show.line("  result          " + ("v2 rolled back to v1" if ok else "NOT rolled back"))
     return 0 if ok else 1
@@ -333,9 +331,7 @@ def _narrate(e: dict) -> str | None:
     if kind == "deploy":
         return f"watcher saw the deploy of {e['release']}; watch window open"
     if kind == "rule" and e.get("transition") == "phase":
-        value = e.get("value")
-        shown = f"{value * 100:.1f}%" if e["rule"] == "http-5xx-ratio" and isinstance(value, (int, float)) else value
-        return f"{e['rule']} {e['before']} -> {e['after']} (value {shown})"
+        return f"{e['rule']} {e['before']} -> {e['after']} ({_shown(e)})"
     if kind == "verdict":
         return f"decision: {e['action']}: {e['reason']}"
     if kind == "rollback_intent":
@@ -347,6 +343,14 @@ def _narrate(e: dict) -> str | None:
     if kind == "incident":
         return f"incident closed: {e.get('summary')}"
     return None
+
+
+def _shown(rule_event: dict) -> str:
+    """A rule event's value as a human reads it: a ratio in %, a probe by its answer."""
+    value = rule_event.get("value")
+    if rule_event.get("rule") == "http-5xx-ratio" and isinstance(value, (int, float)):
+        return f"value {value * 100:.1f}%"
+    return rule_event.get("reason") or f"value {value}"
 
 
 def _describe(settings: dict) -> str:
