@@ -656,11 +656,9 @@ class Watcher:
         return [r for r in self.config.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
 
     def _probe(self):
-        if getattr(self.reader, "probe", None) is None:
-            from watcher.signals import HttpProbe
-
-            self.reader.probe = HttpProbe()
-        return self.reader.probe
+        """Verification probes, bounded in time like a tick's (a trickling endpoint cannot hold
+        a verification past each probe's timeout)."""
+        return _BoundedProbe(self.reader)
 
     def _count(self, rule: Rule, obs, seconds: float) -> None:
         if self.telemetry is None:
@@ -678,6 +676,16 @@ class Watcher:
         self.state.count(f"rollbacks_{result}")
         if self.telemetry is not None:
             self.telemetry.rollbacks.labels(result=result).inc()
+
+
+class _BoundedProbe:
+    """What verify() calls `probe.probe(check)` on, through the reader's bounded pool."""
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    def probe(self, check):
+        return self._reader.probe_bounded(check)
 
 
 def _row(rule: Rule, obs, state: RuleState, baseline, seconds: float) -> dict:

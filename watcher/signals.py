@@ -272,30 +272,54 @@ class SignalReader:
         self.prometheus = prometheus
         self.probe = probe
         self.host = host
-        self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="signal")
+        self._workers = max(1, max_concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="signal")
 
     def read_all(self, rules: list[Rule], now: float, window_s: int) -> dict[str, tuple[object, float]]:
         """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule.
 
         Bounded in time: the socket timeouts of requests and httpx apply to each read, so a peer
         that trickles its answer a byte at a time would hold a tick for minutes. A read that is
-        not done by its own timeout (plus a little) counts as an error (a failed probe); its
-        thread finishes in the background."""
-        started = time.monotonic()
-        futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s)) for rule in rules}
-        out = {}
-        for name, (rule, future) in futures.items():
-            limit = self._limit(rule)
+        not done by its own timeout (plus a little) after it STARTED counts as an error (a failed
+        probe); its thread finishes in the background. Reads queued behind the pool are not
+        charged for the wait, so a table of 1,000 rules is not "blind" for being long."""
+        started: dict[str, float] = {}
+        futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s, started)) for rule in rules}
+        # How long the whole batch may take if every read used its full limit, pool-width at a time.
+        waves = -(-len(rules) // self._workers) if rules else 0
+        batch_deadline = time.monotonic() + waves * max((self._limit(r) for r in rules), default=0.0)
+        return {name: self._await(rule, future, started, batch_deadline) for name, (rule, future) in futures.items()}
+
+    def _await(self, rule: Rule, future, started: dict[str, float], batch_deadline: float) -> tuple[object, float]:
+        limit = self._limit(rule)
+        while True:
+            begun = started.get(rule.name)
+            deadline = begun + limit if begun is not None else min(batch_deadline, time.monotonic() + 0.05)
             try:
-                out[name] = future.result(timeout=max(0.0, started + limit - time.monotonic()))
+                return future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
+                if begun is None and time.monotonic() < batch_deadline:
+                    continue  # still queued behind other reads: not its fault
                 future.cancel()
-                elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - begun if begun is not None else 0.0
                 if isinstance(rule.signal, HttpCheck):
-                    out[name] = (ProbeResult(False, f"timeout after {rule.signal.timeout:g}s (answer too slow)", None, elapsed), elapsed)
-                else:
-                    out[name] = (SourceError(f"no complete answer within {limit:g}s"), elapsed)
-        return out
+                    return ProbeResult(False, f"timeout after {rule.signal.timeout:g}s (answer too slow)", None, elapsed), elapsed
+                why = f"no complete answer within {limit:g}s" if begun is not None else "not read: every reader is busy"
+                return SourceError(why), elapsed
+
+    def probe_bounded(self, check: HttpCheck) -> ProbeResult:
+        """One probe outside a tick (verification), bounded the same way as in read_all."""
+        future = self._pool.submit(self._probe_once, check)
+        try:
+            return future.result(timeout=check.timeout + READ_GRACE)
+        except FutureTimeout:
+            future.cancel()
+            return ProbeResult(False, f"timeout after {check.timeout:g}s (answer too slow)", None, check.timeout)
+
+    def _probe_once(self, check: HttpCheck) -> ProbeResult:
+        if self.probe is None:
+            self.probe = HttpProbe()
+        return self.probe.probe(check)
 
     def _limit(self, rule: Rule) -> float:
         signal = rule.signal
@@ -305,8 +329,8 @@ class SignalReader:
             return self.prometheus.timeout + READ_GRACE
         return HOST_READ_TIMEOUT + READ_GRACE
 
-    def _timed(self, rule: Rule, now: float, window_s: int) -> tuple[object, float]:
-        start = time.monotonic()
+    def _timed(self, rule: Rule, now: float, window_s: int, started: dict[str, float]) -> tuple[object, float]:
+        start = started[rule.name] = time.monotonic()
         result = self.read(rule, now, window_s)
         return result, time.monotonic() - start
 

@@ -127,6 +127,8 @@ def http_server():
             kind = behaviours.get(self.path, "ok")
             if kind == "slow":
                 time.sleep(1.5)
+            if kind == "abitslow":
+                time.sleep(0.4)
             if kind == "redirect":
                 self.send_response(302)
                 self.send_header("Location", self.path)
@@ -236,3 +238,32 @@ def test_unit_restarts_reads_systemctl(tmp_path):
     assert reader.read(rule, 0.0)[0].value == 0
     counter.write_text("3")
     assert reader.read(rule, 15.0)[0].value == 1
+
+
+def test_reads_queued_behind_a_narrow_pool_are_not_charged_for_the_wait(http_server):
+    """Six probes of 0.4 s each through one worker take 2.4 s; each is within its own 1 s
+    timeout, so none may be reported as timed out (a deadline counted from the tick's start
+    would turn a long rule table into a "blind" watcher)."""
+    from watcher.signals import SignalReader
+
+    base, behaviours = http_server
+    behaviours["/h"] = "abitslow"
+    rules = [Rule(f"p{i}", HttpCheck(base + "/h", timeout=1.0), "rollback") for i in range(6)]
+    reader = SignalReader(None, HttpProbe(), None, max_concurrency=1)
+    try:
+        results = reader.read_all(rules, time.time(), 60)
+    finally:
+        reader.close()
+    assert all(result.ok for result, _ in results.values()), {k: r.detail for k, (r, _) in results.items()}
+
+
+def test_verification_probe_is_bounded_by_its_timeout(http_server):
+    from watcher.signals import SignalReader
+
+    base, behaviours = http_server
+    behaviours["/h"] = "slow"  # 1.5 s
+    reader = SignalReader(None, HttpProbe(), None)
+    start = time.monotonic()
+    result = reader.probe_bounded(HttpCheck(base + "/h", timeout=0.3))
+    reader.close()
+    assert not result.ok and time.monotonic() - start < 1.2
