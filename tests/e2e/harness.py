@@ -58,7 +58,7 @@ rules:
     value_unit: "%"
     action: rollback
   - name: p95-latency-regression
-    query: histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{SEL}[5m])))
+    query: histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{SEL}[$window])))
     above_baseline: 5
     floor: 0.2
     baseline_window: 30s
