@@ -42,7 +42,7 @@ def bench_rss(results, env, seconds: float = 100.0, interval_ms: int = 40, log=p
     work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
     port = free_port()
     path, host = write_config(work, env, default_table(env), interval=f"{interval_ms}ms",
-                              telemetry={"listen": f"127.0.0.1:{port}"})
+                              telemetry={"listen": f"127.0.0.1:{port}"}, scrape="15s")
     proc = Proc([str(BIN / "rollback-watcher"), "run", "--config", str(path)], work / "watcher.log")
     samples = []  # (ticks, seconds, rss_kb)
     try:
