@@ -90,6 +90,7 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._baseline_errors: set[tuple] = set()
 
     @property
     def ctx(self) -> messages.MessageContext:
@@ -246,7 +247,12 @@ class Watcher:
             try:
                 value = source.baseline(query, self.state.deployed_at, rule.baseline_window, step_s)
             except SourceError as exc:
-                log.warning("baseline not captured yet rule=%s reason=%s", rule.name, exc)
+                # Retried every tick; said once per deploy, since the rule cannot fire meanwhile.
+                key = (self.state.current, self.state.deployed_at, rule.name)
+                if key not in self._baseline_errors:
+                    self._baseline_errors.add(key)
+                    log.error("baseline not captured, rule cannot fire until it is rule=%s reason=%s", rule.name, exc)
+                    self.journal("baseline_error", rule=rule.name, release=self.state.current, reason=str(exc))
                 continue
             self.state.baselines[rule.name] = value
             self.journal("baseline", rule=rule.name, release=self.state.current, value=value,

@@ -68,7 +68,8 @@ class PrometheusSource:
             query=expr,
             start_time=dt.datetime.fromtimestamp(start, tz=dt.timezone.utc),
             end_time=dt.datetime.fromtimestamp(end, tz=dt.timezone.utc),
-            step=f"{max(step, 0.001):g}s",
+            # Plain seconds: Prometheus refuses a fractional duration such as "7.5s".
+            step=f"{max(step, 0.001):g}",
             params={"timeout": f"{self.timeout:g}s"},
         )
         return parse_matrix(result)

@@ -267,3 +267,12 @@ def test_verification_probe_is_bounded_by_its_timeout(http_server):
     result = reader.probe_bounded(HttpCheck(base + "/h", timeout=0.3))
     reader.close()
     assert not result.ok and time.monotonic() - start < 1.2
+
+
+def test_baseline_with_a_fractional_step_is_accepted_by_prometheus(stack):
+    """The service asks for max(scrape_interval, baseline_window / 240): 7.5 s for the default
+    30m window. Prometheus refuses a step written "7.5s"; it must be sent as plain seconds."""
+    prom, _, bad = stack
+    src = PrometheusSource(prom.url, timeout=5)
+    series = src.query_range('up{job="demo"}', time.time() - 60, time.time(), 7.5)
+    assert series and all(len(points) >= 2 for _, points in series)
