@@ -1,19 +1,19 @@
-"""Helpers shared by the benchmarks: statistics, the result table, a sandbox symlink host and
-small loopback HTTP servers. Stdlib only (plus the watcher package itself)."""
+"""Helpers shared by the benchmarks: statistics, the result table, processes. The sandbox
+symlink host and wait_for come from watcher/sandbox.py, shared with the tests."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from watcher.sandbox import SymlinkHost, wait_for
+
+__all__ = ["SymlinkHost", "wait_for"]  # re-exported for the bench modules
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -83,74 +83,6 @@ def sec(x) -> str:
     return "n/a" if x is None else f"{x:.1f} s"
 
 
-class SymlinkHost:
-    """releases/<id>/ dirs and a `current` symlink; a /health endpoint (200 unless the
-    current release's health_status says otherwise) for the watcher's verify probes."""
-
-    def __init__(self, root: Path, releases=("r1", "r2"), serve=True):
-        self.root = Path(root)
-        self.releases = self.root / "releases"
-        self.current = self.root / "current"
-        self.state_dir = self.root / "state"
-        self.releases.mkdir(parents=True, exist_ok=True)
-        for rid in releases:
-            (self.releases / rid).mkdir(exist_ok=True)
-            (self.releases / rid / "health_status").write_text("200\n")
-        self.server = None
-        if serve:
-            host = self
-
-            class Handler(BaseHTTPRequestHandler):
-                def do_GET(self):  # noqa: N802
-                    try:
-                        status = int((host.current / "health_status").read_text().strip())
-                    except (OSError, ValueError):
-                        status = 503
-                    body = b"ok"
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-                def log_message(self, *args):
-                    pass
-
-            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            self.server.daemon_threads = True
-            threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/health"
-
-    def deploy(self, rid: str) -> None:
-        tmp = self.root / ".current.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(f"releases/{rid}", tmp)
-        os.replace(tmp, self.current)
-
-    def current_id(self) -> str:
-        return Path(os.readlink(self.current)).name
-
-    def journal(self) -> list[dict]:
-        path = self.state_dir / "journal.jsonl"
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-
 def cli(*args, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run([PY, "-m", "watcher", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
@@ -181,13 +113,3 @@ class Proc:
             pass
         self.proc.wait()
         self.log.close()
-
-
-def wait_for(pred, timeout, every=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")

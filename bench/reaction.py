@@ -17,7 +17,6 @@ diluted by it as they are in real life; that pre-roll is most of this benchmark'
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -151,7 +150,7 @@ def run_once(work: Path, log=print) -> dict:
     try:
         app = DemoAppProcess(work / "app", "r1", settings={"error_ratio": 0.0})
         app.start()
-        hosts = {p: SymlinkHost(work / p) for p in ("watcher-1m", "watcher-window", "am-tuned", "am-default")}
+        hosts = {p: SymlinkHost(work / p, releases=("r1", "r2")) for p in ("watcher-1m", "watcher-window", "am-tuned", "am-default")}
         for h in hosts.values():
             h.deploy("r1")
         hook = Webhook({p: hosts[p] for p in ("am-tuned", "am-default")})

@@ -68,7 +68,7 @@ def default_table(env) -> list[dict]:
 
 def write_config(work: Path, env, rules: list[dict], concurrency: int = 8, interval: str = "15s",
                  telemetry=False, scrape: str | None = None) -> tuple[Path, SymlinkHost]:
-    host = SymlinkHost(work / "host", serve=False)
+    host = SymlinkHost(work / "host", releases=("r1", "r2"), serve=False)
     host.deploy("r1")
     (work / "rules.yaml").write_text(json.dumps({"rules": rules}))
     cfg = {

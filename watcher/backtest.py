@@ -50,7 +50,6 @@ from watcher.rules import (
     classify,
     format_duration,
     format_labels,
-    format_number,
     format_value,
     render_query,
     step,

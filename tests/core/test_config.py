@@ -1,6 +1,5 @@
 """Config and rule-file validation: every problem as FILE:LINE: KEY: message, all at once."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -11,7 +11,6 @@ import pytest
 from watcher.errors import SourceError
 from watcher.rules import (
     HttpCheck,
-    Observation,
     Outcome,
     Phase,
     ProbeResult,

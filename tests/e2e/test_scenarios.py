@@ -9,12 +9,11 @@ values are printed at the end of the run and kept in pytest's cache under e2e/ti
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from harness import Lab, Outcome, ScriptedHealth, Stage, scenario, wait_for
+from harness import Lab, Outcome, ScriptedHealth, Stage, scenario
 
 pytestmark = pytest.mark.e2e
 

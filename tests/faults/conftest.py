@@ -7,7 +7,6 @@ Hypothesis profiles: "default" keeps `make test` fast (200 examples a test); "lo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -25,19 +24,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))  # faultlib.py, next to this file
 
 
-def _service_conftest():
-    name = "_rw_service_conftest"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE.parent / "service" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_svc = _service_conftest()
-SymlinkHost = _svc.SymlinkHost
+from watcher.sandbox import SymlinkHost  # noqa: E402 - shared with the service tests and the benchmarks
 
 
 @pytest.fixture

@@ -13,10 +13,17 @@ import subprocess
 import sys
 import time
 
-import pytest
-from conftest import _svc
+from pathlib import Path
 
-cli, WatcherProcess, wait_for, REPO = _svc.cli, _svc.WatcherProcess, _svc.wait_for, _svc.REPO
+import pytest
+from watcher.sandbox import WatcherProcess, run_cli, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, **kwargs):
+    kwargs.setdefault("cwd", REPO)
+    return run_cli(*args, **kwargs)
 
 RULES = """
 rules:

@@ -9,19 +9,25 @@ state.json, the metrics endpoint body, `status --json`, `history --json`, `check
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import urllib.request
 
+from pathlib import Path
+
 import pytest
-from conftest import _svc
+from watcher.sandbox import WatcherProcess, run_cli, wait_for
 from faultlib import BadHttpServer, free_port
 
 from watcher.config import load_config
 from watcher.errors import ConfigError
 
-cli, WatcherProcess, wait_for = _svc.cli, _svc.WatcherProcess, _svc.wait_for
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, **kwargs):
+    kwargs.setdefault("cwd", REPO)
+    return run_cli(*args, **kwargs)
 
 RULES = """
 rules:

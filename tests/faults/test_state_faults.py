@@ -14,14 +14,21 @@ import json
 import os
 import subprocess
 
+from pathlib import Path
+
 import pytest
-from conftest import _svc
+from watcher.sandbox import WatcherProcess, run_cli, wait_for
 
 from watcher.config import load_config
 from watcher.errors import StateError
 from watcher.service import build_watcher
 
-cli, WatcherProcess, wait_for = _svc.cli, _svc.WatcherProcess, _svc.wait_for
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, **kwargs):
+    kwargs.setdefault("cwd", REPO)
+    return run_cli(*args, **kwargs)
 
 RULES = """
 rules:

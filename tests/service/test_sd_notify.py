@@ -3,19 +3,14 @@ socket as systemd would (a file path, and an abstract '@' address)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("service_conftest", Path(__file__).with_name("conftest.py"))
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
 
 RULES = """rules:
   - name: health

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import importlib.util
 import time
 from pathlib import Path
 
-# tests/service/conftest.py by path: other test dirs have a `conftest` module of their own.
-_spec = importlib.util.spec_from_file_location("service_conftest", Path(__file__).with_name("conftest.py"))
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-cli, wait_for = _conftest.cli, _conftest.wait_for
+from watcher.sandbox import run_cli, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, **kwargs):
+    kwargs.setdefault("cwd", REPO)
+    return run_cli(*args, **kwargs)
+
+
 
 PROBE_RULE = """rules:
   - name: health

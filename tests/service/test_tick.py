@@ -117,7 +117,7 @@ def test_shadow_mode_reports_would_roll_back_and_changes_nothing(host):
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 1)
     host.deploy("r2")
-    reports = ticks(w, clock, 5)
+    ticks(w, clock, 5)
     assert host.current_id() == "r2"
     verdicts = [e for e in host.journal() if e["kind"] == "verdict"]
     assert len(verdicts) == 1 and verdicts[0]["check"] == "shadow" and verdicts[0]["target"] == "r1"
