@@ -10,7 +10,6 @@ the test ends or the mode changes), or an HTTP status code to answer with.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -106,13 +105,6 @@ class Receiver:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from conftest import free_port
+from watcher.sandbox import free_port
 from watcher.messages import Message, MessageContext, Severity
 from watcher.notify import (
     NotifyTarget,
