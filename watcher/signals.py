@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import statistics
 import time
 from collections import deque
@@ -46,10 +47,22 @@ class PrometheusSource:
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
+        import requests
+
         self.url = url.rstrip("/")
         self.timeout = timeout
         no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False)
-        self._client = PrometheusConnect(url=self.url, headers=headers or None, retry=no_retries, timeout=timeout)
+        # requests re-reads proxy settings from the environment on every request: a fifth of a
+        # query's CPU at 1,000 rules a tick. Read them once here; the environment of a running
+        # service does not change anyway.
+        session = requests.Session()
+        session.proxies = requests.utils.get_environ_proxies(self.url)
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            session.verify = ca_bundle
+        session.trust_env = False
+        self._client = PrometheusConnect(url=self.url, headers=headers or None, retry=no_retries, timeout=timeout,
+                                         session=session)
 
     def query(self, expr: str, at: float | None = None) -> list[Sample]:
         """An instant query at `at` (epoch seconds). Raises SourceError."""

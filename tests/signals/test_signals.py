@@ -276,3 +276,35 @@ def test_baseline_with_a_fractional_step_is_accepted_by_prometheus(stack):
     src = PrometheusSource(prom.url, timeout=5)
     series = src.query_range('up{job="demo"}', time.time() - 60, time.time(), 7.5)
     assert series and all(len(points) >= 2 for _, points in series)
+
+
+def test_proxy_from_the_environment_is_still_used(monkeypatch):
+    """Proxy settings are read once at start (not per request); a user behind HTTP_PROXY still
+    reaches Prometheus through it. The "proxy" is a loopback server that answers like Prometheus."""
+    seen = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)  # a proxy gets the absolute URL
+            body = json.dumps({"status": "success", "data": {"resultType": "vector",
+                               "result": [{"metric": {}, "value": [1, "0.5"]}]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        src = PrometheusSource("http://prometheus.example:9090", timeout=5)
+        assert [s.value for s in src.query("up")] == [0.5]
+        assert seen and seen[0].startswith("http://prometheus.example:9090/api/v1/query")
+    finally:
+        server.shutdown()
+        server.server_close()
