@@ -320,13 +320,18 @@ class Watcher:
             if s.incident is not None:
                 self._close_incident("no rollback rule fires any more", resolution="cleared")
             return None
+        findings = list(verdict.findings)
         changed = self._incident_step(verdict, now)
+        if changed:
+            self.journal("verdict", action=verdict.action, check=verdict.kind, reason=verdict.reason,
+                         release=verdict.current, target=verdict.target, rules=[f.rule for f in verdict.findings])
+            log.info("verdict action=%s kind=%s reason=%s", verdict.action, verdict.kind, verdict.reason)
+        if verdict.action == decider.ROLLBACK:
+            # Acting is never de-duplicated: a rollback that could not take the deploy lock this
+            # tick (a deploy grabbed it after the check) is tried again on the next one.
+            return self.execute_rollback(verdict.current, verdict.target, verdict.reason, findings)
         if not changed:
             return None  # one message per state change of the incident, not one per tick
-        self.journal("verdict", action=verdict.action, check=verdict.kind, reason=verdict.reason,
-                     release=verdict.current, target=verdict.target, rules=[f.rule for f in verdict.findings])
-        log.info("verdict action=%s kind=%s reason=%s", verdict.action, verdict.kind, verdict.reason)
-        findings = list(verdict.findings)
         if verdict.action == decider.NOTIFY:
             if verdict.kind == "outside_window":
                 self.notify(self._routed(messages.fired_outside_window(self.ctx, s.current, findings), findings))
@@ -334,8 +339,6 @@ class Watcher:
                 self.notify(self._routed(messages.would_roll_back(self.ctx, s.current, verdict.target, findings, verdict.reason), findings))
         elif verdict.action == decider.REFUSE:
             self.notify(self._routed(messages.cannot_act(self.ctx, s.current, verdict.reason, findings), findings))
-        elif verdict.action == decider.ROLLBACK:
-            return self.execute_rollback(verdict.current, verdict.target, verdict.reason, findings)
         return None
 
     def execute_rollback(self, from_id: str, to_id: str, reason: str, findings: list[Finding], manual: bool = False) -> str:

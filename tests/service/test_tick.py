@@ -209,3 +209,41 @@ def test_keep_prunes_old_releases_after_a_rollback_but_never_known_good_ones(hos
     left = sorted(p.name for p in host.releases.iterdir() if not p.name.startswith("."))
     assert left == ["r1", "r2", "r3"]  # r0a, r0b pruned; r1 known-good and r2 (the incident) kept
     assert [e["releases"] for e in host.journal() if e["kind"] == "pruned"] == [["r0b", "r0a"]]
+
+
+class _LockTakenAfterTheCheck:
+    """A deploy that takes the deploy lock between the decider's check and the watcher's own
+    flock. Real processes cannot hit that window on demand, so this stands in for the lock:
+    the check says free, the first hold finds it busy, later holds succeed."""
+
+    def __init__(self):
+        self.holds = 0
+
+    def held_by_other(self):
+        return False
+
+    def hold(self):
+        from contextlib import contextmanager
+
+        from watcher.locks import LockBusy
+
+        @contextmanager
+        def held():
+            self.holds += 1
+            if self.holds == 1:
+                raise LockBusy("a deploy holds the lock")
+            yield
+
+        return held()
+
+
+def test_a_rollback_that_lost_the_lock_race_is_tried_again_next_tick(host):
+    clock = Clock()
+    w = make(host, clock)
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    w.deploy_lock = _LockTakenAfterTheCheck()
+    host.deploy("r2")
+    reports = ticks(w, clock, 4)
+    assert [r.acted for r in reports if r.acted] == ["deploy_lock", "rolled_back"]
+    assert host.current_id() == "r1"
