@@ -12,18 +12,15 @@ import os
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import pytest
-from watcher.sandbox import WatcherProcess, run_cli, wait_for
+
+from watcher.sandbox import WatcherProcess, wait_for
+from watcher.sandbox import run_cli as cli  # config paths are absolute: any cwd works
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def cli(*args, **kwargs):
-    kwargs.setdefault("cwd", REPO)
-    return run_cli(*args, **kwargs)
 
 RULES = """
 rules:

@@ -13,21 +13,15 @@ import os
 import stat
 import urllib.request
 
-from pathlib import Path
-
 import pytest
-from watcher.sandbox import WatcherProcess, run_cli, wait_for
+
+from watcher.sandbox import WatcherProcess, wait_for
+from watcher.sandbox import run_cli as cli  # config paths are absolute: any cwd works
 from faultlib import BadHttpServer, free_port
 
 from watcher.config import load_config
 from watcher.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli(*args, **kwargs):
-    kwargs.setdefault("cwd", REPO)
-    return run_cli(*args, **kwargs)
 
 RULES = """
 rules:
