@@ -5,10 +5,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
-# Debian packages the tests and the demo start as real processes: Prometheus (with promtool)
-# and nginx for the blue-green backend; systemd for `systemd-analyze` on the unit file.
-# Alertmanager is only needed by the benchmarks.
-TEST_DEBS  := prometheus nginx-light systemd
+# Alertmanager is only needed by the benchmarks (the race against the watcher).
 BENCH_DEBS := prometheus-alertmanager
 
 .PHONY: demo test bench fuzz check deps debs bench-debs apt clean install
@@ -37,6 +34,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# Debian packages the tests and the demo start as real processes: prometheus (with promtool),
+# nginx-light for the blue-green backend, systemd for `systemd-analyze` on the unit file.
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
