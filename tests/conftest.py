@@ -6,6 +6,8 @@
     demo_app         factory: demo_app(release="r1", port=None, settings_file=None, **settings)
                      -> started DemoAppProcess (see watcher/demoapp.py for the settings),
                      stopped after the test. `.target` goes into prometheus([...]).
+    symlink_host     a sandbox symlink host in tmp_path (release dirs, `current`, a /health
+                     endpoint that follows the link); closed after the test.
     demo_stack       session: one default demo app (r1, healthy) scraped by one Prometheus,
                      with data already in. READ ONLY: never control() it; use the factories.
 
@@ -27,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from watcher.sandbox import DemoAppProcess, PrometheusServer
+from watcher.sandbox import DemoAppProcess, PrometheusServer, SymlinkHost
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +86,10 @@ def demo_stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) ->
         # Two samples: enough for rate() over a short range to answer.
         prom.wait_for_series('count_over_time(up{job="demo"}[1m]) >= 2', timeout=15)
         yield DemoStack(app, prom)
+
+
+@pytest.fixture
+def symlink_host(tmp_path: Path) -> Iterator[SymlinkHost]:
+    host = SymlinkHost(tmp_path / "host")
+    yield host
+    host.close()

@@ -24,16 +24,6 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))  # faultlib.py, next to this file
 
 
-from watcher.sandbox import SymlinkHost  # noqa: E402 - shared with the service tests and the benchmarks
-
-
-@pytest.fixture
-def symlink_host(tmp_path):
-    host = SymlinkHost(tmp_path / "host")
-    yield host
-    host.close()
-
-
 @pytest.fixture
 def fake_prometheus():
     from faultlib import FakePrometheus

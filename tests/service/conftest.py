@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sandbox import SymlinkHost, WatcherProcess, run_cli
+from watcher.sandbox import WatcherProcess, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,13 +17,6 @@ def cli(*args, **kwargs):
     """`python -m watcher ARGS` from the repository's top, as a user in a checkout runs it."""
     kwargs.setdefault("cwd", REPO)
     return run_cli(*args, **kwargs)
-
-
-@pytest.fixture
-def symlink_host(tmp_path):
-    host = SymlinkHost(tmp_path / "host")
-    yield host
-    host.close()
 
 
 @pytest.fixture

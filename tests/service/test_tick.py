@@ -48,6 +48,14 @@ def make(host, clock, **extra):
     return w
 
 
+def watching_known_good_r1(host, clock, **extra):
+    """A watcher on r1, marked known-good, after its first tick: the start of most scenarios."""
+    w = make(host, clock, **extra)
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    return w
+
+
 def ticks(w, clock, n, every=1.0):
     reports = []
     for _ in range(n):
@@ -69,9 +77,7 @@ def test_first_start_gives_the_current_release_a_window_and_it_becomes_known_goo
 
 def test_bad_deploy_rolls_back_to_known_good_once_and_marks_it_bad(host):
     clock = Clock()
-    w = make(host, clock)
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock)
     host.deploy("r2")
     reports = ticks(w, clock, 4)
     assert [r.acted for r in reports] == [None, "rolled_back", None, None]
@@ -85,9 +91,7 @@ def test_bad_deploy_rolls_back_to_known_good_once_and_marks_it_bad(host):
 
 def test_two_bad_deploys_in_a_row_roll_back_to_the_last_known_good_not_the_first_bad(host):
     clock = Clock()
-    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
     host.deploy("r2")
     ticks(w, clock, 3)
     host.deploy("r3")
@@ -113,9 +117,7 @@ def test_failing_outside_the_watch_window_notifies_and_never_acts(host):
 
 def test_shadow_mode_reports_would_roll_back_and_changes_nothing(host):
     clock = Clock()
-    w = make(host, clock, mode="shadow")
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, mode="shadow")
     host.deploy("r2")
     ticks(w, clock, 5)
     assert host.current_id() == "r2"
@@ -126,9 +128,7 @@ def test_shadow_mode_reports_would_roll_back_and_changes_nothing(host):
 
 def test_unhealthy_target_fails_verification_and_the_watcher_stops_acting_until_resolved(host):
     clock = Clock()
-    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 5})
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 5})
     host.deploy("r2")
     (host.releases / "r1" / "health_status").write_text("503")  # the target broke meanwhile
     reports = ticks(w, clock, 3)
@@ -158,9 +158,7 @@ def test_pause_holds_the_rollback_until_it_ends(host):
 def test_deploy_lock_makes_the_watcher_wait(host, tmp_path):
     clock = Clock()
     lock = tmp_path / "deploy.lock"
-    w = make(host, clock, deploy_lock=str(lock))
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, deploy_lock=str(lock))
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # what `flock deploy.lock ./deploy.sh` holds
     host.deploy("r2")
@@ -174,9 +172,7 @@ def test_deploy_lock_makes_the_watcher_wait(host, tmp_path):
 
 def test_second_rollback_of_the_same_release_needs_a_human(host):
     clock = Clock()
-    w = make(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 1})
     host.deploy("r2")
     ticks(w, clock, 3)
     host.deploy("r2")  # someone deploys the same broken release again
@@ -200,9 +196,7 @@ def test_keep_prunes_old_releases_after_a_rollback_but_never_known_good_ones(hos
         host.add_release(rid)
     clock = Clock()
     cfg_backend = {"type": "symlink", "releases": str(host.releases), "current": str(host.current), "keep": 2}
-    w = make(host, clock, backend=cfg_backend)
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock, backend=cfg_backend)
     host.deploy("r2")
     ticks(w, clock, 3)
     assert host.current_id() == "r1"
@@ -239,9 +233,7 @@ class _LockTakenAfterTheCheck:
 
 def test_a_rollback_that_lost_the_lock_race_is_tried_again_next_tick(host):
     clock = Clock()
-    w = make(host, clock)
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = watching_known_good_r1(host, clock)
     w.deploy_lock = _LockTakenAfterTheCheck()
     host.deploy("r2")
     reports = ticks(w, clock, 4)
