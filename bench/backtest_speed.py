@@ -73,7 +73,7 @@ def bench(results, log=print):
         results.add("backtest", "7 days @ 15 s, default table", "not measured", "< 5 s", note="no watcher/backtest.py")
         return
     from watcher.config import load_config
-    from watcher.sandbox import PrometheusServer
+    from support import PrometheusServer
     from watcher.signals import PrometheusSource
 
     work = Path(tempfile.mkdtemp(prefix="bench-backtest-"))

@@ -1,5 +1,5 @@
 """Helpers shared by the benchmarks: statistics, the result table, processes. The sandbox
-symlink host and wait_for come from watcher/sandbox.py, shared with the tests."""
+symlink host and wait_for come from tests/support, shared with the tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcher.sandbox import SymlinkHost, wait_for
+from support import SymlinkHost, wait_for
 
 __all__ = ["SymlinkHost", "wait_for"]  # re-exported for the bench modules
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from common import PY, REPO, Proc, wait_for
-from watcher.sandbox import DemoAppProcess, PrometheusServer, free_port
+from support import DemoAppProcess, PrometheusServer, free_port
 
 
 class Env:

@@ -13,7 +13,7 @@ import httpx
 
 from common import BIN, REPO, Proc, median, slope, wait_for
 from tickcost import default_table, write_config
-from watcher.sandbox import free_port
+from support import free_port
 
 
 def rss_kb(pid: int) -> int | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from common import PY, Proc, SymlinkHost, cli, median, sec, wait_for
-from watcher.sandbox import DemoAppProcess, PrometheusServer, free_port
+from support import DemoAppProcess, PrometheusServer, free_port
 
 RATIO = 'sum(rate(http_requests_total{{code=~"5.."}}[{w}])) / sum(rate(http_requests_total[{w}]))'
 FOR_S = 10

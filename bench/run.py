@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The test rigs (tests/support) are shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import Results  # noqa: E402
 

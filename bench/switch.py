@@ -15,7 +15,7 @@ from watcher.backends.base import Release
 from watcher.backends.command import CommandBackend
 from watcher.backends.nginx import NginxBlueGreenBackend
 from watcher.backends.symlink import SymlinkBackend
-from watcher.sandbox import NginxServer
+from support import NginxServer
 
 NGINX = Path("/usr/sbin/nginx")
 

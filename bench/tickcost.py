@@ -12,7 +12,7 @@ from pathlib import Path
 from common import REPO, SymlinkHost, median, ms
 
 from watcher.config import load_config
-from watcher.sandbox import cpu_seconds
+from support import cpu_seconds
 from watcher.service import build_watcher
 
 

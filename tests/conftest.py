@@ -1,10 +1,10 @@
-"""Shared fixtures: a real Prometheus and the controllable demo app (watcher/sandbox.py).
+"""Shared fixtures: a real Prometheus and the controllable demo app (tests/support).
 
     prometheus_bin   session: path of the `prometheus` binary; FAILS (never skips) without it
     prometheus       factory: prometheus(targets, **PrometheusServer options) -> started server,
                      stopped after the test. Its scrape job is "demo", scrape interval 1 s.
     demo_app         factory: demo_app(release="r1", port=None, settings_file=None, **settings)
-                     -> started DemoAppProcess (see watcher/demoapp.py for the settings),
+                     -> started DemoAppProcess (see watcher/demo/app.py for the settings),
                      stopped after the test. `.target` goes into prometheus([...]).
     symlink_host     a sandbox symlink host in tmp_path (release dirs, `current`, a /health
                      endpoint that follows the link); closed after the test.
@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from watcher.sandbox import DemoAppProcess, PrometheusServer, SymlinkHost
+from support import DemoAppProcess, PrometheusServer, SymlinkHost
 
 
 @pytest.fixture(scope="session")

@@ -558,7 +558,7 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
 @app.command()
 def demo() -> None:
     """A bad deploy detected and rolled back on a sandbox host (about 30 s; what `make demo` runs)."""
-    from watcher.demo import demo as run_demo
+    from watcher.demo.run import demo as run_demo
 
     raise typer.Exit(run_demo())
 

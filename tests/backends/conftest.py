@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sandbox import NginxServer, free_port
+from support import NginxServer, free_port
 
 
 @pytest.fixture

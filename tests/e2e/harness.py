@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from watcher.sandbox import DemoAppProcess, PrometheusServer, free_port
+from support import DemoAppProcess, PrometheusServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_TIMEOUT = 200.0  # seconds for one scenario, start to outcome; they take ~40-90 s

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sandbox import WatcherProcess, wait_for
-from watcher.sandbox import run_cli as cli  # config paths are absolute: any cwd works
+from support import WatcherProcess, wait_for
+from support import run_cli as cli  # config paths are absolute: any cwd works
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from watcher.sandbox import WatcherProcess, wait_for
-from watcher.sandbox import run_cli as cli  # config paths are absolute: any cwd works
+from support import WatcherProcess, wait_for
+from support import run_cli as cli  # config paths are absolute: any cwd works
 from faultlib import BadHttpServer, free_port
 
 from watcher.config import load_config

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from watcher.sandbox import free_port
+from support import free_port
 from watcher import messages as m
 from watcher.messages import Message, MessageContext, Severity
 from watcher.notify import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from watcher.sandbox import free_port
+from support import free_port
 from watcher.messages import Message, MessageContext, Severity
 from watcher.notify import (
     NotifyTarget,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from watcher.sandbox import LOOPBACK, DemoAppProcess, PrometheusServer, SandboxError
+from support import LOOPBACK, DemoAppProcess, PrometheusServer, SandboxError
 
 RATIO_5XX = 'sum(rate(http_requests_total{{code=~"5..",{sel}}}[{w}])) / sum(rate(http_requests_total{{{sel}}}[{w}]))'
 P95 = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[{w}])))"

@@ -1,6 +1,6 @@
 """Fixtures for service tests: a sandbox symlink host (real release dirs, a real `current`
 symlink, a real /health endpoint that follows it) and `rollback-watcher run` as a subprocess.
-The classes live in watcher/sandbox.py, shared with the fault tests and the benchmarks."""
+The classes live in tests/support, shared with the fault tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sandbox import WatcherProcess, run_cli
+from support import WatcherProcess, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sandbox import run_cli
+from support import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 

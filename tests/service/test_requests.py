@@ -4,7 +4,7 @@ running service and applied at its next tick, so that state.json has one writer.
 import json
 from pathlib import Path
 
-from watcher.sandbox import run_cli, wait_for
+from support import run_cli, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 2\n    action: rollback\n"

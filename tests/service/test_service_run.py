@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from watcher.sandbox import run_cli, wait_for
+from support import run_cli, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 import httpx
 
-from watcher.sandbox import free_port, run_cli, wait_for
+from support import free_port, run_cli, wait_for
 from watcher.telemetry import Telemetry
 
 RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 2\n    action: rollback\n"

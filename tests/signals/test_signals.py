@@ -14,7 +14,7 @@ import pytest
 
 from watcher.errors import SourceError
 from watcher.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
-from watcher.sandbox import free_port
+from support import free_port
 from watcher.signals import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def stack(prometheus_bin, tmp_path_factory):
     """Two demo apps, one healthy and one answering 30% 5xx, scraped every second."""
-    from watcher.sandbox import DemoAppProcess, PrometheusServer
+    from support import DemoAppProcess, PrometheusServer
 
     work = tmp_path_factory.mktemp("signals")
     with DemoAppProcess(work / "good", "good") as good, DemoAppProcess(work / "bad", "bad", settings={"error_ratio": 0.3}) as bad:

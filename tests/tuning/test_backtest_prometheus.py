@@ -18,7 +18,7 @@ import pytest
 
 from watcher import backtest as bt
 from watcher.config import load_config
-from watcher.sandbox import PrometheusServer, free_port
+from support import PrometheusServer, free_port
 from watcher.signals import PrometheusSource
 
 REPO = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from watcher.sandbox import DemoAppProcess, PrometheusServer, SandboxError
+from watcher.demo.rig import DemoAppProcess, PrometheusServer, SandboxError
 
 FOR_S = 10
 DEADLINE_S = 75.0  # from the bad deploy to giving up

@@ -1,6 +1,6 @@
 """A small controllable HTTP service that stands in for "the app" in tests, the demo and benchmarks.
 
-    python -m watcher.demoapp --port P --release ID [--settings FILE] [--exit-with-parent]
+    python -m watcher.demo.app --port P --release ID [--settings FILE] [--exit-with-parent]
 
 It generates its own traffic: a background thread records synthetic requests at `rps` into
 `http_requests_total{code}` and `http_request_duration_seconds`, without serving or sleeping
@@ -311,7 +311,7 @@ def _handler_for(app: DemoApp) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m watcher.demoapp", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m watcher.demo.app", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--release", required=True)
     parser.add_argument("--settings", type=Path, help="JSON file of settings, read at start and on SIGHUP")
