@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from watcher.errors import SourceError, WatcherError
+from watcher.format import format_duration, format_labels, format_value
 from watcher.rules import (
     WINDOW_TOKEN,
     Observation,
@@ -48,9 +49,6 @@ from watcher.rules import (
     Sample,
     Transition,
     classify,
-    format_duration,
-    format_labels,
-    format_value,
     render_query,
     step,
     window_seconds,

@@ -164,7 +164,8 @@ def check(
 def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Evaluate every rule once now against the live signals; print rule, value, condition,
     state. Reads the saved state (deploy time, baselines, pending timers) but changes nothing."""
-    from watcher.rules import RuleState, classify, format_labels, format_value, step, window_seconds
+    from watcher.format import format_labels, format_value
+    from watcher.rules import RuleState, classify, step, window_seconds
     from watcher.signals import build_reader
     from watcher.state import StateStore
 

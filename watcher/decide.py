@@ -8,31 +8,32 @@ applies is the verdict; every verdict carries the reason a journal line, a notif
     shadow/pause decide, tell "would roll back", never act                         -> notify
     outside      current release is past its watch window, or known-good           -> notify
     lock         a deploy holds the deploy lock                                    -> wait
-    limit        max_auto_rollbacks for this release, or within cooldown           -> needs a human
+    limit        max_auto_rollbacks for this release, or within its cooldown       -> needs a human
     no target    no known-good release older than this one, or a barrier between   -> needs a human
     rollback     otherwise                                                         -> act
+
+"Older" is the release order of `order_releases`: the deploy timeline the watcher observed,
+then each release's own creation time, never its name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
-from watcher.rules import Finding, format_duration
-from watcher.state import ReleaseRecord
+from watcher.format import format_duration
+from watcher.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
+from watcher.rules import Finding
 
-# Verdict actions
-NOTHING = "nothing"  # no rollback rule fires, or the watcher is halted
-NOTIFY = "notify"  # tell people, act not
-WAIT = "wait"  # try again next tick
-REFUSE = "refuse"  # cannot act safely: a human is needed (critical)
-ROLLBACK = "rollback"
+# Verdict actions, by their old names (tests and callers spell them so).
+NOTHING, NOTIFY, WAIT, REFUSE, ROLLBACK = Action.NOTHING, Action.NOTIFY, Action.WAIT, Action.REFUSE, Action.ROLLBACK
 
 
 @dataclass(frozen=True)
 class Policy:
     shadow: bool = False
     max_auto_rollbacks: int = 1
-    cooldown: float = 1800.0
+    cooldown: float = 1800.0  # per release: since the last automatic rollback away from it
 
 
 @dataclass(frozen=True)
@@ -41,82 +42,119 @@ class Situation:
 
     now: float
     current: str
-    releases: tuple[str, ...]  # newest first, from the backend
-    marks: dict  # release id -> ReleaseRecord
+    releases: tuple[str, ...]  # newest first, in the order of order_releases
+    marks: Mapping[str, ReleaseRecord]  # release id -> ReleaseRecord
     in_watch_window: bool
     firing: tuple[Finding, ...]  # rollback rules that fire now
     paused_until: float | None = None
     halted: str | None = None
     lock_held: bool = False
-    last_rollback_at: float | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str
-    kind: str  # which check decided: "halted", "shadow", "paused", "outside_window", ...
+    action: Action
+    kind: VerdictKind  # which check decided
     reason: str
     current: str | None = None
     target: str | None = None
     findings: tuple[Finding, ...] = ()
+    # Every usable target in order (target first): when a target fails its preflight, the
+    # rollback tries the next older known-good one, never across a barrier.
+    targets: tuple[str, ...] = ()
 
 
-def choose_target(current: str, releases: tuple[str, ...] | list[str], marks: dict) -> tuple[str | None, str]:
-    """The newest known-good release older than `current`, skipping bad ones and never across a
-    barrier. Returns (target, reason); target is None when there is none, with the reason why."""
+def order_releases(releases: Iterable[Release], marks: Mapping[str, ReleaseRecord]) -> list[tuple[Release, OrderSource]]:
+    """Newest first. A release the watcher saw deployed is placed by that time (the timeline in
+    its state); one it never saw, by its creation time (directory mtime, image creation); one
+    with neither comes after all others, in the backend's own listing order. Never by name:
+    git-SHA or date-less names sort in no useful order."""
+    keyed = []
+    for index, release in enumerate(releases):
+        rec = marks.get(release.id)
+        if rec is not None and rec.deployed_at is not None:
+            keyed.append(((0, -rec.deployed_at, index), release, OrderSource.TIMELINE))
+        elif release.created is not None:
+            keyed.append(((0, -release.created, index), release, OrderSource.CREATED))
+        else:
+            keyed.append(((1, 0.0, index), release, OrderSource.UNKNOWN))
+    keyed.sort(key=lambda k: k[0])
+    return [(release, source) for _, release, source in keyed]
+
+
+def choose_targets(current: str, releases: Sequence[str], marks: Mapping[str, ReleaseRecord]) -> tuple[tuple[str, ...], str]:
+    """The known-good releases older than `current`, newest first, skipping bad ones and
+    stopping at a barrier. Returns (targets, reason); no targets comes with the reason why."""
+    releases = list(releases)
     if current not in releases:
-        return None, f"the backend does not list the current release {current} among its releases"
-    current_rec: ReleaseRecord | None = marks.get(current)
+        return (), f"the backend does not list the current release {current} among its releases"
+    current_rec = marks.get(current)
     if current_rec is not None and current_rec.barrier:
-        return None, f"{current} is a barrier (not reversible): auto-rollback never crosses it"
+        return (), f"{current} is a barrier (not reversible): auto-rollback never crosses it"
+    targets: list[str] = []
     skipped = []
+    barrier = None
     for release in releases[releases.index(current) + 1 :]:
-        rec: ReleaseRecord | None = marks.get(release)
-        if rec is not None and rec.mark == "good":
-            return release, f"{release} is the newest known-good release older than {current}"
+        rec = marks.get(release)
+        if rec is not None and rec.mark == Mark.GOOD:
+            targets.append(release)
         if rec is not None and rec.barrier:
-            return None, f"{release} is a barrier (not reversible) between {current} and any known-good release"
-        skipped.append(f"{release} ({'bad' if rec is not None and rec.mark == 'bad' else 'not known-good'})")
+            barrier = release
+            break
+        if not targets:
+            skipped.append(f"{release} ({'bad' if rec is not None and rec.mark == Mark.BAD else 'not known-good'})")
+    if targets:
+        return tuple(targets), f"{targets[0]} is the newest known-good release older than {current}"
+    if barrier is not None:
+        return (), f"{barrier} is a barrier (not reversible) between {current} and any known-good release"
     if skipped:
-        return None, f"no known-good release older than {current}; skipped {', '.join(skipped)}"
-    return None, f"no release older than {current}"
+        return (), f"no known-good release older than {current}; skipped {', '.join(skipped)}"
+    return (), f"no release older than {current}"
+
+
+def choose_target(current: str, releases: Sequence[str], marks: Mapping[str, ReleaseRecord]) -> tuple[str | None, str]:
+    """The newest known-good release older than `current` (see choose_targets)."""
+    targets, why = choose_targets(current, releases, marks)
+    return (targets[0] if targets else None), why
 
 
 def decide(s: Situation, policy: Policy) -> Verdict:
     firing = tuple(f for f in s.firing if f.action == "rollback")
     if not firing:
-        return Verdict(NOTHING, "quiet", "no rollback rule fires", s.current)
+        return Verdict(NOTHING, VerdictKind.QUIET, "no rollback rule fires", s.current)
     names = ", ".join(f.rule for f in firing)
+    targets, why = choose_targets(s.current, s.releases, s.marks)
+    target = targets[0] if targets else None
 
-    def verdict(action: str, kind: str, reason: str, target: str | None = None) -> Verdict:
-        return Verdict(action, kind, reason, s.current, target, firing)
+    def verdict(action: Action, kind: VerdictKind, reason: str, target: str | None = None) -> Verdict:
+        return Verdict(action, kind, reason, s.current, target, firing, targets if target else ())
 
     if s.halted:
-        return verdict(NOTHING, "halted", f"{names} firing, but the watcher is halted: {s.halted}")
+        return verdict(NOTHING, VerdictKind.HALTED, f"{names} firing, but the watcher is halted: {s.halted}")
 
-    target, why = choose_target(s.current, s.releases, s.marks)
     if policy.shadow:
-        return verdict(NOTIFY, "shadow", f"shadow mode: would roll back {s.current} -> {target or '(no target: ' + why + ')'} because {names} fires", target)
+        return verdict(NOTIFY, VerdictKind.SHADOW, f"shadow mode: would roll back {s.current} -> {target or '(no target: ' + why + ')'} because {names} fires", target)
     if s.paused_until is not None and s.now < s.paused_until:
         left = format_duration(s.paused_until - s.now)
-        return verdict(NOTIFY, "paused", f"paused for {left} more: would roll back {s.current} -> {target or '(no target)'} because {names} fires", target)
+        return verdict(NOTIFY, VerdictKind.PAUSED, f"paused for {left} more: would roll back {s.current} -> {target or '(no target)'} because {names} fires", target)
 
-    current_rec: ReleaseRecord | None = s.marks.get(s.current)
-    if current_rec is not None and current_rec.mark == "good":
-        return verdict(NOTIFY, "outside_window", f"{names} fires, but {s.current} is known-good: the deploy is probably not the cause")
+    current_rec = s.marks.get(s.current)
+    if current_rec is not None and current_rec.mark == Mark.GOOD:
+        return verdict(NOTIFY, VerdictKind.OUTSIDE_WINDOW, f"{names} fires, but {s.current} is known-good: the deploy is probably not the cause")
     if not s.in_watch_window:
-        return verdict(NOTIFY, "outside_window", f"{names} fires, but {s.current} is outside its watch window: the deploy is probably not the cause")
+        return verdict(NOTIFY, VerdictKind.OUTSIDE_WINDOW, f"{names} fires, but {s.current} is outside its watch window: the deploy is probably not the cause")
 
     if s.lock_held:
-        return verdict(WAIT, "deploy_lock", f"{names} fires, but a deploy holds the deploy lock: waiting for it")
+        return verdict(WAIT, VerdictKind.DEPLOY_LOCK, f"{names} fires, but a deploy holds the deploy lock: waiting for it")
 
     done = current_rec.auto_rollbacks if current_rec is not None else 0
     if done >= policy.max_auto_rollbacks:
-        return verdict(REFUSE, "limit", f"{s.current} was already rolled back automatically {done} time(s) (max_auto_rollbacks {policy.max_auto_rollbacks}): needs a human")
-    if s.last_rollback_at is not None and s.now - s.last_rollback_at < policy.cooldown:
-        ago = format_duration(s.now - s.last_rollback_at)
-        return verdict(REFUSE, "cooldown", f"the last rollback was {ago} ago, within the cooldown of {format_duration(policy.cooldown)}: needs a human")
+        return verdict(REFUSE, VerdictKind.LIMIT, f"{s.current} was already rolled back automatically {done} time(s) (max_auto_rollbacks {policy.max_auto_rollbacks}): needs a human")
+    last = current_rec.last_rollback_at if current_rec is not None else None
+    if last is not None and s.now - last < policy.cooldown:
+        ago = format_duration(s.now - last)
+        return verdict(REFUSE, VerdictKind.COOLDOWN, f"{s.current} was last rolled back {ago} ago, within its cooldown of {format_duration(policy.cooldown)}: needs a human")
 
     if target is None:
-        return verdict(REFUSE, "no_target", why)
-    return verdict(ROLLBACK, "rollback", f"rolling back {s.current} -> {target} because {names} fires", target)
+        return verdict(REFUSE, VerdictKind.NO_TARGET, why)
+    return verdict(ROLLBACK, VerdictKind.ROLLBACK, f"rolling back {s.current} -> {target} because {names} fires", target)

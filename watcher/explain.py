@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from watcher.errors import WatcherError
+from watcher.format import format_duration, format_labels, format_value
 from watcher.rules import (
     HttpCheck,
     Phase,
@@ -25,9 +26,6 @@ from watcher.rules import (
     Sample,
     breaches,
     classify,
-    format_duration,
-    format_labels,
-    format_value,
     render_query,
     window_seconds,
 )

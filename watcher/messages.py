@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Iterable, Sequence
 
+from watcher.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
 from watcher.rules import Finding
 
 TITLE_MAX = 80
@@ -44,7 +45,6 @@ FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N mor
 _SERVICE_MAX = 14  # in the title prefix
 _HOST_MAX = 12  # the host's first DNS label, in the title prefix
 _FIELD_MIN = 6  # a release id or rule name is never shortened below this in a title
-_LABELS_MAX = 80
 CLI = "rollback-watcher"
 
 
@@ -124,106 +124,21 @@ class MessageContext:
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
 
 
-def shorten(text: str, limit: int) -> str:
-    """`text` cut in the middle with "…" to at most `limit` characters (ends carry the meaning:
-    a release id's date or hash, a host's domain)."""
-    text = " ".join(str(text).split())  # no newlines in titles
-    if len(text) <= limit:
-        return text
-    if limit <= 1:
-        return "…"[:limit]
-    head = (limit - 1) // 2
-    tail = limit - 1 - head
-    return text[:head] + "…" + (text[-tail:] if tail else "")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """45s, 2m10s, 1h5m, 2d3h; below 10 s with one decimal (1.2s), below 1 s in ms."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = max(0.0, float(seconds))
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 10:
-        return f"{seconds:.1f}s".replace(".0s", "s")
-    total = int(round(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
-
-
-def fmt_time(epoch: float | None) -> str:
-    """UTC ISO time to the second, e.g. 2024-05-01T03:12:00Z."""
-    if epoch is None or not math.isfinite(epoch):
-        return "?"
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fmt_value(value: float | None, unit: str = "") -> str:
-    """A value in the rule's unit, readable (see the module docstring)."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, float) and math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    unit = (unit or "").strip()
-    if unit in ("%", "ratio"):
-        return _number(value * 100) + "%"
-    if unit == "s":
-        return ("-" if value < 0 else "") + fmt_duration(abs(value))
-    text = _number(value)
-    return f"{text}{unit}" if unit else text
-
-
-def _number(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
-    if abs(value) >= 1e4:
-        return f"{value:,.0f}"
-    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
-
-
-_SIMPLE_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
-
-
-def fmt_condition(condition: str, unit: str = "") -> str:
-    """"> 0.1" in the rule's unit ("> 10%"); any other condition as written."""
-    match = _SIMPLE_CONDITION.match(condition or "")
-    if not match:
-        return (condition or "").strip()
-    return f"{match.group(1)} {fmt_value(float(match.group(2)), unit)}"
-
-
-def fmt_labels(labels: dict) -> str:
-    if not labels:
-        return ""
-    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
-    return shorten("{" + inner + "}", _LABELS_MAX) if inner else ""
-
-
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
     """One line: `rule: value against threshold {labels}, since T (for D); detail`."""
     parts = [f"{finding.rule}:"]
     if finding.value is not None:
-        parts.append(fmt_value(finding.value, finding.unit))
+        parts.append(format_value(finding.value, finding.unit))
         parts.append("against")
-    parts.append(fmt_condition(finding.condition, finding.unit) or "its condition")
-    labels = fmt_labels(finding.labels)
+    parts.append(format_condition(finding.condition, finding.unit) or "its condition")
+    labels = format_labels(finding.labels)
     if labels:
         parts.append(labels)
     line = " ".join(parts)
     if finding.since is not None:
-        line += f", since {fmt_time(finding.since)}"
+        line += f", since {format_time(finding.since)}"
         if now is not None:
-            line += f" (for {fmt_duration(now - finding.since)})"
+            line += f" (for {format_duration(now - finding.since)})"
     if finding.detail:
         line += f"; {finding.detail}"
     return line
@@ -299,11 +214,11 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
-        title=_title(ctx, "deployed {r}, watching " + fmt_duration(window_s), r=release),
+        title=_title(ctx, "deployed {r}, watching " + format_duration(window_s), r=release),
         body=_body(
             f"Release {release} is now current on {ctx.host}.",
-            f"Watching it for {fmt_duration(window_s)}"
-            + (f", until {fmt_time(ctx.now + window_s)}." if ctx.now is not None else "."),
+            f"Watching it for {format_duration(window_s)}"
+            + (f", until {format_time(ctx.now + window_s)}." if ctx.now is not None else "."),
             "A firing rollback rule in that window rolls back to the last known-good release.",
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
@@ -371,10 +286,10 @@ def rollback_verified(
     return Message(
         kind="rollback_verified",
         severity=Severity.SUCCESS,
-        title=_title(ctx, "rolled back {a} → {b} in " + fmt_duration(seconds), a=from_id, b=to_id),
+        title=_title(ctx, "rolled back {a} → {b} in " + format_duration(seconds), a=from_id, b=to_id),
         body=_body(
             f"Rolled back {from_id} → {to_id} and verified healthy; the rollback took "
-            f"{fmt_duration(seconds)}.",
+            f"{format_duration(seconds)}.",
             f"{from_id} is marked bad and will not be a rollback target; fix it before "
             "deploying again.",
             fmt_findings(findings, ctx.now),
@@ -563,7 +478,7 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
 def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
     """`notify-test`: a message of the given severity; never de-duplicated."""
     severity = Severity.parse(severity)
-    when = f" at {fmt_time(ctx.now)}" if ctx.now is not None else ""
+    when = f" at {format_time(ctx.now)}" if ctx.now is not None else ""
     return Message(
         kind="test",
         severity=severity,

@@ -80,7 +80,8 @@ from typing import Callable, Iterable, TextIO
 from urllib.parse import quote, unquote
 
 from watcher.errors import NotifyError, WatcherError
-from watcher.messages import Message, MessageContext, Severity, fmt_time, test_message
+from watcher.format import format_time
+from watcher.messages import Message, MessageContext, Severity, test_message
 from watcher.redact import (
     ScrubFilter,
     config_path,
@@ -645,7 +646,7 @@ class Notifier:
         title, body = self._scrub(message.title), self._scrub(message.body)
         if job.pending is not None:
             pending = job.pending
-            body = (f"(Late: first attempt failed at {fmt_time(pending.failed_at)}; "
+            body = (f"(Late: first attempt failed at {format_time(pending.failed_at)}; "
                     f"redelivery {pending.redeliveries + 1}.)\n" + body)
             result = lane.deliver(endpoints[pending.endpoint], message, title, body, 1)
             self._after_redelivery(pending, result)

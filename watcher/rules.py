@@ -18,6 +18,9 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from watcher.format import format_duration, format_labels, format_number, format_value
+from watcher.model import TransitionKind
+
 ACTIONS = ("rollback", "notify")
 NO_DATA_POLICIES = ("ok", "keep", "breach")
 HOST_SIGNALS = ("oom_kills", "unit_restarts")
@@ -102,14 +105,14 @@ class Rule:
         else:
             parts = []
             if self.above is not None:
-                parts.append(f"> {format_number(self.above)}")
+                parts.append(f"> {format_number(self.above, grouped=False)}")
             if self.below is not None:
-                parts.append(f"< {format_number(self.below)}")
+                parts.append(f"< {format_number(self.below, grouped=False)}")
             if self.above_baseline is not None:
-                base = "unknown" if baseline is None else format_number(baseline)
-                parts.append(f"> {format_number(self.above_baseline)} x baseline ({base})")
+                base = "unknown" if baseline is None else format_number(baseline, grouped=False)
+                parts.append(f"> {format_number(self.above_baseline, grouped=False)} x baseline ({base})")
             if self.floor is not None:
-                parts.append(f"> {format_number(self.floor)}")
+                parts.append(f"> {format_number(self.floor, grouped=False)}")
             text = " and ".join(parts)
         if self.failures > 1:
             text += f", {self.failures} times in a row"
@@ -155,6 +158,7 @@ class Observation:
     breaching: int = 0  # how many series breach
     series: int = 0  # how many series came back
     detail: str = ""  # error reason, probe detail, "no baseline"
+    no_baseline: bool = False  # a baseline rule without its baseline: it cannot fire
 
     @staticmethod
     def error(reason: str) -> "Observation":
@@ -176,7 +180,8 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
         return Observation(Outcome.NO_DATA, detail="no data")
     if rule.uses_baseline and not _usable_baseline(baseline):
         # No baseline, no comparison: the rule cannot fire (DESIGN.md section 4).
-        return Observation(Outcome.OK, value=_largest(samples), series=len(samples), detail="no baseline")
+        return Observation(Outcome.OK, value=_largest(samples), series=len(samples), detail="no baseline",
+                           no_baseline=True)
     breaching = [s for s in samples if breaches(rule, s.value, baseline)]
     if not breaching:
         return Observation(Outcome.OK, value=_largest(samples), series=len(samples))
@@ -261,7 +266,7 @@ class Transition:
     """A change worth a journal line: a phase change, or blind / recovered / no baseline."""
 
     rule: str
-    kind: str  # "phase" | "blind" | "recovered" | "no_baseline"
+    kind: TransitionKind
     at: float
     before: Phase
     after: Phase
@@ -278,14 +283,14 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         if errors >= error_limit and not blind:
             blind = True
             transitions.append(
-                Transition(rule.name, "blind", now, state.phase, state.phase, f"{errors} errors in a row: {obs.detail}")
+                Transition(rule.name, TransitionKind.BLIND, now, state.phase, state.phase, f"{errors} errors in a row: {obs.detail}")
             )
         # The state is held: an error neither advances to firing nor resets (STYLE.md).
         held = replace(state, errors=errors, blind=blind, last_outcome=obs.outcome.value, last_detail=obs.detail)
         return held, transitions
 
     if state.blind:
-        transitions.append(Transition(rule.name, "recovered", now, state.phase, state.phase, "the signal answers again"))
+        transitions.append(Transition(rule.name, TransitionKind.RECOVERED, now, state.phase, state.phase, "the signal answers again"))
     state = replace(
         state,
         errors=0,
@@ -296,10 +301,10 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         last_labels=dict(obs.labels),
     )
 
-    if obs.detail == "no baseline" and not state.no_baseline_reported:
+    if obs.no_baseline and not state.no_baseline_reported:
         state = replace(state, no_baseline_reported=True)
         transitions.append(
-            Transition(rule.name, "no_baseline", now, state.phase, state.phase, "no baseline before the deploy: cannot fire")
+            Transition(rule.name, TransitionKind.NO_BASELINE, now, state.phase, state.phase, "no baseline before the deploy: cannot fire")
         )
 
     if obs.outcome is Outcome.NO_DATA:
@@ -311,7 +316,7 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
 
     if not breach:
         if state.phase is not Phase.INACTIVE:
-            transitions.append(Transition(rule.name, "phase", now, state.phase, Phase.INACTIVE, _ok_reason(obs)))
+            transitions.append(Transition(rule.name, TransitionKind.PHASE, now, state.phase, Phase.INACTIVE, _ok_reason(obs)))
         return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0), transitions
 
     failures = state.failures + 1
@@ -325,10 +330,10 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
     if now - active_since >= rule.for_:
         if before is not Phase.FIRING:
             state = replace(state, phase=Phase.FIRING, active_since=active_since, fired_at=now)
-            transitions.append(Transition(rule.name, "phase", now, before, Phase.FIRING, _breach_reason(rule, obs, failures)))
+            transitions.append(Transition(rule.name, TransitionKind.PHASE, now, before, Phase.FIRING, _breach_reason(rule, obs, failures)))
         return state, transitions
     if before is Phase.INACTIVE:
-        transitions.append(Transition(rule.name, "phase", now, before, Phase.PENDING, _breach_reason(rule, obs, failures)))
+        transitions.append(Transition(rule.name, TransitionKind.PHASE, now, before, Phase.PENDING, _breach_reason(rule, obs, failures)))
     return replace(state, phase=Phase.PENDING, active_since=active_since), transitions
 
 
@@ -395,53 +400,3 @@ def window_seconds(now: float, deployed_at: float | None, in_watch_window: bool,
 def render_query(query: str, window_s: int) -> str:
     """Put the window into `[$window]` ranges. Pure string work, no parsing needed."""
     return query.replace(WINDOW_TOKEN, f"{window_s}s")
-
-
-# ---------------------------------------------------------------------------------------------
-# Formatting shared by the CLI, the journal and messages
-
-_DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def format_duration(seconds: float) -> str:
-    if seconds is None:
-        return "-"
-    if 0 < seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    seconds = int(round(seconds))
-    if seconds == 0:
-        return "0s"
-    out = []
-    for suffix, size in _DURATION_UNITS:
-        if seconds >= size:
-            out.append(f"{seconds // size}{suffix}")
-            seconds %= size
-    return "".join(out)
-
-
-def format_number(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if float(x).is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return f"{x:.4g}"
-
-
-def format_value(x: float | None, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    if unit in ("%", "percent") and math.isfinite(x):
-        return f"{x * 100:.1f}%"
-    if unit == "s" and math.isfinite(x):
-        return format_duration(x) if x >= 1 else f"{x * 1000:.1f}ms"
-    return format_number(x) + (f" {unit}" if unit and unit != "ratio" else "")
-
-
-_LABEL_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def format_labels(labels: dict) -> str:
-    shown = {k: v for k, v in labels.items() if _LABEL_SAFE.match(str(k))}
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(shown.items())) + "}"

@@ -41,7 +41,8 @@ from watcher import yamlfile
 from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
 from watcher.config import _File, _read_rule, load_rule_file, parse_duration
 from watcher.errors import ConfigError, ConfigProblem, SourceError
-from watcher.rules import ProbeResult, Rule, Sample, format_duration, format_number
+from watcher.format import format_duration, format_number
+from watcher.rules import ProbeResult, Rule, Sample
 from watcher.signals import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]

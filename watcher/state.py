@@ -26,24 +26,12 @@ from typing import Any, Iterator
 
 from watcher.errors import StateError
 from watcher.locks import held_by_other
+from watcher.model import ReleaseRecord
 from watcher.rules import RuleState
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-
-@dataclass
-class ReleaseRecord:
-    id: str
-    mark: str | None = None  # "good" | "bad" | None
-    barrier: bool = False  # not reversible: auto-rollback never crosses it
-    first_seen: float | None = None
-    deployed_at: float | None = None  # the last time it became current through a deploy
-    window_ends: float | None = None
-    marked_at: float | None = None
-    reason: str = ""  # why it has its mark
-    auto_rollbacks: int = 0  # automatic rollbacks away from this release
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from watcher import format as fmt
 from watcher import messages as m
 from watcher.messages import MessageContext, Severity
 from watcher.rules import Finding
@@ -160,7 +161,7 @@ def test_without_now_since_is_shown_without_duration():
     (float("nan"), "", "NaN"),
 ])
 def test_values_are_formatted_readably_by_unit(value, unit, text):
-    assert m.fmt_value(value, unit) == text
+    assert fmt.format_value(value, unit) == text
 
 
 @pytest.mark.parametrize("seconds,text", [
@@ -168,13 +169,13 @@ def test_values_are_formatted_readably_by_unit(value, unit, text):
     (3900, "1h5m"), (90000, "1d1h"),
 ])
 def test_durations_are_short(seconds, text):
-    assert m.fmt_duration(seconds) == text
+    assert fmt.format_duration(seconds) == text
 
 
 def test_simple_conditions_take_the_unit_and_complex_ones_stay_as_written():
-    assert m.fmt_condition("> 0.1", "ratio") == "> 10%"
-    assert m.fmt_condition(">= 0.2", "s") == ">= 200ms"
-    assert m.fmt_condition("> 5 x baseline 0.12", "s") == "> 5 x baseline 0.12"
+    assert fmt.format_condition("> 0.1", "ratio") == "> 10%"
+    assert fmt.format_condition(">= 0.2", "s") == ">= 200ms"
+    assert fmt.format_condition("> 5 x baseline 0.12", "s") == "> 5 x baseline 0.12"
 
 
 def test_typical_timestamp_release_ids_fit_whole_in_critical_titles():

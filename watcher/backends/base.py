@@ -6,11 +6,12 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from watcher.errors import UnsafeReleaseId
+from watcher.model import Release
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and
 # files written by deploy scripts, so they are checked before they are ever joined to a path.
@@ -56,18 +57,6 @@ def write_file_atomically(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-@dataclass(frozen=True)
-class Release:
-    """One deployable version on this host. `id` is what the state and the journal use."""
-
-    id: str
-    # Where it lives, for messages: a path, an image reference, a slot and its port.
-    location: str = ""
-    # Seconds since the epoch when the backend can tell (mtime, history file), else None.
-    created: float | None = None
-    details: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 class Backend(Protocol):

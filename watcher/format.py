@@ -1,0 +1,109 @@
+"""How every output of the watcher writes numbers, durations, times and labels: the journal's
+summaries, the CLI, `explain`, the backtest and the notifications all use these, so a value
+reads the same wherever it appears. Pure: no I/O, no clock.
+
+Numbers are formatted by the unit the rule declares:
+  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.21%);
+  - "s": seconds, shown as 250ms, 1.2s, 2m10s;
+  - anything else: 4 significant digits followed by the unit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+
+_LABELS_MAX = 80
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut in the middle with "…" to at most `limit` characters (ends carry the meaning:
+    a release id's date or hash, a host's domain)."""
+    text = " ".join(str(text).split())  # no newlines in titles
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def format_duration(seconds: float | None) -> str:
+    """45s, 2m10s, 1h5m, 2d3h; below 10 s with one decimal (1.2s), below 1 s in ms."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, float(seconds))
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    total = int(round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
+
+
+def format_time(epoch: float | None) -> str:
+    """UTC ISO time to the second, e.g. 2024-05-01T03:12:00Z."""
+    if epoch is None or not math.isfinite(epoch):
+        return "?"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_value(value: float | None, unit: str = "") -> str:
+    """A value in the rule's unit, readable (see the module docstring)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, float) and math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    unit = (unit or "").strip()
+    if unit in ("%", "ratio"):
+        return format_number(value * 100) + "%"
+    if unit == "s":
+        return ("-" if value < 0 else "") + format_duration(abs(value))
+    text = format_number(value)
+    return f"{text}{unit}" if unit else text
+
+
+def format_number(value: float | None, grouped: bool = True) -> str:
+    """4 significant digits; whole numbers whole. `grouped=False` leaves out the thousands
+    separator, for text that is parsed again (a rule's condition, read by format_condition)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    group = "," if grouped else ""
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):{group}}" if abs(value) >= 1e4 else str(int(value))
+    if abs(value) >= 1e4:
+        return f"{value:{group}.0f}"
+    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
+
+
+_SIMPLE_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
+
+
+def format_condition(condition: str, unit: str = "") -> str:
+    """"> 0.1" in the rule's unit ("> 10%"); any other condition as written."""
+    match = _SIMPLE_CONDITION.match(condition or "")
+    if not match:
+        return (condition or "").strip()
+    return f"{match.group(1)} {format_value(float(match.group(2)), unit)}"
+
+
+def format_labels(labels: dict) -> str:
+    if not labels:
+        return ""
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return shorten("{" + inner + "}", _LABELS_MAX) if inner else ""
