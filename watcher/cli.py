@@ -118,13 +118,17 @@ def check(
                      "file": str(rule.location)})
     failed = 0
     if online:
-        from watcher.rules import HttpCheck, PromQuery, window_seconds
+        from watcher.evaluate import evaluate, watch_window
+        from watcher.rules import HttpCheck, PromQuery
         from watcher.signals import build_reader
 
         reader = build_reader(cfg)
         now = time.time()
-        results = reader.read_all(list(cfg.rules), now, window_seconds(now, None, False, cfg.min_window, cfg.max_window))
-        reader.close()
+        try:
+            evaluation = evaluate(cfg.rules, reader, now, watch_window(now, None, False, cfg), {}, {}, cfg.error_limit)
+        finally:
+            reader.close()
+        results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         for row, rule in zip(rows, cfg.rules):
             result, seconds = results[rule.name]
             if isinstance(result, Exception):
@@ -164,32 +168,24 @@ def check(
 def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Evaluate every rule once now against the live signals; print rule, value, condition,
     state. Reads the saved state (deploy time, baselines, pending timers) but changes nothing."""
+    from watcher.evaluate import evaluate, watch_window
     from watcher.format import format_labels, format_value
-    from watcher.rules import RuleState, classify, step, window_seconds
     from watcher.signals import build_reader
-    from watcher.state import StateStore
+    from watcher.state import State, StateStore
 
     cfg = _load(config)
     try:
         state = StateStore(cfg.state_dir).load()
     except WatcherError:
-        from watcher.state import State
-
         state = State()
     now = time.time()
-    window_s = window_seconds(now, state.deployed_at, state.in_watch_window(now), cfg.min_window, cfg.max_window)
+    window_s = watch_window(now, state.deployed_at, state.in_watch_window(now), cfg)
     reader = build_reader(cfg)
-    results = reader.read_all(list(cfg.rules), now, window_s)
-    reader.close()
-    rows = []
-    for rule in cfg.rules:
-        result, seconds = results[rule.name]
-        baseline = state.baselines.get(rule.name)
-        obs = classify(rule, result, baseline)
-        after, _ = step(rule, state.rules.get(rule.name, RuleState()), obs, now, cfg.error_limit)
-        rows.append({"rule": rule.name, "value": obs.value, "unit": rule.value_unit, "condition": rule.condition_text(baseline),
-                     "outcome": obs.outcome.value, "state": after.phase.value, "detail": obs.detail,
-                     "labels": obs.labels, "action": rule.action, "seconds": round(seconds, 4)})
+    try:
+        evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit)
+    finally:
+        reader.close()
+    rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]
     if as_json:
         _out({"time": now, "window_s": window_s, "release": state.current, "rules": rows}, True, "")
         return
@@ -208,30 +204,12 @@ def run(
 ) -> None:
     """Run the service: one tick every `interval`. SIGHUP reloads, SIGTERM finishes the tick
     in hand and exits 0. Meant for systemd (Type=notify)."""
+    from watcher.daemon import serve
     from watcher.service import build_watcher
 
     _setup_logging(verbose)
     cfg = _load(config)
-    watcher = build_watcher(cfg, telemetry=cfg.telemetry.listen is not None)
-    watcher.store.acquire()
-    try:
-        if watcher.telemetry is not None:
-            bound = watcher.telemetry.serve(cfg.telemetry.listen)
-            logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
-        if cfg.notify:
-            from watcher.notify import check_targets
-
-            for problem in check_targets(list(cfg.notify)):
-                logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
-        watcher.install_signal_handlers()
-        watcher.start()
-        code = watcher.run(install_signals=False)
-    finally:
-        if watcher.notifier is not None:
-            watcher.notifier.close(timeout=5)
-        if watcher.telemetry is not None:
-            watcher.telemetry.close()
-        watcher.store.release_lock()
+    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None))
     raise typer.Exit(code)
 
 
@@ -257,7 +235,7 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         "mode": cfg.mode,
         "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
                          "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
-        "incident": state.incident,
+        "incident": state.incident.to_dict() if state.incident else None,
         "undelivered_notifications": undelivered,
     }
     lines = [f"{cfg.service}: release {state.current or 'unknown'}"
@@ -272,8 +250,8 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         blind = " BLIND" if rs.blind else ""
         lines.append(f"  {name:<28} {rs.phase.value}{extra}{blind}")
     if state.incident:
-        lines.append(f"open incident {state.incident['id']} on {state.incident['release']}:")
-        lines += [f"  {_when(e['time'])} {e['what']}" for e in state.incident.get("timeline", [])]
+        lines.append(f"open incident {state.incident.id} on {state.incident.release}:")
+        lines += [f"  {_when(e['time'])} {e['what']}" for e in state.incident.timeline]
     if undelivered:
         lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
     _out(data, as_json, "\n".join(lines))
@@ -325,7 +303,10 @@ def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 @app.command()
 def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Every release the backend has, newest first, with its marks and which is current."""
+    """Every release the backend has, newest first, with its marks, which is current, and where
+    its place in the order comes from: `timeline` (the watcher saw it deployed), `created` (the
+    backend's creation time) or `unknown` (after the others, in the backend's listing order)."""
+    from watcher.decide import order_releases
     from watcher.service import build_watcher
 
     cfg = _load(config)
@@ -335,14 +316,18 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     state = w.store.load()
     current = w.backend.current().id
     rows = []
-    for r in w.backend.releases():
+    for r, source in order_releases(w.backend.releases(), state.releases):
         rec = state.releases.get(r.id)
         rows.append({"id": r.id, "current": r.id == current, "mark": rec.mark if rec else None,
                      "barrier": bool(rec and rec.barrier), "auto_rollbacks": rec.auto_rollbacks if rec else 0,
-                     "location": r.location})
-    lines = [f"{'*' if r['current'] else ' '} {r['id']:<24} {r['mark'] or '-':<6} {'barrier' if r['barrier'] else ''}"
+                     "location": r.location, "order": source.value,
+                     "deployed_at": rec.deployed_at if rec else None, "created": r.created})
+    lines = [f"{'*' if r['current'] else ' '} {r['id']:<24} {r['mark'] or '-':<6} {r['order']:<9} "
+             f"{_when(r['deployed_at'] if r['order'] == 'timeline' else r['created']) if r['order'] != 'unknown' else '-':<20}"
+             f" {'barrier' if r['barrier'] else ''}".rstrip()
              for r in rows]
-    _out(rows, as_json, "\n".join(lines) + "\n(* current)")
+    _out(rows, as_json, "\n".join(lines) + "\n(* current; newest first, ordered by: timeline = deployed while watched, "
+         "created = creation time, unknown = the backend's order)")
 
 
 def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
@@ -448,36 +433,35 @@ def rollback(
     reason: str = typer.Option("manual rollback", help="Recorded in the journal and messages."),
     config: str = ConfigOpt,
 ) -> None:
-    """Roll back by hand, through the same path as the automatic one: lock, switch, verify,
-    journal. Without --yes it shows the plan and asks."""
-    from watcher.backends.base import check_release_id
-    from watcher.decide import choose_target
+    """Roll back by hand, through the same path as the automatic one: plan (the planner the
+    service uses), lock, re-read current, preflight, switch, verify, journal. --dry-run goes
+    down the same path and stops before the first change. Without --yes it shows the plan and asks."""
     from watcher.errors import RollbackError
+    from watcher.model import RollbackResult
+    from watcher.rollback import execute, plan_rollback
     from watcher.service import build_watcher
 
     cfg = _load(config)
     w = build_watcher(cfg, notify=not dry_run)
     if w.backend is None:
         raise WatcherError("no backend is configured")
-    state = w.store.load()
+    w.state = w.store.load()
     current = w.backend.current().id
-    if to is None:
-        target, why = choose_target(current, [r.id for r in w.backend.releases()], state.releases)
-        if target is None:
-            raise RollbackError(f"no rollback target: {why}; nothing was changed")
-    else:
-        target = check_release_id(to)
-    release = next((r for r in w.backend.releases() if r.id == target), None)
-    if release is None:
-        raise RollbackError(f"{target} is not a release this backend has; nothing was changed")
-    w.backend.preflight(release)
-    print(f"plan: roll back {current} -> {target} ({release.location}); reason: {reason}")
+    try:
+        plan = plan_rollback(current, w.backend.releases(), w.state.releases, to, reason)
+    except RollbackError as exc:
+        raise RollbackError(f"{exc}; nothing was changed") from None
+    fallback = f" (then {', '.join(plan.targets[1:])} if it cannot be used)" if len(plan.targets) > 1 else ""
+    print(f"plan: roll back {current} -> {plan.target}{fallback}; reason: {reason}")
     if dry_run:
-        print("dry run: the target passed its preflight; nothing was changed")
+        outcome = execute(w, plan, dry_run=True)
+        print(f"dry run: {outcome.detail}; nothing was changed")
+        if outcome.result is not RollbackResult.DRY_RUN:
+            raise typer.Exit(1)
         return
     if not yes:
         typer.confirm("Roll back now?", abort=True)
-    result = _human_request(cfg, "rollback", {"to": target, "reason": reason}, wait=cfg.verify.attempts * cfg.verify.every + 120)
+    result = _human_request(cfg, "rollback", {"to": to, "reason": reason}, wait=cfg.verify.attempts * cfg.verify.every + 120)
     print(result)
     if not result.startswith("rolled_back"):
         raise typer.Exit(1)

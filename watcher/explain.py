@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from watcher.errors import WatcherError
+from watcher.evaluate import evaluate, watch_window
 from watcher.format import format_duration, format_labels, format_value
 from watcher.rules import (
     HttpCheck,
@@ -25,9 +26,7 @@ from watcher.rules import (
     RuleState,
     Sample,
     breaches,
-    classify,
     render_query,
-    window_seconds,
 )
 
 
@@ -86,15 +85,15 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     now = time.time() if now is None else now
     state = store.load()
     events = list(store.events())
-    window_s = window_seconds(now, state.deployed_at, state.in_watch_window(now), cfg.min_window, cfg.max_window)
+    window_s = watch_window(now, state.deployed_at, state.in_watch_window(now), cfg)
     baseline = state.baselines.get(rule.name)
     if reader is None:
         from watcher.signals import build_reader
 
         reader = build_reader(cfg)
-    result = reader.read(rule, now, window_s)
-    obs = classify(rule, result, baseline)
-    rs = state.rules.get(rule.name, RuleState())
+    (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit).rules
+    result, obs = evaluated.result, evaluated.observation
+    rs = state.rules.get(rule.name, RuleState())  # the saved state: explain changes nothing
     out = Explanation(
         rule=rule.name,
         action=rule.action,

@@ -334,6 +334,25 @@ def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) ->
     )
 
 
+def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -> Message:
+    """WARNING: a rollback of `from_id` was decided, but under the deploy lock `current` is
+    another release: a deploy landed in between. Nothing was switched; the new release is
+    watched as a deploy."""
+    return Message(
+        kind="deploy_landed",
+        severity=Severity.WARNING,
+        title=_title(ctx, "rollback of {r} not made: {c} was deployed", r=from_id, c=current),
+        body=_body(
+            f"A rollback {from_id} -> {to_id} was decided, but when the watcher took the deploy lock "
+            f"{current} was current: a deploy landed in between. Nothing was switched; {current} is "
+            "watched as a new deploy.",
+            _next(f"{CLI} status"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+    )
+
+
 def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding]) -> Message:
     """CRITICAL: a rollback rule fired but the policy forbids acting (no target, barrier,
     limit reached, cooldown). `reason` is the decider's own words."""

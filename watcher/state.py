@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from watcher.errors import StateError
+from watcher.incident import Incident
 from watcher.locks import held_by_other
 from watcher.model import ReleaseRecord
 from watcher.rules import RuleState
@@ -43,7 +44,7 @@ class State:
     releases: dict[str, ReleaseRecord] = field(default_factory=dict)
     baselines: dict[str, float | None] = field(default_factory=dict)  # rule -> value, this deploy
     rules: dict[str, RuleState] = field(default_factory=dict)
-    incident: dict | None = None  # the open incident, with its timeline
+    incident: Incident | None = None  # the open incident, with its timeline
     paused_until: float | None = None
     halted: str | None = None  # why the watcher stopped acting (a human runs `resolve`)
     intent: dict | None = None  # a switch recorded before it was made, cleared after
@@ -82,6 +83,7 @@ class State:
             for k, v in (d.get("releases") or {}).items()
         }
         known["rules"] = {k: RuleState.from_dict(v) for k, v in (d.get("rules") or {}).items()}
+        known["incident"] = Incident.from_dict(d["incident"]) if d.get("incident") else None
         return cls(**known)
 
 

@@ -4,6 +4,7 @@ watch window, cooldown and pause can pass in milliseconds."""
 
 import fcntl
 import os
+import time
 
 import pytest
 
@@ -192,8 +193,12 @@ def test_manual_rollback_with_no_known_good_target_refuses_and_changes_nothing(h
 
 
 def test_keep_prunes_old_releases_after_a_rollback_but_never_known_good_ones(host):
-    for rid in ("r0a", "r0b"):  # older than r1 by id order, unmarked
-        host.add_release(rid)
+    for age, rid in ((3000, "r0a"), (2000, "r0b")):  # older than r1 by creation time, unmarked
+        old = time.time() - 86400 - age
+        os.utime(host.add_release(rid), (old, old))
+    # r3: built after everything this test deploys (release order is the timeline, then creation
+    # time, never the name), so it is among the `keep` newest
+    os.utime(host.releases / "r3", (1_900_000_000, 1_900_000_000))
     clock = Clock()
     cfg_backend = {"type": "symlink", "releases": str(host.releases), "current": str(host.current), "keep": 2}
     w = watching_known_good_r1(host, clock, backend=cfg_backend)

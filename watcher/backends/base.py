@@ -8,7 +8,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence, runtime_checkable
 
 from watcher.errors import UnsafeReleaseId
 from watcher.model import Release
@@ -76,4 +76,13 @@ class Backend(Protocol):
 
     def switch(self, target: Release, reason: str = "") -> str:
         """Make `target` current. Returns captured output; raises RollbackError with the reason."""
+        ...
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """A backend that can delete old releases (`keep:`)."""
+
+    def prune(self, protected: set[str], newest_first: Sequence[str] | None = None) -> list[str]:
+        """Delete releases beyond the `keep` newest of `newest_first`, never one in `protected`."""
         ...

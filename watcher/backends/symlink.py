@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import Sequence
 
 from watcher.backends.base import Release, check_release_id
 from watcher.errors import RollbackError, UnsafeReleaseId
 from watcher.process import CommandResult, run_argv
 
 log = logging.getLogger(__name__)
-
-
-def release_sort_key(release_id: str) -> tuple:
-    """Natural order: `r9` before `r10`, `20240101120000` as a number. Digit runs compare as
-    numbers and text runs as text; the tags keep the two kinds from ever being compared."""
-    parts = re.split(r"(\d+)", release_id)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p)
 
 
 class SymlinkBackend:
@@ -48,8 +41,9 @@ class SymlinkBackend:
         self.keep = keep
 
     def releases(self) -> list[Release]:
-        """Real directories directly inside `releases/`, newest first (see release_sort_key;
-        mtime breaks ties). Symlinks are never releases: a link could lead anywhere."""
+        """Real directories directly inside `releases/`, newest first by their mtime (never by
+        name: git-SHA names sort in no useful order; the watcher's own deploy timeline comes
+        first where it has one, see decide.order_releases). Symlinks are never releases: a link could lead anywhere."""
         found = []
         try:
             entries = list(os.scandir(self.releases_dir))
@@ -74,7 +68,7 @@ class SymlinkBackend:
             except FileNotFoundError:  # removed while we listed: a deploy script pruning
                 continue
             found.append(Release(entry.name, location=entry.path, created=mtime))
-        found.sort(key=lambda r: (release_sort_key(r.id), r.created), reverse=True)
+        found.sort(key=lambda r: r.created or 0.0, reverse=True)
         return found
 
     def current(self) -> Release:
@@ -160,14 +154,17 @@ class SymlinkBackend:
         except OSError as e:
             return CommandResult(argv, 127, f"cannot start: {e}")
 
-    def prune(self, protected: set[str]) -> list[str]:
+    def prune(self, protected: set[str], newest_first: Sequence[str] | None = None) -> list[str]:
         """Delete releases older than the `keep` newest, never the current one nor any id in
-        `protected` (known-good ones and the rollback target). Returns the removed ids."""
+        `protected` (known-good ones and the rollback target). `newest_first` is the watcher's
+        order (its deploy timeline first); without it, this backend's own. Returns the removed ids."""
         if self.keep is None:
             return []
         spared = set(protected) | {self.current().id}
+        listed = {r.id: r for r in self.releases()}
+        order = [rid for rid in newest_first if rid in listed] if newest_first is not None else list(listed)
         removed = []
-        for release in self.releases()[self.keep :]:
+        for release in (listed[rid] for rid in order[self.keep :]):
             if release.id in spared:
                 continue
             path = self._release_dir_for_prune(release.id)

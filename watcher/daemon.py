@@ -1,0 +1,137 @@
+"""The service process around the ticks: the loop that runs one tick every `interval`,
+SIGTERM/SIGINT (finish the tick in hand, then stop), SIGHUP (reload), systemd's sd_notify
+(READY, WATCHDOG, STATUS, RELOADING, STOPPING) and the telemetry endpoint. One tick itself is
+service.Watcher.tick().
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from watcher import messages
+from watcher.config import load_config
+from watcher.errors import ConfigError
+from watcher.locks import DeployLock
+from watcher.rules import Phase
+from watcher.sdnotify import sd_notify
+from watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, watcher: Watcher):
+        self.watcher = watcher
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the tick in hand, SIGHUP reloads. Installed before `start()`,
+        so that a stop during a reconcile's verification does not kill it half-way."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def run(self) -> int:
+        w = self.watcher
+        sd_notify(f"READY=1\nSTATUS={status_line(w)}\nMAINPID={os.getpid()}")
+        log.info("watching service=%s rules=%d interval=%ss mode=%s", w.config.service, len(w.config.rules),
+                 w.config.interval, w.config.mode)
+        next_at = w.monotonic()
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                reload(w)
+            report = w.tick()
+            sd_notify(f"WATCHDOG=1\nSTATUS={status_line(w)}")
+            next_at += w.config.interval
+            if w.monotonic() - next_at > 0:
+                log.warning("tick overran the interval seconds=%.2f interval=%ss", report.seconds, w.config.interval)
+                next_at = w.monotonic()
+                continue
+            self._stop.wait(next_at - w.monotonic())
+        sd_notify("STOPPING=1")
+        log.info("stopping: the tick in hand is done")
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def serve(w: Watcher) -> int:
+    """`rollback-watcher run`: the instance lock, telemetry, signals, start, the loop."""
+    cfg = w.config
+    w.store.acquire()
+    daemon = Daemon(w)
+    try:
+        if w.telemetry is not None:
+            bound = w.telemetry.serve(cfg.telemetry.listen)
+            logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
+        if cfg.notify:
+            from watcher.notify import check_targets
+
+            for problem in check_targets(list(cfg.notify)):
+                logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
+        daemon.install_signal_handlers()
+        w.start()
+        return daemon.run()
+    finally:
+        if w.notifier is not None:
+            w.notifier.close(timeout=5)
+        if w.telemetry is not None:
+            w.telemetry.close()
+        w.store.release_lock()
+
+
+def reload(w: Watcher) -> bool:
+    """Reload config and rules; an invalid new config is refused and the old one keeps
+    running. Rule states are kept by rule name (as Prometheus' rule manager does)."""
+    # Newer systemd wants the reload's monotonic time beside RELOADING=1.
+    sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+    try:
+        new = load_config(w.config.path)
+    except ConfigError as exc:
+        problems = [str(p) for p in exc.problems]
+        w.journal("reload_refused", problems=problems)
+        log.warning("reload refused, keeping the running config problems=%d first=%s", len(problems), problems[0])
+        w.notify(messages.reload_refused(w.ctx, problems))
+        w.tell()
+        sd_notify("READY=1")
+        return False
+    from watcher.signals import build_reader
+
+    old_reader = w.reader
+    w.reader = build_reader(new)
+    old_reader.close()
+    if new.backend != w.config.backend and new.backend is not None:
+        from watcher.backends import build_backend
+
+        w.backend = build_backend(new.backend.type, new.backend.options)
+    names = {r.name for r in new.rules}
+    w.state.rules = {k: v for k, v in w.state.rules.items() if k in names}
+    w.config = new
+    w.deploy_lock = DeployLock(new.deploy_lock)
+    w.journal("config_reloaded", rules=len(new.rules))
+    log.info("config reloaded rules=%d", len(new.rules))
+    sd_notify("READY=1")
+    return True
+
+
+def status_line(w: Watcher) -> str:
+    """systemd's STATUS=: the release, its window, what fires."""
+    s = w.state
+    firing = [n for n, r in s.rules.items() if r.phase is Phase.FIRING]
+    pending = [n for n, r in s.rules.items() if r.phase is Phase.PENDING]
+    parts = [f"release {s.current or '?'}"]
+    if s.window_ends:
+        parts.append(f"in window until {time.strftime('%H:%M:%S', time.gmtime(s.window_ends))}Z")
+    if s.halted:
+        parts.append("HALTED")
+    parts.append(f"firing {','.join(firing)}" if firing else "no rule firing")
+    if pending:
+        parts.append(f"pending {','.join(pending)}")
+    return "; ".join(parts)

@@ -1,0 +1,81 @@
+"""What humans ask through the CLI (`mark`, `deployed`, `pause`, `resume`, `resolve`,
+`rollback`). While the service runs they arrive as files in state_dir/requests/ and are applied
+at its next tick, so that state.json has one writer; with no service running the CLI applies
+them itself under the instance lock. Both go through `apply`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from watcher import rollback
+from watcher.backends.base import check_release_id
+from watcher.errors import RollbackError, WatcherError
+from watcher.model import Mark
+
+if TYPE_CHECKING:
+    from watcher.service import Watcher
+
+
+def apply_pending(w: "Watcher", now: float) -> None:
+    """Apply every queued request, oldest first, and journal each result."""
+    for req in w.store.take_requests():
+        try:
+            result = apply(w, req.get("command", ""), req.get("args", {}), now)
+        except WatcherError as exc:
+            result = f"refused: {exc}"
+        w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result)
+
+
+def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
+    """Apply one human request to the watcher's state; returns what happened, in words."""
+    s = w.state
+    if command == "mark":
+        rid = check_release_id(args["release"])
+        rec = s.release(rid, now)
+        what = args["mark"]
+        if what == Mark.BARRIER:
+            rec.barrier = True
+        elif what == "not-barrier":
+            rec.barrier = False
+        else:
+            rec.mark, rec.marked_at, rec.reason = what, now, args.get("reason") or "marked by a human"
+            if rid == s.current and what == Mark.GOOD:
+                s.window_ends = None
+        w.journal("mark", release=rid, mark=what, by="human")
+        return f"{rid} marked {what}"
+    if command == "deployed":
+        rid = check_release_id(args["release"])
+        at = float(args.get("at") or now)
+        w.on_deploy(rid, at)
+        return f"deploy of {rid} at {at:.0f} recorded"
+    if command == "pause":
+        s.paused_until = now + float(args["seconds"])
+        w.journal("pause", until=s.paused_until)
+        return f"paused until {s.paused_until:.0f}"
+    if command == "resume":
+        s.paused_until = None
+        w.journal("resume")
+        return "resumed"
+    if command == "resolve":
+        was = s.halted
+        s.halted = None
+        w.close_incident("resolved by a human", resolution="resolved")
+        w.journal("resolve", was=was)
+        return "resolved" if was else "nothing was halted"
+    if command == "rollback":
+        return manual_rollback(w, args.get("to"), args.get("reason") or "manual rollback")
+    raise WatcherError(f"unknown request {command!r}")
+
+
+def manual_rollback(w: "Watcher", to: str | None, reason: str, dry_run: bool = False) -> str:
+    """A human's rollback: the same planner and the same execution as the automatic one."""
+    if w.backend is None:
+        raise RollbackError("no backend is configured")
+    current = w.backend.current().id
+    plan = rollback.plan_rollback(current, w.backend.releases(), w.state.releases, to, reason)
+    w.state.current = current
+    outcome = rollback.execute(w, plan, dry_run=dry_run)
+    if dry_run:
+        return f"{outcome.result.value}: {outcome.detail}"
+    return outcome.result.value

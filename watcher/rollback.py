@@ -1,0 +1,239 @@
+"""Executing a rollback: plan, lock, re-read `current`, journal the intent, switch, verify;
+and reconcile what a crash left half-done. The service's automatic rollback, the manual
+`rollback` request and the CLI's `rollback [--to] [--dry-run]` all go through here, so they
+cannot disagree about the target or skip a step.
+
+    plan_rollback   which releases to try, in order (pure; the one planner)
+    execute         under the deploy lock: re-read current (a deploy that landed since the
+                    decision wins: nothing is switched), preflight the targets in turn (an
+                    unusable one is skipped for the next older known-good, never across a
+                    barrier), journal the intent, switch, verify. `dry_run` stops right before
+                    the first side effect.
+    reconcile       after a restart with an intent on record: find out, never switch blindly
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from watcher import messages
+from watcher.backends.base import check_release_id
+from watcher.decide import choose_targets, order_releases
+from watcher.errors import RollbackError, StateError, WatcherError
+from watcher.locks import LockBusy
+from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
+from watcher.rules import Finding
+from watcher.verify import verify
+
+if TYPE_CHECKING:
+    from watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    current: str
+    targets: tuple[str, ...]  # to try in order; the first that passes its preflight is used
+    reason: str
+    trigger: Trigger = Trigger.MANUAL
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.targets[0]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: RollbackResult
+    target: str | None = None  # the release switched to (or, for a dry run, that would be)
+    detail: str = ""
+
+
+def plan_rollback(
+    current: str,
+    releases: Sequence[Release],
+    records: Mapping[str, ReleaseRecord],
+    to: str | None = None,
+    reason: str = "manual rollback",
+    trigger: Trigger = Trigger.MANUAL,
+) -> RollbackPlan:
+    """The plan for a rollback away from `current`; RollbackError says why there is none.
+    Without `to`: the known-good releases older than `current` (decide.choose_targets, in the
+    order of decide.order_releases). With `to`: that release, if the backend lists it, it is not
+    current and not marked bad."""
+    if to is None:
+        ordered = tuple(r.id for r, _ in order_releases(releases, records))
+        targets, why = choose_targets(current, ordered, records)
+        if not targets:
+            raise RollbackError(f"no rollback target: {why}")
+        return RollbackPlan(current, targets, reason, trigger)
+    target = check_release_id(to)
+    rec = records.get(target)
+    if rec is not None and rec.mark == Mark.BAD:
+        raise RollbackError(f"{target} is marked bad; mark it good first if you are sure")
+    if target == current:
+        raise RollbackError(f"{target} is already current")
+    if target not in {r.id for r in releases}:
+        raise RollbackError(f"{target} is not a release this backend has")
+    return RollbackPlan(current, (target,), reason, trigger)
+
+
+def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
+    """Lock, re-read current, preflight, record the intent, switch, verify, record the result."""
+    s = w.state
+    from_id, findings, manual = plan.current, list(plan.findings), plan.trigger is Trigger.MANUAL
+    now = w.clock()
+    try:
+        with w.deploy_lock.hold():
+            current = w.backend.current().id
+            if current != from_id:
+                # A deploy landed between the decision and the lock: it is the newest intent of
+                # a human or a pipeline; overwriting it would leave no trace of it.
+                detail = f"{current} is current, not {from_id}: a deploy landed since the decision"
+                w.journal("rollback_not_made", release=from_id, target=plan.target, current=current,
+                          reason=detail, dry_run=dry_run)
+                log.warning("rollback not made release=%s current=%s", from_id, current)
+                if not dry_run:
+                    w.notify(messages.deploy_landed(w.ctx, from_id, plan.target, current))
+                return Outcome(RollbackResult.DEPLOY_LANDED, None, detail)
+            target = _first_usable(w, plan)
+            if dry_run:
+                return Outcome(RollbackResult.DRY_RUN, target.id, f"{target.id} passed its preflight")
+            to_id = target.id
+            intent = {"id": uuid.uuid4().hex[:12], "from": from_id, "to": to_id, "reason": plan.reason,
+                      "at": now, "manual": manual, "trigger": plan.trigger.value}
+            rec = s.release(from_id, now)
+            if not manual:
+                rec.auto_rollbacks += 1
+                rec.last_rollback_at = now
+            rec.mark, rec.marked_at, rec.reason = Mark.BAD.value, now, plan.reason
+            s.last_rollback_at = now
+            s.intent = intent
+            # Recorded before it is taken: if this write fails, nothing is switched.
+            w.journal("rollback_intent", release=from_id, target=to_id, reason=plan.reason, manual=manual,
+                      rules=[f.rule for f in findings], intent=intent["id"])
+            w.save()
+            w.timeline(f"rolling back {from_id} -> {to_id}")
+            w.notify(w.routed(messages.rolling_back(w.ctx, from_id, to_id, findings), findings))
+            w.tell()  # people hear of it before the switch and the verification, which take a while
+            switch_started = w.monotonic()
+            output = w.backend.switch(target, plan.reason)
+            w.journal("rollback_switched", release=from_id, target=to_id, output=output or "",
+                      seconds=round(w.monotonic() - switch_started, 3), intent=intent["id"])
+    except LockBusy as exc:
+        w.journal("rollback_waiting", release=from_id, target=plan.target, reason=str(exc))
+        return Outcome(RollbackResult.DEPLOY_LOCK, None, str(exc))
+    except (RollbackError, StateError) as exc:
+        if dry_run:
+            raise
+        return _failed(w, from_id, plan.target if s.intent is None else s.intent["to"], exc)
+    except WatcherError as exc:
+        # The backend could not say which release is current under the lock: do not switch.
+        return _failed(w, from_id, plan.target, exc)
+
+    result = verify(to_id, w.backend, w.config.verify, w.probe_rules(), w.bounded_probe(), w.clock, w.sleep)
+    if result.ok:
+        w.journal("rollback_verified", release=from_id, target=to_id, detail=result.detail,
+                  seconds=round(result.seconds, 3), attempts=result.attempts)
+        after_verified(w, from_id, to_id, w.clock() - now)
+        s.intent = None
+        w.safe_save()
+        return Outcome(RollbackResult.ROLLED_BACK, to_id, result.detail)
+    w.journal("verify_failed", release=from_id, target=to_id, detail=result.detail, attempts=result.attempts)
+    after_verify_failed(w, from_id, to_id, result.detail)
+    s.intent = None
+    w.safe_save()
+    return Outcome(RollbackResult.NOT_VERIFIED, to_id, result.detail)
+
+
+def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:
+    """The first target of the plan the backend still lists and that passes its preflight."""
+    listed = {r.id: r for r in w.backend.releases()}
+    problems = []
+    for target_id in plan.targets:
+        target = listed.get(target_id)
+        try:
+            if target is None:
+                raise RollbackError(f"the backend no longer lists {target_id}")
+            w.backend.preflight(target)
+            return target
+        except RollbackError as exc:
+            problems.append(str(exc))
+            w.journal("rollback_target_unusable", release=plan.current, target=target_id, reason=str(exc))
+            log.warning("rollback target unusable release=%s target=%s reason=%s", plan.current, target_id, exc)
+    raise RollbackError("; ".join(problems) if len(problems) > 1 else problems[0])
+
+
+def _failed(w: "Watcher", from_id: str, to_id: str, exc: WatcherError) -> Outcome:
+    s = w.state
+    detail = str(exc)
+    output = getattr(exc, "output", "")
+    w.journal("rollback_failed", release=from_id, target=to_id, reason=detail, output=output)
+    log.error("rollback failed release=%s target=%s reason=%s", from_id, to_id, detail)
+    s.halted = f"rollback {from_id} -> {to_id} failed: {detail}"
+    s.intent = None
+    w.count_rollback("failed")
+    w.timeline(f"rollback failed: {detail}")
+    w.notify(messages.rollback_failed(w.ctx, from_id, to_id, detail))
+    w.safe_save()
+    return Outcome(RollbackResult.FAILED, None, detail)
+
+
+def reconcile(w: "Watcher", intent: dict) -> None:
+    """A switch was recorded but its result was not: find out, never switch again blindly."""
+    from_id, to_id = intent["from"], intent["to"]
+    try:
+        current = w.backend.current().id
+    except WatcherError as exc:
+        w.state.halted = f"after a restart, the backend cannot say whether {from_id} -> {to_id} happened: {exc}"
+        w.journal("reconcile", result="unknown", release=from_id, target=to_id, reason=str(exc))
+        w.notify(messages.rollback_failed(w.ctx, from_id, to_id, w.state.halted))
+        return
+    if current == to_id:
+        result = verify(to_id, w.backend, w.config.verify, w.probe_rules(), w.bounded_probe(), w.clock, w.sleep)
+        if result.ok:
+            w.journal("reconcile", result="switched_and_verified", release=from_id, target=to_id, detail=result.detail)
+            after_verified(w, from_id, to_id, result.seconds)
+        else:
+            w.journal("reconcile", result="switched_not_verified", release=from_id, target=to_id, detail=result.detail)
+            after_verify_failed(w, from_id, to_id, result.detail)
+    else:
+        # The switch did not happen (or someone changed the host since). The release stays
+        # marked bad with its rollback counted, so the decider will call a human rather
+        # than switch a second time.
+        w.journal("reconcile", result="not_switched", release=from_id, target=to_id, current=current)
+        w.state.current = current
+        w.close_incident(f"interrupted before the switch; {current} is current", resolution="interrupted")
+    w.state.intent = None
+
+
+def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float) -> None:
+    s = w.state
+    findings = w.firing_findings()
+    # Back on a known-good release: it is not a deploy, no window, fresh rule states.
+    s.current = to_id
+    s.deployed_at = None
+    s.window_ends = None
+    s.rules = {}
+    s.baselines = {}
+    w.count_rollback("verified")
+    w.timeline(f"rolled back to {to_id}, verified in {seconds:.1f}s")
+    w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
+    w.prune(protect={from_id, to_id})
+    log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
+    w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds))
+
+
+def after_verify_failed(w: "Watcher", from_id: str, to_id: str, detail: str) -> None:
+    s = w.state
+    s.halted = f"rollback {from_id} -> {to_id} did not verify: {detail}"
+    s.current = to_id
+    w.count_rollback("not_verified")
+    w.timeline(f"rollback did not verify: {detail}")
+    log.error("rollback did not verify release=%s target=%s detail=%s", from_id, to_id, detail)
+    w.notify(messages.verify_failed(w.ctx, from_id, to_id, detail))
