@@ -436,7 +436,7 @@ def rollback(
     """Roll back by hand, through the same path as the automatic one: plan (the planner the
     service uses), lock, re-read current, preflight, switch, verify, journal. --dry-run goes
     down the same path and stops before the first change. Without --yes it shows the plan and asks."""
-    from watcher.errors import RollbackError
+    from watcher.errors import RollbackError, UnsafeReleaseId
     from watcher.model import RollbackResult
     from watcher.rollback import execute, plan_rollback
     from watcher.service import build_watcher
@@ -449,6 +449,8 @@ def rollback(
     current = w.backend.current().id
     try:
         plan = plan_rollback(current, w.backend.releases(), w.state.releases, to, reason)
+    except UnsafeReleaseId:
+        raise
     except RollbackError as exc:
         raise RollbackError(f"{exc}; nothing was changed") from None
     fallback = f" (then {', '.join(plan.targets[1:])} if it cannot be used)" if len(plan.targets) > 1 else ""

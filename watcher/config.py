@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from watcher import yamlfile
 from watcher.errors import ConfigError, ConfigProblem
-from watcher.notify import NotifyTarget, Severity
+from watcher.messages import NotifyTarget, Severity
 from watcher.rules import (
     ACTIONS,
     HOST_SIGNALS,
@@ -143,8 +143,9 @@ def _show(value: Any) -> str:
 # The checker: reads a YMap against a table of keys, records problems, returns typed values
 
 
-class _File:
-    """Problems of one file, and helpers that read keys of its mappings."""
+class FileReader:
+    """Problems of one file, and helpers that read keys of its mappings. Public: the rule test
+    files (ruletest.py) are read with the same helpers, so they report problems alike."""
 
     def __init__(self, path: str, problems: list[ConfigProblem]):
         self.path = path
@@ -353,7 +354,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
     problems: list[ConfigProblem] = []
-    f = _File(str(path), problems)
+    f = FileReader(str(path), problems)
     doc = _read_yaml(path, f)
     if doc is None:
         raise ConfigError(problems)
@@ -411,7 +412,7 @@ def load_rule_file(path: str | os.PathLike, max_window: float = 60.0) -> list[Ru
     return rules
 
 
-def _read_yaml(path: Path, f: _File):
+def _read_yaml(path: Path, f: FileReader):
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -433,7 +434,7 @@ def _read_yaml(path: Path, f: _File):
     return doc
 
 
-def _expand_env(value: Any, environ: dict[str, str], f: _File, key: str, line: int | None = None) -> Any:
+def _expand_env(value: Any, environ: dict[str, str], f: FileReader, key: str, line: int | None = None) -> Any:
     """Replace ${VAR} in every string (secrets come from systemd's EnvironmentFile=)."""
     if isinstance(value, yamlfile.YMap):
         for k in list(value):
@@ -462,7 +463,7 @@ def _path(value: str | None, base: Path) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
-def _section(doc: dict, key: str, f: _File, allowed: list[str]) -> dict:
+def _section(doc: dict, key: str, f: FileReader, allowed: list[str]) -> dict:
     if key not in doc or doc[key] is None:
         return {}
     m = f.mapping(doc[key], f.line_of(doc, key), key)
@@ -472,7 +473,7 @@ def _section(doc: dict, key: str, f: _File, allowed: list[str]) -> dict:
     return m
 
 
-def _read_prometheus(doc: dict, f: _File) -> PrometheusConfig:
+def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
     m = _section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency"])
     d = PrometheusConfig()
     return PrometheusConfig(
@@ -484,7 +485,7 @@ def _read_prometheus(doc: dict, f: _File) -> PrometheusConfig:
     )
 
 
-def _read_backend(doc: dict, f: _File, base: Path) -> BackendConfig | None:
+def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
     if "backend" not in doc or doc["backend"] is None:
         return None
     m = f.mapping(doc["backend"], f.line_of(doc, "backend"), "backend")
@@ -518,7 +519,7 @@ def _read_backend(doc: dict, f: _File, base: Path) -> BackendConfig | None:
     return BackendConfig(kind, options)
 
 
-def _read_verify(doc: dict, f: _File) -> VerifyConfig:
+def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
     m = _section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes"])
     d = VerifyConfig()
     return VerifyConfig(
@@ -532,7 +533,7 @@ def _read_verify(doc: dict, f: _File) -> VerifyConfig:
     )
 
 
-def _read_safety(doc: dict, f: _File) -> SafetyConfig:
+def _read_safety(doc: dict, f: FileReader) -> SafetyConfig:
     m = _section(doc, "safety", f, ["cooldown", "max_auto_rollbacks"])
     d = SafetyConfig()
     return SafetyConfig(
@@ -541,7 +542,7 @@ def _read_safety(doc: dict, f: _File) -> SafetyConfig:
     )
 
 
-def _read_telemetry(doc: dict, f: _File) -> TelemetryConfig:
+def _read_telemetry(doc: dict, f: FileReader) -> TelemetryConfig:
     if "telemetry" in doc and doc["telemetry"] is False:
         return TelemetryConfig(listen=None)
     m = _section(doc, "telemetry", f, ["listen", "allow_remote"])
@@ -557,7 +558,7 @@ def _read_telemetry(doc: dict, f: _File) -> TelemetryConfig:
     return t
 
 
-def _read_notify(doc: dict, f: _File, base: Path) -> list[NotifyTarget]:
+def _read_notify(doc: dict, f: FileReader, base: Path) -> list[NotifyTarget]:
     raw = doc.get("notify")
     if raw is None:
         return []
@@ -589,7 +590,7 @@ def _status(v: Any) -> int:
     return v
 
 
-def _rule_files(doc: dict, f: _File, base: Path) -> list[Path]:
+def _rule_files(doc: dict, f: FileReader, base: Path) -> list[Path]:
     raw = doc.get("rules")
     line = f.line_of(doc, "rules")
     if raw is None:
@@ -615,7 +616,7 @@ def _load_rules(files: list[Path], problems: list[ConfigProblem], max_window: fl
     rules: list[Rule] = []
     seen: dict[str, Location] = {}
     for path in files:
-        f = _File(str(path), problems)
+        f = FileReader(str(path), problems)
         doc = _read_yaml(path, f)
         if doc is None:
             continue
@@ -633,7 +634,7 @@ def _load_rules(files: list[Path], problems: list[ConfigProblem], max_window: fl
                 f.problem(f.line_of(item, "name"), f"rule {name}: name",
                           f"duplicate rule name (first defined at {seen[name]})")
                 continue
-            rule = _read_rule(item, raw.item_lines[i], i, f, max_window)
+            rule = read_rule(item, raw.item_lines[i], i, f, max_window)
             if isinstance(name, str):
                 seen[name] = Location(f.path, raw.item_lines[i])
             if rule is not None:
@@ -641,7 +642,9 @@ def _load_rules(files: list[Path], problems: list[ConfigProblem], max_window: fl
     return rules
 
 
-def _read_rule(item: Any, line: int, index: int, f: _File, max_window: float) -> Rule | None:
+def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float) -> Rule | None:
+    """One rule mapping of a rule file (or of a rule test file's inline `rules:`), validated;
+    None with its problems recorded in `f` when it is not a valid rule."""
     m = f.mapping(item, line, f"rules[{index}]")
     if m is None:
         return None
@@ -728,7 +731,7 @@ def _read_rule(item: Any, line: int, index: int, f: _File, max_window: float) ->
     return rule if len(f.problems) == count and signal is not None else None
 
 
-def _check_promql(query: str, f: _File, line: int | None, key: str, max_window: float) -> None:
+def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_window: float) -> None:
     """Offline syntax check. promql-parser gives no position, so the rule's own line is used."""
     import promql_parser  # a compiled extension: loaded only when rules are checked
 

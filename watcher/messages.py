@@ -30,14 +30,14 @@ window). Test messages have no key and are never dropped.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from enum import Enum
 from typing import Iterable, Sequence
 
 from watcher.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
+from watcher.model import Action, VerdictKind
+from watcher.redact import is_config_path
 from watcher.rules import Finding
 
 TITLE_MAX = 80
@@ -107,6 +107,31 @@ class Message:
     dedup_key: str = ""  # "" never de-duplicates; see the module docstring
     release: str = ""  # for the journal
     rules: tuple[str, ...] = ()  # for the journal
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One `notify:` entry of watcher.yaml, `${VAR}` already expanded."""
+
+    url: str
+    min_severity: Severity = Severity.INFO
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min_severity", Severity.parse(self.min_severity))
+        object.__setattr__(self, "tags", tuple(self.tags or ()))
+
+    @property
+    def is_config_file(self) -> bool:
+        return is_config_path(self.url)
+
+    def accepts(self, message: Message) -> bool:
+        """Severity at least min_severity, and routing as in the module docstring."""
+        if not message.severity.at_least(self.min_severity):
+            return False
+        if not self.tags or not message.route_tags:
+            return True
+        return bool(set(self.tags) & set(message.route_tags))
 
 
 @dataclass(frozen=True)
@@ -196,6 +221,35 @@ def _body(*parts: str) -> str:
 def _next(command: str, then: str = "") -> str:
     text = f"Next: {command}"
     return f"{text}\nThen: {then}" if then else text
+
+
+def for_verdict(ctx: MessageContext, verdict) -> Message | None:
+    """The message for a decider verdict (decide.Verdict) that is news for its incident: a
+    would-roll-back, a fired-outside-window or a cannot-act; None when it says nothing."""
+    findings, release = list(verdict.findings), verdict.current or "?"
+    if verdict.action == Action.NOTIFY and verdict.kind == VerdictKind.OUTSIDE_WINDOW:
+        return fired_outside_window(ctx, release, findings)
+    if verdict.action == Action.NOTIFY:
+        return would_roll_back(ctx, release, verdict.target, findings, verdict.reason)
+    if verdict.action == Action.REFUSE:
+        return cannot_act(ctx, release, verdict.reason, findings)
+    return None
+
+
+def for_phase_change(ctx: MessageContext, finding: Finding, after: str, release: str, notify_pending: bool) -> Message | None:
+    """The message for a rule entering phase `after`: a `notify` rule firing, or (when asked
+    for with `notify_pending`) a rollback rule pending; None otherwise."""
+    if finding.action == "notify" and after == "firing":
+        return notify_only(ctx, finding, release)
+    if finding.action == "rollback" and after == "pending" and notify_pending:
+        return rule_pending(ctx, finding, release)
+    return None
+
+
+def routed(message: Message, findings: Sequence[Finding], rules) -> Message:
+    """`message` routed by the `notify:` tags of the rules behind `findings`."""
+    tags = sorted({t for f in findings for r in rules if r.name == f.rule for t in r.notify})
+    return replace(message, route_tags=tuple(tags)) if tags else message
 
 
 def _names(findings: Iterable[Finding]) -> tuple[str, ...]:

@@ -81,12 +81,11 @@ from urllib.parse import quote, unquote
 
 from watcher.errors import NotifyError, WatcherError
 from watcher.format import format_time
-from watcher.messages import Message, MessageContext, Severity, test_message
+from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.redact import (
     ScrubFilter,
     config_path,
     expand_secrets,
-    is_config_path,
     privacy_form,
     query_key,
     redact_text,
@@ -150,31 +149,6 @@ def _apprise():
 
 
 # --- targets, results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NotifyTarget:
-    """One `notify:` entry of watcher.yaml, `${VAR}` already expanded."""
-
-    url: str
-    min_severity: Severity = Severity.INFO
-    tags: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "min_severity", Severity.parse(self.min_severity))
-        object.__setattr__(self, "tags", tuple(self.tags or ()))
-
-    @property
-    def is_config_file(self) -> bool:
-        return is_config_path(self.url)
-
-    def accepts(self, message: Message) -> bool:
-        """Severity at least min_severity, and routing as in the module docstring."""
-        if not message.severity.at_least(self.min_severity):
-            return False
-        if not self.tags or not message.route_tags:
-            return True
-        return bool(set(self.tags) & set(message.route_tags))
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,28 @@ def run_argv(
     return CommandResult(argv, returncode, text, timed_out=timed_out, stderr=err_text)
 
 
+def run_or_127(argv: list[str] | tuple[str, ...], timeout: float, split_stderr: bool = False) -> CommandResult:
+    """run_argv, with a program that cannot be started reported as a shell does (exit 127)
+    instead of raised: the backends report it like any other failed command."""
+    try:
+        return run_argv(argv, timeout, split_stderr=split_stderr)
+    except OSError as e:
+        return CommandResult(tuple(str(a) for a in argv), 127, f"cannot start: {e}")
+
+
+def transcript(results: list[CommandResult] | CommandResult) -> str:
+    """What the commands said, for the journal: `$ argv` then its output, each in turn."""
+    if isinstance(results, CommandResult):
+        results = [results]
+    parts = []
+    for r in results:
+        text = f"$ {' '.join(r.argv)}\n{r.output}"
+        if r.stderr:
+            text += f"\n[stderr]\n{r.stderr}"
+        parts.append(text)
+    return "\n".join(parts)
+
+
 def _read(f) -> str:
     f.seek(0)
     return truncate(f.read(OUTPUT_LIMIT * 64).decode("utf-8", "replace"))

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from watcher import messages
-from watcher.backends.base import check_release_id
+from watcher.backends.base import Prunable, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
-from watcher.rules import Finding
+from watcher.rules import Finding, HttpCheck, Phase, Rule, finding
 from watcher.verify import verify
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                       rules=[f.rule for f in findings], intent=intent["id"])
             w.save()
             w.timeline(f"rolling back {from_id} -> {to_id}")
-            w.notify(w.routed(messages.rolling_back(w.ctx, from_id, to_id, findings), findings))
+            w.notify(messages.rolling_back(w.ctx, from_id, to_id, findings), findings)
             w.tell()  # people hear of it before the switch and the verification, which take a while
             switch_started = w.monotonic()
             output = w.backend.switch(target, plan.reason)
@@ -136,7 +136,7 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         # The backend could not say which release is current under the lock: do not switch.
         return _failed(w, from_id, plan.target, exc)
 
-    result = verify(to_id, w.backend, w.config.verify, w.probe_rules(), w.bounded_probe(), w.clock, w.sleep)
+    result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
     if result.ok:
         w.journal("rollback_verified", release=from_id, target=to_id, detail=result.detail,
                   seconds=round(result.seconds, 3), attempts=result.attempts)
@@ -195,7 +195,7 @@ def reconcile(w: "Watcher", intent: dict) -> None:
         w.notify(messages.rollback_failed(w.ctx, from_id, to_id, w.state.halted))
         return
     if current == to_id:
-        result = verify(to_id, w.backend, w.config.verify, w.probe_rules(), w.bounded_probe(), w.clock, w.sleep)
+        result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
         if result.ok:
             w.journal("reconcile", result="switched_and_verified", release=from_id, target=to_id, detail=result.detail)
             after_verified(w, from_id, to_id, result.seconds)
@@ -214,7 +214,8 @@ def reconcile(w: "Watcher", intent: dict) -> None:
 
 def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float) -> None:
     s = w.state
-    findings = w.firing_findings()
+    findings = [finding(r, s.rules[r.name], s.baselines.get(r.name)) for r in w.config.rules
+                if r.name in s.rules and s.rules[r.name].phase is Phase.FIRING]
     # Back on a known-good release: it is not a deploy, no window, fresh rule states.
     s.current = to_id
     s.deployed_at = None
@@ -224,7 +225,7 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float) -> No
     w.count_rollback("verified")
     w.timeline(f"rolled back to {to_id}, verified in {seconds:.1f}s")
     w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
-    w.prune(protect={from_id, to_id})
+    prune(w, protect={from_id, to_id})
     log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
     w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds))
 
@@ -237,3 +238,37 @@ def after_verify_failed(w: "Watcher", from_id: str, to_id: str, detail: str) -> 
     w.timeline(f"rollback did not verify: {detail}")
     log.error("rollback did not verify release=%s target=%s detail=%s", from_id, to_id, detail)
     w.notify(messages.verify_failed(w.ctx, from_id, to_id, detail))
+
+
+def _probe_rules(w: "Watcher") -> list[Rule]:
+    """The rollback rules that probe HTTP: verification runs them against the restored release."""
+    return [r for r in w.config.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
+
+
+class _BoundedProbe:
+    """What verify() calls `probe.probe(check)` on, through the reader's bounded pool: a
+    trickling endpoint cannot hold a verification past each probe's timeout."""
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    def probe(self, check):
+        return self._reader.probe_bounded(check)
+
+
+def prune(w: "Watcher", protect: set[str]) -> None:
+    """Let a backend with `keep:` delete old releases, in the watcher's release order: never a
+    known-good one, never the current one, never the ones an incident is about."""
+    if not isinstance(w.backend, Prunable):
+        return
+    protected = {rid for rid, rec in w.state.releases.items() if rec.mark == Mark.GOOD} | protect
+    if w.state.current:
+        protected.add(w.state.current)
+    try:
+        order = [r.id for r, _ in order_releases(w.backend.releases(), w.state.releases)]
+        removed = w.backend.prune(protected, order)
+    except (WatcherError, OSError) as exc:
+        log.warning("prune failed reason=%s", exc)
+        return
+    if removed:
+        w.journal("pruned", releases=removed)

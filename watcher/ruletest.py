@@ -39,7 +39,7 @@ from pathlib import Path
 
 from watcher import yamlfile
 from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
-from watcher.config import _File, _read_rule, load_rule_file, parse_duration
+from watcher.config import FileReader, read_rule, load_rule_file, parse_duration
 from watcher.errors import ConfigError, ConfigProblem, SourceError
 from watcher.format import format_duration, format_number
 from watcher.rules import ProbeResult, Rule, Sample
@@ -132,7 +132,7 @@ class TestFile:
 def load_test_file(path: str | Path) -> TestFile:
     path = Path(path)
     problems: list[ConfigProblem] = []
-    f = _File(str(path), problems)
+    f = FileReader(str(path), problems)
     try:
         doc = yamlfile.load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -166,7 +166,7 @@ def _duration(v) -> float:
     return parse_duration(v)
 
 
-def _rules(doc: dict, f: _File, path: Path, max_window: float, problems: list) -> list[Rule]:
+def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: list) -> list[Rule]:
     rules: list[Rule] = []
     for i, name in enumerate(doc.get("rule_files") or []):
         try:
@@ -176,7 +176,7 @@ def _rules(doc: dict, f: _File, path: Path, max_window: float, problems: list) -
     inline = doc.get("rules") or []
     for i, item in enumerate(inline):
         # config's own rule reader: inline rules are validated exactly like rule files.
-        rule = _read_rule(item, inline.item_lines[i], i, f, max_window)
+        rule = read_rule(item, inline.item_lines[i], i, f, max_window)
         if rule is not None:
             rules.append(rule)
     if not rules and not problems:
@@ -184,7 +184,7 @@ def _rules(doc: dict, f: _File, path: Path, max_window: float, problems: list) -
     return rules
 
 
-def _case(item, index: int, f: _File, interval: float, names: set[str]) -> Case | None:
+def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> Case | None:
     m = f.mapping(item, None, f"tests[{index}]")
     if m is None:
         return None
@@ -222,7 +222,7 @@ def _case(item, index: int, f: _File, interval: float, names: set[str]) -> Case 
     return Case(name, step_s, deploys, series, expect)
 
 
-def _expectation(e, f: _File, where: str, step_s: float, names: set[str]) -> Expectation | None:
+def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -> Expectation | None:
     if not isinstance(e, dict) or "eval_time" not in e:
         f.problem(f.line_of(e), where, "expected {eval_time: D, rule: NAME, state: S} or {eval_time: D, rollback: ID|none}")
         return None

@@ -20,16 +20,3 @@ def sd_notify(message: str, environ: dict | None = None) -> bool:
         return True
     except OSError:
         return False
-
-
-def watchdog_interval(environ: dict | None = None) -> float | None:
-    """Seconds between WATCHDOG=1 pings that systemd expects, or None."""
-    env = environ if environ is not None else os.environ
-    usec = env.get("WATCHDOG_USEC")
-    pid = env.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return int(usec) / 1e6
-    except ValueError:
-        return None

@@ -23,19 +23,19 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher import decide as decider
 from watcher import messages, requests, rollback
-from watcher.backends.base import Backend, Prunable
+from watcher.backends.base import Backend
 from watcher.config import WatcherConfig
-from watcher.errors import SourceError, StateError, WatcherError
-from watcher.evaluate import Evaluation, SignalReader, evaluate, watch_window
+from watcher.errors import StateError, WatcherError
+from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
 from watcher.incident import Incident
 from watcher.locks import DeployLock
 from watcher.messages import Message
 from watcher.model import Action, Mark, RollbackResult, TransitionKind, Trigger, VerdictKind
-from watcher.rules import Finding, HttpCheck, Phase, PromQuery, Rule, finding, render_query
+from watcher.rules import Finding, Rule, finding
 from watcher.sdnotify import sd_notify
 from watcher.state import State, StateStore
 
@@ -171,29 +171,10 @@ class Watcher:
             self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window))
 
     def capture_baselines(self) -> None:
-        """The median of each baseline rule's query over `baseline_window` before the deploy,
-        captured once per deploy; retried on later ticks while Prometheus cannot answer."""
-        source = getattr(self.reader, "prometheus", None)
-        if self.state.deployed_at is None or source is None:
-            return
-        for rule in self.config.rules:
-            if not rule.uses_baseline or rule.name in self.state.baselines or not isinstance(rule.signal, PromQuery):
-                continue
-            query = render_query(rule.signal.query, int(self.config.max_window))
-            step_s = max(self.config.prometheus.scrape_interval, rule.baseline_window / 240)
-            try:
-                value = source.baseline(query, self.state.deployed_at, rule.baseline_window, step_s)
-            except SourceError as exc:
-                # Retried every tick; said once per deploy, since the rule cannot fire meanwhile.
-                key = (self.state.current, self.state.deployed_at, rule.name)
-                if key not in self._baseline_errors:
-                    self._baseline_errors.add(key)
-                    log.error("baseline not captured, rule cannot fire until it is rule=%s reason=%s", rule.name, exc)
-                    self.journal("baseline_error", rule=rule.name, release=self.state.current, reason=str(exc))
-                continue
-            self.state.baselines[rule.name] = value
-            self.journal("baseline", rule=rule.name, release=self.state.current, value=value,
-                         window=rule.baseline_window, end=self.state.deployed_at)
+        for event in capture_baselines(self.config, getattr(self.reader, "prometheus", None), self.state,
+                                       self._baseline_errors):
+            kind = event.pop("kind")
+            self.journal(kind, **event)
 
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once, keep the new rule states, journal and tell transitions."""
@@ -210,7 +191,8 @@ class Watcher:
                     blind.append(e.rule.name)
                 elif t.kind is TransitionKind.RECOVERED:
                     recovered.append(e.rule.name)
-            self._count(e)
+            if self.telemetry is not None:
+                self.telemetry.rule_evaluated(e)
         if blind:
             self.notify(messages.blind(self.ctx, blind, s.rules[blind[0]].last_detail))
         if recovered:
@@ -223,12 +205,10 @@ class Watcher:
         log.info("rule %s rule=%s %s->%s reason=%s", t.kind, rule.name, t.before.value, t.after.value, t.reason)
         if t.kind is not TransitionKind.PHASE:
             return
-        f = finding(rule, state, baseline)
         self.timeline(f"{rule.name} {t.after.value}: {t.reason}")
-        if rule.action == "notify" and t.after is Phase.FIRING:
-            self.notify(self.routed(messages.notify_only(self.ctx, f, self.state.current or "?"), [f]))
-        elif rule.action == "rollback" and t.after is Phase.PENDING and self.config.notify_pending:
-            self.notify(self.routed(messages.rule_pending(self.ctx, f, self.state.current or "?"), [f]))
+        f = finding(rule, state, baseline)
+        self.notify(messages.for_phase_change(self.ctx, f, t.after.value, self.state.current or "?",
+                                              self.config.notify_pending), [f])
 
     def assess_window(self, now: float, firing: list[Finding]) -> None:
         """At the end of its watch window a release with no rollback rule firing is known-good."""
@@ -244,7 +224,7 @@ class Watcher:
             rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
             self.journal("window_passed", release=s.current)
             self.notify(messages.window_passed(self.ctx, s.current))
-            self.prune(protect={s.current})
+            rollback.prune(self, protect={s.current})
         s.window_ends = None
 
     def decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
@@ -287,16 +267,8 @@ class Watcher:
             plan = rollback.RollbackPlan(verdict.current, verdict.targets, verdict.reason, Trigger.RULE,
                                          verdict.findings)
             return rollback.execute(self, plan).result
-        if not changed:
-            return None  # one message per state change of the incident, not one per tick
-        if verdict.action is Action.NOTIFY:
-            if verdict.kind is VerdictKind.OUTSIDE_WINDOW:
-                self.notify(self.routed(messages.fired_outside_window(self.ctx, s.current, findings), findings))
-            else:
-                self.notify(self.routed(messages.would_roll_back(self.ctx, s.current, verdict.target, findings,
-                                                                 verdict.reason), findings))
-        elif verdict.action is Action.REFUSE:
-            self.notify(self.routed(messages.cannot_act(self.ctx, s.current, verdict.reason, findings), findings))
+        if changed:  # one message per state change of the incident, not one per tick
+            self.notify(messages.for_verdict(self.ctx, verdict), findings)
         return None
 
     def persist(self, report: TickReport, started: float) -> None:
@@ -364,9 +336,10 @@ class Watcher:
             log.error("journal write failed kind=%s reason=%s", kind, exc)
             raise
 
-    def notify(self, message: Message) -> None:
-        """Queue a message for `tell`."""
-        self._outbox.append(message)
+    def notify(self, message: Message | None, findings: Sequence[Finding] = ()) -> None:
+        """Queue a message for `tell`, routed by the `notify:` tags of the rules behind `findings`."""
+        if message is not None:
+            self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:
         self.store.save(self.state)
@@ -377,65 +350,10 @@ class Watcher:
         except StateError as exc:
             log.error("state not saved reason=%s", exc)
 
-    def prune(self, protect: set[str]) -> None:
-        """Let a backend with `keep:` delete old releases: never a known-good one, never the
-        current one, never the ones an incident is about."""
-        if not isinstance(self.backend, Prunable):
-            return
-        protected = {rid for rid, rec in self.state.releases.items() if rec.mark == Mark.GOOD} | protect
-        if self.state.current:
-            protected.add(self.state.current)
-        try:
-            order = [r.id for r, _ in decider.order_releases(self.backend.releases(), self.state.releases)]
-            removed = self.backend.prune(protected, order)
-        except (WatcherError, OSError) as exc:
-            log.warning("prune failed reason=%s", exc)
-            return
-        if removed:
-            self.journal("pruned", releases=removed)
-
-    def routed(self, message: Message, findings: list[Finding]) -> Message:
-        tags = sorted({t for f in findings for r in self.config.rules if r.name == f.rule for t in r.notify})
-        return dataclasses.replace(message, route_tags=tuple(tags)) if tags else message
-
-    def firing_findings(self) -> list[Finding]:
-        s = self.state
-        return [finding(r, s.rules[r.name], s.baselines.get(r.name)) for r in self.config.rules
-                if r.name in s.rules and s.rules[r.name].phase is Phase.FIRING]
-
-    def probe_rules(self) -> list[Rule]:
-        return [r for r in self.config.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
-
-    def bounded_probe(self):
-        """Verification probes, bounded in time like a tick's (a trickling endpoint cannot hold
-        a verification past each probe's timeout)."""
-        return _BoundedProbe(self.reader)
-
-    def _count(self, e) -> None:
-        if self.telemetry is None:
-            return
-        rule, state, obs = e.rule, e.after, e.observation
-        self.telemetry.rule_state.labels(rule=rule.name).set({"inactive": 0, "pending": 1, "firing": 2}[state.phase.value])
-        self.telemetry.rule_blind.labels(rule=rule.name).set(1 if state.blind else 0)
-        self.telemetry.evaluations.labels(rule=rule.name, outcome=obs.outcome.value).inc()
-        self.telemetry.query_seconds.labels(kind=type(rule.signal).__name__).observe(e.seconds)
-        if obs.outcome.value == "error":
-            self.telemetry.query_errors.labels(rule=rule.name).inc()
-
     def count_rollback(self, result: str) -> None:
         self.state.count(f"rollbacks_{result}")
         if self.telemetry is not None:
             self.telemetry.rollbacks.labels(result=result).inc()
-
-
-class _BoundedProbe:
-    """What verify() calls `probe.probe(check)` on, through the reader's bounded pool."""
-
-    def __init__(self, reader):
-        self._reader = reader
-
-    def probe(self, check):
-        return self._reader.probe_bounded(check)
 
 
 def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False, clock=time.time) -> Watcher:

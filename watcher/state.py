@@ -21,10 +21,12 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
 from watcher.errors import StateError
+from watcher.files import write_file_atomically
 from watcher.incident import Incident
 from watcher.locks import held_by_other
 from watcher.model import ReleaseRecord
@@ -94,7 +96,7 @@ def _json_default(value: Any):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "value"):  # enums
+    if isinstance(value, Enum):
         return value.value
     return str(value)
 
@@ -184,21 +186,9 @@ class StateStore:
 
     def save(self, state: State) -> None:
         data = (_dumps(state.to_dict()) + "\n").encode()
-        tmp = self.state_path.with_name(f".state.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.state_path)
-            _fsync_dir(self.dir)
+            write_file_atomically(self.state_path, data, mode=0o600)
         except OSError as exc:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             raise StateError(f"cannot write {self.state_path}: {exc.strerror}; the previous state is kept. "
                              f"Free space in (or give the watcher write access to) {self.dir}.") from None
 
@@ -245,15 +235,8 @@ class StateStore:
     def submit_request(self, command: str, **args: Any) -> str:
         self.ensure_dir()
         request_id = f"{int(self.clock() * 1000)}-{uuid.uuid4().hex[:8]}"
-        path = self.requests_dir / f"{request_id}.json"
-        tmp = self.requests_dir / f".{request_id}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, _dumps({"id": request_id, "command": command, "args": args}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        data = _dumps({"id": request_id, "command": command, "args": args}).encode()
+        write_file_atomically(self.requests_dir / f"{request_id}.json", data, mode=0o600)
         return request_id
 
     def take_requests(self) -> list[dict]:
@@ -271,14 +254,6 @@ class StateStore:
             except OSError:
                 pass
         return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _brief(exc: BaseException) -> str:

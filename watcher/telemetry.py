@@ -13,9 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger(__name__)
 
-PHASE_VALUE = {"inactive": 0, "pending": 1, "firing": 2}
-
-
 class Telemetry:
     def __init__(self, interval: float, clock=time.time):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +39,16 @@ class Telemetry:
         self.tick_seconds.observe(seconds)
         self._last_tick_at = self.clock()
         self.last_tick.set(self._last_tick_at)
+
+    def rule_evaluated(self, e) -> None:
+        """One rule's evaluation (an evaluate.RuleEvaluation): its phase, sight, outcome, time."""
+        rule, state, obs = e.rule, e.after, e.observation
+        self.rule_state.labels(rule=rule.name).set({"inactive": 0, "pending": 1, "firing": 2}[state.phase.value])
+        self.rule_blind.labels(rule=rule.name).set(1 if state.blind else 0)
+        self.evaluations.labels(rule=rule.name, outcome=obs.outcome.value).inc()
+        self.query_seconds.labels(kind=type(rule.signal).__name__).observe(e.seconds)
+        if obs.outcome.value == "error":
+            self.query_errors.labels(rule=rule.name).inc()
 
     def set_release(self, release: str | None, mark: str | None) -> None:
         self.release_info.clear()

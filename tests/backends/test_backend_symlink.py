@@ -48,29 +48,17 @@ def ids(releases: list[Release]) -> list[str]:
 # --- listing -------------------------------------------------------------------------------
 
 
-def test_numeric_ids_are_ordered_as_numbers_newest_first(tmp_path):
-    for rid in ("9", "10", "2", "100"):
-        make_release(tmp_path, rid)
-    assert ids(backend(tmp_path).releases()) == ["100", "10", "9", "2"]
-
-
-def test_timestamp_ids_are_ordered_newest_first_whatever_their_mtime(tmp_path):
-    make_release(tmp_path, "20240102000000", mtime=1000)
-    make_release(tmp_path, "20231231235959", mtime=3000)
-    make_release(tmp_path, "20240101120000", mtime=2000)
-    assert ids(backend(tmp_path).releases()) == ["20240102000000", "20240101120000", "20231231235959"]
-
-
-def test_mixed_ids_use_natural_order(tmp_path):
-    for rid in ("v1.9", "v1.10", "v1.2", "build-3"):
-        make_release(tmp_path, rid)
-    assert ids(backend(tmp_path).releases()) == ["v1.10", "v1.9", "v1.2", "build-3"]
-
-
-def test_equal_ids_by_number_are_ordered_by_mtime(tmp_path):
-    make_release(tmp_path, "7", mtime=1000)
-    make_release(tmp_path, "007", mtime=2000)
-    assert ids(backend(tmp_path).releases()) == ["007", "7"]
+def test_releases_are_listed_newest_first_by_their_mtime_never_by_name(tmp_path):
+    # git-SHA names sort in no useful order; so do "9" and "10" as text. The directory's mtime is
+    # its creation time (the watcher's own deploy timeline comes first: decide.order_releases).
+    make_release(tmp_path, "f3a9c1e", mtime=1000)
+    make_release(tmp_path, "0b7d2aa", mtime=3000)
+    make_release(tmp_path, "c41e9f0", mtime=2000)
+    make_release(tmp_path, "10", mtime=500)
+    make_release(tmp_path, "9", mtime=400)
+    releases = backend(tmp_path).releases()
+    assert ids(releases) == ["0b7d2aa", "c41e9f0", "f3a9c1e", "10", "9"]
+    assert [r.created for r in releases] == [3000, 2000, 1000, 500, 400]
 
 
 def test_listing_skips_unsafe_names_symlinks_files_and_hidden_dirs_with_warnings(tmp_path, caplog):

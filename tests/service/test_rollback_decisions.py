@@ -16,44 +16,7 @@ import os
 from contextlib import contextmanager
 
 from support import run_cli
-
-from watcher.config import load_config
-from watcher.service import build_watcher
-
-PROBE_RULE = """rules:
-  - name: health
-    http: HEALTH_URL
-    failures: 2
-    action: rollback
-"""
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1_800_000_000.0
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, seconds):
-        self.t += seconds
-
-
-def make(host, clock, **extra):
-    cfg = load_config(host.write_config(PROBE_RULE, **extra), environ={})
-    w = build_watcher(cfg, notify=False, clock=clock)
-    w.sleep = lambda s: None  # verification attempts pass in simulated time
-    w.start()
-    return w
-
-
-def ticks(w, clock, n, every=1.0):
-    reports = []
-    for _ in range(n):
-        reports.append(w.tick())
-        clock.advance(every)
-    return reports
-
+from support.ticking import Clock, make, ticks
 
 def deploy_good(w, host, clock, rid):
     """Deploy `rid`, watch it for a tick, mark it known-good (as its window passing would)."""
@@ -157,16 +120,25 @@ def test_a_deploy_that_lands_before_the_switch_is_not_overwritten(symlink_host):
     assert w.state.releases["r2"].mark != "bad" and not w.state.halted
 
 
-def test_an_unusable_target_is_skipped_for_the_next_older_known_good(symlink_host):
-    clock, host = Clock(), symlink_host
+def r0_r1_good_r2_bad(host, clock, r1_barrier=False):
+    """r0 and r1 deployed and known-good (r1 a barrier if asked), then r2 deployed and r1's dir
+    emptied, so that r1 fails its preflight."""
     for rid, health in (("r0", 200), ("r1", 200), ("r2", 503)):
         host.add_release(rid, health=health)
     host.deploy("r0")
     w = make(host, clock)
     deploy_good(w, host, clock, "r0")
     deploy_good(w, host, clock, "r1")
+    if r1_barrier:
+        w.apply_request("mark", {"release": "r1", "mark": "barrier"}, clock())  # r1 migrated the schema
     host.deploy("r2")
     (host.releases / "r1" / "health_status").unlink()  # r1 is now an empty dir: preflight fails
+    return w
+
+
+def test_an_unusable_target_is_skipped_for_the_next_older_known_good(symlink_host):
+    clock, host = Clock(), symlink_host
+    w = r0_r1_good_r2_bad(host, clock)
     reports = ticks(w, clock, 4)
     assert "rolled_back" in [r.acted for r in reports]
     assert host.current_id() == "r0" and not w.state.halted
@@ -176,15 +148,7 @@ def test_an_unusable_target_is_skipped_for_the_next_older_known_good(symlink_hos
 
 def test_an_unusable_target_is_never_skipped_across_a_barrier(symlink_host):
     clock, host = Clock(), symlink_host
-    for rid, health in (("r0", 200), ("r1", 200), ("r2", 503)):
-        host.add_release(rid, health=health)
-    host.deploy("r0")
-    w = make(host, clock)
-    deploy_good(w, host, clock, "r0")
-    deploy_good(w, host, clock, "r1")
-    w.apply_request("mark", {"release": "r1", "mark": "barrier"}, clock())  # r1 migrated the schema
-    host.deploy("r2")
-    (host.releases / "r1" / "health_status").unlink()
+    w = r0_r1_good_r2_bad(host, clock, r1_barrier=True)
     reports = ticks(w, clock, 4)
     assert "rollback_failed" in [r.acted for r in reports]
     assert host.current_id() == "r2" and w.state.halted

@@ -8,27 +8,9 @@ import time
 
 import pytest
 
-from watcher.config import load_config
+from support.ticking import Clock, make, ticks
+
 from watcher.errors import RollbackError
-from watcher.service import build_watcher
-
-PROBE_RULE = """rules:
-  - name: health
-    http: HEALTH_URL
-    failures: 2
-    action: rollback
-"""
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1_800_000_000.0
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, seconds):
-        self.t += seconds
 
 
 @pytest.fixture
@@ -40,29 +22,12 @@ def host(symlink_host):
     return symlink_host
 
 
-def make(host, clock, **extra):
-    extra.setdefault("watch_window", "10m")
-    cfg = load_config(host.write_config(PROBE_RULE, **extra), environ={})
-    w = build_watcher(cfg, notify=False, clock=clock)
-    w.sleep = lambda s: None  # verification attempts pass in simulated time
-    w.start()
-    return w
-
-
 def watching_known_good_r1(host, clock, **extra):
     """A watcher on r1, marked known-good, after its first tick: the start of most scenarios."""
     w = make(host, clock, **extra)
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 1)
     return w
-
-
-def ticks(w, clock, n, every=1.0):
-    reports = []
-    for _ in range(n):
-        reports.append(w.tick())
-        clock.advance(every)
-    return reports
 
 
 def test_first_start_gives_the_current_release_a_window_and_it_becomes_known_good(host):

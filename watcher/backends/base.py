@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 from watcher.errors import UnsafeReleaseId
@@ -31,32 +26,6 @@ def check_release_id(release_id: str) -> str:
     if len(release_id) > 255:
         raise UnsafeReleaseId("release id is longer than 255 characters")
     return release_id
-
-
-def write_file_atomically(path: Path, text: str) -> None:
-    """Replace `path` so that readers see the old text or the new, never a part: temp file in
-    the same directory, fsync, rename over, fsync the directory. Keeps the old file's mode."""
-    path = Path(path)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ import logging
 
 from watcher.backends.base import Release, check_release_id
 from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import CommandResult, run_argv
+from watcher.process import CommandResult, run_argv, transcript
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class CommandBackend:
         if len(lines) != 1:
             raise RollbackError(
                 f"`{' '.join(self.current_argv)}` printed {len(lines)} lines; expected one release id",
-                _transcript(result),
+                transcript(result),
             )
         return Release(check_release_id(lines[0]), location="command")
 
@@ -83,7 +83,7 @@ class CommandBackend:
         argv = fill(self.switch_argv, target.id)
         result = self._run(argv, self._env(target.id, reason, current), f"switch to {target.id}")
         log.info("switched to %s with `%s` (%s)", target.id, self.switch_argv[0], reason or "no reason given")
-        return _transcript(result)
+        return transcript(result)
 
     def _env(self, target: str, reason: str, current: str = "") -> dict[str, str]:
         return {"WATCHER_TARGET": target, "WATCHER_CURRENT": current, "WATCHER_REASON": reason}
@@ -94,11 +94,5 @@ class CommandBackend:
         except OSError as e:
             raise RollbackError(f"cannot {what}: cannot start `{argv[0]}`: {e.strerror}") from e
         if not result.ok:
-            raise RollbackError(f"cannot {what}: {result.describe()}", _transcript(result))
+            raise RollbackError(f"cannot {what}: {result.describe()}", transcript(result))
         return result
-
-
-def _transcript(result: CommandResult) -> str:
-    if not result.stderr:
-        return result.output
-    return f"{result.output}\n[stderr]\n{result.stderr}"

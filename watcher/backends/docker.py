@@ -27,9 +27,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from watcher.backends.base import Release, check_release_id, write_file_atomically
+from watcher.backends.base import Release, check_release_id
 from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import CommandResult, run_argv
+from watcher.files import write_file_atomically
+from watcher.process import CommandResult, run_or_127, transcript
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class DockerBackend:
         ref = self.reference(target.id)
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref)
         if not result.ok:
-            raise RollbackError(f"image {ref} is not on this host (pull it first)", _transcript([result]))
+            raise RollbackError(f"image {ref} is not on this host (pull it first)", transcript([result]))
 
     def switch(self, target: Release, reason: str = "") -> str:
         self.preflight(target)
@@ -191,7 +192,7 @@ class DockerBackend:
                     if restarted.ok
                     else f", and {self.container} could NOT be started again: nothing is running"
                 )
-            raise RollbackError(message, _transcript(done))
+            raise RollbackError(message, transcript(done))
         if old_status is not None:
             for step in (("stop", self.container), ("rm", self.container)):
                 done.append(self._run(*step))
@@ -199,18 +200,18 @@ class DockerBackend:
                     raise RollbackError(
                         f"{ref} is healthy as {self.next_container}, but the old {self.container} "
                         f"could not be removed: {done[-1].describe()}",
-                        _transcript(done),
+                        transcript(done),
                     )
         done.append(self._run("rename", self.next_container, self.container))
         if not done[-1].ok:
             raise RollbackError(
                 f"{ref} is serving as {self.next_container}; renaming it to {self.container} failed",
-                _transcript(done),
+                transcript(done),
             )
         log.info("switched %s to %s (%s)", self.container, ref, reason or "no reason given")
         if self.history_file:
             self._record(target.id)
-        return _transcript(done)
+        return transcript(done)
 
     def _wait_healthy(self) -> str:
         """"" once the new container is healthy, else why not. Fails at once on `unhealthy`
@@ -254,18 +255,14 @@ class DockerBackend:
             log.error("switched to %s but could not update %s: %s", release_id, self.history_file, e)
 
     def _run(self, *args: str) -> CommandResult:
-        argv = self.docker + args
-        try:
-            # stderr apart: docker's warnings must not be read as an image name.
-            return run_argv(argv, COMMAND_TIMEOUT, split_stderr=True)
-        except OSError as e:
-            return CommandResult(argv, 127, f"cannot start: {e}")
+        # stderr apart: docker's warnings must not be read as an image name.
+        return run_or_127(self.docker + args, COMMAND_TIMEOUT, split_stderr=True)
 
     def _docker(self, *args: str) -> CommandResult:
         result = self._run(*args)
         if not result.ok:
             said = (result.stderr or result.output).strip()
-            raise RollbackError(f"{result.describe()}: {said}", _transcript([result]))
+            raise RollbackError(f"{result.describe()}: {said}", transcript([result]))
         return result
 
 
@@ -275,7 +272,3 @@ def _parse_created(text: str) -> float | None:
         return datetime.strptime(" ".join(text.split()[:3]), "%Y-%m-%d %H:%M:%S %z").timestamp()
     except ValueError:
         return None
-
-
-def _transcript(results: list[CommandResult]) -> str:
-    return "\n".join(f"$ {' '.join(r.argv)}\n{r.output}{r.stderr}" for r in results)

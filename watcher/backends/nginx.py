@@ -23,9 +23,10 @@ import re
 import socket
 from pathlib import Path
 
-from watcher.backends.base import Release, check_release_id, write_file_atomically
+from watcher.backends.base import Release, check_release_id
 from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import CommandResult, run_argv
+from watcher.files import write_file_atomically
+from watcher.process import CommandResult, run_or_127, transcript
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ class NginxBlueGreenBackend:
                 raise RollbackError(
                     f"{results[-1].describe()} after pointing {self.upstream_file} at slot {slot} "
                     f"({address}); restored the previous file, nginx still serves the old slot",
-                    _transcript(results),
+                    transcript(results),
                 )
         why = reason or "no reason given"
         log.info("switched nginx to slot %s (%s) serving %s (%s)", slot, address, target.id, why)
-        return _transcript(results)
+        return transcript(results)
 
     def _target_slot(self, target: Release) -> str | None:
         """The inactive slot that serves `target`, checked to answer; None when the active
@@ -182,11 +183,7 @@ class NginxBlueGreenBackend:
         )
 
     def _nginx(self, action: tuple[str, ...]) -> CommandResult:
-        argv = self.nginx + action
-        try:
-            return run_argv(argv, self.timeout)
-        except OSError as e:
-            return CommandResult(argv, 127, f"cannot start: {e}")
+        return run_or_127(self.nginx + action, self.timeout)
 
 
 def _unreachable(address: str, timeout: float) -> str:
@@ -204,7 +201,3 @@ def _unreachable(address: str, timeout: float) -> str:
             return ""
     except (OSError, OverflowError, ValueError) as e:
         return str(e)
-
-
-def _transcript(results: list[CommandResult]) -> str:
-    return "\n".join(f"$ {' '.join(r.argv)}\n{r.output}" for r in results)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from watcher.backends.base import Release, check_release_id
 from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import CommandResult, run_argv
+from watcher.process import run_or_127, transcript
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ class SymlinkBackend:
         log.info("switched %s to release %s (%s)", self.current_link, target.id, reason or "no reason given")
         if not self.restart:
             return ""
-        results = [self._run(self.restart)]
+        results = [run_or_127(self.restart, self.restart_timeout)]
         if not results[-1].ok and self.restart_fallback:
             log.warning("restart failed (%s); trying the fallback", results[-1].describe())
-            results.append(self._run(self.restart_fallback))
-        output = "\n".join(f"$ {' '.join(r.argv)}\n{r.output}" for r in results)
+            results.append(run_or_127(self.restart_fallback, self.restart_timeout))
+        output = transcript(results)
         if not results[-1].ok:
             # The link has moved already; whoever reads this must not assume the old release runs.
             raise RollbackError(
@@ -147,12 +147,6 @@ class SymlinkBackend:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    def _run(self, argv: tuple[str, ...]) -> CommandResult:
-        try:
-            return run_argv(argv, self.restart_timeout)
-        except OSError as e:
-            return CommandResult(argv, 127, f"cannot start: {e}")
 
     def prune(self, protected: set[str], newest_first: Sequence[str] | None = None) -> list[str]:
         """Delete releases older than the `keep` newest, never the current one nor any id in

@@ -1,0 +1,43 @@
+"""Driving a Watcher one tick at a time, in-process, with a fake clock: only time is
+simulated, so watch windows, cooldowns and pauses pass in milliseconds."""
+
+from __future__ import annotations
+
+from watcher.config import load_config
+from watcher.service import build_watcher
+
+PROBE_RULE = """rules:
+  - name: health
+    http: HEALTH_URL
+    failures: 2
+    action: rollback
+"""
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1_800_000_000.0
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, seconds):
+        self.t += seconds
+
+
+def make(host, clock, **extra):
+    """A started Watcher on a SymlinkHost, health-probe rule, 10 min watch window by default."""
+    extra.setdefault("watch_window", "10m")
+    cfg = load_config(host.write_config(PROBE_RULE, **extra), environ={})
+    w = build_watcher(cfg, notify=False, clock=clock)
+    w.sleep = lambda s: None  # verification attempts pass in simulated time
+    w.start()
+    return w
+
+
+def ticks(w, clock, n, every=1.0):
+    reports = []
+    for _ in range(n):
+        reports.append(w.tick())
+        clock.advance(every)
+    return reports
