@@ -26,6 +26,9 @@ What still differs from live, said in the output:
     replayed: "would have rolled back" means a rollback rule fired inside a watch window;
     after that the replay goes on with the history as it happened (no rollback took place);
   - `http:` probes and `host:` signals have no history in Prometheus: they are not replayed.
+
+Length: over 400 lines because it is one tool with the four stages above and its report; the
+rule semantics it replays are not here but in rules.py.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Every problem is collected with its file, line and key, then raised once as a ConfigError
 (as borgmatic does); what comes out are frozen dataclasses that the rest of the code passes
 around, never raw mappings.
+
+Length: over 400 lines because it is the one validator of watcher.yaml and the rule files, with
+a message naming file, line and key for every way each key can be wrong; rule test files
+(ruletest.py) reuse its public FileReader and read_rule rather than a copy.
 """
 
 from __future__ import annotations

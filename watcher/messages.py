@@ -25,6 +25,9 @@ a rule on a release, the watcher's sight, the config). The Notifier drops a mess
 kind and key as one it accepted within its `repeat_after` window, so a service that calls a
 template on every tick still sends one message per state change (and a reminder after the
 window). Test messages have no key and are never dropped.
+
+Length: over 400 lines because it holds one template per event the watcher tells about (about
+twenty), on purpose in one file so that their wording stays consistent.
 """
 
 from __future__ import annotations

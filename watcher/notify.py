@@ -63,6 +63,10 @@ Journal events (journal(kind, **fields); fields never hold a secret)
 Secrets
     Redaction lives in watcher/redact.py; a Notifier scrubs Apprise's own log records of its
     secrets while it delivers.
+
+Length: over 400 lines because delivery is one responsibility with several parts that share the
+Notifier's queue and thread: Apprise URLs and config-file targets, retries and the journal of
+undelivered messages across restarts, redaction, and `notify-test`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One tick of the watcher (DESIGN.md section 1). `Watcher.tick()` reads as its table of
+"""One tick of the watcher. `Watcher.tick()` reads as its table of
 contents; each step is a method below it, in the same order:
 
     requests   apply what humans asked through the CLI (requests.py)
