@@ -307,7 +307,7 @@ def replay_rule(
     error_limit: int = 4,
 ) -> RuleReplay:
     """Drive one rule through rules.classify + rules.step at each time, as Watcher.tick does:
-    a deploy resets the rule's state and baseline (Watcher._on_deploy), then the tick steps."""
+    a deploy resets the rule's state and baseline (Watcher.on_deploy), then the tick steps."""
     out = RuleReplay(rule)
     state = RuleState()
     current: WatchWindow | None = None

@@ -6,7 +6,7 @@ from watcher.decide import (NOTHING, NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Sit
                             decide, order_releases)
 from watcher.model import OrderSource, Release
 from watcher.rules import Finding
-from watcher.state import ReleaseRecord
+from watcher.model import ReleaseRecord
 
 NOW = 1_700_000_000.0
 FIRING = (Finding("http-5xx-ratio", "rollback", "> 0.1", 0.3),)

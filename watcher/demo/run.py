@@ -92,6 +92,7 @@ def demo(out: TextIO = sys.stdout) -> int:
 
 def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     from watcher.config import load_config
+    from watcher.daemon import Daemon
     from watcher.service import build_watcher
 
     have_prometheus = shutil.which("prometheus") is not None
@@ -138,9 +139,10 @@ def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     # tells the watcher it is known-good, so that it can be a rollback target.
     watcher.apply_request("mark", {"release": "v1", "mark": "good", "reason": "ran fine before the demo"}, time.time())
     watcher.save()
-    thread = threading.Thread(target=watcher.run, kwargs={"install_signals": False}, name="watcher", daemon=True)
+    daemon = Daemon(watcher)
+    thread = threading.Thread(target=daemon.run, name="watcher", daemon=True)
     thread.start()
-    cleanups.append(lambda: (watcher.stop(), thread.join(timeout=30)))
+    cleanups.append(lambda: (daemon.stop(), thread.join(timeout=30)))
     show.line("watcher started: interval 1s, rules " + ", ".join(r.name for r in watcher.config.rules)
               + "; v1 marked known-good")
 
