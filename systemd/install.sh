@@ -27,6 +27,9 @@ mkdir -p "$UNITDIR" "$CONFDIR" "$PREFIX/share/doc"
 sed "s#/opt/rollback-watcher/#$PREFIX/#g" "$SRC/systemd/$UNIT" > "$UNITDIR/$UNIT.tmp"
 mv "$UNITDIR/$UNIT.tmp" "$UNITDIR/$UNIT"
 cp "$SRC/docs/deployment.md" "$PREFIX/share/doc/deployment.md"
+# The polkit rule grants privileges to name units: it is an example to edit, never installed
+# live here (docs/deployment.md section 4 says where it goes).
+cp "$SRC/systemd/50-rollback-watcher.rules" "$PREFIX/share/doc/50-rollback-watcher.rules"
 if [ -e "$CONFDIR/watcher.yaml" ]; then
     echo "kept the existing $CONFDIR/watcher.yaml"
 else
