@@ -138,6 +138,8 @@ def test_host_signals_are_readable_under_the_shipped_sandbox(site):
 def test_polkit_rule_lets_the_watcher_user_reload_the_app_and_nothing_else(site):
     m = site.m
     assert site.as_watcher("systemctl", "reload", "shop-api.service", check=False).ok
+    # examples/watcher.yaml names the unit without its suffix: polkit sees the full name.
+    assert site.as_watcher("systemctl", "reload", "shop-api", check=False).ok
     denied = site.as_watcher("systemctl", "stop", "shop-api.service", check=False)
     # polkit found no rule granting it: systemctl asks for a password nobody can type.
     assert not denied.ok and "Interactive authentication required" in denied.stderr, denied.describe()
@@ -247,8 +249,12 @@ def test_watchdog_restarts_a_watcher_whose_tick_hangs_and_the_state_survives(sit
     deploys = len(site.events("deploy"))
     try:
         site.configure(prometheus="http://127.0.0.1:9099", timeout="60s")
-        m.systemctl("reload", UNIT)
-        wait_for(lambda: int(m.show(UNIT, "NRestarts")) > restarts, timeout=60, what="a watchdog restart")
+        # A restart, not a reload: systemd hands WatchdogSec to the process when it starts it.
+        m.systemctl("restart", UNIT, timeout=120)
+        try:
+            wait_for(lambda: int(m.show(UNIT, "NRestarts")) > restarts, timeout=60, what="a watchdog restart")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}:\n{m.journal(UNIT)[-3000:]}") from None
         assert "Watchdog timeout" in m.journal(UNIT)
         site.configure()  # Prometheus back: the restarted watcher sees again
         site.wait_active()
