@@ -20,7 +20,7 @@ mirror=${mirror:-http://deb.debian.org/debian}
 mkdir -p "$(dirname "$DEST")"
 for old in "$DEST".tmp.*; do [ -e "$old" ] && rm -rf --one-file-system "$old"; done
 tmp="$DEST.tmp.$$"
-echo "building $DEST from $mirror (once; 1-4 minutes and ~350 MB)"
+echo "building $DEST from $mirror (once; 1-7 minutes, ~260 MB)"
 debootstrap --variant=minbase --include="$PACKAGES" bookworm "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
     tail -n 20 "$tmp.log"; rm -rf --one-file-system "$tmp"; exit 1; }
 rm -f "$tmp.log"

@@ -53,7 +53,7 @@ def missing_prerequisites(rootfs: Path) -> list[str]:
     if os.geteuid() != 0:
         missing.append("root: systemd-nspawn and nsenter need it")
     if not (rootfs / ".rollback-watcher-rootfs").is_file():
-        missing.append(f"the cached rootfs {rootfs} (`make rootfs` builds it, about a minute, once)")
+        missing.append(f"the cached rootfs {rootfs} (`make rootfs` builds it once: 1-7 minutes, ~260 MB)")
     return missing
 
 

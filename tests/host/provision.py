@@ -10,12 +10,12 @@ real Prometheus (the host's Debian binary, bound in read-only) as `prometheus.se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-import hashlib
 from pathlib import Path
 
 from host.machine import BootedSystem
@@ -116,7 +116,12 @@ def wheelhouse(cache: Path) -> Path:
     for own in tmp.glob("rollback_watcher-*.whl"):
         own.unlink()  # the project is built inside from its source, never from a stale wheel
     os.chmod(tmp, 0o755)
-    tmp.rename(wheels)  # complete or absent: an interrupted build is never used
+    try:
+        tmp.rename(wheels)  # complete or absent: an interrupted build is never used
+    except OSError:
+        if not wheels.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another run built it meanwhile
     return wheels
 
 

@@ -83,6 +83,7 @@ def site(booted) -> Site:
     started = time.monotonic()
     m.systemctl("enable", "--now", UNIT, timeout=120)
     site = Site(m, install_output, time.monotonic() - started)
+    print(f"systemctl enable --now returned after {site.start_seconds:.1f}s")
     # r1 ran before the watcher came: a human vouches for it, as the docs' first start says.
     site.as_watcher(CLI, "mark", "good", "r1", "--config", CONFIG)
     return site
@@ -109,6 +110,7 @@ def test_security_exposure_inside_the_booted_system_is_at_most_2(site):
     out = site.m.run("systemd-analyze", "security", UNIT, check=False).stdout
     match = re.search(r"Overall exposure level for rollback-watcher\.service: (\d+\.\d+)", out)
     assert match, out[-1500:]
+    print(f"exposure inside the booted system: {match.group(1)}")
     assert float(match.group(1)) <= EXPOSURE_LIMIT, out
 
 
@@ -219,6 +221,7 @@ def test_stop_during_a_rollback_finishes_the_switch_first(site):
     started = time.monotonic()
     m.systemctl("stop", UNIT, timeout=200)
     stop_seconds = time.monotonic() - started
+    print(f"systemctl stop during the rollback returned after {stop_seconds:.1f}s")
     assert site.events("rollback_verified", release="r3", target="r1"), site.journal_events()[-5:]
     assert not site.events("rollback_failed")
     (switched,) = site.events("rollback_switched", release="r3")
