@@ -21,7 +21,7 @@ from host.provision import (APP_PORT, CLI, CONFIG, PREFIX, RULES, TELEMETRY, htt
 from support import wait_for
 
 UNIT = "rollback-watcher.service"
-EXPOSURE_LIMIT = 2.0  # issue 15: `systemd-analyze security` inside a booted system
+EXPOSURE_LIMIT = 1.2  # measured 1.1 inside a booted Debian 12 (systemd 252); issue 15 asks for 2.0 or lower
 DROPIN = "/etc/systemd/system/rollback-watcher.service.d/site.conf"
 
 
@@ -106,7 +106,7 @@ def test_install_follows_the_docs_and_start_returns_once_the_watcher_is_ready(si
     assert m.run("stat", "-c", "%a %U", "/var/lib/rollback-watcher").stdout.split() == ["700", "rollback-watcher"]
 
 
-def test_security_exposure_inside_the_booted_system_is_at_most_2(site):
+def test_security_exposure_inside_the_booted_system_stays_at_the_measured_figure(site):
     out = site.m.run("systemd-analyze", "security", UNIT, check=False).stdout
     match = re.search(r"Overall exposure level for rollback-watcher\.service: (\d+\.\d+)", out)
     assert match, out[-1500:]
