@@ -285,3 +285,15 @@ def test_operator_greps_the_journal(site):
     fields = [json.loads(x) for x in identifiers if '"MESSAGE"' in x]
     assert {f.get("SYSLOG_IDENTIFIER") for f in fields if "rollback verified" in str(f.get("MESSAGE"))} == {"rollback-watcher"}
     assert PREFIX in site.m.show(UNIT, "ExecStart")
+
+
+def test_the_docs_checks_of_a_host_run_and_leave_the_state_dir_to_the_watcher(site):
+    """docs/deployment.md section 5, as root: each command answers, and none leaves a root-owned
+    file in the state dir that the sandboxed watcher (no capabilities) could not read."""
+    m = site.m
+    m.run("systemd-analyze", "verify", f"/etc/systemd/system/{UNIT}")
+    assert "release r1" in m.run(CLI, "status", "--config", CONFIG).stdout
+    assert "mark=good release=r1" in m.run(CLI, "history", "--config", CONFIG).stdout
+    foreign = m.run("find", "/var/lib/rollback-watcher", "!", "-user", "rollback-watcher").stdout
+    assert foreign == "", foreign
+    assert m.show(UNIT, "ActiveState") == "active"
