@@ -56,7 +56,7 @@ debs:
 	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
-# Only when missing: the first build downloads ~120 MB of packages from the Debian mirror of the
+# Only when missing: the first build downloads its packages from the Debian mirror of the
 # machine's apt sources (1-7 minutes on a loaded machine, ~260 MB on disk); it is built aside and renamed when complete.
 rootfs: debs
 	@test -d $(ROOTFS_CACHE) || sh tests/host/build_rootfs.sh $(ROOTFS_CACHE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -297,3 +298,12 @@ def test_the_docs_checks_of_a_host_run_and_leave_the_state_dir_to_the_watcher(si
     foreign = m.run("find", "/var/lib/rollback-watcher", "!", "-user", "rollback-watcher").stdout
     assert foreign == "", foreign
     assert m.show(UNIT, "ActiveState") == "active"
+
+
+def test_the_polkit_rule_in_the_docs_is_the_shipped_one():
+    """The rule the tests install (systemd/50-rollback-watcher.rules) is the one an operator reads."""
+    repo = Path(__file__).resolve().parents[2]
+    shipped = (repo / "systemd" / "50-rollback-watcher.rules").read_text()
+    documented = (repo / "docs" / "deployment.md").read_text().split("```js\n", 1)[1].split("```", 1)[0]
+    code = [line for line in documented.splitlines() if not line.startswith("//")]
+    assert "\n".join(code) in shipped
