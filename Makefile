@@ -7,13 +7,18 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 # Alertmanager is only needed by the benchmarks (the race against the watcher).
 BENCH_DEBS := prometheus-alertmanager
+# The Debian 12 rootfs tests/host boots with systemd-nspawn, and the dependency wheels installed
+# inside it: built once, outside the checkout, so that every clone on this machine (CI) reuses
+# them. The suffix changes with tests/host/build_rootfs.sh's package list.
+ROOTFS_CACHE ?= /var/cache/rollback-watcher-tests/bookworm-1
+export ROLLBACK_WATCHER_ROOTFS := $(ROOTFS_CACHE)
 
-.PHONY: demo test bench fuzz check deps debs bench-debs apt clean install
+.PHONY: demo test bench fuzz check deps debs bench-debs apt clean install rootfs
 
 demo: deps
 	$(BIN)/rollback-watcher demo
 
-test: deps
+test: deps rootfs
 	$(BIN)/pytest -q
 
 bench: deps bench-debs
@@ -35,7 +40,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian packages the tests and the demo start as real processes: prometheus (with promtool),
-# nginx-light for the blue-green backend, systemd for `systemd-analyze` on the unit file.
+# nginx-light for the blue-green backend, systemd for `systemd-analyze` on the unit file,
+# systemd-container + debootstrap to boot systemd as PID 1 (tests/host), docker.io + busybox-static
+# for a real dockerd and the images the docker backend tests build without a registry.
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -43,7 +50,16 @@ debs:
 	command -v promtool   >/dev/null || missing="$$missing prometheus"; \
 	test -x /usr/sbin/nginx || command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v systemd-nspawn  >/dev/null || missing="$$missing systemd-container"; \
+	command -v debootstrap     >/dev/null || missing="$$missing debootstrap"; \
+	command -v dockerd         >/dev/null || missing="$$missing docker.io"; \
+	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
+
+# Only when missing: the first build downloads its packages from the Debian mirror of the
+# machine's apt sources (1-7 minutes on a loaded machine, ~260 MB on disk); it is built aside and renamed when complete.
+rootfs: debs
+	@test -d $(ROOTFS_CACHE) || sh tests/host/build_rootfs.sh $(ROOTFS_CACHE)
 
 bench-debs:
 	@command -v prometheus-alertmanager >/dev/null || $(MAKE) --no-print-directory apt PKGS="$(BENCH_DEBS)"

@@ -6,7 +6,8 @@
 #   $CONFDIR           an example watcher.yaml, never overwriting one that exists
 #                                                                         (/etc/rollback-watcher)
 # Every path can be overridden, so the tests install into a temp dir. Creating the system user
-# and enabling the unit are left to the operator (printed at the end): they need root.
+# and enabling the unit are left to the operator (printed at the end): they need root. Site
+# changes belong in a drop-in: this script rewrites the unit on every run.
 set -eu
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,9 @@ mkdir -p "$UNITDIR" "$CONFDIR" "$PREFIX/share/doc"
 sed "s#/opt/rollback-watcher/#$PREFIX/#g" "$SRC/systemd/$UNIT" > "$UNITDIR/$UNIT.tmp"
 mv "$UNITDIR/$UNIT.tmp" "$UNITDIR/$UNIT"
 cp "$SRC/docs/deployment.md" "$PREFIX/share/doc/deployment.md"
+# The polkit rule grants privileges to name units: it is an example to edit, never installed
+# live here (docs/deployment.md section 4 says where it goes).
+cp "$SRC/systemd/50-rollback-watcher.rules" "$PREFIX/share/doc/50-rollback-watcher.rules"
 if [ -e "$CONFDIR/watcher.yaml" ]; then
     echo "kept the existing $CONFDIR/watcher.yaml"
 else
@@ -38,4 +42,5 @@ else
 fi
 echo "installed $PREFIX/bin/rollback-watcher and $UNITDIR/$UNIT"
 echo "next (as root): useradd --system --home-dir /var/lib/rollback-watcher --shell /usr/sbin/nologin rollback-watcher;"
-echo "  adapt ReadWritePaths= in the unit; systemctl daemon-reload; systemctl enable --now rollback-watcher"
+echo "  systemctl edit rollback-watcher (a drop-in: ReadWritePaths=, SupplementaryGroups=; the unit itself is"
+echo "  rewritten by the next install); systemctl daemon-reload; systemctl enable --now rollback-watcher"

@@ -1,4 +1,6 @@
-"""A stand-in for the `docker` CLI, for tests only: no Docker engine can run on the test host.
+"""A stand-in for the `docker` CLI, for what a real engine cannot produce (digests without a
+registry, scripted health sequences against a fake clock): see test_backend_docker.py. The
+backend's behaviour against a real dockerd is tested in test_backend_docker_engine.py.
 
 It appends its argv to `calls.jsonl` and answers from `state.json` (both beside
 FAKE_DOCKER_STATE), acting like the engine for the commands the docker backend uses:

@@ -220,12 +220,14 @@ class DockerBackend:
         running_since = None
         while True:
             status, health = self._status(self.next_container)
+            # The status first: the engine reports an exited container's health as
+            # "unhealthy", and "it exited" is what the operator needs to read.
+            if status in (None, "exited", "dead", "removing"):
+                return f"the container is {status or 'gone'}"
             if health == "healthy":
                 return ""
             if health == "unhealthy":
                 return "its health check reports unhealthy"
-            if status in (None, "exited", "dead", "removing"):
-                return f"the container is {status or 'gone'}"
             if health == "none" and status == "running":
                 running_since = self.clock() if running_since is None else running_since
                 if self.clock() - running_since >= RUNNING_INTERVALS * self.health_interval:
