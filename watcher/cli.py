@@ -11,6 +11,7 @@ check --online), requests.py (mark, pause, resolve) and explain.py.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Optional
 import typer
 
 from watcher.errors import ConfigError, WatcherError
+from watcher.logs import SyslogPrefixFormatter, journald_stream
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
 
@@ -88,6 +90,12 @@ def _setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     logging.Formatter.converter = time.gmtime
+    if journald_stream(sys.stdout, os.environ):
+        # Under systemd, stdout goes to journald, which would file every line at PRIORITY 6
+        # and `journalctl -u rollback-watcher -p warning` would show nothing, not even a
+        # refused reload. A `<N>` prefix gives each line its own priority.
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(SyslogPrefixFormatter(handler.formatter))
     # httpx logs every request at INFO: one line per probe per tick drowns the events.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

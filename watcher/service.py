@@ -202,7 +202,9 @@ class Watcher:
     def _on_transition(self, rule: Rule, t, state, baseline) -> None:
         self.journal("rule", rule=rule.name, transition=t.kind, before=t.before.value, after=t.after.value,
                      reason=t.reason, value=state.last_value, labels=state.last_labels, release=self.state.current)
-        log.info("rule %s rule=%s %s->%s reason=%s", t.kind, rule.name, t.before.value, t.after.value, t.reason)
+        # A blind rule and a firing one are what `journalctl -p warning` must show.
+        level = logging.WARNING if t.kind is TransitionKind.BLIND or t.after.value == "firing" else logging.INFO
+        log.log(level, "rule %s rule=%s %s->%s reason=%s", t.kind, rule.name, t.before.value, t.after.value, t.reason)
         if t.kind is not TransitionKind.PHASE:
             return
         self.timeline(f"{rule.name} {t.after.value}: {t.reason}")
