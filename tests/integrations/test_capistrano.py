@@ -120,6 +120,10 @@ def test_cap_deploy_of_a_bad_release_is_rolled_back_and_a_human_cap_rollback_is_
         wait_for(lambda: any(e["kind"] == "deploy" and e["release"] == v2 for e in host.journal()), timeout=60,
                  what=f"the watcher to see the deploy of {v2}")
 
+        # The hook and the poll both report the deploy; whichever comes second changes nothing.
+        assert [e["release"] for e in host.journal() if e["kind"] == "deploy"][-1:] == [v2]
+        assert len([e for e in host.journal() if e["kind"] == "deploy" and e["release"] == v2]) == 1
+
         time.sleep(1.1)
         app_repo.commit("v3", 503)
         t_cap = time.time()
@@ -158,11 +162,14 @@ def test_cap_deploy_of_a_bad_release_is_rolled_back_and_a_human_cap_rollback_is_
         after_rollback = wait_for(lambda: [e for e in host.journal()[before:] if e["kind"] == "deploy"
                                            and e["release"] == v2], timeout=60, what=f"the deploy of {v2} to be seen")
         assert after_rollback[0]["previous"] == v1
+        wait_for(lambda: "request_done" in [e["kind"] for e in host.journal()[before:]], timeout=60,
+                 what="the mark deployed hook of the rollback")
         # Not fought: several more ticks (the rule needs 3 failed probes to fire) change nothing.
         ticks = _evaluations(metrics_url)
         wait_for(lambda: _evaluations(metrics_url) >= ticks + 6, timeout=120, what="six more ticks")
         later = host.journal()[before:]
         assert not [e for e in later if e["kind"].startswith("rollback_")], later
+        assert len([e for e in later if e["kind"] == "deploy"]) == 1, later
         assert host.current_id() == v2
         status = json.loads(run_cli("status", "--json", "--config", config, check=True).stdout)
         assert json.dumps(status).count(v2) >= 1

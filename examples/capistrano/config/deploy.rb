@@ -47,9 +47,15 @@ end
 namespace :rollback_watcher do
   desc "Tell rollback-watcher that the release now current was deployed (a deploy or a rollback)"
   task :mark_deployed do
-    on release_roles(:all) do
-      execute fetch(:watcher_bin), "mark", "deployed", File.basename(release_path.to_s),
-              "--config", fetch(:watcher_config)
+    on release_roles(:all) do |server|
+      release = File.basename(release_path.to_s)
+      # The deploy is done whatever the answer: a watcher that is down sees `current` at its
+      # next poll, and one that refuses (the release is no longer current: it may have rolled
+      # it back already) says why in `rollback-watcher status`. Warn, never fail the deploy.
+      unless test(fetch(:watcher_bin), "mark", "deployed", release, "--config", fetch(:watcher_config))
+        warn "rollback-watcher on #{server} did not record the deploy of #{release}: " \
+             "see `rollback-watcher status` there"
+      end
     end
   end
 end
