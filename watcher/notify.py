@@ -554,6 +554,16 @@ class Notifier:
         with self._lock:
             return [p.snapshot() for p in self._undelivered.values()]
 
+    def undelivered_by_target(self) -> dict[str, int]:
+        """How many messages wait for redelivery per target, every target included (0 when
+        none): the watcher's `rollback_watcher_undelivered_messages`. Targets as shown (redacted)."""
+        counts = {lane.label: 0 for lane in self._lanes}
+        with self._lock:
+            for pending in self._undelivered.values():
+                label = pending.lane.label
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
     def retry_undelivered(self) -> int:
         """Queue one more attempt for each undelivered message that is due (not sooner than
         redelivery_backoff * 2**(n-1) after its last failure); returns how many were queued.
