@@ -81,3 +81,14 @@ def test_every_metric_the_alerts_and_dashboard_use_is_documented():
             for m in METRIC.findall(path.read_text())}
     assert used, "no metric found"
     assert used - documented_metrics() == set(), "metrics used but not in docs/metrics.md"
+
+
+def test_every_dashboard_query_is_valid_promql():
+    import promql_parser
+
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    for expr in exprs:
+        # Grafana fills $instance in before Prometheus sees the query.
+        promql_parser.parse(expr.replace("$instance", ".*"))
+    assert len(exprs) >= len(dashboard["panels"])
