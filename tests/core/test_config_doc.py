@@ -47,11 +47,11 @@ def accepted_keys() -> dict[str, set[str]]:
                 keys = _literal_keys(call.args[3])
                 assert keys is not None, f"{func.name}: _section({section!r}) keys are not a literal list"
                 found["watcher.yaml"] |= {f"{section}.{k}" for k in keys}
-            elif name == "unknown_keys" and len(call.args) >= 3:
+            elif name == "unknown_keys" and len(call.args) >= 3 and isinstance(call.args[1], ast.List):
                 keys = _literal_keys(call.args[1])
                 prefix = call.args[2]
-                if keys is None or func.name in ("_read_backend", "load_config", "_read_rule"):
-                    continue  # BACKEND_KEYS, TOP_KEYS, RULE_KEYS: taken above
+                if keys is None:
+                    continue  # ["type", *table]: BACKEND_KEYS, taken above (TOP_KEYS, RULE_KEYS are names)
                 if isinstance(prefix, ast.Constant):
                     target = "rules" if func.name == "_load_rules" else "watcher.yaml"
                     found[target] |= {f"{prefix.value}{k}" for k in keys}
