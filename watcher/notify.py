@@ -1,4 +1,4 @@
-"""Delivering messages through Apprise, off the decision path (DESIGN.md section 7).
+"""Delivering messages through Apprise, off the decision path (docs/design.md section 7).
 
 Apprise is imported lazily, on the first delivery or redaction that needs it: its first use loads
 211 plugins (~270 ms), and `rollback-watcher --help` must stay fast. Importing this module

@@ -1,4 +1,4 @@
-"""The watcher's own metrics and /healthz, on a loopback port by default (DESIGN.md section 9).
+"""The watcher's own metrics and /healthz, on a loopback port by default (docs/design.md section 9).
 
 One registry per Watcher (no prometheus_client global state), served by a small threaded
 HTTP server: /metrics in the text format, /healthz 200 while ticks are recent, else 503.
