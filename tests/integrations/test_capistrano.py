@@ -169,7 +169,7 @@ def test_cap_deploy_of_a_bad_release_is_rolled_back_and_a_human_cap_rollback_is_
         wait_for(lambda: _evaluations(metrics_url) >= ticks + 6, timeout=120, what="six more ticks")
         later = host.journal()[before:]
         assert not [e for e in later if e["kind"].startswith("rollback_")], later
-        assert len([e for e in later if e["kind"] == "deploy"]) == 1, later
+        assert len([e for e in later if e["kind"] == "deploy" and e["release"] == v2]) == 1, later
         assert host.current_id() == v2
         status = json.loads(run_cli("status", "--json", "--config", config, check=True).stdout)
         assert json.dumps(status).count(v2) >= 1
