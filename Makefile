@@ -42,7 +42,9 @@ $(STAMP): pyproject.toml
 # Debian packages the tests and the demo start as real processes: prometheus (with promtool),
 # nginx-light for the blue-green backend, systemd for `systemd-analyze` on the unit file,
 # systemd-container + debootstrap to boot systemd as PID 1 (tests/host), docker.io + busybox-static
-# for a real dockerd and the images the docker backend tests build without a registry.
+# for a real dockerd and the images the docker backend tests build without a registry,
+# capistrano + openssh-server/-client + git for the Capistrano integration test
+# (tests/integrations: a real `cap deploy` over SSH to 127.0.0.1).
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -54,6 +56,11 @@ debs:
 	command -v debootstrap     >/dev/null || missing="$$missing debootstrap"; \
 	command -v dockerd         >/dev/null || missing="$$missing docker.io"; \
 	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing="$$missing busybox-static"; \
+	command -v cap        >/dev/null || missing="$$missing capistrano"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v git        >/dev/null || missing="$$missing git"; \
+	command -v flock      >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the

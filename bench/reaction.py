@@ -6,7 +6,7 @@ One demo app, one Prometheus (scrape and evaluation 1 s), one Alertmanager; four
 answering 30% 5xx. Each pipeline switches its own host back to r1:
 
     watcher-1m      rollback-watcher run, interval 1s, sum(rate(5xx[1m]))/sum(rate(all[1m])) > 0.10, for 10s
-    watcher-window  the same with [$window] (DESIGN.md section 4)
+    watcher-window  the same with [$window] (docs/design.md section 4)
     am-tuned        alert rule ([1m], for 10s) -> Alertmanager group_wait 0s  -> webhook -> switch
     am-default      the same alert            -> Alertmanager group_wait 30s -> webhook -> switch
 

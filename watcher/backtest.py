@@ -1,4 +1,4 @@
-"""Replay the rule table over Prometheus history (`rollback-watcher backtest`, DESIGN.md section 9).
+"""Replay the rule table over Prometheus history (`rollback-watcher backtest`, docs/design.md section 9).
 
     fetch      one range query per rule, chunked under Prometheus' 11,000 points per series,
                rendered with max_window; plus one instant query per step in the first

@@ -1,4 +1,4 @@
-"""The command line (DESIGN.md section 9): parses, wires, prints. No decisions live here.
+"""The command line (docs/design.md section 9): parses, wires, prints. No decisions live here.
 
 Heavy modules (apprise, httpx, the Prometheus client) are imported inside the commands that
 use them, so that `--help` and `check` start fast.

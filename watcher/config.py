@@ -1,4 +1,4 @@
-"""Load and validate watcher.yaml and the rule files (DESIGN.md section 3).
+"""Load and validate watcher.yaml and the rule files (docs/design.md section 3).
 
 Every problem is collected with its file, line and key, then raised once as a ConfigError
 (as borgmatic does); what comes out are frozen dataclasses that the rest of the code passes

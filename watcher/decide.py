@@ -1,4 +1,4 @@
-"""The decision to roll back (DESIGN.md section 5). Pure: no I/O, no clock.
+"""The decision to roll back (docs/design.md section 5). Pure: no I/O, no clock.
 
 When at least one `rollback` rule fires, the checks below run in order and the first that
 applies is the verdict; every verdict carries the reason a journal line, a notification and

@@ -9,7 +9,7 @@
     └── NotifyError               a notification could not be delivered (permanent or retryable)
 
 A SourceError is never "condition false": the rule state machine holds its state on it
-(DESIGN.md section 4).
+(docs/design.md section 4).
 """
 
 from __future__ import annotations

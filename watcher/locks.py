@@ -1,4 +1,4 @@
-"""The deploy lock (DESIGN.md section 5): a deploy script holds it with flock(1) while it
+"""The deploy lock (docs/design.md section 5): a deploy script holds it with flock(1) while it
 deploys; the watcher waits while it is held, and holds it itself while it switches, so that a
 deploy cannot start half-way through a rollback."""
 

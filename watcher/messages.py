@@ -1,4 +1,4 @@
-"""Every message the watcher sends, in one place (DESIGN.md section 7). Pure: no I/O, no clock.
+"""Every message the watcher sends, in one place (docs/design.md section 7). Pure: no I/O, no clock.
 
 One function per event returns a `Message`: a one-line title `[SERVICE@HOST] what happened`
 (at most TITLE_MAX characters; long names are shortened in the middle, the body keeps them

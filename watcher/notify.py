@@ -1,4 +1,4 @@
-"""Delivering messages through Apprise, off the decision path (DESIGN.md section 7).
+"""Delivering messages through Apprise, off the decision path (docs/design.md section 7).
 
 Apprise is imported lazily, on the first delivery or redaction that needs it: its first use loads
 211 plugins (~270 ms), and `rollback-watcher --help` must stay fast. Importing this module
@@ -553,6 +553,16 @@ class Notifier:
     def undelivered(self) -> list[Undelivered]:
         with self._lock:
             return [p.snapshot() for p in self._undelivered.values()]
+
+    def undelivered_by_target(self) -> dict[str, int]:
+        """How many messages wait for redelivery per target, every target included (0 when
+        none): the watcher's `rollback_watcher_undelivered_messages`. Targets as shown (redacted)."""
+        counts = {lane.label: 0 for lane in self._lanes}
+        with self._lock:
+            for pending in self._undelivered.values():
+                label = pending.lane.label
+                counts[label] = counts.get(label, 0) + 1
+        return counts
 
     def retry_undelivered(self) -> int:
         """Queue one more attempt for each undelivered message that is due (not sooner than

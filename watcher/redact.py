@@ -1,5 +1,5 @@
 """Secrets in notification URLs never reach logs, the journal, `status`, `check` or exceptions
-(DESIGN.md section 7). Apprise's privacy form masks passwords and tokens, but not custom headers
+(docs/design.md section 7). Apprise's privacy form masks passwords and tokens, but not custom headers
 (`+X-Api-Key=`) or query and body fields: this module covers those too.
 
 `redact_url()` shows a URL with every secret part masked as `***`: the password, userinfo

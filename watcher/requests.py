@@ -46,6 +46,10 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
         return f"{rid} marked {what}"
     if command == "deployed":
         rid = check_release_id(args["release"])
+        if args.get("at") is None and rid == s.current and s.deployed_at is not None:
+            # A deploy hook that runs after the switch (Capistrano's deploy:published) comes
+            # after the poll saw it: a second deploy would restart the window and every rule.
+            return f"{rid} is already current, deployed at {s.deployed_at:.0f}: nothing changed"
         at = float(args.get("at") or now)
         w.on_deploy(rid, at)
         return f"deploy of {rid} at {at:.0f} recorded"

@@ -1,4 +1,4 @@
-"""Rules and their pure state machine (DESIGN.md section 4).
+"""Rules and their pure state machine (docs/design.md section 4).
 
 Nothing here does I/O or reads a clock: `now` and the signal's result come in, the next state
 and its transitions go out, as Prometheus' alerting rule `Eval(ts, ...)` does. The service, the
@@ -179,7 +179,7 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
     if not samples:
         return Observation(Outcome.NO_DATA, detail="no data")
     if rule.uses_baseline and not _usable_baseline(baseline):
-        # No baseline, no comparison: the rule cannot fire (DESIGN.md section 4).
+        # No baseline, no comparison: the rule cannot fire (docs/design.md section 4).
         return Observation(Outcome.OK, value=_largest(samples), series=len(samples), detail="no baseline",
                            no_baseline=True)
     breaching = [s for s in samples if breaches(rule, s.value, baseline)]
@@ -383,7 +383,7 @@ class Finding:
 
 
 # ---------------------------------------------------------------------------------------------
-# The deploy-aware range `[$window]` (DESIGN.md section 4)
+# The deploy-aware range `[$window]` (docs/design.md section 4)
 
 WINDOW_TOKEN = "$window"
 

@@ -281,6 +281,9 @@ class Watcher:
             rec = self.state.releases.get(self.state.current or "")
             self.telemetry.set_release(self.state.current, rec.mark if rec else None)
             self.telemetry.in_window.set(1 if self.state.in_watch_window(report.now) else 0)
+            self.telemetry.set_controls(report.now, bool(self.state.halted), self.state.paused_until)
+            if hasattr(self.notifier, "undelivered_by_target"):
+                self.telemetry.set_undelivered(self.notifier.undelivered_by_target())
 
     def tell(self) -> None:
         """Send what this tick has to say, in the order it happened: the one place messages

@@ -1,4 +1,4 @@
-"""Signals: where rules get their numbers (DESIGN.md sections 3, 4 and 10).
+"""Signals: where rules get their numbers (docs/design.md sections 3, 4 and 10).
 
     PrometheusSource   instant and range queries through prometheus-api-client
     HttpProbe          one GET with httpx: status, optional body substring, timeout

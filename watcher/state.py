@@ -1,4 +1,4 @@
-"""What the watcher remembers (DESIGN.md section 8).
+"""What the watcher remembers (docs/design.md section 8).
 
     state_dir/state.json      the current state, rewritten atomically (temp, fsync, rename)
     state_dir/journal.jsonl   the append-only audit log: one JSON object a line, fsynced

@@ -1,4 +1,4 @@
-"""The watcher's own metrics and /healthz, on a loopback port by default (DESIGN.md section 9).
+"""The watcher's own metrics and /healthz, on a loopback port by default (docs/design.md section 9).
 
 One registry per Watcher (no prometheus_client global state), served by a small threaded
 HTTP server: /metrics in the text format, /healthz 200 while ticks are recent, else 503.
@@ -12,6 +12,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 log = logging.getLogger(__name__)
+
+# Every result exists from the start at 0: Prometheus' increase() cannot see a counter's first
+# step from "absent" to 1, so RollbackWatcherRollbackFailed (monitoring/alerts.yml) would miss
+# the first failed rollback of a process.
+ROLLBACK_RESULTS = ("verified", "not_verified", "failed")
+
 
 class Telemetry:
     def __init__(self, interval: float, clock=time.time):
@@ -32,6 +38,15 @@ class Telemetry:
         self.rollbacks = Counter("rollback_watcher_rollbacks", "Rollbacks by result", ["result"], registry=r)
         self.release_info = Gauge("rollback_watcher_release_info", "The current release", ["release", "mark"], registry=r)
         self.in_window = Gauge("rollback_watcher_in_watch_window", "1 while the current release is in its watch window", registry=r)
+        self.halted = Gauge("rollback_watcher_halted", "1 after a rollback failed or did not verify, until resolve", registry=r)
+        self.paused = Gauge("rollback_watcher_paused", "1 while paused: decisions are notified, never acted on", registry=r)
+        self.paused_until = Gauge("rollback_watcher_paused_until_timestamp_seconds", "When the pause ends; 0 when not paused",
+                                  registry=r)
+        self.undelivered = Gauge("rollback_watcher_undelivered_messages",
+                                 "Messages that failed every retry and wait for redelivery, by target (redacted)", ["target"],
+                                 registry=r)
+        for result in ROLLBACK_RESULTS:
+            self.rollbacks.labels(result=result)
         self._server: ThreadingHTTPServer | None = None
         self._last_tick_at: float | None = None
 
@@ -54,6 +69,18 @@ class Telemetry:
         self.release_info.clear()
         if release:
             self.release_info.labels(release=release, mark=mark or "unmarked").set(1)
+
+    def set_controls(self, now: float, halted: bool, paused_until: float | None) -> None:
+        """What stops the watcher from acting: a halt (until `resolve`) and a pause."""
+        paused = paused_until is not None and now < paused_until
+        self.halted.set(1 if halted else 0)
+        self.paused.set(1 if paused else 0)
+        self.paused_until.set(paused_until if paused else 0)
+
+    def set_undelivered(self, by_target: dict[str, int]) -> None:
+        self.undelivered.clear()  # a target removed by a reload must not linger
+        for target, count in by_target.items():
+            self.undelivered.labels(target=target).set(count)
 
     def healthy(self) -> bool:
         return self._last_tick_at is not None and self.clock() - self._last_tick_at < 3 * self.interval + 30

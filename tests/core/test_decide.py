@@ -1,4 +1,4 @@
-"""The decision of DESIGN.md section 5, one table row per check, each refusal with its reason."""
+"""The decision of docs/design.md section 5, one table row per check, each refusal with its reason."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The rule state machine of DESIGN.md section 4, driven tick by tick with a fake clock.
+"""The rule state machine of docs/design.md section 4, driven tick by tick with a fake clock.
 
 Each table gives what the signal returned at `t0 + i * interval` and the phase expected
 after that tick, in the manner of Prometheus' alerting_test.go.

@@ -1,5 +1,5 @@
 """SIGKILL at each step of a rollback, then a restart: the restarted watcher reconciles from the
-journaled intent and never switches twice (DESIGN.md section 5, last paragraph).
+journaled intent and never switches twice (docs/design.md section 5, last paragraph).
 
 Switches are counted by the symlink backend's `restart` command, which runs after every switch
 and appends a line to a file: two lines would be a double switch.

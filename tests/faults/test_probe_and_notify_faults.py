@@ -1,6 +1,6 @@
 """The health endpoint and the notifier misbehave.
 
-A probe that cannot get its expected answer in time is a failed probe (DESIGN.md section 4),
+A probe that cannot get its expected answer in time is a failed probe (docs/design.md section 4),
 bounded by its timeout whatever the peer does. A notifier that is down or hangs never delays
 or breaks a rollback (section 7): delivery runs on its own threads, failures are journaled.
 """

@@ -1,4 +1,4 @@
-"""The metric source misbehaves (DESIGN.md section 4): a real Watcher, built from its config
+"""The metric source misbehaves (docs/design.md section 4): a real Watcher, built from its config
 with a sandbox symlink host, in a watch window, with a known-good release to roll back to and a
 `rollback` rule on a fake Prometheus. Every fault must leave the host alone: no crash, no
 rollback, "blind" journaled once and "recovered" once, and no tick longer than `interval` plus
@@ -84,7 +84,7 @@ def test_source_fault_is_blind_once_recovered_once_never_rolls_back(symlink_host
 
 @pytest.mark.parametrize("fault", ["nan", "inf"])
 def test_nan_and_inf_never_breach_and_are_not_errors(symlink_host, fake_prometheus, fault):
-    """0/0 on an idle service is not an outage; +Inf above 0.5 is not either (DESIGN.md 4)."""
+    """0/0 on an idle service is not an outage; +Inf above 0.5 is not either (docs/design.md 4)."""
     w = make_watcher(symlink_host, fake_prometheus)
     try:
         fake_prometheus.set_mode(fault)

@@ -1,4 +1,4 @@
-"""Damaged or unusable state (DESIGN.md section 8): the watcher refuses to act, says exactly what
+"""Damaged or unusable state (docs/design.md section 8): the watcher refuses to act, says exactly what
 is wrong and how to recover, and never loses the journal. Two watchers on one state dir: the
 second refuses to start.
 

@@ -1,4 +1,4 @@
-"""What every rollback backend offers, and the Release it deals in (DESIGN.md section 6)."""
+"""What every rollback backend offers, and the Release it deals in (docs/design.md section 6)."""
 
 from __future__ import annotations
 
