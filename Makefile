@@ -42,7 +42,8 @@ $(STAMP): pyproject.toml
 # Debian packages the tests and the demo start as real processes: prometheus (with promtool),
 # nginx-light for the blue-green backend, systemd for `systemd-analyze` on the unit file,
 # systemd-container + debootstrap to boot systemd as PID 1 (tests/host), docker.io + busybox-static
-# for a real dockerd and the images the docker backend tests build without a registry.
+# for a real dockerd and the images the docker backend tests build without a registry,
+# etcd-server for the fleet tests (a 3-member cluster on loopback ports).
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -54,6 +55,7 @@ debs:
 	command -v debootstrap     >/dev/null || missing="$$missing debootstrap"; \
 	command -v dockerd         >/dev/null || missing="$$missing docker.io"; \
 	dpkg-query -W -f='$${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing="$$missing busybox-static"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the
