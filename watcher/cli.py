@@ -152,6 +152,12 @@ def check(
 
         target_problems = check_targets(list(cfg.notify))
         failed += len(target_problems)
+    fleet_problems: list[str] = []
+    if online:
+        from watcher.fleet_cli import check_online
+
+        fleet_problems = check_online(cfg)
+        failed += len(fleet_problems)
     lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
              f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
     for row in rows:
@@ -162,8 +168,9 @@ def check(
     if online:
         lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
     lines += [f"notify: {p}" for p in target_problems]
+    lines += [f"fleet: {p}" for p in fleet_problems]
     _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
-          "notify_problems": target_problems}, as_json, "\n".join(lines))
+          "notify_problems": target_problems, "fleet_problems": fleet_problems}, as_json, "\n".join(lines))
     if failed:
         raise typer.Exit(1)
 
@@ -560,6 +567,14 @@ def version() -> None:
     from watcher import __version__
 
     print(__version__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleet commands (`gate`, `fleet status`) live in their own module.
+
+from watcher.fleet_cli import register as _register_fleet  # noqa: E402 - after the app's own commands
+
+_register_fleet(app, ConfigOpt, JsonOpt)
 
 
 if __name__ == "__main__":
