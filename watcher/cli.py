@@ -220,7 +220,7 @@ def run(
 
     _setup_logging(verbose)
     cfg = _load(config)
-    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None))
+    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
     raise typer.Exit(code)
 
 
@@ -346,7 +346,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     one writer), else directly under the instance lock."""
     from watcher.service import build_watcher
 
-    w = build_watcher(cfg)
+    w = build_watcher(cfg, fleet=True)
     store = w.store
     if store.service_running():
         request_id = store.submit_request(command, **args)
@@ -362,6 +362,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         w.state = store.load()
         result = w.apply_request(command, args, time.time())
         w.save()
+        if w.fleet is not None:
+            w.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
         return result
     finally:
         if w.notifier is not None:

@@ -77,9 +77,13 @@ def serve(w: Watcher) -> int:
             for problem in check_targets(list(cfg.notify)):
                 logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
         daemon.install_signal_handlers()
+        if w.fleet is not None:
+            w.fleet.start()  # its own threads: the first tick does not wait for etcd
         w.start()
         return daemon.run()
     finally:
+        if w.fleet is not None:
+            w.fleet.stop()
         if w.notifier is not None:
             w.notifier.close(timeout=5)
         if w.telemetry is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from watcher.config import FleetConfig
+from watcher.files import write_file_atomically
 from watcher.etcd import EtcdGateway, FleetUnavailable, KeyValue, WatchEnded, WatchStream
 from watcher.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
 
@@ -94,14 +94,9 @@ class Outbox:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as fh:
-                json.dump(self.items, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            write_file_atomically(self.path, json.dumps(self.items), mode=0o600)
         except OSError as exc:
             # Still held in memory: only a restart during this state would lose it.
             log.error("fleet outbox not written path=%s reason=%s", self.path, exc)
@@ -184,6 +179,16 @@ class FleetLink:
     @property
     def blind(self) -> bool:
         return self._blind
+
+    def flush_once(self) -> bool:
+        """Write the outbox now, from this thread (for the CLI, when no service runs). What
+        cannot be written stays in the outbox for the service. Returns whether it emptied."""
+        try:
+            self._flush_outbox()
+        except FleetUnavailable as exc:
+            log.warning("fleet: etcd does not answer, the verdict waits in the outbox reason=%s", exc)
+            return False
+        return True
 
     # ------------------------------------------------------------------------------------------
     # Start and stop

@@ -29,6 +29,12 @@ from enum import IntEnum
 
 BAD = "bad"
 GOOD = "good"
+# A bad verdict from another host enters the decider as a finding of rule "fleet:RULE".
+FLEET_RULE_PREFIX = "fleet:"
+
+
+def is_fleet_rule(rule: str) -> bool:
+    return rule.startswith(FLEET_RULE_PREFIX)
 
 
 # ---------------------------------------------------------------------------------------------
