@@ -265,6 +265,11 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         lines += [f"  {_when(e['time'])} {e['what']}" for e in state.incident.timeline]
     if undelivered:
         lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
+    if cfg.fleet is not None:
+        from watcher.fleet_cli import status_block
+
+        data["fleet"], fleet_text = status_block(cfg.fleet, now)
+        lines.append(fleet_text)
     _out(data, as_json, "\n".join(lines))
 
 

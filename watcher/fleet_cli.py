@@ -139,6 +139,18 @@ def format_view(view: FleetView, name: str, now: float) -> str:
     return "\n".join(lines)
 
 
+def status_block(cfg, now: float) -> tuple[dict, str]:
+    """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
+    from watcher.etcd import EtcdGateway, FleetUnavailable
+    from watcher.fleet import read_view
+
+    try:
+        view = read_view(EtcdGateway(cfg), cfg)
+    except FleetUnavailable as exc:
+        return {"fleet": cfg.name, "error": str(exc)}, f"fleet {cfg.name}: etcd unreachable: {exc}"
+    return view_json(view, cfg.name), format_view(view, cfg.name, now)
+
+
 def check_online(cfg) -> list[str]:
     """`check --online` for the fleet: problems found (an empty list when etcd answers)."""
     if cfg.fleet is None:

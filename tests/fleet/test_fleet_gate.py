@@ -126,3 +126,14 @@ def test_check_online_checks_etcd(etcd, fleet_name, tmp_path):
     path = write_config(dead, fleet_name, [f"http://127.0.0.1:{free_port()}"])
     out = run_cli("check", "--online", "--config", path)
     assert out.returncode == 1 and "fleet: http://127.0.0.1:" in out.stdout
+
+
+def test_status_shows_the_fleet(etcd, fleet_name, link, tmp_path):
+    path = write_config(tmp_path, fleet_name, etcd.endpoints, host="web-a")
+    a = link("web-a")
+    a.report(Member("web-a", "r2", "in_window", True, tick_at=time.time()))
+    wait_for(lambda: "web-a" in a.view().members, 30, what="web-a reported")
+    data = json.loads(run_cli("status", "--json", "--config", path).stdout)
+    assert data["fleet"]["hosts"]["web-a"]["release"] == "r2"
+    out = run_cli("status", "--config", path)
+    assert f"fleet {fleet_name}: 1 host(s) alive" in out.stdout

@@ -16,10 +16,11 @@ import traceback
 from concurrent.futures import Future
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fleetrig import Fleet, FleetPorts, Receiver
-from support import PrometheusServer, wait_for
+from support import PrometheusServer, free_port, wait_for
 from support.etcd import EtcdCluster
 from watcher.etcd import EtcdGateway
 from watcher.fleet import read_view
@@ -69,7 +70,8 @@ def bad_release_on_three_of_five(env: Env, fleet: Fleet) -> None:
     for i, h in enumerate(fleet.hosts):
         h.add_release("r1", **OK)
         h.add_release("r2", **(BAD if i == 0 else {"error_ratio": 0.02}))
-    fleet.each(lambda h: h.ready("r1"))
+    metrics_port = free_port()
+    fleet.each(lambda h: h.ready("r1", **({"telemetry": {"listen": f"127.0.0.1:{metrics_port}"}} if h is fleet[1] else {})))
     fleet.each(lambda h: h.deploy("r2"), fleet.hosts[:3])
     fleet[0].wait_event("rollback_verified", 120, release="r2")
     for h in fleet.hosts[1:3]:
@@ -88,6 +90,12 @@ def bad_release_on_three_of_five(env: Env, fleet: Fleet) -> None:
         assert len(h.sent("rolling_back")) == 1
     v = fleet_view(fleet[3]).verdicts["r2"]
     assert (v.verdict, v.host, v.rule) == ("bad", fleet[0].name, "http-5xx-ratio")
+    # h1's telemetry: membership, the verdict learned, its propagation delay, etcd's counters.
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5, trust_env=False).text
+    assert "rollback_watcher_fleet_members 5.0" in metrics
+    assert 'rollback_watcher_fleet_verdicts_learned_total{verdict="bad"} 1.0' in metrics
+    assert "rollback_watcher_fleet_propagation_seconds_count 1.0" in metrics
+    assert "rollback_watcher_fleet_etcd_errors" in metrics and "rollback_watcher_fleet_blind 0.0" in metrics
 
 
 @scenario("canary_pass", hosts=1)
