@@ -159,3 +159,32 @@ def test_all_etcd_down_blind_once_outbox_kept_across_a_restart_and_flushed(etcd_
         assert b.take_notices() == []  # once
     finally:
         a2.stop()
+
+
+def enable_auth(endpoint: str, password: str) -> None:
+    """etcd's own auth, through its JSON gateway: a root user with the root role, then on."""
+    import httpx
+
+    for path, body in (("/v3/auth/user/add", {"name": "root", "password": password}),
+                       ("/v3/auth/role/add", {"name": "root"}),
+                       ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                       ("/v3/auth/enable", {})):
+        r = httpx.post(endpoint + path, json=body, timeout=5, trust_env=False)
+        assert r.status_code == 200, (path, r.text)
+
+
+def test_etcd_with_auth_username_password_and_watch(etcd_cluster, link):
+    cluster = etcd_cluster(members=1)
+    enable_auth(cluster.endpoints[0], "s3cret-etcd-pw")
+    auth = dict(endpoints=cluster.endpoints, username="root", password="s3cret-etcd-pw")
+    a, b = link("web-a", **auth), link("web-b", **auth)
+    joined(b, "web-a", "web-b")
+    a.publish_verdict(bad("r8", "web-a"))
+    (v,) = learned(b, "r8")  # the watch carries the token too
+    assert v.host == "web-a"
+
+    wrong = link("web-x", endpoints=cluster.endpoints, username="root", password="wrong-pw-123", lease=2.0)
+    wait_for(lambda: wrong.blind, 30, what="blind with a wrong password")
+    (notice,) = wrong.take_notices()
+    assert "wrong-pw-123" not in notice.detail and "s3cret-etcd-pw" not in notice.detail
+    assert "web-x" not in a.view().members
