@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Sequence
 
 from watcher import messages
+from watcher.fleet import MEMBER_REFRESH
 from watcher.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
 from watcher.model import Mark
 from watcher.rules import Finding, Phase
@@ -111,7 +112,8 @@ class FleetCoordinator:
             return frozenset(), ""
         view = self.link.view()
         known_good = frozenset(r for r, rec in s.releases.items() if rec.mark == Mark.GOOD)
-        stale_after = max(3 * w.config.interval, self.config.lease)
+        # A membership is rewritten on every change and at least every MEMBER_REFRESH.
+        stale_after = MEMBER_REFRESH + 3 * w.config.interval
         found, reasons = set(), []
         for f in local:
             symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, f.since or now, now,

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "fleet-outbox.json"
 WATCH_READ_TIMEOUT = 30.0  # a quiet watch is reopened from its revision after this long
+# A membership that did not change is written again this often (its `tick_at` says the host's
+# ticks still run; the lease alone only says its fleet thread does).
+MEMBER_REFRESH = 30.0
 
 
 @dataclass(frozen=True)
@@ -221,18 +224,22 @@ class FleetLink:
 
     def _sync_loop(self) -> None:
         beat = max(0.5, self.config.lease / 3)
-        last_put = -1e18
+        last_beat = last_put = -1e18
         while not self._stop.is_set():
             try:
+                now = self.monotonic()
                 if not self._connected:
                     self._connect()
-                    last_put = self.monotonic()
+                    last_beat = last_put = self.monotonic()
                 else:
-                    if self.monotonic() - last_put >= beat * 0.9:
+                    if now - last_beat >= beat * 0.9:
                         self._keepalive()
-                    if self._member_dirty.is_set() or self.monotonic() - last_put >= beat * 0.9:
+                        last_beat = now
+                    # The membership is written when it changes, and refreshed every
+                    # MEMBER_REFRESH: every put is an event for every watcher of the fleet.
+                    if self._member_dirty.is_set() or now - last_put >= MEMBER_REFRESH:
                         self._put_member()
-                        last_put = self.monotonic()
+                        last_put = now
                 self._flush_outbox()
             except FleetUnavailable as exc:
                 self._failed(str(exc))
