@@ -103,10 +103,7 @@ def canary_gate_passes(env: Env, fleet: Fleet) -> None:
     h = fleet[0]
     h.add_release("r1", **OK)
     h.add_release("r3", **OK)
-    h.start_app("r1")
-    h.write_config(watch_window="6s")
-    h.start_watcher()
-    h.mark_good("r1")
+    h.ready("r1", watch_window="6s")
     h.deploy("r3")
     out = h.cli("gate", "r3", "--wait", "--canary", "1", "--timeout", "120s", "--every", "500ms", timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr

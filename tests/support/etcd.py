@@ -105,7 +105,11 @@ class EtcdCluster:
             if not m.running():
                 m.start(self.initial_cluster, self.token, state)
         self._started_once = True
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop_all()  # a cluster that did not come up leaves no member behind
+            raise
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
@@ -125,7 +129,11 @@ class EtcdCluster:
 
     def restart(self, index: int, timeout: float = 30.0) -> None:
         self.members[index].start(self.initial_cluster, self.token, "existing")
-        self.wait_healthy(timeout)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop_all(self, grace: float = 5.0) -> None:
         """TERM every member at once (one by one, the last ones lose quorum and linger), then
