@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from watcher import messages
 from watcher.fleet import MEMBER_REFRESH
+from watcher.format import format_value
 from watcher.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
 from watcher.model import Mark
 from watcher.rules import Finding, Phase
@@ -40,9 +41,10 @@ def is_fleet_finding(f: Finding) -> bool:
 def fleet_finding(v: FleetVerdict) -> Finding:
     """A bad verdict from another host, in the words of a firing rollback rule."""
     rule = v.rule or "manual"
-    return Finding(rule=f"{FLEET_RULE_PREFIX}{rule}", action="rollback", condition=f"rolled back on {v.host}",
-                   value=v.value, since=v.at, labels={"host": v.host},
-                   detail=f"{v.host} rolled {v.release} back ({rule}){': ' + v.reason if v.reason else ''}")
+    seen = f"{rule} was {format_value(v.value)} there" if v.value is not None else f"{rule} there"
+    return Finding(rule=f"{FLEET_RULE_PREFIX}{rule}", action="rollback",
+                   condition=f"bad fleet-wide: {v.host} rolled {v.release} back", since=v.at,
+                   detail=f"{seen}{': ' + v.reason if v.reason else ''}")
 
 
 class FleetCoordinator:

@@ -6,6 +6,7 @@ import pytest
 from watcher.coordinator import fleet_finding
 from watcher.decide import NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Situation, decide
 from watcher.fleetmodel import BAD, FleetVerdict
+from watcher.messages import fmt_finding
 from watcher.rules import Finding
 from watcher.state import ReleaseRecord
 
@@ -49,5 +50,7 @@ def test_fleet_decision_table(changes, action, kind, reason_part):
 
 def test_fleet_finding_names_the_originating_host_and_rule():
     assert FLEET.rule == "fleet:http-5xx-ratio" and FLEET.action == "rollback"
-    assert "web-7 rolled r43 back (http-5xx-ratio): 5xx 42%" == FLEET.detail
-    assert FLEET.condition == "rolled back on web-7" and FLEET.value == 0.42
+    assert FLEET.condition == "bad fleet-wide: web-7 rolled r43 back"
+    assert FLEET.detail == "http-5xx-ratio was 0.42 there: 5xx 42%"
+    line = fmt_finding(FLEET, NOW)
+    assert line.startswith("fleet:http-5xx-ratio: bad fleet-wide: web-7 rolled r43 back, since ") and "(for 2s)" in line
