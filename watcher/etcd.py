@@ -84,8 +84,7 @@ class EtcdGateway:
             parts = urlsplit(url)
             self._clients.append(etcd3gw.Etcd3Client(
                 host=parts.hostname or "127.0.0.1", port=parts.port or 2379, protocol=parts.scheme,
-                ca_cert=str(config.ca) if config.ca else None, cert_cert=str(config.cert) if config.cert else None,
-                cert_key=str(config.key) if config.key else None, timeout=config.timeout, api_path="/v3/"))
+                timeout=config.timeout, api_path="/v3/", session=_session(config)))
         self._active = 0
         self._lock = threading.Lock()
         self._on_request = on_request or (lambda: None)
@@ -310,7 +309,23 @@ class WatchStream:
         self._client.close()
 
 
+def _session(config: FleetConfig):
+    """A requests session for one endpoint. Not from the environment: requests lets
+    REQUESTS_CA_BUNDLE override a session's own CA (found with a TLS etcd on this machine), and
+    etcd is reached directly, never through HTTP(S)_PROXY."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    if config.ca:
+        session.verify = str(config.ca)
+    if config.cert and config.key:
+        session.cert = (str(config.cert), str(config.key))
+    return session
+
+
 def _brief(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    # etcd3gw's exceptions keep their message in `detail_text`, not in args: str() is empty.
+    text = str(getattr(exc, "detail_text", None) or exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__

@@ -188,3 +188,35 @@ def test_etcd_with_auth_username_password_and_watch(etcd_cluster, link):
     (notice,) = wrong.take_notices()
     assert "wrong-pw-123" not in notice.detail and "s3cret-etcd-pw" not in notice.detail
     assert "web-x" not in a.view().members
+
+
+def test_etcd_over_tls_with_a_client_certificate(tmp_path, fleet_name):
+    from support.etcd import EtcdCluster
+    from watcher.config import FleetConfig
+
+    cluster = EtcdCluster(tmp_path / "etcd-tls", members=1, tls=True)
+    links = []
+    try:
+        cluster.start_all()
+        tls = cluster.tls
+        assert cluster.endpoints[0].startswith("https://")
+
+        def start(host):
+            cfg = FleetConfig(tuple(cluster.endpoints), fleet_name, host, lease=3.0, timeout=2.0, ca=tls.ca,
+                              cert=tls.client_cert, key=tls.client_key)
+            links.append(FleetLink(cfg, tmp_path / host).start())
+            return links[-1]
+
+        a, b = start("web-a"), start("web-b")
+        joined(b, "web-a", "web-b")
+        a.publish_verdict(bad("r9", "web-a"))
+        (v,) = learned(b, "r9")  # the watch, through httpx, with the same certificates
+        assert v.host == "web-a"
+        # Without the client certificate etcd refuses: blind, not a crash.
+        nocert = FleetConfig(tuple(cluster.endpoints), fleet_name, "web-x", lease=2.0, timeout=2.0, ca=tls.ca)
+        links.append(FleetLink(nocert, tmp_path / "web-x").start())
+        wait_for(lambda: links[-1].blind, 30, what="blind without a client certificate")
+    finally:
+        for l in links:
+            l.stop()
+        cluster.stop_all()

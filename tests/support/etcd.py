@@ -24,6 +24,33 @@ import httpx
 from watcher.demo.rig import LOOPBACK, SandboxError, free_port, tail
 
 
+class Certificates:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+
+    def __init__(self, workdir: Path):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca, ca_key = self.dir / "ca.pem", self.dir / "ca-key.pem"
+        self.server_cert, self.server_key = self.dir / "server.pem", self.dir / "server-key.pem"
+        self.client_cert, self.client_key = self.dir / "client.pem", self.dir / "client-key.pem"
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise SandboxError("openssl is not installed: apt-get install openssl")
+
+        def run(*args: str) -> None:
+            subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rw-test-ca",
+            "-keyout", str(ca_key), "-out", str(self.ca))
+        ext = self.dir / "san.cnf"
+        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+        for cert, key, cn in ((self.server_cert, self.server_key, "etcd"), (self.client_cert, self.client_key, "watcher")):
+            csr = self.dir / f"{cn}.csr"
+            run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr))
+            run("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                "-days", "2", "-extfile", str(ext), "-out", str(cert))
+
+
 def etcd_binary() -> str:
     path = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
     if path is None:
@@ -32,7 +59,7 @@ def etcd_binary() -> str:
 
 
 class EtcdMember:
-    def __init__(self, name: str, workdir: Path, binary: str):
+    def __init__(self, name: str, workdir: Path, binary: str, tls: "Certificates | None" = None):
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -41,10 +68,11 @@ class EtcdMember:
         self.peer_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "etcd.log"
+        self.tls = tls
 
     @property
     def client_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -59,13 +87,23 @@ class EtcdMember:
                 # short elections: a lost member is noticed within a second on a busy machine
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--logger", "zap", "--log-level", "warn"]
+        if self.tls is not None:
+            argv += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                          start_new_session=True)
 
     def healthy(self) -> bool:
         try:
-            r = httpx.get(self.client_url + "/health", timeout=1.0, trust_env=False)
+            if self.tls is not None:
+                import ssl
+
+                ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+                ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+                r = httpx.get(self.client_url + "/health", timeout=1.0, trust_env=False, verify=ctx)
+            else:
+                r = httpx.get(self.client_url + "/health", timeout=1.0, trust_env=False)
             return r.status_code == 200 and r.json().get("health") in ("true", True)
         except (httpx.HTTPError, ValueError):
             return False
@@ -87,10 +125,11 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    def __init__(self, workdir: Path, members: int = 3, binary: str | None = None):
+    def __init__(self, workdir: Path, members: int = 3, binary: str | None = None, tls: bool = False):
         self.dir = Path(workdir)
         binary = binary or etcd_binary()
-        self.members = [EtcdMember(f"m{i}", self.dir, binary) for i in range(members)]
+        self.tls = Certificates(self.dir / "tls") if tls else None
+        self.members = [EtcdMember(f"m{i}", self.dir, binary, self.tls) for i in range(members)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         self.token = f"rw-test-{os.getpid()}-{id(self)}"  # one per cluster: its members must agree
         self._started_once = False
