@@ -4,9 +4,9 @@ The service calls these at its named steps (watcher/service.py); each returns at
 the talking to etcd runs on the FleetLink's own threads (watcher/fleet.py):
 
     learn        (start of a tick) "fleet blind"/"fleet recovered" once each; verdicts the
-                 watch delivered: journaled, and a release bad (or known-good) fleet-wide is
-                 marked so here, unless it is the current release (that one goes through the
-                 decider as a `fleet` trigger)
+                 watch delivered: journaled, and a release bad fleet-wide is marked bad here
+                 (never a rollback target); one known-good fleet-wide is marked good unless
+                 it is current (its own window decides)
     triggers     a bad verdict another host wrote for the current release -> a Finding whose
                  rule is "fleet:RULE", naming the originating host, for the decider
     symptoms     the rollback rules firing here that fire at the same time on hosts still on a
@@ -86,14 +86,17 @@ class FleetCoordinator:
 
     def _mark(self, w: "Watcher", v: FleetVerdict, now: float) -> None:
         s = w.state
-        if v.release == s.current or v.host == self.config.host:
-            return  # the current release is the decider's; our own verdicts are marked already
+        if v.host == self.config.host:
+            return  # our own verdicts are marked already
         rec = s.releases.get(v.release)
+        # Bad is marked even on the current release: the decider acts on it through triggers(),
+        # and the mark must outlive the verdict's one pass through this queue (the release may
+        # stop being current at this very tick, and must never be a rollback target after).
         if v.verdict == BAD and (rec is None or rec.mark != Mark.BAD):
             rec = s.release(v.release, now)
             rec.mark, rec.marked_at, rec.reason = Mark.BAD.value, now, f"bad fleet-wide: rolled back on {v.host}"
             w.journal("mark", release=v.release, mark="bad", by=f"fleet ({v.host})")
-        elif v.verdict == GOOD and (rec is None or rec.mark is None):
+        elif v.verdict == GOOD and v.release != s.current and (rec is None or rec.mark is None):
             rec = s.release(v.release, now)
             rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, f"known-good fleet-wide ({v.reason})"
             w.journal("mark", release=v.release, mark="good", by="fleet")
