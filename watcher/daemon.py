@@ -117,6 +117,10 @@ def reload(w: Watcher) -> bool:
         w.backend = build_backend(new.backend.type, new.backend.options)
     names = {r.name for r in new.rules}
     w.state.rules = {k: v for k, v in w.state.rules.items() if k in names}
+    if new.fleet != w.config.fleet:
+        # The fleet link holds a lease and a watch under the old name and endpoints.
+        log.warning("the fleet section changed: it takes effect at the next restart")
+        w.journal("fleet_reload_ignored", reason="the fleet section changes at the next restart")
     w.config = new
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))
