@@ -16,14 +16,12 @@ membership, flushes the outbox, and (re)connects. The watch thread follows one w
 fleet's prefix from the revision of the last full read and keeps the cache; a stream that ends
 is reopened from the last revision seen, a compacted one from a full read.
 
-The outbox (`state_dir/fleet-outbox.json`, written atomically) holds what this host owes the
-fleet until etcd has it: a rollback during an etcd outage, or before a restart, is published
-when etcd is back.
+The outbox (fleet_outbox.py) holds what this host owes the fleet until etcd has it: a rollback
+during an etcd outage, or before a restart, is published when etcd is back.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -33,13 +31,12 @@ from pathlib import Path
 from typing import Callable
 
 from watcher.config import FleetConfig
-from watcher.files import write_file_atomically
 from watcher.etcd import EtcdGateway, FleetUnavailable, KeyValue, WatchEnded, WatchStream
+from watcher.fleet_outbox import OUTBOX, Outbox
 from watcher.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
 
 log = logging.getLogger(__name__)
 
-OUTBOX = "fleet-outbox.json"
 WATCH_READ_TIMEOUT = 30.0  # a quiet watch is reopened from its revision after this long
 # A membership that did not change is written again this often (its `tick_at` says the host's
 # ticks still run; the lease alone only says its fleet thread does).
@@ -59,50 +56,6 @@ class FleetCounters:
     errors: int = 0
     verdicts_learned: int = 0
     propagation: list = field(default_factory=list)  # seconds from a verdict's write to its arrival here
-
-
-class Outbox:
-    """What this host owes the fleet, kept on disk until etcd has it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-        self.items: list[dict] = self._load()
-
-    def _load(self) -> list[dict]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            log.error("fleet outbox unreadable, starting empty path=%s reason=%s", self.path, exc)
-            return []
-        return [d for d in data if isinstance(d, dict) and d.get("kind") in ("verdict", "survived")] \
-            if isinstance(data, list) else []
-
-    def add(self, item: dict) -> None:
-        with self._lock:
-            if item not in self.items:
-                self.items.append(item)
-            self._save()
-
-    def pending(self) -> list[dict]:
-        with self._lock:
-            return list(self.items)
-
-    def done(self, item: dict) -> None:
-        with self._lock:
-            if item in self.items:
-                self.items.remove(item)
-            self._save()
-
-    def _save(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_file_atomically(self.path, json.dumps(self.items), mode=0o600)
-        except OSError as exc:
-            # Still held in memory: only a restart during this state would lose it.
-            log.error("fleet outbox not written path=%s reason=%s", self.path, exc)
 
 
 class FleetLink:
@@ -411,38 +364,3 @@ class FleetLink:
 
     def _count_request(self) -> None:
         self.counters.requests += 1
-
-
-def check_etcd(config: FleetConfig) -> list[tuple[str, bool, str]]:
-    """`check --online`: each endpoint's health, then one read of the fleet's keys."""
-    gateway = EtcdGateway(config)
-    rows = gateway.health()
-    try:
-        _, kvs = gateway.range_prefix(config.root)
-        rows.append((f"read {config.root}", True, f"{len(kvs)} key(s)"))
-    except FleetUnavailable as exc:
-        rows.append((f"read {config.root}", False, str(exc)))
-    return rows
-
-
-def read_view(gateway: EtcdGateway, config: FleetConfig) -> FleetView:
-    """The fleet as one read of etcd sees it (for `gate` and `fleet status`)."""
-    keys = Keys(config.root)
-    _, kvs = gateway.range_prefix(config.root)
-    members, verdicts, survived = {}, {}, {}
-    for kv in kvs:
-        parsed = keys.parse(kv.key)
-        if parsed is None:
-            continue
-        what, release, host = parsed
-        if what == "member":
-            m = Member.decode(host, kv.value)
-            if m is not None:
-                members[host] = m
-        elif what == "survived":
-            survived.setdefault(release, set()).add(host)
-        elif what == "verdict":
-            v = FleetVerdict.decode(release, kv.value)
-            if v is not None:
-                verdicts[release] = v
-    return FleetView(members, verdicts, {r: frozenset(h) for r, h in survived.items()})

@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from watcher.fleetmodel import FleetView, GateAnswer, GateCode, gate_answer
+from watcher.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
 
 fleet_app = typer.Typer(help="The fleet on etcd: members, releases, verdicts.", no_args_is_help=True)
 
@@ -64,8 +64,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
     def fleet_status(config: str = config_opt, as_json: bool = json_opt) -> None:
         """Hosts, the release each runs, window and firing rules; verdicts per release."""
         from watcher.etcd import EtcdGateway, FleetUnavailable
-        from watcher.fleet import read_view
-
+        
         cfg = _fleet_config(config)
         try:
             view = read_view(EtcdGateway(cfg), cfg)
@@ -94,8 +93,7 @@ def _fleet_config(path: str):
 def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, step: float,
              clock=time.monotonic, sleep=time.sleep) -> GateAnswer:
     from watcher.etcd import EtcdGateway, FleetUnavailable
-    from watcher.fleet import read_view
-
+    
     gateway = EtcdGateway(cfg)
     deadline = clock() + limit
     while True:
@@ -142,8 +140,7 @@ def format_view(view: FleetView, name: str, now: float) -> str:
 def status_block(cfg, now: float) -> tuple[dict, str]:
     """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
     from watcher.etcd import EtcdGateway, FleetUnavailable
-    from watcher.fleet import read_view
-
+    
     try:
         view = read_view(EtcdGateway(cfg), cfg)
     except FleetUnavailable as exc:
@@ -155,6 +152,42 @@ def check_online(cfg) -> list[str]:
     """`check --online` for the fleet: problems found (an empty list when etcd answers)."""
     if cfg.fleet is None:
         return []
-    from watcher.fleet import check_etcd
-
+    
     return [f"{what}: {detail}" for what, ok, detail in check_etcd(cfg.fleet) if not ok]
+
+
+def check_etcd(config) -> list[tuple[str, bool, str]]:
+    """`check --online`: each endpoint's health, then one read of the fleet's keys."""
+    from watcher.etcd import EtcdGateway, FleetUnavailable
+
+    gateway = EtcdGateway(config)
+    rows = gateway.health()
+    try:
+        _, kvs = gateway.range_prefix(config.root)
+        rows.append((f"read {config.root}", True, f"{len(kvs)} key(s)"))
+    except FleetUnavailable as exc:
+        rows.append((f"read {config.root}", False, str(exc)))
+    return rows
+
+
+def read_view(gateway, config) -> FleetView:
+    """The fleet as one read of etcd sees it (for `gate` and `fleet status`)."""
+    keys = Keys(config.root)
+    _, kvs = gateway.range_prefix(config.root)
+    members, verdicts, survived = {}, {}, {}
+    for kv in kvs:
+        parsed = keys.parse(kv.key)
+        if parsed is None:
+            continue
+        what, release, host = parsed
+        if what == "member":
+            m = Member.decode(host, kv.value)
+            if m is not None:
+                members[host] = m
+        elif what == "survived":
+            survived.setdefault(release, set()).add(host)
+        elif what == "verdict":
+            v = FleetVerdict.decode(release, kv.value)
+            if v is not None:
+                verdicts[release] = v
+    return FleetView(members, verdicts, {r: frozenset(h) for r, h in survived.items()})

@@ -23,7 +23,7 @@ from fleetrig import Fleet, FleetPorts, Receiver
 from support import PrometheusServer, free_port, wait_for
 from support.etcd import EtcdCluster
 from watcher.etcd import EtcdGateway
-from watcher.fleet import read_view
+from watcher.fleet_cli import read_view
 
 BAD = {"error_ratio": 0.3}
 OK = {"error_ratio": 0.0}
