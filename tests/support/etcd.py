@@ -13,7 +13,9 @@ hence SIGTERM then SIGKILL after a timeout.
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import signal
 import subprocess
 import time
@@ -51,6 +53,22 @@ class Certificates:
                 "-days", "2", "-extfile", str(ext), "-out", str(cert))
 
 
+def stable_port() -> int:
+    """A loopback port free now and OUTSIDE the kernel's ephemeral range (32768-60999 here):
+    a stopped member is started again on the same ports, and meanwhile any `free_port()` (port
+    0) of another test, or an outgoing connection, could take an ephemeral one (seen once)."""
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(200):
+        port = random.randrange(20000, min(low, 32768))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def etcd_binary() -> str:
     path = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
     if path is None:
@@ -64,8 +82,8 @@ class EtcdMember:
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = binary
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = stable_port()
+        self.peer_port = stable_port()
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "etcd.log"
         self.tls = tls
