@@ -45,6 +45,7 @@ $(STAMP): pyproject.toml
 # for a real dockerd and the images the docker backend tests build without a registry,
 # capistrano + openssh-server/-client + git for the Capistrano integration test
 # (tests/integrations: a real `cap deploy` over SSH to 127.0.0.1).
+# etcd-server for the fleet tests (a 3-member cluster on loopback ports).
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -61,6 +62,7 @@ debs:
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v git        >/dev/null || missing="$$missing git"; \
 	command -v flock      >/dev/null || missing="$$missing util-linux"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the

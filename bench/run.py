@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import Results  # noqa: E402
 
-SECTIONS = ("reaction", "tick", "footprint", "startup", "switch", "backtest")
+SECTIONS = ("reaction", "tick", "footprint", "startup", "switch", "backtest", "fleet")
 
 
 def machine() -> str:
@@ -80,6 +80,9 @@ def main(argv=None) -> int:
         if "backtest" in only:
             import backtest_speed
             backtest_speed.bench(results, log)
+        if "fleet" in only:
+            import fleet
+            fleet.bench(results, log)
     finally:
         if env is not None:
             env.__exit__()

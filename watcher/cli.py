@@ -160,6 +160,12 @@ def check(
 
         target_problems = check_targets(list(cfg.notify))
         failed += len(target_problems)
+    fleet_problems: list[str] = []
+    if online:
+        from watcher.fleet_cli import check_online
+
+        fleet_problems = check_online(cfg)
+        failed += len(fleet_problems)
     lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
              f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
     for row in rows:
@@ -170,8 +176,9 @@ def check(
     if online:
         lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
     lines += [f"notify: {p}" for p in target_problems]
+    lines += [f"fleet: {p}" for p in fleet_problems]
     _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
-          "notify_problems": target_problems}, as_json, "\n".join(lines))
+          "notify_problems": target_problems, "fleet_problems": fleet_problems}, as_json, "\n".join(lines))
     if failed:
         raise typer.Exit(1)
 
@@ -221,7 +228,7 @@ def run(
 
     _setup_logging(verbose)
     cfg = _load(config)
-    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None))
+    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
     raise typer.Exit(code)
 
 
@@ -266,6 +273,11 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         lines += [f"  {_when(e['time'])} {e['what']}" for e in state.incident.timeline]
     if undelivered:
         lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
+    if cfg.fleet is not None:
+        from watcher.fleet_cli import status_block
+
+        data["fleet"], fleet_text = status_block(cfg.fleet, now)
+        lines.append(fleet_text)
     _out(data, as_json, "\n".join(lines))
 
 
@@ -347,7 +359,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     one writer), else directly under the instance lock."""
     from watcher.service import build_watcher
 
-    w = build_watcher(cfg)
+    w = build_watcher(cfg, fleet=True)
     store = w.store
     if store.service_running():
         request_id = store.submit_request(command, **args)
@@ -363,6 +375,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         w.state = store.load()
         result = w.apply_request(command, args, time.time())
         w.save()
+        if w.fleet is not None:
+            w.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
         return result
     finally:
         if w.notifier is not None:
@@ -568,6 +582,14 @@ def version() -> None:
     from watcher import __version__
 
     print(__version__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleet commands (`gate`, `fleet status`) live in their own module.
+
+from watcher.fleet_cli import register as _register_fleet  # noqa: E402 - after the app's own commands
+
+_register_fleet(app, ConfigOpt, JsonOpt)
 
 
 if __name__ == "__main__":

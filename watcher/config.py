@@ -80,6 +80,30 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """The `fleet:` section: this host's place in a fleet coordinated through etcd."""
+
+    endpoints: tuple[str, ...]  # etcd client URLs, tried in order
+    name: str  # the fleet (default: service)
+    host: str  # this member (default: host)
+    prefix: str = "/rollback-watcher"
+    lease: float = 15.0  # membership lease TTL, seconds
+    known_good_hosts: int = 2  # known-good fleet-wide after surviving the window on K hosts
+    timeout: float = 2.0  # every etcd request; never on a local rollback's path
+    symptom_window: float = 300.0  # "same time" for the fleet-wide symptom check
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed
+
+    @property
+    def root(self) -> str:
+        """PREFIX/NAME/: every key of this fleet lives under it."""
+        return f"{self.prefix.rstrip('/')}/{self.name}/"
+
+
+@dataclass(frozen=True)
 class WatcherConfig:
     path: Path
     service: str
@@ -101,6 +125,7 @@ class WatcherConfig:
     telemetry: TelemetryConfig
     notify_pending: bool = False
     rule_files: tuple[Path, ...] = ()
+    fleet: FleetConfig | None = None  # None: this host decides alone (no `fleet:` section)
 
     @property
     def shadow(self) -> bool:
@@ -341,7 +366,7 @@ BACKEND_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
-            "notify_pending"]
+            "notify_pending", "fleet"]
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
              "baseline_window", "value_unit", "notify"]
@@ -388,6 +413,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     deploy_lock = _path(f.read(doc, "deploy_lock", _string), base)
     state_dir = _path(f.read(doc, "state_dir", _string, default="/var/lib/rollback-watcher"), base)
     notify = _read_notify(doc, f, base)
+    fleet = read_fleet(doc, f, base, service, host)
 
     rule_files = _rule_files(doc, f, base)
     rules = _load_rules(rule_files, problems, max_window)
@@ -403,7 +429,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
         watch_window=watch_window, mode=mode, backend=backend, verify=verify, safety=safety,
         deploy_lock=deploy_lock, notify=tuple(notify), state_dir=state_dir, error_limit=error_limit,
         min_window=min_window, max_window=max_window, telemetry=telemetry, notify_pending=notify_pending,
-        rule_files=tuple(rule_files),
+        rule_files=tuple(rule_files), fleet=fleet,
     )
 
 
@@ -586,6 +612,61 @@ def _read_notify(doc: dict, f: FileReader, base: Path) -> list[NotifyTarget]:
         if url:
             targets.append(NotifyTarget(url=url, min_severity=Severity(severity), tags=tags))
     return targets
+
+
+FLEET_KEYS = ["etcd", "name", "host", "prefix", "lease", "known_good_hosts", "timeout", "symptom_window", "tls",
+              "username", "password"]
+
+
+def _etcd_url(v: Any) -> str:
+    s = _url(v)
+    if "@" in s.split("/")[2]:
+        # userinfo in a URL ends up in logs and tracebacks: credentials have their own keys
+        raise ValueError("must not carry a user or password: use fleet.username and fleet.password (${VAR})")
+    return s.rstrip("/")
+
+
+def read_fleet(doc: dict, f: _File, base: Path, service: str, host: str) -> FleetConfig | None:
+    """The `fleet:` section (absent: no fleet). Secrets come from ${VAR} and are never shown."""
+    if doc.get("fleet") is None:
+        return None
+    m = _section(doc, "fleet", f, FLEET_KEYS)
+    p = "fleet."
+    endpoints = f.read(m, "etcd", _strings, p, (), required=True)
+    for i, url in enumerate(endpoints):
+        try:
+            _etcd_url(url)
+        except ValueError as exc:
+            line = m["etcd"].item_lines[i] if isinstance(m["etcd"], yamlfile.YList) else f.line_of(m, "etcd")
+            f.problem(line, f"fleet.etcd[{i}]", str(exc))
+    tls = f.mapping(m["tls"], f.line_of(m, "tls"), "fleet.tls") if m.get("tls") is not None else None
+    if tls is None:
+        tls = {}
+    f.unknown_keys(tls, ["ca", "cert", "key"], "fleet.tls.")
+    tls_paths = {k: _path(f.read(tls, k, _string, "fleet.tls."), base) for k in ("ca", "cert", "key")}
+    if bool(tls_paths["cert"]) != bool(tls_paths["key"]):
+        f.problem(f.line_of(m, "tls"), "fleet.tls", "cert and key go together (client certificate authentication)")
+    username = f.read(m, "username", _string, p)
+    password = f.read(m, "password", _string, p)
+    if bool(username) != bool(password):
+        f.problem(f.line_of(m, "username" if username else "password"), "fleet.username",
+                  "username and password go together (password from ${VAR})")
+    name = f.read(m, "name", _string, p, service)
+    prefix = f.read(m, "prefix", _string, p, FleetConfig.prefix)
+    if not prefix.startswith("/"):
+        f.problem(f.line_of(m, "prefix"), "fleet.prefix", f"must start with / (got {prefix!r})")
+    d = FleetConfig((), name, host)
+    lease = f.read(m, "lease", _positive_duration, p, d.lease)
+    if lease < 2:
+        f.problem(f.line_of(m, "lease"), "fleet.lease", "must be at least 2s (etcd leases count whole seconds)")
+    return FleetConfig(
+        endpoints=tuple(u.rstrip("/") for u in endpoints), name=name,
+        host=f.read(m, "host", _string, p, host), prefix=prefix, lease=lease,
+        known_good_hosts=f.read(m, "known_good_hosts", _positive_int, p, d.known_good_hosts),
+        timeout=f.read(m, "timeout", _positive_duration, p, d.timeout),
+        symptom_window=f.read(m, "symptom_window", _positive_duration, p, d.symptom_window),
+        ca=tls_paths["ca"], cert=tls_paths["cert"], key=tls_paths["key"], username=username, password=password,
+    )
 
 
 def _status(v: Any) -> int:

@@ -77,9 +77,13 @@ def serve(w: Watcher) -> int:
             for problem in check_targets(list(cfg.notify)):
                 logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
         daemon.install_signal_handlers()
+        if w.fleet is not None:
+            w.fleet.start()  # its own threads: the first tick does not wait for etcd
         w.start()
         return daemon.run()
     finally:
+        if w.fleet is not None:
+            w.fleet.stop()
         if w.notifier is not None:
             w.notifier.close(timeout=5)
         if w.telemetry is not None:
@@ -113,6 +117,10 @@ def reload(w: Watcher) -> bool:
         w.backend = build_backend(new.backend.type, new.backend.options)
     names = {r.name for r in new.rules}
     w.state.rules = {k: v for k, v in w.state.rules.items() if k in names}
+    if new.fleet != w.config.fleet:
+        # The fleet link holds a lease and a watch under the old name and endpoints.
+        log.warning("the fleet section changed: it takes effect at the next restart")
+        w.journal("fleet_reload_ignored", reason="the fleet section changes at the next restart")
     w.config = new
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))

@@ -7,6 +7,8 @@ applies is the verdict; every verdict carries the reason a journal line, a notif
     halted       a rollback failed or did not verify; a human runs `resolve`      -> nothing
     shadow/pause decide, tell "would roll back", never act                         -> notify
     outside      current release is past its watch window, or known-good           -> notify
+    symptom      every firing rule also fires, at the same time, on hosts still on  -> notify
+                 a known-good release (fleet only): not the release's fault
     lock         a deploy holds the deploy lock                                    -> wait
     limit        max_auto_rollbacks for this release, or within its cooldown       -> needs a human
     no target    no known-good release older than this one, or a barrier between   -> needs a human
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from watcher.fleetmodel import is_fleet_rule
 from watcher.format import format_duration
 from watcher.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
 from watcher.rules import Finding
@@ -49,6 +52,10 @@ class Situation:
     paused_until: float | None = None
     halted: str | None = None
     lock_held: bool = False
+    # Local rules that fire at the same time on hosts still on a known-good release, and why
+    # (coordinator.FleetCoordinator.symptoms); empty without a fleet.
+    fleet_symptoms: frozenset[str] = frozenset()
+    fleet_symptom_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,10 @@ def decide(s: Situation, policy: Policy) -> Verdict:
         return verdict(NOTIFY, VerdictKind.OUTSIDE_WINDOW, f"{names} fires, but {s.current} is known-good: the deploy is probably not the cause")
     if not s.in_watch_window:
         return verdict(NOTIFY, VerdictKind.OUTSIDE_WINDOW, f"{names} fires, but {s.current} is outside its watch window: the deploy is probably not the cause")
+
+    local = [f for f in firing if not is_fleet_rule(f.rule)]
+    if local and len(local) == len(firing) and all(f.rule in s.fleet_symptoms for f in local):
+        return verdict(NOTIFY, VerdictKind.FLEET_SYMPTOM, f"fleet-wide symptom, not the release: {s.fleet_symptom_reason}")
 
     if s.lock_held:
         return verdict(WAIT, VerdictKind.DEPLOY_LOCK, f"{names} fires, but a deploy holds the deploy lock: waiting for it")

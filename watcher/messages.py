@@ -230,6 +230,8 @@ def for_verdict(ctx: MessageContext, verdict) -> Message | None:
     """The message for a decider verdict (decide.Verdict) that is news for its incident: a
     would-roll-back, a fired-outside-window or a cannot-act; None when it says nothing."""
     findings, release = list(verdict.findings), verdict.current or "?"
+    if verdict.action == Action.NOTIFY and verdict.kind == VerdictKind.FLEET_SYMPTOM:
+        return fleet_symptom(ctx, release, verdict.reason, findings)
     if verdict.action == Action.NOTIFY and verdict.kind == VerdictKind.OUTSIDE_WINDOW:
         return fired_outside_window(ctx, release, findings)
     if verdict.action == Action.NOTIFY:
@@ -564,4 +566,53 @@ def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
             f"{severity.value} messages.",
             _next("nothing to do"),
         ),
+    )
+
+
+# --- the fleet (watcher/coordinator.py) -----------------------------------------------------
+
+
+def fleet_blind(ctx: MessageContext, error: str) -> Message:
+    """WARNING: etcd has not answered for a lease TTL; this host decides alone meanwhile."""
+    return Message(
+        kind="fleet_blind",
+        severity=Severity.WARNING,
+        title=_title(ctx, "fleet blind: etcd does not answer"),
+        body=_body(
+            f"The fleet's etcd does not answer: {shorten(error, 300)}",
+            "This host goes on deciding alone, exactly as without a fleet; what it owes the fleet "
+            "(rollback verdicts, survived windows) is kept and written when etcd is back.",
+            _next(f"{CLI} check --online", "then look at the etcd cluster"),
+        ),
+        dedup_key="fleet",
+    )
+
+
+def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
+    """INFO: etcd answers again."""
+    return Message(
+        kind="fleet_recovered",
+        severity=Severity.INFO,
+        title=_title(ctx, "fleet recovered: etcd answers again"),
+        body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
+        dedup_key="fleet",
+    )
+
+
+def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding]) -> Message:
+    """FAILURE: rollback rules fire here, and also on hosts still on a known-good release."""
+    return Message(
+        kind="fleet_symptom",
+        severity=Severity.FAILURE,
+        title=_title(ctx, "fleet-wide symptom, not the release: {rules}", rules=", ".join(_names(findings))),
+        body=_body(
+            f"Rollback rules fire on release {release}, but at the same time on hosts still on a "
+            f"known-good release: {reason}.",
+            "The cause is probably shared (a database, an upstream, the network): no rollback.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} fleet status", "look at what the hosts share"),
+        ),
+        dedup_key=f"fleet_symptom:{release}",
+        release=release,
+        rules=_names(findings),
     )

@@ -77,6 +77,7 @@ class VerdictKind(StrEnum):
     COOLDOWN = "cooldown"
     NO_TARGET = "no_target"
     NO_BACKEND = "no_backend"
+    FLEET_SYMPTOM = "fleet_symptom"  # the same rule fires on hosts still on a known-good release
     ROLLBACK = "rollback"
 
 

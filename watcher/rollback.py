@@ -118,6 +118,10 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
             w.journal("rollback_intent", release=from_id, target=to_id, reason=plan.reason, manual=manual,
                       rules=[f.rule for f in findings], intent=intent["id"])
             w.save()
+            if w.fleet is not None:
+                # The fleet hears it now, not after the verification: other hosts running
+                # from_id start their own rollback meanwhile (never waits: an outbox).
+                w.fleet.rolled_back(from_id, findings, plan.reason, now)
             w.timeline(f"rolling back {from_id} -> {to_id}")
             w.notify(messages.rolling_back(w.ctx, from_id, to_id, findings), findings)
             w.tell()  # people hear of it before the switch and the verification, which take a while

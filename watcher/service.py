@@ -8,8 +8,14 @@ contents; each step is a method below it, in the same order:
     window     a release that survived its watch window becomes known-good
     decide     the safety policy (decide.py) turns firing rules into a verdict
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
-    persist    state.json, telemetry
+    persist    state.json, telemetry, this host's fleet membership
     tell       send the tick's messages, gathered in one outbox, in order
+
+With a `fleet:` section, `self.fleet` (coordinator.py) joins in without ever waiting on etcd:
+`learn` after the requests, a bad verdict from another host for the current release as one
+more firing rule (`fleet:RULE`) for `window` and `decide`, the fleet-wide-symptom check in
+`decide`, the survived mark in `window`, the membership in `persist`; rollback.py publishes the
+bad verdict of every rollback made here.
 
 The clock is passed in; the loop that sleeps between ticks, signals, reload and sd_notify
 live in daemon.py. Every action is journaled before it is taken, so that a crash
@@ -31,6 +37,7 @@ from watcher.backends.base import Backend
 from watcher.config import WatcherConfig
 from watcher.errors import StateError, WatcherError
 from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
+from watcher.fleetmodel import is_fleet_rule
 from watcher.incident import Incident
 from watcher.locks import DeployLock
 from watcher.messages import Message
@@ -92,6 +99,7 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._baseline_errors: set[tuple] = set()
         self._outbox: list[Message] = []
+        self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
 
     @property
     def ctx(self) -> messages.MessageContext:
@@ -120,6 +128,8 @@ class Watcher:
     def tick(self) -> TickReport:
         started, now = self.monotonic(), self.clock()
         self.apply_requests(now)
+        if self.fleet is not None:
+            self.fleet.learn(self, now)
         report = TickReport(now, self.state.current, 0)
         current = self.resolve_release(now)
         if current is not None:
@@ -127,8 +137,9 @@ class Watcher:
             self.capture_baselines()
             evaluation = self.measure(now)
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
-            self.assess_window(now, evaluation.firing)
-            report.verdict = self.decide(now, evaluation.firing)
+            firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
+            self.assess_window(now, firing)
+            report.verdict = self.decide(now, firing)
             report.acted = self.act(report.verdict, now)
         self.persist(report, started)
         self.tell()
@@ -226,6 +237,8 @@ class Watcher:
             rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
             self.journal("window_passed", release=s.current)
             self.notify(messages.window_passed(self.ctx, s.current))
+            if self.fleet is not None:
+                self.fleet.survived(s.current, now)
             rollback.prune(self, protect={s.current})
         s.window_ends = None
 
@@ -239,10 +252,12 @@ class Watcher:
                 releases = tuple(r.id for r, _ in decider.order_releases(listed, s.releases))
             except WatcherError as exc:
                 log.error("backend cannot list releases reason=%s", exc)
+        symptoms, symptom_reason = self.fleet.symptoms(self, firing, now) if self.fleet is not None else (frozenset(), "")
         situation = decider.Situation(
             now=now, current=s.current or "", releases=releases, marks=s.releases,
             in_watch_window=s.in_watch_window(now), firing=tuple(firing), paused_until=s.paused_until,
-            halted=s.halted, lock_held=self.deploy_lock.held_by_other(),
+            halted=s.halted, lock_held=self.deploy_lock.held_by_other(), fleet_symptoms=symptoms,
+            fleet_symptom_reason=symptom_reason,
         )
         policy = decider.Policy(self.config.shadow, self.config.safety.max_auto_rollbacks, self.config.safety.cooldown)
         verdict = decider.decide(situation, policy)
@@ -266,8 +281,9 @@ class Watcher:
         if verdict.action is Action.ROLLBACK:
             # Acting is never de-duplicated: a rollback that could not take the deploy lock this
             # tick (a deploy grabbed it after the check) is tried again on the next one.
-            plan = rollback.RollbackPlan(verdict.current, verdict.targets, verdict.reason, Trigger.RULE,
-                                         verdict.findings)
+            fleet_only = all(is_fleet_rule(f.rule) for f in verdict.findings)
+            plan = rollback.RollbackPlan(verdict.current, verdict.targets, verdict.reason,
+                                         Trigger.FLEET if fleet_only else Trigger.RULE, verdict.findings)
             return rollback.execute(self, plan).result
         if changed:  # one message per state change of the incident, not one per tick
             self.notify(messages.for_verdict(self.ctx, verdict), findings)
@@ -275,6 +291,8 @@ class Watcher:
 
     def persist(self, report: TickReport, started: float) -> None:
         self.safe_save()
+        if self.fleet is not None:
+            self.fleet.report(self, report.now)
         report.seconds = self.monotonic() - started
         if self.telemetry is not None:
             self.telemetry.tick_done(report.seconds)
@@ -361,8 +379,10 @@ class Watcher:
             self.telemetry.rollbacks.labels(result=result).inc()
 
 
-def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False, clock=time.time) -> Watcher:
-    """Wire a Watcher from its config: backend, signals, notifier, state store."""
+def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False, clock=time.time,
+                  fleet: bool = False) -> Watcher:
+    """Wire a Watcher from its config: backend, signals, notifier, state store, and (with
+    `fleet` and a `fleet:` section) its fleet coordinator, not started yet."""
     from watcher.backends import build_backend
     from watcher.signals import build_reader
 
@@ -378,8 +398,14 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
         from watcher.telemetry import Telemetry
 
         tele = Telemetry(config.interval, clock=clock)
-    return Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
-                   telemetry=tele)
+    w = Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
+                telemetry=tele)
+    if fleet and config.fleet is not None:
+        from watcher.coordinator import FleetCoordinator
+        from watcher.fleet import FleetLink
+
+        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)
+    return w
 
 
 def _sleep_alive(seconds: float) -> None:

@@ -1,0 +1,181 @@
+"""The fleet in the tick: what the service asks of the fleet and tells it, without waiting.
+
+The service calls these at its named steps (watcher/service.py); each returns at once, since
+the talking to etcd runs on the FleetLink's own threads (watcher/fleet.py):
+
+    learn        (start of a tick) "fleet blind"/"fleet recovered" once each; verdicts the
+                 watch delivered: journaled, and a release bad fleet-wide is marked bad here
+                 (never a rollback target); one known-good fleet-wide is marked good unless
+                 it is current (its own window decides)
+    triggers     a bad verdict another host wrote for the current release -> a Finding whose
+                 rule is "fleet:RULE", naming the originating host, for the decider
+    symptoms     the rollback rules firing here that fire at the same time on hosts still on a
+                 known-good release (fleetmodel.fleet_wide_symptom): not the release's fault
+    rolled_back  a rollback here (automatic or by hand): the bad verdict, first writer wins
+    survived     a window survived here: the mark; known-good fleet-wide after K hosts
+    report       this host's membership: release, phase, window, breaching rules since when
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Sequence
+
+from watcher import messages
+from watcher.fleet import MEMBER_REFRESH
+from watcher.format import format_value
+from watcher.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
+from watcher.model import Mark
+from watcher.rules import Finding, Phase
+
+if TYPE_CHECKING:
+    from watcher.fleet import FleetLink
+    from watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+def is_fleet_finding(f: Finding) -> bool:
+    return is_fleet_rule(f.rule)
+
+
+def fleet_finding(v: FleetVerdict) -> Finding:
+    """A bad verdict from another host, in the words of a firing rollback rule."""
+    rule = v.rule or "manual"
+    seen = f"{rule} was {format_value(v.value)} there" if v.value is not None else f"{rule} there"
+    return Finding(rule=f"{FLEET_RULE_PREFIX}{rule}", action="rollback",
+                   condition=f"bad fleet-wide: {v.host} rolled {v.release} back", since=v.at,
+                   detail=f"{seen}{': ' + v.reason if v.reason else ''}")
+
+
+class FleetCoordinator:
+    def __init__(self, link: "FleetLink", telemetry=None):
+        self.link = link
+        self.config = link.config
+        self._metrics = _FleetMetrics(telemetry.registry) if telemetry is not None else None
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+
+    @property
+    def view(self) -> FleetView:
+        return self.link.view()
+
+    # ------------------------------------------------------------------------------------------
+
+    def learn(self, w: "Watcher", now: float) -> None:
+        for notice in self.link.take_notices():
+            w.journal(f"fleet_{notice.kind}", detail=notice.detail)
+            if notice.kind == "blind":
+                w.notify(messages.fleet_blind(w.ctx, notice.detail))
+            else:
+                w.notify(messages.fleet_recovered(w.ctx, notice.detail))
+        for verdict, received in self.link.take_verdicts():
+            delay = max(0.0, received - verdict.at)
+            w.journal("fleet_verdict", release=verdict.release, verdict=verdict.verdict, host=verdict.host,
+                      rule=verdict.rule, value=verdict.value, reason=verdict.reason, delay=round(delay, 3))
+            if self._metrics is not None:
+                self._metrics.learned.labels(verdict=verdict.verdict).inc()
+                if verdict.host != self.config.host:
+                    self._metrics.propagation.observe(delay)
+            self._mark(w, verdict, now)
+        if self._metrics is not None:
+            self._metrics.update(self.link)
+
+    def _mark(self, w: "Watcher", v: FleetVerdict, now: float) -> None:
+        s = w.state
+        if v.host == self.config.host:
+            return  # our own verdicts are marked already
+        rec = s.releases.get(v.release)
+        # Bad is marked even on the current release: the decider acts on it through triggers(),
+        # and the mark must outlive the verdict's one pass through this queue (the release may
+        # stop being current at this very tick, and must never be a rollback target after).
+        if v.verdict == BAD and (rec is None or rec.mark != Mark.BAD):
+            rec = s.release(v.release, now)
+            rec.mark, rec.marked_at, rec.reason = Mark.BAD.value, now, f"bad fleet-wide: rolled back on {v.host}"
+            w.journal("mark", release=v.release, mark="bad", by=f"fleet ({v.host})")
+        elif v.verdict == GOOD and v.release != s.current and (rec is None or rec.mark is None):
+            rec = s.release(v.release, now)
+            rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, f"known-good fleet-wide ({v.reason})"
+            w.journal("mark", release=v.release, mark="good", by="fleet")
+
+    def triggers(self, current: str | None) -> list[Finding]:
+        if not current:
+            return []
+        v = self.link.view().verdicts.get(current)
+        if v is None or v.verdict != BAD or v.host == self.config.host:
+            return []
+        return [fleet_finding(v)]
+
+    def symptoms(self, w: "Watcher", firing: Sequence[Finding], now: float) -> tuple[frozenset[str], str]:
+        """The local rollback rules firing here that are fleet-wide symptoms, and why."""
+        s = w.state
+        local = [f for f in firing if f.action == "rollback" and not is_fleet_finding(f)]
+        if not local or not s.current:
+            return frozenset(), ""
+        view = self.link.view()
+        known_good = frozenset(r for r, rec in s.releases.items() if rec.mark == Mark.GOOD)
+        # A membership is rewritten on every change and at least every MEMBER_REFRESH.
+        stale_after = MEMBER_REFRESH + 3 * w.config.interval
+        found, reasons = set(), []
+        for f in local:
+            symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, f.since or now, now,
+                                         self.config.symptom_window, stale_after, known_good)
+            if symptom.fleet_wide:
+                found.add(f.rule)
+                reasons.append(symptom.reason)
+        return frozenset(found), "; ".join(reasons)
+
+    def rolled_back(self, release: str, findings: Sequence[Finding], reason: str, at: float) -> None:
+        """Tell the fleet (through the outbox) that `release` is bad here."""
+        local = [f for f in findings if not is_fleet_finding(f)]
+        if findings and not local:
+            return  # rolled back because another host said so: its verdict is already there
+        first = local[0] if local else None
+        self.link.publish_verdict(FleetVerdict(release, BAD, self.config.host, at, first.rule if first else "",
+                                               first.value if first else None, reason))
+
+    def survived(self, release: str, at: float) -> None:
+        self.link.publish_survived(release, at)
+
+    def report(self, w: "Watcher", now: float) -> None:
+        s = w.state
+        breaching = {name: rs.breach_since for name, rs in s.rules.items()
+                     if rs.phase in (Phase.PENDING, Phase.FIRING) and rs.breach_since is not None
+                     and (rule := w.config.rule(name)) is not None and rule.action == "rollback"}
+        rec = s.releases.get(s.current or "")
+        in_window = s.in_watch_window(now)
+        phase = "halted" if s.halted else ("in_window" if in_window else "watching")
+        previous = None
+        if s.current:
+            older = sorted(((r.deployed_at or 0.0, rid) for rid, r in s.releases.items()
+                            if rid != s.current and r.deployed_at is not None), reverse=True)
+            previous = older[0][1] if older else None
+        self.link.report(Member(self.config.host, s.current, phase, in_window, bool(rec and rec.mark == Mark.GOOD),
+                                breaching, now, previous))
+
+
+class _FleetMetrics:
+    def __init__(self, registry):
+        from prometheus_client import Counter, Gauge, Summary
+
+        self.members = Gauge("rollback_watcher_fleet_members", "Hosts with a live membership in the fleet",
+                             registry=registry)
+        self.blind = Gauge("rollback_watcher_fleet_blind", "1 while etcd has not answered for a lease TTL",
+                           registry=registry)
+        self.learned = Counter("rollback_watcher_fleet_verdicts_learned", "Verdicts learned from etcd",
+                               ["verdict"], registry=registry)
+        self.errors = Gauge("rollback_watcher_fleet_etcd_errors", "Failed rounds with etcd since start",
+                            registry=registry)
+        self.requests = Gauge("rollback_watcher_fleet_etcd_requests", "Requests to etcd since start",
+                              registry=registry)
+        self.propagation = Summary("rollback_watcher_fleet_propagation_seconds",
+                                   "From a verdict's write on another host to its arrival here", registry=registry)
+
+    def update(self, link: "FleetLink") -> None:
+        self.members.set(len(link.view().members))
+        self.blind.set(1 if link.blind else 0)
+        self.errors.set(link.counters.errors)
+        self.requests.set(link.counters.requests)

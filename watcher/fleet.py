@@ -1,0 +1,366 @@
+"""The fleet edge: this host's membership, the verdicts it learns and owes, on etcd.
+
+etcd is never in the path of a local rollback. The tick only hands things over and takes
+what has arrived, without waiting:
+
+    report(member)           this host's latest state; written under the membership lease
+    publish_verdict(v)       a rollback here: into the outbox, written first-writer-wins
+    publish_survived(r)      a window survived here: into the outbox; after known_good_hosts
+                             hosts, this host also declares r known-good fleet-wide
+    take_verdicts()          verdicts other hosts wrote, as the watch delivered them
+    take_notices()           "fleet blind" once when etcd fails, "fleet recovered" once
+    view()                   the cached fleet: memberships, verdicts, survived marks
+
+Two threads do the talking. The sync thread keeps the lease alive (every lease/3), writes the
+membership, flushes the outbox, and (re)connects. The watch thread follows one watch on the
+fleet's prefix from the revision of the last full read and keeps the cache; a stream that ends
+is reopened from the last revision seen, a compacted one from a full read.
+
+The outbox (fleet_outbox.py) holds what this host owes the fleet until etcd has it: a rollback
+during an etcd outage, or before a restart, is published when etcd is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from watcher.config import FleetConfig
+from watcher.etcd import EtcdGateway, FleetUnavailable, KeyValue, WatchEnded, WatchStream
+from watcher.fleet_outbox import OUTBOX, Outbox
+from watcher.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
+
+log = logging.getLogger(__name__)
+
+WATCH_READ_TIMEOUT = 30.0  # a quiet watch is reopened from its revision after this long
+# A membership that did not change is written again this often (its `tick_at` says the host's
+# ticks still run; the lease alone only says its fleet thread does).
+MEMBER_REFRESH = 30.0
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # "blind" | "recovered"
+    detail: str
+    at: float
+
+
+@dataclass
+class FleetCounters:
+    requests: int = 0
+    errors: int = 0
+    verdicts_learned: int = 0
+    propagation: list = field(default_factory=list)  # seconds from a verdict's write to its arrival here
+
+
+class FleetLink:
+    def __init__(self, config: FleetConfig, state_dir: Path, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.keys = Keys(config.root)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.counters = FleetCounters()
+        self.gateway = EtcdGateway(config, on_request=self._count_request)
+        self.outbox = Outbox(Path(state_dir) / OUTBOX)
+        self._lock = threading.Lock()
+        self._members: dict[str, Member] = {}
+        self._verdicts: dict[str, FleetVerdict] = {}
+        self._survived: dict[str, set[str]] = {}
+        self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
+        self._verdict_queue: queue.Queue = queue.Queue()
+        self._notices: queue.Queue = queue.Queue()
+        self._member: Member | None = None
+        self._member_dirty = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lease: int | None = None
+        self._connected = False
+        self._blind = False
+        self._failing_since: float | None = None
+        self._watch: WatchStream | None = None
+        self._watch_revision = 0
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------------------------------
+    # What the tick calls: never blocks on etcd
+
+    def report(self, member: Member) -> None:
+        with self._lock:
+            before = self._member
+            self._member = member
+        if before is None or (before.release, before.phase, before.firing, before.in_window) != \
+                (member.release, member.phase, member.firing, member.in_window):
+            self._member_dirty.set()
+            self._wake.set()  # a change others may act on (symptom check) goes out now
+
+    def publish_verdict(self, verdict: FleetVerdict) -> None:
+        self.outbox.add({"kind": "verdict", "release": verdict.release, "value": verdict.encode()})
+        with self._lock:  # this host knows its own verdict at once, even while blind
+            if verdict_wins(self._verdicts.get(verdict.release), verdict):
+                self._verdicts[verdict.release] = verdict
+            self._seen_verdicts.add(verdict.encode())
+        self._wake.set()
+
+    def publish_survived(self, release: str, at: float) -> None:
+        self.outbox.add({"kind": "survived", "release": release, "host": self.config.host, "at": round(at, 3)})
+        self._wake.set()
+
+    def take_verdicts(self) -> list[tuple[FleetVerdict, float]]:
+        out = []
+        while True:
+            try:
+                out.append(self._verdict_queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def take_notices(self) -> list[Notice]:
+        out = []
+        while True:
+            try:
+                out.append(self._notices.get_nowait())
+            except queue.Empty:
+                return out
+
+    def view(self) -> FleetView:
+        with self._lock:
+            return FleetView(dict(self._members), dict(self._verdicts),
+                             {r: frozenset(h) for r, h in self._survived.items()})
+
+    @property
+    def blind(self) -> bool:
+        return self._blind
+
+    def flush_once(self) -> bool:
+        """Write the outbox now, from this thread (for the CLI, when no service runs). What
+        cannot be written stays in the outbox for the service. Returns whether it emptied."""
+        try:
+            self._flush_outbox()
+        except FleetUnavailable as exc:
+            log.warning("fleet: etcd does not answer, the verdict waits in the outbox reason=%s", exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------------
+    # Start and stop
+
+    def start(self) -> "FleetLink":
+        t = threading.Thread(target=self._sync_loop, name="fleet-sync", daemon=True)
+        w = threading.Thread(target=self._watch_loop, name="fleet-watch", daemon=True)
+        self._threads = [t, w]
+        t.start()
+        w.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave the fleet: revoke the lease (the membership goes at once), end both threads."""
+        self._stop.set()
+        self._wake.set()
+        stream = self._watch
+        if stream is not None:
+            stream.interrupt()
+        for t in self._threads:
+            t.join(timeout)
+        if self._lease is not None and self._connected:
+            try:
+                self.gateway.revoke(self._lease)
+            except FleetUnavailable as exc:
+                log.info("fleet lease not revoked (it expires by itself) reason=%s", exc)
+
+    # ------------------------------------------------------------------------------------------
+    # The sync thread: lease, membership, outbox, (re)connect
+
+    def _sync_loop(self) -> None:
+        beat = max(0.5, self.config.lease / 3)
+        last_beat = last_put = -1e18
+        while not self._stop.is_set():
+            try:
+                now = self.monotonic()
+                if not self._connected:
+                    self._connect()
+                    last_beat = last_put = self.monotonic()
+                else:
+                    if now - last_beat >= beat * 0.9:
+                        self._keepalive()
+                        last_beat = now
+                    # The membership is written when it changes, and refreshed every
+                    # MEMBER_REFRESH: every put is an event for every watcher of the fleet.
+                    if self._member_dirty.is_set() or now - last_put >= MEMBER_REFRESH:
+                        self._put_member()
+                        last_put = now
+                self._flush_outbox()
+            except FleetUnavailable as exc:
+                self._failed(str(exc))
+            else:
+                self._answered()
+            self._wake.wait(beat)
+            self._wake.clear()
+
+    def _connect(self) -> None:
+        self._lease = self.gateway.grant(self.config.lease)
+        self._put_member()
+        revision, kvs = self.gateway.range_prefix(self.config.root)
+        self._load_snapshot(revision, kvs)
+        self._connected = True
+        log.info("fleet joined name=%s host=%s endpoint=%s lease=%s", self.config.name, self.config.host,
+                 self.gateway.endpoint, self._lease)
+
+    def _failed(self, detail: str) -> None:
+        """A round with etcd failed. Blind only once it has failed for a whole lease TTL: a leader
+        election after a lost member stalls writes for a second or two, and that is no outage."""
+        self.counters.errors += 1
+        now = self.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+            log.info("fleet: etcd did not answer, retrying reason=%s", detail)
+        if not self._blind and now - self._failing_since >= self.config.lease:
+            self._blind = True
+            log.warning("fleet blind: deciding alone until etcd answers reason=%s", detail)
+            self._notices.put(Notice("blind", detail, self.clock()))
+
+    def _answered(self) -> None:
+        self._failing_since = None
+        if self._blind:
+            self._blind = False
+            self._notices.put(Notice("recovered", f"etcd answers again ({self.gateway.endpoint})", self.clock()))
+            log.warning("fleet recovered endpoint=%s", self.gateway.endpoint)
+
+    def _keepalive(self) -> None:
+        ttl = self.gateway.keepalive(self._lease)
+        if ttl <= 0:
+            # The lease expired (etcd unreachable longer than the TTL): a new one, membership again.
+            log.warning("fleet lease expired, joining again lease=%s", self._lease)
+            self._lease = self.gateway.grant(self.config.lease)
+            self._member_dirty.set()
+
+    def _put_member(self) -> None:
+        with self._lock:
+            member = self._member
+        if member is None:
+            member = Member(self.config.host, None, phase="starting", tick_at=self.clock())
+        self._member_dirty.clear()
+        self.gateway.put(self.keys.member(self.config.host), member.encode(), lease_id=self._lease)
+
+    def _flush_outbox(self) -> None:
+        for item in self.outbox.pending():
+            if item["kind"] == "verdict":
+                verdict = FleetVerdict.decode(item["release"], item["value"])
+                if verdict is not None:
+                    self._write_verdict(verdict)
+            else:
+                self.gateway.put(self.keys.survived(item["release"], item["host"]), survived_value(item["at"]))
+                self._declare_good_if_enough(item["release"])
+            self.outbox.done(item)
+
+    def _write_verdict(self, verdict: FleetVerdict) -> None:
+        key = self.keys.verdict(verdict.release)
+        if self.gateway.create(key, verdict.encode()):
+            log.info("fleet verdict written release=%s verdict=%s", verdict.release, verdict.verdict)
+            return
+        raw = self.gateway.get(key)
+        stored = FleetVerdict.decode(verdict.release, raw) if raw is not None else None
+        if raw is not None and verdict_wins(stored, verdict) and self.gateway.replace(key, raw, verdict.encode()):
+            log.info("fleet verdict replaced release=%s was=%s now=%s", verdict.release, stored.verdict, verdict.verdict)
+        else:
+            log.info("fleet verdict already there release=%s stored=%s by=%s", verdict.release,
+                     stored.verdict if stored else "?", stored.host if stored else "?")
+
+    def _declare_good_if_enough(self, release: str) -> None:
+        hosts = self.gateway.count_prefix(self.keys.survived_prefix(release))
+        if hosts >= self.config.known_good_hosts:
+            self._write_verdict(FleetVerdict(release, GOOD, self.config.host, self.clock(),
+                                             reason=f"survived its watch window on {hosts} host(s)"))
+
+    # ------------------------------------------------------------------------------------------
+    # The watch thread: the cache, and new verdicts for the service
+
+    def _load_snapshot(self, revision: int, kvs: list[KeyValue]) -> None:
+        members, verdicts, survived = {}, {}, {}
+        for kv in kvs:
+            self._apply(kv.key, kv.value, "put", members, verdicts, survived)
+        with self._lock:
+            self._members, self._survived = members, survived
+            mine = {r: v for r, v in self._verdicts.items() if r not in verdicts}  # still in the outbox
+            self._verdicts = {**verdicts, **mine}
+        for v in verdicts.values():
+            self._learned(v)
+        self._watch_revision = revision
+        stream = self._watch
+        if stream is not None:
+            stream.interrupt()  # the watch thread reopens from the snapshot's revision
+
+    def _apply(self, key: str, value: bytes, kind: str, members: dict, verdicts: dict, survived: dict) -> FleetVerdict | None:
+        parsed = self.keys.parse(key)
+        if parsed is None:
+            return None
+        what, release, host = parsed
+        if what == "member":
+            member = Member.decode(host, value) if kind == "put" else None
+            if member is None:
+                members.pop(host, None)
+            else:
+                members[host] = member
+        elif what == "survived" and kind == "put":
+            survived.setdefault(release, set()).add(host)
+        elif what == "verdict" and kind == "put":
+            verdict = FleetVerdict.decode(release, value)
+            if verdict is not None:
+                verdicts[release] = verdict
+                return verdict
+        return None
+
+    def _learned(self, verdict: FleetVerdict) -> None:
+        encoded = verdict.encode()
+        if encoded in self._seen_verdicts:
+            return
+        self._seen_verdicts.add(encoded)
+        now = self.clock()
+        self.counters.verdicts_learned += 1
+        if verdict.host != self.config.host:
+            self.counters.propagation.append(max(0.0, now - verdict.at))
+            del self.counters.propagation[:-100]
+        self._verdict_queue.put((verdict, now))
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self._connected:
+                self._stop.wait(0.2)
+                continue
+            try:
+                stream = self.gateway.watch(self.config.root, self._watch_revision + 1, WATCH_READ_TIMEOUT)
+            except FleetUnavailable as exc:
+                # The sync thread's lease beat decides whether this is an outage; retry soon.
+                log.debug("fleet watch not opened reason=%s", exc)
+                self._stop.wait(0.5)
+                continue
+            self._watch = stream
+            try:
+                for revision, events in stream.events():
+                    self._on_events(revision, events)
+            except WatchEnded as exc:
+                if exc.resync:
+                    self._connected = False  # read everything again: the revision is compacted
+                    self._wake.set()
+                log.debug("fleet watch ended reason=%s", exc)
+            finally:
+                self._watch = None
+                stream.close()
+
+    def _on_events(self, revision: int, events) -> None:
+        learned = []
+        with self._lock:
+            for e in events:
+                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived)
+                if v is not None:
+                    learned.append(v)
+                self._watch_revision = max(self._watch_revision, e.revision)
+        for v in learned:
+            self._learned(v)
+
+    def _count_request(self) -> None:
+        self.counters.requests += 1

@@ -1,0 +1,255 @@
+"""The fleet's plain data and its pure decisions: no I/O, no clock (the caller passes `now`).
+
+Keys, all under `PREFIX/NAME/` (FleetConfig.root), values are JSON:
+
+    releases/ID/verdict      created once, first writer wins: {"verdict": "bad"|"good", "host",
+                             "at", "rule", "value", "reason"}. The one exception: "bad" replaces
+                             "good" (compare-and-swap on the exact old value), never the reverse,
+                             so a release rolled back after it was declared good is refused by
+                             the gate from then on.
+    releases/ID/hosts/HOST   "survived its watch window here": {"at"}; not lease-bound (it did
+                             survive, even if the host is gone now)
+    hosts/HOST               lease-bound membership: {"release", "phase", "in_window",
+                             "known_good", "firing": {rule: since}, "tick_at", "previous"}
+
+The decisions here:
+
+    fleet_wide_symptom   is a firing rule on this host also firing, at the same time, on hosts
+                         still on a known-good release? Then it is not this release's fault.
+    gate_answer          may a deploy script ship release ID to the next batch?
+    verdict_wins         does a new verdict replace the one stored (only bad over good)?
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+BAD = "bad"
+GOOD = "good"
+# A bad verdict from another host enters the decider as a finding of rule "fleet:RULE".
+FLEET_RULE_PREFIX = "fleet:"
+
+
+def is_fleet_rule(rule: str) -> bool:
+    return rule.startswith(FLEET_RULE_PREFIX)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+@dataclass(frozen=True)
+class Keys:
+    root: str  # "PREFIX/NAME/", ends with "/"
+
+    def verdict(self, release: str) -> str:
+        return f"{self.root}releases/{release}/verdict"
+
+    def survived(self, release: str, host: str) -> str:
+        return f"{self.root}releases/{release}/hosts/{host}"
+
+    def survived_prefix(self, release: str) -> str:
+        return f"{self.root}releases/{release}/hosts/"
+
+    def member(self, host: str) -> str:
+        return f"{self.root}hosts/{host}"
+
+    def parse(self, key: str) -> tuple[str, str, str] | None:
+        """("verdict", release, ""), ("survived", release, host), ("member", "", host) or None."""
+        if not key.startswith(self.root):
+            return None
+        parts = key[len(self.root):].split("/")
+        if len(parts) == 3 and parts[0] == "releases" and parts[2] == "verdict" and parts[1]:
+            return "verdict", parts[1], ""
+        if len(parts) == 4 and parts[0] == "releases" and parts[2] == "hosts" and parts[1] and parts[3]:
+            return "survived", parts[1], parts[3]
+        if len(parts) == 2 and parts[0] == "hosts" and parts[1]:
+            return "member", "", parts[1]
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+@dataclass(frozen=True)
+class FleetVerdict:
+    release: str
+    verdict: str  # BAD | GOOD
+    host: str  # who wrote it
+    at: float  # wall time at the writer
+    rule: str = ""  # the rule that fired (bad), "" for good or a manual rollback
+    value: float | None = None
+    reason: str = ""
+
+    def encode(self) -> str:
+        value = self.value if self.value is not None and math.isfinite(self.value) else None
+        return json.dumps({"verdict": self.verdict, "host": self.host, "at": round(self.at, 3), "rule": self.rule,
+                           "value": value, "reason": self.reason}, sort_keys=True)
+
+    @classmethod
+    def decode(cls, release: str, raw: bytes | str) -> "FleetVerdict | None":
+        data = _loads(raw)
+        if data is None or data.get("verdict") not in (BAD, GOOD):
+            return None
+        value = data.get("value")
+        return cls(release, data["verdict"], str(data.get("host", "?")), _float(data.get("at")),
+                   str(data.get("rule") or ""), float(value) if isinstance(value, (int, float)) else None,
+                   str(data.get("reason") or ""))
+
+
+@dataclass(frozen=True)
+class Member:
+    """What one host says about itself at its last tick (the lease-bound hosts/HOST key)."""
+
+    host: str
+    release: str | None
+    phase: str = "watching"  # "in_window" | "watching" | "halted" | "rolling_back" ...
+    in_window: bool = False
+    known_good: bool = False  # its release is known-good in its own state
+    firing: dict = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
+    tick_at: float = 0.0
+    previous: str | None = None  # the release before the current one
+
+    def encode(self) -> str:
+        return json.dumps({"release": self.release, "phase": self.phase, "in_window": self.in_window,
+                           "known_good": self.known_good, "firing": {k: round(v, 3) for k, v in self.firing.items()},
+                           "tick_at": round(self.tick_at, 3), "previous": self.previous}, sort_keys=True)
+
+    @classmethod
+    def decode(cls, host: str, raw: bytes | str) -> "Member | None":
+        data = _loads(raw)
+        if data is None:
+            return None
+        firing = data.get("firing") if isinstance(data.get("firing"), dict) else {}
+        return cls(host, data.get("release"), str(data.get("phase", "?")), bool(data.get("in_window")),
+                   bool(data.get("known_good")), {str(k): _float(v) for k, v in firing.items()},
+                   _float(data.get("tick_at")), data.get("previous"))
+
+
+def survived_value(at: float) -> str:
+    return json.dumps({"at": round(at, 3)})
+
+
+def _loads(raw: bytes | str) -> dict | None:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _float(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else 0.0
+
+
+def verdict_wins(stored: FleetVerdict | None, new: FleetVerdict) -> bool:
+    """Whether `new` replaces `stored`: the first verdict wins, except that bad replaces good
+    (a release rolled back after it was declared good must not be shipped further)."""
+    if stored is None:
+        return True
+    return stored.verdict == GOOD and new.verdict == BAD
+
+
+# ---------------------------------------------------------------------------------------------
+# The fleet at one moment, as the watch thread's cache sees it
+
+
+@dataclass(frozen=True)
+class FleetView:
+    members: dict = field(default_factory=dict)  # host -> Member (only live leases)
+    verdicts: dict = field(default_factory=dict)  # release -> FleetVerdict
+    survived: dict = field(default_factory=dict)  # release -> frozenset of hosts
+
+    def hosts_on(self, release: str) -> list[str]:
+        return sorted(h for h, m in self.members.items() if m.release == release)
+
+
+# ---------------------------------------------------------------------------------------------
+# Not the deploy's fault
+
+
+@dataclass(frozen=True)
+class Symptom:
+    fleet_wide: bool
+    reason: str
+    witnesses: tuple[str, ...] = ()  # hosts on a known-good release breaching the same rule
+
+
+def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since: float, now: float,
+                       same_time: float, stale_after: float, known_good: frozenset[str] = frozenset()) -> Symptom:
+    """Is `rule`, firing on host `me` (running `release`) since `since`, a fleet-wide symptom?
+
+    Compared with the hosts that run a different release which is known-good (fleet-wide, in
+    `known_good`, or by the host's own word) and that reported within `stale_after` of `now`
+    (a silent host is no evidence either way). "Same time" means: the other host reports the
+    same rule firing now, and its breach began within `same_time` of ours (either side): a DB
+    outage reaches every host within seconds to a minute, whereas a breach that began long
+    before the deploy is that host's own story.
+
+    Fleet-wide when at least one such host breaches that way and it is at least half of those
+    hosts: one unlucky old host out of ten does not excuse a bad release, but lower-traffic
+    hosts that have not crossed the threshold yet do not hide an outage either.
+    """
+    old = []
+    for host, m in sorted(view.members.items()):
+        if host == me or m.release is None or m.release == release:
+            continue
+        if now - m.tick_at > stale_after:
+            continue
+        verdict = view.verdicts.get(m.release)
+        good = (verdict is not None and verdict.verdict == GOOD) or m.release in known_good or m.known_good
+        if good and not (verdict is not None and verdict.verdict == BAD):
+            old.append(m)
+    if not old:
+        return Symptom(False, f"no host on a known-good release reported within {stale_after:g}s to compare with")
+    witnesses = tuple(m.host for m in old if rule in m.firing and abs(m.firing[rule] - since) <= same_time)
+    if witnesses and 2 * len(witnesses) >= len(old):
+        names = ", ".join(f"{m.host} ({m.release})" for m in old if m.host in witnesses)
+        return Symptom(True, f"{rule} also fires on {len(witnesses)} of {len(old)} host(s) still on a known-good "
+                             f"release, since within {same_time:g}s of here: {names}", witnesses)
+    return Symptom(False, f"{rule} fires on {len(witnesses)} of {len(old)} host(s) on a known-good release "
+                          f"at the same time: the release is suspect", witnesses)
+
+
+# ---------------------------------------------------------------------------------------------
+# The deploy gate
+
+
+class GateCode(IntEnum):
+    GO = 0
+    BAD = 1
+    UNKNOWN = 2
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    code: GateCode
+    reason: str
+
+    @property
+    def final(self) -> bool:
+        """Waiting longer cannot change a bad verdict or a go."""
+        return self.code is not GateCode.UNKNOWN
+
+
+def gate_answer(release: str, view: FleetView, canary: int | None) -> GateAnswer:
+    """Bad anywhere -> BAD. Known-good fleet-wide, or (with `canary`) survived on at least
+    `canary` hosts -> GO. Otherwise UNKNOWN, with what is still missing."""
+    verdict = view.verdicts.get(release)
+    survived = sorted(view.survived.get(release, ()))
+    if verdict is not None and verdict.verdict == BAD:
+        rule = f" ({verdict.rule})" if verdict.rule else ""
+        return GateAnswer(GateCode.BAD, f"{release} is bad fleet-wide: rolled back on {verdict.host}{rule}: {verdict.reason}")
+    if canary is not None and len(survived) >= canary:
+        return GateAnswer(GateCode.GO, f"{release} survived its watch window on {len(survived)} host(s) "
+                                       f"({', '.join(survived)}), canary {canary}")
+    if canary is None and verdict is not None and verdict.verdict == GOOD:
+        return GateAnswer(GateCode.GO, f"{release} is known-good fleet-wide (declared by {verdict.host})")
+    running = view.hosts_on(release)
+    need = f"{canary} host(s)" if canary is not None else "the fleet's known_good_hosts"
+    return GateAnswer(GateCode.UNKNOWN, f"{release} is not known yet: survived on {len(survived)} host(s), needs "
+                                        f"{need}; running on {len(running)} host(s){': ' + ', '.join(running) if running else ''}")
