@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 class OnlineReport:
     signal_failures: int = 0
     host_problems: list[str] = field(default_factory=list)
+    fleet_problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return bool(self.signal_failures or self.host_problems)
+        return bool(self.signal_failures or self.host_problems or self.fleet_problems)
 
     def lines(self, signals: int, notify_targets: int) -> list[str]:
         # Notify targets are validated offline (Apprise parses each URL); delivering one is
@@ -23,9 +24,10 @@ class OnlineReport:
                   if notify_targets else "no targets")
         out = [f"online: {signals - self.signal_failures} of {signals} signals answered; notify: {notify}"]
         out += [f"FAIL: {p}" for p in self.host_problems]
+        out += [f"fleet: {p}" for p in self.fleet_problems]
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
     def as_json(self) -> dict:
         return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
-                "warnings": self.warnings}
+                "fleet_problems": self.fleet_problems, "warnings": self.warnings}
