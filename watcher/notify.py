@@ -27,8 +27,9 @@ Severity on the wire
     failure   failure       4 high          x
     critical  failure       5 max           rotating_light
     (`max`, never ntfy's alias `urgent`: Apprise 2.2 silently turns `urgent` into `default`.)
-    For ntfy URLs the watcher sets `priority=` (replacing one in the URL) and appends its tag
-    to the URL's own `tags=`.
+    For ntfy URLs the watcher sets `priority=` unless the URL has its own, which wins (the
+    user's choice; ntfy's aliases `urgent` and 1-5 are written as Apprise's names, `urgent` as
+    `max`), and appends its tag to the URL's own `tags=`.
 
 Delivery
     `send()` returns at once: each target has its own queue, worker thread and Apprise objects,
@@ -131,6 +132,8 @@ NTFY_PRIORITY = {
     Severity.CRITICAL: "max",
 }
 NTFY_PRIORITY_NUMBER = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5}
+# A priority written in the URL, as ntfy accepts it, to the name Apprise passes on unchanged.
+NTFY_PRIORITY_ALIASES = {"urgent": "max", **{str(n): name for name, n in NTFY_PRIORITY_NUMBER.items()}}
 NTFY_TAG = {
     Severity.INFO: "information_source",
     Severity.SUCCESS: "white_check_mark",
@@ -184,20 +187,25 @@ class Undelivered:
 
 
 def _ntfy_url(url: str, severity: Severity) -> str:
-    """The ntfy URL with the severity's priority (replacing the URL's) and its tag appended."""
+    """The ntfy URL with its tag appended, and the severity's priority unless the URL sets one."""
     parts = split_url(url)
     if parts is None or parts.scheme.lower() not in NTFY_SCHEMES:
         return url
     tags: list[str] = []
     kept: list[tuple[str, str | None]] = []
+    priority = NTFY_PRIORITY[severity]
     for key, value in parts.query:
         name = query_key(key).lower()
         if name in ("tags", "xtags"):
             tags += [t for t in unquote(value or "").split(",") if t.strip()]
-        elif name != "priority":
+        elif name == "priority":
+            if value and value.strip():
+                given = unquote(value).strip().lower()
+                priority = NTFY_PRIORITY_ALIASES.get(given, given)
+        else:
             kept.append((key, value))
     tags.append(NTFY_TAG[severity])
-    kept.append(("priority", NTFY_PRIORITY[severity]))
+    kept.append(("priority", priority))
     kept.append(("tags", quote(",".join(dict.fromkeys(t.strip() for t in tags)), safe="")))
     parts.query = kept
     return parts.join()

@@ -54,6 +54,16 @@ def test_ntfy_critical_is_sent_as_max_never_urgent(receiver, make_notifier):
     assert receiver.requests[0].headers["x-priority"] == "max"
 
 
+@pytest.mark.parametrize("given, sent", [("min", "min"), ("low", "low"), ("4", "high"), ("urgent", "max")])
+def test_an_explicit_ntfy_priority_in_the_url_wins_over_the_severity(receiver, make_notifier, given, sent):
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop", query=f"priority={given}"))])
+    notifier.send(msg(Severity.CRITICAL))
+    notifier.send(msg(Severity.INFO))
+    assert notifier.flush(5)
+    assert [r.headers.get("x-priority") for r in receiver.requests] == [sent, sent]
+    assert receiver.requests[0].headers["x-tags"] == "rotating_light"  # the severity still shows
+
+
 def test_ntfy_url_tags_are_kept_and_the_severity_tag_appended(receiver, make_notifier):
     notifier = make_notifier([NotifyTarget(receiver.ntfy_url(query="tags=shop,prod"))])
     notifier.send(msg(Severity.FAILURE))
