@@ -394,7 +394,7 @@ HISTORY_KINDS = {"deploy", "rollback_intent", "rollback_verified", "rollback_fai
 @app.command()
 def history(
     config: str = ConfigOpt,
-    limit: int = typer.Option(50, "--limit", "-n", help="How many events, newest last."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many events, newest last."),
     all_events: bool = typer.Option(False, "--all", help="Every journal event, not only deploys, rollbacks and incidents."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -622,8 +622,12 @@ def notify_test(
 
     Reports, per target, whether it arrived."""
     from watcher import notify
-    from watcher.messages import MessageContext
+    from watcher.messages import MessageContext, Severity
 
+    try:
+        Severity.parse(severity)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--severity") from None
     cfg = _load(config)
     code = notify.notify_test_command(list(cfg.notify), severity, sys.stdout, ctx=MessageContext(cfg.service, cfg.host))
     raise typer.Exit(code)

@@ -21,6 +21,8 @@ RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 3\n    ac
     (["backtest", "--step", "-5s"], "not a duration"),
     (["status", "--jsn"], "Possible options: --json"),
     (["mark", "good", "-rc1"], "No such option: -r"),
+    (["history", "-n", "-5"], "Invalid value for '--limit'"),
+    (["notify-test", "--severity", "bogus"], "unknown severity 'bogus'"),
 ])
 def test_usage_error_prints_usage_and_exits_2_without_a_traceback(args, says):
     done = run_cli(*args)
