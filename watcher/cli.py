@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -463,6 +464,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
 
     w = build_watcher(cfg, fleet=True)
     store = w.store
+    args = {**args, "by": _who()}  # said in the journal and in the message to people
     if store.service_running():
         request_id = store.submit_request(command, **args)
         deadline = time.monotonic() + wait
@@ -485,6 +487,16 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
             w.notifier.flush(timeout=15)
             w.notifier.close(timeout=1)
         store.release_lock()
+
+
+def _who() -> str:
+    """The human behind a request: the sudo caller if any, else the login name."""
+    import getpass
+
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (a container)
+        return f"uid {os.getuid()}"
 
 
 def _print_result(result: str) -> None:

@@ -172,11 +172,12 @@ def fmt_finding(finding: Finding, now: float | None = None) -> str:
     return line
 
 
-def fmt_findings(findings: Sequence[Finding], now: float | None = None) -> str:
-    """"Why:" and one line per rule, at most FINDINGS_SHOWN, then "... and N more"."""
+def fmt_findings(findings: Sequence[Finding], now: float | None = None, reason: str = "") -> str:
+    """"Why:" and one line per rule, at most FINDINGS_SHOWN, then "... and N more"; with no
+    rule behind it (a human's rollback), the reason given."""
     findings = list(findings)
     if not findings:
-        return "Why: no rule named (see the journal)."
+        return f"Why: {reason}" if reason else ""
     lines = ["Why:"]
     lines += [f"- {fmt_finding(f, now)}" for f in findings[:FINDINGS_SHOWN]]
     if len(findings) > FINDINGS_SHOWN:
@@ -237,7 +238,7 @@ def for_verdict(ctx: MessageContext, verdict) -> Message | None:
     if verdict.action == Action.NOTIFY:
         return would_roll_back(ctx, release, verdict.target, findings, verdict.reason)
     if verdict.action == Action.REFUSE:
-        return cannot_act(ctx, release, verdict.reason, findings)
+        return cannot_act(ctx, release, verdict.reason, findings, verdict.target)
     return None
 
 
@@ -268,8 +269,13 @@ def _digest(items: Iterable[str]) -> str:
 # --- one function per event ----------------------------------------------------------------
 
 
-def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
-    """INFO: a new release is current; its watch window starts."""
+def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_good: bool = True) -> Message:
+    """INFO: a new release is current; its watch window starts. Without a known-good release
+    to go back to (a first start), it says a human is called instead of promising a rollback."""
+    then = ("A firing rollback rule in that window rolls back to the last known-good release."
+            if has_known_good else
+            "No release is known-good yet, so there is nothing to roll back to: a firing rollback "
+            f"rule calls a human instead (`{CLI} mark good ID` names one).")
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
@@ -278,7 +284,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
             f"Release {release} is now current on {ctx.host}.",
             f"Watching it for {format_duration(window_s)}"
             + (f", until {format_time(ctx.now + window_s)}." if ctx.now is not None else "."),
-            "A firing rollback rule in that window rolls back to the last known-good release.",
+            then,
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
         dedup_key=f"release:{release}",
@@ -320,16 +326,20 @@ def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message
     )
 
 
-def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding]) -> Message:
-    """WARNING: the decider acts; the backend is switching."""
+def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding],
+                 reason: str = "", manual: bool = False, target_is: str = "the newest known-good release") -> Message:
+    """WARNING: the backend is switching: the decider acts, or a human asked (`manual`, with
+    their `reason`). `target_is` says what the target is: the newest known-good release for the
+    decider; for a human's `--to`, whether it is known-good at all."""
+    who = f"By hand ({reason})" if manual and reason else ("By hand" if manual else "")
     return Message(
         kind="rolling_back",
         severity=Severity.WARNING,
-        title=_title(ctx, "rolling back {a} → {b}", a=from_id, b=to_id),
+        title=_title(ctx, ("rolling back {a} → {b} by hand" if manual else "rolling back {a} → {b}"), a=from_id, b=to_id),
         body=_body(
-            f"Rolling back {from_id} → {to_id} (the newest known-good release); "
+            (f"{who}: rolling back" if who else "Rolling back") + f" {from_id} → {to_id} ({target_is}); "
             f"{from_id} is marked bad.",
-            fmt_findings(findings, ctx.now),
+            fmt_findings(findings, ctx.now, "" if manual else reason),
             _next(f"{CLI} status (a message follows when the rollback is verified)"),
         ),
         dedup_key=f"release:{from_id}",
@@ -339,7 +349,7 @@ def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequen
 
 
 def rollback_verified(
-    ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding], seconds: float
+    ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding], seconds: float, reason: str = ""
 ) -> Message:
     """SUCCESS: switched and verified healthy."""
     return Message(
@@ -351,7 +361,7 @@ def rollback_verified(
             f"{format_duration(seconds)}.",
             f"{from_id} is marked bad and will not be a rollback target; fix it before "
             "deploying again.",
-            fmt_findings(findings, ctx.now),
+            fmt_findings(findings, ctx.now, reason),
             _next(f"{CLI} history (the incident's timeline)"),
         ),
         dedup_key=f"release:{from_id}",
@@ -412,7 +422,8 @@ def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -
     )
 
 
-def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding]) -> Message:
+def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding],
+               candidate: str | None = None) -> Message:
     """CRITICAL: a rollback rule fired but the policy forbids acting (no target, barrier,
     limit reached, cooldown). `reason` is the decider's own words."""
     return Message(
@@ -423,7 +434,9 @@ def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequenc
             f"A rollback rule fired on release {release}, but the watcher will not roll back: "
             f"{reason}",
             fmt_findings(findings, ctx.now),
-            _next(f"{CLI} status", f"{CLI} rollback --to ID if you decide to roll back"),
+            _next(f"{CLI} status",
+                  f"{CLI} rollback --to {candidate} if you decide to roll back to it" if candidate else
+                  f"{CLI} releases to pick a release, then {CLI} rollback --to ID if you decide to roll back"),
         ),
         dedup_key=f"release:{release}",
         release=release,
@@ -550,6 +563,19 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
         dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
+    )
+
+
+def human_action(ctx: MessageContext, what: str, by: str, effect: str, release: str = "") -> Message:
+    """INFO: a human changed what the watcher will do (`pause`, `resume`, `resolve`, `mark`):
+    whoever else is on call hears who did what, and what it changes."""
+    who = by or "someone"
+    return Message(
+        kind="human_action",
+        severity=Severity.INFO,
+        title=_title(ctx, "{what} by {who}", what=what, who=who),
+        body=_body(f"{what[:1].upper()}{what[1:]} by {who} on {ctx.host}.", effect, _next(f"nothing to do; {CLI} status")),
+        release=release,
     )
 
 
