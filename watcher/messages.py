@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Iterable, Sequence
 
@@ -110,6 +110,9 @@ class Message:
     dedup_key: str = ""  # "" never de-duplicates; see the module docstring
     release: str = ""  # for the journal
     rules: tuple[str, ...] = ()  # for the journal
+    # The event as data, for receivers that automate (`payload()`): target, rule, value,
+    # threshold, action, incident... as each template knows them.
+    facts: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,56 @@ class MessageContext:
 
     def at(self, now: float) -> "MessageContext":
         return replace(self, now=now)
+
+
+# --- the structured payload of json:// and jsons:// targets ----------------------------------
+
+PAYLOAD_SCHEMA = "rollback-watcher/1"
+PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
+                "value", "unit", "threshold", "action", "incident", "next")
+
+
+def payload(message: Message) -> dict:
+    """The event as JSON for webhooks that automate, beside Apprise's own title/message/type.
+    Version 1 (`"schema": "rollback-watcher/1"`); every key is always present, null when the
+    event has no such thing:
+
+        event      the message kind (rolling_back, rollback_verified, rollback_failed, ...)
+        severity   info | success | warning | failure | critical
+        service, host
+        release    the release the event is about (the one rolled back from)
+        target     the release rolled back to, or the candidate a human may roll back to
+        rule       the first rule behind it; rules: all of them
+        value      that rule's value (a number, in `unit`); threshold: its condition as written
+        action     what the watcher did or asks: rollback, rolled_back, needs_human, none,
+                   notify, deploy, marked_good, human
+        incident   the open incident's id
+        next       the one command a human should run next
+
+    A new key may be added within version 1; a key's meaning never changes without a new one.
+    """
+    facts = message.facts
+    next_line = next((line[len("Next: "):] for line in message.body.splitlines() if line.startswith("Next: ")), None)
+    data = {"schema": PAYLOAD_SCHEMA, "event": message.kind, "severity": message.severity.value,
+            "release": message.release or None,
+            "rules": list(message.rules), "rule": message.rules[0] if message.rules else None, "next": next_line}
+    data.update({k: v for k, v in facts.items() if k in PAYLOAD_KEYS})
+    return {k: data.get(k) for k in PAYLOAD_KEYS}
+
+
+def with_context(message: Message, ctx: MessageContext, incident: str | None = None) -> Message:
+    """`message` with who sends it (and the open incident) in its facts, for `payload()`."""
+    facts = {**message.facts, "service": ctx.service, "host": ctx.host}
+    if incident:
+        facts["incident"] = incident
+    return replace(message, facts=facts)
+
+
+def _finding_facts(findings: Sequence[Finding]) -> dict:
+    if not findings:
+        return {}
+    f = findings[0]
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition}
 
 
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
@@ -289,6 +342,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_go
         ),
         dedup_key=f"release:{release}",
         release=release,
+        facts={"action": "deploy"},
     )
 
 
@@ -305,6 +359,7 @@ def window_passed(ctx: MessageContext, release: str) -> Message:
         ),
         dedup_key=f"release:{release}",
         release=release,
+        facts={"action": "marked_good"},
     )
 
 
@@ -323,6 +378,7 @@ def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message
         dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
+        facts={**_finding_facts([finding]), "action": "none"},
     )
 
 
@@ -345,6 +401,7 @@ def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequen
         dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rollback"},
     )
 
 
@@ -367,6 +424,7 @@ def rollback_verified(
         dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back"},
     )
 
 
@@ -384,6 +442,7 @@ def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) 
         ),
         dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "needs_human"},
     )
 
 
@@ -400,6 +459,7 @@ def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) ->
         ),
         dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "needs_human"},
     )
 
 
@@ -419,6 +479,7 @@ def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -
         ),
         dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "none"},
     )
 
 
@@ -441,6 +502,7 @@ def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequenc
         dedup_key=f"release:{release}",
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": candidate, "action": "needs_human"},
     )
 
 
@@ -460,6 +522,7 @@ def fired_outside_window(ctx: MessageContext, release: str, findings: Sequence[F
         dedup_key=f"fired:{release}:{_digest(sorted(names))}",
         release=release,
         rules=names,
+        facts={**_finding_facts(findings), "action": "none"},
     )
 
 
@@ -487,6 +550,7 @@ def would_roll_back(
         dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "none"},
     )
 
 
@@ -563,6 +627,7 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
         dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
+        facts={**_finding_facts([finding]), "action": "notify"},
     )
 
 
@@ -576,6 +641,7 @@ def human_action(ctx: MessageContext, what: str, by: str, effect: str, release: 
         title=_title(ctx, "{what} by {who}", what=what, who=who),
         body=_body(f"{what[:1].upper()}{what[1:]} by {who} on {ctx.host}.", effect, _next(f"nothing to do; {CLI} status")),
         release=release,
+        facts={"action": "human"},
     )
 
 
@@ -592,6 +658,7 @@ def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
             f"{severity.value} messages.",
             _next("nothing to do"),
         ),
+        facts={"service": ctx.service, "host": ctx.host, "action": "none"},
     )
 
 

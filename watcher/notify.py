@@ -88,7 +88,7 @@ from urllib.parse import quote, unquote
 
 from watcher.errors import NotifyError, WatcherError
 from watcher.format import format_time
-from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.messages import Message, MessageContext, NotifyTarget, Severity, payload, test_message
 from watcher.redact import (
     ScrubFilter,
     config_path,
@@ -215,6 +215,17 @@ def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
     return parts.join()
 
 
+def _structure(endpoint: "_Endpoint", message: Message) -> None:
+    """A json:// or jsons:// endpoint gets the event as data beside Apprise's title/message/type
+    (messages.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
+    mechanism behind its `:key=value` URL parameters; the URL's own extras still win. Each
+    lane's worker is the only user of its plugins, so setting them per message is safe."""
+    plugin, own = endpoint.plugins.get(message.severity, (None, {}))
+    if plugin is None or getattr(plugin, "protocol", None) != "json":  # json:// and jsons://
+        return
+    plugin.payload_extras = {**payload(message), **own}
+
+
 def _config_urls(path: str) -> tuple[list[str], str]:
     """The notification URLs of an Apprise config file, or ([], why not)."""
     if not os.access(path, os.R_OK):
@@ -247,6 +258,7 @@ class _Endpoint:
     # From an Apprise config file, a URL is Apprise's rewrite of it, which spells out every
     # default (`priority=default`): only a priority other than the default was the user's.
     rewritten: bool = False
+    plugins: dict = field(default_factory=dict)  # Severity -> (Apprise plugin, the URL's own `:key` extras)
     objects: dict = field(default_factory=dict)  # Severity -> apprise.Apprise
 
 
@@ -350,11 +362,13 @@ class _Lane:
         obj = apprise.Apprise()
         obj.add(plugin)
         endpoint.objects[severity] = obj
+        endpoint.plugins[severity] = (plugin, dict(getattr(plugin, "payload_extras", None) or {}))
         return obj
 
     def attempt(self, endpoint: _Endpoint, message: Message, title: str, body: str) -> None:
         """One attempt; NotifyError with a redacted reason if it was not delivered."""
         obj = self._apprise_for(endpoint, message.severity)
+        _structure(endpoint, message)
         timeout = self.notifier.timeout
         started = time.monotonic()
         try:

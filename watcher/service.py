@@ -363,6 +363,8 @@ class Watcher:
     def notify(self, message: Message | None, findings: Sequence[Finding] = ()) -> None:
         """Queue a message for `tell`, routed by the `notify:` tags of the rules behind `findings`."""
         if message is not None:
+            incident = self.state.incident.id if self.state.incident is not None else None
+            message = messages.with_context(message, self.ctx, incident)
             self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:

@@ -70,3 +70,24 @@ def test_first_start_without_a_known_good_release_promises_no_rollback():
     assert "rolls back to the last known-good release" not in message.body
     assert "No release is known-good yet" in message.body
     assert "rolls back to the last known-good release" in m.deploy_seen(CTX, "r1", 1800).body
+
+
+def test_json_webhook_gets_the_event_as_versioned_data(host, json_receiver):
+    """A real loopback receiver behind a json:// target: Apprise's title/message/type, and the
+    event's facts in the documented shape (messages.payload, schema rollback-watcher/1)."""
+    config = host.write_config(RULES, notify=[{"url": json_receiver.url + "?:team=web"}])
+    done = run_cli("rollback", "--to", "r1", "--yes", "--reason", "bad migration in r3", "--config", config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: any(b.get("event") == "rollback_verified" for b in json_receiver.bodies), 30,
+             what="rollback_verified")
+    rolling = next(b for b in json_receiver.bodies if b.get("event") == "rolling_back")
+    assert set(m.PAYLOAD_KEYS) <= set(rolling)
+    assert rolling["schema"] == "rollback-watcher/1"
+    assert {k: rolling[k] for k in ("service", "host", "release", "target", "action", "severity")} == {
+        "service": "sandbox", "host": "testhost", "release": "r3", "target": "r1", "action": "rollback",
+        "severity": "warning"}
+    assert rolling["next"].startswith("rollback-watcher status")
+    assert rolling["title"].startswith("[sandbox@testhost]") and rolling["type"] == "warning"
+    assert rolling["team"] == "web"  # the URL's own :key extras are kept
+    verified = next(b for b in json_receiver.bodies if b.get("event") == "rollback_verified")
+    assert verified["action"] == "rolled_back" and verified["target"] == "r1"
