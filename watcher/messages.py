@@ -20,11 +20,9 @@ is shown as the rule wrote it.
 "since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
 (`ctx.at(now)`); without it only the UTC time is shown.
 
-De-duplication: each message carries a `dedup_key` naming the thing it talks about (a release,
-a rule on a release, the watcher's sight, the config). The Notifier drops a message of the same
-kind and key as one it accepted within its `repeat_after` window, so a service that calls a
-template on every tick still sends one message per state change (and a reminder after the
-window). Test messages have no key and are never dropped.
+What is news is decided once, by the service: it sends a message on a state change (a rule's
+transition, an incident's new verdict, a rollback's outcome), and the notifier delivers every
+message it is given.
 
 Length: over 400 lines because it holds one template per event the watcher tells about (about
 twenty), on purpose in one file so that their wording stays consistent.
@@ -32,7 +30,6 @@ twenty), on purpose in one file so that their wording stays consistent.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -107,7 +104,6 @@ class Message:
     title: str
     body: str
     route_tags: tuple[str, ...] = ()
-    dedup_key: str = ""  # "" never de-duplicates; see the module docstring
     release: str = ""  # for the journal
     rules: tuple[str, ...] = ()  # for the journal
     # The event as data, for receivers that automate (`payload()`): target, rule, value,
@@ -315,10 +311,6 @@ def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f.rule for f in findings))
 
 
-def _digest(items: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:12]
-
-
 # --- one function per event ----------------------------------------------------------------
 
 
@@ -340,7 +332,6 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_go
             then,
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
         facts={"action": "deploy"},
     )
@@ -357,7 +348,6 @@ def window_passed(ctx: MessageContext, release: str) -> Message:
             "It is now known-good: a rollback target for later releases.",
             _next(f"nothing to do; {CLI} releases lists the marks"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
         facts={"action": "marked_good"},
     )
@@ -375,7 +365,6 @@ def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message
             fmt_findings([finding], ctx.now),
             _next(f"{CLI} explain {finding.rule}", f"{CLI} pause --for 1h to hold off a rollback"),
         ),
-        dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
         facts={**_finding_facts([finding]), "action": "none"},
@@ -398,7 +387,6 @@ def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequen
             fmt_findings(findings, ctx.now, "" if manual else reason),
             _next(f"{CLI} status (a message follows when the rollback is verified)"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
         facts={**_finding_facts(findings), "target": to_id, "action": "rollback"},
@@ -421,7 +409,6 @@ def rollback_verified(
             fmt_findings(findings, ctx.now, reason),
             _next(f"{CLI} history (the incident's timeline)"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
         facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back"},
@@ -440,7 +427,6 @@ def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) 
             f"act again until a human runs `{CLI} resolve`.",
             _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         facts={"target": to_id, "action": "needs_human"},
     )
@@ -457,7 +443,6 @@ def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) ->
             f"The watcher stops acting until a human runs `{CLI} resolve`.",
             _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         facts={"target": to_id, "action": "needs_human"},
     )
@@ -477,7 +462,6 @@ def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -
             "watched as a new deploy.",
             _next(f"{CLI} status"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         facts={"target": to_id, "action": "none"},
     )
@@ -499,7 +483,6 @@ def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequenc
                   f"{CLI} rollback --to {candidate} if you decide to roll back to it" if candidate else
                   f"{CLI} releases to pick a release, then {CLI} rollback --to ID if you decide to roll back"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
         rules=_names(findings),
         facts={**_finding_facts(findings), "target": candidate, "action": "needs_human"},
@@ -519,7 +502,6 @@ def fired_outside_window(ctx: MessageContext, release: str, findings: Sequence[F
             fmt_findings(findings, ctx.now),
             _next(f"{CLI} explain {names[0] if names else 'RULE'}"),
         ),
-        dedup_key=f"fired:{release}:{_digest(sorted(names))}",
         release=release,
         rules=names,
         facts={**_finding_facts(findings), "action": "none"},
@@ -547,7 +529,6 @@ def would_roll_back(
         severity=Severity.WARNING,
         title=title,
         body=_body(first, fmt_findings(findings, ctx.now), command),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
         facts={**_finding_facts(findings), "target": to_id, "action": "none"},
@@ -568,7 +549,6 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"{CLI} check --online"),
         ),
-        dedup_key="sight",
         rules=tuple(rules),
     )
 
@@ -586,7 +566,6 @@ def recovered(ctx: MessageContext, rules: Sequence[str]) -> Message:
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"nothing to do; {CLI} status"),
         ),
-        dedup_key="sight",
         rules=tuple(rules),
     )
 
@@ -608,7 +587,6 @@ def reload_refused(ctx: MessageContext, problems: Sequence[str]) -> Message:
             "\n".join(lines),
             _next(f"{CLI} check"),
         ),
-        dedup_key=f"config:{_digest(problems)}",
     )
 
 
@@ -624,7 +602,6 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
             fmt_findings([finding], ctx.now),
             _next(f"{CLI} explain {finding.rule}", f"{CLI} rollback if the release is the cause"),
         ),
-        dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
         facts={**_finding_facts([finding]), "action": "notify"},
