@@ -173,7 +173,22 @@ def _duration_option(text: str, option: str) -> float:
 
 
 def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t else "-"
+    """A time as every output writes it (watcher.format), "-" when there is none."""
+    from watcher.format import format_time
+
+    return format_time(t) if t else "-"
+
+
+def _journal_field(key: str, value) -> str:
+    """`key=value` of a journal event for people: times as times, numbers rounded (the journal
+    itself keeps the raw values for machines)."""
+    from watcher.format import format_number
+
+    if isinstance(value, float) and (key in ("until", "at", "window_ends", "deployed_at") or key.endswith("_at")):
+        return f"{key}={_when(value)}"
+    if isinstance(value, float):
+        return f"{key}={format_number(value)}"
+    return f"{key}={value}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +422,8 @@ def history(
     events = events[-limit:]
     lines = []
     for e in events:
-        fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "kind", "timeline") and v not in (None, "", [], {}))
+        fields = " ".join(_journal_field(k, v) for k, v in e.items()
+                          if k not in ("time", "kind", "timeline") and v not in (None, "", [], {}))
         lines.append(f"{_when(e.get('time'))} {e.get('kind'):<18} {fields}")
     _out(events, as_json, "\n".join(lines) or "the journal is empty")
 

@@ -62,7 +62,7 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
             return f"{rid} is already current, deployed at {s.deployed_at:.0f}: nothing changed"
         at = float(args.get("at") or now)
         w.on_deploy(rid, at)
-        return f"deploy of {rid} at {at:.0f} recorded"
+        return f"deploy of {rid} at {format_time(at)} recorded"
     if command == "pause":
         s.paused_until = now + float(args["seconds"])
         w.journal("pause", until=s.paused_until, by=args.get("by"))

@@ -24,6 +24,7 @@ from watcher.backends.base import Prunable, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
+from watcher.format import format_duration
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.rules import Finding, HttpCheck, Phase, Rule, finding
 from watcher.verify import verify
@@ -238,7 +239,7 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float, reaso
     s.rules = {}
     s.baselines = {}
     w.count_rollback("verified")
-    w.timeline(f"rolled back to {to_id}, verified in {seconds:.1f}s")
+    w.timeline(f"rolled back to {to_id}, verified in {format_duration(seconds)}")
     w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
     prune(w, protect={from_id, to_id})
     log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
