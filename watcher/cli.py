@@ -221,11 +221,12 @@ def check(
         kind = type(rule.signal).__name__
         rows.append({"rule": rule.name, "signal": kind, "condition": rule.condition_text(), "action": rule.action,
                      "file": str(rule.location)})
-    report = _check_online(cfg, rows) if online else None
-    if report is not None:
-        from watcher.fleet_cli import check_online as fleet_check_online
+    if online:
+        from watcher.checkreport import check_online
 
-        report.fleet_problems = fleet_check_online(cfg)  # etcd, when the config has a fleet
+        report = check_online(cfg, rows, time.time())
+    else:
+        report = None
     lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
              f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
     for row in rows:
@@ -240,51 +241,6 @@ def check(
     _out(data, as_json, "\n".join(lines))
     if report is not None and report.failed:
         raise typer.Exit(1)
-
-
-def _check_online(cfg, rows: list[dict]):
-    """`check --online`: each signal read once, the rules' metrics looked up, the telemetry
-    port tried. Counts signals and host problems apart (a notify problem is not a signal)."""
-    from watcher import hostcheck, seriescheck
-    from watcher.checkreport import OnlineReport
-    from watcher.rules import HttpCheck, PromQuery, window_seconds
-    from watcher.signals import build_reader
-    from watcher.state import StateStore
-
-    report = OnlineReport()
-    reader = build_reader(cfg)
-    now = time.time()
-    results = reader.read_all(list(cfg.rules), now, window_seconds(now, None, False, cfg.min_window, cfg.max_window))
-    missing: dict[str, list[str]] = {}
-    if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
-                                             for r in cfg.rules if isinstance(r.signal, PromQuery)):
-        try:
-            missing = seriescheck.missing_metrics(cfg.rules, reader.prometheus)
-        except WatcherError as exc:
-            report.warnings.append(f"could not look the rules' metrics up: {exc}")
-    reader.close()
-    for row, rule in zip(rows, cfg.rules):
-        result, seconds = results[rule.name]
-        if isinstance(result, Exception):
-            row["online"] = f"FAIL: {result}"
-            report.signal_failures += 1
-        elif isinstance(rule.signal, HttpCheck):
-            row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
-            report.signal_failures += 0 if result.ok else 1
-        elif isinstance(rule.signal, PromQuery):
-            row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
-            if rule.name in missing:
-                names = ", ".join(missing[rule.name])
-                row["online"] += f"; no series named {names}"
-                row["missing_metrics"] = missing[rule.name]
-                report.warnings.append(f"rule {rule.name}: Prometheus has no series named {names}: the rule can "
-                                       f"never fire (is its exporter installed and scraped?)")
-        else:
-            row["online"] = f"ok: {result[0].value if result else '-'}"
-    port = hostcheck.port_problem(cfg.telemetry.listen, StateStore(cfg.state_dir).service_running())
-    if port:
-        report.host_problems.append(port)
-    return report
 
 
 @app.command("eval")
