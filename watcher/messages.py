@@ -654,7 +654,6 @@ def fleet_blind(ctx: MessageContext, error: str) -> Message:
             "(rollback verdicts, survived windows) is kept and written when etcd is back.",
             _next(f"{CLI} check --online", "then look at the etcd cluster"),
         ),
-        dedup_key="fleet",
     )
 
 
@@ -665,7 +664,6 @@ def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
         severity=Severity.INFO,
         title=_title(ctx, "fleet recovered: etcd answers again"),
         body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
-        dedup_key="fleet",
     )
 
 
@@ -682,7 +680,6 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
             fmt_findings(findings, ctx.now),
             _next(f"{CLI} fleet status", "look at what the hosts share"),
         ),
-        dedup_key=f"fleet_symptom:{release}",
         release=release,
         rules=_names(findings),
     )
