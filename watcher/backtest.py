@@ -136,6 +136,12 @@ class Backtest:
     queries: int = 0
     notes: tuple[str, ...] = ()
 
+    def every_step_failed(self) -> bool:
+        """No replayed rule got a single answer (e.g. Prometheus unreachable): the backtest
+        says nothing about the rules, least of all "no rollback would have happened"."""
+        replayed = [r for r in self.rules if not r.skipped]
+        return bool(replayed) and all(r.steps and r.errors == len(r.steps) for r in replayed)
+
     def rollbacks(self) -> list[Rollback]:
         """One "would have rolled back" per deploy: the earliest rollback rule that fired."""
         first: dict[tuple[str, float], Rollback] = {}
@@ -486,6 +492,7 @@ def to_json(bt: Backtest) -> dict:
             for r in bt.rules
         ],
         "notes": list(NOTES),
+        "every_step_failed": bt.every_step_failed(),
     }
 
 
@@ -521,7 +528,9 @@ def render_text(bt: Backtest, when: Callable[[float | None], str]) -> str:
     rollbacks = bt.rollbacks()
     for rb in rollbacks:
         lines.append(f"would have rolled back release {rb.release} at {when(rb.at)} ({rb.rule}: {rb.reason})")
-    if not rollbacks:
+    if bt.every_step_failed():
+        lines.append("FAILED: every query of every step failed; this backtest shows nothing about the rules")
+    elif not rollbacks:
         lines.append("no rollback would have happened" + ("" if bt.deploys else " (no deploys known: no watch windows)"))
     lines.append("note: " + "; ".join(NOTES))
     return "\n".join(lines)

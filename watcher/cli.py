@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,20 +21,22 @@ from typing import Optional
 
 import typer
 
-from watcher.errors import ConfigError, WatcherError
+from watcher.errors import ConfigError, ConfigProblem, WatcherError
 from watcher.logs import SyslogPrefixFormatter, journald_stream
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
 
+# rich_markup_mode=None: click's plain help, where a boolean option shows as a flag (rich mode
+# printed `--json <bool>`) and each command's first sentence is its one-line summary.
 app = typer.Typer(
-    help="Watch a fresh deploy through Prometheus and health probes; roll the host back to the last "
-    "known-good release when a rule fires, verify it, and tell people.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-mark_app = typer.Typer(help="Mark a release: deployed, good, bad, barrier.", no_args_is_help=True)
+mark_app = typer.Typer(help="Mark a release: deployed, good, bad, barrier.", no_args_is_help=True,
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(mark_app, name="mark")
 
 ConfigOpt = typer.Option(
@@ -43,17 +46,24 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 def main() -> None:
-    """Entry point: every WatcherError ends as one readable line (or one per config problem)."""
+    """Entry point: a usage error prints click's usage and exits 2; every WatcherError ends as one
+    readable line (or one per config problem) and exit 1; a command that cannot do its job exits
+    non-zero. Never a traceback for something the user typed. With --json, stdout holds JSON
+    even then (`_json_error`); the human text goes to stderr as always."""
     try:
         # Outside standalone mode click returns the code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)
     except ConfigError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); nothing was changed.", file=sys.stderr)
+        summary = f"{len(exc.problems)} problem(s); nothing was changed."
+        print(summary, file=sys.stderr)
+        _json_error(exc, summary, [{"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+                                   for p in exc.problems])
         sys.exit(1)
     except WatcherError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        _json_error(exc, str(exc))
         sys.exit(1)
     except typer.Abort:
         print("Aborted; nothing was changed.", file=sys.stderr)
@@ -61,16 +71,60 @@ def main() -> None:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:
+        # typer 0.29 raises the exceptions of its own vendored click (typer._click), whose
+        # base is the public typer.TyperException: UsageError (exit 2), BadParameter, NoSuchOption...
+        _show_usage_error(exc)
+        _json_error(exc, exc.format_message())
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _json_error(exc: Exception, message: str, problems: list[dict] | None = None) -> None:
+    """`--json` promises JSON on stdout: an error is a JSON object too, never an empty stdout."""
+    argv = sys.argv[1:]
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" not in options:
+        return
+    error = {"error": type(exc).__name__, "message": message}
+    if problems is not None:
+        error["valid"] = False
+        error["problems"] = problems
+    print(json.dumps(error, indent=2, sort_keys=True))
+
+
+def _show_usage_error(exc: typer.TyperException) -> None:
+    show = getattr(exc, "show", None)
+    if show is None:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+    else:
+        show()
+    option = getattr(exc, "option_name", None)
+    if option and option.startswith("-") and not getattr(exc, "possibilities", None):
+        # A release id such as "-rc1" looks like an option: the POSIX `--` ends the options.
+        # click names "-r" for "-rc1" (a cluster of short options): show what was typed.
+        typed = next((a for a in sys.argv[1:] if a.startswith(option)), option)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "rollback-watcher COMMAND"
+        print(f"If {typed} is a value (a release id), not an option, put it after `--`: "
+              f"{command} -- {typed}", file=sys.stderr)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from watcher import __version__
+
+        print(f"rollback-watcher {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _top(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
+    """Watch a fresh deploy through Prometheus and health probes; roll the host back to the last
+    known-good release when a rule fires, verify it, and tell people."""
 
 
 def _load(config: str):
@@ -108,8 +162,33 @@ def _out(data, as_json: bool, text: str) -> None:
         print(text)
 
 
+def _duration_option(text: str, option: str) -> float:
+    """A CLI duration, through the parser watcher.yaml uses; a bad one is a usage error (exit 2)."""
+    from watcher.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
 def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t else "-"
+    """A time as every output writes it (watcher.format), "-" when there is none."""
+    from watcher.format import format_time
+
+    return format_time(t) if t else "-"
+
+
+def _journal_field(key: str, value) -> str:
+    """`key=value` of a journal event for people: times as times, numbers rounded (the journal
+    itself keeps the raw values for machines)."""
+    from watcher.format import format_number
+
+    if isinstance(value, float) and (key in ("until", "at", "window_ends", "deployed_at") or key.endswith("_at")):
+        return f"{key}={_when(value)}"
+    if isinstance(value, float):
+        return f"{key}={format_number(value)}"
+    return f"{key}={value}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,54 +197,36 @@ def _when(t: float | None) -> str:
 @app.command()
 def check(
     config: str = ConfigOpt,
-    online: bool = typer.Option(False, "--online", help="Also run each query once and probe each URL."),
+    online: bool = typer.Option(False, "--online", help="Also run each query once, probe each URL, "
+                                "look the rules' metrics up and try the telemetry port."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Validate the config and rule files. Exit 0 when valid, 1 with every problem listed."""
+    """Validate the config, its rules and the paths it names.
+
+    Offline: the syntax, the backend's paths and the deploy lock's directory on this host, and
+    every notify URL as Apprise parses it. Exit 0 when valid, 1 with every problem listed."""
+    from watcher import hostcheck, targetcheck
+
     cfg = _load(config)
+    # What cannot work on this host is a config problem like any other: FILE:LINE: KEY: message.
+    problems = hostcheck.path_problems(cfg)
+    lines_of = hostcheck.key_lines(cfg.path)
+    for text in targetcheck.target_problems(cfg.notify, targetcheck.cache_dir()):
+        key, _, message = text.partition(": ")
+        problems.append(ConfigProblem(str(cfg.path), lines_of.get(key), key, message))
+    if problems:
+        raise ConfigError(problems)
     rows = []
     for rule in cfg.rules:
         kind = type(rule.signal).__name__
         rows.append({"rule": rule.name, "signal": kind, "condition": rule.condition_text(), "action": rule.action,
                      "file": str(rule.location)})
-    failed = 0
     if online:
-        from watcher.evaluate import evaluate, watch_window
-        from watcher.rules import HttpCheck, PromQuery
-        from watcher.signals import build_reader
+        from watcher.checkreport import check_online
 
-        reader = build_reader(cfg)
-        now = time.time()
-        try:
-            evaluation = evaluate(cfg.rules, reader, now, watch_window(now, None, False, cfg), {}, {}, cfg.error_limit)
-        finally:
-            reader.close()
-        results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
-        for row, rule in zip(rows, cfg.rules):
-            result, seconds = results[rule.name]
-            if isinstance(result, Exception):
-                row["online"] = f"FAIL: {result}"
-                failed += 1
-            elif isinstance(rule.signal, HttpCheck):
-                row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
-                failed += 0 if result.ok else 1
-            elif isinstance(rule.signal, PromQuery):
-                row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
-            else:
-                row["online"] = f"ok: {result[0].value if result else '-'}"
-    target_problems: list[str] = []
-    if online:
-        # Apprise takes ~270 ms to import: only the online check asks it about the targets.
-        from watcher.notify import check_targets
-
-        target_problems = check_targets(list(cfg.notify))
-        failed += len(target_problems)
-    fleet_problems: list[str] = []
-    if online:
-        from watcher.fleet_cli import check_online
-
-        fleet_problems = check_online(cfg)
-        failed += len(fleet_problems)
+        report = check_online(cfg, rows, time.time())
+    else:
+        report = None
     lines = [f"{cfg.path}: valid; service {cfg.service}, {len(cfg.rules)} rules, mode {cfg.mode}, "
              f"backend {cfg.backend.type if cfg.backend else 'none'}, {len(cfg.notify)} notify target(s)"]
     for row in rows:
@@ -173,20 +234,21 @@ def check(
         if "online" in row:
             line += f"   [{row['online']}]"
         lines.append(line)
-    if online:
-        lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
-    lines += [f"notify: {p}" for p in target_problems]
-    lines += [f"fleet: {p}" for p in fleet_problems]
-    _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
-          "notify_problems": target_problems, "fleet_problems": fleet_problems}, as_json, "\n".join(lines))
-    if failed:
+    data = {"config": str(cfg.path), "valid": True, "rules": rows, "notify_problems": []}
+    if report is not None:
+        lines += report.lines(len(rows), len(cfg.notify))
+        data.update(report.as_json())
+    _out(data, as_json, "\n".join(lines))
+    if report is not None and report.failed:
         raise typer.Exit(1)
 
 
 @app.command("eval")
 def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Evaluate every rule once now against the live signals; print rule, value, condition,
-    state. Reads the saved state (deploy time, baselines, pending timers) but changes nothing."""
+    """Evaluate every rule once, now, against the live signals.
+
+    Prints rule, value, condition and state. Reads the saved state (deploy time, baselines,
+    pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
     from watcher.evaluate import evaluate, watch_window
     from watcher.format import format_labels, format_value
     from watcher.signals import build_reader
@@ -205,15 +267,22 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]
+    # Every query failed (Prometheus down, every probe refused): the table says nothing about
+    # the rules, so the command did not do its job.
+    blind = bool(rows) and all(r["outcome"] == "error" for r in rows)
     if as_json:
-        _out({"time": now, "window_s": window_s, "release": state.current, "rules": rows}, True, "")
-        return
-    print(f"{'RULE':<26} {'VALUE':>10}  {'CONDITION':<36} {'OUTCOME':<8} {'STATE':<8} DETAIL")
-    for r in rows:
-        detail = r["detail"] or (format_labels(r["labels"]) if r["labels"] else "")
-        print(f"{r['rule']:<26} {format_value(r['value'], r['unit']):>10}  {r['condition'][:36]:<36} "
-              f"{r['outcome']:<8} {r['state']:<8} {detail}")
-    print(f"[$window] = {window_s}s; release {state.current or 'unknown'}")
+        _out({"time": now, "window_s": window_s, "release": state.current, "rules": rows,
+              "every_signal_failed": blind}, True, "")
+    else:
+        print(f"{'RULE':<26} {'VALUE':>10}  {'CONDITION':<36} {'OUTCOME':<8} {'STATE':<8} DETAIL")
+        for r in rows:
+            detail = r["detail"] or (format_labels(r["labels"]) if r["labels"] else "")
+            print(f"{r['rule']:<26} {format_value(r['value'], r['unit']):>10}  {r['condition'][:36]:<36} "
+                  f"{r['outcome']:<8} {r['state']:<8} {detail}")
+        print(f"[$window] = {window_s}s; release {state.current or 'unknown'}")
+    if blind:
+        print(f"FAILED: no rule's signal could be read ({len(rows)} of {len(rows)} failed)", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -221,8 +290,11 @@ def run(
     config: str = ConfigOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
-    """Run the service: one tick every `interval`. SIGHUP reloads, SIGTERM finishes the tick
-    in hand and exits 0. Meant for systemd (Type=notify)."""
+    """Run the service: one tick every `interval`.
+
+    SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
+    (Type=notify). Exit 78 when it cannot start on this host (e.g. the telemetry port is taken):
+    restarting would not help."""
     from watcher.daemon import serve
     from watcher.service import build_watcher
 
@@ -234,7 +306,7 @@ def run(
 
 @app.command()
 def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """The current release, its window, every rule's state and the open incident."""
+    """The release, its watch window, rule states, the incident."""
     from watcher.state import StateStore
 
     cfg = _load(config)
@@ -294,7 +366,7 @@ HISTORY_KINDS = {"deploy", "rollback_intent", "rollback_verified", "rollback_fai
 @app.command()
 def history(
     config: str = ConfigOpt,
-    limit: int = typer.Option(50, "--limit", "-n", help="How many events, newest last."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many events, newest last."),
     all_events: bool = typer.Option(False, "--all", help="Every journal event, not only deploys, rollbacks and incidents."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -306,7 +378,8 @@ def history(
     events = events[-limit:]
     lines = []
     for e in events:
-        fields = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "kind", "timeline") and v not in (None, "", [], {}))
+        fields = " ".join(_journal_field(k, v) for k, v in e.items()
+                          if k not in ("time", "kind", "timeline") and v not in (None, "", [], {}))
         lines.append(f"{_when(e.get('time'))} {e.get('kind'):<18} {fields}")
     _out(events, as_json, "\n".join(lines) or "the journal is empty")
 
@@ -327,9 +400,11 @@ def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 @app.command()
 def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Every release the backend has, newest first, with its marks, which is current, and where
-    its place in the order comes from: `timeline` (the watcher saw it deployed), `created` (the
-    backend's creation time) or `unknown` (after the others, in the backend's listing order)."""
+    """Every release the backend has, newest first, with its marks.
+
+    Which is current, and where its place in the order comes from: `timeline` (the watcher saw
+    it deployed), `created` (the backend's creation time) or `unknown` (after the others, in the
+    backend's listing order)."""
     from watcher.decide import order_releases
     from watcher.service import build_watcher
 
@@ -361,6 +436,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
 
     w = build_watcher(cfg, fleet=True)
     store = w.store
+    args = {**args, "by": _who()}  # said in the journal and in the message to people
     if store.service_running():
         request_id = store.submit_request(command, **args)
         deadline = time.monotonic() + wait
@@ -385,9 +461,30 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         store.release_lock()
 
 
+def _who() -> str:
+    """The human behind a request: the sudo caller if any, else the login name."""
+    import getpass
+
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (a container)
+        return f"uid {os.getuid()}"
+
+
+def _print_result(result: str) -> None:
+    """Print what the watcher answered; a refused request is a failed command (exit 1)."""
+    print(result)
+    if result.startswith("refused"):
+        raise typer.Exit(1)
+
+
 def _mark(config: str, release: str, what: str, reason: str | None) -> None:
+    from watcher.backends.base import check_release_id
+
+    # Refused here, before the request is queued: a running watcher would only journal it.
+    release = check_release_id(release)
     cfg = _load(config)
-    print(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason}))
+    _print_result(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason}))
 
 
 @mark_app.command("good")
@@ -408,8 +505,9 @@ def mark_barrier(
     config: str = ConfigOpt,
     remove: bool = typer.Option(False, "--remove", help="Take the barrier away."),
 ) -> None:
-    """Mark RELEASE as not reversible (e.g. it ran a destructive migration): auto-rollback never
-    crosses it; a human is called instead."""
+    """Mark RELEASE as not reversible: no rollback across it.
+
+    Use it after a destructive migration, for example. Auto-rollback never crosses it; a human is called instead."""
     _mark(config, release, "not-barrier" if remove else "barrier", None)
 
 
@@ -419,9 +517,14 @@ def mark_deployed(
     config: str = ConfigOpt,
     at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now)."),
 ) -> None:
-    """Announce a deploy of RELEASE from a deploy script, instead of waiting for the next poll."""
+    """Announce a deploy of RELEASE now, from a deploy script.
+
+    The watcher need not wait for its next poll to see it."""
+    from watcher.backends.base import check_release_id
+
+    release = check_release_id(release)
     cfg = _load(config)
-    print(_human_request(cfg, "deployed", {"release": release, "at": at}))
+    _print_result(_human_request(cfg, "deployed", {"release": release, "at": at}))
 
 
 @app.command()
@@ -429,26 +532,23 @@ def pause(
     duration: str = typer.Option(..., "--for", help="How long, e.g. 1h or 30m."),
     config: str = ConfigOpt,
 ) -> None:
-    """Stop acting for a while (decide and notify "would roll back" only)."""
-    from watcher.config import parse_duration
-
-    try:
-        seconds = parse_duration(duration)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--for") from None
-    print(_human_request(_load(config), "pause", {"seconds": seconds}))
+    """Stop acting for a while (decide and notify only)."""
+    seconds = _duration_option(duration, "--for")
+    _print_result(_human_request(_load(config), "pause", {"seconds": seconds}))
 
 
 @app.command()
 def resume(config: str = ConfigOpt) -> None:
     """End a pause."""
-    print(_human_request(_load(config), "resume", {}))
+    _print_result(_human_request(_load(config), "resume", {}))
 
 
 @app.command()
 def resolve(config: str = ConfigOpt) -> None:
-    """A human ends an incident after a failed rollback: the watcher acts again."""
-    print(_human_request(_load(config), "resolve", {}))
+    """End an incident after a failed rollback.
+
+    The watcher acts again."""
+    _print_result(_human_request(_load(config), "resolve", {}))
 
 
 @app.command()
@@ -459,9 +559,11 @@ def rollback(
     reason: str = typer.Option("manual rollback", help="Recorded in the journal and messages."),
     config: str = ConfigOpt,
 ) -> None:
-    """Roll back by hand, through the same path as the automatic one: plan (the planner the
-    service uses), lock, re-read current, preflight, switch, verify, journal. --dry-run goes
-    down the same path and stops before the first change. Without --yes it shows the plan and asks."""
+    """Roll back by hand, as the automatic rollback does.
+
+    Plan (the planner the service uses), lock, re-read current, preflight, switch, verify,
+    journal. --dry-run goes down the same path and stops before the first change. Without --yes
+    it shows the plan and asks."""
     from watcher.errors import RollbackError, UnsafeReleaseId
     from watcher.model import RollbackResult
     from watcher.rollback import execute, plan_rollback
@@ -500,10 +602,16 @@ def notify_test(
     config: str = ConfigOpt,
     severity: str = typer.Option("info", "--severity", help="info, success, warning, failure or critical."),
 ) -> None:
-    """Send a test message to every notify target and report, per target, whether it arrived."""
-    from watcher import notify
-    from watcher.messages import MessageContext
+    """Send a test message to every notify target.
 
+    Reports, per target, whether it arrived."""
+    from watcher import notify
+    from watcher.messages import MessageContext, Severity
+
+    try:
+        Severity.parse(severity)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--severity") from None
     cfg = _load(config)
     code = notify.notify_test_command(list(cfg.notify), severity, sys.stdout, ctx=MessageContext(cfg.service, cfg.host))
     raise typer.Exit(code)
@@ -521,17 +629,22 @@ def backtest(
     release_label: str = typer.Option("release", help="Label of the release in --deploy-metric."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Replay the rules over Prometheus history: when each would have been pending and firing,
-    and which deploys would have been rolled back."""
+    """Replay the rules over Prometheus history.
+
+    Shows when each rule would have been pending and firing, and which deploys would have been
+    rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
     from watcher import backtest as bt
-    from watcher.config import parse_duration
     from watcher.signals import PrometheusSource
     from watcher.state import StateStore
 
-    cfg = _load(config)
+    step_s = _duration_option(step, "--step") if step else None
     now = time.time()
-    start, end = bt.parse_time(since, now), bt.parse_time(until, now) if until else now
-    step_s = parse_duration(step) if step else cfg.interval
+    try:
+        start, end = bt.parse_time(since, now), bt.parse_time(until, now) if until else now
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since/--until") from None
+    cfg = _load(config)
+    step_s = step_s or cfg.interval
     source = PrometheusSource(cfg.prometheus.url, max(cfg.prometheus.timeout, 30.0), cfg.prometheus.headers)
     if deploys == "journal":
         found = bt.deploys_from_journal(StateStore(cfg.state_dir).events())
@@ -541,12 +654,16 @@ def backtest(
         found = bt.deploys_from_file(Path(deploys), now)
     result = bt.run_backtest(cfg, source, start, end, step_s, found, rule or None)
     _out(bt.to_json(result), as_json, bt.render_text(result, _when))
+    if result.every_step_failed():
+        raise typer.Exit(1)
 
 
 @app.command("test")
 def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rules/tests/default_test.yaml).")) -> None:
-    """Unit-test rules without Prometheus: query results per step in, states and rollbacks out.
-    Exit 1 on any failed expectation. (Test the PromQL itself with `promtool test rules`.)"""
+    """Unit-test rules without Prometheus.
+
+    Query results per step in, states and rollbacks out. Exit 1 on any failed expectation.
+    (Test the PromQL itself with `promtool test rules`.)"""
     from watcher import ruletest
 
     results = ruletest.run_file(file)
@@ -556,8 +673,10 @@ def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rule
 
 @app.command()
 def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Why RULE is in its state: the query, each series now, the threshold or baseline and where
-    it came from, the `for` progress, and the last transitions."""
+    """Why RULE is in its state.
+
+    The query, each series now, the threshold or baseline and where it came from, the `for`
+    progress, and the last transitions."""
     import dataclasses
 
     from watcher import explain as ex
@@ -570,7 +689,9 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
 
 @app.command()
 def demo() -> None:
-    """A bad deploy detected and rolled back on a sandbox host (about 30 s; what `make demo` runs)."""
+    """A bad deploy rolled back on a sandbox host, in about 30 s.
+
+    What `make demo` runs."""
     from watcher.demo.run import demo as run_demo
 
     raise typer.Exit(run_demo())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from watcher import yamlfile
+from watcher.durations import parse_duration
 from watcher.errors import ConfigError, ConfigProblem
 from watcher.messages import NotifyTarget, Severity
 from watcher.rules import (
@@ -133,30 +134,6 @@ class WatcherConfig:
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Durations: Prometheus' form, "90s", "2m", "1h30m", "500ms"
-
-_DURATION = re.compile(r"^(?:(\d+)(ms|s|m|h|d|w))+$")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: Any) -> float:
-    """Seconds in `text` ("2m", "1h30m", "250ms"); 0 alone is allowed. Raises ValueError."""
-    if isinstance(text, bool):
-        raise ValueError("expected a duration such as 30s, 2m or 1h30m")
-    if isinstance(text, int) and text == 0:
-        return 0.0
-    if not isinstance(text, str):
-        raise ValueError(f"expected a duration such as 30s, 2m or 1h30m, got {_show(text)}")
-    if not _DURATION.match(text):
-        hint = ""
-        if text.strip().lstrip("-").replace(" ", "") and _DURATION.match(text.replace(" ", "").lstrip("-")):
-            hint = f" (write {text.replace(' ', '').lstrip('-')!r}: no spaces, no sign)"
-        raise ValueError(f"{text!r} is not a duration such as 30s, 2m or 1h30m{hint}")
-    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text)))
 
 
 def _show(value: Any) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
 from watcher import messages
 from watcher.config import load_config
 from watcher.errors import ConfigError
+from watcher.hostcheck import EXIT_CANNOT_START, listen_error
 from watcher.locks import DeployLock
 from watcher.rules import Phase
 from watcher.sdnotify import sd_notify
@@ -69,7 +71,15 @@ def serve(w: Watcher) -> int:
     daemon = Daemon(w)
     try:
         if w.telemetry is not None:
-            bound = w.telemetry.serve(cfg.telemetry.listen)
+            try:
+                bound = w.telemetry.serve(cfg.telemetry.listen)
+            except OSError as exc:
+                # One line and an exit code the unit's RestartPreventExitStatus= names: a restart
+                # loop would only hit the same taken port every RestartSec.
+                line = listen_error(cfg.telemetry.listen, exc)
+                logging.getLogger("watcher.telemetry").error("cannot start: %s", line)
+                print(f"cannot start: {line}", file=sys.stderr)
+                return EXIT_CANNOT_START
             logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
         if cfg.notify:
             from watcher.notify import check_targets

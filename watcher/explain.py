@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from watcher.errors import WatcherError
 from watcher.evaluate import evaluate, watch_window
-from watcher.format import format_duration, format_labels, format_value
+from watcher.format import format_duration, format_labels, format_time, format_value
 from watcher.rules import (
     HttpCheck,
     Phase,
@@ -124,7 +124,7 @@ def _signal_text(rule: Rule, window_s: int) -> str:
 
 
 def _when(t) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(t))) if isinstance(t, (int, float)) else "-"
+    return format_time(float(t)) if isinstance(t, (int, float)) else "-"
 
 
 def render_text(e: Explanation, unit: str = "") -> str:

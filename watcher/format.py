@@ -3,7 +3,7 @@ summaries, the CLI, `explain`, the backtest and the notifications all use these,
 reads the same wherever it appears. Pure: no I/O, no clock.
 
 Numbers are formatted by the unit the rule declares:
-  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.21%);
+  - "%", "percent" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.21%);
   - "s": seconds, shown as 250ms, 1.2s, 2m10s;
   - anything else: 4 significant digits followed by the unit.
 """
@@ -68,7 +68,7 @@ def format_value(value: float | None, unit: str = "") -> str:
     if isinstance(value, float) and math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     unit = (unit or "").strip()
-    if unit in ("%", "ratio"):
+    if unit in ("%", "ratio", "percent"):
         return format_number(value * 100) + "%"
     if unit == "s":
         return ("-" if value < 0 else "") + format_duration(abs(value))

@@ -20,11 +20,9 @@ is shown as the rule wrote it.
 "since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
 (`ctx.at(now)`); without it only the UTC time is shown.
 
-De-duplication: each message carries a `dedup_key` naming the thing it talks about (a release,
-a rule on a release, the watcher's sight, the config). The Notifier drops a message of the same
-kind and key as one it accepted within its `repeat_after` window, so a service that calls a
-template on every tick still sends one message per state change (and a reminder after the
-window). Test messages have no key and are never dropped.
+What is news is decided once, by the service: it sends a message on a state change (a rule's
+transition, an incident's new verdict, a rollback's outcome), and the notifier delivers every
+message it is given.
 
 Length: over 400 lines because it holds one template per event the watcher tells about (about
 twenty), on purpose in one file so that their wording stays consistent.
@@ -32,9 +30,8 @@ twenty), on purpose in one file so that their wording stays consistent.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Iterable, Sequence
 
@@ -107,9 +104,11 @@ class Message:
     title: str
     body: str
     route_tags: tuple[str, ...] = ()
-    dedup_key: str = ""  # "" never de-duplicates; see the module docstring
     release: str = ""  # for the journal
     rules: tuple[str, ...] = ()  # for the journal
+    # The event as data, for receivers that automate (`payload()`): target, rule, value,
+    # threshold, action, incident... as each template knows them.
+    facts: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,56 @@ class MessageContext:
         return replace(self, now=now)
 
 
+# --- the structured payload of json:// and jsons:// targets ----------------------------------
+
+PAYLOAD_SCHEMA = "rollback-watcher/1"
+PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
+                "value", "unit", "threshold", "action", "incident", "next")
+
+
+def payload(message: Message) -> dict:
+    """The event as JSON for webhooks that automate, beside Apprise's own title/message/type.
+    Version 1 (`"schema": "rollback-watcher/1"`); every key is always present, null when the
+    event has no such thing:
+
+        event      the message kind (rolling_back, rollback_verified, rollback_failed, ...)
+        severity   info | success | warning | failure | critical
+        service, host
+        release    the release the event is about (the one rolled back from)
+        target     the release rolled back to, or the candidate a human may roll back to
+        rule       the first rule behind it; rules: all of them
+        value      that rule's value (a number, in `unit`); threshold: its condition as written
+        action     what the watcher did or asks: rollback, rolled_back, needs_human, none,
+                   notify, deploy, marked_good, human
+        incident   the open incident's id
+        next       the one command a human should run next
+
+    A new key may be added within version 1; a key's meaning never changes without a new one.
+    """
+    facts = message.facts
+    next_line = next((line[len("Next: "):] for line in message.body.splitlines() if line.startswith("Next: ")), None)
+    data = {"schema": PAYLOAD_SCHEMA, "event": message.kind, "severity": message.severity.value,
+            "release": message.release or None,
+            "rules": list(message.rules), "rule": message.rules[0] if message.rules else None, "next": next_line}
+    data.update({k: v for k, v in facts.items() if k in PAYLOAD_KEYS})
+    return {k: data.get(k) for k in PAYLOAD_KEYS}
+
+
+def with_context(message: Message, ctx: MessageContext, incident: str | None = None) -> Message:
+    """`message` with who sends it (and the open incident) in its facts, for `payload()`."""
+    facts = {**message.facts, "service": ctx.service, "host": ctx.host}
+    if incident:
+        facts["incident"] = incident
+    return replace(message, facts=facts)
+
+
+def _finding_facts(findings: Sequence[Finding]) -> dict:
+    if not findings:
+        return {}
+    f = findings[0]
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition}
+
+
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
 
 
@@ -172,11 +221,12 @@ def fmt_finding(finding: Finding, now: float | None = None) -> str:
     return line
 
 
-def fmt_findings(findings: Sequence[Finding], now: float | None = None) -> str:
-    """"Why:" and one line per rule, at most FINDINGS_SHOWN, then "... and N more"."""
+def fmt_findings(findings: Sequence[Finding], now: float | None = None, reason: str = "") -> str:
+    """"Why:" and one line per rule, at most FINDINGS_SHOWN, then "... and N more"; with no
+    rule behind it (a human's rollback), the reason given."""
     findings = list(findings)
     if not findings:
-        return "Why: no rule named (see the journal)."
+        return f"Why: {reason}" if reason else ""
     lines = ["Why:"]
     lines += [f"- {fmt_finding(f, now)}" for f in findings[:FINDINGS_SHOWN]]
     if len(findings) > FINDINGS_SHOWN:
@@ -237,7 +287,7 @@ def for_verdict(ctx: MessageContext, verdict) -> Message | None:
     if verdict.action == Action.NOTIFY:
         return would_roll_back(ctx, release, verdict.target, findings, verdict.reason)
     if verdict.action == Action.REFUSE:
-        return cannot_act(ctx, release, verdict.reason, findings)
+        return cannot_act(ctx, release, verdict.reason, findings, verdict.target)
     return None
 
 
@@ -261,15 +311,16 @@ def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f.rule for f in findings))
 
 
-def _digest(items: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:12]
-
-
 # --- one function per event ----------------------------------------------------------------
 
 
-def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
-    """INFO: a new release is current; its watch window starts."""
+def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_good: bool = True) -> Message:
+    """INFO: a new release is current; its watch window starts. Without a known-good release
+    to go back to (a first start), it says a human is called instead of promising a rollback."""
+    then = ("A firing rollback rule in that window rolls back to the last known-good release."
+            if has_known_good else
+            "No release is known-good yet, so there is nothing to roll back to: a firing rollback "
+            f"rule calls a human instead (`{CLI} mark good ID` names one).")
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
@@ -278,11 +329,11 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float) -> Message:
             f"Release {release} is now current on {ctx.host}.",
             f"Watching it for {format_duration(window_s)}"
             + (f", until {format_time(ctx.now + window_s)}." if ctx.now is not None else "."),
-            "A firing rollback rule in that window rolls back to the last known-good release.",
+            then,
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
+        facts={"action": "deploy"},
     )
 
 
@@ -297,8 +348,8 @@ def window_passed(ctx: MessageContext, release: str) -> Message:
             "It is now known-good: a rollback target for later releases.",
             _next(f"nothing to do; {CLI} releases lists the marks"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
+        facts={"action": "marked_good"},
     )
 
 
@@ -314,32 +365,36 @@ def rule_pending(ctx: MessageContext, finding: Finding, release: str) -> Message
             fmt_findings([finding], ctx.now),
             _next(f"{CLI} explain {finding.rule}", f"{CLI} pause --for 1h to hold off a rollback"),
         ),
-        dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
+        facts={**_finding_facts([finding]), "action": "none"},
     )
 
 
-def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding]) -> Message:
-    """WARNING: the decider acts; the backend is switching."""
+def rolling_back(ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding],
+                 reason: str = "", manual: bool = False, target_is: str = "the newest known-good release") -> Message:
+    """WARNING: the backend is switching: the decider acts, or a human asked (`manual`, with
+    their `reason`). `target_is` says what the target is: the newest known-good release for the
+    decider; for a human's `--to`, whether it is known-good at all."""
+    who = f"By hand ({reason})" if manual and reason else ("By hand" if manual else "")
     return Message(
         kind="rolling_back",
         severity=Severity.WARNING,
-        title=_title(ctx, "rolling back {a} → {b}", a=from_id, b=to_id),
+        title=_title(ctx, ("rolling back {a} → {b} by hand" if manual else "rolling back {a} → {b}"), a=from_id, b=to_id),
         body=_body(
-            f"Rolling back {from_id} → {to_id} (the newest known-good release); "
+            (f"{who}: rolling back" if who else "Rolling back") + f" {from_id} → {to_id} ({target_is}); "
             f"{from_id} is marked bad.",
-            fmt_findings(findings, ctx.now),
+            fmt_findings(findings, ctx.now, "" if manual else reason),
             _next(f"{CLI} status (a message follows when the rollback is verified)"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rollback"},
     )
 
 
 def rollback_verified(
-    ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding], seconds: float
+    ctx: MessageContext, from_id: str, to_id: str, findings: Sequence[Finding], seconds: float, reason: str = ""
 ) -> Message:
     """SUCCESS: switched and verified healthy."""
     return Message(
@@ -351,12 +406,12 @@ def rollback_verified(
             f"{format_duration(seconds)}.",
             f"{from_id} is marked bad and will not be a rollback target; fix it before "
             "deploying again.",
-            fmt_findings(findings, ctx.now),
+            fmt_findings(findings, ctx.now, reason),
             _next(f"{CLI} history (the incident's timeline)"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back"},
     )
 
 
@@ -372,8 +427,8 @@ def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) 
             f"act again until a human runs `{CLI} resolve`.",
             _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "needs_human"},
     )
 
 
@@ -388,8 +443,8 @@ def verify_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) ->
             f"The watcher stops acting until a human runs `{CLI} resolve`.",
             _next(f"{CLI} status", f"fix by hand, then {CLI} resolve"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "needs_human"},
     )
 
 
@@ -407,12 +462,13 @@ def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -
             "watched as a new deploy.",
             _next(f"{CLI} status"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
+        facts={"target": to_id, "action": "none"},
     )
 
 
-def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding]) -> Message:
+def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding],
+               candidate: str | None = None) -> Message:
     """CRITICAL: a rollback rule fired but the policy forbids acting (no target, barrier,
     limit reached, cooldown). `reason` is the decider's own words."""
     return Message(
@@ -423,11 +479,13 @@ def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequenc
             f"A rollback rule fired on release {release}, but the watcher will not roll back: "
             f"{reason}",
             fmt_findings(findings, ctx.now),
-            _next(f"{CLI} status", f"{CLI} rollback --to ID if you decide to roll back"),
+            _next(f"{CLI} status",
+                  f"{CLI} rollback --to {candidate} if you decide to roll back to it" if candidate else
+                  f"{CLI} releases to pick a release, then {CLI} rollback --to ID if you decide to roll back"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": candidate, "action": "needs_human"},
     )
 
 
@@ -444,9 +502,9 @@ def fired_outside_window(ctx: MessageContext, release: str, findings: Sequence[F
             fmt_findings(findings, ctx.now),
             _next(f"{CLI} explain {names[0] if names else 'RULE'}"),
         ),
-        dedup_key=f"fired:{release}:{_digest(sorted(names))}",
         release=release,
         rules=names,
+        facts={**_finding_facts(findings), "action": "none"},
     )
 
 
@@ -471,9 +529,9 @@ def would_roll_back(
         severity=Severity.WARNING,
         title=title,
         body=_body(first, fmt_findings(findings, ctx.now), command),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "target": to_id, "action": "none"},
     )
 
 
@@ -491,7 +549,6 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"{CLI} check --online"),
         ),
-        dedup_key="sight",
         rules=tuple(rules),
     )
 
@@ -509,7 +566,6 @@ def recovered(ctx: MessageContext, rules: Sequence[str]) -> Message:
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"nothing to do; {CLI} status"),
         ),
-        dedup_key="sight",
         rules=tuple(rules),
     )
 
@@ -531,7 +587,6 @@ def reload_refused(ctx: MessageContext, problems: Sequence[str]) -> Message:
             "\n".join(lines),
             _next(f"{CLI} check"),
         ),
-        dedup_key=f"config:{_digest(problems)}",
     )
 
 
@@ -547,9 +602,23 @@ def notify_only(ctx: MessageContext, finding: Finding, release: str) -> Message:
             fmt_findings([finding], ctx.now),
             _next(f"{CLI} explain {finding.rule}", f"{CLI} rollback if the release is the cause"),
         ),
-        dedup_key=f"rule:{finding.rule}@{release}",
         release=release,
         rules=(finding.rule,),
+        facts={**_finding_facts([finding]), "action": "notify"},
+    )
+
+
+def human_action(ctx: MessageContext, what: str, by: str, effect: str, release: str = "") -> Message:
+    """INFO: a human changed what the watcher will do (`pause`, `resume`, `resolve`, `mark`):
+    whoever else is on call hears who did what, and what it changes."""
+    who = by or "someone"
+    return Message(
+        kind="human_action",
+        severity=Severity.INFO,
+        title=_title(ctx, "{what} by {who}", what=what, who=who),
+        body=_body(f"{what[:1].upper()}{what[1:]} by {who} on {ctx.host}.", effect, _next(f"nothing to do; {CLI} status")),
+        release=release,
+        facts={"action": "human"},
     )
 
 
@@ -566,6 +635,7 @@ def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
             f"{severity.value} messages.",
             _next("nothing to do"),
         ),
+        facts={"service": ctx.service, "host": ctx.host, "action": "none"},
     )
 
 
@@ -584,7 +654,6 @@ def fleet_blind(ctx: MessageContext, error: str) -> Message:
             "(rollback verdicts, survived windows) is kept and written when etcd is back.",
             _next(f"{CLI} check --online", "then look at the etcd cluster"),
         ),
-        dedup_key="fleet",
     )
 
 
@@ -595,7 +664,6 @@ def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
         severity=Severity.INFO,
         title=_title(ctx, "fleet recovered: etcd answers again"),
         body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
-        dedup_key="fleet",
     )
 
 
@@ -612,7 +680,6 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
             fmt_findings(findings, ctx.now),
             _next(f"{CLI} fleet status", "look at what the hosts share"),
         ),
-        dedup_key=f"fleet_symptom:{release}",
         release=release,
         rules=_names(findings),
     )

@@ -27,8 +27,9 @@ Severity on the wire
     failure   failure       4 high          x
     critical  failure       5 max           rotating_light
     (`max`, never ntfy's alias `urgent`: Apprise 2.2 silently turns `urgent` into `default`.)
-    For ntfy URLs the watcher sets `priority=` (replacing one in the URL) and appends its tag
-    to the URL's own `tags=`.
+    For ntfy URLs the watcher sets `priority=` unless the URL has its own, which wins (the
+    user's choice; ntfy's aliases `urgent` and 1-5 are written as Apprise's names, `urgent` as
+    `max`), and appends its tag to the URL's own `tags=`.
 
 Delivery
     `send()` returns at once: each target has its own queue, worker thread and Apprise objects,
@@ -45,8 +46,10 @@ Delivery
     seconds after its last failure, at most `redeliveries` times, then drops it. A redelivered
     message says it is late in its first line.
 
-    De-duplication: a message with a `dedup_key` is dropped when the last message accepted
-    with that key had the same kind and was accepted less than `repeat_after` seconds ago.
+    No de-duplication here: the service alone decides what is news (it sends on a state change:
+    a rule's transition, an incident's new verdict, a rollback's outcome), and every message it
+    sends is delivered. A second layer here dropped a second `rollback_failed`, or a
+    `cannot_act` with a new reason, as repeats of the first.
 
 Journal events (journal(kind, **fields); fields never hold a secret)
     notify_sent       id, message_kind, severity, target, attempts, elapsed_s
@@ -85,7 +88,7 @@ from urllib.parse import quote, unquote
 
 from watcher.errors import NotifyError, WatcherError
 from watcher.format import format_time
-from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.messages import Message, MessageContext, NotifyTarget, Severity, payload, test_message
 from watcher.redact import (
     ScrubFilter,
     config_path,
@@ -131,6 +134,8 @@ NTFY_PRIORITY = {
     Severity.CRITICAL: "max",
 }
 NTFY_PRIORITY_NUMBER = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5}
+# A priority written in the URL, as ntfy accepts it, to the name Apprise passes on unchanged.
+NTFY_PRIORITY_ALIASES = {"urgent": "max", **{str(n): name for name, n in NTFY_PRIORITY_NUMBER.items()}}
 NTFY_TAG = {
     Severity.INFO: "information_source",
     Severity.SUCCESS: "white_check_mark",
@@ -142,7 +147,6 @@ NTFY_SCHEMES = ("ntfy", "ntfys")
 
 MAX_BACKOFF = 30.0
 QUEUE_MAX = 1000  # per target; beyond it a message is dropped and journaled
-DEDUP_KEYS_MAX = 1024
 
 
 def _apprise():
@@ -183,24 +187,43 @@ class Undelivered:
 # --- building URLs ---------------------------------------------------------------------------
 
 
-def _ntfy_url(url: str, severity: Severity) -> str:
-    """The ntfy URL with the severity's priority (replacing the URL's) and its tag appended."""
+def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
+    """The ntfy URL with its tag appended, and the severity's priority unless the URL sets one
+    (in a URL Apprise `rewritten` from a config file, `priority=default` is Apprise's, not set)."""
     parts = split_url(url)
     if parts is None or parts.scheme.lower() not in NTFY_SCHEMES:
         return url
     tags: list[str] = []
     kept: list[tuple[str, str | None]] = []
+    priority = NTFY_PRIORITY[severity]
     for key, value in parts.query:
         name = query_key(key).lower()
         if name in ("tags", "xtags"):
             tags += [t for t in unquote(value or "").split(",") if t.strip()]
-        elif name != "priority":
+        elif name == "priority":
+            if value and value.strip():
+                given = unquote(value).strip().lower()
+                given = NTFY_PRIORITY_ALIASES.get(given, given)
+                if not (rewritten and given == "default"):
+                    priority = given
+        else:
             kept.append((key, value))
     tags.append(NTFY_TAG[severity])
-    kept.append(("priority", NTFY_PRIORITY[severity]))
+    kept.append(("priority", priority))
     kept.append(("tags", quote(",".join(dict.fromkeys(t.strip() for t in tags)), safe="")))
     parts.query = kept
     return parts.join()
+
+
+def _structure(endpoint: "_Endpoint", message: Message) -> None:
+    """A json:// or jsons:// endpoint gets the event as data beside Apprise's title/message/type
+    (messages.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
+    mechanism behind its `:key=value` URL parameters; the URL's own extras still win. Each
+    lane's worker is the only user of its plugins, so setting them per message is safe."""
+    plugin, own = endpoint.plugins.get(message.severity, (None, {}))
+    if plugin is None or getattr(plugin, "protocol", None) != "json":  # json:// and jsons://
+        return
+    plugin.payload_extras = {**payload(message), **own}
 
 
 def _config_urls(path: str) -> tuple[list[str], str]:
@@ -232,6 +255,10 @@ def _permanent(reason: str) -> bool:
 class _Endpoint:
     url: str  # raw: never logged
     label: str  # redacted
+    # From an Apprise config file, a URL is Apprise's rewrite of it, which spells out every
+    # default (`priority=default`): only a priority other than the default was the user's.
+    rewritten: bool = False
+    plugins: dict = field(default_factory=dict)  # Severity -> (Apprise plugin, the URL's own `:key` extras)
     objects: dict = field(default_factory=dict)  # Severity -> apprise.Apprise
 
 
@@ -315,7 +342,7 @@ class _Lane:
             return self._endpoints
         path = config_path(self.target.url)
         urls, self._endpoint_error = _config_urls(path)
-        self._endpoints = [_Endpoint(u, f"{path}: {redact_url(u)}") for u in urls]
+        self._endpoints = [_Endpoint(u, f"{path}: {redact_url(u)}", rewritten=True) for u in urls]
         return self._endpoints
 
     def _apprise_for(self, endpoint: _Endpoint, severity: Severity):
@@ -325,7 +352,7 @@ class _Lane:
         if obj is not None:
             return obj
         apprise = _apprise()
-        plugin = apprise.Apprise.instantiate(_ntfy_url(endpoint.url, severity))
+        plugin = apprise.Apprise.instantiate(_ntfy_url(endpoint.url, severity, endpoint.rewritten))
         if plugin is None:
             raise NotifyError(f"Apprise does not understand {endpoint.label}", permanent=True)
         timeout = self.notifier.timeout
@@ -335,11 +362,13 @@ class _Lane:
         obj = apprise.Apprise()
         obj.add(plugin)
         endpoint.objects[severity] = obj
+        endpoint.plugins[severity] = (plugin, dict(getattr(plugin, "payload_extras", None) or {}))
         return obj
 
     def attempt(self, endpoint: _Endpoint, message: Message, title: str, body: str) -> None:
         """One attempt; NotifyError with a redacted reason if it was not delivered."""
         obj = self._apprise_for(endpoint, message.severity)
+        _structure(endpoint, message)
         timeout = self.notifier.timeout
         started = time.monotonic()
         try:
@@ -394,7 +423,6 @@ class Notifier:
         backoff: float = 1.0,
         redeliveries: int = 5,
         redelivery_backoff: float = 30.0,
-        repeat_after: float = 3600.0,
     ):
         self.targets = list(targets)
         self.timeout = float(timeout)
@@ -402,15 +430,13 @@ class Notifier:
         self.backoff = max(0.0, float(backoff))
         self.redeliveries = max(0, int(redeliveries))
         self.redelivery_backoff = max(0.0, float(redelivery_backoff))
-        self.repeat_after = float(repeat_after)
         self._journal_fn = journal
         self._clock = clock
         self._lanes = [_Lane(self, i, t) for i, t in enumerate(self.targets)]
-        self._lock = threading.Lock()  # pending count, undelivered, dedup, journal calls
+        self._lock = threading.Lock()  # pending count, undelivered, journal calls
         self._idle = threading.Condition(self._lock)
         self._jobs = 0
         self._undelivered: dict[tuple[str, int, int], _Pending] = {}
-        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._stopping = threading.Event()
         self._closed = False
         self._secrets: frozenset[str] | None = None
@@ -456,27 +482,10 @@ class Notifier:
         if self._closed:
             log.warning("notify closed, message dropped kind=%s", message.kind)
             return
-        if self._suppressed(message):
-            log.debug("notify repeat suppressed kind=%s key=%s", message.kind, message.dedup_key)
-            return
         msg_id = uuid.uuid4().hex[:12]
         for lane in self._lanes:
             if lane.target.accepts(message):
                 self._enqueue(lane, _Job(msg_id, message))
-
-    def _suppressed(self, message: Message) -> bool:
-        if not message.dedup_key:
-            return False
-        now = self._clock()
-        with self._lock:
-            last = self._recent.get(message.dedup_key)
-            if last and last[0] == message.kind and now - last[1] < self.repeat_after:
-                return True
-            self._recent[message.dedup_key] = (message.kind, now)
-            self._recent.move_to_end(message.dedup_key)
-            while len(self._recent) > DEDUP_KEYS_MAX:
-                self._recent.popitem(last=False)
-        return False
 
     def _enqueue(self, lane: _Lane, job: _Job) -> bool:
         with self._lock:

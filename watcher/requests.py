@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from watcher import rollback
+from watcher import messages, rollback
 from watcher.backends.base import check_release_id
 from watcher.errors import RollbackError, WatcherError
+from watcher.format import format_duration, format_time
 from watcher.model import Mark
 
 if TYPE_CHECKING:
     from watcher.service import Watcher
+
+
+_MARK_EFFECT = {
+    "good": "It is a rollback target from now on.",
+    "bad": "It is never a rollback target.",
+    "barrier": "Automatic rollbacks never cross it: a human is called instead.",
+    "not-barrier": "It is no longer a barrier for automatic rollbacks.",
+}
 
 
 def apply_pending(w: "Watcher", now: float) -> None:
@@ -42,7 +51,8 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
             rec.mark, rec.marked_at, rec.reason = what, now, args.get("reason") or "marked by a human"
             if rid == s.current and what == Mark.GOOD:
                 s.window_ends = None
-        w.journal("mark", release=rid, mark=what, by="human")
+        w.journal("mark", release=rid, mark=what, by=args.get("by") or "human")
+        w.notify(messages.human_action(w.ctx, f"{rid} marked {what}", args.get("by", ""), _MARK_EFFECT[what], rid))
         return f"{rid} marked {what}"
     if command == "deployed":
         rid = check_release_id(args["release"])
@@ -52,20 +62,30 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
             return f"{rid} is already current, deployed at {s.deployed_at:.0f}: nothing changed"
         at = float(args.get("at") or now)
         w.on_deploy(rid, at)
-        return f"deploy of {rid} at {at:.0f} recorded"
+        return f"deploy of {rid} at {format_time(at)} recorded"
     if command == "pause":
         s.paused_until = now + float(args["seconds"])
-        w.journal("pause", until=s.paused_until)
-        return f"paused until {s.paused_until:.0f}"
+        w.journal("pause", until=s.paused_until, by=args.get("by"))
+        until = f"{format_time(s.paused_until)} ({format_duration(float(args['seconds']))})"
+        w.notify(messages.human_action(w.ctx, f"paused until {until}", args.get("by", ""),
+                                       "Until then the watcher decides and notifies, but does not roll back."))
+        return f"paused until {until}"
     if command == "resume":
+        was = s.paused_until
         s.paused_until = None
-        w.journal("resume")
+        w.journal("resume", by=args.get("by"))
+        if was is not None and was > now:
+            w.notify(messages.human_action(w.ctx, "resumed", args.get("by", ""),
+                                           "The pause is over: the watcher acts again on a firing rollback rule."))
         return "resumed"
     if command == "resolve":
         was = s.halted
         s.halted = None
         w.close_incident("resolved by a human", resolution="resolved")
-        w.journal("resolve", was=was)
+        w.journal("resolve", was=was, by=args.get("by"))
+        if was:
+            w.notify(messages.human_action(w.ctx, "resolved the halt", args.get("by", ""),
+                                           f"It was halted: {was}. The watcher acts again."))
         return "resolved" if was else "nothing was halted"
     if command == "rollback":
         return manual_rollback(w, args.get("to"), args.get("reason") or "manual rollback")

@@ -24,6 +24,7 @@ from watcher.backends.base import Prunable, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
+from watcher.format import format_duration
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.rules import Finding, HttpCheck, Phase, Rule, finding
 from watcher.verify import verify
@@ -123,7 +124,8 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                 # from_id start their own rollback meanwhile (never waits: an outbox).
                 w.fleet.rolled_back(from_id, findings, plan.reason, now)
             w.timeline(f"rolling back {from_id} -> {to_id}")
-            w.notify(messages.rolling_back(w.ctx, from_id, to_id, findings), findings)
+            w.notify(messages.rolling_back(w.ctx, from_id, to_id, findings, plan.reason, manual,
+                                           _what_target_is(s, plan, to_id)), findings)
             w.tell()  # people hear of it before the switch and the verification, which take a while
             switch_started = w.monotonic()
             output = w.backend.switch(target, plan.reason)
@@ -144,7 +146,7 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     if result.ok:
         w.journal("rollback_verified", release=from_id, target=to_id, detail=result.detail,
                   seconds=round(result.seconds, 3), attempts=result.attempts)
-        after_verified(w, from_id, to_id, w.clock() - now)
+        after_verified(w, from_id, to_id, w.clock() - now, plan.reason if manual else "")
         s.intent = None
         w.safe_save()
         return Outcome(RollbackResult.ROLLED_BACK, to_id, result.detail)
@@ -153,6 +155,16 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     s.intent = None
     w.safe_save()
     return Outcome(RollbackResult.NOT_VERIFIED, to_id, result.detail)
+
+
+def _what_target_is(state, plan: RollbackPlan, to_id: str) -> str:
+    """For the message: what the target is. The decider's first choice is the newest known-good
+    release; a human's --to may be known-good, or not (then the message says so)."""
+    rec = state.releases.get(to_id)
+    known_good = rec is not None and rec.mark == Mark.GOOD
+    if plan.trigger is not Trigger.MANUAL and known_good:
+        return "the newest known-good release" if to_id == plan.targets[0] else "a known-good release"
+    return "known-good" if known_good else "chosen by hand; not marked known-good"
 
 
 def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:
@@ -216,7 +228,7 @@ def reconcile(w: "Watcher", intent: dict) -> None:
     w.state.intent = None
 
 
-def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float) -> None:
+def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float, reason: str = "") -> None:
     s = w.state
     findings = [finding(r, s.rules[r.name], s.baselines.get(r.name)) for r in w.config.rules
                 if r.name in s.rules and s.rules[r.name].phase is Phase.FIRING]
@@ -227,11 +239,11 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float) -> No
     s.rules = {}
     s.baselines = {}
     w.count_rollback("verified")
-    w.timeline(f"rolled back to {to_id}, verified in {seconds:.1f}s")
+    w.timeline(f"rolled back to {to_id}, verified in {format_duration(seconds)}")
     w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
     prune(w, protect={from_id, to_id})
     log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
-    w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds))
+    w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds, reason))
 
 
 def after_verify_failed(w: "Watcher", from_id: str, to_id: str, detail: str) -> None:

@@ -355,13 +355,16 @@ def _ok_reason(obs: Observation) -> str:
 
 
 def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> "Finding":
-    """What a firing or pending rule says, for decisions, the journal and messages."""
+    """What a firing or pending rule says, for decisions, the journal and messages. A health
+    probe's finding is its answer ("status 503", "connect error", in `detail`), never its
+    latency: the condition is about the status."""
+    probe = isinstance(rule.signal, HttpCheck)
     return Finding(
         rule=rule.name,
         action=rule.action,
         condition=rule.condition_text(baseline),
-        value=state.last_value,
-        unit=rule.value_unit,
+        value=None if probe else state.last_value,
+        unit="" if probe else rule.value_unit,
         since=state.breach_since,
         labels=dict(state.last_labels),
         detail=state.last_detail,

@@ -179,7 +179,8 @@ class Watcher:
                      window_ends=self.state.window_ends)
         log.info("deploy seen release=%s previous=%s window=%ss", release, previous, self.config.watch_window)
         if self.state.window_ends is not None:
-            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window))
+            has_known_good = any(r.mark == Mark.GOOD for rid, r in self.state.releases.items() if rid != release)
+            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window, has_known_good))
 
     def capture_baselines(self) -> None:
         for event in capture_baselines(self.config, getattr(self.reader, "prometheus", None), self.state,
@@ -362,6 +363,8 @@ class Watcher:
     def notify(self, message: Message | None, findings: Sequence[Finding] = ()) -> None:
         """Queue a message for `tell`, routed by the `notify:` tags of the rules behind `findings`."""
         if message is not None:
+            incident = self.state.incident.id if self.state.incident is not None else None
+            message = messages.with_context(message, self.ctx, incident)
             self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:

@@ -173,12 +173,14 @@ def test_alias_bomb_is_refused(tmp_path):
     assert "too large" in found[0]
 
 
-@pytest.mark.parametrize("text, seconds", [("15s", 15), ("2m", 120), ("1h30m", 5400), ("250ms", 0.25), ("1d", 86400), (0, 0)])
+@pytest.mark.parametrize("text, seconds", [("15s", 15), ("2m", 120), ("1h30m", 5400), ("250ms", 0.25), ("1d", 86400), (0, 0),
+                                           # decimals, as systemd and Go accept them
+                                           ("0.5s", 0.5), ("1.5m", 90), ("1.5h30m", 7200), (".5s", 0.5), ("2.5ms", 0.0025)])
 def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
+    assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["2 m", "-5s", "5", "1.5m", "m", "", None, True, 15])
+@pytest.mark.parametrize("text", ["2 m", "-5s", "5", "1.5", "1.s", "m", "", "1.5 m", "+1s", None, True, 15, 0.5])
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError):
         parse_duration(text)

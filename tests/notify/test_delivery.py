@@ -54,6 +54,16 @@ def test_ntfy_critical_is_sent_as_max_never_urgent(receiver, make_notifier):
     assert receiver.requests[0].headers["x-priority"] == "max"
 
 
+@pytest.mark.parametrize("given, sent", [("min", "min"), ("low", "low"), ("4", "high"), ("urgent", "max")])
+def test_an_explicit_ntfy_priority_in_the_url_wins_over_the_severity(receiver, make_notifier, given, sent):
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop", query=f"priority={given}"))])
+    notifier.send(msg(Severity.CRITICAL))
+    notifier.send(msg(Severity.INFO))
+    assert notifier.flush(5)
+    assert [r.headers.get("x-priority") for r in receiver.requests] == [sent, sent]
+    assert receiver.requests[0].headers["x-tags"] == "rotating_light"  # the severity still shows
+
+
 def test_ntfy_url_tags_are_kept_and_the_severity_tag_appended(receiver, make_notifier):
     notifier = make_notifier([NotifyTarget(receiver.ntfy_url(query="tags=shop,prod"))])
     notifier.send(msg(Severity.FAILURE))
@@ -134,33 +144,18 @@ def test_routed_message_reaches_matching_and_catch_all_targets_not_other_teams(r
     assert [r.body["title"] for r in web_team.requests] == ["general"]
 
 
-def test_repeated_state_is_sent_once_but_a_new_state_of_the_same_key_is_sent(receiver,
-                                                                            make_notifier):
+def test_every_message_the_service_sends_is_delivered_the_notifier_drops_no_repeat(receiver, make_notifier):
+    """One authority decides what is news: the service (it sends on state changes). The notifier
+    used to drop a second rollback_failed for the same release, and a cannot_act with a new
+    reason, within an hour."""
     notifier = make_notifier([NotifyTarget(receiver.json_url())])
-    for _ in range(3):  # the service calls the template on every tick
-        notifier.send(m.blind(CTX, ["a"], "connect error"))
-    notifier.send(m.recovered(CTX, ["a"]))
-    notifier.send(m.blind(CTX, ["a"], "connect error"))  # blind again: a state change
-    notifier.send(m.test_message(CTX, "info"))
-    notifier.send(m.test_message(CTX, "info"))  # no key: never suppressed
+    notifier.send(m.rollback_failed(CTX, "r42", "r41", "restart exited 1"))
+    notifier.send(m.rollback_failed(CTX, "r42", "r41", "restart exited 1"))  # tried again after `resolve`
+    notifier.send(m.cannot_act(CTX, "r42", "cooldown", [F_5XX]))
+    notifier.send(m.cannot_act(CTX, "r42", "the deploy lock is held", [F_5XX]))  # a new reason
     assert notifier.flush(5)
     titles = [r.body["title"] for r in receiver.requests]
-    assert len(titles) == 5
-    assert sum("blind" in t for t in titles) == 2
-
-
-def test_repeat_is_sent_again_after_repeat_after_as_a_reminder(receiver, make_notifier):
-    now = [1000.0]
-    notifier = make_notifier([NotifyTarget(receiver.json_url())], clock=lambda: now[0],
-                             repeat_after=600)
-    message = m.cannot_act(CTX, "r42", "cooldown", [F_5XX])
-    notifier.send(message)
-    now[0] += 599
-    notifier.send(message)
-    now[0] += 2
-    notifier.send(message)
-    assert notifier.flush(5)
-    assert len(receiver.requests) == 2
+    assert len(titles) == 4, titles
 
 
 def test_sent_deliveries_are_journaled_with_the_redacted_target(receiver, make_notifier, journal):

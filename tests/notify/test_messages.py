@@ -197,9 +197,3 @@ def test_severity_order_lets_critical_through_a_failure_filter():
     assert Severity.parse("CRITICAL") is Severity.CRITICAL
     with pytest.raises(ValueError, match="one of: info, success"):
         Severity.parse("urgent")
-
-
-def test_dedup_keys_separate_releases_rules_and_sight():
-    assert m.deploy_seen(CTX, "r1", 60).dedup_key != m.deploy_seen(CTX, "r2", 60).dedup_key
-    assert m.blind(CTX, ["a"], "x").dedup_key == m.recovered(CTX, ["a"]).dedup_key
-    assert m.test_message(CTX, "info").dedup_key == ""

@@ -72,6 +72,11 @@ def test_install_creates_the_console_script_the_installed_unit_starts(installed)
 
 def test_install_writes_an_example_config_that_checks_and_never_overwrites_one(installed):
     config = installed["confdir"] / "watcher.yaml"
+    # `check` also checks the paths the example names (relative to it: shop-api/releases,
+    # shop-api/current, the deploy lock's dir), as an operator's host would have them.
+    (installed["confdir"] / "shop-api" / "releases" / "r1").mkdir(parents=True, exist_ok=True)
+    if not (installed["confdir"] / "shop-api" / "current").is_symlink():
+        (installed["confdir"] / "shop-api" / "current").symlink_to("releases/r1")
     result = subprocess.run([str(installed["prefix"] / "bin" / "rollback-watcher"), "check", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,84 @@
+"""`check --online`: each signal read once, the rules' metrics looked up, the telemetry port
+tried; what it found, counted apart: signals that did not answer, host problems (the telemetry
+port), and warnings that do not fail the check (a rule's metric has no series yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from watcher import hostcheck, seriescheck
+from watcher.errors import WatcherError
+from watcher.rules import HttpCheck, PromQuery, window_seconds
+
+
+@dataclass
+class OnlineReport:
+    signal_failures: int = 0
+    host_problems: list[str] = field(default_factory=list)
+    fleet_problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.signal_failures or self.host_problems or self.fleet_problems)
+
+    def lines(self, signals: int, notify_targets: int) -> list[str]:
+        # Notify targets are validated offline (Apprise parses each URL); delivering one is
+        # `notify-test`'s job, so they are never subtracted from the signal count.
+        notify = (f"{notify_targets} target(s) valid (send a test with `rollback-watcher notify-test`)"
+                  if notify_targets else "no targets")
+        out = [f"online: {signals - self.signal_failures} of {signals} signals answered; notify: {notify}"]
+        out += [f"FAIL: {p}" for p in self.host_problems]
+        out += [f"fleet: {p}" for p in self.fleet_problems]
+        out += [f"warning: {w}" for w in self.warnings]
+        return out
+
+    def as_json(self) -> dict:
+        return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
+                "fleet_problems": self.fleet_problems, "warnings": self.warnings}
+
+
+def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
+    """Fill each row's "online" column; count signals and host problems apart (a notify
+    problem is not a signal: targets are validated offline)."""
+    from watcher.signals import build_reader
+    from watcher.state import StateStore
+
+    report = OnlineReport()
+    reader = build_reader(cfg)
+    missing: dict[str, list[str]] = {}
+    try:
+        results = reader.read_all(list(cfg.rules), now, window_seconds(now, None, False, cfg.min_window, cfg.max_window))
+        if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
+                                                 for r in cfg.rules if isinstance(r.signal, PromQuery)):
+            try:
+                missing = seriescheck.missing_metrics(cfg.rules, reader.prometheus)
+            except WatcherError as exc:
+                report.warnings.append(f"could not look the rules' metrics up: {exc}")
+    finally:
+        reader.close()
+    for row, rule in zip(rows, cfg.rules):
+        result, seconds = results[rule.name]
+        if isinstance(result, Exception):
+            row["online"] = f"FAIL: {result}"
+            report.signal_failures += 1
+        elif isinstance(rule.signal, HttpCheck):
+            row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
+            report.signal_failures += 0 if result.ok else 1
+        elif isinstance(rule.signal, PromQuery):
+            row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
+            if rule.name in missing:
+                names = ", ".join(missing[rule.name])
+                row["online"] += f"; no series named {names}"
+                row["missing_metrics"] = missing[rule.name]
+                report.warnings.append(f"rule {rule.name}: Prometheus has no series named {names}: the rule can "
+                                       f"never fire (is its exporter installed and scraped?)")
+        else:
+            row["online"] = f"ok: {result[0].value if result else '-'}"
+    port = hostcheck.port_problem(cfg.telemetry.listen, StateStore(cfg.state_dir).service_running())
+    if port:
+        report.host_problems.append(port)
+    from watcher.fleet_cli import check_online as fleet_check_online
+
+    report.fleet_problems = fleet_check_online(cfg)  # etcd, when the config has a fleet
+    return report
