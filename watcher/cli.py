@@ -134,10 +134,15 @@ def check(
         from watcher.rules import HttpCheck, PromQuery
         from watcher.signals import build_reader
 
+        from watcher.prometheus_time import effective_scrape_interval
+        from watcher.state import State
+
         reader = build_reader(cfg)
         now = time.time()
         try:
-            evaluation = evaluate(cfg.rules, reader, now, watch_window(now, None, False, cfg), {}, {}, cfg.error_limit)
+            cfg, scrape_line = effective_scrape_interval(cfg, reader.prometheus)
+            evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
+                                  scrape_interval=cfg.prometheus.scrape_interval, at=now)
         finally:
             reader.close()
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
@@ -175,6 +180,8 @@ def check(
         lines.append(line)
     if online:
         lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
+        if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
+            lines.append(scrape_line)
     lines += [f"notify: {p}" for p in target_problems]
     lines += [f"fleet: {p}" for p in fleet_problems]
     _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
@@ -198,10 +205,11 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     except WatcherError:
         state = State()
     now = time.time()
-    window_s = watch_window(now, state.deployed_at, state.in_watch_window(now), cfg)
+    window_s = watch_window(now, state, cfg)
     reader = build_reader(cfg)
     try:
-        evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit)
+        evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]
