@@ -418,6 +418,29 @@ def decision(name: str):
     return register
 
 
+def ports_outside_the_ephemeral_range(n: int) -> list[int]:
+    """Free ports below the kernel's ephemeral range: a port picked with bind(0) (free_port,
+    every receiver here, other test runs) is released before the app binds it, and another
+    bind(0) may take it meanwhile (seen: a receiver answered 501 on an app's port)."""
+    import random
+    import socket
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise AssertionError(f"fewer than {n} free ports below {low}")
+
+
 class Lab:
     # Starting a watcher, an app and a CLI call is most of a scenario's CPU: a few at a time,
     # so that 25 scenarios starting at once do not starve each other (and the machine).
@@ -426,7 +449,7 @@ class Lab:
     def __init__(self, workdir: Path, prometheus_bin: str):
         self.workdir = workdir
         self.setup_slots = threading.Semaphore(self.SETUPS_AT_ONCE)
-        self.ports = [free_port() for _ in range(MAX_PORTS)]
+        self.ports = ports_outside_the_ephemeral_range(MAX_PORTS)
         self.prometheus = PrometheusServer(workdir / "prometheus", [f"127.0.0.1:{p}" for p in self.ports],
                                            binary=prometheus_bin)
         self._lock = threading.Lock()
