@@ -110,6 +110,23 @@ class ClockGuard:
 # The scrape interval
 
 
+def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
+    """At start: without `prometheus.scrape_interval` in the config, the interval learned from
+    the reader's Prometheus goes into the config (and the reader's clock guard)."""
+    from watcher.config import with_scrape_interval
+
+    source = getattr(reader, "prometheus", None)
+    if source is None or config.prometheus.scrape_interval_set:
+        return config, None
+    learned = learn_scrape_interval(source)
+    if learned is None:
+        return config, None
+    guard = getattr(reader, "clock_guard", None)
+    if guard is not None:
+        guard.set_scrape_interval(learned.seconds)
+    return with_scrape_interval(config, learned.seconds), learned
+
+
 def effective_scrape_interval(config, source) -> tuple[object, str]:
     """(config with the scrape interval in use, what `check --online` and `explain` say about
     it): the configured one, or the one learned from Prometheus when the config has none."""

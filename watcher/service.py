@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher import decide as decider
+from watcher import evidence
 from watcher import messages, requests, rollback
 from watcher.backends.base import Backend
 from watcher.clock import Timebase, shift_state_times
-from watcher.config import WatcherConfig, with_scrape_interval
+from watcher.config import WatcherConfig
 from watcher.errors import StateError, WatcherError
 from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
 from watcher.fleetmodel import is_fleet_rule
@@ -43,7 +44,7 @@ from watcher.incident import Incident
 from watcher.locks import DeployLock
 from watcher.messages import Message
 from watcher.model import Action, Mark, RollbackResult, TransitionKind, Trigger, VerdictKind
-from watcher.rules import Finding, Outcome, Rule, finding
+from watcher.rules import Finding, Rule, finding
 from watcher.sdnotify import sd_notify
 from watcher.state import State, StateStore
 
@@ -170,18 +171,11 @@ class Watcher:
     def learn_scrape_interval(self) -> None:
         """Without `prometheus.scrape_interval` in the config, ask Prometheus' targets; the
         learned interval sets `min_window` (when not set either) and the trailing windows."""
-        source = getattr(self.reader, "prometheus", None)
-        if source is None or self.config.prometheus.scrape_interval_set:
-            return
-        from watcher.prometheus_time import learn_scrape_interval
+        from watcher.prometheus_time import learn_into
 
-        learned = learn_scrape_interval(source)
+        self.config, learned = learn_into(self.config, self.reader)
         if learned is None:
             return
-        self.config = with_scrape_interval(self.config, learned.seconds)
-        guard = getattr(self.reader, "clock_guard", None)
-        if guard is not None:
-            guard.set_scrape_interval(learned.seconds)
         self.journal("scrape_interval_learned", seconds=learned.seconds, detail=learned.detail,
                      min_window=self.config.min_window)
         log.info("scrape interval learned seconds=%s detail=%s", learned.seconds, learned.detail)
@@ -272,16 +266,8 @@ class Watcher:
                                               self.config.notify_pending), [f])
 
     def count_evidence(self, now: float, evaluation: Evaluation) -> None:
-        """In the watch window, count the ticks on which every rollback rule saw data (a value
-        or a probe answer; not "no data", not an error): the evidence `assess_window` needs."""
-        s = self.state
-        if s.current is None or not s.in_watch_window(now):
-            return
-        rec = s.release(s.current, now)
-        rec.watched_ticks += 1
-        if all(e.observation.outcome in (Outcome.OK, Outcome.BREACH) for e in evaluation.rules
-               if e.rule.action == "rollback"):
-            rec.evidence_ticks += 1
+        if self.state.current is not None and self.state.in_watch_window(now):
+            evidence.count_tick(self.state.release(self.state.current, now), evaluation.rules)
 
     def assess_window(self, now: float, firing: list[Finding]) -> None:
         """At the end of its watch window a release with no rollback rule firing is known-good."""
@@ -290,7 +276,7 @@ class Watcher:
             return
         rec = s.release(s.current, now)
         rolling = [f.rule for f in firing if f.action == "rollback"]
-        short = self.evidence_shortfall(rec)
+        short = evidence.shortfall(rec, self.config.rules, self.config.evidence)
         if rolling:
             self.journal("window_ended", release=s.current, marked=False,
                          reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
@@ -306,19 +292,6 @@ class Watcher:
                 self.fleet.survived(s.current, now)
             rollback.prune(self, protect={s.current})
         s.window_ends = None
-
-    def evidence_shortfall(self, rec) -> str | None:
-        """Why the release's window is not evidence enough to call it good, or None."""
-        if not any(r.action == "rollback" for r in self.config.rules):
-            return None
-        need = self.config.evidence
-        if rec.watched_ticks == 0:
-            return "no tick of its window was evaluated" if need > 0 else None
-        share = rec.evidence_ticks / rec.watched_ticks
-        if share >= need:
-            return None
-        return (f"its rollback rules saw data on only {share:.0%} of its {rec.watched_ticks} ticks "
-                f"(evidence: {need:.0%})")
 
     def decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
         s = self.state
