@@ -66,8 +66,12 @@ def shift_state_times(state, by: float) -> None:
     """Move every saved moment of `state` by `by` seconds (a new process's steady time starts at
     the wall clock: the old process's steady times are moved by the offset it saved)."""
     import dataclasses
+    import math
 
-    if not by:
+    # A hand-edited or damaged state file must not stop the watcher: an offset that is not a
+    # finite number is no offset.
+    if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by) or not by:
+        state.clock_offset = 0.0
         return
     for name in _STATE_TIMES:
         if isinstance(getattr(state, name, None), (int, float)):

@@ -60,6 +60,7 @@ class ClockGuard:
         self.monotonic = monotonic
         self.skew: float | None = None  # watcher minus Prometheus, seconds; None: not known yet
         self._checked: float | None = None
+        self._looking = False
         self._news: list[SkewNews] = []
 
     def set_scrape_interval(self, seconds: float) -> None:
@@ -69,11 +70,18 @@ class ClockGuard:
     def skewed(self) -> bool:
         return self.skew is not None and abs(self.skew) > self.limit
 
-    def blind_reason(self) -> str | None:
-        """Why PromQL cannot be trusted now (the clocks disagree), or None."""
+    def blind_reason(self, submit: Callable | None = None) -> str | None:
+        """Why PromQL cannot be trusted now (the clocks disagree), or None. With `submit` (a
+        thread pool's), a due look runs in the background and counts from the next tick on: a
+        slow or huge answer to `time()` must not hold the tick, whose reads are bounded."""
         every = RECHECK_SKEWED if self.skewed else CHECK_EVERY
-        if self._checked is None or self.monotonic() - self._checked >= every:
-            self._look()
+        if not self._looking and (self._checked is None or self.monotonic() - self._checked >= every):
+            self._checked = self.monotonic()
+            if submit is None:
+                self._look()
+            else:
+                self._looking = True
+                submit(self._look)
         if not self.skewed:
             return None
         return self.describe()
@@ -86,14 +94,15 @@ class ClockGuard:
                 f"(more than {format_duration(self.limit)}): its queries would ask for the wrong moment")
 
     def _look(self) -> None:
-        self._checked = self.monotonic()
-        before = self.wall()
         try:
+            before = self.wall()
             server = self.source.server_time()
+            after = self.wall()
         except SourceError as exc:
             log.debug("cannot read Prometheus' clock reason=%s", exc)
             return
-        after = self.wall()
+        finally:
+            self._looking = False
         was = self.skewed
         self.skew = (before + after) / 2 - server
         if self.skewed != was:

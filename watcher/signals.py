@@ -323,7 +323,7 @@ class SignalReader:
         charged for the wait, so a table of 1,000 rules is not "blind" for being long."""
         skewed = None
         if self.clock_guard is not None and at is not None and any(isinstance(r.signal, PromQuery) for r in rules):
-            skewed = self.clock_guard.blind_reason()
+            skewed = self.clock_guard.blind_reason(self._pool.submit)
         started: dict[str, float] = {}
         read = [r for r in rules if skewed is None or not isinstance(r.signal, PromQuery)]
         futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s, started, at, since))

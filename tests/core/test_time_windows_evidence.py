@@ -195,3 +195,10 @@ def test_a_release_becomes_known_good_only_with_evidence(tmp_path, answer, known
     assert bool(ended) is not known_good
     if ended:
         assert "0% of its" in ended[0]["reason"], ended
+
+
+@pytest.mark.parametrize("offset", ["abc", None, float("nan"), float("inf"), True])
+def test_a_damaged_saved_offset_moves_nothing(offset):
+    s = State(current="r2", deployed_at=100.0, clock_offset=offset)
+    shift_state_times(s, s.clock_offset)
+    assert s.deployed_at == 100.0 and s.clock_offset == 0.0
