@@ -1,6 +1,6 @@
 """`make bench`: the performance figures of issue 9, against a real Prometheus on loopback.
 
-    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,switch,backtest]
+    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,switch,backtest,fleet]
                         [--reaction-reps N] [--rss-seconds S] [--json FILE]
 
 Prints each figure as it is measured, then one table with the targets beside them. Every

@@ -1,4 +1,4 @@
-"""The watcher's two clocks (DESIGN.md section 4, "Time").
+"""The watcher's two clocks (docs/design.md section 4, "Time").
 
 Durations inside a process (`for`, watch windows, cooldowns, pauses, waits) must not move when
 the wall clock steps: an NTP step of +5 min during `pending` fired a rule at once; +1 day put a

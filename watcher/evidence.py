@@ -1,4 +1,4 @@
-"""When a release may become known-good (DESIGN.md section 4, "No data is not good evidence").
+"""When a release may become known-good (docs/design.md section 4, "No data is not good evidence").
 
 A crashed release has no metrics: every PromQL rule reads "no data", which `no_data: ok` calls
 healthy, and at the end of its window it would be marked known-good, so a later rollback would

@@ -1,4 +1,4 @@
-"""What the watcher learns about Prometheus' time (DESIGN.md sections 4 and 10).
+"""What the watcher learns about Prometheus' time (docs/design.md sections 4 and 10).
 
     ClockGuard              the watcher's wall clock against Prometheus' own: a watcher whose
                             clock is minutes off asks for samples that do not exist yet (or
