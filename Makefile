@@ -46,6 +46,7 @@ $(STAMP): pyproject.toml
 # capistrano + openssh-server/-client + git for the Capistrano integration test
 # (tests/integrations: a real `cap deploy` over SSH to 127.0.0.1).
 # etcd-server for the fleet tests (a 3-member cluster on loopback ports).
+# faketime (libfaketime) for the decision scenarios that step the watcher's wall clock.
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -63,6 +64,7 @@ debs:
 	command -v git        >/dev/null || missing="$$missing git"; \
 	command -v flock      >/dev/null || missing="$$missing util-linux"; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v faketime   >/dev/null || missing="$$missing faketime"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the

@@ -1,6 +1,6 @@
 """`make bench`: the performance figures of issue 9, against a real Prometheus on loopback.
 
-    python bench/run.py [--only reaction,tick,footprint,startup,switch,backtest]
+    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,switch,backtest,fleet]
                         [--reaction-reps N] [--rss-seconds S] [--json FILE]
 
 Prints each figure as it is measured, then one table with the targets beside them. Every
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import Results  # noqa: E402
 
-SECTIONS = ("reaction", "tick", "footprint", "startup", "switch", "backtest", "fleet")
+SECTIONS = ("reaction", "multiwindow", "tick", "footprint", "startup", "switch", "backtest", "fleet")
 
 
 def machine() -> str:
@@ -62,6 +62,10 @@ def main(argv=None) -> int:
             import reaction
             log("  reaction: one demo app, Prometheus, Alertmanager, two watchers (about 2.5 minutes)")
             reaction.bench(results, args.reaction_reps, log)
+        if "multiwindow" in only:
+            import multiwindow
+            log("  multiwindow: a fault and a warm-up burst, with and without the trailing window (about 1.5 minutes)")
+            multiwindow.bench(results, args.reaction_reps, log)
         if "tick" in only:
             import tickcost
             tickcost.bench(results, env, log)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from watcher import hostcheck, seriescheck
 from watcher.errors import WatcherError
-from watcher.rules import HttpCheck, PromQuery, window_seconds
+from watcher.rules import HttpCheck, PromQuery
 
 
 @dataclass
@@ -17,6 +17,7 @@ class OnlineReport:
     host_problems: list[str] = field(default_factory=list)
     fleet_problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scrape_line: str = ""  # the scrape interval in use and where it comes from
 
     @property
     def failed(self) -> bool:
@@ -28,6 +29,8 @@ class OnlineReport:
         notify = (f"{notify_targets} target(s) valid (send a test with `rollback-watcher notify-test`)"
                   if notify_targets else "no targets")
         out = [f"online: {signals - self.signal_failures} of {signals} signals answered; notify: {notify}"]
+        if self.scrape_line:
+            out.append(self.scrape_line)
         out += [f"FAIL: {p}" for p in self.host_problems]
         out += [f"fleet: {p}" for p in self.fleet_problems]
         out += [f"warning: {w}" for w in self.warnings]
@@ -35,7 +38,7 @@ class OnlineReport:
 
     def as_json(self) -> dict:
         return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
-                "fleet_problems": self.fleet_problems, "warnings": self.warnings}
+                "fleet_problems": self.fleet_problems, "warnings": self.warnings, "scrape_interval": self.scrape_line}
 
 
 def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
@@ -44,11 +47,22 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
     from watcher.signals import build_reader
     from watcher.state import StateStore
 
+    from watcher.evaluate import evaluate, watch_window
+    from watcher.prometheus_time import effective_scrape_interval
+    from watcher.state import State
+
     report = OnlineReport()
     reader = build_reader(cfg)
     missing: dict[str, list[str]] = {}
     try:
-        results = reader.read_all(list(cfg.rules), now, window_seconds(now, None, False, cfg.min_window, cfg.max_window))
+        # The same evaluation as a tick's (evaluate.py), with the scrape interval the service
+        # would use: learned from Prometheus unless the config sets it.
+        cfg, scrape_line = effective_scrape_interval(cfg, reader.prometheus)
+        if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
+            report.scrape_line = scrape_line
+        evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
+        results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
                                                  for r in cfg.rules if isinstance(r.signal, PromQuery)):
             try:

@@ -260,10 +260,11 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     except WatcherError:
         state = State()
     now = time.time()
-    window_s = watch_window(now, state.deployed_at, state.in_watch_window(now), cfg)
+    window_s = watch_window(now, state, cfg)
     reader = build_reader(cfg)
     try:
-        evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit)
+        evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]

@@ -11,6 +11,7 @@ a message naming file, line and key for every way each key can be wrong; rule te
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import glob
 import math
@@ -46,6 +47,9 @@ class PrometheusConfig:
     url: str = "http://127.0.0.1:9090"
     timeout: float = 5.0
     scrape_interval: float = 15.0
+    # Whether `scrape_interval` was written in the config: if not, the watcher learns it from
+    # Prometheus' targets at start (signals.learn_scrape_interval) and says so.
+    scrape_interval_set: bool = False
     headers: dict = field(default_factory=dict, hash=False)
     max_concurrency: int = 8  # queries of one tick in flight at once
 
@@ -127,6 +131,10 @@ class WatcherConfig:
     notify_pending: bool = False
     rule_files: tuple[Path, ...] = ()
     fleet: FleetConfig | None = None  # None: this host decides alone (no `fleet:` section)
+    # A release becomes known-good at the end of its window only if its rollback rules saw data
+    # on at least this share of its ticks (no evidence is not good evidence).
+    evidence: float = 0.8
+    min_window_set: bool = False  # min_window written in the config (else 3 x scrape interval)
 
     @property
     def shadow(self) -> bool:
@@ -248,6 +256,31 @@ def _positive_duration(v: Any) -> float:
     return seconds
 
 
+def _share(v: Any) -> float:
+    """A share written 0.8 or "80%"."""
+    text = v.strip() if isinstance(v, str) else v
+    if isinstance(text, str) and text.endswith("%"):
+        try:
+            x = float(text[:-1].strip()) / 100
+        except ValueError:
+            raise ValueError(f"expected a share such as 80%, got {_show(v)}") from None
+    else:
+        x = _number(text)
+    if not 0 <= x <= 1:
+        raise ValueError(f"expected a share between 0 and 1 (or 0% to 100%), got {_show(v)}")
+    return x
+
+
+def _trailing(v: Any) -> float:
+    """`trailing: off` (or 0s) turns the trailing window off; else a duration."""
+    if v is False or (isinstance(v, str) and v.strip().lower() == "off"):
+        return 0.0
+    seconds = parse_duration(v)
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
 def _url(v: Any) -> str:
     s = _string(v)
     if not re.match(r"^https?://[^\s/]+", s):
@@ -343,10 +376,10 @@ BACKEND_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
-            "notify_pending", "fleet"]
+            "notify_pending", "fleet", "evidence"]
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify"]
+             "baseline_window", "value_unit", "notify", "trailing"]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -383,6 +416,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     min_window = f.read(doc, "min_window", _positive_duration, default=min(3 * prometheus.scrape_interval, max_window))
     if min_window > max_window:
         f.problem(f.line_of(doc, "min_window"), "min_window", f"must not be longer than max_window ({max_window:g}s)")
+    evidence = f.read(doc, "evidence", _share, default=0.8)
     backend = _read_backend(doc, f, base)
     verify = _read_verify(doc, f)
     safety = _read_safety(doc, f)
@@ -406,8 +440,16 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
         watch_window=watch_window, mode=mode, backend=backend, verify=verify, safety=safety,
         deploy_lock=deploy_lock, notify=tuple(notify), state_dir=state_dir, error_limit=error_limit,
         min_window=min_window, max_window=max_window, telemetry=telemetry, notify_pending=notify_pending,
-        rule_files=tuple(rule_files), fleet=fleet,
+        rule_files=tuple(rule_files), fleet=fleet, evidence=evidence, min_window_set="min_window" in doc,
     )
+
+
+def with_scrape_interval(config: WatcherConfig, seconds: float) -> WatcherConfig:
+    """`config` with a scrape interval learned from Prometheus; `min_window` follows it (3
+    scrapes) unless the config set it."""
+    prometheus = dataclasses.replace(config.prometheus, scrape_interval=seconds)
+    min_window = config.min_window if config.min_window_set else min(3 * seconds, config.max_window)
+    return dataclasses.replace(config, prometheus=prometheus, min_window=min_window)
 
 
 def load_rule_file(path: str | os.PathLike, max_window: float = 60.0) -> list[Rule]:
@@ -487,6 +529,7 @@ def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
         url=f.read(m, "url", _url, "prometheus.", d.url).rstrip("/"),
         timeout=f.read(m, "timeout", _positive_duration, "prometheus.", d.timeout),
         scrape_interval=f.read(m, "scrape_interval", _positive_duration, "prometheus.", d.scrape_interval),
+        scrape_interval_set="scrape_interval" in m,
         headers=f.read(m, "headers", _str_map, "prometheus.", {}),
         max_concurrency=f.read(m, "max_concurrency", _positive_int, "prometheus.", d.max_concurrency),
     )
@@ -788,6 +831,7 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         value_unit=f.read(m, "value_unit", _string, p, ""),
         description=f.read(m, "description", _string, p, ""),
         notify=f.read(m, "notify", _strings, p, ()),
+        trailing=f.read(m, "trailing", _trailing, p),
         location=Location(f.path, line),
     )
     return rule if len(f.problems) == count and signal is not None else None

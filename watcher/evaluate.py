@@ -9,13 +9,14 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping, Protocol, Sequence
 
 from watcher.errors import SourceError
 from watcher.rules import (
     Finding,
     Observation,
+    Outcome,
     Phase,
     PromQuery,
     Rule,
@@ -25,6 +26,7 @@ from watcher.rules import (
     finding,
     render_query,
     step,
+    trailing_seconds,
     window_seconds,
 )
 
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 class SignalReader(Protocol):
     """What evaluate reads the signals through (signals.SignalReader)."""
 
-    def read_all(self, rules: list[Rule], now: float, window_s: int) -> dict[str, tuple[object, float]]: ...
+    def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
+                 since: float | None = None) -> dict[str, tuple[object, float]]: ...
 
     def probe_bounded(self, check): ...
 
@@ -90,9 +93,12 @@ class Evaluation:
         return [e.row() for e in self.rules]
 
 
-def watch_window(now: float, deployed_at: float | None, in_watch_window: bool, config) -> int:
-    """`[$window]` for this moment: the time since the deploy, clamped (rules.window_seconds)."""
-    return window_seconds(now, deployed_at, in_watch_window, config.min_window, config.max_window)
+def watch_window(now: float, state, config) -> int:
+    """`[$window]` for this moment: the time since `current` last changed (a deploy or a
+    rollback's switch), clamped to [min_window, max_window] (rules.window_seconds)."""
+    since = state.changed_at if state.changed_at is not None else state.deployed_at
+    in_window = since is not None and (state.changed_at is not None or state.in_watch_window(now))
+    return window_seconds(now, since, in_window, config.min_window, config.max_window)
 
 
 def evaluate(
@@ -103,21 +109,58 @@ def evaluate(
     states: Mapping[str, RuleState],
     baselines: Mapping[str, float | None],
     error_limit: int,
+    scrape_interval: float = 15.0,
+    at: float | None = None,
+    since: float | None = None,
 ) -> Evaluation:
-    """Read every rule's signal at `now` and step each rule from its state in `states`."""
-    results = reader.read_all(list(rules), now, window_s)
+    """Read every rule's signal at `now` and step each rule from its state in `states`.
+
+    `now` is the watcher's steady time (durations); `at` the wall time PromQL is asked at
+    (default `now`); `since` when `current` last changed (host counters count from there).
+    A `[$window]` rule is also read over its trailing window (rules.trailing_seconds) and
+    breaches only when both windows do."""
+    rules = list(rules)
+    trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
+    extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
+    results = reader.read_all(rules + extra, now, window_s, at=at, since=since)
     out = []
     for rule in rules:
         result, seconds = results[rule.name]
         baseline = baselines.get(rule.name)
         obs = classify(rule, result, baseline)
+        if rule.name in trailing:
+            short, short_seconds = results[_trailing_name(rule)]
+            obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
+            seconds = max(seconds, short_seconds)
         before = states.get(rule.name, RuleState())
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
 
 
-def capture_baselines(config, source, state, reported: set[tuple]) -> Iterator[dict]:
+def _trailing_name(rule: Rule) -> str:
+    return f"{rule.name}[trailing]"  # `[` is not allowed in rule names: no clash
+
+
+def _trailing_rule(rule: Rule, seconds: int) -> Rule:
+    return replace(rule, name=_trailing_name(rule), signal=PromQuery(render_query(rule.signal.query, seconds)))
+
+
+def both_windows(long: Observation, short: Observation, trailing_s: int) -> Observation:
+    """The multiwindow condition: a breach on `[$window]` counts only if the trailing window
+    breaches too. An error on either is an error (never a breach). A trailing window with no
+    data (a late scrape left it one sample) cannot clear a breach: a short window's gap must
+    not reset a bad release's `for`. The value shown is the `[$window]` one, with the trailing
+    value in the detail when it held the breach back."""
+    if short.outcome is Outcome.ERROR:
+        return short
+    if long.outcome is not Outcome.BREACH or short.outcome in (Outcome.BREACH, Outcome.NO_DATA):
+        return long
+    return Observation(Outcome.OK, value=long.value, series=long.series,
+                       detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g})")
+
+
+def capture_baselines(config, source, state, reported: set[tuple], wall_offset: float = 0.0) -> Iterator[dict]:
     """The median of each baseline rule's query over `baseline_window` before the deploy, kept in
     `state.baselines` once per deploy; retried on later ticks while Prometheus cannot answer.
     Yields the journal events (`kind` and fields); a failure is yielded once per deploy and
@@ -125,12 +168,13 @@ def capture_baselines(config, source, state, reported: set[tuple]) -> Iterator[d
     if state.deployed_at is None or source is None:
         return
     for rule in config.rules:
-        if not rule.uses_baseline or rule.name in state.baselines or not isinstance(rule.signal, PromQuery):
+        if not rule.needs_pre_deploy_data or rule.name in state.baselines or not isinstance(rule.signal, PromQuery):
             continue
         query = render_query(rule.signal.query, int(config.max_window))
         step_s = max(config.prometheus.scrape_interval, rule.baseline_window / 240)
         try:
-            value = source.baseline(query, state.deployed_at, rule.baseline_window, step_s)
+            # deployed_at is steady time; Prometheus' samples carry wall time.
+            value = source.baseline(query, state.deployed_at + wall_offset, rule.baseline_window, step_s)
         except SourceError as exc:
             key = (state.current, state.deployed_at, rule.name)
             if key not in reported:

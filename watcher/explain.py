@@ -27,6 +27,7 @@ from watcher.rules import (
     Sample,
     breaches,
     render_query,
+    trailing_seconds,
 )
 
 
@@ -45,6 +46,8 @@ class Explanation:
     phase: str = "inactive"
     progress: str = ""
     transitions: list[dict] = field(default_factory=list)
+    scrape: str = ""  # the scrape interval in use and where it came from
+    trailing_s: int | None = None  # the trailing window the condition must also hold on
 
 
 def progress(rule: Rule, rs: RuleState, now: float) -> str:
@@ -85,13 +88,20 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     now = time.time() if now is None else now
     state = store.load()
     events = list(store.events())
-    window_s = watch_window(now, state.deployed_at, state.in_watch_window(now), cfg)
+    window_s = watch_window(now, state, cfg)
     baseline = state.baselines.get(rule.name)
     if reader is None:
         from watcher.signals import build_reader
 
         reader = build_reader(cfg)
-    (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit).rules
+    scrape = ""
+    if isinstance(rule.signal, PromQuery):
+        from watcher.prometheus_time import effective_scrape_interval
+
+        cfg, scrape = effective_scrape_interval(cfg, getattr(reader, "prometheus", None))
+        window_s = watch_window(now, state, cfg)
+    (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
+                            scrape_interval=cfg.prometheus.scrape_interval, at=now).rules
     result, obs = evaluated.result, evaluated.observation
     rs = state.rules.get(rule.name, RuleState())  # the saved state: explain changes nothing
     out = Explanation(
@@ -106,6 +116,8 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
         phase=rs.phase.value,
         progress=progress(rule, rs, now),
         transitions=last_transitions(events, rule.name),
+        scrape=scrape,
+        trailing_s=trailing_seconds(rule, cfg.prometheus.scrape_interval, window_s),
     )
     if isinstance(result, list):
         out.series = [{"labels": s.labels, "value": s.value, "breaches": breaches(rule, s.value, baseline)}
@@ -130,7 +142,10 @@ def _when(t) -> str:
 def render_text(e: Explanation, unit: str = "") -> str:
     lines = [f"rule       {e.rule} ({e.action})", f"signal     {e.signal}"]
     if e.window_s is not None:
-        lines.append(f"window     [$window] = {e.window_s}s")
+        lines.append(f"window     [$window] = {e.window_s}s"
+                     + (f", and the condition must also hold over the last {e.trailing_s}s" if e.trailing_s else ""))
+    if e.scrape:
+        lines.append(f"scrape     {e.scrape}")
     lines.append(f"condition  {e.condition}")
     if e.baseline_source:
         lines.append(f"baseline   {format_value(e.baseline, unit)}: {e.baseline_source}")

@@ -535,6 +535,40 @@ def would_roll_back(
     )
 
 
+def window_without_evidence(ctx: MessageContext, release: str, why: str) -> Message:
+    """WARNING: the window passed, but the rules saw too little to call the release good."""
+    return Message(
+        kind="window_without_evidence",
+        severity=Severity.WARNING,
+        title=_title(ctx, "{r} is NOT known-good: too little evidence", r=release),
+        body=_body(
+            f"Release {release} passed its watch window with no firing rollback rule, but {why}.",
+            "No data is not good evidence (a crashed release has no metrics): it stays unmarked, "
+            "so no later rollback targets it.",
+            _next(f"{CLI} check --online, then {CLI} mark good {release} if it really is"),
+        ),
+        dedup_key=f"release:{release}",
+        release=release,
+    )
+
+
+def clock_stepped(ctx: MessageContext, seconds: float) -> Message:
+    """WARNING: the wall clock stepped; durations are unaffected (they run on steady time)."""
+    way = "forward" if seconds > 0 else "back"
+    return Message(
+        kind="clock_step",
+        severity=Severity.WARNING,
+        title=_title(ctx, f"the clock stepped {way} by {format_duration(abs(seconds))}"),
+        body=_body(
+            f"This host's wall clock stepped {way} by {format_duration(abs(seconds))} (NTP, a resumed VM).",
+            "`for`, watch windows and cooldowns keep running on the monotonic clock; times shown "
+            "by the watcher may be off by the step until it restarts.",
+            _next("check NTP (timedatectl timesync-status)"),
+        ),
+        dedup_key="clock",
+    )
+
+
 def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
     """WARNING: rules cannot read their signal (error_limit consecutive errors)."""
     rules = list(dict.fromkeys(rules))

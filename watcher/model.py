@@ -44,6 +44,9 @@ class ReleaseRecord:
     reason: str = ""  # why it has its mark
     auto_rollbacks: int = 0  # automatic rollbacks away from this release
     last_rollback_at: float | None = None  # the last automatic rollback away from it (its cooldown)
+    # Its watch window's ticks, and those on which every rollback rule saw data (evidence).
+    watched_ticks: int = 0
+    evidence_ticks: int = 0
 
 
 class Trigger(StrEnum):

@@ -235,6 +235,7 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float, reaso
     # Back on a known-good release: it is not a deploy, no window, fresh rule states.
     s.current = to_id
     s.deployed_at = None
+    s.changed_at = w.clock()  # `[$window]` starts at the switch, as at a deploy
     s.window_ends = None
     s.rules = {}
     s.baselines = {}

@@ -22,7 +22,9 @@ from watcher.format import format_duration, format_labels, format_number, format
 from watcher.model import TransitionKind
 
 ACTIONS = ("rollback", "notify")
-NO_DATA_POLICIES = ("ok", "keep", "breach")
+# vanished: no data is a breach only if the query had data before the deploy (its series
+# vanished: a crashed release, a scrape target gone); no data before either is "ok".
+NO_DATA_POLICIES = ("ok", "keep", "breach", "vanished")
 HOST_SIGNALS = ("oom_kills", "unit_restarts")
 
 
@@ -85,6 +87,9 @@ class Rule:
     value_unit: str = ""  # how to print values: "", "s", "%", "ratio", "bytes"...
     description: str = ""
     notify: tuple[str, ...] = ()  # route tags for notifications
+    # The short trailing window a `[$window]` condition must also hold on (trailing_seconds):
+    # None = the default, 0 = off.
+    trailing: float | None = None
     location: Location = Location("<memory>")
 
     @property
@@ -94,6 +99,12 @@ class Rule:
     @property
     def uses_baseline(self) -> bool:
         return self.above_baseline is not None
+
+    @property
+    def needs_pre_deploy_data(self) -> bool:
+        """Whether the deploy's baseline capture must run for this rule: a baseline rule, or a
+        `no_data: vanished` one (it breaches only if it had data before the deploy)."""
+        return self.uses_baseline or self.no_data == "vanished"
 
     def condition_text(self, baseline: float | None = None) -> str:
         """The condition in a human's words, with the numbers in use."""
@@ -177,6 +188,8 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
         return Observation(Outcome.OK if result.ok else Outcome.BREACH, value=result.elapsed, detail=result.detail)
     samples = list(result)
     if not samples:
+        if rule.no_data == "vanished" and baseline is not None:
+            return Observation(Outcome.BREACH, detail="no data since the deploy, though it had data before: vanished")
         return Observation(Outcome.NO_DATA, detail="no data")
     if rule.uses_baseline and not _usable_baseline(baseline):
         # No baseline, no comparison: the rule cannot fire (docs/design.md section 4).
@@ -345,6 +358,8 @@ def _breach_reason(rule: Rule, obs: Observation, failures: int) -> str:
         text += " " + format_labels(obs.labels)
     if obs.outcome is Outcome.NO_DATA:
         text = "no data (no_data: breach)"
+    elif obs.value is None and obs.detail:
+        text = obs.detail  # e.g. vanished: there is no value to show
     return text
 
 
@@ -398,6 +413,30 @@ def window_seconds(now: float, deployed_at: float | None, in_watch_window: bool,
         return int(math.ceil(max_window))
     since = max(0.0, now - deployed_at)
     return int(math.ceil(min(max(since, min_window), max_window)))
+
+
+# The trailing window's bounds: at least 3 scrapes (rate() needs two samples), at most a minute.
+TRAILING_MAX = 60.0
+
+
+def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int | None:
+    """The trailing window of a `[$window]` rule, or None when it has none.
+
+    A release's errors averaged from its deploy keep a warm-up burst in the ratio long after it
+    ended (measured: a 6 s burst of 50% errors held a `for: 10s` rule above 10% for 30 s). So
+    the condition must hold on the window since the deploy AND on a short trailing window (the
+    multiwindow pattern of the SRE workbook's burn-rate alerts). The default is a third of the
+    rule's `for` (a burst must outlast most of `for` to fire), at least 3 scrape intervals and at
+    most a minute; a rule sets it with `trailing:` or turns it off with `trailing: off`. It is
+    never longer than `[$window]` itself, where it adds nothing."""
+    if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
+        return None
+    if rule.trailing is not None:
+        seconds = rule.trailing
+    else:
+        seconds = max(3 * scrape_interval, min(rule.for_ / 3, TRAILING_MAX))
+    seconds = int(math.ceil(seconds))
+    return seconds if seconds < window_s else None
 
 
 def render_query(query: str, window_s: int) -> str:

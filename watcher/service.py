@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher import decide as decider
+from watcher import evidence
 from watcher import messages, requests, rollback
 from watcher.backends.base import Backend
+from watcher.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
 from watcher.errors import StateError, WatcherError
 from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
@@ -82,7 +84,7 @@ class Watcher:
         store: StateStore,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
         telemetry=None,
     ):
         self.config = config
@@ -90,7 +92,14 @@ class Watcher:
         self.reader = reader
         self.notifier = notifier
         self.store = store
-        self.clock = clock
+        # `clock` is the wall clock. Durations run on steady time (clock.Timebase): the wall
+        # time at start plus the monotonic time since. A fake wall clock given without a
+        # monotonic one drives both (tests that simulate time).
+        if monotonic is None:
+            monotonic = time.monotonic if clock is time.time else clock
+        self.timebase = Timebase(clock, monotonic)
+        self.wall = clock
+        self.clock = self.timebase.now
         self.sleep = sleep
         self.monotonic = monotonic
         self.telemetry = telemetry
@@ -113,6 +122,9 @@ class Watcher:
         """Load the state and finish what a crash left half-done. Raises StateError."""
         self.store.ensure_dir()
         self.state = self.store.load()
+        # Saved times are the last process's steady time: into this one's, once.
+        shift_state_times(self.state, self.state.clock_offset)
+        self.learn_scrape_interval()
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
         if self.notifier is not None:
             # Messages that had not got through before a restart are tried again.
@@ -127,6 +139,7 @@ class Watcher:
 
     def tick(self) -> TickReport:
         started, now = self.monotonic(), self.clock()
+        self.check_clock()
         self.apply_requests(now)
         if self.fleet is not None:
             self.fleet.learn(self, now)
@@ -144,6 +157,28 @@ class Watcher:
         self.persist(report, started)
         self.tell()
         return report
+
+    def check_clock(self) -> None:
+        """A wall-clock step larger than one interval is journaled and said once; durations
+        are not affected (they run on steady time)."""
+        moved = self.timebase.step(max(self.config.interval, 1.0))
+        if moved is None:
+            return
+        log.warning("the wall clock stepped seconds=%.1f", moved.seconds)
+        self.journal("clock_step", seconds=round(moved.seconds, 3), wall=moved.wall, steady=moved.steady)
+        self.notify(messages.clock_stepped(self.ctx, moved.seconds))
+
+    def learn_scrape_interval(self) -> None:
+        """Without `prometheus.scrape_interval` in the config, ask Prometheus' targets; the
+        learned interval sets `min_window` (when not set either) and the trailing windows."""
+        from watcher.prometheus_time import learn_into
+
+        self.config, learned = learn_into(self.config, self.reader)
+        if learned is None:
+            return
+        self.journal("scrape_interval_learned", seconds=learned.seconds, detail=learned.detail,
+                     min_window=self.config.min_window)
+        log.info("scrape interval learned seconds=%s detail=%s", learned.seconds, learned.detail)
 
     def apply_requests(self, now: float) -> None:
         requests.apply_pending(self, now)
@@ -171,6 +206,7 @@ class Watcher:
         rec.window_ends = at + self.config.watch_window
         self.state.current = release
         self.state.deployed_at = at
+        self.state.changed_at = at
         self.state.window_ends = rec.window_ends if rec.mark != Mark.GOOD else None
         self.state.baselines = {}
         self.state.rules = {}
@@ -184,16 +220,21 @@ class Watcher:
 
     def capture_baselines(self) -> None:
         for event in capture_baselines(self.config, getattr(self.reader, "prometheus", None), self.state,
-                                       self._baseline_errors):
+                                       self._baseline_errors, wall_offset=self.timebase.offset()):
             kind = event.pop("kind")
             self.journal(kind, **event)
 
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once, keep the new rule states, journal and tell transitions."""
         s = self.state
-        window_s = watch_window(now, s.deployed_at, s.in_watch_window(now), self.config)
+        window_s = watch_window(now, s, self.config)
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
-                              self.config.error_limit)
+                              self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
+                              at=self.timebase.to_wall(now), since=s.changed_at)
+        guard = getattr(self.reader, "clock_guard", None)
+        for news in guard.take_news() if guard is not None else ():
+            self.journal("prometheus_skew", skewed=news.skewed, seconds=round(news.skew, 3), limit=news.limit,
+                         reason=news.reason)
         blind, recovered = [], []
         for e in evaluation.rules:
             s.rules[e.rule.name] = e.after
@@ -205,6 +246,7 @@ class Watcher:
                     recovered.append(e.rule.name)
             if self.telemetry is not None:
                 self.telemetry.rule_evaluated(e)
+        self.count_evidence(now, evaluation)
         if blind:
             self.notify(messages.blind(self.ctx, blind, s.rules[blind[0]].last_detail))
         if recovered:
@@ -224,6 +266,10 @@ class Watcher:
         self.notify(messages.for_phase_change(self.ctx, f, t.after.value, self.state.current or "?",
                                               self.config.notify_pending), [f])
 
+    def count_evidence(self, now: float, evaluation: Evaluation) -> None:
+        if self.state.current is not None and self.state.in_watch_window(now):
+            evidence.count_tick(self.state.release(self.state.current, now), evaluation.rules)
+
     def assess_window(self, now: float, firing: list[Finding]) -> None:
         """At the end of its watch window a release with no rollback rule firing is known-good."""
         s = self.state
@@ -231,9 +277,14 @@ class Watcher:
             return
         rec = s.release(s.current, now)
         rolling = [f.rule for f in firing if f.action == "rollback"]
+        short = evidence.shortfall(rec, self.config.rules, self.config.evidence)
         if rolling:
             self.journal("window_ended", release=s.current, marked=False,
                          reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
+        elif short is not None and rec.mark != Mark.BAD:
+            self.journal("window_ended", release=s.current, marked=False, reason=f"{short}: not marked known-good",
+                         watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks)
+            self.notify(messages.window_without_evidence(self.ctx, s.current, short))
         elif rec.mark != Mark.BAD:
             rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
             self.journal("window_passed", release=s.current)
@@ -368,6 +419,7 @@ class Watcher:
             self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:
+        self.state.clock_offset = self.timebase.offset()
         self.store.save(self.state)
 
     def safe_save(self) -> None:

@@ -105,6 +105,22 @@ class PrometheusSource:
             # Invalid JSON or a reply without data.result: the client indexes it blindly.
             raise SourceError(_short(f"Prometheus sent an invalid reply ({type(exc).__name__}: {exc})")) from None
 
+    def server_time(self) -> float:
+        """Prometheus' own clock: `time()` evaluated at its now. Raises SourceError."""
+        result = self._call(self._client.custom_query, query="time()", params={"timeout": f"{self.timeout:g}s"})
+        try:
+            return float(result[0])
+        except (TypeError, ValueError, IndexError):
+            raise SourceError("Prometheus sent an invalid reply to time()") from None
+
+    def active_targets(self) -> list[dict]:
+        """The active scrape targets (/api/v1/targets), each with its scrapeInterval. Raises
+        SourceError."""
+        result = self._call(self._client.get_targets, state="active")
+        if isinstance(result, dict):
+            result = result.get("activeTargets", [])
+        return [t for t in result or [] if isinstance(t, dict)]
+
     def baseline(self, expr: str, end: float, window: float, step: float) -> float | None:
         """The median over [end - window, end] of the rule's value (the largest series at each
         step), or None when there was no data before `end`."""
@@ -231,13 +247,17 @@ class HostSignals:
         self._history: dict[str, deque] = {}
         self._systemctl = systemctl
 
-    def read(self, rule: Rule, now: float) -> list[Sample]:
+    def read(self, rule: Rule, now: float, since: float | None = None) -> list[Sample]:
+        """The counter's growth within the rule's `window`, and never from before `since` (when
+        `current` last changed): an OOM kill of the previous release is not evidence against
+        the new one. The reading of the tick before the change is the starting point."""
         check = rule.signal
         assert isinstance(check, HostCheck)
         value = self._read_counter(check)
         history = self._history.setdefault(rule.name, deque())
         history.append((now, value))
-        return [Sample({"host_signal": check.kind}, counter_increase(history, now, check.window))]
+        window = check.window if since is None else min(check.window, max(0.0, now - since))
+        return [Sample({"host_signal": check.kind}, counter_increase(history, now, window))]
 
     def _read_counter(self, check: HostCheck) -> float:
         if check.kind == "oom_kills":
@@ -282,14 +302,18 @@ class SignalReader:
     does not delay the others and Prometheus is never sent more than `max_concurrency` at once."""
 
     def __init__(self, prometheus: PrometheusSource | None, probe: HttpProbe | None, host: HostSignals | None,
-                 max_concurrency: int = 8):
+                 max_concurrency: int = 8, clock_guard=None):
         self.prometheus = prometheus
+        # prometheus_time.ClockGuard: while the watcher's clock and Prometheus' disagree, every
+        # PromQL read is an error (blind), never "no data".
+        self.clock_guard = clock_guard
         self.probe = probe
         self.host = host
         self._workers = max(1, max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="signal")
 
-    def read_all(self, rules: list[Rule], now: float, window_s: int) -> dict[str, tuple[object, float]]:
+    def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
+                 since: float | None = None) -> dict[str, tuple[object, float]]:
         """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule.
 
         Bounded in time: the socket timeouts of requests and httpx apply to each read, so a peer
@@ -297,12 +321,20 @@ class SignalReader:
         not done by its own timeout (plus a little) after it STARTED counts as an error (a failed
         probe); its thread finishes in the background. Reads queued behind the pool are not
         charged for the wait, so a table of 1,000 rules is not "blind" for being long."""
+        skewed = None
+        if self.clock_guard is not None and at is not None and any(isinstance(r.signal, PromQuery) for r in rules):
+            skewed = self.clock_guard.blind_reason(self._pool.submit)
         started: dict[str, float] = {}
-        futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s, started)) for rule in rules}
+        read = [r for r in rules if skewed is None or not isinstance(r.signal, PromQuery)]
+        futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s, started, at, since))
+                   for rule in read}
         # How long the whole batch may take if every read used its full limit, pool-width at a time.
         waves = -(-len(rules) // self._workers) if rules else 0
         batch_deadline = time.monotonic() + waves * max((self._limit(r) for r in rules), default=0.0)
-        return {name: self._await(rule, future, started, batch_deadline) for name, (rule, future) in futures.items()}
+        results = {name: self._await(rule, future, started, batch_deadline) for name, (rule, future) in futures.items()}
+        for rule in rules:
+            results.setdefault(rule.name, (SourceError(skewed or "not read"), 0.0))
+        return results
 
     def _await(self, rule: Rule, future, started: dict[str, float], batch_deadline: float) -> tuple[object, float]:
         limit = self._limit(rule)
@@ -343,21 +375,23 @@ class SignalReader:
             return self.prometheus.timeout + READ_GRACE
         return HOST_READ_TIMEOUT + READ_GRACE
 
-    def _timed(self, rule: Rule, now: float, window_s: int, started: dict[str, float]) -> tuple[object, float]:
+    def _timed(self, rule: Rule, now: float, window_s: int, started: dict[str, float], at: float | None = None,
+               since: float | None = None) -> tuple[object, float]:
         start = started[rule.name] = time.monotonic()
-        result = self.read(rule, now, window_s)
+        result = self.read(rule, now, window_s, at, since)
         return result, time.monotonic() - start
 
-    def read(self, rule: Rule, now: float, window_s: int):
+    def read(self, rule: Rule, now: float, window_s: int, at: float | None = None, since: float | None = None):
+        """One rule's signal. PromQL is asked at `at` (wall time; default `now`)."""
         signal = rule.signal
         try:
             if isinstance(signal, PromQuery):
                 if self.prometheus is None:
                     raise SourceError("no prometheus configured")
-                return self.prometheus.query(render_query(signal.query, window_s), at=now)
+                return self.prometheus.query(render_query(signal.query, window_s), at=now if at is None else at)
             if isinstance(signal, HttpCheck):
                 return self.probe.probe(signal)
-            return self.host.read(rule, now)
+            return self.host.read(rule, now, since)
         except SourceError as exc:
             return exc
 
@@ -376,4 +410,10 @@ def build_reader(config) -> SignalReader:
         if needs_prometheus
         else None
     )
-    return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency)
+    guard = None
+    if prometheus is not None:
+        from watcher.prometheus_time import ClockGuard
+
+        guard = ClockGuard(prometheus, config.prometheus.scrape_interval)
+    return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency,
+                        clock_guard=guard)

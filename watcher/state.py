@@ -43,6 +43,12 @@ class State:
     current: str | None = None
     deployed_at: float | None = None  # of the current release (None: not deployed while we watched)
     window_ends: float | None = None  # end of the current release's watch window
+    # When `current` last changed (a deploy, a rollback's switch, a human's switch): `[$window]`
+    # starts here, so a restored release is not judged on the bad release's samples.
+    changed_at: float | None = None
+    # Wall time minus the watcher's steady time when this was saved (clock.Timebase): times in
+    # this file are steady time; a new process converts them once, by this offset.
+    clock_offset: float = 0.0
     releases: dict[str, ReleaseRecord] = field(default_factory=dict)
     baselines: dict[str, float | None] = field(default_factory=dict)  # rule -> value, this deploy
     rules: dict[str, RuleState] = field(default_factory=dict)

@@ -32,10 +32,11 @@ def problems(path, env=None) -> list[str]:
     return [str(p) for p in exc.value.problems]
 
 
-def test_example_config_is_valid_and_has_the_five_default_rules():
+def test_example_config_is_valid_and_has_the_six_default_rules():
     cfg = load_config(REPO / "examples" / "watcher.yaml", environ={})
     assert [r.name for r in cfg.rules] == [
-        "http-5xx-ratio", "p95-latency-regression", "oom-kills", "cpu-saturation", "health-endpoint"]
+        "http-5xx-ratio", "p95-latency-regression", "oom-kills", "metrics-vanished", "cpu-saturation",
+        "health-endpoint"]
     assert cfg.interval == 15 and cfg.watch_window == 1800 and cfg.mode == "act"
     assert cfg.backend.type == "symlink" and cfg.backend.options["restart"] == ("systemctl", "reload", "shop-api")
     assert cfg.safety.cooldown == 1800 and cfg.safety.max_auto_rollbacks == 1

@@ -25,6 +25,8 @@ Settings (the JSON of `--settings FILE`, read at start and on SIGHUP, and the bo
                    a series, so a count present at the first scrape would be invisible
     crash          exit with status 3 at once (after answering /control) (default false)
     release        replaces the release id (for a SIGHUP "deploy" in place)
+    warmup_s       for this many seconds after the settings are applied, warmup_error_ratio and
+                   warmup_latency_s (when set) replace error_ratio and latency_s (default 0)
 
 A release of the demo app is made good or bad by the settings file in its release dir.
 """
@@ -65,6 +67,11 @@ class Settings:
     oom_delay_s: float = 3.0
     crash: bool = False
     release: str | None = None
+    # A warm-up: for `warmup_s` seconds after these settings are applied (a start, a SIGHUP
+    # deploy), these replace error_ratio / latency_s (cold caches, pools filling).
+    warmup_s: float = 0.0
+    warmup_error_ratio: float | None = None
+    warmup_latency_s: float | None = None
 
     def updated(self, changes: dict) -> Settings:
         """A copy with `changes` applied; ValueError names the first bad key."""
@@ -93,6 +100,10 @@ def _coerce(key: str, type_name: str, value: object) -> object:
             return float(value)
     if type_name == "str | None" and (value is None or isinstance(value, str)):
         return value
+    if type_name == "float | None":
+        if value is None:
+            return None
+        return _coerce(key, "float", value)
     raise ValueError(f"{key}: expected {type_name}, got {value!r}")
 
 
@@ -213,6 +224,7 @@ class DemoApp:
         """Make `settings` current and carry out its one-shot actions."""
         with self.lock:
             self.settings = replace(settings, oom_kills=0, crash=False)
+            self.applied_at = time.monotonic()
         if settings.release:
             self.metrics.set_release(settings.release)
         if settings.oom_kills:
@@ -225,7 +237,15 @@ class DemoApp:
 
     def current(self) -> Settings:
         with self.lock:
-            return self.settings
+            s = self.settings
+            if s.warmup_s and time.monotonic() - self.applied_at < s.warmup_s:
+                warm = {}
+                if s.warmup_error_ratio is not None:
+                    warm["error_ratio"] = s.warmup_error_ratio
+                if s.warmup_latency_s is not None:
+                    warm["latency_s"] = s.warmup_latency_s
+                return replace(s, **warm)
+            return s
 
     def reload(self) -> None:
         """SIGHUP: read the settings file again (through a `current` symlink it is the new

@@ -1,0 +1,204 @@
+"""The pure parts of issue 13's decision fixes: steady time, the trailing window, counters from
+the deploy, `no_data: vanished`, the skew guard and the learned scrape interval. The end-to-end
+proof is tests/decisions; these pin the rules one by one."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from watcher.clock import Timebase, shift_state_times
+from watcher.errors import SourceError
+from watcher.evaluate import both_windows
+from watcher.model import ReleaseRecord
+from watcher.prometheus_time import ClockGuard, learn_scrape_interval, skew_limit
+from watcher.rules import (HostCheck, Observation, Outcome, PromQuery, Rule, RuleState, Sample, classify,
+                           trailing_seconds)
+from watcher.signals import HostSignals
+from watcher.state import State
+
+
+class Clocks:
+    def __init__(self):
+        self.wall_t = 1_800_000_000.0
+        self.mono_t = 500.0
+
+    def wall(self):
+        return self.wall_t
+
+    def mono(self):
+        return self.mono_t
+
+    def tick(self, seconds):
+        self.wall_t += seconds
+        self.mono_t += seconds
+
+
+def test_steady_time_ignores_wall_clock_steps_and_reports_each_step_once():
+    c = Clocks()
+    tb = Timebase(c.wall, c.mono)
+    start = tb.now()
+    c.tick(10)
+    assert tb.step(1.0) is None
+    c.wall_t += 300  # NTP steps the clock 5 minutes forward
+    c.tick(1)
+    assert tb.now() - start == pytest.approx(11)
+    step = tb.step(1.0)
+    assert step is not None and step.seconds == pytest.approx(300)
+    c.tick(1)
+    assert tb.step(1.0) is None, "a step is said once"
+    assert tb.to_wall(tb.now()) == pytest.approx(c.wall())
+    c.wall_t -= 3600
+    assert tb.step(1.0).seconds == pytest.approx(-3600)
+
+
+def test_saved_times_move_by_the_saved_offset_once():
+    s = State(current="r2", deployed_at=100.0, window_ends=400.0, changed_at=100.0, clock_offset=300.0)
+    s.releases["r2"] = ReleaseRecord("r2", deployed_at=100.0)
+    s.rules["r"] = RuleState(active_since=150.0)
+    shift_state_times(s, s.clock_offset)
+    assert (s.deployed_at, s.window_ends, s.changed_at) == (400.0, 700.0, 400.0)
+    assert s.releases["r2"].deployed_at == 400.0 and s.rules["r"].active_since == 450.0
+    assert s.clock_offset == 0.0
+
+
+def rule(query="sum(rate(x[$window]))", **kw):
+    return Rule(name="r", signal=PromQuery(query), action="rollback", above=0.1, **kw)
+
+
+def test_trailing_window_defaults_to_a_third_of_for_bounded_by_scrapes_and_a_minute():
+    assert trailing_seconds(rule(for_=10.0), 1.0, 60) == 4
+    assert trailing_seconds(rule(for_=120.0), 15.0, 60) == 45
+    assert trailing_seconds(rule(for_=600.0), 1.0, 120) == 60
+    assert trailing_seconds(rule(), 1.0, 60) == 3
+    assert trailing_seconds(rule(for_=10.0), 1.0, 4) is None, "never as long as [$window] itself"
+    assert trailing_seconds(rule(for_=10.0, trailing=0.0), 1.0, 60) is None
+    assert trailing_seconds(rule(for_=10.0, trailing=8.0), 1.0, 60) == 8
+    assert trailing_seconds(rule(query="sum(rate(x[1m]))", for_=10.0), 1.0, 60) is None
+
+
+def test_both_windows_must_breach_and_a_silent_trailing_window_never_clears_a_breach():
+    breach = Observation(Outcome.BREACH, value=0.3)
+    ok = Observation(Outcome.OK, value=0.01)
+    assert both_windows(breach, breach, 4) is breach
+    held = both_windows(breach, ok, 4)
+    assert held.outcome is Outcome.OK and "last 4s" in held.detail
+    assert both_windows(breach, Observation(Outcome.NO_DATA), 4) is breach
+    assert both_windows(ok, breach, 4) is ok
+    assert both_windows(breach, Observation.error("timeout"), 4).outcome is Outcome.ERROR
+
+
+def test_a_host_counter_never_counts_growth_from_before_the_change(tmp_path):
+    vmstat = tmp_path / "vmstat"
+    r = Rule(name="oom", signal=HostCheck("oom_kills", 300.0, path=str(vmstat)), action="rollback", above=0.0)
+    host = HostSignals()
+    vmstat.write_text("oom_kill 7\n")
+    host.read(r, 100.0)
+    vmstat.write_text("oom_kill 8\n")  # a kill of the previous release
+    host.read(r, 101.0)
+    host.read(r, 102.0)
+    [grown] = host.read(r, 103.0, since=103.0)  # deployed at 103
+    assert grown.value == 0
+    vmstat.write_text("oom_kill 9\n")
+    [grown] = host.read(r, 104.0, since=103.0)
+    assert grown.value == 1
+
+
+def test_no_data_vanished_breaches_only_when_there_was_data_before_the_deploy():
+    r = Rule(name="v", signal=PromQuery("count(up)"), action="rollback", below=1.0, no_data="vanished")
+    assert classify(r, [], baseline=3.0).outcome is Outcome.BREACH
+    assert classify(r, [], baseline=None).outcome is Outcome.NO_DATA
+    assert classify(r, [Sample({}, 3.0)], baseline=3.0).outcome is Outcome.OK
+
+
+class FakePrometheus:
+    def __init__(self, server_offset=0.0, targets=None, fail=False):
+        self.server_offset = server_offset
+        self.targets = targets or []
+        self.fail = fail
+
+    def server_time(self):
+        if self.fail:
+            raise SourceError("down")
+        import time
+
+        return time.time() + self.server_offset
+
+    def active_targets(self):
+        if self.fail:
+            raise SourceError("down")
+        return self.targets
+
+
+def test_a_clock_minutes_off_prometheus_is_blind_and_a_small_skew_is_not():
+    assert ClockGuard(FakePrometheus(-600), 1.0).blind_reason() is not None  # we are 10 min ahead
+    guard = ClockGuard(FakePrometheus(-600), 1.0)
+    assert "10m ahead" in guard.blind_reason()
+    assert [n.skewed for n in guard.take_news()] == [True]
+    assert ClockGuard(FakePrometheus(-2), 1.0).blind_reason() is None
+    assert ClockGuard(FakePrometheus(fail=True), 1.0).blind_reason() is None, "a failed look changes nothing"
+    assert skew_limit(15.0) == 45.0 and skew_limit(1.0) == 10.0
+
+
+def test_the_scrape_interval_learned_is_the_longest_of_the_active_targets():
+    targets = [{"scrapeInterval": "1s", "labels": {"job": "app"}}, {"scrapeInterval": "15s", "labels": {"job": "node"}},
+               {"scrapeInterval": "bogus", "labels": {"job": "x"}}]
+    learned = learn_scrape_interval(FakePrometheus(targets=targets))
+    assert learned.seconds == 15.0 and "app 1s" in learned.detail and "node 15s" in learned.detail
+    assert learn_scrape_interval(FakePrometheus(fail=True)) is None
+    assert learn_scrape_interval(FakePrometheus(targets=[])) is None
+
+
+def test_counter_helper_is_unchanged_for_a_plain_window():
+    from watcher.signals import counter_increase
+
+    h = deque([(0.0, 1.0), (10.0, 2.0), (20.0, 0.0), (30.0, 3.0)])  # a reset at 20
+    assert counter_increase(h, 30.0, 60.0) == 1.0 + 0.0 + 3.0
+
+
+class EmptyReader:
+    """Every PromQL read answers no data: a release whose metrics vanished."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def read_all(self, rules, now, window_s, at=None, since=None):
+        return {r.name: (self.answer, 0.0) for r in rules}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("answer, known_good", [([], False), ([Sample({}, 0.0)], True)])
+def test_a_release_becomes_known_good_only_with_evidence(tmp_path, answer, known_good):
+    from watcher.config import load_config
+    from watcher.service import Watcher
+    from watcher.state import StateStore
+
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - name: errors\n    query: sum(rate(x[$window]))\n    above: 0.1\n    action: rollback\n")
+    (tmp_path / "watcher.yaml").write_text(
+        f"service: s\ninterval: 1s\nrules: [rules.yaml]\nwatch_window: 20s\nstate_dir: {tmp_path / 'state'}\n"
+        "prometheus: {url: 'http://127.0.0.1:9', scrape_interval: 1s}\ntelemetry: false\n")
+    cfg = load_config(tmp_path / "watcher.yaml", environ={})
+    clock = {"now": 1_800_000_000.0}
+    store = StateStore(cfg.state_dir, clock=lambda: clock["now"])
+    w = Watcher(cfg, None, EmptyReader(answer), None, store, clock=lambda: clock["now"])
+    w.start()
+    w.state.current, w.state.deployed_at, w.state.window_ends = "r2", clock["now"], clock["now"] + 20
+    for _ in range(25):
+        w.tick()
+        clock["now"] += 1
+    assert (w.state.releases["r2"].mark == "good") is known_good
+    ended = [e for e in store.events() if e["kind"] == "window_ended"]
+    assert bool(ended) is not known_good
+    if ended:
+        assert "0% of its" in ended[0]["reason"], ended
+
+
+@pytest.mark.parametrize("offset", ["abc", None, float("nan"), float("inf"), True])
+def test_a_damaged_saved_offset_moves_nothing(offset):
+    s = State(current="r2", deployed_at=100.0, clock_offset=offset)
+    shift_state_times(s, s.clock_offset)
+    assert s.deployed_at == 100.0 and s.clock_offset == 0.0

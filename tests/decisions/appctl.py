@@ -1,0 +1,106 @@
+"""A tiny supervisor for the demo app, as systemd is for a real one: the `restart` argv of the
+decision scenarios' symlink backend, and what their deploy script runs.
+
+    python appctl.py reload  STAGE_ROOT    SIGHUP the running app (re-reads current/settings.json);
+                                           starts it when it is not running (it crashed)
+    python appctl.py restart STAGE_ROOT    stop the app and start a new process (counters reset)
+
+STAGE_ROOT holds `app.json` (port, python) written by the scenario, `current`, and the app's pid
+file `app.pid`. A new process is started in its own session, so that it outlives this command;
+the scenario's fixture stops whatever pid the file names at the end (also on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) answers kill(0) too: look at its state.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_pid(root: Path) -> int | None:
+    try:
+        return int((root / "app.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop(root: Path, timeout: float = 10.0) -> None:
+    pid = read_pid(root)
+    if pid is None or not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def start(root: Path, timeout: float = 15.0) -> int:
+    spec = json.loads((root / "app.json").read_text())
+    release = Path(os.readlink(root / "current")).name
+    log = open(root / "app.log", "ab")
+    proc = subprocess.Popen(
+        [spec["python"], "-m", "watcher.demo.app", "--port", str(spec["port"]), "--release", release,
+         "--settings", str(root / "current" / "settings.json")],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=spec["cwd"], start_new_session=True,
+    )
+    log.close()
+    (root / "app.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return proc.pid  # a release that crashes at start: the scrape target stays down
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{spec['port']}/version", timeout=1):
+                return proc.pid
+        except OSError:
+            time.sleep(0.05)
+    return proc.pid
+
+
+def reload(root: Path) -> None:
+    pid = read_pid(root)
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGHUP)
+    else:
+        start(root)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("reload", "restart", "stop"):
+        print("usage: appctl.py reload|restart|stop STAGE_ROOT", file=sys.stderr)
+        return 2
+    root = Path(argv[1])
+    if argv[0] == "reload":
+        reload(root)
+    elif argv[0] == "restart":
+        stop(root)
+        start(root)
+    else:
+        stop(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

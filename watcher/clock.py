@@ -1,0 +1,87 @@
+"""The watcher's two clocks (docs/design.md section 4, "Time").
+
+Durations inside a process (`for`, watch windows, cooldowns, pauses, waits) must not move when
+the wall clock steps: an NTP step of +5 min during `pending` fired a rule at once; +1 day put a
+bad deploy outside its window; -1 h stalled `for` for an hour. So the watcher's `now` is
+STEADY time: the wall time read when the process started plus the monotonic time elapsed since.
+It reads like an epoch timestamp (state.json, messages), and moves exactly as the monotonic
+clock does. The WALL clock is still what PromQL's `time=` must be (Prometheus' samples carry
+wall timestamps), and what people read.
+
+A step of the wall clock against steady time larger than one interval is reported once (the
+caller journals and tells it). Times saved in state.json are steady time with the offset of
+the moment they were saved: a new process converts them once (`shift_state_times`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class ClockStep:
+    seconds: float  # how far the wall clock moved against steady time (+ forward, - back)
+    wall: float
+    steady: float
+
+
+class Timebase:
+    def __init__(self, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        self.wall = wall
+        self.monotonic = monotonic
+        self._wall0 = wall()
+        self._mono0 = monotonic()
+        self._reported = 0.0  # the offset last reported (a step is said once)
+
+    def now(self) -> float:
+        """Steady time: epoch-like, never steps."""
+        return self._wall0 + (self.monotonic() - self._mono0)
+
+    def offset(self) -> float:
+        """Wall time minus steady time: 0 until the wall clock steps."""
+        return self.wall() - self.now()
+
+    def to_wall(self, steady: float) -> float:
+        return steady + self.offset()
+
+    def step(self, tolerance: float) -> ClockStep | None:
+        """A step of more than `tolerance` seconds since the last one reported, once."""
+        offset = self.offset()
+        moved = offset - self._reported
+        if abs(moved) <= tolerance:
+            return None
+        self._reported = offset
+        return ClockStep(moved, self.wall(), self.now())
+
+
+# Times in State (and its parts) that are moments, not durations: converted on load.
+_STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at")
+_RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at")
+_RULE_TIMES = ("breach_since", "active_since", "fired_at")
+
+
+def shift_state_times(state, by: float) -> None:
+    """Move every saved moment of `state` by `by` seconds (a new process's steady time starts at
+    the wall clock: the old process's steady times are moved by the offset it saved)."""
+    import dataclasses
+    import math
+
+    # A hand-edited or damaged state file must not stop the watcher: an offset that is not a
+    # finite number is no offset.
+    if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by) or not by:
+        state.clock_offset = 0.0
+        return
+    for name in _STATE_TIMES:
+        if isinstance(getattr(state, name, None), (int, float)):
+            setattr(state, name, getattr(state, name) + by)
+    for rec in state.releases.values():
+        for name in _RELEASE_TIMES:
+            if isinstance(getattr(rec, name, None), (int, float)):
+                setattr(rec, name, getattr(rec, name) + by)
+    for rule, rs in list(state.rules.items()):
+        moved = {n: getattr(rs, n) + by for n in _RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
+        if moved:
+            state.rules[rule] = dataclasses.replace(rs, **moved)
+    state.clock_offset = 0.0
