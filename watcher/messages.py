@@ -547,7 +547,6 @@ def window_without_evidence(ctx: MessageContext, release: str, why: str) -> Mess
             "so no later rollback targets it.",
             _next(f"{CLI} check --online, then {CLI} mark good {release} if it really is"),
         ),
-        dedup_key=f"release:{release}",
         release=release,
     )
 
@@ -565,7 +564,6 @@ def clock_stepped(ctx: MessageContext, seconds: float) -> Message:
             "by the watcher may be off by the step until it restarts.",
             _next("check NTP (timedatectl timesync-status)"),
         ),
-        dedup_key="clock",
     )
 
 
