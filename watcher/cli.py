@@ -357,6 +357,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
     one writer), else directly under the instance lock."""
+    from watcher.human import RequestRefused
     from watcher.service import build_watcher
 
     w = build_watcher(cfg, fleet=True)
@@ -367,6 +368,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         while time.monotonic() < deadline:
             for e in store.events():
                 if e.get("kind") == "request_done" and e.get("request") == request_id:
+                    if e.get("ok") is False:
+                        raise RequestRefused(f"{e.get('result')} (the running watcher refused it)")
                     return f"{e.get('result')} (applied by the running watcher)"
             time.sleep(0.2)
         return f"queued as {request_id}; the running watcher applies it at its next tick"
@@ -385,21 +388,26 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         store.release_lock()
 
 
-def _mark(config: str, release: str, what: str, reason: str | None) -> None:
+def _mark(config: str, release: str, what: str, reason: str | None, force: bool) -> None:
     cfg = _load(config)
-    print(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason}))
+    print(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason, "force": force}))
+
+
+ForceMarkOpt = typer.Option(False, "--force", help="Mark a release the backend does not list (yet).")
 
 
 @mark_app.command("good")
-def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+              force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE known-good: auto-rollback may target it."""
-    _mark(config, release, "good", reason)
+    _mark(config, release, "good", reason, force)
 
 
 @mark_app.command("bad")
-def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+             force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE bad: auto-rollback never targets it."""
-    _mark(config, release, "bad", reason)
+    _mark(config, release, "bad", reason, force)
 
 
 @mark_app.command("barrier")
@@ -407,21 +415,27 @@ def mark_barrier(
     release: str,
     config: str = ConfigOpt,
     remove: bool = typer.Option(False, "--remove", help="Take the barrier away."),
+    force: bool = ForceMarkOpt,
 ) -> None:
     """Mark RELEASE as not reversible (e.g. it ran a destructive migration): auto-rollback never
     crosses it; a human is called instead."""
-    _mark(config, release, "not-barrier" if remove else "barrier", None)
+    _mark(config, release, "not-barrier" if remove else "barrier", None, force)
 
 
 @mark_app.command("deployed")
 def mark_deployed(
     release: str,
     config: str = ConfigOpt,
-    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now)."),
+    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now); finite, not in the future."),
+    force: bool = typer.Option(False, "--force", help="Record the deploy although RELEASE is not current."),
 ) -> None:
     """Announce a deploy of RELEASE from a deploy script, instead of waiting for the next poll."""
+    from watcher.human import deploy_time
+
     cfg = _load(config)
-    print(_human_request(cfg, "deployed", {"release": release, "at": at}))
+    # Checked here too, so that a bad time fails at once rather than after a trip to the service.
+    deploy_time(at, time.time())
+    print(_human_request(cfg, "deployed", {"release": release, "at": at, "force": force}))
 
 
 @app.command()

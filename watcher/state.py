@@ -79,6 +79,10 @@ class State:
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise ValueError(f"format version {version!r}, this watcher reads version {FORMAT_VERSION}")
+        poisoned = _poisoned_times(d)
+        if poisoned:
+            raise ValueError("it holds times that are not finite epoch seconds: " + ", ".join(poisoned[:6])
+                             + " (`mark deployed --at nan` wrote such values before it was refused)")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["releases"] = {
             k: ReleaseRecord(**{f: x for f, x in v.items() if f in ReleaseRecord.__dataclass_fields__})
@@ -87,6 +91,31 @@ class State:
         known["rules"] = {k: RuleState.from_dict(v) for k, v in (d.get("rules") or {}).items()}
         known["incident"] = Incident.from_dict(d["incident"]) if d.get("incident") else None
         return cls(**known)
+
+
+_STATE_TIMES = ("deployed_at", "window_ends", "paused_until", "last_rollback_at")
+_RELEASE_TIMES = ("first_seen", "deployed_at", "window_ends", "marked_at")
+_RULE_TIMES = ("breach_since", "active_since", "fired_at")
+
+
+def _poisoned_times(d: dict) -> list[str]:
+    """Where a time field is not None or a finite number. NaN compares false with everything:
+    such a window never holds, and a string "nan" (how _dumps writes NaN) raises TypeError in
+    the first comparison, on every start."""
+    def bad(value: Any) -> bool:
+        if value is None:
+            return False
+        return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+
+    found = [f"{k}={d[k]!r}" for k in _STATE_TIMES if bad(d.get(k))]
+    for group, fields in (("releases", _RELEASE_TIMES), ("rules", _RULE_TIMES)):
+        records = d.get(group) or {}
+        if not isinstance(records, dict):
+            continue
+        for name, rec in records.items():
+            if isinstance(rec, dict):
+                found += [f"{group}.{name}.{k}={rec[k]!r}" for k in fields if bad(rec.get(k))]
+    return found
 
 
 def _json_default(value: Any):
@@ -258,4 +287,4 @@ class StateStore:
 
 def _brief(exc: BaseException) -> str:
     text = str(exc)
-    return text if len(text) < 160 else text[:160] + "..."
+    return text if len(text) < 400 else text[:400] + "..."

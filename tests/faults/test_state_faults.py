@@ -179,3 +179,23 @@ def test_second_watcher_on_one_state_dir_refuses(symlink_host, tmp_path):
     assert "another watcher is running" in second.stderr
     assert code == 0
     assert host.kinds().count("start") == 2  # prepared() + the first; the second never started
+
+
+@pytest.mark.parametrize("poison", ["nan", "inf"])
+def test_a_state_holding_a_time_that_is_not_finite_refuses_with_one_line_not_a_typeerror(symlink_host, poison):
+    """What `mark deployed --at nan` left before it was refused: NaN written as the string "nan"
+    (state.json is strict JSON). Every start then died in a comparison with a TypeError."""
+    host = symlink_host
+    config = prepared(host)
+    state_path = host.state_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    state["deployed_at"] = state["window_ends"] = poison
+    state["releases"]["r2"]["window_ends"] = poison
+    state_path.write_text(json.dumps(state))
+    for command in ("run", "status"):
+        result = cli(command, "--config", config, timeout=30)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and "TypeError" not in result.stderr
+        assert f"deployed_at='{poison}'" in result.stderr and "not finite" in result.stderr
+        assert f"mv {state_path} {state_path}.bad" in result.stderr
+    assert host.current_id() == "r2"
