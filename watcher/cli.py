@@ -358,6 +358,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
     one writer), else directly under the instance lock."""
     from watcher.human import RequestRefused
+    from watcher.locks import acquire_host
     from watcher.service import build_watcher
 
     w = build_watcher(cfg, fleet=True)
@@ -374,7 +375,9 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
             time.sleep(0.2)
         return f"queued as {request_id}; the running watcher applies it at its next tick"
     store.acquire()
+    host_lock = None
     try:
+        host_lock = acquire_host(cfg.backend)
         w.state = store.load()
         result = w.apply_request(command, args, time.time())
         w.save()
@@ -385,6 +388,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         if w.notifier is not None:
             w.notifier.flush(timeout=15)
             w.notifier.close(timeout=1)
+        if host_lock is not None:
+            host_lock.release()
         store.release_lock()
 
 

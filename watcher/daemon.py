@@ -14,8 +14,8 @@ import time
 
 from watcher import messages
 from watcher.config import load_config
-from watcher.errors import ConfigError
-from watcher.locks import DeployLock
+from watcher.errors import ConfigError, StateError
+from watcher.locks import DeployLock, acquire_host
 from watcher.rules import Phase
 from watcher.sdnotify import sd_notify
 from watcher.service import Watcher
@@ -63,9 +63,15 @@ class Daemon:
 
 
 def serve(w: Watcher) -> int:
-    """`rollback-watcher run`: the instance lock, telemetry, signals, start, the loop."""
+    """`rollback-watcher run`: the instance locks (state dir, watched host), telemetry, signals,
+    start, the loop."""
     cfg = w.config
     w.store.acquire()
+    try:
+        host_lock = acquire_host(cfg.backend)
+    except StateError:
+        w.store.release_lock()
+        raise
     daemon = Daemon(w)
     try:
         if w.telemetry is not None:
@@ -88,6 +94,8 @@ def serve(w: Watcher) -> int:
             w.notifier.close(timeout=5)
         if w.telemetry is not None:
             w.telemetry.close()
+        if host_lock is not None:
+            host_lock.release()
         w.store.release_lock()
 
 
