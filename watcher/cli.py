@@ -74,9 +74,18 @@ def main() -> None:
 
 
 def _load(config: str):
+    """Load the config; from here on, nothing this process prints or logs shows its secrets."""
     from watcher.config import load_config
+    from watcher.scrub import RedactingStream, redact_logs, redactor_for
 
-    return load_config(config)
+    cfg = load_config(config)
+    redact = redactor_for(cfg)
+    if redact:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            setattr(sys, name, RedactingStream(stream.inner if isinstance(stream, RedactingStream) else stream, redact))
+        redact_logs(redact)
+    return cfg
 
 
 def _setup_logging(verbose: bool = False) -> None:

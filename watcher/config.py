@@ -274,7 +274,9 @@ def _positive_duration(v: Any) -> float:
 def _url(v: Any) -> str:
     s = _string(v)
     if not re.match(r"^https?://[^\s/]+", s):
-        raise ValueError(f"expected an http:// or https:// URL, got {s!r}")
+        from watcher.redact import redact_url
+
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(s, use_apprise=False)!r}")
     return s
 
 
@@ -506,6 +508,12 @@ def _section(doc: dict, key: str, f: FileReader, allowed: list[str]) -> dict:
 def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
     m = _section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency"])
     d = PrometheusConfig()
+    url, headers = m.get("url"), m.get("headers")
+    if isinstance(url, str) and isinstance(headers, dict) and "@" in url.partition("://")[2].partition("/")[0] \
+            and any(str(k).lower() == "authorization" for k in headers):
+        # requests lets the URL's userinfo replace the header: one credential would be dropped.
+        f.problem(f.line_of(m, "headers"), "prometheus.headers",
+                  "an Authorization header and userinfo in prometheus.url cannot both be sent; keep one of them")
     return PrometheusConfig(
         url=f.read(m, "url", _url, "prometheus.", d.url).rstrip("/"),
         timeout=f.read(m, "timeout", _positive_duration, "prometheus.", d.timeout),

@@ -17,6 +17,7 @@ from watcher.config import load_config
 from watcher.errors import ConfigError, StateError
 from watcher.locks import DeployLock, acquire_host
 from watcher.rules import Phase
+from watcher.scrub import Redactor, config_secrets
 from watcher.sdnotify import sd_notify
 from watcher.service import Watcher
 
@@ -129,6 +130,11 @@ def reload(w: Watcher) -> bool:
         # The fleet link holds a lease and a watch under the old name and endpoints.
         log.warning("the fleet section changed: it takes effect at the next restart")
         w.journal("fleet_reload_ignored", reason="the fleet section changes at the next restart")
+    # The old secrets too: texts written before the reload may still carry them.
+    redact = Redactor.of(config_secrets(w.config) | config_secrets(new))
+    w.store.redact = redact
+    if w.notifier is not None and hasattr(w.notifier, "redact"):
+        w.notifier.redact = redact
     w.config = new
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))

@@ -43,6 +43,7 @@ from watcher.locks import DeployLock
 from watcher.messages import Message
 from watcher.model import Action, Mark, RollbackResult, TransitionKind, Trigger, VerdictKind
 from watcher.rules import Finding, Rule, finding
+from watcher.scrub import redactor_for
 from watcher.sdnotify import sd_notify
 from watcher.state import State, StateStore
 
@@ -386,13 +387,14 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
     from watcher.backends import build_backend
     from watcher.signals import build_reader
 
-    store = StateStore(config.state_dir, clock=clock)
+    redact = redactor_for(config)
+    store = StateStore(config.state_dir, clock=clock, redact=redact)
     backend = build_backend(config.backend.type, config.backend.options) if config.backend else None
     notifier = None
     if notify and config.notify:
         from watcher.notify import Notifier
 
-        notifier = Notifier(list(config.notify), journal=_quiet_journal(store), clock=clock)
+        notifier = Notifier(list(config.notify), journal=_quiet_journal(store), clock=clock, redact=redact)
     tele = None
     if telemetry:
         from watcher.telemetry import Telemetry

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from watcher.errors import StateError
 from watcher.files import write_file_atomically
@@ -148,9 +148,11 @@ def _finite(obj: Any) -> Any:
 class StateStore:
     """state.json and journal.jsonl under one directory."""
 
-    def __init__(self, state_dir: Path, clock=time.time):
+    def __init__(self, state_dir: Path, clock=time.time, redact: Callable[[str], str] = str):
         self.dir = Path(state_dir)
         self.clock = clock
+        # The config's secrets never reach a file (scrub.Redactor): an error text may carry one.
+        self.redact = redact
         self.state_path = self.dir / "state.json"
         self.journal_path = self.dir / "journal.jsonl"
         self.lock_path = self.dir / "watcher.lock"
@@ -214,7 +216,7 @@ class StateStore:
             ) from None
 
     def save(self, state: State) -> None:
-        data = (_dumps(state.to_dict()) + "\n").encode()
+        data = (self.redact(_dumps(state.to_dict())) + "\n").encode()
         try:
             write_file_atomically(self.state_path, data, mode=0o600)
         except OSError as exc:
@@ -226,7 +228,7 @@ class StateStore:
     def journal(self, kind: str, **fields: Any) -> dict:
         """Append one event, flushed and fsynced before returning."""
         event = {"time": round(self.clock(), 3), "kind": kind, **fields}
-        line = (_dumps(event) + "\n").encode()
+        line = (self.redact(_dumps(event)) + "\n").encode()
         try:
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
