@@ -94,7 +94,7 @@ class State:
 
 
 _STATE_TIMES = ("deployed_at", "window_ends", "paused_until", "last_rollback_at")
-_RELEASE_TIMES = ("first_seen", "deployed_at", "window_ends", "marked_at")
+_RELEASE_TIMES = ("first_seen", "deployed_at", "window_ends", "marked_at", "last_rollback_at")
 _RULE_TIMES = ("breach_since", "active_since", "fired_at")
 
 

@@ -238,6 +238,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
         w.state.rules["up-breach"] = RuleState(last_detail=dirty)
         w.save()
         w.notify(Message("test", Severity.CRITICAL, f"title {dirty}", f"body {dirty}"))
+        w.tell()
         assert w.notifier.flush(15)
     finally:
         w.notifier.close(1)
