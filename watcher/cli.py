@@ -186,10 +186,26 @@ def check(
         lines.append(f"online: {len(rows) - failed} of {len(rows)} signals answered")
     lines += [f"notify: {p}" for p in target_problems]
     lines += [f"fleet: {p}" for p in fleet_problems]
+    warnings = _check_warnings(cfg)
+    lines += [f"warning: {w}" for w in warnings]
     _out({"config": str(cfg.path), "valid": True, "rules": rows, "online_failures": failed,
-          "notify_problems": target_problems, "fleet_problems": fleet_problems}, as_json, "\n".join(lines))
+          "notify_problems": target_problems, "fleet_problems": fleet_problems, "warnings": warnings},
+         as_json, "\n".join(lines))
     if failed:
         raise typer.Exit(1)
+
+
+def _check_warnings(cfg) -> list[str]:
+    """Valid but weak: what `check` says without failing."""
+    from watcher.rules import HttpCheck
+
+    warnings = []
+    probes = [r for r in cfg.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
+    if cfg.backend is not None and cfg.verify.url is None and not probes:
+        warnings.append("no verify.url and no http rollback rule: after a switch nothing can probe the restored "
+                        "release; a rollback is verified only by the fired rules clearing on it within "
+                        f"{cfg.clear_within:.0f}s. Add verify: {{url: ...}} (the app's health endpoint)")
+    return warnings
 
 
 @app.command("eval")
@@ -260,6 +276,9 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         "window_ends": state.window_ends,
         "paused_until": state.paused_until if state.paused_until and state.paused_until > now else None,
         "halted": state.halted,
+        "current_problem": state.current_problem,
+        "confirming": state.confirming,
+        "lock_wait": state.lock_wait,
         "mode": cfg.mode,
         "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
                          "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
@@ -269,6 +288,14 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     lines = [f"{cfg.service}: release {state.current or 'unknown'}"
              + (f", in its watch window until {_when(state.window_ends)}" if data["in_watch_window"] else "")
              + f"; watcher {'running' if data['running'] else 'not running'}; mode {cfg.mode}"]
+    if state.current_problem:
+        lines.append(f"CURRENT UNREADABLE: {state.current_problem}\n  the watcher acts not until it can read it")
+    if state.confirming:
+        c = state.confirming
+        lines.append(f"rolled back {c['from']} -> {c['to']}; waiting until {_when(c['until'])} for "
+                     f"{', '.join(c['rules'])} to clear")
+    if state.lock_wait:
+        lines.append(f"waiting for the deploy lock since {_when(state.lock_wait['since'])} (the window waits too)")
     if state.halted:
         lines.append(f"HALTED: {state.halted}\n  fix the host, then run: rollback-watcher resolve")
     if data["paused_until"]:

@@ -65,6 +65,10 @@ class VerifyConfig:
     expect_body: str | None = None
     # Verification passes after this many healthy answers in a row (1 = the first one).
     successes: int = 1
+    # How long the rules that fired get to clear on the restored release before the rollback is
+    # called "did not clear" (None: max_window plus three intervals, so that the longest
+    # `[$window]` has slid past the bad release's samples). See WatcherConfig.clear_within.
+    clear_within: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,19 @@ class WatcherConfig:
     notify_pending: bool = False
     rule_files: tuple[Path, ...] = ()
     fleet: FleetConfig | None = None  # None: this host decides alone (no `fleet:` section)
+    # A deploy lock held this long while a rollback rule fires is said once (the window waits).
+    lock_timeout: float = 300.0
 
     @property
     def shadow(self) -> bool:
         return self.mode == "shadow"
+
+    @property
+    def clear_within(self) -> float:
+        """The bound for the fired rules to clear on a restored release (VerifyConfig)."""
+        if self.verify.clear_within is not None:
+            return self.verify.clear_within
+        return self.max_window + 3 * self.interval
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -368,7 +381,7 @@ BACKEND_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
-            "notify_pending", "fleet"]
+            "notify_pending", "fleet", "lock_timeout"]
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
              "baseline_window", "value_unit", "notify"]
@@ -413,6 +426,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     safety = _read_safety(doc, f)
     telemetry = _read_telemetry(doc, f)
     deploy_lock = _path(f.read(doc, "deploy_lock", _string), base)
+    lock_timeout = f.read(doc, "lock_timeout", _positive_duration, default=300.0)
     state_dir = _path(f.read(doc, "state_dir", _string, default="/var/lib/rollback-watcher"), base)
     notify = _read_notify(doc, f, base)
     fleet = read_fleet(doc, f, base, service, host)
@@ -431,7 +445,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
         watch_window=watch_window, mode=mode, backend=backend, verify=verify, safety=safety,
         deploy_lock=deploy_lock, notify=tuple(notify), state_dir=state_dir, error_limit=error_limit,
         min_window=min_window, max_window=max_window, telemetry=telemetry, notify_pending=notify_pending,
-        rule_files=tuple(rule_files), fleet=fleet,
+        rule_files=tuple(rule_files), fleet=fleet, lock_timeout=lock_timeout,
     )
 
 
@@ -558,7 +572,8 @@ def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
 
 
 def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
-    m = _section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes"])
+    m = _section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes",
+                                    "clear_within"])
     d = VerifyConfig()
     return VerifyConfig(
         url=f.read(m, "url", _url, "verify."),
@@ -568,6 +583,7 @@ def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
         expect_status=f.read(m, "expect_status", _status, "verify.", d.expect_status),
         expect_body=f.read(m, "expect_body", _string, "verify."),
         successes=f.read(m, "successes", _positive_int, "verify.", d.successes),
+        clear_within=f.read(m, "clear_within", _positive_duration, "verify."),
     )
 
 

@@ -52,6 +52,13 @@ class State:
     intent: dict | None = None  # a switch recorded before it was made, cleared after
     last_rollback_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    # A switched rollback waiting for the rules that fired to clear on the restored release:
+    # from, to, rules, findings, switched_at, until (rollback.confirm).
+    confirming: dict | None = None
+    # Why the backend cannot say which release is current, once said (status shows it).
+    current_problem: str | None = None
+    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
+    lock_wait: dict | None = None
 
     def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
         rec = self.releases.get(release_id)
