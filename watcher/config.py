@@ -66,8 +66,8 @@ class VerifyConfig:
     # Verification passes after this many healthy answers in a row (1 = the first one).
     successes: int = 1
     # How long the rules that fired get to clear on the restored release before the rollback is
-    # called "did not clear" (None: max_window plus three intervals, so that the longest
-    # `[$window]` has slid past the bad release's samples). See WatcherConfig.clear_within.
+    # called "did not clear" (None: the longest range the fired rules read, at least max_window,
+    # plus three intervals: rollback.clear_bound).
     clear_within: float | None = None
 
 
@@ -139,7 +139,8 @@ class WatcherConfig:
 
     @property
     def clear_within(self) -> float:
-        """The bound for the fired rules to clear on a restored release (VerifyConfig)."""
+        """The bound for rules to clear on a restored release when none reads a longer range
+        (rollback.clear_bound has the per-rollback one)."""
         if self.verify.clear_within is not None:
             return self.verify.clear_within
         return self.max_window + 3 * self.interval

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -26,7 +27,7 @@ from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
-from watcher.rules import Finding, HttpCheck, Phase, Rule, finding
+from watcher.rules import Finding, HostCheck, HttpCheck, Phase, PromQuery, Rule, finding
 from watcher.rules import Outcome as Observed
 from watcher.verify import verify
 
@@ -242,13 +243,39 @@ def start_confirmation(w: "Watcher", from_id: str, to_id: str, findings: Sequenc
     s.window_ends = None
     s.rules = {}
     s.baselines = {}
+    bound = clear_bound(w.config, rules)
     s.confirming = {"from": from_id, "to": to_id, "rules": rules, "switched_at": now,
-                    "until": now + w.config.clear_within, "findings": [dataclasses.asdict(f) for f in findings]}
+                    "until": now + bound, "findings": [dataclasses.asdict(f) for f in findings]}
     w.journal("rollback_confirming", release=from_id, target=to_id, rules=rules, detail=detail,
               until=s.confirming["until"])
-    w.timeline(f"switched to {to_id}, probes pass; waiting up to {w.config.clear_within:.0f}s for "
+    w.timeline(f"switched to {to_id}, probes pass; waiting up to {bound:.0f}s for "
                f"{', '.join(rules)} to clear on it")
     log.info("rollback switched, confirming release=%s target=%s rules=%s", from_id, to_id, ",".join(rules))
+
+
+_RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
+
+
+def clear_bound(config, rules: Sequence[str]) -> float:
+    """How long the fired rules get to clear: `verify.clear_within` when set; else the longest
+    range any of them reads (a fixed `[5m]` holds the bad release's samples for five minutes,
+    `[$window]` starts at the switch; a host counter's `window`), at least `max_window`, plus
+    three intervals. A rule cannot be asked to clear before its range has slid past the bad
+    release: that would call a good rollback "probably not the cause"."""
+    from watcher.config import parse_duration
+
+    if config.verify.clear_within is not None:
+        return config.verify.clear_within
+    longest = config.max_window
+    for rule in config.rules:
+        if rule.name not in rules:
+            continue
+        if isinstance(rule.signal, PromQuery):
+            for text in _RANGE.findall(rule.signal.query):
+                longest = max(longest, parse_duration(text))
+        elif isinstance(rule.signal, HostCheck):
+            longest = max(longest, rule.signal.window)
+    return longest + 3 * config.interval
 
 
 def confirm(w: "Watcher", evaluation, now: float) -> None:

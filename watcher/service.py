@@ -228,7 +228,12 @@ class Watcher:
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once, keep the new rule states, journal and tell transitions."""
         s = self.state
-        window_s = watch_window(now, s.deployed_at, s.in_watch_window(now), self.config)
+        if s.confirming is not None:
+            # While a rollback is confirmed, `[$window]` starts at the switch: a range that still
+            # held the bad release's samples would keep the fired rules from clearing.
+            window_s = watch_window(now, s.confirming["switched_at"], True, self.config)
+        else:
+            window_s = watch_window(now, s.deployed_at, s.in_watch_window(now), self.config)
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit)
         blind, recovered = [], []

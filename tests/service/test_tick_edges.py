@@ -335,3 +335,18 @@ def test_reload_applies_new_notify_targets_and_names(host, endpoint):
     finally:
         if w.notifier is not None:
             w.notifier.close(1)
+
+
+def test_the_clear_bound_waits_for_the_longest_range_a_fired_rule_reads(host, tmp_path):
+    """A fixed `[5m]` holds the bad release's samples for five minutes after the switch: asking
+    it to clear sooner would call a good rollback "probably not the cause"."""
+    from watcher.rollback import clear_bound
+
+    rules = ("rules:\n  - name: oom\n    query: increase(x[5m])\n    above: 0\n    action: rollback\n"
+             "  - name: ratio\n    query: rate(e[$window]) / rate(r[$window])\n    above: 0.1\n    action: rollback\n")
+    cfg = load_config(host.write_config(rules, prometheus={"url": "http://127.0.0.1:9"}), environ={})
+    assert clear_bound(cfg, ["oom"]) == 300 + 3 * cfg.interval
+    assert clear_bound(cfg, ["ratio"]) == cfg.max_window + 3 * cfg.interval
+    cfg = load_config(host.write_config(rules, prometheus={"url": "http://127.0.0.1:9"},
+                                        verify={"clear_within": "20s"}), environ={})
+    assert clear_bound(cfg, ["oom"]) == 20
