@@ -357,7 +357,9 @@ class Watcher:
     def act(self, verdict: decider.Verdict, now: float) -> RollbackResult | None:
         s = self.state
         if verdict.kind is VerdictKind.QUIET:
-            if s.incident is not None:
+            # A rollback being confirmed closes its incident itself (rollback.confirm), as
+            # rolled back or not cleared: a quiet tick meanwhile is not the end of it.
+            if s.incident is not None and s.confirming is None:
                 self.close_incident("no rollback rule fires any more", resolution="cleared")
             return None
         findings = list(verdict.findings)
