@@ -128,9 +128,18 @@ def _top(
 
 
 def _load(config: str):
+    """Load the config; from here on, nothing this process prints or logs shows its secrets."""
     from watcher.config import load_config
+    from watcher.scrub import RedactingStream, redact_logs, redactor_for
 
-    return load_config(config)
+    cfg = load_config(config)
+    redact = redactor_for(cfg)
+    if redact:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            setattr(sys, name, RedactingStream(stream.inner if isinstance(stream, RedactingStream) else stream, redact))
+        redact_logs(redact)
+    return cfg
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -234,13 +243,29 @@ def check(
         if "online" in row:
             line += f"   [{row['online']}]"
         lines.append(line)
-    data = {"config": str(cfg.path), "valid": True, "rules": rows, "notify_problems": []}
+    warnings = _check_warnings(cfg)
+    data = {"config": str(cfg.path), "valid": True, "rules": rows, "notify_problems": [], "warnings": warnings}
     if report is not None:
         lines += report.lines(len(rows), len(cfg.notify))
-        data.update(report.as_json())
+        online = report.as_json()
+        data.update(online, warnings=warnings + online["warnings"])
+    lines += [f"warning: {w}" for w in warnings]
     _out(data, as_json, "\n".join(lines))
     if report is not None and report.failed:
         raise typer.Exit(1)
+
+
+def _check_warnings(cfg) -> list[str]:
+    """Valid but weak: what `check` says without failing."""
+    from watcher.rules import HttpCheck
+
+    warnings = []
+    probes = [r for r in cfg.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
+    if cfg.backend is not None and cfg.verify.url is None and not probes:
+        warnings.append("no verify.url and no http rollback rule: after a switch nothing can probe the restored "
+                        "release; a rollback is verified only by the fired rules clearing on it within "
+                        f"{cfg.clear_within:.0f}s. Add verify: {{url: ...}} (the app's health endpoint)")
+    return warnings
 
 
 @app.command("eval")
@@ -324,6 +349,9 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         "window_ends": state.window_ends,
         "paused_until": state.paused_until if state.paused_until and state.paused_until > now else None,
         "halted": state.halted,
+        "current_problem": state.current_problem,
+        "confirming": state.confirming,
+        "lock_wait": state.lock_wait,
         "mode": cfg.mode,
         "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
                          "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
@@ -333,6 +361,14 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     lines = [f"{cfg.service}: release {state.current or 'unknown'}"
              + (f", in its watch window until {_when(state.window_ends)}" if data["in_watch_window"] else "")
              + f"; watcher {'running' if data['running'] else 'not running'}; mode {cfg.mode}"]
+    if state.current_problem:
+        lines.append(f"CURRENT UNREADABLE: {state.current_problem}\n  the watcher acts not until it can read it")
+    if state.confirming:
+        c = state.confirming
+        lines.append(f"rolled back {c['from']} -> {c['to']}; waiting until {_when(c['until'])} for "
+                     f"{', '.join(c['rules'])} to clear")
+    if state.lock_wait:
+        lines.append(f"waiting for the deploy lock since {_when(state.lock_wait['since'])} (the window waits too)")
     if state.halted:
         lines.append(f"HALTED: {state.halted}\n  fix the host, then run: rollback-watcher resolve")
     if data["paused_until"]:
@@ -433,6 +469,8 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
     one writer), else directly under the instance lock."""
+    from watcher.human import RequestRefused
+    from watcher.locks import acquire_host
     from watcher.service import build_watcher
 
     w = build_watcher(cfg, fleet=True)
@@ -444,11 +482,15 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         while time.monotonic() < deadline:
             for e in store.events():
                 if e.get("kind") == "request_done" and e.get("request") == request_id:
+                    if e.get("ok") is False:
+                        raise RequestRefused(f"{e.get('result')} (the running watcher refused it)")
                     return f"{e.get('result')} (applied by the running watcher)"
             time.sleep(0.2)
         return f"queued as {request_id}; the running watcher applies it at its next tick"
     store.acquire()
+    host_lock = None
     try:
+        host_lock = acquire_host(cfg.backend)
         w.state = store.load()
         result = w.apply_request(command, args, time.time())
         w.save()
@@ -459,6 +501,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         if w.notifier is not None:
             w.notifier.flush(timeout=15)
             w.notifier.close(timeout=1)
+        if host_lock is not None:
+            host_lock.release()
         store.release_lock()
 
 
@@ -479,25 +523,30 @@ def _print_result(result: str) -> None:
         raise typer.Exit(1)
 
 
-def _mark(config: str, release: str, what: str, reason: str | None) -> None:
+def _mark(config: str, release: str, what: str, reason: str | None, force: bool) -> None:
     from watcher.backends.base import check_release_id
 
     # Refused here, before the request is queued: a running watcher would only journal it.
     release = check_release_id(release)
     cfg = _load(config)
-    _print_result(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason}))
+    _print_result(_human_request(cfg, "mark", {"release": release, "mark": what, "reason": reason, "force": force}))
+
+
+ForceMarkOpt = typer.Option(False, "--force", help="Mark a release the backend does not list (yet).")
 
 
 @mark_app.command("good")
-def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+              force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE known-good: auto-rollback may target it."""
-    _mark(config, release, "good", reason)
+    _mark(config, release, "good", reason, force)
 
 
 @mark_app.command("bad")
-def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why.")) -> None:
+def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+             force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE bad: auto-rollback never targets it."""
-    _mark(config, release, "bad", reason)
+    _mark(config, release, "bad", reason, force)
 
 
 @mark_app.command("barrier")
@@ -505,27 +554,32 @@ def mark_barrier(
     release: str,
     config: str = ConfigOpt,
     remove: bool = typer.Option(False, "--remove", help="Take the barrier away."),
+    force: bool = ForceMarkOpt,
 ) -> None:
     """Mark RELEASE as not reversible: no rollback across it.
 
     Use it after a destructive migration, for example. Auto-rollback never crosses it; a human is called instead."""
-    _mark(config, release, "not-barrier" if remove else "barrier", None)
+    _mark(config, release, "not-barrier" if remove else "barrier", None, force)
 
 
 @mark_app.command("deployed")
 def mark_deployed(
     release: str,
     config: str = ConfigOpt,
-    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now)."),
+    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now); finite, not in the future."),
+    force: bool = typer.Option(False, "--force", help="Record the deploy although RELEASE is not current."),
 ) -> None:
     """Announce a deploy of RELEASE now, from a deploy script.
 
     The watcher need not wait for its next poll to see it."""
     from watcher.backends.base import check_release_id
+    from watcher.human import deploy_time
 
     release = check_release_id(release)
     cfg = _load(config)
-    _print_result(_human_request(cfg, "deployed", {"release": release, "at": at}))
+    # Checked here too, so that a bad time fails at once rather than after a trip to the service.
+    deploy_time(at, time.time())
+    _print_result(_human_request(cfg, "deployed", {"release": release, "at": at, "force": force}))
 
 
 @app.command()

@@ -70,6 +70,10 @@ class VerifyConfig:
     expect_body: str | None = None
     # Verification passes after this many healthy answers in a row (1 = the first one).
     successes: int = 1
+    # How long the rules that fired get to clear on the restored release before the rollback is
+    # called "did not clear" (None: the longest range the fired rules read, at least max_window,
+    # plus three intervals: rollback.clear_bound).
+    clear_within: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,20 @@ class WatcherConfig:
     # on at least this share of its ticks (no evidence is not good evidence).
     evidence: float = 0.8
     min_window_set: bool = False  # min_window written in the config (else 3 x scrape interval)
+    # A deploy lock held this long while a rollback rule fires is said once (the window waits).
+    lock_timeout: float = 300.0
 
     @property
     def shadow(self) -> bool:
         return self.mode == "shadow"
+
+    @property
+    def clear_within(self) -> float:
+        """The bound for rules to clear on a restored release when none reads a longer range
+        (rollback.clear_bound has the per-rollback one)."""
+        if self.verify.clear_within is not None:
+            return self.verify.clear_within
+        return self.max_window + 3 * self.interval
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -284,7 +298,9 @@ def _trailing(v: Any) -> float:
 def _url(v: Any) -> str:
     s = _string(v)
     if not re.match(r"^https?://[^\s/]+", s):
-        raise ValueError(f"expected an http:// or https:// URL, got {s!r}")
+        from watcher.redact import redact_url
+
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(s, use_apprise=False)!r}")
     return s
 
 
@@ -376,7 +392,7 @@ BACKEND_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
-            "notify_pending", "fleet", "evidence"]
+            "notify_pending", "fleet", "evidence", "lock_timeout"]
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
              "baseline_window", "value_unit", "notify", "trailing"]
@@ -422,6 +438,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     safety = _read_safety(doc, f)
     telemetry = _read_telemetry(doc, f)
     deploy_lock = _path(f.read(doc, "deploy_lock", _string), base)
+    lock_timeout = f.read(doc, "lock_timeout", _positive_duration, default=300.0)
     state_dir = _path(f.read(doc, "state_dir", _string, default="/var/lib/rollback-watcher"), base)
     notify = _read_notify(doc, f, base)
     fleet = read_fleet(doc, f, base, service, host)
@@ -441,6 +458,7 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
         deploy_lock=deploy_lock, notify=tuple(notify), state_dir=state_dir, error_limit=error_limit,
         min_window=min_window, max_window=max_window, telemetry=telemetry, notify_pending=notify_pending,
         rule_files=tuple(rule_files), fleet=fleet, evidence=evidence, min_window_set="min_window" in doc,
+        lock_timeout=lock_timeout,
     )
 
 
@@ -525,6 +543,12 @@ def _section(doc: dict, key: str, f: FileReader, allowed: list[str]) -> dict:
 def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
     m = _section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency"])
     d = PrometheusConfig()
+    url, headers = m.get("url"), m.get("headers")
+    if isinstance(url, str) and isinstance(headers, dict) and "@" in url.partition("://")[2].partition("/")[0] \
+            and any(str(k).lower() == "authorization" for k in headers):
+        # requests lets the URL's userinfo replace the header: one credential would be dropped.
+        f.problem(f.line_of(m, "headers"), "prometheus.headers",
+                  "an Authorization header and userinfo in prometheus.url cannot both be sent; keep one of them")
     return PrometheusConfig(
         url=f.read(m, "url", _url, "prometheus.", d.url).rstrip("/"),
         timeout=f.read(m, "timeout", _positive_duration, "prometheus.", d.timeout),
@@ -570,7 +594,8 @@ def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
 
 
 def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
-    m = _section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes"])
+    m = _section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes",
+                                    "clear_within"])
     d = VerifyConfig()
     return VerifyConfig(
         url=f.read(m, "url", _url, "verify."),
@@ -580,6 +605,7 @@ def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
         expect_status=f.read(m, "expect_status", _status, "verify.", d.expect_status),
         expect_body=f.read(m, "expect_body", _string, "verify."),
         successes=f.read(m, "successes", _positive_int, "verify.", d.successes),
+        clear_within=f.read(m, "clear_within", _positive_duration, "verify."),
     )
 
 

@@ -14,11 +14,12 @@ import threading
 import time
 
 from watcher import messages
-from watcher.config import load_config
-from watcher.errors import ConfigError
+from watcher.config import WatcherConfig, load_config
+from watcher.errors import ConfigError, StateError
 from watcher.hostcheck import EXIT_CANNOT_START, listen_error
-from watcher.locks import DeployLock
+from watcher.locks import DeployLock, acquire_host
 from watcher.rules import Phase
+from watcher.scrub import Redactor, config_secrets
 from watcher.sdnotify import sd_notify
 from watcher.service import Watcher
 
@@ -65,9 +66,15 @@ class Daemon:
 
 
 def serve(w: Watcher) -> int:
-    """`rollback-watcher run`: the instance lock, telemetry, signals, start, the loop."""
+    """`rollback-watcher run`: the instance locks (state dir, watched host), telemetry, signals,
+    start, the loop."""
     cfg = w.config
     w.store.acquire()
+    try:
+        host_lock = acquire_host(cfg.backend)
+    except StateError:
+        w.store.release_lock()
+        raise
     daemon = Daemon(w)
     try:
         if w.telemetry is not None:
@@ -98,19 +105,50 @@ def serve(w: Watcher) -> int:
             w.notifier.close(timeout=5)
         if w.telemetry is not None:
             w.telemetry.close()
+        if host_lock is not None:
+            host_lock.release()
         w.store.release_lock()
 
 
+def needs_restart(old: WatcherConfig, new: WatcherConfig) -> list[str]:
+    """The changes a running process cannot apply, each saying why; a reload with any of them is
+    refused as a whole (half a reload is worse than none)."""
+    from watcher.backends import host_identity
+
+    def identity(cfg: WatcherConfig) -> str | None:
+        return host_identity(cfg.backend.type, cfg.backend.options) if cfg.backend else None
+
+    found = []
+    if new.state_dir != old.state_dir:
+        found.append(f"state_dir: {old.state_dir} -> {new.state_dir} needs a restart (the state, the journal and "
+                     "the instance lock live there)")
+    old_id, new_id = identity(old), identity(new)
+    if new_id is not None and new_id != old_id:
+        found.append(f"backend: it now names {new_id} (was {old_id or 'none'}); watching another host needs a "
+                     "restart (the instance lock is per watched host)")
+    if new.telemetry != old.telemetry:
+        found.append("telemetry: the metrics endpoint is bound at start; a change needs a restart")
+    if new.fleet != old.fleet:
+        found.append("fleet: the etcd lease and watch are made at start; a change needs a restart")
+    return found
+
+
 def reload(w: Watcher) -> bool:
-    """Reload config and rules; an invalid new config is refused and the old one keeps
-    running. Rule states are kept by rule name (as Prometheus' rule manager does)."""
+    """Reload config and rules: every change is applied (rules, Prometheus, backend options or
+    its removal, notify targets, names, policy), or the reload is refused as a whole and the
+    old config keeps running: an invalid config, or a change only a restart can make
+    (needs_restart). Rule states are kept by rule name (as Prometheus' rule manager does)."""
     # Newer systemd wants the reload's monotonic time beside RELOADING=1.
     sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
     try:
         new = load_config(w.config.path)
+        restart = needs_restart(w.config, new)
     except ConfigError as exc:
-        problems = [str(p) for p in exc.problems]
-        w.journal("reload_refused", problems=problems)
+        problems, restart = [str(p) for p in exc.problems], []
+    else:
+        problems = restart
+    if problems:
+        w.journal("reload_refused", problems=problems, needs_restart=bool(restart))
         log.warning("reload refused, keeping the running config problems=%d first=%s", len(problems), problems[0])
         w.notify(messages.reload_refused(w.ctx, problems))
         w.tell()
@@ -121,7 +159,11 @@ def reload(w: Watcher) -> bool:
     old_reader = w.reader
     w.reader = build_reader(new)
     old_reader.close()
-    if new.backend != w.config.backend and new.backend is not None:
+    if new.backend is None and w.backend is not None:
+        # Never keep acting with a backend the new config removed.
+        w.backend = None
+        w.journal("backend_removed", reason="the reloaded config has no backend: the watcher no longer acts")
+    elif new.backend != w.config.backend:
         from watcher.backends import build_backend
 
         w.backend = build_backend(new.backend.type, new.backend.options)
@@ -131,12 +173,34 @@ def reload(w: Watcher) -> bool:
         # The fleet link holds a lease and a watch under the old name and endpoints.
         log.warning("the fleet section changed: it takes effect at the next restart")
         w.journal("fleet_reload_ignored", reason="the fleet section changes at the next restart")
+    # The old secrets too: texts written before the reload may still carry them.
+    redact = Redactor.of(config_secrets(w.config) | config_secrets(new))
+    w.store.redact = redact
+    if w.notifier is not None and hasattr(w.notifier, "redact"):
+        w.notifier.redact = redact
+    if new.notify != w.config.notify:
+        _replace_notifier(w, new, redact)
     w.config = new
+    w._ctx = messages.MessageContext(new.service, new.host)
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))
     log.info("config reloaded rules=%d", len(new.rules))
     sd_notify("READY=1")
     return True
+
+
+def _replace_notifier(w: Watcher, new: WatcherConfig, redact: Redactor) -> None:
+    """New notify targets: a new Notifier; the old one delivers what it has queued, then stops."""
+    from watcher.service import quiet_journal
+
+    old = w.notifier
+    w.notifier = None
+    if new.notify:
+        from watcher.notify import Notifier
+
+        w.notifier = Notifier(list(new.notify), journal=quiet_journal(w.store), clock=w.clock, redact=redact)
+    if old is not None:
+        old.close(timeout=5)
 
 
 def status_line(w: Watcher) -> str:

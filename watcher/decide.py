@@ -5,10 +5,14 @@ applies is the verdict; every verdict carries the reason a journal line, a notif
 `explain` all repeat:
 
     halted       a rollback failed or did not verify; a human runs `resolve`      -> nothing
+    confirming   a rollback switched; the rules that fired must clear first         -> nothing
     shadow/pause decide, tell "would roll back", never act                         -> notify
     outside      current release is past its watch window, or known-good           -> notify
     symptom      every firing rule also fires, at the same time, on hosts still on  -> notify
                  a known-good release (fleet only): not the release's fault
+    unreadable   the backend cannot say what is current, or cannot list releases:
+                 a broken `current` (or error_limit failures in a row)             -> needs a human
+                 a first failure                                                   -> wait
     lock         a deploy holds the deploy lock                                    -> wait
     limit        max_auto_rollbacks for this release, or within its cooldown       -> needs a human
     no target    no known-good release older than this one, or a barrier between   -> needs a human
@@ -37,6 +41,7 @@ class Policy:
     shadow: bool = False
     max_auto_rollbacks: int = 1
     cooldown: float = 1800.0  # per release: since the last automatic rollback away from it
+    error_limit: int = 4  # backend read failures in a row before a wait becomes "needs a human"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,10 @@ class Situation:
     # (coordinator.FleetCoordinator.symptoms); empty without a fleet.
     fleet_symptoms: frozenset[str] = frozenset()
     fleet_symptom_reason: str = ""
+    confirming: str | None = None  # a switched rollback waits for its fired rules to clear
+    backend_problem: str | None = None  # why the backend could not be read this tick
+    backend_failures: int = 0  # ticks in a row it could not
+    backend_broken: bool = False  # a broken `current`: waiting will not fix it
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,8 @@ def decide(s: Situation, policy: Policy) -> Verdict:
 
     if s.halted:
         return verdict(NOTHING, VerdictKind.HALTED, f"{names} firing, but the watcher is halted: {s.halted}")
+    if s.confirming:
+        return verdict(NOTHING, VerdictKind.CONFIRMING, f"{names} firing: {s.confirming}")
 
     if policy.shadow:
         return verdict(NOTIFY, VerdictKind.SHADOW, f"shadow mode: would roll back {s.current} -> {target or '(no target: ' + why + ')'} because {names} fires", target)
@@ -154,6 +165,13 @@ def decide(s: Situation, policy: Policy) -> Verdict:
     local = [f for f in firing if not is_fleet_rule(f.rule)]
     if local and len(local) == len(firing) and all(f.rule in s.fleet_symptoms for f in local):
         return verdict(NOTIFY, VerdictKind.FLEET_SYMPTOM, f"fleet-wide symptom, not the release: {s.fleet_symptom_reason}")
+    if s.backend_problem is not None:
+        # Never act on a host the watcher cannot read; one failed read is a wait, not a page.
+        if s.backend_broken or s.backend_failures >= policy.error_limit:
+            return verdict(REFUSE, VerdictKind.BACKEND_UNREADABLE, f"{names} fires, but {s.backend_problem}"
+                           + ("" if s.backend_broken else f" ({s.backend_failures} times in a row)") + ": needs a human")
+        return verdict(WAIT, VerdictKind.BACKEND_RETRY, f"{names} fires, but {s.backend_problem}: trying again "
+                       f"next tick ({s.backend_failures} of {policy.error_limit})")
 
     if s.lock_held:
         return verdict(WAIT, VerdictKind.DEPLOY_LOCK, f"{names} fires, but a deploy holds the deploy lock: waiting for it")

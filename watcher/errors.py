@@ -4,7 +4,8 @@
     ├── ConfigError               the config or a rule file is invalid; holds every problem found
     ├── SourceError               a signal could not be read (Prometheus down, timeout, bad reply)
     ├── RollbackError             a backend could not list, preflight or switch releases
-    │   └── UnsafeReleaseId       a release id from outside would escape its directory
+    │   ├── UnsafeReleaseId       a release id from outside would escape its directory
+    │   └── BrokenCurrent         `current` itself is wrong (dangling, outside releases/, not a link)
     ├── StateError                state.json or the journal cannot be read or written safely
     └── NotifyError               a notification could not be delivered (permanent or retryable)
 
@@ -62,6 +63,10 @@ class RollbackError(WatcherError):
 
 class UnsafeReleaseId(RollbackError):
     """A release id with a path separator, `..`, NUL or a control character."""
+
+
+class BrokenCurrent(RollbackError):
+    """`current` is not a readable pointer to a release: no retry will fix it, a human must."""
 
 
 class StateError(WatcherError):

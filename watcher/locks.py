@@ -55,3 +55,99 @@ class DeployLock:
             yield
         finally:
             os.close(fd)
+
+
+class HostLock:
+    """One watcher per watched host, whatever its state dir (issue 16): two watchers with
+    different state dirs on one `current` would both roll it back.
+
+    The lock is an abstract-namespace Unix socket named after the backend's identity
+    (backends.host_identity): it needs no file, so it works under the unit's
+    ProtectSystem=strict and PrivateTmp= (which give each unit its own /tmp and a read-only
+    /run), and the kernel frees it when the holder dies, even by SIGKILL. A second watcher that
+    cannot bind the name connects to it and reads the holder's PID with SO_PEERCRED, to name it.
+    It is per network namespace: watchers in separate containers do not see each other's.
+    """
+
+    def __init__(self, identity: str):
+        import hashlib
+
+        self.identity = identity
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        self.address = f"\0rollback-watcher/host/{digest}"
+        self._sock = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise LockBusy naming the running watcher's PID."""
+        import socket
+        import threading
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.address)
+        except OSError:
+            sock.close()
+            raise LockBusy(self._busy_message()) from None
+        sock.listen(16)
+        self._sock = sock
+        # Accept and close at once: a second watcher only connects to read our PID.
+        threading.Thread(target=_answer_peers, args=(sock,), name="host-lock", daemon=True).start()
+
+    def holder_pid(self) -> int | None:
+        import socket
+        import struct
+
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2.0)
+        try:
+            probe.connect(self.address)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+        finally:
+            probe.close()
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        return pid or None
+
+    def _busy_message(self) -> str:
+        pid = self.holder_pid()
+        who = f"PID {pid}" if pid else "a process whose PID cannot be read"
+        return (f"another watcher ({who}) already watches {self.identity}; two watchers must never act on one "
+                "host, whatever their state_dir. Stop it first (or watch another host).")
+
+    def release(self) -> None:
+        import socket
+
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+
+
+def _answer_peers(sock) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return  # the lock was released: the socket is closed
+        conn.close()
+
+
+def acquire_host(backend_config) -> HostLock | None:
+    """The instance lock of the watched host (backend identity), taken beside the state dir's:
+    two watchers with different state dirs on one `current` must not both act. None without a
+    backend (such a watcher never acts). Raises StateError naming the running watcher's PID."""
+    from watcher.backends import host_identity
+    from watcher.errors import StateError
+
+    if backend_config is None:
+        return None
+    lock = HostLock(host_identity(backend_config.type, backend_config.options))
+    try:
+        lock.acquire()
+    except LockBusy as exc:
+        raise StateError(str(exc)) from None
+    return lock

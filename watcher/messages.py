@@ -715,3 +715,74 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
         release=release,
         rules=_names(findings),
     )
+
+
+# --- what the edges of a decision say (issue 13: verified, lock wait, unreadable current) ---
+
+
+def rollback_not_cleared(ctx: MessageContext, from_id: str, to_id: str, rules: Sequence[str], waited: float) -> Message:
+    """CRITICAL: switched and healthy by its probes, but the rules that fired still fire on the
+    restored release: the release was probably not the cause. The watcher stops acting."""
+    names = ", ".join(rules)
+    return Message(
+        kind="rollback_not_cleared",
+        severity=Severity.CRITICAL,
+        title=_title(ctx, "NEEDS HUMAN: {r} still firing after rolling back to {b}", r=names, b=to_id),
+        body=_body(
+            f"Rolled back {from_id} → {to_id}, but {names} did not clear on {to_id} within "
+            f"{format_duration(waited)}: the release was probably not the cause.",
+            f"The watcher stops acting (it will not roll back further) until a human runs `{CLI} resolve`.",
+            _next(f"{CLI} explain {rules[0]}" if rules else f"{CLI} status", f"{CLI} resolve"),
+        ),
+        dedup_key=f"release:{from_id}",
+        release=from_id,
+        rules=tuple(rules),
+    )
+
+
+def current_unreadable(ctx: MessageContext, release: str | None, reason: str) -> Message:
+    """CRITICAL: the backend cannot say which release is current; the watcher never acts so."""
+    return Message(
+        kind="current_unreadable",
+        severity=Severity.CRITICAL,
+        title=_title(ctx, "NEEDS HUMAN: cannot tell which release is current"),
+        body=_body(
+            f"{reason}.",
+            f"The rules are still evaluated (last release seen: {release or 'none'}), but the watcher will "
+            "not roll back, nor mark any release known-good, until it can read the host again.",
+            _next(f"{CLI} status", "fix `current` (it must point at a release directory)"),
+        ),
+        dedup_key="current",
+        release=release or "",
+    )
+
+
+def current_readable(ctx: MessageContext, release: str) -> Message:
+    """INFO: the backend says which release is current again."""
+    return Message(
+        kind="current_readable",
+        severity=Severity.INFO,
+        title=_title(ctx, "current is readable again: {r}", r=release),
+        body=_body(f"The backend says {release} is current again; the watcher acts as usual."),
+        dedup_key="current",
+        release=release,
+    )
+
+
+def lock_wait_long(ctx: MessageContext, release: str, lock: str, waited: float, findings: Sequence[Finding]) -> Message:
+    """CRITICAL: a rollback rule fires, but a deploy has held the deploy lock for lock_timeout."""
+    return Message(
+        kind="lock_wait_long",
+        severity=Severity.CRITICAL,
+        title=_title(ctx, "NEEDS HUMAN: {r} should roll back, a deploy has held the lock for "
+                     + format_duration(waited), r=release),
+        body=_body(
+            f"A rollback rule fires on {release}, but {lock} has been held for {format_duration(waited)}. "
+            "The watch window waits with it; the rollback happens when the lock is free.",
+            fmt_findings(findings, ctx.now),
+            _next("check the deploy that holds the lock", f"{CLI} rollback --yes to act now"),
+        ),
+        dedup_key=f"lock:{release}",
+        release=release,
+        rules=_names(findings),
+    )

@@ -81,6 +81,9 @@ class VerdictKind(StrEnum):
     NO_TARGET = "no_target"
     NO_BACKEND = "no_backend"
     FLEET_SYMPTOM = "fleet_symptom"  # the same rule fires on hosts still on a known-good release
+    CONFIRMING = "confirming"  # a rollback switched; its fired rules have not cleared yet
+    BACKEND_RETRY = "backend_retry"  # the backend could not be read this tick: try again next tick
+    BACKEND_UNREADABLE = "backend_unreadable"  # ... a broken `current`, or error_limit ticks in a row
     ROLLBACK = "rollback"
 
 

@@ -82,7 +82,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, TextIO
 from urllib.parse import quote, unquote
 
@@ -423,8 +423,11 @@ class Notifier:
         backoff: float = 1.0,
         redeliveries: int = 5,
         redelivery_backoff: float = 30.0,
+        redact: Callable[[str], str] = str,
     ):
         self.targets = list(targets)
+        # The config's own secrets (Prometheus credentials in a "blind" error, ...): scrub.Redactor.
+        self.redact = redact
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = max(0.0, float(backoff))
@@ -482,6 +485,7 @@ class Notifier:
         if self._closed:
             log.warning("notify closed, message dropped kind=%s", message.kind)
             return
+        message = replace(message, title=self.redact(message.title), body=self.redact(message.body))
         msg_id = uuid.uuid4().hex[:12]
         for lane in self._lanes:
             if lane.target.accepts(message):

@@ -133,6 +133,13 @@ def _structural_secrets(parts: UrlParts) -> set[str]:
     return found
 
 
+def structural_url_secrets(url: str) -> set[str]:
+    """The secrets of `url` found without Apprise (password, header/body/sensitive query
+    values): cheap enough for every CLI start."""
+    parts = None if is_config_path(url) else split_url(url)
+    return _structural_secrets(parts) if parts is not None else set()
+
+
 def _secret_positions(url: str, use_apprise: bool = True) -> tuple[UrlParts | None, set[str]]:
     """The URL's parts and the raw substrings that are secret (see the module docstring).
     Without Apprise (or when it cannot parse the URL), every token-shaped part is secret."""

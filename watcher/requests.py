@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from watcher import messages, rollback
+from watcher import human, messages, rollback
 from watcher.backends.base import check_release_id
 from watcher.errors import RollbackError, WatcherError
 from watcher.format import format_duration, format_time
@@ -31,9 +31,14 @@ def apply_pending(w: "Watcher", now: float) -> None:
     for req in w.store.take_requests():
         try:
             result = apply(w, req.get("command", ""), req.get("args", {}), now)
+            ok = True
         except WatcherError as exc:
-            result = f"refused: {exc}"
-        w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result)
+            result, ok = f"refused: {exc}", False
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A request file written by hand or by another version: refused, never a crash.
+            result, ok = f"refused: malformed request ({type(exc).__name__}: {exc})", False
+        # `ok` lets the CLI that queued the request exit non-zero on a refusal.
+        w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result, ok=ok)
 
 
 def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
@@ -41,8 +46,9 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
     s = w.state
     if command == "mark":
         rid = check_release_id(args["release"])
-        rec = s.release(rid, now)
         what = args["mark"]
+        human.check_mark(rid, what, human.view_of(w.backend), bool(args.get("force")))
+        rec = s.release(rid, now)
         if what == Mark.BARRIER:
             rec.barrier = True
         elif what == "not-barrier":
@@ -60,7 +66,8 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
             # A deploy hook that runs after the switch (Capistrano's deploy:published) comes
             # after the poll saw it: a second deploy would restart the window and every rule.
             return f"{rid} is already current, deployed at {s.deployed_at:.0f}: nothing changed"
-        at = float(args.get("at") or now)
+        at = human.deploy_time(args.get("at"), now)
+        human.check_deployed(rid, human.view_of(w.backend), bool(args.get("force")))
         w.on_deploy(rid, at)
         return f"deploy of {rid} at {format_time(at)} recorded"
     if command == "pause":

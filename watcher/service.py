@@ -2,9 +2,12 @@
 contents; each step is a method below it, in the same order:
 
     requests   apply what humans asked through the CLI (requests.py)
-    release    ask the backend which release is current; a change is a deploy
+    release    ask the backend which release is current; a change is a deploy. When it
+               cannot tell, the last release seen is evaluated but never acted on
     baselines  capture each baseline rule's pre-deploy median, once per deploy
     evaluate   read every signal once and step each rule (evaluate.py)
+    confirm    a switched rollback is verified once the rules that fired clear (rollback.py)
+    lock wait  a deploy lock held while a rollback rule fires stops the window's clock
     window     a release that survived its watch window becomes known-good
     decide     the safety policy (decide.py) turns firing rules into a verdict
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
@@ -37,7 +40,7 @@ from watcher import messages, requests, rollback
 from watcher.backends.base import Backend
 from watcher.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
-from watcher.errors import StateError, WatcherError
+from watcher.errors import BrokenCurrent, StateError, WatcherError
 from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
 from watcher.fleetmodel import is_fleet_rule
 from watcher.incident import Incident
@@ -45,6 +48,7 @@ from watcher.locks import DeployLock
 from watcher.messages import Message
 from watcher.model import Action, Mark, RollbackResult, TransitionKind, Trigger, VerdictKind
 from watcher.rules import Finding, Rule, finding
+from watcher.scrub import redactor_for
 from watcher.sdnotify import sd_notify
 from watcher.state import State, StateStore
 
@@ -109,6 +113,10 @@ class Watcher:
         self._baseline_errors: set[tuple] = set()
         self._outbox: list[Message] = []
         self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
+        # Backend reads that failed, ticks in a row: one failure is a wait, error_limit a page.
+        self._current_failures = 0
+        self._list_failures = 0
+        self._current_error: tuple[str, bool] | None = None  # this tick: (reason, broken)
 
     @property
     def ctx(self) -> messages.MessageContext:
@@ -151,7 +159,10 @@ class Watcher:
             evaluation = self.measure(now)
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
-            self.assess_window(now, firing)
+            rollback.confirm(self, evaluation, now)
+            self.hold_window_for_lock(now, firing)
+            if self._current_error is None:  # never mark known-good a host that cannot be read
+                self.assess_window(now, firing)
             report.verdict = self.decide(now, firing)
             report.acted = self.act(report.verdict, now)
         self.persist(report, started)
@@ -184,18 +195,45 @@ class Watcher:
         requests.apply_pending(self, now)
 
     def resolve_release(self, now: float) -> str | None:
-        """The current release; a change since the last tick is a deploy. None: cannot tell."""
+        """The current release; a change since the last tick is a deploy. When the backend
+        cannot tell, the last release seen (its rules are still evaluated; the decider never
+        acts on it); None when there is none yet."""
+        self._current_error = None
         if self.backend is None:
             return self.state.current
         try:
             current = self.backend.current().id
         except WatcherError as exc:
-            log.error("backend cannot say which release is current reason=%s", exc)
-            self.journal("backend_error", reason=str(exc))
-            return None
+            self._current_unreadable(exc)
+            return self.state.current
+        self._current_failures = 0
+        if self.state.current_problem is not None:
+            self.state.current_problem = None
+            self.journal("current_readable", release=current)
+            log.info("current is readable again release=%s", current)
+            self.notify(messages.current_readable(self.ctx, current))
         if current != self.state.current:
             self.on_deploy(current, now, first_start=self.state.current is None)
         return current
+
+    def _current_unreadable(self, exc: WatcherError) -> None:
+        """Said once: at once for a broken `current` (BrokenCurrent), after error_limit ticks in
+        a row for a read that may pass (docker restarting, a slow command)."""
+        self._current_failures += 1
+        broken = isinstance(exc, BrokenCurrent)
+        reason = f"the backend cannot say which release is current: {exc}"
+        self._current_error = (reason, broken)
+        if self.state.current_problem is not None:
+            return
+        if broken or self._current_failures >= self.config.error_limit:
+            self.state.current_problem = reason
+            self.journal("current_unreadable", reason=reason, broken=broken, failures=self._current_failures,
+                         release=self.state.current)
+            log.error("cannot tell which release is current, not acting reason=%s", exc)
+            self.notify(messages.current_unreadable(self.ctx, self.state.current, reason))
+        elif self._current_failures == 1:
+            self.journal("backend_error", reason=str(exc))
+            log.warning("backend cannot say which release is current, trying again reason=%s", exc)
 
     def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
         """A new current release: open its watch window and forget the previous rule states.
@@ -294,24 +332,69 @@ class Watcher:
             rollback.prune(self, protect={s.current})
         s.window_ends = None
 
+    def hold_window_for_lock(self, now: float, firing: list[Finding]) -> None:
+        """While a deploy holds the deploy lock and a rollback rule fires, the watch window's
+        clock stops (it is extended by the wait), so the lock cannot outlive the window and
+        leave a bad release live; a wait longer than `lock_timeout` is said once."""
+        s = self.state
+        rolling = [f for f in firing if f.action == "rollback"]
+        # While waiting, the window's end moves by the time since the last tick, before it is
+        # compared: a window that "ended" during the wait has not.
+        held_for = now - s.lock_wait["last"] if s.lock_wait is not None else 0.0
+        in_window = s.window_ends is not None and now < s.window_ends + held_for
+        waiting = bool(rolling) and in_window and self.deploy_lock.held_by_other()
+        if not waiting:
+            if s.lock_wait is not None:
+                self.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
+                s.lock_wait = None
+            return
+        if s.lock_wait is None:
+            s.lock_wait = {"since": now, "last": now, "notified": False}
+            self.journal("lock_wait", release=s.current, lock=str(self.deploy_lock.path),
+                         rules=[f.rule for f in rolling])
+        else:
+            s.window_ends += held_for
+            if s.current in s.releases:
+                s.releases[s.current].window_ends = s.window_ends
+            s.lock_wait["last"] = now
+        waited = now - s.lock_wait["since"]
+        if not s.lock_wait["notified"] and waited >= self.config.lock_timeout:
+            s.lock_wait["notified"] = True
+            self.journal("lock_wait_long", release=s.current, seconds=round(waited, 3), lock=str(self.deploy_lock.path))
+            log.error("a deploy has held the deploy lock while a rollback rule fires seconds=%.0f", waited)
+            self.notify(messages.lock_wait_long(self.ctx, s.current or "?", str(self.deploy_lock.path), waited,
+                                                rolling), rolling)
+
     def decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
         s = self.state
         releases: tuple[str, ...] = ()
+        problem, failures, broken = None, 0, False
+        if self._current_error is not None:
+            (problem, broken), failures = self._current_error, self._current_failures
         # Listing releases reads a directory or runs a command: only worth it when acting may follow.
-        if self.backend is not None and any(f.action == "rollback" for f in firing):
+        elif self.backend is not None and any(f.action == "rollback" for f in firing):
             try:
                 listed = self.backend.releases()
                 releases = tuple(r.id for r, _ in decider.order_releases(listed, s.releases))
+                self._list_failures = 0
             except WatcherError as exc:
-                log.error("backend cannot list releases reason=%s", exc)
+                self._list_failures += 1
+                problem, failures = f"the backend cannot list its releases: {exc}", self._list_failures
+                log.warning("backend cannot list releases failures=%d reason=%s", failures, exc)
+        confirming = None
+        if s.confirming is not None:
+            confirming = (f"rolled back {s.confirming['from']} -> {s.confirming['to']}, waiting for "
+                          f"{', '.join(s.confirming['rules'])} to clear on {s.confirming['to']}")
         symptoms, symptom_reason = self.fleet.symptoms(self, firing, now) if self.fleet is not None else (frozenset(), "")
         situation = decider.Situation(
             now=now, current=s.current or "", releases=releases, marks=s.releases,
             in_watch_window=s.in_watch_window(now), firing=tuple(firing), paused_until=s.paused_until,
             halted=s.halted, lock_held=self.deploy_lock.held_by_other(), fleet_symptoms=symptoms,
-            fleet_symptom_reason=symptom_reason,
+            fleet_symptom_reason=symptom_reason, confirming=confirming,
+            backend_problem=problem, backend_failures=failures, backend_broken=broken,
         )
-        policy = decider.Policy(self.config.shadow, self.config.safety.max_auto_rollbacks, self.config.safety.cooldown)
+        policy = decider.Policy(self.config.shadow, self.config.safety.max_auto_rollbacks, self.config.safety.cooldown,
+                                self.config.error_limit)
         verdict = decider.decide(situation, policy)
         if verdict.action is Action.ROLLBACK and self.backend is None:
             verdict = dataclasses.replace(verdict, action=Action.REFUSE, kind=VerdictKind.NO_BACKEND,
@@ -321,7 +404,9 @@ class Watcher:
     def act(self, verdict: decider.Verdict, now: float) -> RollbackResult | None:
         s = self.state
         if verdict.kind is VerdictKind.QUIET:
-            if s.incident is not None:
+            # A rollback being confirmed closes its incident itself (rollback.confirm), as
+            # rolled back or not cleared: a quiet tick meanwhile is not the end of it.
+            if s.incident is not None and s.confirming is None:
                 self.close_incident("no rollback rule fires any more", resolution="cleared")
             return None
         findings = list(verdict.findings)
@@ -441,13 +526,14 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
     from watcher.backends import build_backend
     from watcher.signals import build_reader
 
-    store = StateStore(config.state_dir, clock=clock)
+    redact = redactor_for(config)
+    store = StateStore(config.state_dir, clock=clock, redact=redact)
     backend = build_backend(config.backend.type, config.backend.options) if config.backend else None
     notifier = None
     if notify and config.notify:
         from watcher.notify import Notifier
 
-        notifier = Notifier(list(config.notify), journal=_quiet_journal(store), clock=clock)
+        notifier = Notifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
     tele = None
     if telemetry:
         from watcher.telemetry import Telemetry
@@ -470,7 +556,7 @@ def _sleep_alive(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _quiet_journal(store: StateStore):
+def quiet_journal(store: StateStore):
     """The notifier journals failed deliveries from its own thread: a journal that cannot be
     written there is logged, never raised into the delivery thread."""
 

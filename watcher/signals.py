@@ -49,8 +49,15 @@ class PrometheusSource:
 
         import requests
 
+        from watcher.redact import redact_url
+        from watcher.scrub import Redactor, prometheus_secrets
+
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # An auth proxy may echo the credential in a 401 body; the URL may carry userinfo. No
+        # error text leaves this class with either (the edges scrub again, scrub.py).
+        self._redact = Redactor.of(prometheus_secrets(self.url, headers))
+        self.display_url = self._redact(redact_url(self.url, use_apprise=False))
         no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False)
         # requests re-reads proxy settings from the environment on every request: a fifth of a
         # query's CPU at 1,000 rules a tick. Read them once here; the environment of a running
@@ -94,16 +101,16 @@ class PrometheusSource:
         try:
             return fn(**kwargs)
         except PrometheusApiClientException as exc:
-            raise SourceError(_short(f"Prometheus answered {exc}")) from None
+            raise SourceError(_short(self._redact(f"Prometheus answered {exc}"))) from None
         except requests.Timeout:
             raise SourceError(f"Prometheus did not answer within {self.timeout:g}s") from None
         except requests.ConnectionError as exc:
-            raise SourceError(_short(f"cannot reach Prometheus at {self.url}: {_root_cause(exc)}")) from None
+            raise SourceError(_short(f"cannot reach Prometheus at {self.display_url}: {_root_cause(exc)}")) from None
         except requests.RequestException as exc:
             raise SourceError(_short(f"request to Prometheus failed: {type(exc).__name__}")) from None
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             # Invalid JSON or a reply without data.result: the client indexes it blindly.
-            raise SourceError(_short(f"Prometheus sent an invalid reply ({type(exc).__name__}: {exc})")) from None
+            raise SourceError(_short(self._redact(f"Prometheus sent an invalid reply ({type(exc).__name__}: {exc})"))) from None
 
     def server_time(self) -> float:
         """Prometheus' own clock: `time()` evaluated at its now. Raises SourceError."""

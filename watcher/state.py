@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from watcher.errors import StateError
 from watcher.files import write_file_atomically
@@ -58,6 +58,13 @@ class State:
     intent: dict | None = None  # a switch recorded before it was made, cleared after
     last_rollback_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    # A switched rollback waiting for the rules that fired to clear on the restored release:
+    # from, to, rules, findings, switched_at, until (rollback.confirm).
+    confirming: dict | None = None
+    # Why the backend cannot say which release is current, once said (status shows it).
+    current_problem: str | None = None
+    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
+    lock_wait: dict | None = None
 
     def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
         rec = self.releases.get(release_id)
@@ -85,6 +92,10 @@ class State:
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise ValueError(f"format version {version!r}, this watcher reads version {FORMAT_VERSION}")
+        poisoned = _poisoned_times(d)
+        if poisoned:
+            raise ValueError("it holds times that are not finite epoch seconds: " + ", ".join(poisoned[:6])
+                             + " (`mark deployed --at nan` wrote such values before it was refused)")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["releases"] = {
             k: ReleaseRecord(**{f: x for f, x in v.items() if f in ReleaseRecord.__dataclass_fields__})
@@ -93,6 +104,31 @@ class State:
         known["rules"] = {k: RuleState.from_dict(v) for k, v in (d.get("rules") or {}).items()}
         known["incident"] = Incident.from_dict(d["incident"]) if d.get("incident") else None
         return cls(**known)
+
+
+_STATE_TIMES = ("deployed_at", "window_ends", "paused_until", "last_rollback_at")
+_RELEASE_TIMES = ("first_seen", "deployed_at", "window_ends", "marked_at", "last_rollback_at")
+_RULE_TIMES = ("breach_since", "active_since", "fired_at")
+
+
+def _poisoned_times(d: dict) -> list[str]:
+    """Where a time field is not None or a finite number. NaN compares false with everything:
+    such a window never holds, and a string "nan" (how _dumps writes NaN) raises TypeError in
+    the first comparison, on every start."""
+    def bad(value: Any) -> bool:
+        if value is None:
+            return False
+        return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+
+    found = [f"{k}={d[k]!r}" for k in _STATE_TIMES if bad(d.get(k))]
+    for group, fields in (("releases", _RELEASE_TIMES), ("rules", _RULE_TIMES)):
+        records = d.get(group) or {}
+        if not isinstance(records, dict):
+            continue
+        for name, rec in records.items():
+            if isinstance(rec, dict):
+                found += [f"{group}.{name}.{k}={rec[k]!r}" for k in fields if bad(rec.get(k))]
+    return found
 
 
 def _json_default(value: Any):
@@ -125,9 +161,11 @@ def _finite(obj: Any) -> Any:
 class StateStore:
     """state.json and journal.jsonl under one directory."""
 
-    def __init__(self, state_dir: Path, clock=time.time):
+    def __init__(self, state_dir: Path, clock=time.time, redact: Callable[[str], str] = str):
         self.dir = Path(state_dir)
         self.clock = clock
+        # The config's secrets never reach a file (scrub.Redactor): an error text may carry one.
+        self.redact = redact
         self.state_path = self.dir / "state.json"
         self.journal_path = self.dir / "journal.jsonl"
         self.lock_path = self.dir / "watcher.lock"
@@ -191,7 +229,7 @@ class StateStore:
             ) from None
 
     def save(self, state: State) -> None:
-        data = (_dumps(state.to_dict()) + "\n").encode()
+        data = (self.redact(_dumps(state.to_dict())) + "\n").encode()
         try:
             write_file_atomically(self.state_path, data, mode=0o600)
         except OSError as exc:
@@ -203,7 +241,7 @@ class StateStore:
     def journal(self, kind: str, **fields: Any) -> dict:
         """Append one event, flushed and fsynced before returning."""
         event = {"time": round(self.clock(), 3), "kind": kind, **fields}
-        line = (_dumps(event) + "\n").encode()
+        line = (self.redact(_dumps(event)) + "\n").encode()
         try:
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
@@ -264,4 +302,4 @@ class StateStore:
 
 def _brief(exc: BaseException) -> str:
     text = str(exc)
-    return text if len(text) < 160 else text[:160] + "..."
+    return text if len(text) < 400 else text[:400] + "..."

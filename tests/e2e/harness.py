@@ -66,7 +66,9 @@ rules:
     value_unit: s
     action: rollback
   - name: oom-kills
-    query: increase(demo_oom_kills_total{SEL}[5m])
+    # growth since the deploy (or, while a rollback is confirmed, since the switch): a fixed
+    # [5m] would keep firing on the restored release for five minutes after the rollback
+    query: increase(demo_oom_kills_total{SEL}[$window])
     above: 0
     action: rollback
   - name: health-endpoint

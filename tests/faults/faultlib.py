@@ -246,3 +246,17 @@ class BadHttpServer(_Server):
                 conn.sendall(framed)
         elif mode == "hang":
             self.hang(conn)
+
+
+class UnauthorizedPrometheus(_Server):
+    """A Prometheus behind an auth proxy that refuses the credential: HTTP 401 on every query,
+    with a body that echoes the request's Authorization header and its first line back (some
+    proxies and gateways do). Whatever the watcher does with the error text, the credential
+    is in it."""
+
+    def handle(self, conn: socket.socket, request: bytes) -> None:
+        head = request.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
+        auth = next((line for line in head if line.lower().startswith("authorization:")), "no Authorization header")
+        body = json.dumps({"status": "error", "errorType": "unauthorized",
+                           "error": f"credential refused: {auth} for {head[0]}"}).encode()
+        conn.sendall(_response("401 Unauthorized", body, {"WWW-Authenticate": 'Basic realm="prometheus"'}))

@@ -50,8 +50,9 @@ def switch_count(switches) -> int:
 
 @pytest.mark.parametrize("step,expected_current,expected_switches,reconcile", [
     ("intent", "r2", 0, "not_switched"),
-    ("switched", "r1", 1, "switched_and_verified"),
-    ("verify", "r1", 1, "switched_and_verified"),
+    # switched and healthy: verified once the rule that fired clears on r1 (a tick or two later)
+    ("switched", "r1", 1, "switched_confirming"),
+    ("verify", "r1", 1, "switched_confirming"),
 ])
 def test_sigkill_mid_rollback_restart_reconciles_without_switching_twice(
         symlink_host, tmp_path, step, expected_current, expected_switches, reconcile):
@@ -85,6 +86,8 @@ def test_sigkill_mid_rollback_restart_reconciles_without_switching_twice(
     state = json.loads((host.state_dir / "state.json").read_text())
     assert state["intent"] is None
     assert state["releases"]["r2"]["mark"] == "bad"
+    if reconcile == "switched_confirming":
+        assert "rollback_verified" in kinds and state["confirming"] is None
     if step == "intent":
         # still on the bad release, which already used its automatic rollback: a human decides
         assert any(e["kind"] == "verdict" and e["action"] != "rollback" for e in host.journal()), kinds

@@ -179,3 +179,62 @@ def test_second_watcher_on_one_state_dir_refuses(symlink_host, tmp_path):
     assert "another watcher is running" in second.stderr
     assert code == 0
     assert host.kinds().count("start") == 2  # prepared() + the first; the second never started
+
+
+@pytest.mark.parametrize("poison", ["nan", "inf"])
+def test_a_state_holding_a_time_that_is_not_finite_refuses_with_one_line_not_a_typeerror(symlink_host, poison):
+    """What `mark deployed --at nan` left before it was refused: NaN written as the string "nan"
+    (state.json is strict JSON). Every start then died in a comparison with a TypeError."""
+    host = symlink_host
+    config = prepared(host)
+    state_path = host.state_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    state["deployed_at"] = state["window_ends"] = poison
+    state["releases"]["r2"]["window_ends"] = poison
+    state_path.write_text(json.dumps(state))
+    for command in ("run", "status"):
+        result = cli(command, "--config", config, timeout=30)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and "TypeError" not in result.stderr
+        assert f"deployed_at='{poison}'" in result.stderr and "not finite" in result.stderr
+        assert f"mv {state_path} {state_path}.bad" in result.stderr
+    assert host.current_id() == "r2"
+
+
+def test_second_watcher_with_another_state_dir_on_the_same_current_refuses_and_names_the_pid(symlink_host, tmp_path):
+    """Issue 16: the instance lock is per watched host (the backend's identity), not per state
+    dir. The second config reaches the same `current` through a symlinked directory."""
+    host = symlink_host
+    config = prepared(host)
+    alias = tmp_path / "alias"
+    alias.symlink_to(host.root)
+    other = json.loads(config.read_text())
+    other["state_dir"] = str(tmp_path / "other-state")
+    other["backend"] = dict(other["backend"], current=str(alias / "current"), releases=str(alias / "releases"))
+    other_config = tmp_path / "other.yaml"
+    other_config.write_text(json.dumps(other))
+
+    first = WatcherProcess(config, tmp_path / "first.log")
+    try:
+        wait_for(lambda: host.kinds().count("start") >= 2, timeout=30, what="the first watcher to start")
+        second = cli("run", "--config", other_config, timeout=30)
+        manual = cli("mark", "good", "r2", "--config", other_config, timeout=30)
+        assert first.proc.poll() is None
+    finally:
+        code = first.stop()
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"another watcher (PID {first.proc.pid})" in second.stderr and str(host.current) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert manual.returncode == 1 and f"PID {first.proc.pid}" in manual.stderr
+    assert code == 0
+    assert not (tmp_path / "other-state" / "journal.jsonl").exists() or \
+        "start" not in (tmp_path / "other-state" / "journal.jsonl").read_text()
+
+    # The lock goes with its holder: now the second one runs.
+    second_run = WatcherProcess(other_config, tmp_path / "second.log")
+    try:
+        wait_for(lambda: (tmp_path / "other-state" / "journal.jsonl").exists()
+                 and '"start"' in (tmp_path / "other-state" / "journal.jsonl").read_text(),
+                 timeout=30, what="the second watcher to start once the first stopped")
+    finally:
+        assert second_run.stop() == 0

@@ -142,3 +142,54 @@ def test_default_target_never_crosses_a_barrier(host, tmp_path):
     result = cli("rollback", "--yes", "--config", cfg)
     assert result.returncode == 1 and "r2 is a barrier" in result.stderr
     assert host.current_id() == "r3"
+
+
+# ---------------------------------------------------------------------------------------------
+# Marks are checked against the host (issue 13): a typo must not become a rollback target, and
+# a deploy time that is not a finite past moment must never reach the state.
+
+
+def _marks(host) -> list[dict]:
+    return [e for e in host.journal() if e["kind"] == "mark"]
+
+
+@pytest.mark.parametrize("mark", [("good",), ("bad",), ("barrier",)])
+def test_mark_of_a_release_the_backend_does_not_list_is_refused_with_one_line(host, tmp_path, mark):
+    cfg = config(host, tmp_path)
+    result = cli("mark", *mark, "r4", "--config", cfg)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "r4 is not a release this host has" in lines[0] and "--force" in lines[0]
+    assert _marks(host) == []
+    rows = json.loads(cli("releases", "--json", "--config", cfg, check=True).stdout)
+    assert "r4" not in [r["id"] for r in rows]
+
+
+def test_mark_good_with_force_records_a_release_not_deployed_yet(host, tmp_path):
+    cfg = config(host, tmp_path)
+    result = cli("mark", "good", "r4", "--force", "--config", cfg)
+    assert result.returncode == 0, result.stderr
+    assert [(e["release"], e["mark"]) for e in _marks(host)] == [("r4", "good")]
+
+
+def test_mark_deployed_of_a_release_that_is_not_current_is_refused_unless_forced(host, tmp_path):
+    cfg = config(host, tmp_path)
+    result = cli("mark", "deployed", "r1", "--config", cfg)
+    assert result.returncode == 1
+    assert "r1 is not the current release (r3 is)" in result.stderr
+    assert "deploy" not in host.kinds()
+    forced = cli("mark", "deployed", "r1", "--force", "--config", cfg)
+    assert forced.returncode == 0, forced.stderr
+    assert [e["release"] for e in host.journal() if e["kind"] == "deploy"] == ["r1"]
+
+
+@pytest.mark.parametrize("at", ["nan", "inf", "-inf", "0", "9999999999"])
+def test_mark_deployed_at_a_time_that_is_not_a_finite_past_moment_is_refused(host, tmp_path, at):
+    cfg = config(host, tmp_path)
+    result = cli("mark", "deployed", "r3", "--at", at, "--force", "--config", cfg)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("RequestRefused: --at") and "Traceback" not in result.stderr
+    assert "deploy" not in host.kinds()
+    status = cli("status", "--json", "--config", cfg)
+    assert status.returncode == 0, status.stderr  # the state is still readable

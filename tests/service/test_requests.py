@@ -56,3 +56,34 @@ def test_mark_deployed_opens_the_window_from_the_given_time(symlink_host, start_
     deploys = [e for e in host.journal() if e["kind"] == "deploy"]
     assert deploys[-1]["window_ends"] == at + 600
     assert w.stop() == 0
+
+
+def test_a_refused_request_exits_1_through_the_running_service_and_changes_nothing(symlink_host, start_watcher):
+    """Issue 13 through the request inbox: the running service checks marks against the host
+    and refuses a deploy time that is not finite, even in a request file the CLI did not check."""
+    from watcher.state import StateStore
+
+    host = symlink_host
+    host.add_release("r1")
+    host.add_release("r2")
+    host.deploy("r2")
+    cfg = host.write_config(RULES)
+    w = start_watcher(cfg)
+    wait_for(lambda: "deploy" in host.kinds(), 20, what="the first tick")
+
+    typo = cli("mark", "good", "r3", "--config", cfg)
+    assert typo.returncode == 1, typo.stdout
+    assert "r3 is not a release this host has" in typo.stderr and "running watcher refused" in typo.stderr
+    wrong = cli("mark", "deployed", "r1", "--config", cfg)
+    assert wrong.returncode == 1 and "r1 is not the current release (r2 is)" in wrong.stderr
+
+    # A request file with a NaN time, as an older CLI (or a hand) writes it.
+    request = StateStore(host.state_dir).submit_request("deployed", release="r2", at=float("nan"), force=False)
+    done = wait_for(lambda: next((e for e in host.journal() if e["kind"] == "request_done"
+                                  and e["request"] == request), None), 20, what="the request to be applied")
+    assert done["ok"] is False and "not a time" in done["result"]
+    assert [e for e in host.journal() if e["kind"] == "mark"] == []
+    assert [e["release"] for e in host.journal() if e["kind"] == "deploy"] == ["r2"]
+    status = json.loads(cli("status", "--json", "--config", cfg, check=True).stdout)
+    assert status["running"] and status["in_watch_window"]
+    assert w.stop() == 0

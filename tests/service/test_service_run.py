@@ -151,7 +151,8 @@ def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switc
         assert not events(host, "rollback_switched")
         start_watcher(config)
         (rec,) = wait_for(lambda: events(host, "reconcile"), timeout=30, every=0.3, what="the reconcile")
-        assert (rec["result"], rec["release"], rec["target"]) == ("switched_and_verified", "r2", "r1")
+        # switched and healthy; verified once the rule that fired clears on r1 (confirm)
+        assert (rec["result"], rec["release"], rec["target"]) == ("switched_confirming", "r2", "r1")
         time.sleep(3)  # a few ticks after the reconcile
         assert len(events(host, "rollback_intent")) == 1
         assert not events(host, "rollback_switched")
@@ -204,9 +205,12 @@ def test_sigterm_during_a_slow_verify_finishes_the_tick_and_exits_0(symlink_host
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(timeout=30) == 0
     kinds = host.kinds()
-    assert "rollback_verified" in kinds, kinds[-10:]
+    # The tick in hand switched and probed; "verified" waits for the fired rule to clear at a
+    # later tick, and that confirmation is in the state for the next start to finish.
+    assert "rollback_confirming" in kinds, kinds[-10:]
     state = json.loads((host.state_dir / "state.json").read_text())
     assert state["intent"] is None and state["current"] == "r1"
+    assert state["confirming"] is not None or "rollback_verified" in kinds
     assert "stopping: the tick in hand is done" in w.output()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from watcher.backends.base import Release, check_release_id
-from watcher.errors import RollbackError, UnsafeReleaseId
+from watcher.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
 from watcher.process import run_or_127, transcript
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,19 @@ class SymlinkBackend:
         return found
 
     def current(self) -> Release:
+        """The release `current` points at. BrokenCurrent when the link itself is wrong (missing,
+        dangling, a loop, a real directory, pointing outside releases/): waiting will not fix
+        that. Any other OSError (permissions, I/O) is a plain RollbackError: it may pass."""
         try:
             resolved = self.current_link.resolve(strict=True)
-        except (OSError, RuntimeError) as e:
+        except (FileNotFoundError, RuntimeError) as e:
+            raise BrokenCurrent(f"cannot resolve {self.current_link}: {e}") from e
+        except OSError as e:
             raise RollbackError(f"cannot resolve {self.current_link}: {e}") from e
         if not self.current_link.is_symlink():
-            raise RollbackError(f"{self.current_link} is not a symlink")
+            raise BrokenCurrent(f"{self.current_link} is not a symlink")
         if resolved.parent != self.releases_dir.resolve() or not resolved.is_dir():
-            raise RollbackError(
+            raise BrokenCurrent(
                 f"{self.current_link} points to {resolved}, not to a release directory "
                 f"inside {self.releases_dir}"
             )
