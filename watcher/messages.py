@@ -734,7 +734,6 @@ def rollback_not_cleared(ctx: MessageContext, from_id: str, to_id: str, rules: S
             f"The watcher stops acting (it will not roll back further) until a human runs `{CLI} resolve`.",
             _next(f"{CLI} explain {rules[0]}" if rules else f"{CLI} status", f"{CLI} resolve"),
         ),
-        dedup_key=f"release:{from_id}",
         release=from_id,
         rules=tuple(rules),
     )
@@ -752,7 +751,6 @@ def current_unreadable(ctx: MessageContext, release: str | None, reason: str) ->
             "not roll back, nor mark any release known-good, until it can read the host again.",
             _next(f"{CLI} status", "fix `current` (it must point at a release directory)"),
         ),
-        dedup_key="current",
         release=release or "",
     )
 
@@ -764,7 +762,6 @@ def current_readable(ctx: MessageContext, release: str) -> Message:
         severity=Severity.INFO,
         title=_title(ctx, "current is readable again: {r}", r=release),
         body=_body(f"The backend says {release} is current again; the watcher acts as usual."),
-        dedup_key="current",
         release=release,
     )
 
@@ -782,7 +779,6 @@ def lock_wait_long(ctx: MessageContext, release: str, lock: str, waited: float, 
             fmt_findings(findings, ctx.now),
             _next("check the deploy that holds the lock", f"{CLI} rollback --yes to act now"),
         ),
-        dedup_key=f"lock:{release}",
         release=release,
         rules=_names(findings),
     )

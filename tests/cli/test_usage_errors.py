@@ -38,6 +38,10 @@ def test_an_id_that_looks_like_an_option_is_told_about_the_double_dash():
 
 def test_an_id_starting_with_a_dash_is_accepted_after_the_double_dash(symlink_host):
     config = symlink_host.write_config(RULES)
+    # A release the backend lists (marks of unknown ids are refused without --force).
+    symlink_host.add_release("r1")
+    symlink_host.add_release("-rc1")
+    symlink_host.deploy("r1")
     done = run_cli("mark", "good", "--config", str(config), "--", "-rc1")
     assert done.returncode == 0, done.stderr
     assert "-rc1 marked good" in done.stdout
