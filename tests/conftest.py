@@ -93,3 +93,22 @@ def symlink_host(tmp_path: Path) -> Iterator[SymlinkHost]:
     host = SymlinkHost(tmp_path / "host")
     yield host
     host.close()
+
+
+# `make test` runs the suite in several processes (pytest-xdist, --dist loadgroup). A scenario
+# suite starts all its scenarios at once from one session fixture, so the whole directory must
+# run in one worker (split across workers, each would start every scenario again); any other
+# test file stays whole in one worker, so its module fixtures (one booted system, one dockerd)
+# are made once.
+_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            parts = Path(str(item.path)).resolve().relative_to(tests_dir).parts
+        except ValueError:
+            continue
+        group = parts[0] if parts[0] in _WHOLE_DIRECTORIES else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
