@@ -18,11 +18,11 @@ export ROLLBACK_WATCHER_ROOTFS := $(ROOTFS_CACHE)
 demo: deps
 	$(BIN)/rollback-watcher demo
 
-# Four worker processes (pytest-xdist): tests/conftest.py groups the tests so that a test file, and
+# Four worker processes (pytest-xdist): tests/conftest.py schedules so that a test file, and
 # each scenario directory (decisions, e2e, fleet, host), runs whole in one worker.
 TEST_WORKERS ?= 4
 test: deps rootfs
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: deps bench-debs
 	$(BIN)/python bench/run.py

@@ -95,20 +95,23 @@ def symlink_host(tmp_path: Path) -> Iterator[SymlinkHost]:
     host.close()
 
 
-# `make test` runs the suite in several processes (pytest-xdist, --dist loadgroup). A scenario
-# suite starts all its scenarios at once from one session fixture, so the whole directory must
-# run in one worker (split across workers, each would start every scenario again); any other
-# test file stays whole in one worker, so its module fixtures (one booted system, one dockerd)
-# are made once.
+# `make test` runs the suite in several processes (pytest-xdist). A scenario suite starts all
+# its scenarios at once from one session fixture, so a whole scenario directory must run in one
+# worker (split across workers, each would start every scenario again); any other test file
+# stays whole in one worker, so its module fixtures (one booted system, one dockerd) are made
+# once. xdist's own --dist loadfile keeps only files whole: this scheduler keeps directories.
 _WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    tests_dir = Path(__file__).resolve().parent
-    for item in items:
-        try:
-            parts = Path(str(item.path)).resolve().relative_to(tests_dir).parts
-        except ValueError:
-            continue
-        group = parts[0] if parts[0] in _WHOLE_DIRECTORIES else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeFilesAndScenarioDirectories(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            parts = path.split("/")
+            if len(parts) > 2 and parts[0] == "tests" and parts[1] in _WHOLE_DIRECTORIES:
+                return "/".join(parts[:2])
+            return path
+
+    return WholeFilesAndScenarioDirectories(config, log)
