@@ -26,6 +26,7 @@ from watcher.backends.base import Prunable, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
+from watcher.fleetmodel import is_fleet_rule
 from watcher.format import format_duration
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.rules import Finding, HostCheck, HttpCheck, Phase, PromQuery, Rule, finding
@@ -148,9 +149,9 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         return _failed(w, from_id, plan.target, exc)
 
     result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
-    if result.ok and findings:
+    if result.ok and _local(findings):
         # Current and healthy by its probes is not yet verified: the rules that fired must clear.
-        start_confirmation(w, from_id, to_id, findings, now, result.detail)
+        start_confirmation(w, from_id, to_id, _local(findings), now, result.detail)
         s.intent = None
         w.safe_save()
         return Outcome(RollbackResult.ROLLED_BACK, to_id, f"{result.detail}; waiting for the fired rules to clear")
@@ -224,9 +225,9 @@ def reconcile(w: "Watcher", intent: dict) -> None:
     if current == to_id:
         result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
         findings = [Finding(**f) for f in intent.get("findings") or []]
-        if result.ok and findings:
+        if result.ok and _local(findings):
             w.journal("reconcile", result="switched_confirming", release=from_id, target=to_id, detail=result.detail)
-            start_confirmation(w, from_id, to_id, findings, w.clock(), result.detail)
+            start_confirmation(w, from_id, to_id, _local(findings), w.clock(), result.detail)
         elif result.ok:
             w.journal("reconcile", result="switched_and_verified", release=from_id, target=to_id, detail=result.detail)
             after_verified(w, from_id, to_id, result.seconds)
@@ -241,6 +242,13 @@ def reconcile(w: "Watcher", intent: dict) -> None:
         w.state.current = current
         w.close_incident(f"interrupted before the switch; {current} is current", resolution="interrupted")
     w.state.intent = None
+
+
+def _local(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings of this host's own rules: those can clear on the restored release. A fleet
+    verdict (`fleet:RULE`) is another host's evidence, never re-evaluated here, so a rollback
+    it triggered is verified by the target's probes alone."""
+    return [f for f in findings if not is_fleet_rule(f.rule)]
 
 
 def start_confirmation(w: "Watcher", from_id: str, to_id: str, findings: Sequence[Finding], now: float,

@@ -79,7 +79,7 @@ def test_error_ratio_and_p95_read_back_as_configured(slots, demo_app):
     for app, (ratio, latency) in zip(apps, cases):
         sel = f'instance="{app.target}"'
         assert prom.value(RATIO_5XX.format(sel=sel, w="3s")) == pytest.approx(ratio, abs=0.01)
-        assert prom.value(P95.format(sel=sel, w="3s")) == pytest.approx(latency, rel=0.1)  # quantile of a few samples
+        assert prom.value(P95.format(sel=sel, w="3s")) == pytest.approx(latency, rel=0.3)  # quantile of a few samples, bucket interpolation
 
 
 def test_oom_kills_in_new_release_settings_show_as_increase(slots, demo_app):
