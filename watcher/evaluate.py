@@ -93,6 +93,34 @@ class Evaluation:
         return [e.row() for e in self.rules]
 
 
+@dataclass(frozen=True)
+class Blindness:
+    """What one evaluation changes about the watcher's sight, as one episode: `started` names the
+    rules that went blind when no rule was blind before (one "blind" message), `ended` the rules
+    that were blind in the episode once none is blind any more (one "recovered" message), and
+    `episode` the rules blind so far in an episode still open. Rules go blind a tick or two apart
+    when one cause hits them all (Prometheus stops in the middle of a tick: some reads were
+    answered, the rest failed): that is one episode, not a message per tick."""
+
+    started: tuple[str, ...] = ()
+    ended: tuple[str, ...] = ()
+    episode: frozenset[str] = frozenset()
+
+
+def blindness(evaluation: Evaluation, episode: frozenset[str] = frozenset()) -> Blindness:
+    """The sight news of `evaluation`, given the rules blind earlier in the open episode."""
+    order = [e.rule.name for e in evaluation.rules]
+    before = {e.rule.name for e in evaluation.rules if e.before.blind} | set(episode & set(order))
+    after = {e.rule.name for e in evaluation.rules if e.after.blind}
+    seen = set(episode) | before | after
+    if after:
+        started = tuple(n for n in order if n in after) if not before else ()
+        return Blindness(started=started, episode=frozenset(seen))
+    if seen:
+        return Blindness(ended=tuple(n for n in order if n in seen) + tuple(sorted(seen - set(order))))
+    return Blindness()
+
+
 def watch_window(now: float, state, config) -> int:
     """`[$window]` for this moment: the time since `current` last changed (a deploy or a
     rollback's switch), clamped to [min_window, max_window] (rules.window_seconds)."""

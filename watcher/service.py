@@ -41,7 +41,7 @@ from watcher.backends.base import Backend
 from watcher.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
 from watcher.errors import BrokenCurrent, StateError, WatcherError
-from watcher.evaluate import Evaluation, SignalReader, capture_baselines, evaluate, watch_window
+from watcher.evaluate import Evaluation, SignalReader, blindness, capture_baselines, evaluate, watch_window
 from watcher.fleetmodel import is_fleet_rule
 from watcher.incident import Incident
 from watcher.locks import DeployLock
@@ -112,6 +112,7 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._baseline_errors: set[tuple] = set()
         self._outbox: list[Message] = []
+        self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
         self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
         # Backend reads that failed, ticks in a row: one failure is a wait, error_limit a page.
         self._current_failures = 0
@@ -273,22 +274,20 @@ class Watcher:
         for news in guard.take_news() if guard is not None else ():
             self.journal("prometheus_skew", skewed=news.skewed, seconds=round(news.skew, 3), limit=news.limit,
                          reason=news.reason)
-        blind, recovered = [], []
         for e in evaluation.rules:
             s.rules[e.rule.name] = e.after
             for t in e.transitions:
                 self._on_transition(e.rule, t, e.after, e.baseline)
-                if t.kind is TransitionKind.BLIND:
-                    blind.append(e.rule.name)
-                elif t.kind is TransitionKind.RECOVERED:
-                    recovered.append(e.rule.name)
             if self.telemetry is not None:
                 self.telemetry.rule_evaluated(e)
         self.count_evidence(now, evaluation)
-        if blind:
-            self.notify(messages.blind(self.ctx, blind, s.rules[blind[0]].last_detail))
-        if recovered:
-            self.notify(messages.recovered(self.ctx, recovered))
+        # Each rule's blind/recovered is journaled above; people hear once per episode.
+        sight = blindness(evaluation, self._blind_episode)
+        self._blind_episode = sight.episode
+        if sight.started:
+            self.notify(messages.blind(self.ctx, sight.started, s.rules[sight.started[0]].last_detail))
+        if sight.ended:
+            self.notify(messages.recovered(self.ctx, sight.ended))
         return evaluation
 
     def _on_transition(self, rule: Rule, t, state, baseline) -> None:
