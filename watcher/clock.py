@@ -57,9 +57,10 @@ class Timebase:
 
 
 # Times in State (and its parts) that are moments, not durations: converted on load.
-_STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at")
-_RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at")
-_RULE_TIMES = ("breach_since", "active_since", "fired_at")
+# state.py checks the same lists for times that are not finite numbers when it loads.
+STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at")
+RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at")
+RULE_TIMES = ("breach_since", "active_since", "fired_at")
 
 
 def shift_state_times(state, by: float) -> None:
@@ -73,15 +74,15 @@ def shift_state_times(state, by: float) -> None:
     if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by) or not by:
         state.clock_offset = 0.0
         return
-    for name in _STATE_TIMES:
+    for name in STATE_TIMES:
         if isinstance(getattr(state, name, None), (int, float)):
             setattr(state, name, getattr(state, name) + by)
     for rec in state.releases.values():
-        for name in _RELEASE_TIMES:
+        for name in RELEASE_TIMES:
             if isinstance(getattr(rec, name, None), (int, float)):
                 setattr(rec, name, getattr(rec, name) + by)
     for rule, rs in list(state.rules.items()):
-        moved = {n: getattr(rs, n) + by for n in _RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
+        moved = {n: getattr(rs, n) + by for n in RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
         if moved:
             state.rules[rule] = dataclasses.replace(rs, **moved)
     state.clock_offset = 0.0

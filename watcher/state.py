@@ -25,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from watcher.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
 from watcher.errors import StateError
 from watcher.files import write_file_atomically
 from watcher.incident import Incident
@@ -106,9 +107,6 @@ class State:
         return cls(**known)
 
 
-_STATE_TIMES = ("deployed_at", "window_ends", "paused_until", "last_rollback_at")
-_RELEASE_TIMES = ("first_seen", "deployed_at", "window_ends", "marked_at", "last_rollback_at")
-_RULE_TIMES = ("breach_since", "active_since", "fired_at")
 
 
 def _poisoned_times(d: dict) -> list[str]:
@@ -120,8 +118,8 @@ def _poisoned_times(d: dict) -> list[str]:
             return False
         return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
 
-    found = [f"{k}={d[k]!r}" for k in _STATE_TIMES if bad(d.get(k))]
-    for group, fields in (("releases", _RELEASE_TIMES), ("rules", _RULE_TIMES)):
+    found = [f"{k}={d[k]!r}" for k in STATE_TIMES if bad(d.get(k))]
+    for group, fields in (("releases", RELEASE_TIMES), ("rules", RULE_TIMES)):
         records = d.get(group) or {}
         if not isinstance(records, dict):
             continue

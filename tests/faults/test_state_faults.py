@@ -204,6 +204,23 @@ def test_a_state_holding_a_time_that_is_not_finite_refuses_with_one_line_not_a_t
     assert host.current_id() == "r2"
 
 
+@pytest.mark.parametrize("field", ["changed_at", "deployed_at"])
+def test_every_saved_moment_is_checked_for_a_time_that_is_not_finite(symlink_host, field):
+    """The list of saved moments the load checks is the one the clock shifts (clock.py): a
+    `changed_at` of "nan" (when `current` last changed: every `[$window]` counts from it) once
+    passed the check and started a watcher whose windows never held."""
+    host = symlink_host
+    config = prepared(host)
+    state_path = host.state_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    state[field] = "nan"
+    state_path.write_text(json.dumps(state))
+    result = cli("status", "--config", config, timeout=30)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{field}='nan'" in result.stderr and "not finite" in result.stderr
+
+
 def test_second_watcher_with_another_state_dir_on_the_same_current_refuses_and_names_the_pid(symlink_host, tmp_path):
     """Issue 16: the instance lock is per watched host (the backend's identity), not per state
     dir. The second config reaches the same `current` through a symlinked directory."""
