@@ -2,11 +2,13 @@
 
     fetch      one range query per rule, chunked under Prometheus' 11,000 points per series,
                rendered with max_window; plus one instant query per step in the first
-               max_window after each deploy, where the live `[$window]` is shorter (see below)
+               max_window after each deploy, where the live `[$window]` is shorter (see below);
+               plus, for a rule with a trailing window, one range query over that window
     deploys    journal "deploy" events, a file of "TIME [RELEASE]" lines, or changes of an info
                metric's release label (`auto`)
     replay     per step: reset rule states at a deploy, capture baselines, then the same
-               `classify` + `step` the service runs (rules.py); nothing is re-implemented here
+               `classify` + `both_windows` + `step` the service runs (rules.py, evaluate.py);
+               nothing is re-implemented here
     report     per rule, every pending/firing episode with its peak and margin to the threshold;
                per deploy, "would have rolled back release X at T"
 
@@ -25,7 +27,9 @@ What still differs from live, said in the output:
   - the decider's safety checks (pause, cooldown, known-good target, deploy lock) are not
     replayed: "would have rolled back" means a rollback rule fired inside a watch window;
     after that the replay goes on with the history as it happened (no rollback took place);
-  - `http:` probes and `host:` signals have no history in Prometheus: they are not replayed.
+  - `http:` probes and `host:` signals have no history in Prometheus: they are not replayed;
+  - the trailing window's length uses the configured `prometheus.scrape_interval` (live may
+    learn another one from Prometheus' targets).
 
 Length: over 400 lines because it is one tool with the four stages above and its report; the
 rule semantics it replays are not here but in rules.py.
@@ -54,8 +58,10 @@ from watcher.rules import (
     classify,
     render_query,
     step,
+    trailing_seconds,
     window_seconds,
 )
+from watcher.evaluate import both_windows
 from watcher.signals import baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.
@@ -311,9 +317,12 @@ def replay_rule(
     windows: list[WatchWindow],
     baseline_for: Callable[[Deploy], float | None],
     error_limit: int = 4,
+    trailing_at: Callable[[float], tuple[object, int] | None] = lambda t: None,
 ) -> RuleReplay:
     """Drive one rule through rules.classify + rules.step at each time, as Watcher.tick does:
-    a deploy resets the rule's state and baseline (Watcher.on_deploy), then the tick steps."""
+    a deploy resets the rule's state and baseline (Watcher.on_deploy), then the tick steps.
+    `trailing_at(t)` is the trailing window's result and length at `t` where live reads one
+    (evaluate.both_windows combines them, as the tick does), else None."""
     out = RuleReplay(rule)
     state = RuleState()
     current: WatchWindow | None = None
@@ -329,6 +338,9 @@ def replay_rule(
                 episode.end = w.deploy.at if w is not None else t
                 episode = None
         obs = classify(rule, result_at(t), baseline)
+        short = trailing_at(t)
+        if short is not None:
+            obs = both_windows(obs, classify(rule, short[0], baseline), short[1])
         state, transitions = step(rule, state, obs, t, error_limit)
         out.transitions.extend(transitions)
         out.steps.append(StepRecord(t, obs.outcome.value, obs.value, state.phase.value, baseline))
@@ -446,10 +458,32 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
     def result_at(t: float):
         return exact[t] if t in exact else by_time.get(t, [])
 
+    # The trailing window has one length wherever live reads it: one range query holds it.
+    trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)))
+    short_by_time: dict[float, object] = {}
+    if trailing_s is not None:
+        short_by_time, _, more = fetch_range(source, render_query(query, trailing_s), times, step_s)
+        queries += more
+    trailing_at = trailing_reads(rule, cfg, windows, lambda t: short_by_time.get(t, []))
+
     def baseline_for(d: Deploy) -> float | None:
         return baseline_at(raw, d.at, rule.baseline_window)
 
-    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit), queries
+    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit, trailing_at), queries
+
+
+def trailing_reads(rule: Rule, cfg, windows: list[WatchWindow],
+                   read: Callable[[float], object]) -> Callable[[float], tuple[object, int] | None]:
+    """`trailing_at` for replay_rule: at each step where the live tick reads the rule's trailing
+    window (rules.trailing_seconds: a `[$window]` rule, the window shorter than that step's
+    `[$window]`), what `read(t)` returned for it, with its length; elsewhere None."""
+    scrape = cfg.prometheus.scrape_interval
+
+    def at(t: float) -> tuple[object, int] | None:
+        seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window))
+        return None if seconds is None else (read(t), seconds)
+
+    return at
 
 
 def auto_deploys(source, metric: str, label: str, since: float, until: float, step_s: float) -> list[Deploy]:

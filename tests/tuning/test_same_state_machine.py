@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watcher.backtest import Deploy, replay_rule, watch_windows
+from watcher.backtest import Deploy, replay_rule, trailing_reads, watch_windows
 from watcher.config import load_config
 from watcher.errors import SourceError
 from watcher.rules import ProbeResult, Sample
@@ -29,6 +29,11 @@ TABLE = {
     + [ProbeResult(True, "200")] * 8,
 }
 BASELINES = {"p95-latency-regression": 0.12}
+# The trailing window's reads (evaluate.py reads it beside a `[$window]` rule; the backtest
+# replays it through backtest.trailing_reads): the 5xx ratio's short window clears for two steps
+# in the middle of the breach, which must reset `for` in both.
+TRAILING = {name: list(values) for name, values in TABLE.items()}
+TRAILING["http-5xx-ratio"][11:13] = [[Sample({}, 0.01)]] * 2
 
 
 class TableReader:
@@ -36,9 +41,8 @@ class TableReader:
         self.i = 0
 
     def read_all(self, rules, now, window_s, at=None, since=None):
-        # A trailing window's read (evaluate.py) answers what its rule's own read answers here:
-        # the backtest has one window, so the same values must give the same transitions.
-        out = {r.name: (TABLE[r.name.removesuffix("[trailing]")][self.i], 0.0) for r in rules}
+        out = {r.name: ((TRAILING if r.name.endswith("[trailing]") else TABLE)[r.name.removesuffix("[trailing]")][self.i], 0.0)
+               for r in rules}
         self.i += 1
         return out
 
@@ -65,8 +69,9 @@ def _backtest_transitions(cfg) -> list[tuple]:
     windows = watch_windows([Deploy(T0, "r2")], cfg.watch_window)
     out = []
     for rule in cfg.rules:
+        trailing = trailing_reads(rule, cfg, windows, lambda t, r=rule: TRAILING[r.name][int((t - T0) / STEP)])
         replay = replay_rule(rule, times, lambda t, r=rule: TABLE[r.name][int((t - T0) / STEP)], windows,
-                             lambda d, r=rule: BASELINES.get(r.name), cfg.error_limit)
+                             lambda d, r=rule: BASELINES.get(r.name), cfg.error_limit, trailing)
         out += [(t.rule, t.kind, t.before.value, t.after.value, round(t.at, 3), t.reason) for t in replay.transitions]
     return out
 
@@ -81,4 +86,6 @@ def test_same_results_per_step_give_the_same_transitions_in_service_tick_and_bac
     replay = sorted(_backtest_transitions(cfg), key=lambda x: (x[4], x[0]))
     assert {x[0] for x in service} >= {"http-5xx-ratio", "p95-latency-regression", "oom-kills", "health-endpoint"}
     assert any(x[3] == "firing" for x in service)
+    # The trailing window's clear shows in both (the 5xx rule goes back to inactive mid-breach).
+    assert any(x[0] == "http-5xx-ratio" and x[3] == "inactive" and "last" in x[5] for x in service), service
     assert service == replay
