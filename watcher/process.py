@@ -11,6 +11,8 @@ import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 OUTPUT_LIMIT = 4096  # bytes of stdout/stderr kept for the journal
 
@@ -38,6 +40,11 @@ class CommandResult:
         return f"`{cmd}` exited {self.returncode}"
 
 
+# Told when a command starts (result None) and when it ended: what a caller records so that,
+# after its own crash, it can tell a command that finished from one that died with it.
+Progress = Callable[[int, "CommandResult | None"], None]
+
+
 def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
     if len(text) <= limit:
         return text
@@ -51,9 +58,11 @@ def run_argv(
     cwd: str | None = None,
     grace: float = 3.0,
     split_stderr: bool = False,
+    progress: Progress | None = None,
 ) -> CommandResult:
     """Run `argv` (never through a shell) and return what happened; never raises for the
-    command's own failure. Raises OSError only when it cannot be started at all."""
+    command's own failure. Raises OSError only when it cannot be started at all.
+    `progress(pid, None)` is called once it runs and `progress(pid, result)` once it ended."""
     argv = tuple(str(a) for a in argv)
     full_env = None
     if env is not None:
@@ -71,6 +80,8 @@ def run_argv(
             cwd=cwd,
             start_new_session=True,
         )
+        if progress is not None:
+            progress(proc.pid, None)
         timed_out = False
         try:
             proc.wait(timeout=timeout)
@@ -79,14 +90,18 @@ def run_argv(
             _kill_group(proc, grace)
         text, err_text = _read(out), _read(err)
     returncode = None if timed_out else proc.returncode
-    return CommandResult(argv, returncode, text, timed_out=timed_out, stderr=err_text)
+    result = CommandResult(argv, returncode, text, timed_out=timed_out, stderr=err_text)
+    if progress is not None:
+        progress(proc.pid, result)
+    return result
 
 
-def run_or_127(argv: list[str] | tuple[str, ...], timeout: float, split_stderr: bool = False) -> CommandResult:
+def run_or_127(argv: list[str] | tuple[str, ...], timeout: float, split_stderr: bool = False,
+               progress: Progress | None = None) -> CommandResult:
     """run_argv, with a program that cannot be started reported as a shell does (exit 127)
     instead of raised: the backends report it like any other failed command."""
     try:
-        return run_argv(argv, timeout, split_stderr=split_stderr)
+        return run_argv(argv, timeout, split_stderr=split_stderr, progress=progress)
     except OSError as e:
         return CommandResult(tuple(str(a) for a in argv), 127, f"cannot start: {e}")
 
@@ -120,3 +135,30 @@ def _kill_group(proc: subprocess.Popen, grace: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def identity(pid: int) -> dict | None:
+    """What tells this process from a later one with the same pid: its start time in clock
+    ticks since boot and the boot's id (/proc). None when it is gone."""
+    found = _stat(pid)
+    return None if found is None else {"pid": pid, "started": found[1], "boot": found[2]}
+
+
+def still_running(recorded: dict) -> bool:
+    """Whether the process `identity()` described still runs under its pid (not a zombie, not a
+    later process that was given the same pid)."""
+    pid = recorded.get("pid")
+    found = _stat(pid) if isinstance(pid, int) and pid > 0 else None
+    return found is not None and found[0] != "Z" and found[1:] == (recorded.get("started"), recorded.get("boot"))
+
+
+def _stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, start time, boot id) of `pid`, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[19]), boot

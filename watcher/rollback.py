@@ -9,7 +9,9 @@ cannot disagree about the target or skip a step.
                     unusable one is skipped for the next older known-good, never across a
                     barrier), journal the intent, switch, verify. `dry_run` stops right before
                     the first side effect.
-    reconcile       after a restart with an intent on record: find out, never switch blindly
+    reconcile       after a restart with an intent on record: find out, never switch blindly;
+                    a restart command the crash interrupted (recorded in the intent as it ran)
+                    is run again, one that finished or still runs is not
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from watcher import messages
-from watcher.backends.base import Prunable, check_release_id
+from watcher.backends.base import Prunable, Restarts, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
 from watcher.fleetmodel import is_fleet_rule
 from watcher.format import format_duration
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
+from watcher.process import CommandResult, identity, still_running
 from watcher.rules import Finding, HostCheck, HttpCheck, Phase, PromQuery, Rule, finding
 from watcher.rules import Outcome as Observed
 from watcher.verify import verify
@@ -134,7 +137,10 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                                            _what_target_is(s, plan, to_id)), findings)
             w.tell()  # people hear of it before the switch and the verification, which take a while
             switch_started = w.monotonic()
-            output = w.backend.switch(target, plan.reason)
+            if isinstance(w.backend, Restarts):
+                output = w.backend.switch(target, plan.reason, progress=_recorder(w, intent))
+            else:
+                output = w.backend.switch(target, plan.reason)
             w.journal("rollback_switched", release=from_id, target=to_id, output=output or "",
                       seconds=round(w.monotonic() - switch_started, 3), intent=intent["id"])
     except LockBusy as exc:
@@ -223,6 +229,8 @@ def reconcile(w: "Watcher", intent: dict) -> None:
         w.notify(messages.rollback_failed(w.ctx, from_id, to_id, w.state.halted))
         return
     if current == to_id:
+        if not _finish_restart(w, intent):
+            return
         result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
         findings = [Finding(**f) for f in intent.get("findings") or []]
         if result.ok and _local(findings):
@@ -242,6 +250,49 @@ def reconcile(w: "Watcher", intent: dict) -> None:
         w.state.current = current
         w.close_incident(f"interrupted before the switch; {current} is current", resolution="interrupted")
     w.state.intent = None
+
+
+def _recorder(w: "Watcher", intent: dict):
+    """process.Progress for the switch: each command it runs is saved in the intent when it
+    starts (with what tells it from a later process of the same pid) and when it ends."""
+    commands = intent.setdefault("commands", [])
+
+    def progress(pid: int, result: CommandResult | None) -> None:
+        if result is None:
+            commands.append(identity(pid) or {"pid": pid})
+        else:
+            for c in commands:
+                if c.get("pid") == pid and "exit" not in c:
+                    c["exit"] = result.returncode
+        w.safe_save()
+
+    return progress
+
+
+def _finish_restart(w: "Watcher", intent: dict) -> bool:
+    """After a crash that left `current` on the target: run the backend's restart again unless
+    the recorded one finished or still runs (it outlived us in its own session). A watchdog or a
+    `systemctl kill` takes the restart down with the watcher, and the link alone does not bring
+    the restored release up. False when the restart failed (the rollback failed: said here)."""
+    if not isinstance(w.backend, Restarts):
+        return True
+    commands = intent.get("commands") or []
+    if any(still_running(c) for c in commands):
+        return True
+    if commands and commands[-1].get("exit") == 0:
+        return True
+    from_id, to_id = intent["from"], intent["to"]
+    why = "its restart command was interrupted" if commands else "it stopped before its restart command"
+    w.journal("reconcile_restart", release=from_id, target=to_id, reason=why)
+    log.warning("rollback %s -> %s: %s; running it again", from_id, to_id, why)
+    try:
+        output = w.backend.run_restart(Release(to_id), progress=_recorder(w, intent))
+    except RollbackError as exc:
+        w.journal("reconcile", result="restart_failed", release=from_id, target=to_id, reason=str(exc))
+        _failed(w, from_id, to_id, exc)
+        return False
+    w.journal("reconcile_restarted", release=from_id, target=to_id, output=output)
+    return True
 
 
 def _local(findings: Sequence[Finding]) -> list[Finding]:

@@ -26,10 +26,10 @@ def _die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def switch(self, target, reason=""):
+def switch(self, target, reason="", progress=None):
     if CRASH_AT == "intent":
         _die()
-    out = _switch(self, target, reason)
+    out = _switch(self, target, reason, progress)
     _switched.append(target.id)
     if CRASH_AT == "switched":
         _die()

@@ -166,6 +166,7 @@ def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switc
     try:
         wait_for(lambda: events(host, "rollback_intent"), timeout=30, every=0.2, what="the recorded intent")
         wait_for(calls.exists, timeout=15, every=0.2, what="the restart command running")
+        wait_for(lambda: restart_recorded(host), timeout=15, every=0.2, what="the restart recorded in the intent")
         first.stop(sig=signal.SIGKILL)
         assert not events(host, "rollback_switched")
         start_watcher(config)
@@ -184,6 +185,47 @@ def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switc
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def restart_recorded(host) -> list[dict]:
+    """The restart commands the watcher recorded in its saved intent (rollback._recorder)."""
+    try:
+        intent = json.loads((host.state_dir / "state.json").read_text()).get("intent") or {}
+    except (OSError, ValueError):
+        return []
+    return intent.get("commands") or []
+
+
+def test_a_restart_killed_with_the_watcher_is_run_again_after_the_restart(symlink_host, start_watcher, tmp_path):
+    """What systemd's watchdog (or `systemctl kill`) does: the whole cgroup dies, the restart
+    command with the watcher. The link had moved, the app was not restarted: the reconcile runs
+    the restart again (a restart that finished, or that survived, is not run twice: the test
+    above and tests/faults/test_crash_steps.py)."""
+    host = symlink_host
+    calls = tmp_path / "restart-calls"
+    restart = ["sh", "-c", f'echo $$ >> {calls}; [ -e {tmp_path}/killed ] || exec sleep 30']
+    config = prepare(host, backend={"type": "symlink", "releases": str(host.releases), "current": str(host.current),
+                                    "restart": restart, "restart_timeout": "60s"})
+    first = start_watcher(config)
+    started(host)
+    host.add_release("r2", health=500)
+    host.deploy("r2")
+    (recorded,) = wait_for(lambda: restart_recorded(host), timeout=30, every=0.2, what="the restart recorded")
+    first.stop(sig=signal.SIGKILL)
+    (tmp_path / "killed").touch()
+    os.killpg(recorded["pid"], signal.SIGKILL)  # its own session: the cgroup kill takes it too
+    wait_for(lambda: not Path(f"/proc/{recorded['pid']}").exists(), timeout=10, every=0.1, what="the restart gone")
+    start_watcher(config)
+    (again,) = wait_for(lambda: events(host, "reconcile_restart"), timeout=30, every=0.3, what="the restart run again")
+    assert (again["release"], again["target"]) == ("r2", "r1")
+    assert "interrupted" in again["reason"]
+    assert len(calls.read_text().split()) == 2
+    assert events(host, "reconcile_restarted")
+    (rec,) = wait_for(lambda: events(host, "reconcile"), timeout=30, every=0.3, what="the reconcile")
+    assert rec["result"] == "switched_confirming"
+    wait_for(lambda: events(host, "rollback_verified"), timeout=30, every=0.5, what="the rollback verified")
+    assert not events(host, "rollback_switched") and len(events(host, "rollback_intent")) == 1
+    assert host.current_id() == "r1"
 
 
 def test_sighup_with_a_broken_rule_file_keeps_the_old_rules_and_a_valid_one_is_applied(symlink_host, start_watcher):

@@ -7,6 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from watcher.errors import UnsafeReleaseId
 from watcher.model import Release
+from watcher.process import Progress
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and
 # files written by deploy scripts, so they are checked before they are ever joined to a path.
@@ -45,6 +46,21 @@ class Backend(Protocol):
 
     def switch(self, target: Release, reason: str = "") -> str:
         """Make `target` current. Returns captured output; raises RollbackError with the reason."""
+        ...
+
+
+@runtime_checkable
+class Restarts(Protocol):
+    """A backend whose switch ends with a restart command (symlink `restart:`). Its switch takes
+    `progress` (process.Progress) and tells it of each command it runs, so that the watcher can
+    record them; after a crash in the middle of the switch, rollback.reconcile runs the restart
+    again when the recorded one neither finished nor still runs."""
+
+    def switch(self, target: Release, reason: str = "", progress: Progress | None = None) -> str:
+        ...
+
+    def run_restart(self, target: Release, progress: Progress | None = None) -> str:
+        """The restart for `target`, once `current` names it; "" when none is configured."""
         ...
 
 

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from watcher.backends.base import Release, check_release_id
 from watcher.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
-from watcher.process import run_or_127, transcript
+from watcher.process import Progress, run_or_127, transcript
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +111,21 @@ class SymlinkBackend:
             raise RollbackError(f"release {release_id}: {path} is empty")
         return path
 
-    def switch(self, target: Release, reason: str = "") -> str:
+    def switch(self, target: Release, reason: str = "", progress: Progress | None = None) -> str:
         path = self._release_dir(target.id)
         self._replace_link(path)
         log.info("switched %s to release %s (%s)", self.current_link, target.id, reason or "no reason given")
+        return self.run_restart(target, progress)
+
+    def run_restart(self, target: Release, progress: Progress | None = None) -> str:
+        """`restart`, then `restart_fallback` if it failed; raises RollbackError when the last
+        one failed (the link has moved already). `progress` hears of each command."""
         if not self.restart:
             return ""
-        results = [run_or_127(self.restart, self.restart_timeout)]
+        results = [run_or_127(self.restart, self.restart_timeout, progress=progress)]
         if not results[-1].ok and self.restart_fallback:
             log.warning("restart failed (%s); trying the fallback", results[-1].describe())
-            results.append(run_or_127(self.restart_fallback, self.restart_timeout))
+            results.append(run_or_127(self.restart_fallback, self.restart_timeout, progress=progress))
         output = transcript(results)
         if not results[-1].ok:
             # The link has moved already; whoever reads this must not assume the old release runs.
