@@ -185,9 +185,28 @@ def _what_target_is(state, plan: RollbackPlan, to_id: str) -> str:
     return "known-good" if known_good else "chosen by hand; not marked known-good"
 
 
+# A listing that fails inside the executor right after the decider's succeeded is a blip (an
+# NFS hiccup, an API's 502): tried again this often, a second apart, before the rollback fails.
+LISTING_ATTEMPTS = 3
+
+
+def _listed(w: "Watcher", plan: RollbackPlan) -> dict[str, Release]:
+    for attempt in range(1, LISTING_ATTEMPTS + 1):
+        try:
+            return {r.id: r for r in w.backend.releases()}
+        except WatcherError as exc:
+            if attempt == LISTING_ATTEMPTS:
+                raise
+            w.journal("rollback_retry", release=plan.current, target=plan.target, attempt=attempt,
+                      reason=f"the backend cannot list its releases: {exc}")
+            log.warning("backend cannot list releases before the rollback attempt=%d reason=%s", attempt, exc)
+            w.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:
     """The first target of the plan the backend still lists and that passes its preflight."""
-    listed = {r.id: r for r in w.backend.releases()}
+    listed = _listed(w, plan)
     problems = []
     for target_id in plan.targets:
         target = listed.get(target_id)
