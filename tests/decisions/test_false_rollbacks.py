@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Outcome
+from support import Outcome
 from lab import (GOOD, FakeClock, Lab, assert_no_rollback, decision, is_sight, messages, prepare, priority,
                  quiet_titles_after)
 

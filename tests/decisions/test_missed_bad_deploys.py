@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import Outcome, wait_for
+from support import Outcome, wait_for
 from lab import (GOOD, HERE, Lab, assert_no_rollback, assert_rolled_back, decision, messages, prepare, priority,
                  shipped_rules)
 
@@ -219,7 +219,8 @@ def run_deploy_during_rollback(lab: Lab) -> Outcome:
     onset = st.deploy("r2")
     st.wait_event("rule", 60, rule="http-5xx-ratio", after="pending", release="r2")
     (st.root / "slow_releases").write_text("4")  # the artifact store answers slowly
-    wait_for(lambda: (st.root / "listing_started").exists(), 90, "the watcher to list releases before acting")
+    wait_for(lambda: (st.root / "listing_started").exists(), 90, every=0.2,
+             what="the watcher to list releases before acting")
     st.add_release("r3", **GOOD)  # the fix, deployed while the watcher is deciding
     fixed = st.deploy("r3")
     (st.root / "slow_releases").unlink()
@@ -346,7 +347,7 @@ def run_hup_backend(lab: Lab) -> Outcome:
     del cfg["backend"]  # the operator wants the watcher to watch only, from now on
     st.config_path.write_text(json.dumps(cfg))
     st.hup_watcher()
-    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, "the reload")
+    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, every=0.2, what="the reload")
     onset = st.deploy("r2")
     st.watch_quietly(35, onset)
     return Outcome(st, onset)
@@ -376,7 +377,7 @@ def run_hup_state_dir(lab: Lab) -> Outcome:
     cfg["state_dir"] = str(new_dir)
     st.config_path.write_text(json.dumps(cfg))
     st.hup_watcher()
-    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, "the reload")
+    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, every=0.2, what="the reload")
     onset = st.deploy("r2")
     st.watch_quietly(5, onset)
     return Outcome(st, onset, data={"new": new_dir})

@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from watcher.demo.rig import LOOPBACK, ChildProcess, SandboxError, free_port, tail
+from support.ports import free_port
+from watcher.demo.rig import LOOPBACK, ChildProcess, SandboxError, tail
 
 
 class NginxServer(ChildProcess):
@@ -238,7 +239,8 @@ def run_cli(*args: Any, env: dict | None = None, timeout: float = 60, check: boo
 
 
 class WatcherProcess:
-    """`rollback-watcher run` as a subprocess in its own session, its output kept in a file."""
+    """`rollback-watcher run` as a subprocess in its own session, its output kept in a file
+    (appended to: a watcher started again on the same log keeps the earlier run's lines)."""
 
     def __init__(self, config: Path, log: Path, env: dict | None = None, cwd: Path | None = None):
         self.log = Path(log)
@@ -246,11 +248,33 @@ class WatcherProcess:
         full_env.update(env or {})
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(config)],
-                                     stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                                     start_new_session=True)
+                                     stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=full_env, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs (what a crash or the OOM killer does)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+        return self.proc.returncode
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -265,11 +289,14 @@ class WatcherProcess:
 
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns something true; fail with `what` after `timeout`."""
+    """Poll `predicate` until it returns something true, and return that; fail with `what` when
+    it is still false at a check made after `timeout` (the last check comes after the deadline,
+    so a slow predicate gets its full time)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
