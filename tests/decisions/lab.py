@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import yaml
@@ -311,23 +311,37 @@ def runner(lab: Lab, names: list[str]) -> ScenarioRunner:
     return ScenarioRunner(DECISIONS, names, lab, SCENARIO_TIMEOUT)
 
 
-def prepare(lab: Lab, name: str, releases: dict[str, dict], first: str = "r1", data_s: int = 5,
-            clock_offset: float | None = None, mark_good: bool = True, **config: Any) -> Stage:
-    """A host with `releases`, `first` current, running and marked known-good (as a pipeline
-    does before the watcher is installed), the watcher watching, and `data_s` seconds of this
-    app in Prometheus."""
+def prepare(lab: Lab, name: str, releases: dict[str, dict], first: str = "r1", data_s: int | None = 5,
+            clock_offset: float | None = None, mark_good: bool = True,
+            configure: Callable[[Stage], dict[str, Any]] | None = None, **config: Any) -> Stage:
+    """A host with `releases` (each a dict of the demo app's settings, maybe with `age_s`),
+    `first` current, running and marked known-good (as a pipeline does before the watcher is
+    installed), the watcher watching, and `data_s` seconds of this app in Prometheus (None: no
+    wait). `config` goes to write_config, with what `configure(stage)` returns over it: the
+    arguments that name the stage's own paths or URLs (run before the watcher starts)."""
     st = lab.stage(name)
     for rid, settings in releases.items():
         st.add_release(rid, **settings)
     st.start_app(first)
     if clock_offset is not None:
         st.clock = FakeClock(st.root / "faketime", clock_offset)
-    st.write_config(**config)
+    st.write_config(**{**config, **(configure(st) if configure else {})})
     if mark_good:
         st.launch(first)
     else:
         with st.slots:
             st.start_watcher()
-    st.wait_series(data_s)
+    if data_s:
+        st.wait_series(data_s)
     return st
 
+
+def poll_until(predicate: Callable[[], Any], timeout: float, every: float = 0.5) -> bool:
+    """Poll until `predicate` is true (True) or `timeout` seconds passed (False): for a wait
+    that the scenario goes on after either way, its test asserting the end state."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from support.ports import free_port
+from support.receiver import LoopbackServer
 from watcher.demo.rig import LOOPBACK, ChildProcess, SandboxError, tail
 
 
@@ -114,8 +115,6 @@ class SymlinkHost:
     release's `health_status` file: switching the link is what changes the answer."""
 
     def __init__(self, root: Path, releases: tuple[str, ...] = (), serve: bool = True):
-        from http.server import ThreadingHTTPServer
-
         self.root = Path(root)
         self.releases = self.root / "releases"
         self.current = self.root / "current"
@@ -123,17 +122,11 @@ class SymlinkHost:
         self.releases.mkdir(parents=True, exist_ok=True)
         for rid in releases:
             self.add_release(rid)
-        self._server = None
-        if serve:
-            import threading
-
-            self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
-            self._server.daemon_threads = True
-            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._handler()) if serve else None
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def health_url(self) -> str:
@@ -220,8 +213,7 @@ class SymlinkHost:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
 
