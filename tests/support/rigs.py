@@ -109,6 +109,16 @@ http {{
 # tests and the benchmarks, so that each does not grow its own copy.
 
 
+def point_current(current: Path, rid: str) -> None:
+    """Re-point `current` at releases/RID atomically (a new link renamed over it), as a deploy
+    script does: a reader never sees it missing."""
+    tmp = current.parent / ".current.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(f"releases/{rid}", tmp)
+    os.replace(tmp, current)
+
+
 class SymlinkHost:
     """releases/<id>/ dirs and a `current` symlink (the Capistrano layout), and, with
     `serve=True`, a real /health endpoint on 127.0.0.1 whose status comes from the current
@@ -165,11 +175,7 @@ class SymlinkHost:
 
     def deploy(self, rid: str) -> None:
         """What a deploy script does: point `current` at the release, atomically."""
-        tmp = self.root / ".current.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(f"releases/{rid}", tmp)
-        os.replace(tmp, self.current)
+        point_current(self.current, rid)
 
     def current_id(self) -> str:
         return Path(os.readlink(self.current)).name

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ports import LOOPBACK, free_ports
-from support.rigs import WatcherProcess, run_cli, wait_for
+from support.rigs import WatcherProcess, point_current, run_cli, wait_for
 from support.sandbox import DemoAppProcess, PrometheusServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,12 +80,7 @@ class ScenarioHost:
         return d
 
     def point_current(self, rid: str) -> None:
-        """Re-point `current` atomically, as a deploy script does."""
-        tmp = self.root / ".current.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(f"releases/{rid}", tmp)
-        os.replace(tmp, self.current)
+        point_current(self.current, rid)
 
     def start_app(self, first: str) -> DemoAppProcess:
         self.point_current(first)
