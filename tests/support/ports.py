@@ -36,7 +36,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 PORT_RANGE = range(10000, 20000)
-BLOCK = 50
+BLOCK = 20  # 500 blocks: every concurrent test process on the machine holds a few
 LOCK_DIR = Path(tempfile.gettempdir()) / "rollback-watcher-test-ports"
 
 
