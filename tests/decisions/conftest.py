@@ -6,39 +6,24 @@ so the suite costs about as long as its slowest scenario, not the sum."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-# The e2e harness's receiver and helpers are shared, not copied.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from lab import SCENARIO_TIMEOUT, Lab, Runner  # noqa: E402
-
-from harness import Outcome  # noqa: E402
+from lab import Lab, runner
+from support import Outcome, selected_scenarios
 
 
 @pytest.fixture(scope="session")
 def decisions(request, prometheus_bin, tmp_path_factory):
-    wanted = []
-    for item in request.session.items:
-        marker = item.get_closest_marker("decision")
-        if marker is not None and marker.args[0] not in wanted:
-            wanted.append(marker.args[0])
     lab = Lab(tmp_path_factory.mktemp("decisions"), prometheus_bin)
     lab.prometheus.start()
     started = time.monotonic()
     try:
-        runner = Runner(lab, wanted)
-        yield runner
-        for fut in runner.futures.values():  # every scenario finishes before the teardown
-            try:
-                fut.result(timeout=SCENARIO_TIMEOUT)
-            except BaseException:  # noqa: BLE001 - reported by its own test
-                pass
-        _SUMMARY.update(runner.seconds)
+        run = runner(lab, selected_scenarios(request.session.items, "decision"))
+        yield run
+        run.wait_all()  # every scenario finishes before the teardown
+        _SUMMARY.update(run.seconds)
         _SUMMARY["(suite, wall)"] = time.monotonic() - started
     finally:
         lab.close()

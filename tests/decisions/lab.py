@@ -1,6 +1,6 @@
-"""The decision-quality lab: what tests/e2e/harness.py does (one real Prometheus scraping every
-1 s, a sandbox symlink host per scenario, the watcher `run` as a subprocess, a loopback ntfy
-receiver), with what the issue-13 stories need on top:
+"""The decision-quality lab: what every scenario suite does (tests/support/scenarios.py: one real
+Prometheus scraping every 1 s, a sandbox symlink host per scenario, the watcher `run` as a
+subprocess, a loopback ntfy receiver), with what the issue-13 stories need on top:
 
 - the SHIPPED rule table (rules/default.yaml), read at test time, with only the e2e durations
   (`for: 10s`, a 30 s baseline window), this scenario's health URL and the demo app's OOM counter
@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,10 +32,9 @@ import httpx
 import yaml
 
 import appctl
-from harness import NtfyReceiver, Outcome, wait_for
-from support import PrometheusServer, free_port
+from support import (REPO, NotificationReceiver, Outcome, PortPool, PrometheusServer, ScenarioHost, ScenarioRegistry,
+                     ScenarioRunner)
 
-REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SCENARIO_TIMEOUT = 420.0  # start to outcome, on 2 shared cores; they take ~40-150 s
 MAX_PORTS = 40
@@ -150,45 +148,25 @@ class SupervisedApp:
         appctl.stop(self.root)
 
 
-class Stage:
-    """One scenario's world: releases/<id>/settings.json, `current`, the supervised app, a rule
-    table, the watcher (maybe under a FakeClock) and a loopback ntfy receiver."""
+class Stage(ScenarioHost):
+    """One scenario's world: the shared ScenarioHost with the supervised app, the shipped rule
+    table, the watcher maybe under a FakeClock, and a few stages set up at a time (`slots`)."""
+
+    WATCHER_START_S = 90.0
+    MARK_S = 60.0
+    SERIES_S = 120.0
+    TICK_SLACK_S = 90.0
+    WATCHER_STOP_S = 30.0
 
     def __init__(self, root: Path, port: int, prometheus: PrometheusServer, slots: threading.Semaphore | None = None):
+        super().__init__(root, port, prometheus, NotificationReceiver())
         self.slots = slots or threading.Semaphore(1)
-        self.root = root
-        self.port = port
-        self.prometheus = prometheus
-        self.instance = f"127.0.0.1:{port}"
-        self.releases = root / "releases"
-        self.current = root / "current"
-        self.state_dir = root / "state"
-        self.releases.mkdir(parents=True)
         self.app = SupervisedApp(root, port)
-        self.receiver = NtfyReceiver()
-        self.watcher: subprocess.Popen | None = None
-        self.config_path = root / "watcher.yaml"
         self.clock: FakeClock | None = None
-        self._closers: list[Callable[[], None]] = [self.receiver.close, self.app.stop]
+        self.on_close(self.receiver.close)
+        self.on_close(self.app.stop)
 
     # -- the host ------------------------------------------------------------------------------
-
-    def add_release(self, rid: str, age_s: float | None = None, **settings: Any) -> Path:
-        """A release dir; `age_s` sets its mtime that many seconds in the past (its creation)."""
-        d = self.releases / rid
-        d.mkdir(exist_ok=True)
-        (d / "settings.json").write_text(json.dumps({"release": rid, **settings}))
-        if age_s is not None:
-            t = time.time() - age_s
-            os.utime(d, (t, t))
-        return d
-
-    def point_current(self, rid: str) -> None:
-        tmp = self.root / ".current.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(f"releases/{rid}", tmp)
-        os.replace(tmp, self.current)
 
     def start_app(self, first: str) -> None:
         self.point_current(first)
@@ -211,35 +189,17 @@ class Stage:
                 os.close(fd)
         return time.time()
 
-    def current_id(self) -> str:
-        return Path(os.readlink(self.current)).name
-
     # -- the watcher ---------------------------------------------------------------------------
 
-    def health_url(self) -> str:
-        return f"{self.app.url}/health"
+    def restart_argv(self) -> list[str]:
+        return self.app.ctl("reload")
 
     def write_config(self, rules: list[dict] | None = None, drop: tuple[str, ...] = (), **extra: Any) -> Path:
         """watcher.yaml for this stage: the shipped rules unless `rules` is given; `extra`
         replaces top-level keys; `drop` removes top-level keys (or `section.key`)."""
         if rules is None:
             rules = shipped_rules(self.instance, self.health_url())
-        (self.root / "rules.yaml").write_text(json.dumps({"rules": rules}, indent=1))
-        cfg: dict[str, Any] = {
-            "service": "shop",
-            "host": "decisions",
-            "interval": "1s",
-            "prometheus": {"url": self.prometheus.url, "timeout": "5s", "scrape_interval": "1s"},
-            "rules": ["rules.yaml"],
-            "watch_window": "5m",
-            "max_window": "1m",
-            "backend": {"type": "symlink", "releases": str(self.releases), "current": str(self.current),
-                        "restart": self.app.ctl("reload"), "restart_timeout": "30s"},
-            "verify": {"url": self.health_url(), "attempts": 10, "every": "500ms", "timeout": "2s"},
-            "notify": [{"url": self.receiver.url, "min_severity": "info"}],
-            "state_dir": str(self.state_dir),
-            "telemetry": False,
-        }
+        cfg = self.base_config("decisions", prometheus_timeout="5s", restart_timeout="30s", min_window=None)
         cfg.update(extra)
         for key in drop:
             section, _, sub = key.partition(".")
@@ -247,25 +207,10 @@ class Stage:
                 cfg.get(section, {}).pop(sub, None)
             else:
                 cfg.pop(section, None)
-        self.config_path.write_text(json.dumps(cfg, indent=1))
-        return self.config_path
+        return self.write_files(json.dumps({"rules": rules}, indent=1), cfg)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.clock is not None:
-            env.update(self.clock.env())
-        return env
-
-    def start_watcher(self, wait: bool = True) -> None:
-        log = open(self.root / "watcher.log", "ab")
-        self.watcher = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(self.config_path)],
-                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-                                        start_new_session=True, env=self.env())
-        log.close()
-        self._closers.append(self.stop_watcher)
-        if wait:
-            wait_for(lambda: self.events("start") or self.watcher.poll() is not None, 90, "the watcher to start")
-            assert self.watcher.poll() is None, f"the watcher exited {self.watcher.returncode}:\n{self.log()}"
+        return self.clock.env() if self.clock is not None else {}
 
     def launch(self, known_good: str) -> None:
         """Mark `known_good` (as a pipeline does before the watcher is installed), then start
@@ -274,83 +219,9 @@ class Stage:
             self.cli("mark", "good", known_good)
             self.start_watcher()
 
-    def stop_watcher(self) -> None:
-        if self.watcher is not None and self.watcher.poll() is None:
-            self.watcher.terminate()
-            try:
-                self.watcher.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.watcher.kill()
-                self.watcher.wait()
-
     def hup_watcher(self) -> None:
         assert self.watcher is not None
         self.watcher.send_signal(signal.SIGHUP)
-
-    def log(self) -> str:
-        path = self.root / "watcher.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def cli(self, *args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "watcher", *args, "--config", str(self.config_path)],
-                                capture_output=True, text=True, timeout=timeout, cwd=REPO, env=self.env())
-        if check:
-            assert result.returncode == 0, f"{args} exited {result.returncode}: {result.stdout}{result.stderr}"
-        return result
-
-    def mark_good(self, rid: str) -> None:
-        self.cli("mark", "good", rid)
-        wait_for(lambda: [e for e in self.events("mark") if e.get("release") == rid], 60, f"mark good {rid}")
-
-    # -- what happened -------------------------------------------------------------------------
-
-    def journal(self) -> list[dict]:
-        path = self.state_dir / "journal.jsonl"
-        if not path.exists():
-            return []
-        events = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue  # a line being written
-        return events
-
-    def events(self, kind: str, **match: Any) -> list[dict]:
-        return [e for e in self.journal() if e["kind"] == kind and all(e.get(k) == v for k, v in match.items())]
-
-    def state(self) -> dict:
-        return json.loads((self.state_dir / "state.json").read_text())
-
-    def mark_of(self, rid: str) -> str | None:
-        return self.state().get("releases", {}).get(rid, {}).get("mark")
-
-    def wait_event(self, kind: str, timeout: float, **match: Any) -> dict:
-        return wait_for(lambda: self.events(kind, **match), timeout, f"journal {kind} {match or ''}")[0]
-
-    def wait_title(self, text: str, timeout: float = 60) -> str:
-        return wait_for(lambda: [t for t in self.receiver.titles() if text in t], timeout, f"a message {text!r}")[0]
-
-    def wait_series(self, seconds_of_data: int, timeout: float = 120) -> None:
-        query = f'count_over_time(up{{instance="{self.instance}"}}[2m]) >= {seconds_of_data}'
-        self.prometheus.wait_for_series(query, timeout=timeout)
-
-    def watch_quietly(self, seconds: float, since: float | None = None) -> None:
-        """Observe until `seconds` after `since` (default now) AND until the watcher finished a
-        tick after that (state.json's mtime is real time even under libfaketime)."""
-        deadline = (since or time.time()) + seconds
-        state = self.state_dir / "state.json"
-        wait_for(lambda: time.time() >= deadline and state.stat().st_mtime >= deadline, seconds + 90,
-                 f"a tick {seconds:.0f}s on", every=0.5)
-
-    def close(self) -> None:
-        for close in reversed(self._closers):
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - cleanup goes on
-                import traceback
-
-                traceback.print_exc()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,8 +229,7 @@ class Stage:
 
 
 def messages(st: Stage) -> list[dict]:
-    with st.receiver._lock:
-        return list(st.receiver.messages)
+    return st.receiver.received()
 
 
 def priority(message: dict) -> int:
@@ -407,38 +277,8 @@ def quiet_titles_after(out: Outcome, since: float, min_priority: int = 4) -> lis
 # The runner: every selected scenario at once, each in its own thread
 
 
-DECISIONS: dict[str, Callable[["Lab"], Outcome]] = {}
-
-
-def decision(name: str):
-    def register(fn):
-        DECISIONS[name] = fn
-        return fn
-
-    return register
-
-
-def ports_outside_the_ephemeral_range(n: int) -> list[int]:
-    """Free ports below the kernel's ephemeral range: a port picked with bind(0) (free_port,
-    every receiver here, other test runs) is released before the app binds it, and another
-    bind(0) may take it meanwhile (seen: a receiver answered 501 on an app's port)."""
-    import random
-    import socket
-
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    candidates = list(range(max(1024, low - 12000), low))
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            return ports
-    raise AssertionError(f"fewer than {n} free ports below {low}")
+DECISIONS = ScenarioRegistry()
+decision = DECISIONS.register  # @decision(NAME) registers fn(lab) -> Outcome; tests mark themselves with NAME
 
 
 class Lab:
@@ -449,17 +289,13 @@ class Lab:
     def __init__(self, workdir: Path, prometheus_bin: str):
         self.workdir = workdir
         self.setup_slots = threading.Semaphore(self.SETUPS_AT_ONCE)
-        self.ports = ports_outside_the_ephemeral_range(MAX_PORTS)
-        self.prometheus = PrometheusServer(workdir / "prometheus", [f"127.0.0.1:{p}" for p in self.ports],
-                                           binary=prometheus_bin)
+        self.ports = PortPool(MAX_PORTS)
+        self.prometheus = PrometheusServer(workdir / "prometheus", self.ports.targets, binary=prometheus_bin)
         self._lock = threading.Lock()
-        self._next = 0
         self.stages: list[Stage] = []
 
     def stage(self, name: str) -> Stage:
-        with self._lock:
-            port = self.ports[self._next]
-            self._next += 1
+        [port] = self.ports.take(1)
         st = Stage(self.workdir / name, port, self.prometheus, self.setup_slots)
         with self._lock:
             self.stages.append(st)
@@ -471,49 +307,41 @@ class Lab:
         self.prometheus.stop()
 
 
-class Runner:
-    def __init__(self, lab: Lab, names: list[str]):
-        self.futures: dict[str, Future] = {}
-        self.seconds: dict[str, float] = {}  # wall time of each scenario, for the summary
-        for name in names:
-            fut: Future = Future()
-            self.futures[name] = fut
-            threading.Thread(target=self._run, args=(lab, name, fut), name=f"decision-{name}", daemon=True).start()
-
-    def _run(self, lab: Lab, name: str, fut: Future) -> None:
-        started = time.monotonic()
-        try:
-            result = DECISIONS[name](lab)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            self.seconds[name] = time.monotonic() - started
-            fut.set_exception(exc)
-        else:
-            self.seconds[name] = time.monotonic() - started
-            fut.set_result(result)
-
-    def result(self, name: str) -> Outcome:
-        if name not in self.futures:
-            raise AssertionError(f"decision scenario {name!r} was not started")
-        return self.futures[name].result(timeout=SCENARIO_TIMEOUT)
+def runner(lab: Lab, names: list[str]) -> ScenarioRunner:
+    return ScenarioRunner(DECISIONS, names, lab, SCENARIO_TIMEOUT)
 
 
-def prepare(lab: Lab, name: str, releases: dict[str, dict], first: str = "r1", data_s: int = 5,
-            clock_offset: float | None = None, mark_good: bool = True, **config: Any) -> Stage:
-    """A host with `releases`, `first` current, running and marked known-good (as a pipeline
-    does before the watcher is installed), the watcher watching, and `data_s` seconds of this
-    app in Prometheus."""
+def prepare(lab: Lab, name: str, releases: dict[str, dict], first: str = "r1", data_s: int | None = 5,
+            clock_offset: float | None = None, mark_good: bool = True,
+            configure: Callable[[Stage], dict[str, Any]] | None = None, **config: Any) -> Stage:
+    """A host with `releases` (each a dict of the demo app's settings, maybe with `age_s`),
+    `first` current, running and marked known-good (as a pipeline does before the watcher is
+    installed), the watcher watching, and `data_s` seconds of this app in Prometheus (None: no
+    wait). `config` goes to write_config, with what `configure(stage)` returns over it: the
+    arguments that name the stage's own paths or URLs (run before the watcher starts)."""
     st = lab.stage(name)
     for rid, settings in releases.items():
         st.add_release(rid, **settings)
     st.start_app(first)
     if clock_offset is not None:
         st.clock = FakeClock(st.root / "faketime", clock_offset)
-    st.write_config(**config)
+    st.write_config(**{**config, **(configure(st) if configure else {})})
     if mark_good:
         st.launch(first)
     else:
         with st.slots:
             st.start_watcher()
-    st.wait_series(data_s)
+    if data_s:
+        st.wait_series(data_s)
     return st
 
+
+def poll_until(predicate: Callable[[], Any], timeout: float, every: float = 0.5) -> bool:
+    """Poll until `predicate` is true (True) or `timeout` seconds passed (False): for a wait
+    that the scenario goes on after either way, its test asserting the end state."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from harness import NtfyReceiver
-from support import WatcherProcess, run_cli, wait_for
+from support import LoopbackServer, NotificationReceiver, WatcherProcess, run_cli, wait_for
 
 pytestmark = pytest.mark.decisions
 
@@ -136,14 +134,11 @@ class EchoingUnauthorized:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._http = LoopbackServer(Handler)
+        self.port = self._http.port
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
 
 
 @pytest.mark.parametrize("how", ["userinfo", "header"])
@@ -160,7 +155,7 @@ def test_prometheus_credentials_never_reach_any_output(host, tmp_path, how):
         prometheus["url"] = f"http://scott:${{PROM_PASS}}@127.0.0.1:{server.port}"
     else:
         prometheus["headers"] = {"Authorization": "Bearer ${PROM_TOKEN}"}
-    receiver = NtfyReceiver()
+    receiver = NotificationReceiver()
     config = host.write_config(rules, prometheus=prometheus, error_limit=2,
                                notify=[{"url": receiver.url, "min_severity": "info"}])
     env = {"PROM_PASS": PROM_PASS, "PROM_TOKEN": PROM_TOKEN}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from harness import Outcome
-from lab import (GOOD, FakeClock, Lab, assert_no_rollback, decision, is_sight, messages, prepare, priority,
+from support import Outcome
+from lab import (GOOD, Lab, assert_no_rollback, decision, is_sight, messages, poll_until, prepare, priority,
                  quiet_titles_after)
 
 pytestmark = pytest.mark.decisions
@@ -53,14 +53,12 @@ HOST_OOM_RULE = {"name": "host-oom-kills", "host": "oom_kills", "window": "5m", 
 
 @decision("host-oom-before-deploy")
 def run_host_oom_before_deploy(lab: Lab) -> Outcome:
-    st = lab.stage("host-oom-before-deploy")
+    def vmstat_rule(st) -> dict:
+        (st.root / "vmstat").write_text("nr_free_pages 1000\noom_kill 7\n")
+        return {"rules": [dict(HOST_OOM_RULE, path=str(st.root / "vmstat"))]}
+
+    st = prepare(lab, "host-oom-before-deploy", {"r1": GOOD, "r2": GOOD}, data_s=None, configure=vmstat_rule)
     vmstat = st.root / "vmstat"
-    vmstat.write_text("nr_free_pages 1000\noom_kill 7\n")
-    for rid in ("r1", "r2"):
-        st.add_release(rid, **GOOD)
-    st.start_app("r1")
-    st.write_config(rules=[dict(HOST_OOM_RULE, path=str(vmstat))])
-    st.launch("r1")
     st.watch_quietly(3)
     vmstat.write_text("nr_free_pages 1000\noom_kill 8\n")  # the kernel killed r1's process
     st.watch_quietly(3)
@@ -94,14 +92,9 @@ def clock_events(st) -> list[dict]:
 
 
 def prepare_clock(lab: Lab, name: str, bad: dict, **config) -> object:
-    st = lab.stage(name)
-    st.add_release("r1", **GOOD)
-    st.add_release("r2", **bad)
-    st.start_app("r1")
-    st.clock = FakeClock(st.root / "faketime", 0)
-    st.write_config(rules=health_rules(st), drop=("prometheus",), **config)
-    st.launch("r1")
-    return st
+    """The watcher under a FakeClock at offset 0, on health_rules alone (no Prometheus)."""
+    return prepare(lab, name, {"r1": GOOD, "r2": bad}, data_s=None, clock_offset=0, drop=("prometheus",),
+                   configure=lambda st: {"rules": health_rules(st)}, **config)
 
 
 @decision("clock-forward-5m-during-pending")
@@ -133,9 +126,7 @@ def run_clock_forward_day(lab: Lab) -> Outcome:
     onset = st.deploy("r2")
     st.wait_event("deploy", 60, release="r2")
     st.clock.set(86400)  # a VM resumed from a day's suspend
-    wait_deadline = time.time() + 120
-    while time.time() < wait_deadline and st.current_id() != "r1":
-        time.sleep(0.5)
+    poll_until(lambda: st.current_id() == "r1", 120)
     st.watch_quietly(3)
     return Outcome(st, onset)
 
@@ -155,9 +146,7 @@ def run_clock_back_hour(lab: Lab) -> Outcome:
     onset = st.deploy("r2")
     st.wait_event("rule", 60, rule="health-endpoint", after="pending", release="r2")
     st.clock.set(-3600)  # NTP steps the clock an hour back
-    wait_deadline = time.time() + 90
-    while time.time() < wait_deadline and st.current_id() != "r1":
-        time.sleep(0.5)
+    poll_until(lambda: st.current_id() == "r1", 90)
     st.watch_quietly(3)
     return Outcome(st, onset)
 

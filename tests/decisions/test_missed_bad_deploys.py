@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from harness import Outcome, wait_for
-from lab import (GOOD, HERE, Lab, assert_no_rollback, assert_rolled_back, decision, messages, prepare, priority,
-                 shipped_rules)
+from support import Outcome, wait_for
+from lab import (GOOD, HERE, Lab, assert_no_rollback, assert_rolled_back, decision, messages, poll_until, prepare,
+                 priority, shipped_rules)
 
 pytestmark = pytest.mark.decisions
 
@@ -25,16 +25,16 @@ ROLLBACK_WAIT = 150.0  # seconds; a rollback takes ~15 s on an idle machine (`fo
 
 
 def wait_current(st, rid: str, timeout: float = ROLLBACK_WAIT) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if st.current_id() == rid and st.events("rollback_verified"):
-            return True
-        time.sleep(0.5)
-    return False
+    return poll_until(lambda: st.current_id() == rid and st.events("rollback_verified"), timeout)
 
 
 def criticals(st, since: float = 0.0) -> list[str]:
     return [str(m.get("title")) for m in messages(st) if priority(m) >= 5 and m["received_at"] >= since]
+
+
+def without_health_probe(st) -> dict:
+    """The shipped table without its health probe: Prometheus rules only, as many hosts have."""
+    return {"rules": shipped_rules(st.instance, st.health_url(), drop=("health-endpoint",))}
 
 
 def command_backend(st) -> dict:
@@ -52,14 +52,8 @@ SHA_OLD, SHA_GOOD, SHA_BAD = "e3b0c44", "9f86d08", "2c26b46"  # deployed in this
 
 @decision("git-sha-release-names")
 def run_sha_names(lab: Lab) -> Outcome:
-    st = lab.stage("git-sha-release-names")
-    st.add_release(SHA_OLD, age_s=3600, **GOOD)
-    st.add_release(SHA_GOOD, age_s=1800, **GOOD)
-    st.add_release(SHA_BAD, age_s=600, **BAD)
-    st.start_app(SHA_OLD)
-    st.write_config()
-    st.launch(SHA_OLD)
-    st.wait_series(5)
+    st = prepare(lab, "git-sha-release-names", {SHA_OLD: dict(age_s=3600, **GOOD), SHA_GOOD: dict(age_s=1800, **GOOD),
+                                                SHA_BAD: dict(age_s=600, **BAD)}, first=SHA_OLD)
     st.deploy(SHA_GOOD)
     st.wait_event("deploy", 60, release=SHA_GOOD)
     st.mark_good(SHA_GOOD)  # the pipeline's smoke test passed
@@ -83,17 +77,10 @@ def test_git_sha_names_roll_back_to_the_previous_known_good_by_deploy_order(outc
 def run_crash(lab: Lab) -> Outcome:
     # A table without a health probe (Prometheus rules only, as many hosts have): r2 crashes on
     # start, its scrape target goes down, every series of it vanishes.
-    st = lab.stage("crash-metrics-vanish")
-    st.add_release("r1", **GOOD)
-    st.add_release("r2", crash=True)
-    st.start_app("r1")
-    st.write_config(rules=shipped_rules(st.instance, st.health_url(), drop=("health-endpoint",)), watch_window="40s")
-    st.launch("r1")
-    st.wait_series(10)
+    st = prepare(lab, "crash-metrics-vanish", {"r1": GOOD, "r2": {"crash": True}}, data_s=10, watch_window="40s",
+                 configure=without_health_probe)
     onset = st.deploy("r2")
-    deadline = time.time() + 120
-    while time.time() < deadline and not st.events("rollback_verified") and st.mark_of("r2") != "good":
-        time.sleep(0.5)
+    poll_until(lambda: st.events("rollback_verified") or st.mark_of("r2") == "good", 120)
     st.watch_quietly(3)
     return Outcome(st, onset)
 
@@ -117,9 +104,7 @@ def run_second_bad(lab: Lab) -> Outcome:
     assert wait_current(st, "r1"), "the first bad release was not rolled back"
     st.watch_quietly(3)
     onset = st.deploy("r3")  # a different bad release, a minute later
-    deadline = time.time() + ROLLBACK_WAIT
-    while time.time() < deadline and len(st.events("rollback_verified")) < 2:
-        time.sleep(0.5)
+    poll_until(lambda: len(st.events("rollback_verified")) >= 2, ROLLBACK_WAIT)
     st.watch_quietly(3)
     return Outcome(st, onset)
 
@@ -138,21 +123,15 @@ def test_a_different_bad_release_after_a_rollback_is_rolled_back_too(outcome):
 
 @decision("restart-does-nothing")
 def run_restart_noop(lab: Lab) -> Outcome:
-    st = lab.stage("restart-does-nothing")
-    st.add_release("r1", **GOOD)
-    st.add_release("r2", **BAD)
-    st.start_app("r1")
-    backend = {"type": "symlink", "releases": str(st.releases), "current": str(st.current),
-               "restart": ["true"], "restart_timeout": "10s"}  # a restart that restarts nothing
-    st.write_config(rules=shipped_rules(st.instance, st.health_url(), drop=("health-endpoint",)), backend=backend,
-                    drop=("verify",))
-    st.launch("r1")
-    st.wait_series(5)
+    def restart_nothing(st) -> dict:
+        backend = {"type": "symlink", "releases": str(st.releases), "current": str(st.current),
+                   "restart": ["true"], "restart_timeout": "10s"}  # a restart that restarts nothing
+        return {**without_health_probe(st), "backend": backend}
+
+    st = prepare(lab, "restart-does-nothing", {"r1": GOOD, "r2": BAD}, drop=("verify",), configure=restart_nothing)
     onset = st.deploy("r2")
     intent = st.wait_event("rollback_intent", ROLLBACK_WAIT)
-    deadline = time.time() + 120
-    while time.time() < deadline and not criticals(st) and not st.events("rollback_verified"):
-        time.sleep(0.5)
+    poll_until(lambda: criticals(st) or st.events("rollback_verified"), 120)
     st.watch_quietly(10)
     return Outcome(st, onset, data={"intent": intent, "serving": st.app.control()["release"]})
 
@@ -174,14 +153,9 @@ def test_a_rollback_whose_restart_did_nothing_is_not_verified_and_stops_acting(o
 
 @decision("deploy-lock-outlives-window")
 def run_lock(lab: Lab) -> Outcome:
-    st = lab.stage("deploy-lock-outlives-window")
+    st = prepare(lab, "deploy-lock-outlives-window", {"r1": GOOD, "r2": BAD}, watch_window="20s",
+                 configure=lambda st: {"deploy_lock": str(st.root / "deploy.lock")})
     lock = st.root / "deploy.lock"
-    st.add_release("r1", **GOOD)
-    st.add_release("r2", **BAD)
-    st.start_app("r1")
-    st.write_config(deploy_lock=str(lock), watch_window="20s")
-    st.launch("r1")
-    st.wait_series(5)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the deploy script: flock deploy.lock cap deploy
@@ -209,17 +183,13 @@ def test_a_bad_deploy_under_a_long_deploy_lock_is_rolled_back_once_the_lock_is_f
 
 @decision("deploy-during-rollback")
 def run_deploy_during_rollback(lab: Lab) -> Outcome:
-    st = lab.stage("deploy-during-rollback")
-    st.add_release("r1", age_s=300, **GOOD)
-    st.add_release("r2", age_s=200, **BAD)
-    st.start_app("r1")
-    st.write_config(backend=command_backend(st))
-    st.launch("r1")
-    st.wait_series(5)
+    st = prepare(lab, "deploy-during-rollback", {"r1": dict(age_s=300, **GOOD), "r2": dict(age_s=200, **BAD)},
+                 configure=lambda st: {"backend": command_backend(st)})
     onset = st.deploy("r2")
     st.wait_event("rule", 60, rule="http-5xx-ratio", after="pending", release="r2")
     (st.root / "slow_releases").write_text("4")  # the artifact store answers slowly
-    wait_for(lambda: (st.root / "listing_started").exists(), 90, "the watcher to list releases before acting")
+    wait_for(lambda: (st.root / "listing_started").exists(), 90, every=0.2,
+             what="the watcher to list releases before acting")
     st.add_release("r3", **GOOD)  # the fix, deployed while the watcher is deciding
     fixed = st.deploy("r3")
     (st.root / "slow_releases").unlink()
@@ -313,13 +283,8 @@ def test_a_watcher_skewed_10_minutes_from_prometheus_says_blind_and_blesses_noth
 
 @decision("transient-list-error")
 def run_transient_list(lab: Lab) -> Outcome:
-    st = lab.stage("transient-list-error")
-    st.add_release("r1", age_s=300, **GOOD)
-    st.add_release("r2", age_s=200, **BAD)
-    st.start_app("r1")
-    st.write_config(backend=command_backend(st))
-    st.launch("r1")
-    st.wait_series(5)
+    st = prepare(lab, "transient-list-error", {"r1": dict(age_s=300, **GOOD), "r2": dict(age_s=200, **BAD)},
+                 configure=lambda st: {"backend": command_backend(st)})
     onset = st.deploy("r2")
     st.wait_event("rule", 60, rule="http-5xx-ratio", after="pending", release="r2")
     (st.root / "fail_releases_once").touch()
@@ -346,7 +311,7 @@ def run_hup_backend(lab: Lab) -> Outcome:
     del cfg["backend"]  # the operator wants the watcher to watch only, from now on
     st.config_path.write_text(json.dumps(cfg))
     st.hup_watcher()
-    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, "the reload")
+    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, every=0.2, what="the reload")
     onset = st.deploy("r2")
     st.watch_quietly(35, onset)
     return Outcome(st, onset)
@@ -365,18 +330,15 @@ def test_a_reload_without_a_backend_stops_acting_or_is_refused_with_the_reason(o
 
 @decision("sighup-moves-state-dir")
 def run_hup_state_dir(lab: Lab) -> Outcome:
-    st = lab.stage("sighup-moves-state-dir")
-    st.add_release("r1", **GOOD)
-    st.add_release("r2", **GOOD)
-    st.start_app("r1")
-    st.write_config(rules=[{"name": "health-endpoint", "http": st.health_url(), "action": "rollback"}], drop=("prometheus",))
-    st.launch("r1")
+    st = prepare(lab, "sighup-moves-state-dir", {"r1": GOOD, "r2": GOOD}, data_s=None, drop=("prometheus",),
+                 configure=lambda st: {"rules": [{"name": "health-endpoint", "http": st.health_url(),
+                                                  "action": "rollback"}]})
     new_dir = st.root / "state-new"
     cfg = json.loads(st.config_path.read_text())
     cfg["state_dir"] = str(new_dir)
     st.config_path.write_text(json.dumps(cfg))
     st.hup_watcher()
-    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, "the reload")
+    wait_for(lambda: st.events("config_reloaded") or st.events("reload_refused"), 60, every=0.2, what="the reload")
     onset = st.deploy("r2")
     st.watch_quietly(5, onset)
     return Outcome(st, onset, data={"new": new_dir})
@@ -435,9 +397,7 @@ def run_redeploy(lab: Lab) -> Outcome:
     assert wait_current(st, "r1"), "the bad release was not rolled back"
     st.watch_quietly(3)
     again = st.deploy("r2")  # the CD pipeline re-applies what it thinks should run
-    deadline = time.time() + 90
-    while time.time() < deadline and not criticals(st, again):
-        time.sleep(0.5)
+    poll_until(lambda: criticals(st, again), 90)
     st.watch_quietly(10)
     return Outcome(st, again)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import SCENARIO_TIMEOUT, Lab, Outcome, Runner
+from harness import Lab, Outcome, runner
+from support import selected_scenarios
 
 
 def pytest_configure(config):
@@ -13,27 +14,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def scenarios(request, prometheus_bin, tmp_path_factory):
-    wanted = []
-    for item in request.session.items:
-        marker = item.get_closest_marker("scenario")
-        if marker is not None and marker.args[0] not in wanted:
-            wanted.append(marker.args[0])
     lab = Lab(tmp_path_factory.mktemp("e2e"), prometheus_bin)
     lab.prometheus.start()
     try:
-        runner = Runner(lab, wanted)
-        yield runner
-        for fut in runner.futures.values():  # let every scenario finish before tearing down
-            try:
-                fut.result(timeout=SCENARIO_TIMEOUT)
-            except BaseException:  # noqa: BLE001 - reported by its own test
-                pass
+        run = runner(lab, selected_scenarios(request.session.items, "scenario"))
+        yield run
+        run.wait_all()  # let every scenario finish before tearing down
     finally:
-        for st in lab.stages:
-            st.close()
-        for close in lab.extra_closers:
-            close()
-        lab.prometheus.stop()
+        lab.close()
 
 
 @pytest.fixture
@@ -42,12 +30,20 @@ def outcome(request, scenarios) -> Outcome:
     assert marker is not None, "an e2e test that uses `outcome` needs @pytest.mark.scenario(NAME)"
     result = scenarios.result(marker.args[0])
     if result.timings:
-        timings = request.config.cache.get("e2e/timings", {})
-        timings.setdefault(marker.args[0], []).append(result.timings)
-        timings[marker.args[0]] = timings[marker.args[0]][-20:]
-        request.config.cache.set("e2e/timings", timings)
         _REPORT[marker.args[0]] = result.timings
+        keep_timings(request.config, marker.args[0], result.timings)
     return result
+
+
+def keep_timings(config: pytest.Config, name: str, timings: dict) -> None:
+    """The last 20 timings of each scenario in pytest's cache (`e2e/timings`), to compare runs.
+    With `-p no:cacheprovider` there is no cache: the end-of-run summary is all there is."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return
+    history = cache.get("e2e/timings", {})
+    history[name] = [*history.get(name, []), timings][-20:]
+    cache.set("e2e/timings", history)
 
 
 _REPORT: dict[str, dict] = {}

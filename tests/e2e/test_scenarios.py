@@ -206,7 +206,7 @@ def test_three_failed_health_probes_are_rolled_back(outcome):
 def run_health_2_1(lab: Lab) -> Outcome:
     health = ScriptedHealth([503, 503, 200])
     st = prepare(lab, "health-2-1", {"r1": GOOD, "r2": GOOD}, health_url=health.url)
-    st._closers.append(health.close)
+    st.on_close(health.close)
     onset = st.deploy("r2")
     counted = set()  # the rule's consecutive-failure count, as the watcher saves it each tick
     while time.time() < onset + QUIET_FOR:

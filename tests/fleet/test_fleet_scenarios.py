@@ -10,7 +10,7 @@ waits for its scenario and re-raises what went wrong there.
 from __future__ import annotations
 
 import json
-import threading
+import functools
 import time
 import traceback
 from concurrent.futures import Future
@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetrig import Fleet, FleetPorts, Receiver
-from support import PrometheusServer, free_port, wait_for
+from fleetrig import Fleet
+from support import NotificationReceiver, PortPool, PrometheusServer, ScenarioRunner, free_port, wait_for
 from support.etcd import EtcdCluster
 from watcher.etcd import EtcdGateway
 from watcher.fleet_cli import read_view
@@ -40,8 +40,8 @@ def scenario(name: str, hosts: int):
 
 
 class Env:
-    def __init__(self, root: Path, ports: FleetPorts, prometheus: PrometheusServer, endpoints: list[str],
-                 receiver: Receiver):
+    def __init__(self, root: Path, ports: PortPool, prometheus: PrometheusServer, endpoints: list[str],
+                 receiver: NotificationReceiver):
         self.root, self.ports, self.prometheus, self.endpoints, self.receiver = root, ports, prometheus, endpoints, receiver
 
     def fleet(self, name: str, n: int, endpoints: list[str] | None = None) -> Fleet:
@@ -242,36 +242,28 @@ def fleet_outcomes(request, etcd, prometheus_bin, tmp_path_factory) -> dict[str,
     selected = [name for name in SCENARIOS
                 if any(item.name == f"test_scenario[{name}]" for item in request.session.items)]
     root = tmp_path_factory.mktemp("fleet-e2e")
-    ports = FleetPorts(sum(SCENARIOS[n][0] for n in selected))
-    receiver = Receiver()
+    ports = PortPool(sum(SCENARIOS[n][0] for n in selected))
+    receiver = NotificationReceiver(scheme="json")  # one endpoint every host's Apprise posts to
     prometheus = PrometheusServer(root / "prometheus", ports.targets, binary=prometheus_bin).start()
     env = Env(root, ports, prometheus, etcd.endpoints, receiver)
-    futures: dict[str, Future] = {}
     fleets: list[Fleet] = []
 
-    def run(name: str, future: Future) -> None:
+    def run(name: str, env: Env) -> None:
         hosts, fn = SCENARIOS[name]
         fleet = env.fleet(name.replace("_", "-"), hosts)
         fleets.append(fleet)
         try:
             fn(env, fleet)
-            future.set_result(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the scenario's test
-            future.set_exception(AssertionError(f"{name}: {exc}\n{traceback.format_exc()}"))
+            raise AssertionError(f"{name}: {exc}\n{traceback.format_exc()}") from exc
         finally:
             fleet.close()
 
-    threads = []
-    for name in selected:
-        futures[name] = Future()
-        threads.append(threading.Thread(target=run, args=(name, futures[name]), daemon=True))
-    for t in threads:
-        t.start()
+    runner = ScenarioRunner({name: functools.partial(run, name) for name in selected}, selected, env, TIMEOUT)
     try:
-        yield futures
+        yield runner.futures
     finally:
-        for t in threads:
-            t.join(TIMEOUT)
+        runner.wait_all()
         for fleet in fleets:
             fleet.close()
         prometheus.stop()

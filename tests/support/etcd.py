@@ -13,9 +13,7 @@ hence SIGTERM then SIGKILL after a timeout.
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import signal
 import subprocess
 import time
@@ -23,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from watcher.demo.rig import LOOPBACK, SandboxError, free_port, tail
+from support.ports import LOOPBACK, free_port
+from watcher.demo.rig import SandboxError, tail
 
 
 class Certificates:
@@ -54,18 +53,9 @@ class Certificates:
 
 
 def stable_port() -> int:
-    """A loopback port free now and OUTSIDE the kernel's ephemeral range (32768-60999 here):
-    a stopped member is started again on the same ports, and meanwhile any `free_port()` (port
-    0) of another test, or an outgoing connection, could take an ephemeral one (seen once)."""
-    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for _ in range(200):
-        port = random.randrange(20000, min(low, 32768))
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
+    """A loopback port for a member, reserved for this process (support/ports.py): a stopped
+    member is started again on the same ports, which no other test process or bind to port 0
+    takes meanwhile."""
     return free_port()
 
 

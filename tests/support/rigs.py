@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 
-from watcher.demo.rig import LOOPBACK, ChildProcess, SandboxError, free_port, tail
+from support.ports import free_port
+from support.receiver import LoopbackServer
+from watcher.demo.rig import LOOPBACK, ChildProcess, SandboxError, tail
 
 
 class NginxServer(ChildProcess):
@@ -107,14 +109,22 @@ http {{
 # tests and the benchmarks, so that each does not grow its own copy.
 
 
+def point_current(current: Path, rid: str) -> None:
+    """Re-point `current` at releases/RID atomically (a new link renamed over it), as a deploy
+    script does: a reader never sees it missing."""
+    tmp = current.parent / ".current.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(f"releases/{rid}", tmp)
+    os.replace(tmp, current)
+
+
 class SymlinkHost:
     """releases/<id>/ dirs and a `current` symlink (the Capistrano layout), and, with
     `serve=True`, a real /health endpoint on 127.0.0.1 whose status comes from the current
     release's `health_status` file: switching the link is what changes the answer."""
 
     def __init__(self, root: Path, releases: tuple[str, ...] = (), serve: bool = True):
-        from http.server import ThreadingHTTPServer
-
         self.root = Path(root)
         self.releases = self.root / "releases"
         self.current = self.root / "current"
@@ -122,17 +132,11 @@ class SymlinkHost:
         self.releases.mkdir(parents=True, exist_ok=True)
         for rid in releases:
             self.add_release(rid)
-        self._server = None
-        if serve:
-            import threading
-
-            self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
-            self._server.daemon_threads = True
-            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._handler()) if serve else None
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def health_url(self) -> str:
@@ -171,11 +175,7 @@ class SymlinkHost:
 
     def deploy(self, rid: str) -> None:
         """What a deploy script does: point `current` at the release, atomically."""
-        tmp = self.root / ".current.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(f"releases/{rid}", tmp)
-        os.replace(tmp, self.current)
+        point_current(self.current, rid)
 
     def current_id(self) -> str:
         return Path(os.readlink(self.current)).name
@@ -219,8 +219,7 @@ class SymlinkHost:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
 
@@ -238,7 +237,8 @@ def run_cli(*args: Any, env: dict | None = None, timeout: float = 60, check: boo
 
 
 class WatcherProcess:
-    """`rollback-watcher run` as a subprocess in its own session, its output kept in a file."""
+    """`rollback-watcher run` as a subprocess in its own session, its output kept in a file
+    (appended to: a watcher started again on the same log keeps the earlier run's lines)."""
 
     def __init__(self, config: Path, log: Path, env: dict | None = None, cwd: Path | None = None):
         self.log = Path(log)
@@ -246,11 +246,33 @@ class WatcherProcess:
         full_env.update(env or {})
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(config)],
-                                     stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                                     start_new_session=True)
+                                     stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=full_env, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs (what a crash or the OOM killer does)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+        return self.proc.returncode
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -265,11 +287,14 @@ class WatcherProcess:
 
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns something true; fail with `what` after `timeout`."""
+    """Poll `predicate` until it returns something true, and return that; fail with `what` when
+    it is still false at a check made after `timeout` (the last check comes after the deadline,
+    so a slow predicate gets its full time)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
