@@ -72,8 +72,9 @@ def main() -> None:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as exc:
-        # typer 0.29 raises the exceptions of its own vendored click (typer._click), whose
-        # base is the public typer.TyperException: UsageError (exit 2), BadParameter, NoSuchOption...
+        # typer 0.28 (pyproject.toml pins the tested range) raises the exceptions of its own
+        # vendored click (typer._click), whose base is the public typer.TyperException:
+        # UsageError (exit 2), BadParameter, NoSuchOption...
         _show_usage_error(exc)
         _json_error(exc, exc.format_message())
         sys.exit(exc.exit_code)
