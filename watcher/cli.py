@@ -219,8 +219,8 @@ def check(
 
     cfg = _load(config)
     # What cannot work on this host is a config problem like any other: FILE:LINE: KEY: message.
-    problems = hostcheck.path_problems(cfg)
     lines_of = hostcheck.key_lines(cfg.path)
+    problems = hostcheck.path_problems(cfg, lines_of)
     for text in targetcheck.target_problems(cfg.notify, targetcheck.cache_dir()):
         key, _, message = text.partition(": ")
         problems.append(ConfigProblem(str(cfg.path), lines_of.get(key), key, message))
