@@ -11,14 +11,10 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from watcher import yamlfile
-from watcher.config import BACKEND_KEYS
+from watcher.config import BACKEND_KEYS, WatcherConfig
 from watcher.errors import ConfigProblem
-
-if TYPE_CHECKING:
-    from watcher.config import WatcherConfig
 
 # The exit code of `run` when it cannot start on this host (sysexits.h EX_CONFIG): a restart
 # would fail the same way, so the unit lists it in RestartPreventExitStatus=.
