@@ -54,12 +54,7 @@ def main() -> None:
         # Outside standalone mode click returns the code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(str(problem), file=sys.stderr)
-        summary = f"{len(exc.problems)} problem(s); nothing was changed."
-        print(summary, file=sys.stderr)
-        _json_error(exc, summary, [{"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
-                                   for p in exc.problems])
+        _show_config_error(exc)
         sys.exit(1)
     except WatcherError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -72,12 +67,23 @@ def main() -> None:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as exc:
-        # typer 0.29 raises the exceptions of its own vendored click (typer._click), whose
-        # base is the public typer.TyperException: UsageError (exit 2), BadParameter, NoSuchOption...
+        # typer 0.28 (pyproject.toml pins the tested range) raises the exceptions of its own
+        # vendored click (typer._click), whose base is the public typer.TyperException:
+        # UsageError (exit 2), BadParameter, NoSuchOption...
         _show_usage_error(exc)
         _json_error(exc, exc.format_message())
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_config_error(exc: ConfigError) -> None:
+    """Every problem as FILE:LINE: KEY: message, then a summary (and the JSON error)."""
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+    summary = f"{len(exc.problems)} problem(s); nothing was changed."
+    print(summary, file=sys.stderr)
+    _json_error(exc, summary, [{"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+                               for p in exc.problems])
 
 
 def _json_error(exc: Exception, message: str, problems: list[dict] | None = None) -> None:
@@ -218,8 +224,8 @@ def check(
 
     cfg = _load(config)
     # What cannot work on this host is a config problem like any other: FILE:LINE: KEY: message.
-    problems = hostcheck.path_problems(cfg)
     lines_of = hostcheck.key_lines(cfg.path)
+    problems = hostcheck.path_problems(cfg, lines_of)
     for text in targetcheck.target_problems(cfg.notify, targetcheck.cache_dir()):
         key, _, message = text.partition(": ")
         problems.append(ConfigProblem(str(cfg.path), lines_of.get(key), key, message))
@@ -319,13 +325,20 @@ def run(
     """Run the service: one tick every `interval`.
 
     SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
-    (Type=notify). Exit 78 when it cannot start on this host (e.g. the telemetry port is taken):
-    restarting would not help."""
+    (Type=notify). Exit 78 when it cannot start on this host (the config does not load, the
+    telemetry port is taken): restarting would not help."""
     from watcher.daemon import serve
+    from watcher.hostcheck import EXIT_CANNOT_START
     from watcher.service import build_watcher
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    try:
+        cfg = _load(config)
+    except ConfigError as exc:
+        # Exit 1 would be a crash to systemd, and Restart=on-failure would re-read the same
+        # file every RestartSec forever: the unit's RestartPreventExitStatus= names 78.
+        _show_config_error(exc)
+        raise typer.Exit(EXIT_CANNOT_START) from None
     code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
     raise typer.Exit(code)
 

@@ -11,10 +11,12 @@ import tempfile
 from pathlib import Path
 
 
-def write_file_atomically(path: Path, data: str | bytes, mode: int | None = None) -> None:
+def write_file_atomically(path: Path, data: str | bytes, mode: int | None = None,
+                          owner: tuple[int, int] | None = None) -> None:
     """Temp file in the same directory, fsync, rename over `path`, fsync the directory.
-    `mode`: the new file's mode; None keeps the old file's (0644 for a new file). Raises
-    OSError; the temp file never stays behind."""
+    `mode`: the new file's mode; None keeps the old file's (0644 for a new file). `owner`:
+    (uid, gid) given to the file before the rename (needs root), so that it never appears with
+    another owner. Raises OSError; the temp file never stays behind."""
     path = Path(path)
     if mode is None:
         try:
@@ -30,6 +32,8 @@ def write_file_atomically(path: Path, data: str | bytes, mode: int | None = None
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        if owner is not None:
+            os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

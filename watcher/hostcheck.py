@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from pathlib import Path
 
 from watcher import yamlfile
@@ -22,9 +21,9 @@ from watcher.errors import ConfigProblem
 EXIT_CANNOT_START = 78
 
 
-def path_problems(cfg: WatcherConfig) -> list[ConfigProblem]:
-    """Backend paths that do not exist; a deploy_lock whose directory does not exist."""
-    lines = key_lines(cfg.path)
+def path_problems(cfg: WatcherConfig, lines: dict[str, int]) -> list[ConfigProblem]:
+    """Backend paths that do not exist; a deploy_lock whose directory does not exist. `lines` is
+    key_lines(cfg.path), which `check` reads once for every problem it reports."""
     problems = []
     if cfg.backend is not None:
         for key, (kind, _) in BACKEND_KEYS[cfg.backend.type].items():
@@ -53,6 +52,8 @@ def port_problem(listen: str | None, watcher_running: bool) -> str | None:
     port is not a problem."""
     if listen is None:
         return None
+    import socket  # only `check --online` and `run` probe the port: offline `check` skips its import
+
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:

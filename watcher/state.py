@@ -170,10 +170,30 @@ class StateStore:
         self.requests_dir = self.dir / "requests"
         self._lock_fd: int | None = None
 
+    def owner(self) -> tuple[int, int] | None:
+        """Whom the files this process writes here must belong to, or None for itself.
+
+        `sudo rollback-watcher pause|mark|rollback ...` runs as root against the state dir of a
+        service that runs as its own user (systemd/rollback-watcher.service: User=, state dir
+        0700, UMask=0077). A root-owned 0600 request file is one the running service cannot read
+        (it skipped it, and the CLI waited 60 s), and a root-owned state.json one it cannot load
+        at its next start. So as root every file goes to the state dir's owner. Any other user
+        writes as itself: it can write into the 0700 dir only as its owner."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            st = self.dir.stat()
+        except OSError:
+            return None
+        return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+
     def ensure_dir(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            created = not self.requests_dir.is_dir()
             self.requests_dir.mkdir(exist_ok=True, mode=0o700)
+            if created and (owner := self.owner()) is not None:
+                os.chown(self.requests_dir, *owner)
         except OSError as exc:
             raise StateError(f"cannot create the state dir {self.dir}: {exc.strerror}. "
                              "Create it and give the watcher's user write access.") from None
@@ -186,6 +206,8 @@ class StateStore:
         """Take the instance lock or raise StateError: one watcher per state dir."""
         self.ensure_dir()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if (owner := self.owner()) is not None:
+            os.fchown(fd, *owner)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -229,7 +251,7 @@ class StateStore:
     def save(self, state: State) -> None:
         data = (self.redact(_dumps(state.to_dict())) + "\n").encode()
         try:
-            write_file_atomically(self.state_path, data, mode=0o600)
+            write_file_atomically(self.state_path, data, mode=0o600, owner=self.owner())
         except OSError as exc:
             raise StateError(f"cannot write {self.state_path}: {exc.strerror}; the previous state is kept. "
                              f"Free space in (or give the watcher write access to) {self.dir}.") from None
@@ -243,6 +265,8 @@ class StateStore:
         try:
             fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                if (owner := self.owner()) is not None:
+                    os.fchown(fd, *owner)  # created by root here, the service appends next
                 os.write(fd, line)
                 os.fsync(fd)
             finally:
@@ -278,7 +302,7 @@ class StateStore:
         self.ensure_dir()
         request_id = f"{int(self.clock() * 1000)}-{uuid.uuid4().hex[:8]}"
         data = _dumps({"id": request_id, "command": command, "args": args}).encode()
-        write_file_atomically(self.requests_dir / f"{request_id}.json", data, mode=0o600)
+        write_file_atomically(self.requests_dir / f"{request_id}.json", data, mode=0o600, owner=self.owner())
         return request_id
 
     def take_requests(self) -> list[dict]:

@@ -1,5 +1,5 @@
 """Usage errors through the real console entry point: click's usage message and exit 2, never a
-traceback (typer 0.29 raises its vendored click's exceptions, which `cli.main` did not catch)."""
+traceback (typer 0.28 and 0.29 raise their vendored click's exceptions, which `cli.main` did not catch)."""
 
 from __future__ import annotations
 
