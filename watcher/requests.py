@@ -30,6 +30,8 @@ def apply_pending(w: "Watcher", now: float) -> None:
     """Apply every queued request, oldest first, and journal each result."""
     for req in w.store.take_requests():
         try:
+            if "unreadable" in req:
+                raise WatcherError(f"the running watcher cannot read the request: {req['unreadable']}")
             result = apply(w, req.get("command", ""), req.get("args", {}), now)
             ok = True
         except WatcherError as exc:

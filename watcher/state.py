@@ -306,15 +306,21 @@ class StateStore:
         return request_id
 
     def take_requests(self) -> list[dict]:
-        """Pending requests, oldest first; each file is removed once read."""
+        """Pending requests, oldest first; each file is removed once read. One that cannot be
+        read comes out as {"id": its file's name, "unreadable": why}: the CLI waiting for it
+        hears the refusal at once instead of waiting out its timeout."""
         if not self.requests_dir.is_dir():
             return []
         out = []
         for path in sorted(self.requests_dir.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, ValueError) as exc:
+                request = json.loads(path.read_text())
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+                out.append(request)
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
                 log.warning("request skipped file=%s reason=%s", path, _brief(exc))
+                out.append({"id": path.stem, "unreadable": _brief(exc)})
             try:
                 path.unlink()
             except OSError:

@@ -129,3 +129,27 @@ def test_pause_as_root_with_the_service_stopped_leaves_a_state_dir_the_service_s
                                 capture_output=True, text=True, cwd=REPO, timeout=120)
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["paused_until"] is not None
+
+
+def test_a_request_the_service_cannot_read_is_refused_in_the_journal_not_dropped(service_host):
+    """A request file the service cannot read (root-owned 0600, as an older CLI left it, or a
+    damaged one) was dropped with a log line only: the CLI waiting for its answer waited out
+    its 60 s and said "queued". Now the service answers it: request_done, ok false, with why."""
+    h = service_host
+    with running_service(h):
+        inbox = h["state"] / "requests"
+        wait_for(inbox.is_dir, timeout=30, what="the service's request inbox")
+        (inbox / "1-unreadable.json").write_text(json.dumps({"id": "1-unreadable", "command": "pause", "args": {}}))
+        (inbox / "1-unreadable.json").chmod(0o600)  # root's, 0600: the service user cannot open it
+        (inbox / "2-damaged.json").write_text("{not json")
+        os.chown(inbox / "2-damaged.json", h["user"].pw_uid, h["user"].pw_gid)
+        journal = h["state"] / "journal.jsonl"
+
+        def answers():
+            events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+            return {e["request"]: e for e in events if e.get("kind") == "request_done"}
+
+        done = wait_for(lambda: len(answers()) >= 2 and answers(), timeout=30, what="both requests answered")
+    assert done["1-unreadable"]["ok"] is False and "cannot read the request" in done["1-unreadable"]["result"]
+    assert "Permission denied" in done["1-unreadable"]["result"]
+    assert done["2-damaged"]["ok"] is False
