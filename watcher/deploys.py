@@ -9,7 +9,7 @@ and `baselines` steps (watcher/service.py) and its `decide` step's listing of re
                             (decide.order_releases), only when a rollback rule fires
     open_window             the state of a deploy: its record, its watch window, the previous
                             release's rule states and baselines forgotten
-    capture_baselines       each baseline rule's pre-deploy median, once per deploy
+    Baselines.capture       each baseline rule's pre-deploy median, once per deploy
 
 Nothing here sends a message directly: journal lines and messages go through the Recorder
 (model.Recorder, the Watcher), which sends the tick's messages at its end.
