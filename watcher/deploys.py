@@ -10,6 +10,8 @@ and `baselines` steps (watcher/service.py) and its `decide` step's listing of re
     open_window             the state of a deploy: its record, its watch window, the previous
                             release's rule states and baselines forgotten
     Baselines.capture       each baseline rule's pre-deploy median, once per deploy
+    prune                   a backend with `keep:` deletes old releases (after a window
+                            survived, after a verified rollback), never a known-good one
 
 Nothing here sends a message directly: journal lines and messages go through the Recorder
 (model.Recorder, the Watcher), which sends the tick's messages at its end.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from watcher import messages
-from watcher.backends.base import Backend
+from watcher.backends.base import Backend, Prunable
 from watcher.decide import order_releases
 from watcher.errors import BrokenCurrent, SourceError, WatcherError
 from watcher.model import Mark, Recorder
@@ -165,3 +167,21 @@ class Baselines:
             state.baselines[rule.name] = value
             self.out.journal("baseline", rule=rule.name, release=state.current, value=value,
                              window=rule.baseline_window, end=state.deployed_at)
+
+
+def prune(backend: Backend | None, state: State, protect: set[str], out: Recorder) -> None:
+    """Let a backend with `keep:` delete old releases, in the watcher's release order: never a
+    known-good one, never the current one, never the ones an incident is about."""
+    if not isinstance(backend, Prunable):
+        return
+    protected = {rid for rid, rec in state.releases.items() if rec.mark == Mark.GOOD} | protect
+    if state.current:
+        protected.add(state.current)
+    try:
+        order = [r.id for r, _ in order_releases(backend.releases(), state.releases)]
+        removed = backend.prune(protected, order)
+    except (WatcherError, OSError) as exc:
+        log.warning("prune failed reason=%s", exc)
+        return
+    if removed:
+        out.journal("pruned", releases=removed)

@@ -12,7 +12,7 @@ by name.
     baselines  capture each baseline rule's pre-deploy median, once per deploy (deploys.Baselines)
     evaluate   read every signal once and step each rule (evaluate.py); keep the rule
                states, journal and tell the transitions, count evidence (window.record)
-    confirm    a switched rollback is verified once the rules that fired clear (rollback.py)
+    confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
     lock wait  a deploy lock held while a rollback rule fires stops the window's clock
                (window.hold_for_lock)
     window     a release that survived its watch window becomes known-good (window.assess,
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher import decide as decider
-from watcher import deploys, messages, prometheus_time, requests, rollback, window
+from watcher import confirm, deploys, messages, prometheus_time, requests, rollback, window
 from watcher.backends.base import Backend
 from watcher.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
@@ -166,7 +166,7 @@ class Watcher:
             evaluation = self.measure(now)
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
-            rollback.confirm(self, evaluation, now)
+            confirm.confirm(self, evaluation, now)
             window.hold_for_lock(self.state, now, firing, self.deploy_lock, self.config.lock_timeout, self)
             if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                 window.assess(self.state, now, firing, self.config, self, self.on_good)
@@ -205,7 +205,7 @@ class Watcher:
         """A release survived its watch window (window.assess)."""
         if self.fleet is not None:
             self.fleet.survived(release, now)
-        rollback.prune(self, protect={release})
+        deploys.prune(self.backend, self.state, {release}, self)
 
     def decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
         s = self.state
@@ -233,7 +233,7 @@ class Watcher:
     def act(self, verdict: decider.Verdict, now: float) -> RollbackResult | None:
         s = self.state
         if verdict.kind is VerdictKind.QUIET:
-            # A rollback being confirmed closes its incident itself (rollback.confirm), as
+            # A rollback being confirmed closes its incident itself (confirm.confirm), as
             # rolled back or not cleared: a quiet tick meanwhile is not the end of it.
             if s.incident is not None and s.confirming is None:
                 self.close_incident("no rollback rule fires any more", resolution="cleared")
@@ -311,7 +311,7 @@ class Watcher:
         return result
 
     # ------------------------------------------------------------------------------------------
-    # What the steps and rollback.py share
+    # What the steps, rollback.py and confirm.py share
 
     def journal(self, kind: str, **fields) -> None:
         try:
