@@ -48,12 +48,8 @@ def start_confirmation(w: "Watcher", from_id: str, to_id: str, findings: Sequenc
     the decider acts not (VerdictKind.CONFIRMING): no rolling back further, no false page."""
     s = w.state
     rules = list(dict.fromkeys(f.rule for f in findings))
-    s.current = to_id
-    s.deployed_at = None
-    s.window_ends = None
-    s.rules = {}
-    s.baselines = {}
-    s.changed_at = now  # `[$window]` starts at the switch: the fired rules must clear on the target alone
+    # `[$window]` starts at the switch: the fired rules must clear on the target alone.
+    deploys.restored(s, to_id, now)
     bound = clear_bound(w.config, rules)
     s.confirming = {"from": from_id, "to": to_id, "rules": rules, "switched_at": now,
                     "until": now + bound, "findings": [dataclasses.asdict(f) for f in findings]}
@@ -129,13 +125,7 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float,
     if findings is None:
         findings = [finding(r, s.rules[r.name], s.baselines.get(r.name)) for r in w.config.rules
                     if r.name in s.rules and s.rules[r.name].phase is Phase.FIRING]
-    # Back on a known-good release: it is not a deploy, no window, fresh rule states.
-    s.current = to_id
-    s.deployed_at = None
-    s.changed_at = w.clock()  # `[$window]` starts at the switch, as at a deploy
-    s.window_ends = None
-    s.rules = {}
-    s.baselines = {}
+    deploys.restored(s, to_id, w.clock())
     w.count_rollback("verified")
     w.timeline(f"rolled back to {to_id}, verified in {format_duration(seconds)}")
     w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")

@@ -9,6 +9,7 @@ and `baselines` steps (watcher/service.py) and its `decide` step's listing of re
                             (decide.order_releases), only when a rollback rule fires
     open_window             the state of a deploy: its record, its watch window, the previous
                             release's rule states and baselines forgotten
+    restored                the state of a rollback's switch: no window, the same forgetting
     Baselines.capture       each baseline rule's pre-deploy median, once per deploy
     prune                   a backend with `keep:` deletes old releases (after a window
                             survived, after a verified rollback), never a known-good one
@@ -128,6 +129,17 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     state.window_ends = rec.window_ends if rec.mark != Mark.GOOD else None
     state.baselines = {}
     state.rules = {}
+
+
+def restored(state: State, release: str, at: float) -> None:
+    """Back on a known-good release by a rollback's switch: not a deploy (no watch window),
+    fresh rule states and baselines; `[$window]` starts at the switch, as at a deploy."""
+    state.current = release
+    state.deployed_at = None
+    state.changed_at = at
+    state.window_ends = None
+    state.rules = {}
+    state.baselines = {}
 
 
 def has_known_good(state: State, besides: str) -> bool:
