@@ -8,11 +8,9 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
-from watcher.errors import SourceError
 from watcher.rules import (
     Finding,
     Observation,
@@ -29,8 +27,6 @@ from watcher.rules import (
     trailing_seconds,
     window_seconds,
 )
-
-log = logging.getLogger(__name__)
 
 
 class SignalReader(Protocol):
@@ -186,30 +182,3 @@ def both_windows(long: Observation, short: Observation, trailing_s: int) -> Obse
         return long
     return Observation(Outcome.OK, value=long.value, series=long.series,
                        detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g})")
-
-
-def capture_baselines(config, source, state, reported: set[tuple], wall_offset: float = 0.0) -> Iterator[dict]:
-    """The median of each baseline rule's query over `baseline_window` before the deploy, kept in
-    `state.baselines` once per deploy; retried on later ticks while Prometheus cannot answer.
-    Yields the journal events (`kind` and fields); a failure is yielded once per deploy and
-    rule (`reported` remembers), since the rule cannot fire meanwhile."""
-    if state.deployed_at is None or source is None:
-        return
-    for rule in config.rules:
-        if not rule.needs_pre_deploy_data or rule.name in state.baselines or not isinstance(rule.signal, PromQuery):
-            continue
-        query = render_query(rule.signal.query, int(config.max_window))
-        step_s = max(config.prometheus.scrape_interval, rule.baseline_window / 240)
-        try:
-            # deployed_at is steady time; Prometheus' samples carry wall time.
-            value = source.baseline(query, state.deployed_at + wall_offset, rule.baseline_window, step_s)
-        except SourceError as exc:
-            key = (state.current, state.deployed_at, rule.name)
-            if key not in reported:
-                reported.add(key)
-                log.error("baseline not captured, rule cannot fire until it is rule=%s reason=%s", rule.name, exc)
-                yield {"kind": "baseline_error", "rule": rule.name, "release": state.current, "reason": str(exc)}
-            continue
-        state.baselines[rule.name] = value
-        yield {"kind": "baseline", "rule": rule.name, "release": state.current, "value": value,
-               "window": rule.baseline_window, "end": state.deployed_at}

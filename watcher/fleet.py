@@ -13,8 +13,8 @@ what has arrived, without waiting:
 
 Two threads do the talking. The sync thread keeps the lease alive (every lease/3), writes the
 membership, flushes the outbox, and (re)connects. The watch thread follows one watch on the
-fleet's prefix from the revision of the last full read and keeps the cache; a stream that ends
-is reopened from the last revision seen, a compacted one from a full read.
+fleet's prefix from the revision of the last full read and keeps the cache (fleet_cache.py); a
+stream that ends is reopened from the last revision seen, a compacted one from a full read.
 
 The outbox (fleet_outbox.py) holds what this host owes the fleet until etcd has it: a rollback
 during an etcd outage, or before a restart, is published when etcd is back.
@@ -26,12 +26,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from watcher.config import FleetConfig
-from watcher.etcd import EtcdGateway, FleetUnavailable, KeyValue, WatchEnded, WatchStream
+from watcher.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
+from watcher.fleet_cache import FleetCache, FleetCounters, drain
 from watcher.fleet_outbox import OUTBOX, Outbox
 from watcher.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
 
@@ -50,14 +51,6 @@ class Notice:
     at: float
 
 
-@dataclass
-class FleetCounters:
-    requests: int = 0
-    errors: int = 0
-    verdicts_learned: int = 0
-    propagation: list = field(default_factory=list)  # seconds from a verdict's write to its arrival here
-
-
 class FleetLink:
     def __init__(self, config: FleetConfig, state_dir: Path, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic):
@@ -68,12 +61,8 @@ class FleetLink:
         self.counters = FleetCounters()
         self.gateway = EtcdGateway(config, on_request=self._count_request)
         self.outbox = Outbox(Path(state_dir) / OUTBOX)
-        self._lock = threading.Lock()
-        self._members: dict[str, Member] = {}
-        self._verdicts: dict[str, FleetVerdict] = {}
-        self._survived: dict[str, set[str]] = {}
-        self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
-        self._verdict_queue: queue.Queue = queue.Queue()
+        self.cache = FleetCache(self.keys, config.host, clock, self.counters)
+        self._lock = threading.Lock()  # this host's membership
         self._notices: queue.Queue = queue.Queue()
         self._member: Member | None = None
         self._member_dirty = threading.Event()
@@ -84,7 +73,6 @@ class FleetLink:
         self._blind = False
         self._failing_since: float | None = None
         self._watch: WatchStream | None = None
-        self._watch_revision = 0
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------------------------
@@ -101,10 +89,7 @@ class FleetLink:
 
     def publish_verdict(self, verdict: FleetVerdict) -> None:
         self.outbox.add({"kind": "verdict", "release": verdict.release, "value": verdict.encode()})
-        with self._lock:  # this host knows its own verdict at once, even while blind
-            if verdict_wins(self._verdicts.get(verdict.release), verdict):
-                self._verdicts[verdict.release] = verdict
-            self._seen_verdicts.add(verdict.encode())
+        self.cache.own(verdict)  # this host knows its own verdict at once, even while blind
         self._wake.set()
 
     def publish_survived(self, release: str, at: float) -> None:
@@ -112,25 +97,13 @@ class FleetLink:
         self._wake.set()
 
     def take_verdicts(self) -> list[tuple[FleetVerdict, float]]:
-        out = []
-        while True:
-            try:
-                out.append(self._verdict_queue.get_nowait())
-            except queue.Empty:
-                return out
+        return self.cache.take_verdicts()
 
     def take_notices(self) -> list[Notice]:
-        out = []
-        while True:
-            try:
-                out.append(self._notices.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._notices)
 
     def view(self) -> FleetView:
-        with self._lock:
-            return FleetView(dict(self._members), dict(self._verdicts),
-                             {r: frozenset(h) for r, h in self._survived.items()})
+        return self.cache.view()
 
     @property
     def blind(self) -> bool:
@@ -205,7 +178,10 @@ class FleetLink:
         self._lease = self.gateway.grant(self.config.lease)
         self._put_member()
         revision, kvs = self.gateway.range_prefix(self.config.root)
-        self._load_snapshot(revision, kvs)
+        self.cache.load(revision, kvs)
+        stream = self._watch
+        if stream is not None:
+            stream.interrupt()  # the watch thread reopens from the full read's revision
         self._connected = True
         log.info("fleet joined name=%s host=%s endpoint=%s lease=%s", self.config.name, self.config.host,
                  self.gateway.endpoint, self._lease)
@@ -277,54 +253,7 @@ class FleetLink:
                                              reason=f"survived its watch window on {hosts} host(s)"))
 
     # ------------------------------------------------------------------------------------------
-    # The watch thread: the cache, and new verdicts for the service
-
-    def _load_snapshot(self, revision: int, kvs: list[KeyValue]) -> None:
-        members, verdicts, survived = {}, {}, {}
-        for kv in kvs:
-            self._apply(kv.key, kv.value, "put", members, verdicts, survived)
-        with self._lock:
-            self._members, self._survived = members, survived
-            mine = {r: v for r, v in self._verdicts.items() if r not in verdicts}  # still in the outbox
-            self._verdicts = {**verdicts, **mine}
-        for v in verdicts.values():
-            self._learned(v)
-        self._watch_revision = revision
-        stream = self._watch
-        if stream is not None:
-            stream.interrupt()  # the watch thread reopens from the snapshot's revision
-
-    def _apply(self, key: str, value: bytes, kind: str, members: dict, verdicts: dict, survived: dict) -> FleetVerdict | None:
-        parsed = self.keys.parse(key)
-        if parsed is None:
-            return None
-        what, release, host = parsed
-        if what == "member":
-            member = Member.decode(host, value) if kind == "put" else None
-            if member is None:
-                members.pop(host, None)
-            else:
-                members[host] = member
-        elif what == "survived" and kind == "put":
-            survived.setdefault(release, set()).add(host)
-        elif what == "verdict" and kind == "put":
-            verdict = FleetVerdict.decode(release, value)
-            if verdict is not None:
-                verdicts[release] = verdict
-                return verdict
-        return None
-
-    def _learned(self, verdict: FleetVerdict) -> None:
-        encoded = verdict.encode()
-        if encoded in self._seen_verdicts:
-            return
-        self._seen_verdicts.add(encoded)
-        now = self.clock()
-        self.counters.verdicts_learned += 1
-        if verdict.host != self.config.host:
-            self.counters.propagation.append(max(0.0, now - verdict.at))
-            del self.counters.propagation[:-100]
-        self._verdict_queue.put((verdict, now))
+    # The watch thread: the cache (fleet_cache.py), and new verdicts for the service
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
@@ -332,7 +261,7 @@ class FleetLink:
                 self._stop.wait(0.2)
                 continue
             try:
-                stream = self.gateway.watch(self.config.root, self._watch_revision + 1, WATCH_READ_TIMEOUT)
+                stream = self.gateway.watch(self.config.root, self.cache.revision + 1, WATCH_READ_TIMEOUT)
             except FleetUnavailable as exc:
                 # The sync thread's lease beat decides whether this is an outage; retry soon.
                 log.debug("fleet watch not opened reason=%s", exc)
@@ -340,8 +269,8 @@ class FleetLink:
                 continue
             self._watch = stream
             try:
-                for revision, events in stream.events():
-                    self._on_events(revision, events)
+                for _revision, events in stream.events():
+                    self.cache.apply_events(events)
             except WatchEnded as exc:
                 if exc.resync:
                     self._connected = False  # read everything again: the revision is compacted
@@ -350,17 +279,6 @@ class FleetLink:
             finally:
                 self._watch = None
                 stream.close()
-
-    def _on_events(self, revision: int, events) -> None:
-        learned = []
-        with self._lock:
-            for e in events:
-                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived)
-                if v is not None:
-                    learned.append(v)
-                self._watch_revision = max(self._watch_revision, e.revision)
-        for v in learned:
-            self._learned(v)
 
     def _count_request(self) -> None:
         self.counters.requests += 1

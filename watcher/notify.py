@@ -1,14 +1,15 @@
 """Delivering messages through Apprise, off the decision path (docs/design.md section 7).
 
-Apprise is imported lazily, on the first delivery or redaction that needs it: its first use loads
-211 plugins (~270 ms), and `rollback-watcher --help` must stay fast. Importing this module
-never imports apprise.
+Three modules do the parts; this one is the caller's side and what each result means:
 
-Targets
-    A `NotifyTarget.url` containing "://" is an Apprise URL (`ntfy://host/topic`, `slack://...`),
-    except `file://PATH`; anything else (and `file://PATH`) is the path of an Apprise config
-    file (TEXT or YAML, as Apprise detects), read on first use; each URL in it is delivered to
-    on its own, with the target's `min_severity` and `tags`.
+    notify_targets.py      a target's endpoints (an Apprise URL, or each URL of an Apprise
+                           config file), ntfy priorities and tags, one attempt through Apprise
+    notify_lane.py         one target's queue, worker thread, and a delivery with retries
+    notify_undelivered.py  what finally failed, kept and redelivered, also across restarts
+
+Apprise is imported lazily, on the first delivery or redaction that needs it: its first use loads
+211 plugins (~270 ms), and `rollback-watcher --help` must stay fast. Importing these modules
+never imports apprise.
 
 Filtering and routing
     A target receives a message when `message.severity.rank >= target.min_severity.rank`
@@ -19,27 +20,11 @@ Filtering and routing
     So a routed message goes to the matching tagged targets and to every catch-all target; it is
     never lost because no tag matched.
 
-Severity on the wire
-    severity  Apprise type  ntfy priority   ntfy tag
-    info      info          2 low           information_source
-    success   success       3 default       white_check_mark
-    warning   warning       4 high          warning
-    failure   failure       4 high          x
-    critical  failure       5 max           rotating_light
-    (`max`, never ntfy's alias `urgent`: Apprise 2.2 silently turns `urgent` into `default`.)
-    For ntfy URLs the watcher sets `priority=` unless the URL has its own, which wins (the
-    user's choice; ntfy's aliases `urgent` and 1-5 are written as Apprise's names, `urgent` as
-    `max`), and appends its tag to the URL's own `tags=`.
-
 Delivery
     `send()` returns at once: each target has its own queue, worker thread and Apprise objects,
     so a hanging endpoint delays only itself. One delivery is `1 + retries` attempts with
-    exponential backoff (`backoff`, 2x, at most MAX_BACKOFF); each attempt is bounded by
-    `timeout` (Apprise `cto`/`rto` socket timeouts and the notify() call deadline).
-    `request_rate_per_sec` is 0 on every endpoint: Apprise would otherwise sleep 5.5 s between
-    two ntfy messages of one object, and the watcher's own backoff handles refusals. A refusal
-    with a 4xx status (but 408/429) or a URL Apprise does not understand is permanent: not
-    retried.
+    exponential backoff (`backoff`, 2x, at most notify_lane.MAX_BACKOFF); each attempt is
+    bounded by `timeout`.
 
     What finally failed is kept as undelivered; `retry_undelivered()` (once per service tick)
     re-sends each one attempt at a time, no sooner than `redelivery_backoff * 2**(n-1)`
@@ -66,42 +51,28 @@ Journal events (journal(kind, **fields); fields never hold a secret)
 Secrets
     Redaction lives in watcher/redact.py; a Notifier scrubs Apprise's own log records of its
     secrets while it delivers.
-
-Length: over 400 lines because delivery is one responsibility with several parts that share the
-Notifier's queue and thread: Apprise URLs and config-file targets, retries and the journal of
-undelivered messages across restarts, redaction, and `notify-test`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable, Iterable, TextIO
-from urllib.parse import quote, unquote
 
-from watcher.errors import NotifyError, WatcherError
+from watcher.errors import WatcherError
 from watcher.format import format_time
-from watcher.messages import Message, MessageContext, NotifyTarget, Severity, payload, test_message
-from watcher.redact import (
-    ScrubFilter,
-    config_path,
-    expand_secrets,
-    privacy_form,
-    query_key,
-    redact_text,
-    redact_url,
-    split_url,
-    url_secrets,
-)
+from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.notify_lane import DeliveryResult, Job, Lane, LaneSettings
+from watcher.notify_targets import NTFY_PRIORITY_NUMBER, check_targets
+from watcher.notify_undelivered import Redeliveries, Undelivered, undelivered_from_journal
+from watcher.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 
 __all__ = [
+    "NTFY_PRIORITY_NUMBER",
     "DeliveryResult",
     "Message",
     "MessageContext",
@@ -110,6 +81,7 @@ __all__ = [
     "Severity",
     "Undelivered",
     "check_targets",
+    "config_path",
     "notify_test_command",
     "redact_text",
     "redact_url",
@@ -118,295 +90,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-NOTIFY_TYPE = {  # Apprise NotifyType values
-    Severity.INFO: "info",
-    Severity.SUCCESS: "success",
-    Severity.WARNING: "warning",
-    Severity.FAILURE: "failure",
-    Severity.CRITICAL: "failure",
-}
-NTFY_PRIORITY = {
-    Severity.INFO: "low",
-    Severity.SUCCESS: "default",
-    Severity.WARNING: "high",
-    Severity.FAILURE: "high",
-    Severity.CRITICAL: "max",
-}
-NTFY_PRIORITY_NUMBER = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5}
-# A priority written in the URL, as ntfy accepts it, to the name Apprise passes on unchanged.
-NTFY_PRIORITY_ALIASES = {"urgent": "max", **{str(n): name for name, n in NTFY_PRIORITY_NUMBER.items()}}
-NTFY_TAG = {
-    Severity.INFO: "information_source",
-    Severity.SUCCESS: "white_check_mark",
-    Severity.WARNING: "warning",
-    Severity.FAILURE: "x",
-    Severity.CRITICAL: "rotating_light",
-}
-NTFY_SCHEMES = ("ntfy", "ntfys")
-
-MAX_BACKOFF = 30.0
-QUEUE_MAX = 1000  # per target; beyond it a message is dropped and journaled
-
-
-def _apprise():
-    """The apprise module, imported on first use (sys.modules keeps it: imported once)."""
-    import apprise
-
-    return apprise
-
-
-# --- targets, results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    """The outcome of delivering one message to one endpoint; `target` is redacted."""
-
-    target: str
-    delivered: bool
-    reason: str = ""
-    attempts: int = 0
-    elapsed: float = 0.0
-    permanent: bool = False
-
-
-@dataclass(frozen=True)
-class Undelivered:
-    """A message that finally failed for one endpoint, waiting for `retry_undelivered()`."""
-
-    id: str
-    message: Message
-    target: str  # redacted
-    reason: str
-    attempts: int
-    failed_at: float  # clock() of the first failure
-    redeliveries: int = 0
-
-
-# --- building URLs ---------------------------------------------------------------------------
-
-
-def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
-    """The ntfy URL with its tag appended, and the severity's priority unless the URL sets one
-    (in a URL Apprise `rewritten` from a config file, `priority=default` is Apprise's, not set)."""
-    parts = split_url(url)
-    if parts is None or parts.scheme.lower() not in NTFY_SCHEMES:
-        return url
-    tags: list[str] = []
-    kept: list[tuple[str, str | None]] = []
-    priority = NTFY_PRIORITY[severity]
-    for key, value in parts.query:
-        name = query_key(key).lower()
-        if name in ("tags", "xtags"):
-            tags += [t for t in unquote(value or "").split(",") if t.strip()]
-        elif name == "priority":
-            if value and value.strip():
-                given = unquote(value).strip().lower()
-                given = NTFY_PRIORITY_ALIASES.get(given, given)
-                if not (rewritten and given == "default"):
-                    priority = given
-        else:
-            kept.append((key, value))
-    tags.append(NTFY_TAG[severity])
-    kept.append(("priority", priority))
-    kept.append(("tags", quote(",".join(dict.fromkeys(t.strip() for t in tags)), safe="")))
-    parts.query = kept
-    return parts.join()
-
-
-def _structure(endpoint: "_Endpoint", message: Message) -> None:
-    """A json:// or jsons:// endpoint gets the event as data beside Apprise's title/message/type
-    (messages.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
-    mechanism behind its `:key=value` URL parameters; the URL's own extras still win. Each
-    lane's worker is the only user of its plugins, so setting them per message is safe."""
-    plugin, own = endpoint.plugins.get(message.severity, (None, {}))
-    if plugin is None or getattr(plugin, "protocol", None) != "json":  # json:// and jsons://
-        return
-    plugin.payload_extras = {**payload(message), **own}
-
-
-def _config_urls(path: str) -> tuple[list[str], str]:
-    """The notification URLs of an Apprise config file, or ([], why not)."""
-    if not os.access(path, os.R_OK):
-        return [], f"cannot read Apprise config {path}"
-    apprise = _apprise()
-    config = apprise.AppriseConfig()
-    if not config.add(path):
-        return [], f"cannot read Apprise config {path}"
-    urls = [service.url(privacy=False) for service in config.services()]
-    if not urls:
-        return [], f"Apprise config {path} has no usable notification URL"
-    return urls, ""
-
-
-_HTTP_STATUS = re.compile(r"error=(\d{3})\d*\b")  # ntfy answers 40001: HTTP 400 + detail
-
-
-def _permanent(reason: str) -> bool:
-    match = _HTTP_STATUS.search(reason)
-    return bool(match) and match.group(1).startswith("4") and match.group(1) not in ("408", "429")
-
-
-# --- the notifier ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Endpoint:
-    url: str  # raw: never logged
-    label: str  # redacted
-    # From an Apprise config file, a URL is Apprise's rewrite of it, which spells out every
-    # default (`priority=default`): only a priority other than the default was the user's.
-    rewritten: bool = False
-    plugins: dict = field(default_factory=dict)  # Severity -> (Apprise plugin, the URL's own `:key` extras)
-    objects: dict = field(default_factory=dict)  # Severity -> apprise.Apprise
-
-
-@dataclass
-class _Pending:
-    """Mutable record behind an Undelivered snapshot."""
-
-    id: str
-    message: Message
-    lane: "_Lane"
-    endpoint: int
-    target: str
-    reason: str
-    attempts: int
-    failed_at: float
-    last_failed_at: float
-    redeliveries: int = 0
-    in_flight: bool = False
-
-    def snapshot(self) -> Undelivered:
-        return Undelivered(self.id, self.message, self.target, self.reason, self.attempts,
-                           self.failed_at, self.redeliveries)
-
-
-@dataclass
-class _Job:
-    id: str
-    message: Message
-    endpoint: int | None = None  # None: every endpoint of the target
-    pending: _Pending | None = None  # set for a redelivery
-
-
-class _Lane:
-    """One target: its queue, its worker thread, its endpoints and their Apprise objects."""
-
-    def __init__(self, notifier: "Notifier", index: int, target: NotifyTarget):
-        self.notifier = notifier
-        self.index = index
-        self.target = target
-        self.queue: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUE_MAX)
-        self.thread: threading.Thread | None = None
-        self.lock = threading.Lock()  # one delivery at a time per target
-        self._endpoints: list[_Endpoint] | None = None
-        self._endpoint_error = ""
-
-    @property
-    def label(self) -> str:
-        """The target as it may be shown, without importing apprise (send() path)."""
-        if self.target.is_config_file:
-            return config_path(self.target.url)
-        if self._endpoints:
-            return self._endpoints[0].label
-        return redact_url(self.target.url, use_apprise=False)
-
-    def start(self) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(
-                target=self._run, name=f"notify-{self.index}", daemon=True
-            )
-            self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            job = self.queue.get()
-            if job is None:
-                return
-            try:
-                self.notifier._process(self, job)
-            except Exception as e:  # noqa: BLE001 - the worker must outlive any one failure
-                log.error("notify worker error target=%s error=%s", self.label,
-                          self.notifier._scrub(f"{type(e).__name__}: {e}"))
-            finally:
-                self.notifier._job_done()
-
-    def endpoints(self) -> list[_Endpoint]:
-        """The target's URLs: itself, or each URL of its Apprise config file (read once)."""
-        if self._endpoints is not None:
-            return self._endpoints
-        if not self.target.is_config_file:
-            self._endpoints = [_Endpoint(self.target.url, redact_url(self.target.url))]
-            return self._endpoints
-        path = config_path(self.target.url)
-        urls, self._endpoint_error = _config_urls(path)
-        self._endpoints = [_Endpoint(u, f"{path}: {redact_url(u)}", rewritten=True) for u in urls]
-        return self._endpoints
-
-    def _apprise_for(self, endpoint: _Endpoint, severity: Severity):
-        """The Apprise object (one endpoint, one severity), built once; NotifyError if
-        Apprise does not understand the URL."""
-        obj = endpoint.objects.get(severity)
-        if obj is not None:
-            return obj
-        apprise = _apprise()
-        plugin = apprise.Apprise.instantiate(_ntfy_url(endpoint.url, severity, endpoint.rewritten))
-        if plugin is None:
-            raise NotifyError(f"Apprise does not understand {endpoint.label}", permanent=True)
-        timeout = self.notifier.timeout
-        plugin.request_rate_per_sec = 0  # else Apprise sleeps 5.5 s between two ntfy sends
-        plugin.socket_connect_timeout = timeout  # the `cto=` URL parameter
-        plugin.socket_read_timeout = timeout  # the `rto=` URL parameter
-        obj = apprise.Apprise()
-        obj.add(plugin)
-        endpoint.objects[severity] = obj
-        endpoint.plugins[severity] = (plugin, dict(getattr(plugin, "payload_extras", None) or {}))
-        return obj
-
-    def attempt(self, endpoint: _Endpoint, message: Message, title: str, body: str) -> None:
-        """One attempt; NotifyError with a redacted reason if it was not delivered."""
-        obj = self._apprise_for(endpoint, message.severity)
-        _structure(endpoint, message)
-        timeout = self.notifier.timeout
-        started = time.monotonic()
-        try:
-            result = obj.notify(
-                body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout
-            )
-        except Exception as e:  # noqa: BLE001 - Apprise plugins may raise anything
-            raise NotifyError(self.notifier._scrub(f"{type(e).__name__}: {e}")) from None
-        if result:
-            return
-        entries = [e for e in result.logs() if e.level in ("WARNING", "ERROR", "CRITICAL")]
-        reason = entries[-1].message if entries else ""
-        if time.monotonic() - started >= 0.9 * timeout:
-            reason = f"{reason} (no answer within {timeout:g}s)".strip()
-        reason = self.notifier._scrub(reason or "Apprise reported a failure")
-        raise NotifyError(reason, permanent=_permanent(reason))
-
-    def deliver(self, endpoint: _Endpoint, message: Message, title: str, body: str,
-                attempts: int) -> DeliveryResult:
-        """Up to `attempts` attempts with backoff; never raises."""
-        started = time.monotonic()
-        reason, permanent, made = "", False, 0
-        with self.lock:
-            for n in range(1, attempts + 1):
-                made = n
-                try:
-                    self.attempt(endpoint, message, title, body)
-                    return DeliveryResult(endpoint.label, True, "", n, time.monotonic() - started)
-                except NotifyError as e:
-                    reason, permanent = e.reason, e.permanent
-                if permanent or n == attempts:
-                    break
-                delay = min(MAX_BACKOFF, self.notifier.backoff * 2 ** (n - 1))
-                if self.notifier._stopping.wait(delay):
-                    reason += " (stopped while retrying)"
-                    break
-        return DeliveryResult(endpoint.label, False, reason, made, time.monotonic() - started,
-                              permanent)
 
 
 class Notifier:
@@ -431,16 +114,16 @@ class Notifier:
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = max(0.0, float(backoff))
-        self.redeliveries = max(0, int(redeliveries))
-        self.redelivery_backoff = max(0.0, float(redelivery_backoff))
         self._journal_fn = journal
         self._clock = clock
-        self._lanes = [_Lane(self, i, t) for i, t in enumerate(self.targets)]
-        self._lock = threading.Lock()  # pending count, undelivered, journal calls
+        self._stopping = threading.Event()
+        settings = LaneSettings(self.timeout, self.backoff, self._stopping, self._scrub)
+        self._lanes = [Lane(i, t, settings, self._process, self._job_done) for i, t in enumerate(self.targets)]
+        self._lock = threading.Lock()  # pending count, journal calls
         self._idle = threading.Condition(self._lock)
         self._jobs = 0
-        self._undelivered: dict[tuple[str, int, int], _Pending] = {}
-        self._stopping = threading.Event()
+        self._redeliveries = Redeliveries(self._journal, clock, max(0, int(redeliveries)),
+                                          max(0.0, float(redelivery_backoff)))
         self._closed = False
         self._secrets: frozenset[str] | None = None
         self._secrets_lock = threading.Lock()
@@ -489,9 +172,9 @@ class Notifier:
         msg_id = uuid.uuid4().hex[:12]
         for lane in self._lanes:
             if lane.target.accepts(message):
-                self._enqueue(lane, _Job(msg_id, message))
+                self._enqueue(lane, Job(msg_id, message))
 
-    def _enqueue(self, lane: _Lane, job: _Job) -> bool:
+    def _enqueue(self, lane: Lane, job: Job) -> bool:
         with self._lock:
             self._jobs += 1
         try:
@@ -554,78 +237,41 @@ class Notifier:
                 continue
             endpoints = lane.endpoints()
             if not endpoints:
-                results.append(DeliveryResult(lane.label, False, lane._endpoint_error, 0, 0.0, True))
+                results.append(DeliveryResult(lane.label, False, lane.endpoint_error, 0, 0.0, True))
             for endpoint in endpoints:
                 result = lane.deliver(endpoint, message, title, body, 1 + self.retries)
                 self._log_result(message, result)
                 results.append(result)
         return results
 
-    # -- undelivered --
+    # -- undelivered (notify_undelivered.Redeliveries) --
 
     def undelivered(self) -> list[Undelivered]:
-        with self._lock:
-            return [p.snapshot() for p in self._undelivered.values()]
+        return self._redeliveries.snapshot()
 
     def undelivered_by_target(self) -> dict[str, int]:
         """How many messages wait for redelivery per target, every target included (0 when
         none): the watcher's `rollback_watcher_undelivered_messages`. Targets as shown (redacted)."""
-        counts = {lane.label: 0 for lane in self._lanes}
-        with self._lock:
-            for pending in self._undelivered.values():
-                label = pending.lane.label
-                counts[label] = counts.get(label, 0) + 1
-        return counts
+        return self._redeliveries.by_label(lane.label for lane in self._lanes)
 
     def retry_undelivered(self) -> int:
         """Queue one more attempt for each undelivered message that is due (not sooner than
         redelivery_backoff * 2**(n-1) after its last failure); returns how many were queued.
         Cheap and non-blocking: call it once per tick."""
-        now = self._clock()
-        due: list[_Pending] = []
-        with self._lock:
-            for pending in self._undelivered.values():
-                wait = self.redelivery_backoff * 2 ** pending.redeliveries
-                if not pending.in_flight and now - pending.last_failed_at >= wait:
-                    pending.in_flight = True
-                    due.append(pending)
         queued = 0
-        for pending in due:
-            job = _Job(pending.id, pending.message, pending.endpoint, pending)
-            if self._enqueue(pending.lane, job):
+        for pending in self._redeliveries.due():
+            if self._enqueue(pending.lane, Job(pending.id, pending.message, pending.endpoint, pending)):
                 queued += 1
             else:
-                with self._lock:
-                    pending.in_flight = False
+                self._redeliveries.unqueued(pending)
         return queued
 
     def restore_undelivered(self, events: Iterable[dict]) -> int:
         """After a restart: take back the undelivered messages the journal holds (see
         undelivered_from_journal) whose target is still configured; returns how many."""
-        restored = 0
-        now = self._clock()
-        for record in undelivered_from_journal(events):
-            if record["state"] != "retrying" or not record.get("title"):
-                continue
-            found = self._find_endpoint(record["target"])
-            if found is None:
-                continue
-            lane, index = found
-            message = Message(
-                kind=record["message_kind"], severity=Severity.parse(record["severity"]),
-                title=record["title"], body=record.get("body", ""),
-                route_tags=tuple(record.get("route_tags") or ()),
-                release=record.get("release", ""), rules=tuple(record.get("rules") or ()),
-            )
-            pending = _Pending(record["id"], message, lane, index, record["target"],
-                               record.get("reason", ""), int(record.get("attempts", 0)),
-                               float(record.get("time", now)), now)
-            with self._lock:
-                self._undelivered.setdefault((pending.id, lane.index, index), pending)
-            restored += 1
-        return restored
+        return self._redeliveries.restore(events, self._find_endpoint)
 
-    def _find_endpoint(self, label: str) -> tuple[_Lane, int] | None:
+    def _find_endpoint(self, label: str) -> tuple[Lane, int] | None:
         for lane in self._lanes:
             for index, endpoint in enumerate(lane.endpoints()):
                 if endpoint.label == label:
@@ -634,15 +280,14 @@ class Notifier:
 
     # -- the worker's side --
 
-    def _process(self, lane: _Lane, job: _Job) -> None:
+    def _process(self, lane: Lane, job: Job) -> None:
         self._guard_apprise_logs()
         endpoints = lane.endpoints()
         message = job.message
         if not endpoints:
-            reason = lane._endpoint_error
+            reason = lane.endpoint_error
             log.warning("notify failed kind=%s target=%s reason=%s", message.kind, lane.label, reason)
-            self._journal("notify_failed", **self._failure_fields(job.id, message, lane.label,
-                                                                  reason, 0, True))
+            self._journal("notify_failed", **_failure_fields(job.id, message, lane.label, reason, 0, True))
             return
         title, body = self._scrub(message.title), self._scrub(message.body)
         if job.pending is not None:
@@ -650,7 +295,7 @@ class Notifier:
             body = (f"(Late: first attempt failed at {format_time(pending.failed_at)}; "
                     f"redelivery {pending.redeliveries + 1}.)\n" + body)
             result = lane.deliver(endpoints[pending.endpoint], message, title, body, 1)
-            self._after_redelivery(pending, result)
+            self._redeliveries.after(pending, result)
             return
         indexes = range(len(endpoints)) if job.endpoint is None else [job.endpoint]
         for index in indexes:
@@ -661,51 +306,10 @@ class Notifier:
                               severity=message.severity.value, target=result.target,
                               attempts=result.attempts, elapsed_s=round(result.elapsed, 3))
                 continue
-            self._journal("notify_failed", **self._failure_fields(
+            self._journal("notify_failed", **_failure_fields(
                 job.id, message, result.target, result.reason, result.attempts, result.permanent))
-            if result.permanent:
-                continue
-            now = self._clock()
-            with self._lock:
-                self._undelivered[(job.id, lane.index, index)] = _Pending(
-                    job.id, message, lane, index, result.target, result.reason,
-                    result.attempts, now, now)
-
-    def _after_redelivery(self, pending: _Pending, result: DeliveryResult) -> None:
-        key = (pending.id, pending.lane.index, pending.endpoint)
-        message = pending.message
-        with self._lock:
-            pending.in_flight = False
-            pending.redeliveries += 1
-            pending.attempts += result.attempts
-            pending.last_failed_at = self._clock()
-            if result.delivered or result.permanent or pending.redeliveries >= self.redeliveries:
-                self._undelivered.pop(key, None)
-            else:
-                pending.reason = result.reason
-        fields = dict(id=pending.id, message_kind=message.kind, target=pending.target,
-                      delivered=result.delivered, redelivery=pending.redeliveries)
-        if result.delivered:
-            log.info("notify redelivered kind=%s target=%s redelivery=%d", message.kind,
-                     pending.target, pending.redeliveries)
-            self._journal("notify_retried", **fields)
-            return
-        log.warning("notify redelivery failed kind=%s target=%s redelivery=%d reason=%s",
-                    message.kind, pending.target, pending.redeliveries, result.reason)
-        self._journal("notify_retried", **fields, reason=result.reason)
-        if result.permanent or pending.redeliveries >= self.redeliveries:
-            why = "permanent failure" if result.permanent else f"{pending.redeliveries} redeliveries failed"
-            log.warning("notify dropped kind=%s target=%s reason=%s", message.kind, pending.target, why)
-            self._journal("notify_dropped", id=pending.id, message_kind=message.kind,
-                          target=pending.target, reason=f"{why}: {result.reason}")
-
-    @staticmethod
-    def _failure_fields(msg_id: str, message: Message, target: str, reason: str, attempts: int,
-                        permanent: bool) -> dict:
-        return dict(id=msg_id, message_kind=message.kind, severity=message.severity.value,
-                    target=target, reason=reason, attempts=attempts, permanent=permanent,
-                    title=message.title, body=message.body, release=message.release,
-                    rules=list(message.rules), route_tags=list(message.route_tags))
+            if not result.permanent:
+                self._redeliveries.keep(job.id, message, lane, index, result)
 
     def _log_result(self, message: Message, result: DeliveryResult) -> None:
         if result.delivered:
@@ -728,52 +332,15 @@ class Notifier:
                 log.error("journal write failed event=%s error=%s", kind, type(e).__name__)
 
 
-# --- reading the journal back (for `status`) -------------------------------------------------
+def _failure_fields(msg_id: str, message: Message, target: str, reason: str, attempts: int,
+                    permanent: bool) -> dict:
+    return dict(id=msg_id, message_kind=message.kind, severity=message.severity.value,
+                target=target, reason=reason, attempts=attempts, permanent=permanent,
+                title=message.title, body=message.body, release=message.release,
+                rules=list(message.rules), route_tags=list(message.route_tags))
 
 
-def undelivered_from_journal(events: Iterable[dict]) -> list[dict]:
-    """The messages the journal shows as not delivered, oldest first: each notify_failed
-    record (with `state`: "retrying", or "dropped" when given up / permanent) unless a later
-    notify_retried with delivered=true closed it. Events are journal dicts with "kind"."""
-    open_: OrderedDict[tuple[str, str], dict] = OrderedDict()
-    for event in events:
-        kind = event.get("kind")
-        key = (str(event.get("id", "")), str(event.get("target", "")))
-        if kind == "notify_failed":
-            record = dict(event)
-            record["state"] = "dropped" if event.get("permanent") else "retrying"
-            open_[key] = record
-        elif kind == "notify_retried" and key in open_:
-            if event.get("delivered"):
-                del open_[key]
-            else:
-                open_[key]["reason"] = event.get("reason", open_[key].get("reason", ""))
-        elif kind == "notify_dropped" and key in open_:
-            open_[key]["state"] = "dropped"
-            open_[key]["reason"] = event.get("reason", "")
-    return list(open_.values())
-
-
-# --- validation and notify-test --------------------------------------------------------------
-
-
-def check_targets(targets: Iterable[NotifyTarget]) -> list[str]:
-    """Problems with the targets, redacted, for `check`: a config file that cannot be read or
-    holds no URL, a URL Apprise does not understand. Imports apprise."""
-    problems: list[str] = []
-    for index, target in enumerate(targets):
-        where = f"notify[{index}]"
-        if target.is_config_file:
-            urls, error = _config_urls(config_path(target.url))
-            if error:
-                problems.append(f"{where}: {error}")
-            for url in urls:
-                if privacy_form(url, expand_secrets(url_secrets(url))) is None:
-                    problems.append(f"{where}: Apprise does not understand {redact_url(url)}")
-            continue
-        if privacy_form(target.url, expand_secrets(url_secrets(target.url))) is None:
-            problems.append(f"{where}: Apprise does not understand {redact_url(target.url)}")
-    return problems
+# --- notify-test ----------------------------------------------------------------------------------
 
 
 def notify_test_command(

@@ -7,6 +7,8 @@
     learn_scrape_interval   the scrape interval of Prometheus' active targets, so that
                             `min_window` (3 scrapes) and the trailing window fit the Prometheus
                             really asked, not a `scrape_interval` typed (or defaulted) by hand.
+    learn_at_start,         the service's use of both: the learned interval at start, the
+    journal_skew            guard's news each tick, into the journal
 """
 
 from __future__ import annotations
@@ -134,6 +136,24 @@ def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
     if guard is not None:
         guard.set_scrape_interval(learned.seconds)
     return with_scrape_interval(config, learned.seconds), learned
+
+
+def learn_at_start(config, reader, journal: Callable[..., None]):
+    """The config with the scrape interval learned at start (learn_into), journaled."""
+    config, learned = learn_into(config, reader)
+    if learned is not None:
+        journal("scrape_interval_learned", seconds=learned.seconds, detail=learned.detail,
+                min_window=config.min_window)
+        log.info("scrape interval learned seconds=%s detail=%s", learned.seconds, learned.detail)
+    return config
+
+
+def journal_skew(reader, journal: Callable[..., None]) -> None:
+    """What the reader's clock guard found since the last tick: skewed, or back in step."""
+    guard = getattr(reader, "clock_guard", None)
+    for news in guard.take_news() if guard is not None else ():
+        journal("prometheus_skew", skewed=news.skewed, seconds=round(news.skew, 3), limit=news.limit,
+                reason=news.reason)
 
 
 def effective_scrape_interval(config, source) -> tuple[object, str]:

@@ -12,32 +12,35 @@ cannot disagree about the target or skip a step.
     reconcile       after a restart with an intent on record: find out, never switch blindly;
                     a restart command the crash interrupted (recorded in the intent as it ran)
                     is run again, one that finished or still runs is not
+
+Once the switch is made and the probes answered, confirm.py says when the rollback counts as
+verified (the rules that fired must clear on the restored release) and what follows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from watcher import messages
-from watcher.backends.base import Prunable, Restarts, check_release_id
+from watcher.backends.base import Restarts, check_release_id
 from watcher.decide import choose_targets, order_releases
 from watcher.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
-from watcher.fleetmodel import is_fleet_rule
-from watcher.format import format_duration
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.process import CommandResult, identity, still_running
-from watcher.rules import Finding, HostCheck, HttpCheck, Phase, PromQuery, Rule, finding
-from watcher.rules import Outcome as Observed
+from watcher.rules import Finding, HttpCheck, Rule
+from watcher.confirm import after_verified, after_verify_failed, clear_bound, local_findings, start_confirmation
 from watcher.verify import verify
 
 if TYPE_CHECKING:
     from watcher.service import Watcher
+
+# clear_bound is confirm.py's; named here too, where `verify.clear_within`'s docs point.
+__all__ = ["Outcome", "RollbackPlan", "clear_bound", "execute", "plan_rollback", "reconcile"]
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +158,9 @@ def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         return _failed(w, from_id, plan.target, exc)
 
     result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
-    if result.ok and _local(findings):
+    if result.ok and local_findings(findings):
         # Current and healthy by its probes is not yet verified: the rules that fired must clear.
-        start_confirmation(w, from_id, to_id, _local(findings), now, result.detail)
+        start_confirmation(w, from_id, to_id, local_findings(findings), now, result.detail)
         s.intent = None
         w.safe_save()
         return Outcome(RollbackResult.ROLLED_BACK, to_id, f"{result.detail}; waiting for the fired rules to clear")
@@ -252,9 +255,9 @@ def reconcile(w: "Watcher", intent: dict) -> None:
             return
         result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
         findings = [Finding(**f) for f in intent.get("findings") or []]
-        if result.ok and _local(findings):
+        if result.ok and local_findings(findings):
             w.journal("reconcile", result="switched_confirming", release=from_id, target=to_id, detail=result.detail)
-            start_confirmation(w, from_id, to_id, _local(findings), w.clock(), result.detail)
+            start_confirmation(w, from_id, to_id, local_findings(findings), w.clock(), result.detail)
         elif result.ok:
             w.journal("reconcile", result="switched_and_verified", release=from_id, target=to_id, detail=result.detail)
             after_verified(w, from_id, to_id, result.seconds)
@@ -314,126 +317,6 @@ def _finish_restart(w: "Watcher", intent: dict) -> bool:
     return True
 
 
-def _local(findings: Sequence[Finding]) -> list[Finding]:
-    """The findings of this host's own rules: those can clear on the restored release. A fleet
-    verdict (`fleet:RULE`) is another host's evidence, never re-evaluated here, so a rollback
-    it triggered is verified by the target's probes alone."""
-    return [f for f in findings if not is_fleet_rule(f.rule)]
-
-
-def start_confirmation(w: "Watcher", from_id: str, to_id: str, findings: Sequence[Finding], now: float,
-                       detail: str) -> None:
-    """The switch is made and the target's probes pass; what remains of "verified" is that the
-    rules that fired clear on it within `clear_within` (confirm, at the next ticks). Until then
-    the decider acts not (VerdictKind.CONFIRMING): no rolling back further, no false page."""
-    s = w.state
-    rules = list(dict.fromkeys(f.rule for f in findings))
-    s.current = to_id
-    s.deployed_at = None
-    s.window_ends = None
-    s.rules = {}
-    s.baselines = {}
-    s.changed_at = now  # `[$window]` starts at the switch: the fired rules must clear on the target alone
-    bound = clear_bound(w.config, rules)
-    s.confirming = {"from": from_id, "to": to_id, "rules": rules, "switched_at": now,
-                    "until": now + bound, "findings": [dataclasses.asdict(f) for f in findings]}
-    w.journal("rollback_confirming", release=from_id, target=to_id, rules=rules, detail=detail,
-              until=s.confirming["until"])
-    w.timeline(f"switched to {to_id}, probes pass; waiting up to {bound:.0f}s for "
-               f"{', '.join(rules)} to clear on it")
-    log.info("rollback switched, confirming release=%s target=%s rules=%s", from_id, to_id, ",".join(rules))
-
-
-_RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
-
-
-def clear_bound(config, rules: Sequence[str]) -> float:
-    """How long the fired rules get to clear: `verify.clear_within` when set; else the longest
-    range any of them reads (a fixed `[5m]` holds the bad release's samples for five minutes,
-    `[$window]` starts at the switch; a host counter's `window`), at least `max_window`, plus
-    three intervals. A rule cannot be asked to clear before its range has slid past the bad
-    release: that would call a good rollback "probably not the cause"."""
-    from watcher.config import parse_duration
-
-    if config.verify.clear_within is not None:
-        return config.verify.clear_within
-    longest = config.max_window
-    for rule in config.rules:
-        if rule.name not in rules:
-            continue
-        if isinstance(rule.signal, PromQuery):
-            for text in _RANGE.findall(rule.signal.query):
-                longest = max(longest, parse_duration(text))
-        elif isinstance(rule.signal, HostCheck):
-            longest = max(longest, rule.signal.window)
-    return longest + 3 * config.interval
-
-
-def confirm(w: "Watcher", evaluation, now: float) -> None:
-    """One tick of a confirmation: verified once every fired rule is clear on the restored
-    release (a tick whose observation is not a breach: `ok`, or no data where the rule counts
-    no data as ok); "probably not the cause" once `until` passes without that."""
-    s = w.state
-    c = s.confirming
-    if c is None:
-        return
-    by_name = {e.rule.name: e for e in evaluation.rules}
-    cleared = all(name in by_name and _clear(by_name[name]) for name in c["rules"])
-    findings = [Finding(**f) for f in c.get("findings") or []]
-    if cleared:
-        s.confirming = None
-        w.journal("rollback_verified", release=c["from"], target=c["to"], rules=c["rules"],
-                  detail=f"{', '.join(c['rules'])} cleared on {c['to']}", seconds=round(now - c["switched_at"], 3))
-        after_verified(w, c["from"], c["to"], now - c["switched_at"], findings)
-    elif now >= c["until"]:
-        s.confirming = None
-        waited = now - c["switched_at"]
-        still = [name for name in c["rules"] if not (name in by_name and _clear(by_name[name]))]
-        s.halted = (f"rolled back {c['from']} -> {c['to']}, but {', '.join(still)} did not clear on {c['to']} "
-                    f"within {waited:.0f}s: the release was probably not the cause")
-        w.journal("rollback_not_cleared", release=c["from"], target=c["to"], rules=still, seconds=round(waited, 3))
-        w.count_rollback("not_cleared")
-        w.timeline(s.halted)
-        log.error("rollback did not clear release=%s target=%s rules=%s", c["from"], c["to"], ",".join(still))
-        w.notify(messages.rollback_not_cleared(w.ctx, c["from"], c["to"], still, waited))
-
-
-def _clear(e) -> bool:
-    outcome = e.observation.outcome
-    return outcome is Observed.OK or (outcome is Observed.NO_DATA and e.rule.no_data == "ok")
-
-
-def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float,
-                   findings: Sequence[Finding] | None = None, reason: str = "") -> None:
-    s = w.state
-    if findings is None:
-        findings = [finding(r, s.rules[r.name], s.baselines.get(r.name)) for r in w.config.rules
-                    if r.name in s.rules and s.rules[r.name].phase is Phase.FIRING]
-    # Back on a known-good release: it is not a deploy, no window, fresh rule states.
-    s.current = to_id
-    s.deployed_at = None
-    s.changed_at = w.clock()  # `[$window]` starts at the switch, as at a deploy
-    s.window_ends = None
-    s.rules = {}
-    s.baselines = {}
-    w.count_rollback("verified")
-    w.timeline(f"rolled back to {to_id}, verified in {format_duration(seconds)}")
-    w.close_incident(f"rolled back {from_id} -> {to_id}", resolution="rolled_back")
-    prune(w, protect={from_id, to_id})
-    log.info("rollback verified release=%s target=%s seconds=%.1f", from_id, to_id, seconds)
-    w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds, reason))
-
-
-def after_verify_failed(w: "Watcher", from_id: str, to_id: str, detail: str) -> None:
-    s = w.state
-    s.halted = f"rollback {from_id} -> {to_id} did not verify: {detail}"
-    s.current = to_id
-    w.count_rollback("not_verified")
-    w.timeline(f"rollback did not verify: {detail}")
-    log.error("rollback did not verify release=%s target=%s detail=%s", from_id, to_id, detail)
-    w.notify(messages.verify_failed(w.ctx, from_id, to_id, detail))
-
-
 def _probe_rules(w: "Watcher") -> list[Rule]:
     """The rollback rules that probe HTTP: verification runs them against the restored release."""
     return [r for r in w.config.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
@@ -448,21 +331,3 @@ class _BoundedProbe:
 
     def probe(self, check):
         return self._reader.probe_bounded(check)
-
-
-def prune(w: "Watcher", protect: set[str]) -> None:
-    """Let a backend with `keep:` delete old releases, in the watcher's release order: never a
-    known-good one, never the current one, never the ones an incident is about."""
-    if not isinstance(w.backend, Prunable):
-        return
-    protected = {rid for rid, rec in w.state.releases.items() if rec.mark == Mark.GOOD} | protect
-    if w.state.current:
-        protected.add(w.state.current)
-    try:
-        order = [r.id for r, _ in order_releases(w.backend.releases(), w.state.releases)]
-        removed = w.backend.prune(protected, order)
-    except (WatcherError, OSError) as exc:
-        log.warning("prune failed reason=%s", exc)
-        return
-    if removed:
-        w.journal("pruned", releases=removed)

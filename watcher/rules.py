@@ -9,12 +9,17 @@ One evaluation of one rule:
     result (samples | probe result | SourceError)
         --classify(rule, result, baseline)-->  Observation (ok | breach | no data | error)
         --step(rule, state, observation, now)-->  RuleState', [Transition]
+
+Length: over 400 lines because it is the rule, whole: what a rule reads, how a result is
+classified, the state machine, the Finding it yields and the deploy-aware `[$window]` range,
+read top to bottom like Prometheus' `rules/alerting.go`. `config.py`, the tests and
+`backtest.py` import each part from here; a split would cut the state machine off from the
+definitions its every line reads.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 

@@ -60,7 +60,7 @@ class State:
     last_rollback_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
     # A switched rollback waiting for the rules that fired to clear on the restored release:
-    # from, to, rules, findings, switched_at, until (rollback.confirm).
+    # from, to, rules, findings, switched_at, until (confirm.confirm).
     confirming: dict | None = None
     # Why the backend cannot say which release is current, once said (status shows it).
     current_problem: str | None = None

@@ -55,6 +55,17 @@ class Telemetry:
         self._last_tick_at = self.clock()
         self.last_tick.set(self._last_tick_at)
 
+    def after_tick(self, state, now: float, seconds: float, undelivered: dict[str, int] | None) -> None:
+        """What a tick leaves (a state.State): its duration, the release and its mark, the
+        window, what stops acting, and the messages waiting per notify target."""
+        self.tick_done(seconds)
+        rec = state.releases.get(state.current or "")
+        self.set_release(state.current, rec.mark if rec else None)
+        self.in_window.set(1 if state.in_watch_window(now) else 0)
+        self.set_controls(now, bool(state.halted), state.paused_until)
+        if undelivered is not None:
+            self.set_undelivered(undelivered)
+
     def rule_evaluated(self, e) -> None:
         """One rule's evaluation (an evaluate.RuleEvaluation): its phase, sight, outcome, time."""
         rule, state, obs = e.rule, e.after, e.observation

@@ -1,0 +1,73 @@
+"""Counters this host keeps without an exporter: the kernel's OOM kills (/proc/vmstat) and a
+systemd unit's restarts (NRestarts). A rule on one sees how much it grew within its window;
+signals.SignalReader reads them beside the Prometheus queries and HTTP probes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from watcher.errors import SourceError
+from watcher.process import run_argv
+from watcher.rules import HostCheck, Rule, Sample
+
+
+class HostSignals:
+    """Counters read on this host; a rule sees how much one grew within its window.
+
+    Readings are kept in memory per rule. After a restart the first reading starts a new
+    history, so growth from before the restart is not seen (it was seen, or not, before it).
+    """
+
+    def __init__(self, systemctl: tuple[str, ...] = ("systemctl",)):
+        self._history: dict[str, deque] = {}
+        self._systemctl = systemctl
+
+    def read(self, rule: Rule, now: float, since: float | None = None) -> list[Sample]:
+        """The counter's growth within the rule's `window`, and never from before `since` (when
+        `current` last changed): an OOM kill of the previous release is not evidence against
+        the new one. The reading of the tick before the change is the starting point."""
+        check = rule.signal
+        assert isinstance(check, HostCheck)
+        value = self._read_counter(check)
+        history = self._history.setdefault(rule.name, deque())
+        history.append((now, value))
+        window = check.window if since is None else min(check.window, max(0.0, now - since))
+        return [Sample({"host_signal": check.kind}, counter_increase(history, now, window))]
+
+    def _read_counter(self, check: HostCheck) -> float:
+        if check.kind == "oom_kills":
+            return read_vmstat_counter(check.path, "oom_kill")
+        result = run_argv([*self._systemctl, "show", "--property=NRestarts", "--value", check.unit], timeout=5.0)
+        if not result.ok:
+            raise SourceError(f"cannot read NRestarts of {check.unit}: {result.describe()}")
+        try:
+            return float(result.output.strip())
+        except ValueError:
+            raise SourceError(f"systemctl gave no restart count for {check.unit}") from None
+
+
+def read_vmstat_counter(path: str, name: str) -> float:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return float(value)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise SourceError(f"{path}: {name} is not a number") from None
+    raise SourceError(f"{path} has no {name} counter (kernel older than 4.13?)")
+
+
+def counter_increase(history: deque, now: float, window: float) -> float:
+    """How much the counter grew within `window` before `now`; drops readings older than the
+    window (keeping one just before it as the starting point). A counter that went down was
+    reset: count from the reset."""
+    while len(history) > 2 and history[1][0] <= now - window:
+        history.popleft()
+    increase = 0.0
+    for (_, a), (_, b) in zip(history, list(history)[1:]):
+        increase += b - a if b >= a else b
+    return increase

@@ -1,0 +1,140 @@
+"""What a tick records of the current release's watch: the rules' transitions, the watch
+window's evidence, its clock, its end. The service's `evaluate` (after evaluate.py), `lock
+wait` and `window` steps (watcher/service.py), and the clock check at the start of a tick:
+
+    record           keep the new rule states; journal each transition, tell phase changes;
+                     count the tick for the window's evidence: did every rollback rule see
+                     data (evidence.py); tell going blind and recovering once per episode
+    hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
+                     window's clock stops, so the lock cannot outlive the window and leave a
+                     bad release live; a wait longer than `lock_timeout` is said once
+    assess           at its end, a release with no rollback rule firing and evidence enough is
+                     known-good; one without evidence is said, one with a rule firing is not
+                     marked (the decider handles it)
+    check_clock      a wall-clock step larger than one interval is journaled and said once
+                     (durations run on steady time, clock.Timebase, and are not affected)
+
+Journal lines and messages go through the Recorder (model.Recorder, the Watcher).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+from watcher import evidence, messages
+from watcher.clock import Timebase
+from watcher.evaluate import Evaluation, blindness
+from watcher.locks import DeployLock
+from watcher.model import Mark, Recorder, TransitionKind
+from watcher.rules import Finding, Rule, RuleState, Transition, finding
+from watcher.state import State
+
+log = logging.getLogger(__name__)
+
+
+def record(evaluation: Evaluation, state: State, now: float, notify_pending: bool, out: Recorder,
+           blind_episode: frozenset[str], telemetry=None) -> frozenset[str]:
+    """Keep the tick's new rule states and journal every transition; a phase change goes into
+    the incident's timeline and is told; the tick counts for the window's evidence. Going
+    blind, and recovering, is told once per episode (evaluate.blindness), however the rules
+    stagger: returns the rules blind so far in the episode still open, for the next tick."""
+    for e in evaluation.rules:
+        state.rules[e.rule.name] = e.after
+        for t in e.transitions:
+            _on_transition(e.rule, t, e.after, e.baseline, state.current, notify_pending, out)
+        if telemetry is not None:
+            telemetry.rule_evaluated(e)
+    if state.current is not None and state.in_watch_window(now):
+        evidence.count_tick(state.release(state.current, now), evaluation.rules)
+    # Each rule's blind/recovered is journaled above; people hear once per episode.
+    sight = blindness(evaluation, blind_episode)
+    if sight.started:
+        out.notify(messages.blind(out.ctx, sight.started, state.rules[sight.started[0]].last_detail))
+    if sight.ended:
+        out.notify(messages.recovered(out.ctx, sight.ended))
+    return sight.episode
+
+
+def _on_transition(rule: Rule, t: Transition, after: RuleState, baseline: float | None, current: str | None,
+                   notify_pending: bool, out: Recorder) -> None:
+    out.journal("rule", rule=rule.name, transition=t.kind, before=t.before.value, after=t.after.value,
+                reason=t.reason, value=after.last_value, labels=after.last_labels, release=current)
+    # A blind rule and a firing one are what `journalctl -p warning` must show.
+    level = logging.WARNING if t.kind is TransitionKind.BLIND or t.after.value == "firing" else logging.INFO
+    log.log(level, "rule %s rule=%s %s->%s reason=%s", t.kind, rule.name, t.before.value, t.after.value, t.reason)
+    if t.kind is not TransitionKind.PHASE:
+        return
+    out.timeline(f"{rule.name} {t.after.value}: {t.reason}")
+    f = finding(rule, after, baseline)
+    out.notify(messages.for_phase_change(out.ctx, f, t.after.value, current or "?", notify_pending), [f])
+
+
+def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: DeployLock, lock_timeout: float,
+                  out: Recorder) -> None:
+    """While a deploy holds the deploy lock and a rollback rule fires, the watch window's
+    clock stops (it is extended by the wait), so the lock cannot outlive the window and
+    leave a bad release live; a wait longer than `lock_timeout` is said once."""
+    s = state
+    rolling = [f for f in firing if f.action == "rollback"]
+    # While waiting, the window's end moves by the time since the last tick, before it is
+    # compared: a window that "ended" during the wait has not.
+    held_for = now - s.lock_wait["last"] if s.lock_wait is not None else 0.0
+    in_window = s.window_ends is not None and now < s.window_ends + held_for
+    waiting = bool(rolling) and in_window and lock.held_by_other()
+    if not waiting:
+        if s.lock_wait is not None:
+            out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
+            s.lock_wait = None
+        return
+    if s.lock_wait is None:
+        s.lock_wait = {"since": now, "last": now, "notified": False}
+        out.journal("lock_wait", release=s.current, lock=str(lock.path), rules=[f.rule for f in rolling])
+    else:
+        s.window_ends += held_for
+        if s.current in s.releases:
+            s.releases[s.current].window_ends = s.window_ends
+        s.lock_wait["last"] = now
+    waited = now - s.lock_wait["since"]
+    if not s.lock_wait["notified"] and waited >= lock_timeout:
+        s.lock_wait["notified"] = True
+        out.journal("lock_wait_long", release=s.current, seconds=round(waited, 3), lock=str(lock.path))
+        log.error("a deploy has held the deploy lock while a rollback rule fires seconds=%.0f", waited)
+        out.notify(messages.lock_wait_long(out.ctx, s.current or "?", str(lock.path), waited, rolling), rolling)
+
+
+def assess(state: State, now: float, firing: Sequence[Finding], config, out: Recorder,
+           on_good: Callable[[str, float], None]) -> None:
+    """At the end of its watch window a release with no rollback rule firing, and with the
+    evidence `config.evidence` asks for, is known-good; `on_good` gets it (the fleet's mark,
+    pruning old releases)."""
+    s = state
+    if s.window_ends is None or now < s.window_ends or s.current is None:
+        return None
+    rec = s.release(s.current, now)
+    rolling = [f.rule for f in firing if f.action == "rollback"]
+    short = evidence.shortfall(rec, config.rules, config.evidence)
+    if rolling:
+        out.journal("window_ended", release=s.current, marked=False,
+                    reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
+    elif short is not None and rec.mark != Mark.BAD:
+        out.journal("window_ended", release=s.current, marked=False, reason=f"{short}: not marked known-good",
+                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks)
+        out.notify(messages.window_without_evidence(out.ctx, s.current, short))
+    elif rec.mark != Mark.BAD:
+        rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
+        out.journal("window_passed", release=s.current)
+        out.notify(messages.window_passed(out.ctx, s.current))
+        on_good(s.current, now)
+    s.window_ends = None
+
+
+def check_clock(timebase: Timebase, interval: float, out: Recorder) -> None:
+    """A wall-clock step larger than one interval is journaled and said once; durations
+    are not affected (they run on steady time)."""
+    moved = timebase.step(max(interval, 1.0))
+    if moved is None:
+        return
+    log.warning("the wall clock stepped seconds=%.1f", moved.seconds)
+    out.journal("clock_step", seconds=round(moved.seconds, 3), wall=moved.wall, steady=moved.steady)
+    out.notify(messages.clock_stepped(out.ctx, moved.seconds))
