@@ -52,6 +52,7 @@ class ReleaseRecord:
     # Its watch window's ticks, and those on which every rollback rule saw data (evidence).
     watched_ticks: int = 0
     evidence_ticks: int = 0
+    window_extended: bool = False  # its window was held past its end for a pending rule (said once)
 
 
 class Trigger(StrEnum):

@@ -10,7 +10,8 @@ wait` and `window` steps (watcher/service.py), and the clock check at the start 
                      bad release live; a wait longer than `lock_timeout` is said once
     assess           at its end, a release with no rollback rule firing and evidence enough is
                      known-good; one without evidence is said, one with a rule firing is not
-                     marked (the decider handles it)
+                     marked (the decider handles it); a rule pending (or firing first on this
+                     tick) holds the end until it is decided
     check_clock      a wall-clock step larger than one interval is journaled and said once
                      (durations run on steady time, clock.Timebase, and are not affected)
 
@@ -27,7 +28,7 @@ from watcher.clock import Timebase
 from watcher.evaluate import Evaluation, blindness
 from watcher.locks import DeployLock
 from watcher.model import Mark, Recorder, TransitionKind
-from watcher.rules import Finding, Rule, RuleState, Transition, finding
+from watcher.rules import Finding, Phase, Rule, RuleState, Transition, finding
 from watcher.state import State
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,20 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
     if s.window_ends is None or now < s.window_ends or s.current is None:
         return None
     rec = s.release(s.current, now)
+    undecided = _undecided(s, config, now)
+    if undecided:
+        # Blessing a release while a rollback rule is pending on it would make its firing a few
+        # seconds later "outside the window": a bad deploy never rolled back. The window is held
+        # one interval at a time until each such rule fires (the decider acts on this tick) or
+        # clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
+        # holds its state): then the window waits for it to see again, never blessing blind.
+        s.window_ends = rec.window_ends = now + max(config.interval, 1.0)
+        if not rec.window_extended:
+            rec.window_extended = True
+            out.journal("window_extended", release=s.current, rules=undecided,
+                        reason=f"{', '.join(undecided)} pending at the end of the window: held until decided")
+            log.info("watch window held release=%s rules=%s", s.current, ",".join(undecided))
+        return None
     rolling = [f.rule for f in firing if f.action == "rollback"]
     short = evidence.shortfall(rec, config.rules, config.evidence)
     if rolling:
@@ -127,6 +142,19 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
         out.notify(messages.window_passed(out.ctx, s.current))
         on_good(s.current, now)
     s.window_ends = None
+
+
+def _undecided(state: State, config, now: float) -> list[str]:
+    """The rollback rules pending on the current release, or that fired on this very tick (the
+    decider, after this step, must still see the window open to act on them)."""
+    out = []
+    for rule in config.rules:
+        rs = state.rules.get(rule.name)
+        if rule.action != "rollback" or rs is None:
+            continue
+        if rs.phase is Phase.PENDING or (rs.phase is Phase.FIRING and rs.fired_at == now):
+            out.append(rule.name)
+    return out
 
 
 def check_clock(timebase: Timebase, interval: float, out: Recorder) -> None:

@@ -219,8 +219,8 @@ def test_a_restart_killed_with_the_watcher_is_run_again_after_the_restart(symlin
     (again,) = wait_for(lambda: events(host, "reconcile_restart"), timeout=30, every=0.3, what="the restart run again")
     assert (again["release"], again["target"]) == ("r2", "r1")
     assert "interrupted" in again["reason"]
+    wait_for(lambda: events(host, "reconcile_restarted"), timeout=30, every=0.3, what="the restart run again to end")
     assert len(calls.read_text().split()) == 2
-    assert events(host, "reconcile_restarted")
     (rec,) = wait_for(lambda: events(host, "reconcile"), timeout=30, every=0.3, what="the reconcile")
     assert rec["result"] == "switched_confirming"
     wait_for(lambda: events(host, "rollback_verified"), timeout=30, every=0.5, what="the rollback verified")
