@@ -81,6 +81,10 @@ def shift_state_times(state, by: float) -> None:
         for name in RELEASE_TIMES:
             if isinstance(getattr(rec, name, None), (int, float)):
                 setattr(rec, name, getattr(rec, name) + by)
+    for readings in (getattr(state, "host_counters", None) or {}).values():
+        for r in readings if isinstance(readings, list) else ():
+            if isinstance(r, list) and r and isinstance(r[0], (int, float)) and not isinstance(r[0], bool):
+                r[0] += by
     for rule, rs in list(state.rules.items()):
         moved = {n: getattr(rs, n) + by for n in RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
         if moved:

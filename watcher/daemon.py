@@ -158,6 +158,7 @@ def reload(w: Watcher) -> bool:
 
     old_reader = w.reader
     w.reader = build_reader(new)
+    w.reader.keep_host_counters(w.state.host_counters)  # growth since the deploy survives the reload
     old_reader.close()
     if new.backend is None and w.backend is not None:
         # Never keep acting with a backend the new config removed.

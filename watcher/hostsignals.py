@@ -5,7 +5,7 @@ signals.SignalReader reads them beside the Prometheus queries and HTTP probes.
 
 from __future__ import annotations
 
-from collections import deque
+import math
 
 from watcher.errors import SourceError
 from watcher.process import run_argv
@@ -15,13 +15,26 @@ from watcher.rules import HostCheck, Rule, Sample
 class HostSignals:
     """Counters read on this host; a rule sees how much one grew within its window.
 
-    Readings are kept in memory per rule. After a restart the first reading starts a new
-    history, so growth from before the restart is not seen (it was seen, or not, before it).
+    Readings are kept per rule as [time, value] pairs in a dict the watcher hands over with
+    `keep_in` (State.host_counters): saved with the state, they survive a restart and a reload,
+    so an OOM kill between the deploy and a restart is still counted against the release.
+    Without `keep_in`, they live as long as this object.
     """
 
     def __init__(self, systemctl: tuple[str, ...] = ("systemctl",)):
-        self._history: dict[str, deque] = {}
+        self._history: dict[str, list] = {}
         self._systemctl = systemctl
+
+    def keep_in(self, history: dict[str, list]) -> None:
+        """Keep the readings in `history` from now on (and use those it holds): a damaged
+        reading (not a finite [time, value]) is dropped, never counted."""
+        for name, readings in list(history.items()):
+            good = [r for r in readings if _reading(r)] if isinstance(readings, list) else []
+            if good:
+                history[name] = good
+            else:
+                del history[name]
+        self._history = history
 
     def read(self, rule: Rule, now: float, since: float | None = None) -> list[Sample]:
         """The counter's growth within the rule's `window`, and never from before `since` (when
@@ -30,8 +43,8 @@ class HostSignals:
         check = rule.signal
         assert isinstance(check, HostCheck)
         value = self._read_counter(check)
-        history = self._history.setdefault(rule.name, deque())
-        history.append((now, value))
+        history = self._history.setdefault(rule.name, [])
+        history.append([now, value])
         window = check.window if since is None else min(check.window, max(0.0, now - since))
         return [Sample({"host_signal": check.kind}, counter_increase(history, now, window))]
 
@@ -61,12 +74,17 @@ def read_vmstat_counter(path: str, name: str) -> float:
     raise SourceError(f"{path} has no {name} counter (kernel older than 4.13?)")
 
 
-def counter_increase(history: deque, now: float, window: float) -> float:
+def _reading(r) -> bool:
+    return (isinstance(r, (list, tuple)) and len(r) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in r))
+
+
+def counter_increase(history, now: float, window: float) -> float:
     """How much the counter grew within `window` before `now`; drops readings older than the
     window (keeping one just before it as the starting point). A counter that went down was
-    reset: count from the reset."""
+    reset (a reboot): count from the reset. `history` is a list (or deque) of (time, value)."""
     while len(history) > 2 and history[1][0] <= now - window:
-        history.popleft()
+        del history[0]
     increase = 0.0
     for (_, a), (_, b) in zip(history, list(history)[1:]):
         increase += b - a if b >= a else b

@@ -138,6 +138,7 @@ class Watcher:
         self.state = self.store.load()
         # Saved times are the last process's steady time: into this one's, once.
         shift_state_times(self.state, self.state.clock_offset)
+        self.reader.keep_host_counters(self.state.host_counters)
         self.config = prometheus_time.learn_at_start(self.config, self.reader, self.journal)
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
         if self.notifier is not None:

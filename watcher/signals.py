@@ -344,6 +344,11 @@ class SignalReader:
         except SourceError as exc:
             return exc
 
+    def keep_host_counters(self, history: dict[str, list]) -> None:
+        """Keep the `host:` rules' readings in `history` (State.host_counters), see HostSignals."""
+        if self.host is not None:
+            self.host.keep_in(history)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.probe is not None:

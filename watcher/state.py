@@ -66,6 +66,9 @@ class State:
     current_problem: str | None = None
     # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
     lock_wait: dict | None = None
+    # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
+    # kept here so that growth since the deploy is counted across a restart or a reload.
+    host_counters: dict[str, list] = field(default_factory=dict)
 
     def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
         rec = self.releases.get(release_id)

@@ -46,6 +46,9 @@ class TableReader:
         self.i += 1
         return out
 
+    def keep_host_counters(self, history):
+        pass
+
     def close(self):
         pass
 
