@@ -153,16 +153,21 @@ def rule_status(config, name: str) -> dict | None:
         return None
 
 
-def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switch(symlink_host, start_watcher, tmp_path):
-    host = symlink_host
-    calls = tmp_path / "restart-calls"
-    restart = ["sh", "-c", f'echo $$ >> {calls}; exec sleep 30']
+def bad_deploy_with_restart(host, start_watcher, script: str):
+    """r1 known-good with `restart: sh -c SCRIPT`, a watcher running, then a bad r2 deployed."""
     config = prepare(host, backend={"type": "symlink", "releases": str(host.releases), "current": str(host.current),
-                                    "restart": restart, "restart_timeout": "60s"})
+                                    "restart": ["sh", "-c", script], "restart_timeout": "60s"})
     first = start_watcher(config)
     started(host)
     host.add_release("r2", health=500)
     host.deploy("r2")
+    return config, first
+
+
+def test_sigkill_between_intent_and_switch_end_reconciles_without_a_second_switch(symlink_host, start_watcher, tmp_path):
+    host = symlink_host
+    calls = tmp_path / "restart-calls"
+    config, first = bad_deploy_with_restart(host, start_watcher, f'echo $$ >> {calls}; exec sleep 30')
     try:
         wait_for(lambda: events(host, "rollback_intent"), timeout=30, every=0.2, what="the recorded intent")
         wait_for(calls.exists, timeout=15, every=0.2, what="the restart command running")
@@ -203,13 +208,8 @@ def test_a_restart_killed_with_the_watcher_is_run_again_after_the_restart(symlin
     above and tests/faults/test_crash_steps.py)."""
     host = symlink_host
     calls = tmp_path / "restart-calls"
-    restart = ["sh", "-c", f'echo $$ >> {calls}; [ -e {tmp_path}/killed ] || exec sleep 30']
-    config = prepare(host, backend={"type": "symlink", "releases": str(host.releases), "current": str(host.current),
-                                    "restart": restart, "restart_timeout": "60s"})
-    first = start_watcher(config)
-    started(host)
-    host.add_release("r2", health=500)
-    host.deploy("r2")
+    config, first = bad_deploy_with_restart(host, start_watcher,
+                                            f'echo $$ >> {calls}; [ -e {tmp_path}/killed ] || exec sleep 30')
     (recorded,) = wait_for(lambda: restart_recorded(host), timeout=30, every=0.2, what="the restart recorded")
     first.stop(sig=signal.SIGKILL)
     (tmp_path / "killed").touch()
