@@ -138,9 +138,11 @@ def test_sigkill_during_a_pending_for_window_fires_on_time_after_restart(symlink
     # Restored: the same moment the first process saved (a restart from scratch would start it
     # 3.5 s or more later, at the second process's first breach).
     assert abs(now["since"] - saved["since"]) < 0.5, (saved, now)
-    assert abs(saved["since"] - pending["time"]) < 0.5, (saved, pending)
-    # Never early: `for` counts from that moment.
-    assert firing["time"] - pending["time"] >= 5.0 - 0.05, (pending, firing)
+    # The moment is the tick's, taken before its reads; the journal line comes after them (a
+    # second later on a loaded machine), so only this order holds whatever the load.
+    assert saved["since"] <= pending["time"] + 0.1, (saved, pending)
+    # Never early: `for` counts from that moment (the firing line is written after its tick).
+    assert firing["time"] - saved["since"] >= 5.0 - 0.1, (saved, firing)
     assert not events(host, "rule", rule="health", after="inactive")
     assert host.current_id() == "r2"
 
