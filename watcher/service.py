@@ -168,7 +168,8 @@ class Watcher:
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
             confirm.confirm(self, evaluation, now)
-            window.hold_for_lock(self.state, now, firing, self.deploy_lock, self.config.lock_timeout, self)
+            window.hold_for_lock(self.state, now, firing, self.deploy_lock, self.config.lock_timeout, self,
+                                 self.config.interval)
             if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                 window.assess(self.state, now, firing, self.config, self, self.on_good)
             report.verdict = self.decide(now, firing)

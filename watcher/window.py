@@ -59,8 +59,11 @@ def record(evaluation: Evaluation, state: State, now: float, notify_pending: boo
 
 def _on_transition(rule: Rule, t: Transition, after: RuleState, baseline: float | None, current: str | None,
                    notify_pending: bool, out: Recorder) -> None:
+    # `at` is the tick's moment in the watcher's steady time (`time` is when the line was
+    # written, after the tick's reads): `for` is measured between two `at`s of one process.
     out.journal("rule", rule=rule.name, transition=t.kind, before=t.before.value, after=t.after.value,
-                reason=t.reason, value=after.last_value, labels=after.last_labels, release=current)
+                reason=t.reason, value=after.last_value, labels=after.last_labels, release=current,
+                at=round(t.at, 3))
     # A blind rule and a firing one are what `journalctl -p warning` must show.
     level = logging.WARNING if t.kind is TransitionKind.BLIND or t.after.value == "firing" else logging.INFO
     log.log(level, "rule %s rule=%s %s->%s reason=%s", t.kind, rule.name, t.before.value, t.after.value, t.reason)
@@ -72,24 +75,38 @@ def _on_transition(rule: Rule, t: Transition, after: RuleState, baseline: float 
 
 
 def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: DeployLock, lock_timeout: float,
-                  out: Recorder) -> None:
+                  out: Recorder, interval: float = 1.0) -> None:
     """While a deploy holds the deploy lock and a rollback rule fires, the watch window's
     clock stops (it is extended by the wait), so the lock cannot outlive the window and
     leave a bad release live; a wait longer than `lock_timeout` is said once."""
     s = state
     rolling = [f for f in firing if f.action == "rollback"]
     # While waiting, the window's end moves by the time since the last tick, before it is
-    # compared: a window that "ended" during the wait has not.
+    # compared: a window that "ended" during the wait has not. A rule that fired first on this
+    # very tick counts as inside the window even when its end was held for it one interval at a
+    # time (assess) and this tick came late.
     held_for = now - s.lock_wait["last"] if s.lock_wait is not None else 0.0
-    in_window = s.window_ends is not None and now < s.window_ends + held_for
+    fresh = any((rs := s.rules.get(f.rule)) is not None and rs.fired_at == now for f in rolling)
+    in_window = s.window_ends is not None and (now < s.window_ends + held_for or fresh)
     waiting = bool(rolling) and in_window and lock.held_by_other()
     if not waiting:
         if s.lock_wait is not None:
+            if s.window_ends is not None:
+                # Held until now too; and the tick that finds the lock free is inside the window,
+                # however late it came, so that the decider acts on it now.
+                s.window_ends = max(s.window_ends + held_for, now + max(interval, 1.0))
+                if s.current in s.releases:
+                    s.releases[s.current].window_ends = s.window_ends
             out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
     if s.lock_wait is None:
         s.lock_wait = {"since": now, "last": now, "notified": False}
+        # At least one interval of window left while it waits: the next tick, however late,
+        # still finds the window open (the wait then moves its end by the time that passed).
+        s.window_ends = max(s.window_ends, now + max(interval, 1.0))
+        if s.current in s.releases:
+            s.releases[s.current].window_ends = s.window_ends
         out.journal("lock_wait", release=s.current, lock=str(lock.path), rules=[f.rule for f in rolling])
     else:
         s.window_ends += held_for

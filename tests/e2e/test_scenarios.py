@@ -50,7 +50,9 @@ def rollback_timings(st: Stage, onset: float, rule: str) -> dict:
         "total": verified["time"] - onset,
         "deploy_seen": deploy["time"] - onset,
         "first_breach": first["time"] - onset,  # scrape delay + query window + tick
-        "for": firing["time"] - first["time"],
+        # Between the two ticks' moments: each line is written after its tick's reads, a
+        # second later on a loaded machine, so their `time`s would not measure `for`.
+        "for": firing["at"] - first["at"],
         "tick": intent["time"] - firing["time"],
         "switch": switched["seconds"],
         "verify": verified["seconds"],

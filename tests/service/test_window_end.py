@@ -7,6 +7,11 @@ In-process ticks on a real symlink host and health endpoint; only time is simula
 
 from __future__ import annotations
 
+import fcntl
+import os
+
+import pytest
+
 from support.ticking import Clock, ticks
 
 from watcher.config import load_config
@@ -21,11 +26,11 @@ RULE = """rules:
 """
 
 
-def watcher(host, clock):
+def watcher(host, clock, **extra):
     host.add_release("r1")
     host.add_release("r2")
     host.deploy("r1")
-    cfg = load_config(host.write_config(RULE, watch_window="10s"), environ={})
+    cfg = load_config(host.write_config(RULE, watch_window="10s", **extra), environ={})
     w = build_watcher(cfg, notify=False, clock=clock)
     w.sleep = lambda s: None
     w.start()
@@ -34,13 +39,16 @@ def watcher(host, clock):
     return w
 
 
-def test_a_rule_pending_when_the_window_ends_holds_it_until_it_fires_and_rolls_back(symlink_host):
+# Ticks 1 s apart as configured, and late ones (a loaded host: each tick 1.7 s after the last):
+# the held window must not depend on the next tick coming within one interval.
+@pytest.mark.parametrize("every", [1.0, 1.7])
+def test_a_rule_pending_when_the_window_ends_holds_it_until_it_fires_and_rolls_back(symlink_host, every):
     host, clock = symlink_host, Clock()
     w = watcher(host, clock)
     host.deploy("r2")
-    ticks(w, clock, 8)  # healthy for 8 s of its 10 s window
+    ticks(w, clock, int(8 / every), every=every)  # healthy for 8 s of its 10 s window
     (host.releases / "r2" / "health_status").write_text("503")
-    reports = ticks(w, clock, 10)  # pending from ~9 s; `for` 5 s ends past the window's 10 s
+    reports = ticks(w, clock, 10, every=every)  # pending from ~9 s; `for` 5 s ends past the window's 10 s
     assert "rolled_back" in [r.acted for r in reports], [(r.verdict and r.verdict.kind, r.acted) for r in reports]
     assert host.current_id() == "r1"
     assert w.state.releases["r2"].mark == "bad"
@@ -61,3 +69,27 @@ def test_a_rule_that_clears_after_the_window_ended_lets_the_release_become_known
     assert host.current_id() == "r2"
     assert w.state.releases["r2"].mark == "good"
     assert [e for e in host.journal() if e["kind"] == "window_passed" and e.get("release") == "r2"]
+
+
+@pytest.mark.parametrize("every", [1.0, 1.7])
+def test_a_deploy_lock_taken_while_the_rule_is_pending_at_the_end_waits_then_rolls_back(symlink_host, tmp_path, every):
+    """The deploy-lock scenario of tests/decisions under load, tick by tick: the rule breaches
+    late in the window, fires after its end while a deploy holds the lock; once the lock is
+    free the rollback is made."""
+    host, clock = symlink_host, Clock()
+    lock = tmp_path / "deploy.lock"
+    w = watcher(host, clock, deploy_lock=str(lock))
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # `flock deploy.lock cap deploy`: migrations run on
+        host.deploy("r2")
+        ticks(w, clock, int(8 / every), every=every)
+        (host.releases / "r2" / "health_status").write_text("503")
+        held = ticks(w, clock, 20, every=every)  # pending, firing after the window's end, waiting
+        assert all(r.acted in (None, "deploy_lock") for r in held), [r.acted for r in held]
+        assert any(r.verdict is not None and r.verdict.kind == "deploy_lock" for r in held)
+    finally:
+        os.close(fd)
+    reports = ticks(w, clock, 3, every=every)
+    assert reports[0].acted == "rolled_back", [(r.verdict and r.verdict.kind, r.acted) for r in reports]
+    assert host.current_id() == "r1"
