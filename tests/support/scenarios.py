@@ -296,14 +296,22 @@ def selected_scenarios(items: Iterable[Any], marker: str) -> list[str]:
     return wanted
 
 
+# Scenarios running at once, per runner. Each is a watcher ticking every second plus an app;
+# fourteen at once on 2 cores (beside three other test workers) starved the apps' traffic and
+# the watchers' ticks for seconds, and the scenarios then measured the machine, not the product.
+AT_ONCE = 8
+
+
 class ScenarioRunner:
-    """Every named scenario at once, each `scenarios[name](arg)` in its own thread: a suite
-    costs about as long as its slowest scenario, not the sum. result(name) waits for one."""
+    """The named scenarios, each `scenarios[name](arg)` in its own thread, at most AT_ONCE at a
+    time: a suite costs about as long as its slowest scenarios, not the sum. result(name) waits
+    for one."""
 
     def __init__(self, scenarios: dict[str, Callable[[Any], Any]], names: list[str], arg: Any, timeout: float):
         self.timeout = timeout
         self.futures: dict[str, Future] = {}
         self.seconds: dict[str, float] = {}  # wall time of each scenario, for a summary
+        self._slots = threading.BoundedSemaphore(AT_ONCE)
         for name in names:
             fut: Future = Future()
             self.futures[name] = fut
@@ -311,15 +319,16 @@ class ScenarioRunner:
                              daemon=True).start()
 
     def _run(self, fn: Callable[[Any], Any], arg: Any, name: str, fut: Future) -> None:
-        started = time.monotonic()
-        try:
-            result = fn(arg)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            self.seconds[name] = time.monotonic() - started
-            fut.set_exception(exc)
-        else:
-            self.seconds[name] = time.monotonic() - started
-            fut.set_result(result)
+        with self._slots:
+            started = time.monotonic()
+            try:
+                result = fn(arg)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test
+                self.seconds[name] = time.monotonic() - started
+                fut.set_exception(exc)
+            else:
+                self.seconds[name] = time.monotonic() - started
+                fut.set_result(result)
 
     def result(self, name: str) -> Any:
         if name not in self.futures:
