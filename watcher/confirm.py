@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
 from typing import TYPE_CHECKING, Sequence
 
@@ -116,13 +115,10 @@ def confirm(w: "Watcher", evaluation, now: float) -> None:
 
 
 def _clear(e) -> bool:
-    """Whether a fired rule reads clear on the restored release. A ratio of 0/0 (no request in
-    its window, as when traffic stalls right after a switch) reads NaN: not a breach, and not
-    evidence that the restored release serves well either."""
+    """Whether a fired rule reads clear on the restored release (Observation.healthy: a NaN
+    ratio, traffic stalled right after the switch, is not)."""
     obs = e.observation
-    if obs.outcome is Observed.NO_DATA:
-        return e.rule.no_data == "ok"
-    return obs.outcome is Observed.OK and (obs.value is None or math.isfinite(obs.value))
+    return obs.healthy or (obs.outcome is Observed.NO_DATA and e.rule.no_data == "ok")
 
 
 def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float,

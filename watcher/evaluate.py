@@ -8,7 +8,6 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol, Sequence
 
@@ -181,9 +180,8 @@ def both_windows(long: Observation, short: Observation, trailing_s: int) -> Obse
     value in the detail when it held the breach back."""
     if short.outcome is Outcome.ERROR:
         return short
-    # A trailing ratio of 0/0 (no request in those seconds) reads NaN: no data, not a clear.
-    unknown = short.outcome is Outcome.OK and short.value is not None and not math.isfinite(short.value)
-    if long.outcome is not Outcome.BREACH or short.outcome in (Outcome.BREACH, Outcome.NO_DATA) or unknown:
+    # Only a healthy trailing window clears (a NaN one, no request in those seconds, does not).
+    if long.outcome is not Outcome.BREACH or not short.healthy:
         return long
     return Observation(Outcome.OK, value=long.value, series=long.series,
                        detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g})")

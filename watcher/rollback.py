@@ -194,17 +194,15 @@ LISTING_ATTEMPTS = 3
 
 
 def _listed(w: "Watcher", plan: RollbackPlan) -> dict[str, Release]:
-    for attempt in range(1, LISTING_ATTEMPTS + 1):
+    for attempt in range(1, LISTING_ATTEMPTS):
         try:
             return {r.id: r for r in w.backend.releases()}
         except WatcherError as exc:
-            if attempt == LISTING_ATTEMPTS:
-                raise
             w.journal("rollback_retry", release=plan.current, target=plan.target, attempt=attempt,
                       reason=f"the backend cannot list its releases: {exc}")
             log.warning("backend cannot list releases before the rollback attempt=%d reason=%s", attempt, exc)
             w.sleep(1.0)
-    raise AssertionError("unreachable")
+    return {r.id: r for r in w.backend.releases()}  # the last attempt's failure fails the rollback
 
 
 def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:

@@ -180,6 +180,13 @@ class Observation:
     def error(reason: str) -> "Observation":
         return Observation(Outcome.ERROR, detail=reason)
 
+    @property
+    def healthy(self) -> bool:
+        """OK on a real number: a ratio of 0/0 (no request in its window) reads NaN, which
+        never breaches, and is not evidence of health either (it neither clears a breach nor
+        verifies a rollback). A probe's OK has no value to doubt."""
+        return self.outcome is Outcome.OK and (self.value is None or math.isfinite(self.value))
+
 
 def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
     """Turn a signal's raw result into an Observation for `rule`.

@@ -86,7 +86,7 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
     # very tick counts as inside the window even when its end was held for it one interval at a
     # time (assess) and this tick came late.
     held_for = now - s.lock_wait["last"] if s.lock_wait is not None else 0.0
-    fresh = any((rs := s.rules.get(f.rule)) is not None and rs.fired_at == now for f in rolling)
+    fresh = any(_fired_now(s.rules.get(f.rule), now) for f in rolling)
     in_window = s.window_ends is not None and (now < s.window_ends + held_for or fresh)
     waiting = bool(rolling) and in_window and lock.held_by_other()
     if not waiting:
@@ -161,6 +161,11 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
     s.window_ends = None
 
 
+def _fired_now(rs: RuleState | None, now: float) -> bool:
+    """A rule that fired on this very tick: the decider, later in it, has yet to act on it."""
+    return rs is not None and rs.phase is Phase.FIRING and rs.fired_at == now
+
+
 def _undecided(state: State, config, now: float) -> list[str]:
     """The rollback rules pending on the current release, or that fired on this very tick (the
     decider, after this step, must still see the window open to act on them)."""
@@ -169,7 +174,7 @@ def _undecided(state: State, config, now: float) -> list[str]:
         rs = state.rules.get(rule.name)
         if rule.action != "rollback" or rs is None:
             continue
-        if rs.phase is Phase.PENDING or (rs.phase is Phase.FIRING and rs.fired_at == now):
+        if rs.phase is Phase.PENDING or _fired_now(rs, now):
             out.append(rule.name)
     return out
 

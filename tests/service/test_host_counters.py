@@ -10,32 +10,11 @@ machine), written by `kill()`."""
 
 from __future__ import annotations
 
-from support.ticking import Clock, ticks
+from support.ticking import Clock, make, oom_counter, ticks
 
 from watcher import daemon
-from watcher.config import load_config
-from watcher.service import build_watcher
 
 RULES = "rules:\n  - name: oom\n    host: oom_kills\n    path: {path}\n    window: 5m\n    above: 0\n    action: rollback\n"
-
-
-def oom_counter(tmp_path):
-    path = tmp_path / "vmstat"
-    path.write_text("nr_free_pages 1\noom_kill 7\n")  # seven kills since boot, long before
-    count = [7]
-
-    def kill() -> None:
-        count[0] += 1
-        path.write_text(f"nr_free_pages 1\noom_kill {count[0]}\n")
-
-    return path, kill
-
-
-def started(host, clock, config):
-    w = build_watcher(load_config(config, environ={}), notify=False, clock=clock)
-    w.sleep = lambda s: None
-    w.start()
-    return w
 
 
 def deployed_r2(symlink_host, clock, tmp_path):
@@ -44,22 +23,23 @@ def deployed_r2(symlink_host, clock, tmp_path):
     host.add_release("r2")
     host.deploy("r1")
     path, kill = oom_counter(tmp_path)
-    config = host.write_config(RULES.format(path=path))
-    w = started(host, clock, config)
+    kill(7)  # seven kills since boot, long before
+    rules = RULES.format(path=path)
+    w = make(host, clock, rules)
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 3)
     host.deploy("r2")
     ticks(w, clock, 2)
-    return host, config, w, kill
+    return host, rules, w, kill
 
 
 def test_an_oom_kill_just_before_a_restart_is_counted_after_it(symlink_host, tmp_path):
     clock = Clock()
-    host, config, w, kill = deployed_r2(symlink_host, clock, tmp_path)
+    host, rules, w, kill = deployed_r2(symlink_host, clock, tmp_path)
     kill()  # ... and the watcher dies before its next tick reads the counter
     w.reader.close()
     clock.advance(5)
-    w2 = started(host, clock, config)
+    w2 = make(host, clock, rules)
     reports = ticks(w2, clock, 3)
     assert "rolled_back" in [r.acted for r in reports], [(r.verdict and r.verdict.kind, r.acted) for r in reports]
     assert host.current_id() == "r1"
@@ -68,7 +48,7 @@ def test_an_oom_kill_just_before_a_restart_is_counted_after_it(symlink_host, tmp
 
 def test_an_oom_kill_just_before_a_reload_is_counted_after_it(symlink_host, tmp_path):
     clock = Clock()
-    host, config, w, kill = deployed_r2(symlink_host, clock, tmp_path)
+    host, rules, w, kill = deployed_r2(symlink_host, clock, tmp_path)
     kill()
     assert daemon.reload(w)  # SIGHUP: the same config, a new signal reader
     reports = ticks(w, clock, 3)
@@ -78,12 +58,12 @@ def test_an_oom_kill_just_before_a_reload_is_counted_after_it(symlink_host, tmp_
 
 def test_kills_before_the_deploy_and_a_reboot_in_between_are_not_counted(symlink_host, tmp_path):
     clock = Clock()
-    host, config, w, kill = deployed_r2(symlink_host, clock, tmp_path)
+    host, rules, w, kill = deployed_r2(symlink_host, clock, tmp_path)
     w.reader.close()
     # A reboot: the kernel's counter starts again at 0; the saved readings say 7.
     (tmp_path / "vmstat").write_text("nr_free_pages 1\noom_kill 0\n")
     clock.advance(60)
-    w2 = started(host, clock, config)
+    w2 = make(host, clock, rules)
     reports = ticks(w2, clock, 3)
     assert all(r.acted is None for r in reports)
     assert host.current_id() == "r2"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from support import run_cli
-from support.ticking import Clock, ticks
+from support.ticking import Clock, oom_counter, ticks
 
 from watcher.config import load_config
 from watcher.daemon import reload
@@ -110,20 +110,6 @@ def verdicts(host) -> list[tuple[str, str]]:
 
 
 OOM_RULE = "rules:\n  - name: oom\n    host: oom_kills\n    path: {path}\n    window: 10s\n    above: 0\n    action: rollback\n"
-
-
-def oom_counter(tmp_path) -> tuple[Path, callable]:
-    """A vmstat file the `host: oom_kills` rule reads (the kernel's own would need real OOM
-    kills); `kill()` adds one."""
-    path = tmp_path / "vmstat"
-    path.write_text("nr_free_pages 1\noom_kill 0\n")
-    count = [0]
-
-    def kill() -> None:
-        count[0] += 1
-        path.write_text(f"nr_free_pages 1\noom_kill {count[0]}\n")
-
-    return path, kill
 
 
 def test_a_rollback_whose_fired_rule_never_clears_is_not_verified_and_the_watcher_stops(host, tmp_path):

@@ -12,10 +12,7 @@ import os
 
 import pytest
 
-from support.ticking import Clock, ticks
-
-from watcher.config import load_config
-from watcher.service import build_watcher
+from support.ticking import Clock, make, ticks
 
 RULE = """rules:
   - name: health
@@ -30,10 +27,7 @@ def watcher(host, clock, **extra):
     host.add_release("r1")
     host.add_release("r2")
     host.deploy("r1")
-    cfg = load_config(host.write_config(RULE, watch_window="10s", **extra), environ={})
-    w = build_watcher(cfg, notify=False, clock=clock)
-    w.sleep = lambda s: None
-    w.start()
+    w = make(host, clock, RULE, watch_window="10s", **extra)
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 1)
     return w

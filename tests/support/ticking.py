@@ -25,10 +25,10 @@ class Clock:
         self.t += seconds
 
 
-def make(host, clock, **extra):
+def make(host, clock, rules: str = PROBE_RULE, **extra):
     """A started Watcher on a SymlinkHost, health-probe rule, 10 min watch window by default."""
     extra.setdefault("watch_window", "10m")
-    cfg = load_config(host.write_config(PROBE_RULE, **extra), environ={})
+    cfg = load_config(host.write_config(rules, **extra), environ={})
     w = build_watcher(cfg, notify=False, clock=clock)
     w.sleep = lambda s: None  # verification attempts pass in simulated time
     w.start()
@@ -41,3 +41,18 @@ def ticks(w, clock, n, every=1.0):
         reports.append(w.tick())
         clock.advance(every)
     return reports
+
+
+
+def oom_counter(tmp_path):
+    """A vmstat file for `host: oom_kills` rules (the kernel's own would need real OOM kills),
+    at `oom_kill 0`: returns its path and `kill(n=1)`, which adds kills."""
+    path = tmp_path / "vmstat"
+    count = [0]
+
+    def kill(n: int = 1) -> None:
+        count[0] += n
+        path.write_text(f"nr_free_pages 1\noom_kill {count[0]}\n")
+
+    kill(0)
+    return path, kill
