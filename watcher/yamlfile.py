@@ -1,6 +1,6 @@
 """YAML loading that remembers line numbers, so that config errors can say FILE:LINE: KEY.
 
-PyYAML does the parsing (SafeLoader: no Python objects from input). We only keep, for every
+PyYAML does the parsing (a safe loader: no Python objects from input). We only keep, for every
 mapping and sequence, the line of each key or item.
 """
 
@@ -25,7 +25,13 @@ class YList(list):
     item_lines: list
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser (PyYAML's C binding, in its wheels) where it is there: PyYAML's own scanner
+# is quadratic in the nesting depth (a 10 KB document of nested brackets took 3 s), libyaml is
+# linear and refuses nesting past its limit. Both are safe loaders and give the same marks.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type, misc]
     pass
 
 
