@@ -120,6 +120,7 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._outbox: list[Message] = []
         self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
+        self._lock_seen = False  # a deploy held the deploy lock during the last tick
         self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
         self.reads = deploys.BackendReads(self)
         self.baselines = deploys.Baselines(self)
@@ -155,6 +156,12 @@ class Watcher:
     def tick(self) -> TickReport:
         started, now = self.monotonic(), self.clock()
         window.check_clock(self.timebase, self.config.interval, self)
+        # The deploy lock is looked at before the reads as well as after them: a deploy that
+        # held it during the reads (a restart's closed port, its errors) and let go before the
+        # decision must not be judged on what its restart looked like.
+        lock_held = self.deploy_lock.held_by_other()
+        if self._lock_seen and not lock_held:
+            window.discard_deploy_evidence(self.state, self.config, self)
         requests.apply_pending(self, now)
         if self.fleet is not None:
             self.fleet.learn(self, now)
@@ -165,15 +172,17 @@ class Watcher:
             self.baselines.capture(self.config, getattr(self.reader, "prometheus", None), self.state,
                                    self.timebase.offset())
             evaluation = self.measure(now)
+            lock_held = lock_held or self.deploy_lock.held_by_other()
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
             confirm.confirm(self, evaluation, now)
-            window.hold_for_lock(self.state, now, firing, self.deploy_lock, self.config.lock_timeout, self,
-                                 self.config.interval)
+            window.hold_for_lock(self.state, now, firing, self.deploy_lock, lock_held, self.config.lock_timeout,
+                                 self, self.config.interval)
             if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                 window.assess(self.state, now, firing, self.config, self, self.on_good)
-            report.verdict = self.decide(now, firing)
+            report.verdict = self.decide(now, firing, lock_held)
             report.acted = self.act(report.verdict, now)
+        self._lock_seen = lock_held
         self.persist(report, started)
         self.tell()
         return report
@@ -209,7 +218,7 @@ class Watcher:
             self.fleet.survived(release, now)
         deploys.prune(self.backend, self.state, {release}, self)
 
-    def decide(self, now: float, firing: list[Finding]) -> decider.Verdict:
+    def decide(self, now: float, firing: list[Finding], lock_held: bool) -> decider.Verdict:
         s = self.state
         listing = self.reads.listed(self.backend, s, firing)
         confirming = None
@@ -220,7 +229,7 @@ class Watcher:
         situation = decider.Situation(
             now=now, current=s.current or "", releases=listing.releases, marks=s.releases,
             in_watch_window=s.in_watch_window(now), firing=tuple(firing), paused_until=s.paused_until,
-            halted=s.halted, lock_held=self.deploy_lock.held_by_other(), fleet_symptoms=symptoms,
+            halted=s.halted, lock_held=lock_held, fleet_symptoms=symptoms,
             fleet_symptom_reason=symptom_reason, confirming=confirming,
             backend_problem=listing.problem, backend_failures=listing.failures, backend_broken=listing.broken,
         )

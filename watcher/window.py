@@ -8,6 +8,9 @@ wait` and `window` steps (watcher/service.py), and the clock check at the start 
     hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
                      window's clock stops, so the lock cannot outlive the window and leave a
                      bad release live; a wait longer than `lock_timeout` is said once
+    discard_deploy_evidence
+                     once the lock is let go, what the rollback rules saw while a deploy
+                     held it (its restart's closed port, its errors) counts for nothing
     assess           at its end, a release with no rollback rule firing and evidence enough is
                      known-good; one without evidence is said, one with a rule firing is not
                      marked (the decider handles it); a rule pending (or firing first on this
@@ -20,6 +23,7 @@ Journal lines and messages go through the Recorder (model.Recorder, the Watcher)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Callable, Sequence
 
@@ -74,8 +78,8 @@ def _on_transition(rule: Rule, t: Transition, after: RuleState, baseline: float 
     out.notify(messages.for_phase_change(out.ctx, f, t.after.value, current or "?", notify_pending), [f])
 
 
-def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: DeployLock, lock_timeout: float,
-                  out: Recorder, interval: float = 1.0) -> None:
+def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: DeployLock, lock_held: bool,
+                  lock_timeout: float, out: Recorder, interval: float = 1.0) -> None:
     """While a deploy holds the deploy lock and a rollback rule fires, the watch window's
     clock stops (it is extended by the wait), so the lock cannot outlive the window and
     leave a bad release live; a wait longer than `lock_timeout` is said once."""
@@ -88,7 +92,7 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
     held_for = now - s.lock_wait["last"] if s.lock_wait is not None else 0.0
     fresh = any(_fired_now(s.rules.get(f.rule), now) for f in rolling)
     in_window = s.window_ends is not None and (now < s.window_ends + held_for or fresh)
-    waiting = bool(rolling) and in_window and lock.held_by_other()
+    waiting = bool(rolling) and in_window and lock_held
     if not waiting:
         if s.lock_wait is not None:
             if s.window_ends is not None:
@@ -119,6 +123,31 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
         out.journal("lock_wait_long", release=s.current, seconds=round(waited, 3), lock=str(lock.path))
         log.error("a deploy has held the deploy lock while a rollback rule fires seconds=%.0f", waited)
         out.notify(messages.lock_wait_long(out.ctx, s.current or "?", str(lock.path), waited, rolling), rolling)
+
+
+def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
+    """The deploy lock was let go since the last tick: what the rollback rules saw while a
+    deploy held it (the closed port of its restart, a burst of errors while it swapped) is the
+    deploy at work, not the release. Their pending, firing and failures-in-a-row start again
+    from the next reads; errors and blindness stay (they are about the watcher's sources). A
+    rollback being confirmed is left alone: its rules are judged on the restored release."""
+    s = state
+    if s.confirming is not None:
+        return
+    discarded = []
+    for rule in config.rules:
+        rs = s.rules.get(rule.name)
+        if rule.action != "rollback" or rs is None:
+            continue
+        if rs.phase is Phase.INACTIVE and not rs.failures and rs.breach_since is None:
+            continue
+        s.rules[rule.name] = dataclasses.replace(rs, phase=Phase.INACTIVE, breach_since=None, active_since=None,
+                                                 fired_at=None, failures=0)
+        discarded.append(rule.name)
+    if discarded:
+        out.journal("deploy_evidence_discarded", release=s.current, rules=discarded,
+                    reason="seen while a deploy held the deploy lock")
+        log.info("deploy lock let go: evidence seen while it was held is discarded rules=%s", ",".join(discarded))
 
 
 def assess(state: State, now: float, firing: Sequence[Finding], config, out: Recorder,

@@ -1,0 +1,112 @@
+"""What the rules saw while a deploy held the deploy lock is the deploy at work, not the
+release. Found on CI by the decision scenario `counter-reset-by-restart` (tests/decisions): its
+deploy script restarts the app under the lock; on a loaded machine the restart took ~10 s, the
+health probe failed three times in a row meanwhile, the deploy let the lock go between the
+tick's reads and its decision, and the healthy release was rolled back.
+
+Two ways a real deploy hits it, each a test that failed before `window.discard_deploy_evidence`
+and the tick's look at the lock before its reads:
+  - the lock is let go while the tick is reading (between the probe and the decision);
+  - `systemctl restart` returns before the app answers (Type=simple), so the deploy lets the
+    lock go with the port still closed: one more failed probe after two under the lock made
+    "three in a row".
+
+In-process ticks with a fake clock on a real symlink host, a real /health endpoint and a real
+flock held by the test, as `flock deploy.lock ./deploy.sh` holds it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+
+from support.ticking import Clock, make, ticks
+
+RULE = """rules:
+  - name: health
+    http: HEALTH_URL
+    failures: 3
+    action: rollback
+"""
+
+
+@contextmanager
+def deploy_lock(path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def watching_r1(host, clock, lock):
+    host.add_release("r1")
+    host.add_release("r2")
+    host.deploy("r1")
+    w = make(host, clock, RULE, deploy_lock=str(lock))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    return w
+
+
+def set_health(host, rid, status):
+    (host.releases / rid / "health_status").write_text(str(status))
+
+
+def test_a_deploy_that_lets_the_lock_go_during_the_reads_is_not_judged_on_its_restart(symlink_host, tmp_path):
+    host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
+    w = watching_r1(host, clock, lock)
+    set_health(host, "r2", 503)  # the restart: nothing answers yet
+    with deploy_lock(lock) as fd:
+        host.deploy("r2")
+        ticks(w, clock, 2)  # two failures under the lock
+        measure = w.measure
+
+        def reads_then_the_deploy_ends(now):
+            evaluation = measure(now)  # the third failure, under the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the deploy is done while the tick decides
+            set_health(host, "r2", 200)
+            return evaluation
+
+        w.measure = reads_then_the_deploy_ends
+        first = w.tick()
+        w.measure = measure
+    assert first.acted != "rolled_back", "rolled back on failures seen while the deploy held the lock"
+    assert first.verdict is not None and first.verdict.kind == "deploy_lock", first.verdict
+    later = ticks(w, clock, 5)
+    assert all(r.acted is None for r in later), [r.acted for r in later]
+    assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
+    discarded = [e for e in host.journal() if e["kind"] == "deploy_evidence_discarded"]
+    assert [e["rules"] for e in discarded] == [["health"]], discarded
+
+
+def test_failures_under_the_lock_do_not_add_up_with_one_after_it(symlink_host, tmp_path):
+    host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
+    w = watching_r1(host, clock, lock)
+    set_health(host, "r2", 503)
+    with deploy_lock(lock):
+        host.deploy("r2")
+        ticks(w, clock, 2)  # two failures while the deploy restarts the app
+    # `systemctl restart` returned before the app listens: one more failure, then it answers.
+    reports = ticks(w, clock, 1)
+    set_health(host, "r2", 200)
+    reports += ticks(w, clock, 5)
+    assert all(r.acted is None for r in reports), [r.acted for r in reports]
+    assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
+
+
+def test_a_release_still_failing_after_the_deploy_let_go_is_rolled_back(symlink_host, tmp_path):
+    """The other side: a release that never answers is rolled back on what is seen after the
+    deploy let the lock go, three failures in a row as the rule says."""
+    host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
+    w = watching_r1(host, clock, lock)
+    set_health(host, "r2", 503)
+    with deploy_lock(lock):
+        host.deploy("r2")
+        held = ticks(w, clock, 5)
+    assert all(r.acted in (None, "deploy_lock") for r in held), [r.acted for r in held]
+    after = ticks(w, clock, 4)
+    assert [r.acted for r in after][:2] == [None, None], [r.acted for r in after]
+    assert "rolled_back" in [r.acted for r in after], [r.acted for r in after]
+    assert host.current_id() == "r1"
