@@ -67,7 +67,7 @@ def assert_rolled_back(out: Outcome, rule: str, bad: str, good: str = "r1") -> N
     assert incident["release"] == bad and rule in incident["rules"], incident
     assert st.state()["releases"][bad]["mark"] == "bad"
     # The app really runs the good release again: its settings came back with the switch.
-    assert st.app.control()["release"] == good
+    assert st.serving.get("release") == good, st.serving
     st.wait_title(f"rolled back {bad} → {good}")
     titles = out.titles()
     assert any(f"rolling back {bad} → {good}" in t for t in titles), titles
@@ -323,7 +323,7 @@ def run_shadow(lab: Lab) -> Outcome:
 def test_shadow_mode_says_would_roll_back_and_changes_nothing(outcome):
     st = outcome.stage
     assert st.current_id() == "r2"
-    assert st.app.control()["error_ratio"] == 0.30
+    assert st.serving.get("error_ratio") == 0.30, st.serving  # the app was left as it was
     assert "rollback_intent" not in outcome.kinds() and "rollback_switched" not in outcome.kinds()
     titles = outcome.titles()
     assert sum("would roll back r2 → r1" in t for t in titles) == 1, titles

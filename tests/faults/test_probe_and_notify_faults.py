@@ -106,9 +106,9 @@ def test_notifier_down_or_hanging_does_not_delay_the_rollback(symlink_host, noti
         hang.close()
     assert report.acted == "rolled_back"
     assert host.current_id() == "r1"
-    # probe (<= 1 s) + switch + verify (first attempt passes at once): far below the 10 s a
-    # notification may wait for its answer.
-    assert report.seconds <= cfg.interval + TIMEOUT + 2.0, f"the rollback tick took {report.seconds:.2f}s"
+    # probe (<= 1 s) + switch + verify (first attempt passes at once): a tick that waited for
+    # the hanging notification would take its 10 s; 8 s leaves a loaded machine its slack.
+    assert report.seconds < 8.0, f"the rollback tick took {report.seconds:.2f}s: it waited for a notification"
     kinds = host.kinds()
     # switched and probed in this tick; "verified" once the fired rule clears at a later one
     assert kinds.count("rollback_switched") == 1 and "rollback_confirming" in kinds

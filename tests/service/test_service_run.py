@@ -122,7 +122,9 @@ def test_sigkill_during_a_pending_for_window_fires_on_time_after_restart(symlink
     started(host)
     host.add_release("r2", health=500)
     host.deploy("r2")
-    (pending,) = wait_for(lambda: events(host, "rule", rule="health", after="pending"), timeout=30, every=0.2,
+    # On r2: a tick whose read of `current` came just before the deploy and its probe just
+    # after journals a pending on r1 (the deploy then starts r2's rules afresh).
+    (pending,) = wait_for(lambda: events(host, "rule", rule="health", after="pending", release="r2"), timeout=30, every=0.2,
                           what="health pending")
     # The journal line is written before state.json; kill only once the pending state is saved.
     saved = wait_for(lambda: (rule_status(config, "health") or {}).get("state") == "pending"
@@ -131,7 +133,7 @@ def test_sigkill_during_a_pending_for_window_fires_on_time_after_restart(symlink
     time.sleep(3.5)
     start_watcher(config)
     started(host, 2)
-    (firing,) = wait_for(lambda: events(host, "rule", rule="health", after="firing"), timeout=30, every=0.3,
+    (firing,) = wait_for(lambda: events(host, "rule", rule="health", after="firing", release="r2"), timeout=30, every=0.3,
                          what="health firing")
     now = wait_for(lambda: (rule_status(config, "health") or {}).get("state") == "firing"
                    and rule_status(config, "health"), timeout=30, every=0.3, what="firing saved in state.json")

@@ -10,7 +10,8 @@ scenario at once, each in its own thread.
                     its rule table and its config.
     PortPool        the apps' ports, handed out before Prometheus starts (its targets are
                     fixed at start), taken from support/ports.py (no race with other processes)
-    ScenarioRunner  every selected scenario at once; result(name) waits for one
+    ScenarioRunner  every selected scenario at once; result(name) waits for one; a finished
+                    scenario's watcher and app are stopped (ScenarioHost.settle)
     Outcome         what a scenario ends in: its host, the onset of the fault, timings, data
 """
 
@@ -62,6 +63,8 @@ class ScenarioHost:
         self.app: Any = None
         self.watcher: WatcherProcess | None = None
         self._closers: list[Callable[[], None]] = []
+        self.watcher_exit: int | None = None
+        self.serving: dict = {}
 
     def on_close(self, close: Callable[[], None]) -> None:
         self._closers.append(close)
@@ -210,8 +213,12 @@ class ScenarioHost:
                         every=0.2, what=f"a message {text!r}")[0]
 
     def wait_series(self, seconds_of_data: int, timeout: float | None = None) -> None:
-        """Until Prometheus holds `seconds_of_data` samples of this app (baselines need them)."""
-        query = f'count_over_time(up{{instance="{self.instance}"}}[2m]) >= {seconds_of_data}'
+        """Until Prometheus holds `seconds_of_data` samples of this app (baselines need them).
+        Successful scrapes are counted (sum of `up`): the shared Prometheus scrapes every port
+        of the pool from its start, so `up` has samples (0) long before the app exists, and a
+        count of them let a scenario deploy with 2 s of the app's data (crash-metrics-vanish
+        then had no baseline: the crash's stale markers erased the little there was)."""
+        query = f'sum_over_time(up{{instance="{self.instance}"}}[2m]) >= {seconds_of_data}'
         self.prometheus.wait_for_series(query, timeout=timeout or self.SERIES_S)
 
     def watch_quietly(self, seconds: float, since: float | None = None) -> None:
@@ -222,6 +229,21 @@ class ScenarioHost:
         state = self.state_dir / "state.json"
         wait_for(lambda: time.time() >= deadline and state.stat().st_mtime >= deadline,
                  seconds + self.TICK_SLACK_S, every=0.5, what=f"a tick {seconds:.0f}s on")
+
+    def settle(self) -> None:
+        """The scenario is over (ScenarioRunner calls this): its watcher and app stop, so that
+        they do not tick beside the scenarios still running (26 finished decision scenarios
+        kept most of a core busy). The files, journal, state and receiver stay for the test;
+        `watcher_exit` is what the watcher's poll() said before it was stopped (None: running),
+        `serving` what the app said of itself then (its /control answer: release, settings)."""
+        self.watcher_exit = self.watcher.poll() if self.watcher is not None else None
+        self.stop_watcher()
+        if self.app is not None:
+            try:
+                self.serving = self.app.control()
+            except Exception:  # noqa: BLE001 - an app that is down serves nothing
+                self.serving = {}
+            self.app.stop()
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -323,6 +345,9 @@ class ScenarioRunner:
             started = time.monotonic()
             try:
                 result = fn(arg)
+                stage = getattr(result, "stage", None)
+                if hasattr(stage, "settle"):
+                    stage.settle()
             except BaseException as exc:  # noqa: BLE001 - handed to the test
                 self.seconds[name] = time.monotonic() - started
                 fut.set_exception(exc)
