@@ -78,6 +78,17 @@ class BackendReads:
             on_deploy(current, now, first_start=state.current is None)
         return current
 
+    def moved(self, backend: Backend | None, state: State) -> bool:
+        """`current` changed since this tick read it: a deploy landed during the tick's reads,
+        so they straddle two releases. A backend that cannot tell now is not a move (the next
+        tick's read says so)."""
+        if backend is None or state.current is None:
+            return False
+        try:
+            return backend.current().id != state.current
+        except WatcherError:
+            return False
+
     def _current_unreadable(self, state: State, exc: WatcherError, error_limit: int) -> None:
         """Said once: at once for a broken `current` (BrokenCurrent), after error_limit ticks in
         a row for a read that may pass (docker restarting, a slow command)."""

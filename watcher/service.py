@@ -175,13 +175,20 @@ class Watcher:
             lock_held = lock_held or self.deploy_lock.held_by_other()
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
-            confirm.confirm(self, evaluation, now)
-            window.hold_for_lock(self.state, now, firing, self.deploy_lock, lock_held, self.config.lock_timeout,
-                                 self, self.config.interval)
-            if self.reads.current_error is None:  # never mark known-good a host that cannot be read
-                window.assess(self.state, now, firing, self.config, self, self.on_good)
-            report.verdict = self.decide(now, firing, lock_held)
-            report.acted = self.act(report.verdict, now)
+            if any(f.action == "rollback" for f in firing) and self.reads.moved(self.backend, self.state):
+                # A deploy landed between this tick's read of `current` and its probes: what
+                # fires may be the new release's, not the one the tick judges. The next tick
+                # sees the deploy and judges the new release on its own reads.
+                self.journal("deploy_during_tick", release=current, rules=[f.rule for f in firing])
+                log.info("a deploy landed during this tick's reads, not deciding on them release=%s", current)
+            else:
+                confirm.confirm(self, evaluation, now)
+                window.hold_for_lock(self.state, now, firing, self.deploy_lock, lock_held, self.config.lock_timeout,
+                                     self, self.config.interval)
+                if self.reads.current_error is None:  # never mark known-good a host that cannot be read
+                    window.assess(self.state, now, firing, self.config, self, self.on_good)
+                report.verdict = self.decide(now, firing, lock_held)
+                report.acted = self.act(report.verdict, now)
         self._lock_seen = lock_held
         self.persist(report, started)
         self.tell()

@@ -1,5 +1,6 @@
-"""What the rules saw while a deploy held the deploy lock is the deploy at work, not the
-release. Found on CI by the decision scenario `counter-reset-by-restart` (tests/decisions): its
+"""Deploys that race the tick. What the rules saw while a deploy held the deploy lock is the
+deploy at work, not the release; what they saw across a deploy that landed mid-tick belongs to
+neither release. Found on CI by the decision scenario `counter-reset-by-restart` (tests/decisions): its
 deploy script restarts the app under the lock; on a loaded machine the restart took ~10 s, the
 health probe failed three times in a row meanwhile, the deploy let the lock go between the
 tick's reads and its decision, and the healthy release was rolled back.
@@ -10,6 +11,8 @@ and the tick's look at the lock before its reads:
   - `systemctl restart` returns before the app answers (Type=simple), so the deploy lets the
     lock go with the port still closed: one more failed probe after two under the lock made
     "three in a row".
+And without a lock: a deploy that lands between the tick's read of `current` and its probe
+(the last test; found by the SIGKILL test of tests/service/test_service_run.py).
 
 In-process ticks with a fake clock on a real symlink host, a real /health endpoint and a real
 flock held by the test, as `flock deploy.lock ./deploy.sh` holds it."""
@@ -110,3 +113,34 @@ def test_a_release_still_failing_after_the_deploy_let_go_is_rolled_back(symlink_
     assert [r.acted for r in after][:2] == [None, None], [r.acted for r in after]
     assert "rolled_back" in [r.acted for r in after], [r.acted for r in after]
     assert host.current_id() == "r1"
+
+
+def test_a_deploy_landing_during_the_reads_is_not_blamed_on_the_known_good_release(symlink_host, tmp_path):
+    """No lock at all: the deploy lands between the tick's read of `current` (r1, known-good)
+    and its probe (r2's 503). Before, r1 was judged on r2's answer: "health fires, but r1 is
+    known-good: the deploy is probably not the cause", a misleading page at every such deploy.
+    Now the tick decides nothing (`deploy_during_tick`); the next one sees r2 and judges it."""
+    host, clock = symlink_host, Clock()
+    host.add_release("r1")
+    host.add_release("r2", health=503)
+    host.deploy("r1")
+    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    measure = w.measure
+
+    def the_deploy_lands_mid_read(now):
+        host.deploy("r2")
+        return measure(now)
+
+    w.measure = the_deploy_lands_mid_read
+    straddled = w.tick()
+    w.measure = measure
+    clock.advance(1)
+    assert straddled.verdict is None and straddled.acted is None, straddled.verdict
+    journal = host.journal()
+    assert not [e for e in journal if e["kind"] == "verdict"], [e for e in journal if e["kind"] == "verdict"]
+    assert [e["release"] for e in journal if e["kind"] == "deploy_during_tick"] == ["r1"]
+    after = ticks(w, clock, 3)
+    assert "rolled_back" in [r.acted for r in after], [(r.verdict and r.verdict.kind, r.acted) for r in after]
+    assert [e["release"] for e in host.journal() if e["kind"] == "rollback_intent"] == ["r2"]
