@@ -21,7 +21,7 @@ from typing import Optional
 
 import typer
 
-from watcher.errors import ConfigError, ConfigProblem, WatcherError
+from watcher.errors import ConfigError, ConfigProblem, DamagedState, WatcherError
 from watcher.logs import SyslogPrefixFormatter, journald_stream
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
@@ -325,8 +325,8 @@ def run(
     """Run the service: one tick every `interval`.
 
     SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
-    (Type=notify). Exit 78 when it cannot start on this host (the config does not load, the
-    telemetry port is taken): restarting would not help."""
+    (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
+    state.json is damaged, the telemetry port is taken): restarting would not help."""
     from watcher.daemon import serve
     from watcher.hostcheck import EXIT_CANNOT_START
     from watcher.service import build_watcher
@@ -339,7 +339,13 @@ def run(
         # file every RestartSec forever: the unit's RestartPreventExitStatus= names 78.
         _show_config_error(exc)
         raise typer.Exit(EXIT_CANNOT_START) from None
-    code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
+    try:
+        code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
+    except DamagedState as exc:
+        # As for the config: only a person can fix a damaged state.json (the message says how);
+        # a restart every RestartSec would only read it again.
+        print(f"cannot start: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_CANNOT_START) from None
     raise typer.Exit(code)
 
 

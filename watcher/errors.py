@@ -73,6 +73,11 @@ class StateError(WatcherError):
     """The state dir cannot be trusted; the message says how to recover."""
 
 
+class DamagedState(StateError):
+    """state.json exists but cannot be trusted (not JSON, a future format, a time that is not
+    finite): only a person can fix it, so `run` exits 78 and systemd does not restart it."""
+
+
 class NotifyError(WatcherError):
     """A delivery failed. `permanent` ones (bad URL, 4xx) are not retried."""
 

@@ -68,7 +68,8 @@ def test_damaged_state_refuses_to_run_says_how_to_recover_keeps_journal(symlink_
     journal_before = (host.state_dir / "journal.jsonl").read_bytes()
     host.add_release("r3")  # would be news to a watcher that ran
     result = cli("run", "--config", config, timeout=30)
-    assert result.returncode == 1, result.stdout + result.stderr
+    # 78: the unit's RestartPreventExitStatus=, so systemd does not re-read it every RestartSec
+    assert result.returncode == 78, result.stdout + result.stderr
     assert expected in result.stderr
     assert f"mv {state_path} {state_path}.bad" in result.stderr  # how to recover
     assert "Traceback" not in result.stderr
@@ -195,9 +196,9 @@ def test_a_state_holding_a_time_that_is_not_finite_refuses_with_one_line_not_a_t
     state["deployed_at"] = state["window_ends"] = poison
     state["releases"]["r2"]["window_ends"] = poison
     state_path.write_text(json.dumps(state))
-    for command in ("run", "status"):
+    for command, code in (("run", 78), ("status", 1)):
         result = cli(command, "--config", config, timeout=30)
-        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.returncode == code, result.stdout + result.stderr
         assert "Traceback" not in result.stderr and "TypeError" not in result.stderr
         assert f"deployed_at='{poison}'" in result.stderr and "not finite" in result.stderr
         assert f"mv {state_path} {state_path}.bad" in result.stderr
