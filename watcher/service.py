@@ -120,7 +120,6 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._outbox: list[Message] = []
         self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
-        self._lock_seen = False  # a deploy held the deploy lock during the last tick
         self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
         self.reads = deploys.BackendReads(self)
         self.baselines = deploys.Baselines(self)
@@ -160,7 +159,7 @@ class Watcher:
         # held it during the reads (a restart's closed port, its errors) and let go before the
         # decision must not be judged on what its restart looked like.
         lock_held = self.deploy_lock.held_by_other()
-        if self._lock_seen and not lock_held:
+        if self.state.lock_seen and not lock_held:
             window.discard_deploy_evidence(self.state, self.config, self)
         requests.apply_pending(self, now)
         if self.fleet is not None:
@@ -189,7 +188,7 @@ class Watcher:
                     window.assess(self.state, now, firing, self.config, self, self.on_good)
                 report.verdict = self.decide(now, firing, lock_held)
                 report.acted = self.act(report.verdict, now)
-        self._lock_seen = lock_held
+        self.state.lock_seen = lock_held
         self.persist(report, started)
         self.tell()
         return report

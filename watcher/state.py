@@ -66,6 +66,9 @@ class State:
     current_problem: str | None = None
     # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
     lock_wait: dict | None = None
+    # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
+    # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
+    lock_seen: bool = False
     # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
     # kept here so that growth since the deploy is counted across a restart or a reload.
     host_counters: dict[str, list] = field(default_factory=dict)

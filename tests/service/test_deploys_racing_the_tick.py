@@ -144,3 +144,20 @@ def test_a_deploy_landing_during_the_reads_is_not_blamed_on_the_known_good_relea
     after = ticks(w, clock, 3)
     assert "rolled_back" in [r.acted for r in after], [(r.verdict and r.verdict.kind, r.acted) for r in after]
     assert [e["release"] for e in host.journal() if e["kind"] == "rollback_intent"] == ["r2"]
+
+
+def test_what_was_seen_under_the_lock_is_discarded_across_a_watcher_restart(symlink_host, tmp_path):
+    """The watcher restarts (an upgrade, a crash) in the second between the deploy letting the
+    lock go and the next tick: the new process still knows a deploy held it (state.json)."""
+    host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
+    w = watching_r1(host, clock, lock)
+    set_health(host, "r2", 503)
+    with deploy_lock(lock):
+        host.deploy("r2")
+        ticks(w, clock, 2)  # two failures under the lock, saved with the tick
+    restarted = make(host, clock, RULE, deploy_lock=str(lock))
+    reports = ticks(restarted, clock, 1)  # one more failure: not "three in a row"
+    set_health(host, "r2", 200)
+    reports += ticks(restarted, clock, 3)
+    assert all(r.acted is None for r in reports), [r.acted for r in reports]
+    assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
