@@ -21,7 +21,7 @@ from typing import Optional
 
 import typer
 
-from watcher.errors import ConfigError, ConfigProblem, DamagedState, WatcherError
+from watcher.errors import ConfigError, ConfigProblem, StateError, WatcherError
 from watcher.logs import SyslogPrefixFormatter, journald_stream
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
@@ -341,10 +341,12 @@ def run(
         raise typer.Exit(EXIT_CANNOT_START) from None
     try:
         code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
-    except DamagedState as exc:
+    except StateError as exc:
+        if not exc.permanent:
+            raise
         # As for the config: only a person can fix a damaged state.json (the message says how);
         # a restart every RestartSec would only read it again.
-        print(f"cannot start: {exc}", file=sys.stderr)
+        print(f"StateError: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_CANNOT_START) from None
     raise typer.Exit(code)
 

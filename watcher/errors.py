@@ -70,12 +70,14 @@ class BrokenCurrent(RollbackError):
 
 
 class StateError(WatcherError):
-    """The state dir cannot be trusted; the message says how to recover."""
+    """The state dir cannot be trusted; the message says how to recover. `permanent`: only a
+    person can fix it (state.json not JSON, of a future format, holding a time that is not
+    finite), so `run` exits 78 and systemd does not restart it; otherwise (a state dir that
+    cannot be written, another watcher on it) a restart may succeed."""
 
-
-class DamagedState(StateError):
-    """state.json exists but cannot be trusted (not JSON, a future format, a time that is not
-    finite): only a person can fix it, so `run` exits 78 and systemd does not restart it."""
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class NotifyError(WatcherError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from watcher.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
-from watcher.errors import DamagedState, StateError
+from watcher.errors import StateError
 from watcher.files import write_file_atomically
 from watcher.incident import Incident
 from watcher.locks import held_by_other
@@ -247,11 +247,12 @@ class StateStore:
         try:
             return State.from_dict(json.loads(raw.decode("utf-8")))
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            raise DamagedState(
+            raise StateError(
                 f"{self.state_path} is damaged ({_brief(exc)}). The journal {self.journal_path} is intact. "
                 f"To recover: move the file aside (mv {self.state_path} {self.state_path}.bad) and restart; "
                 "the watcher starts fresh and treats the current release as just deployed; "
-                "re-mark known-good releases with `rollback-watcher mark good ID`."
+                "re-mark known-good releases with `rollback-watcher mark good ID`.",
+                permanent=True,
             ) from None
 
     def save(self, state: State) -> None:
