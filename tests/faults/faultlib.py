@@ -18,9 +18,11 @@ HUGE_BYTES = 50 * 1024 * 1024
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # From support.ports, not "bind port 0 and close": a number from the ephemeral range may be
+    # given to another process's connection before the test uses it.
+    from support.ports import free_port as allocated
+
+    return allocated()
 
 
 def _read_request(conn: socket.socket, limit: float = 5.0) -> bytes:

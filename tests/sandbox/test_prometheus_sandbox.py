@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import LOOPBACK, DemoAppProcess, PrometheusServer, SandboxError
+from support import LOOPBACK, DemoAppProcess, PrometheusServer, SandboxError, free_ports
 
 RATIO_5XX = 'sum(rate(http_requests_total{{code=~"5..",{sel}}}[{w}])) / sum(rate(http_requests_total{{{sel}}}[{w}]))'
 P95 = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[{w}])))"
@@ -19,20 +17,9 @@ RECORDING_RULE = "groups:\n- name: g\n  rules:\n  - record: sandbox:one\n    exp
 
 
 def _unused_ports(n: int) -> list[int]:
-    """Ports free now and below the kernel's ephemeral range, so that no free_port() call
-    (bind to port 0) can hand one of them to another app before a test starts its own."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(20000, low)
-        with socket.socket() as sock:
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
+    """Ports below the kernel's ephemeral range that no other test process is given
+    (support.ports): a Prometheus scrapes them before the apps are started there."""
+    return free_ports(n)
 
 
 @pytest.fixture(scope="module")

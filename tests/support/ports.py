@@ -17,8 +17,9 @@ ports are handed out once, in order. Each one is also checked free (a bind with 
 as servers bind) against anything else on the machine that listens there.
 
 What remains: a program outside this allocator that binds a fixed port in PORT_RANGE between
-the check and the server's start. The ad-hoc pickers elsewhere in tests/ use 20000-32767, so
-PORT_RANGE stays below 20000.
+the check and the server's start. Every test that needs a port number takes it here
+(tests/faults/faultlib.py and tests/sandbox too); the other binds to port 0 in tests/ keep their
+socket open, so no number is handed over.
 
 Servers that can bind port 0 themselves do so instead (the in-process HTTP servers of
 support.receiver and SymlinkHost): no number is handed over, so nothing can race for it.
