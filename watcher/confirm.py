@@ -20,18 +20,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from watcher import deploys, messages
 from watcher.fleetmodel import is_fleet_rule
 from watcher.format import format_duration
+from watcher.model import Recorder
 from watcher.rules import Finding, HostCheck, Phase, PromQuery, finding
 from watcher.rules import Outcome as Observed
-
-if TYPE_CHECKING:
-    from watcher.service import Watcher
+from watcher.state import State
 
 log = logging.getLogger(__name__)
+
+
+class Confirmer(Recorder, Protocol):
+    """What the confirmation needs of the service (service.Watcher): its state, config and
+    backend, the steady clock, and the incident and the rollback counters it closes and counts."""
+
+    state: State
+    config: Any
+    backend: Any
+    clock: Callable[[], float]
+
+    def close_incident(self, why: str, resolution: str) -> None: ...
+
+    def count_rollback(self, result: str) -> None: ...
 
 
 def local_findings(findings: Sequence[Finding]) -> list[Finding]:
@@ -41,7 +54,7 @@ def local_findings(findings: Sequence[Finding]) -> list[Finding]:
     return [f for f in findings if not is_fleet_rule(f.rule)]
 
 
-def start_confirmation(w: "Watcher", from_id: str, to_id: str, findings: Sequence[Finding], now: float,
+def start_confirmation(w: Confirmer, from_id: str, to_id: str, findings: Sequence[Finding], now: float,
                        detail: str) -> None:
     """The switch is made and the target's probes pass; what remains of "verified" is that the
     rules that fired clear on it within `clear_within` (confirm, at the next ticks). Until then
@@ -85,7 +98,7 @@ def clear_bound(config, rules: Sequence[str]) -> float:
     return longest + 3 * config.interval
 
 
-def confirm(w: "Watcher", evaluation, now: float) -> None:
+def confirm(w: Confirmer, evaluation, now: float) -> None:
     """One tick of a confirmation: verified once every fired rule is clear on the restored
     release (a tick whose observation is not a breach: `ok`, or no data where the rule counts
     no data as ok); "probably not the cause" once `until` passes without that."""
@@ -121,7 +134,7 @@ def _clear(e) -> bool:
     return obs.healthy or (obs.outcome is Observed.NO_DATA and e.rule.no_data == "ok")
 
 
-def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float,
+def after_verified(w: Confirmer, from_id: str, to_id: str, seconds: float,
                    findings: Sequence[Finding] | None = None, reason: str = "") -> None:
     s = w.state
     if findings is None:
@@ -136,7 +149,7 @@ def after_verified(w: "Watcher", from_id: str, to_id: str, seconds: float,
     w.notify(messages.rollback_verified(w.ctx, from_id, to_id, findings, seconds, reason))
 
 
-def after_verify_failed(w: "Watcher", from_id: str, to_id: str, detail: str) -> None:
+def after_verify_failed(w: Confirmer, from_id: str, to_id: str, detail: str) -> None:
     s = w.state
     s.halted = f"rollback {from_id} -> {to_id} did not verify: {detail}"
     s.current = to_id

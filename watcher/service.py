@@ -278,8 +278,8 @@ class Watcher:
             self.fleet.report(self, report.now)
         report.seconds = self.monotonic() - started
         if self.telemetry is not None:
-            undelivered = getattr(self.notifier, "undelivered_by_target", None)
-            self.telemetry.after_tick(self.state, report.now, report.seconds, undelivered() if undelivered else None)
+            undelivered = self.notifier.undelivered_by_target() if self.notifier is not None else None
+            self.telemetry.after_tick(self.state, report.now, report.seconds, undelivered)
 
     def tell(self) -> None:
         """Send what this tick has to say, in the order it happened: the one place messages
