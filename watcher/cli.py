@@ -489,7 +489,8 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
-    one writer), else directly under the instance lock."""
+    one writer), else directly under the instance lock; so too when the service stops before
+    it took the request (withdrawn: its file was still there)."""
     from watcher.human import RequestRefused
     from watcher.locks import acquire_host
     from watcher.service import build_watcher
@@ -497,6 +498,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     w = build_watcher(cfg, fleet=True)
     store = w.store
     args = {**args, "by": _who()}  # said in the journal and in the message to people
+    withdrawn = False
     if store.service_running():
         request_id = store.submit_request(command, **args)
         deadline = time.monotonic() + wait
@@ -506,8 +508,15 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
                     if e.get("ok") is False:
                         raise RequestRefused(f"{e.get('result')} (the running watcher refused it)")
                     return f"{e.get('result')} (applied by the running watcher)"
+            if not store.service_running() and store.withdraw_request(request_id):
+                # The service stopped (a restart, a crash) before it took the request: it is
+                # applied here instead, under the instance lock, not left for a start that may
+                # not come.
+                withdrawn = True
+                break
             time.sleep(0.2)
-        return f"queued as {request_id}; the running watcher applies it at its next tick"
+        else:
+            return f"queued as {request_id}; the running watcher applies it at its next tick"
     store.acquire()
     host_lock = None
     try:
@@ -517,7 +526,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
         w.save()
         if w.fleet is not None:
             w.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
-        return result
+        return f"{result} (the running watcher stopped before taking it: applied here)" if withdrawn else result
     finally:
         if w.notifier is not None:
             w.notifier.flush(timeout=15)

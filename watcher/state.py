@@ -312,6 +312,15 @@ class StateStore:
         write_file_atomically(self.requests_dir / f"{request_id}.json", data, mode=0o600, owner=self.owner())
         return request_id
 
+    def withdraw_request(self, request_id: str) -> bool:
+        """Take back a request no service took: True if its file was still there (now gone),
+        False if a service had taken it (it reads, then removes)."""
+        try:
+            (self.requests_dir / f"{request_id}.json").unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def take_requests(self) -> list[dict]:
         """Pending requests, oldest first; each file is removed once read. One that cannot be
         read comes out as {"id": its file's name, "unreadable": why}: the CLI waiting for it

@@ -2,6 +2,10 @@
 running service and applied at its next tick, so that state.json has one writer."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from support import run_cli, wait_for
@@ -87,3 +91,32 @@ def test_a_refused_request_exits_1_through_the_running_service_and_changes_nothi
     status = json.loads(cli("status", "--json", "--config", cfg, check=True).stdout)
     assert status["running"] and status["in_watch_window"]
     assert w.stop() == 0
+
+
+def test_a_request_the_service_never_took_is_applied_by_the_cli_when_the_service_dies(symlink_host, start_watcher):
+    """The service is killed (OOM killer, a crash) while a human's `mark good` waits for it.
+    Before, the CLI waited its 60 s and exited 0 with "queued": the mark waited for a start
+    that might not come. Now the CLI sees the service gone and its request untaken, takes it
+    back and applies it under the instance lock."""
+    host = symlink_host
+    host.add_release("r1")
+    host.deploy("r1")
+    cfg = host.write_config(RULES)
+    w = start_watcher(cfg)
+    wait_for(lambda: "deploy" in host.kinds(), 20, what="the first tick")
+    os.kill(w.proc.pid, signal.SIGSTOP)  # holds the instance lock, takes no request
+    mark = subprocess.Popen([sys.executable, "-m", "watcher", "mark", "good", "r1", "--config", str(cfg)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        requests = host.state_dir / "requests"
+        wait_for(lambda: list(requests.glob("*.json")), 30, what="the queued request")
+        w.stop(sig=signal.SIGKILL)
+        out, err = mark.communicate(timeout=40)
+    finally:
+        if mark.poll() is None:
+            mark.kill()
+    assert mark.returncode == 0, err
+    assert "r1 marked good" in out and "applied here" in out, out
+    assert not list(requests.glob("*.json")), "the request would be applied a second time at the next start"
+    state = json.loads((host.state_dir / "state.json").read_text())
+    assert state["releases"]["r1"]["mark"] == "good"
