@@ -5,6 +5,9 @@ records of the watch window); the pure core (evaluate, decide) and rollback.py a
 by name.
 
     clock      a wall-clock step is journaled and said once (window.check_clock)
+    lock       the deploy lock is looked at before the reads (and again after them); once a
+               deploy lets it go, what the rollback rules saw under it is discarded
+               (window.discard_deploy_evidence)
     requests   apply what humans asked through the CLI (requests.py)
     release    ask the backend which release is current; a change is a deploy
                (deploys.BackendReads.current, then `on_deploy`). When it cannot tell, the
@@ -12,6 +15,8 @@ by name.
     baselines  capture each baseline rule's pre-deploy median, once per deploy (deploys.Baselines)
     evaluate   read every signal once and step each rule (evaluate.py); keep the rule
                states, journal and tell the transitions, count evidence (window.record)
+    straddle   a rollback rule fires but `current` moved during the reads (a deploy landed
+               mid-tick): nothing below runs this tick (deploys.BackendReads.moved)
     confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
     lock wait  a deploy lock held while a rollback rule fires stops the window's clock
                (window.hold_for_lock)
