@@ -71,7 +71,7 @@ class BootedSystem:
         self.proc: subprocess.Popen | None = None
         self.leader: int | None = None
 
-    def start(self, timeout: float = 60.0) -> BootedSystem:
+    def start(self, timeout: float = 120.0) -> BootedSystem:
         argv = ["systemd-nspawn", "-D", str(self.rootfs), "--volatile=overlay", "--boot", "--register=no",
                 "--keep-unit", "--private-network", "--console=read-only", "-M", self.name]
         argv += [f"--bind-ro={host}:{inside}" for host, inside in self.binds.items()]
@@ -84,10 +84,8 @@ class BootedSystem:
                 raise MachineError(f"systemd-nspawn exited {self.proc.returncode}: {self.console_tail()}")
             if time.monotonic() > deadline:
                 raise MachineError(f"no PID 1 under systemd-nspawn after {timeout:g}s: {self.console_tail()}")
-            children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-            if children:
-                self.leader = int(children[0])
-            else:
+            self.leader = self._container_init()
+            if self.leader is None:
                 time.sleep(0.1)
         state = ""
         while time.monotonic() < deadline:
@@ -102,6 +100,21 @@ class BootedSystem:
         if state != "running":
             raise MachineError(f"the container did not finish booting (state {state!r}): {self.console_tail()}")
         return self
+
+    def _container_init(self) -> int | None:
+        """The container's PID 1: the child of systemd-nspawn that runs systemd. Its first child
+        may be a helper that forks PID 1 and exits (seen under load: every nsenter into the
+        helper's gone namespaces then failed until the boot timed out), or PID 1 before it
+        execs systemd; neither is taken."""
+        assert self.proc is not None
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in children:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                    return int(pid)
+            except OSError:
+                continue  # gone meanwhile
+        return None
 
     def console_tail(self, lines: int = 30) -> str:
         try:
