@@ -86,8 +86,10 @@ class ChildProcess:
         )
 
     def _wait_ready(self, what: str, url: str, timeout: float) -> None:
+        # trust_env=False here and below: the sandbox is on loopback, never reached through a
+        # proxy from the environment (nor a reason to read the environment from a thread).
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
             while True:
                 if self.proc is not None and self.proc.poll() is not None:
                     code = self.proc.returncode
@@ -221,7 +223,7 @@ class PrometheusServer(ChildProcess):
         self.targets = list(targets)
         self._write_config()
         if self.running():
-            response = httpx.post(f"{self.url}/-/reload", timeout=10.0)
+            response = httpx.post(f"{self.url}/-/reload", timeout=10.0, trust_env=False)
             if response.status_code != 200:
                 raise SandboxError(f"prometheus refused the new config: {response.text.strip()}")
 
@@ -231,7 +233,7 @@ class PrometheusServer(ChildProcess):
         params = {"query": promql}
         if at is not None:
             params["time"] = str(at)
-        response = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=10.0)
+        response = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=10.0, trust_env=False)
         body = response.json()
         if body.get("status") != "success":
             raise SandboxError(f"query {promql!r} failed: {body.get('error', response.text)}")
@@ -315,7 +317,7 @@ class DemoAppProcess(ChildProcess):
 
     def control(self, **settings: Any) -> dict[str, Any]:
         """Change settings live; returns the app's settings after the change."""
-        response = httpx.post(f"{self.url}/control", json=settings, timeout=5.0)
+        response = httpx.post(f"{self.url}/control", json=settings, timeout=5.0, trust_env=False)
         if response.status_code != 200:
             raise SandboxError(f"demo app refused {settings}: {response.text.strip()}")
         return response.json()
