@@ -72,7 +72,7 @@ class VerifyConfig:
     successes: int = 1
     # How long the rules that fired get to clear on the restored release before the rollback is
     # called "did not clear" (None: the longest range the fired rules read, at least max_window,
-    # plus three intervals: rollback.clear_bound).
+    # plus three intervals: confirm.clear_bound).
     clear_within: float | None = None
 
 
@@ -149,7 +149,7 @@ class WatcherConfig:
     @property
     def clear_within(self) -> float:
         """The bound for rules to clear on a restored release when none reads a longer range
-        (rollback.clear_bound has the per-rollback one)."""
+        (confirm.clear_bound has the per-rollback one)."""
         if self.verify.clear_within is not None:
             return self.verify.clear_within
         return self.max_window + 3 * self.interval

@@ -33,14 +33,11 @@ from watcher.locks import LockBusy
 from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.process import CommandResult, identity, still_running
 from watcher.rules import Finding, HttpCheck, Rule
-from watcher.confirm import after_verified, after_verify_failed, clear_bound, local_findings, start_confirmation
+from watcher.confirm import after_verified, after_verify_failed, local_findings, start_confirmation
 from watcher.verify import verify
 
 if TYPE_CHECKING:
     from watcher.service import Watcher
-
-# clear_bound is confirm.py's; named here too, where `verify.clear_within`'s docs point.
-__all__ = ["Outcome", "RollbackPlan", "clear_bound", "execute", "plan_rollback", "reconcile"]
 
 log = logging.getLogger(__name__)
 

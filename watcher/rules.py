@@ -298,6 +298,12 @@ class Transition:
     reason: str
 
 
+def inactive(state: RuleState) -> RuleState:
+    """The state once its condition stops holding: nothing pending or firing, no breaches in a
+    row; errors, blindness and the last observation are kept."""
+    return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0)
+
+
 def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit: int = 4) -> tuple[RuleState, list[Transition]]:
     """Advance one rule by one evaluation at time `now`."""
     transitions: list[Transition] = []
@@ -342,7 +348,7 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
     if not breach:
         if state.phase is not Phase.INACTIVE:
             transitions.append(Transition(rule.name, TransitionKind.PHASE, now, state.phase, Phase.INACTIVE, _ok_reason(obs)))
-        return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0), transitions
+        return inactive(state), transitions
 
     failures = state.failures + 1
     breach_since = state.breach_since if state.breach_since is not None else now

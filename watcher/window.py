@@ -23,7 +23,6 @@ Journal lines and messages go through the Recorder (model.Recorder, the Watcher)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Callable, Sequence
 
@@ -32,7 +31,7 @@ from watcher.clock import Timebase
 from watcher.evaluate import Evaluation, blindness
 from watcher.locks import DeployLock
 from watcher.model import Mark, Recorder, TransitionKind
-from watcher.rules import Finding, Phase, Rule, RuleState, Transition, finding
+from watcher.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
 from watcher.state import State
 
 log = logging.getLogger(__name__)
@@ -98,9 +97,7 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
             if s.window_ends is not None:
                 # Held until now too; and the tick that finds the lock free is inside the window,
                 # however late it came, so that the decider acts on it now.
-                s.window_ends = max(s.window_ends + held_for, now + max(interval, 1.0))
-                if s.current in s.releases:
-                    s.releases[s.current].window_ends = s.window_ends
+                _end_window_at(s, max(s.window_ends + held_for, now + max(interval, 1.0)))
             out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
@@ -108,14 +105,10 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
         s.lock_wait = {"since": now, "last": now, "notified": False}
         # At least one interval of window left while it waits: the next tick, however late,
         # still finds the window open (the wait then moves its end by the time that passed).
-        s.window_ends = max(s.window_ends, now + max(interval, 1.0))
-        if s.current in s.releases:
-            s.releases[s.current].window_ends = s.window_ends
+        _end_window_at(s, max(s.window_ends, now + max(interval, 1.0)))
         out.journal("lock_wait", release=s.current, lock=str(lock.path), rules=[f.rule for f in rolling])
     else:
-        s.window_ends += held_for
-        if s.current in s.releases:
-            s.releases[s.current].window_ends = s.window_ends
+        _end_window_at(s, s.window_ends + held_for)
         s.lock_wait["last"] = now
     waited = now - s.lock_wait["since"]
     if not s.lock_wait["notified"] and waited >= lock_timeout:
@@ -137,12 +130,9 @@ def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
     discarded = []
     for rule in config.rules:
         rs = s.rules.get(rule.name)
-        if rule.action != "rollback" or rs is None:
+        if rule.action != "rollback" or rs is None or inactive(rs) == rs:
             continue
-        if rs.phase is Phase.INACTIVE and not rs.failures and rs.breach_since is None:
-            continue
-        s.rules[rule.name] = dataclasses.replace(rs, phase=Phase.INACTIVE, breach_since=None, active_since=None,
-                                                 fired_at=None, failures=0)
+        s.rules[rule.name] = inactive(rs)
         discarded.append(rule.name)
     if discarded:
         out.journal("deploy_evidence_discarded", release=s.current, rules=discarded,
@@ -166,7 +156,7 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
         # one interval at a time until each such rule fires (the decider acts on this tick) or
         # clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
         # holds its state): then the window waits for it to see again, never blessing blind.
-        s.window_ends = rec.window_ends = now + max(config.interval, 1.0)
+        _end_window_at(s, now + max(config.interval, 1.0))
         if not rec.window_extended:
             rec.window_extended = True
             out.journal("window_extended", release=s.current, rules=undecided,
@@ -188,6 +178,14 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
         out.notify(messages.window_passed(out.ctx, s.current))
         on_good(s.current, now)
     s.window_ends = None
+
+
+def _end_window_at(state: State, end: float) -> None:
+    """Move the current release's window end: the state's and its record's (status and the
+    release list show the record's) move together."""
+    state.window_ends = end
+    if state.current in state.releases:
+        state.releases[state.current].window_ends = end
 
 
 def _fired_now(rs: RuleState | None, now: float) -> bool:

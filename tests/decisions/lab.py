@@ -238,10 +238,6 @@ def priority(message: dict) -> int:
     return {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}.get(raw, int(raw) if raw.isdigit() else 3)
 
 
-# How long a message may take from the journal line to the receiver on a loaded machine.
-DELIVERY_S = 30.0
-
-
 def rolled_back(st: Stage) -> list[dict]:
     return [i for i in st.events("incident") if i.get("resolution") == "rolled_back"]
 
@@ -255,8 +251,7 @@ def assert_rolled_back(out: Outcome, bad: str, good: str) -> None:
     assert [e for e in st.events("rollback_verified") if e.get("target") == good], st.events("rollback_verified")
     # The message leaves through the notifier's queue after the journal says "verified": a
     # scenario that ends at the switch may be checked before its delivery (seen on CI).
-    said = f"rolled back {bad} → {good}"
-    assert poll_until(lambda: any(said in t for t in out.titles()), DELIVERY_S), out.titles()
+    st.wait_title(f"rolled back {bad} → {good}")  # up to TITLE_S
 
 
 def assert_no_rollback(out: Outcome, release: str) -> None:

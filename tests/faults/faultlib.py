@@ -14,15 +14,11 @@ import socket
 import threading
 import time
 
+# free_port comes from support.ports, not "bind port 0 and close": a number from the ephemeral
+# range may be given to another process's connection before the test uses it.
+from support.ports import free_port  # noqa: F401 - re-exported for the fault tests
+
 HUGE_BYTES = 50 * 1024 * 1024
-
-
-def free_port() -> int:
-    # From support.ports, not "bind port 0 and close": a number from the ephemeral range may be
-    # given to another process's connection before the test uses it.
-    from support.ports import free_port as allocated
-
-    return allocated()
 
 
 def _read_request(conn: socket.socket, limit: float = 5.0) -> bytes:

@@ -16,12 +16,6 @@ P95 = "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_
 RECORDING_RULE = "groups:\n- name: g\n  rules:\n  - record: sandbox:one\n    expr: vector(1)\n"
 
 
-def _unused_ports(n: int) -> list[int]:
-    """Ports below the kernel's ephemeral range that no other test process is given
-    (support.ports): a Prometheus scrapes them before the apps are started there."""
-    return free_ports(n)
-
-
 @pytest.fixture(scope="module")
 def slots(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, Iterator[int]]]:
     """A Prometheus that already scrapes ports where no app runs yet, and those ports.
@@ -30,7 +24,7 @@ def slots(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     port it already knows is scraped within one interval. Each test takes fresh ports, so no
     test sees another's series; queries must still select by instance.
     """
-    ports = _unused_ports(8)
+    ports = free_ports(8)  # below the ephemeral range, no other test process is given them
     workdir = tmp_path_factory.mktemp("slots")
     with PrometheusServer(workdir, [f"{LOOPBACK}:{p}" for p in ports], binary=prometheus_bin) as prom:
         prom.wait_for_series(f'count(up{{job="demo"}}) == {len(ports)}', timeout=15)

@@ -20,10 +20,8 @@ flock held by the test, as `flock deploy.lock ./deploy.sh` holds it."""
 from __future__ import annotations
 
 import fcntl
-import os
-from contextlib import contextmanager
 
-from support.ticking import Clock, make, ticks
+from support.ticking import Clock, held_deploy_lock, make, ticks
 
 RULE = """rules:
   - name: health
@@ -31,16 +29,6 @@ RULE = """rules:
     failures: 3
     action: rollback
 """
-
-
-@contextmanager
-def deploy_lock(path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def watching_r1(host, clock, lock):
@@ -61,7 +49,7 @@ def test_a_deploy_that_lets_the_lock_go_during_the_reads_is_not_judged_on_its_re
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
     w = watching_r1(host, clock, lock)
     set_health(host, "r2", 503)  # the restart: nothing answers yet
-    with deploy_lock(lock) as fd:
+    with held_deploy_lock(lock) as fd:
         host.deploy("r2")
         ticks(w, clock, 2)  # two failures under the lock
         measure = w.measure
@@ -88,7 +76,7 @@ def test_failures_under_the_lock_do_not_add_up_with_one_after_it(symlink_host, t
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
     w = watching_r1(host, clock, lock)
     set_health(host, "r2", 503)
-    with deploy_lock(lock):
+    with held_deploy_lock(lock):
         host.deploy("r2")
         ticks(w, clock, 2)  # two failures while the deploy restarts the app
     # `systemctl restart` returned before the app listens: one more failure, then it answers.
@@ -105,7 +93,7 @@ def test_a_release_still_failing_after_the_deploy_let_go_is_rolled_back(symlink_
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
     w = watching_r1(host, clock, lock)
     set_health(host, "r2", 503)
-    with deploy_lock(lock):
+    with held_deploy_lock(lock):
         host.deploy("r2")
         held = ticks(w, clock, 5)
     assert all(r.acted in (None, "deploy_lock") for r in held), [r.acted for r in held]
@@ -152,7 +140,7 @@ def test_what_was_seen_under_the_lock_is_discarded_across_a_watcher_restart(syml
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
     w = watching_r1(host, clock, lock)
     set_health(host, "r2", 503)
-    with deploy_lock(lock):
+    with held_deploy_lock(lock):
         host.deploy("r2")
         ticks(w, clock, 2)  # two failures under the lock, saved with the tick
     restarted = make(host, clock, RULE, deploy_lock=str(lock))

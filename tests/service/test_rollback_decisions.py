@@ -10,13 +10,11 @@ a user runs them. Each test failed on the code before rollback.py existed:
     dry run            `rollback --dry-run` branched off before the deploy lock
 """
 
-import fcntl
 import json
-import os
 from contextlib import contextmanager
 
 from support import run_cli
-from support.ticking import Clock, make, ticks
+from support.ticking import Clock, held_deploy_lock, make, ticks
 
 def deploy_good(w, host, clock, rid):
     """Deploy `rid`, watch it for a tick, mark it known-good (as its window passing would)."""
@@ -165,11 +163,7 @@ def test_rollback_dry_run_goes_through_the_deploy_lock_and_changes_nothing(symli
     done = run_cli("rollback", "--dry-run", "-c", config)
     assert done.returncode == 0, done.stderr
     assert "r2 -> r1" in done.stdout and "r1 passed its preflight" in done.stdout
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # what `flock deploy.lock ./deploy.sh` holds
+    with held_deploy_lock(lock):  # what `flock deploy.lock ./deploy.sh` holds
         held = run_cli("rollback", "--dry-run", "-c", config)
-    finally:
-        os.close(fd)
     assert held.returncode == 1 and "deploy holds" in held.stdout
     assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()

@@ -7,12 +7,9 @@ In-process ticks on a real symlink host and health endpoint; only time is simula
 
 from __future__ import annotations
 
-import fcntl
-import os
-
 import pytest
 
-from support.ticking import Clock, make, ticks
+from support.ticking import Clock, held_deploy_lock, make, ticks
 
 RULE = """rules:
   - name: health
@@ -73,17 +70,13 @@ def test_a_deploy_lock_taken_while_the_rule_is_pending_at_the_end_waits_then_rol
     host, clock = symlink_host, Clock()
     lock = tmp_path / "deploy.lock"
     w = watcher(host, clock, deploy_lock=str(lock))
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # `flock deploy.lock cap deploy`: migrations run on
+    with held_deploy_lock(lock):  # `flock deploy.lock cap deploy`: migrations run on
         host.deploy("r2")
         ticks(w, clock, int(8 / every), every=every)
         (host.releases / "r2" / "health_status").write_text("503")
         held = ticks(w, clock, 20, every=every)  # pending, firing after the window's end, waiting
         assert all(r.acted in (None, "deploy_lock") for r in held), [r.acted for r in held]
         assert any(r.verdict is not None and r.verdict.kind == "deploy_lock" for r in held)
-    finally:
-        os.close(fd)
     # What the rule saw under the lock is discarded (window.discard_deploy_evidence): it is
     # judged again on what follows, `for: 5s` of it, with the window held while it is pending.
     reports = ticks(w, clock, int(5 / every) + 4, every=every)

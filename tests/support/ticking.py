@@ -3,6 +3,10 @@ simulated, so watch windows, cooldowns and pauses pass in milliseconds."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
+
 from watcher.config import load_config
 from watcher.service import build_watcher
 
@@ -56,3 +60,15 @@ def oom_counter(tmp_path):
 
     kill(0)
     return path, kill
+
+
+@contextmanager
+def held_deploy_lock(path):
+    """The deploy lock held as `flock deploy.lock ./deploy.sh` holds it (an flock on its own
+    open file, so the watcher in this same process sees it held by another); yields the fd."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
