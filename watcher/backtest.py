@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from watcher.errors import SourceError, WatcherError
-from watcher.format import format_duration, format_labels, format_value
+from watcher.base.errors import SourceError, WatcherError
+from watcher.base.format import format_duration, format_labels, format_value
 from watcher.rules import (
     WINDOW_TOKEN,
     Observation,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from watcher import hostcheck, seriescheck
-from watcher.errors import WatcherError
+from watcher.base.errors import WatcherError
 from watcher.rules import HttpCheck, PromQuery
 
 

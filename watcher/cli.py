@@ -21,8 +21,8 @@ from typing import Optional
 
 import typer
 
-from watcher.errors import ConfigError, ConfigProblem, StateError, WatcherError
-from watcher.logs import SyslogPrefixFormatter, journald_stream
+from watcher.base.errors import ConfigError, ConfigProblem, StateError, WatcherError
+from watcher.base.logs import SyslogPrefixFormatter, journald_stream
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
 
@@ -179,7 +179,7 @@ def _out(data, as_json: bool, text: str) -> None:
 
 def _duration_option(text: str, option: str) -> float:
     """A CLI duration, through the parser watcher.yaml uses; a bad one is a usage error (exit 2)."""
-    from watcher.durations import parse_duration
+    from watcher.base.durations import parse_duration
 
     try:
         return parse_duration(text)
@@ -188,8 +188,8 @@ def _duration_option(text: str, option: str) -> float:
 
 
 def _when(t: float | None) -> str:
-    """A time as every output writes it (watcher.format), "-" when there is none."""
-    from watcher.format import format_time
+    """A time as every output writes it (watcher.base.format), "-" when there is none."""
+    from watcher.base.format import format_time
 
     return format_time(t) if t else "-"
 
@@ -197,7 +197,7 @@ def _when(t: float | None) -> str:
 def _journal_field(key: str, value) -> str:
     """`key=value` of a journal event for people: times as times, numbers rounded (the journal
     itself keeps the raw values for machines)."""
-    from watcher.format import format_number
+    from watcher.base.format import format_number
 
     if isinstance(value, float) and (key in ("until", "at", "window_ends", "deployed_at") or key.endswith("_at")):
         return f"{key}={_when(value)}"
@@ -281,7 +281,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     Prints rule, value, condition and state. Reads the saved state (deploy time, baselines,
     pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
     from watcher.evaluate import evaluate, watch_window
-    from watcher.format import format_labels, format_value
+    from watcher.base.format import format_labels, format_value
     from watcher.signals import build_reader
     from watcher.state import State, StateStore
 
@@ -649,7 +649,7 @@ def rollback(
     Plan (the planner the service uses), lock, re-read current, preflight, switch, verify,
     journal. --dry-run goes down the same path and stops before the first change. Without --yes
     it shows the plan and asks."""
-    from watcher.errors import RollbackError, UnsafeReleaseId
+    from watcher.base.errors import RollbackError, UnsafeReleaseId
     from watcher.model import RollbackResult
     from watcher.rollback import execute, plan_rollback
     from watcher.service import build_watcher

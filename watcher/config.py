@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from watcher import yamlfile
-from watcher.durations import parse_duration
-from watcher.errors import ConfigError, ConfigProblem
+from watcher.base import yamlfile
+from watcher.base.durations import parse_duration
+from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.messages import NotifyTarget, Severity
 from watcher.rules import (
     ACTIONS,
@@ -298,7 +298,7 @@ def _trailing(v: Any) -> float:
 def _url(v: Any) -> str:
     s = _string(v)
     if not re.match(r"^https?://[^\s/]+", s):
-        from watcher.redact import redact_url
+        from watcher.base.redact import redact_url
 
         raise ValueError(f"expected an http:// or https:// URL, got {redact_url(s, use_apprise=False)!r}")
     return s

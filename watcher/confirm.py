@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from watcher import deploys, messages
 from watcher.fleetmodel import is_fleet_rule
-from watcher.format import format_duration
+from watcher.base.format import format_duration
 from watcher.model import Recorder
 from watcher.rules import Finding, HostCheck, Phase, PromQuery, finding
 from watcher.rules import Outcome as Observed

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from watcher import messages
 from watcher.fleet import MEMBER_REFRESH
-from watcher.format import format_value
+from watcher.base.format import format_value
 from watcher.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
 from watcher.model import Mark
 from watcher.rules import Finding, Phase

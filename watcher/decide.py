@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from watcher.fleetmodel import is_fleet_rule
-from watcher.format import format_duration
+from watcher.base.format import format_duration
 from watcher.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
 from watcher.rules import Finding
 

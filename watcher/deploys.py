@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from watcher import messages
 from watcher.backends.base import Backend, Prunable
 from watcher.decide import order_releases
-from watcher.errors import BrokenCurrent, SourceError, WatcherError
+from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
 from watcher.model import Mark, Recorder
 from watcher.rules import Finding, PromQuery, render_query
 from watcher.state import State

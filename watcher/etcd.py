@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from watcher.config import FleetConfig
-from watcher.errors import WatcherError
+from watcher.base.errors import WatcherError
 
 log = logging.getLogger(__name__)
 

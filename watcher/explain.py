@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from watcher.errors import WatcherError
+from watcher.base.errors import WatcherError
 from watcher.evaluate import evaluate, watch_window
-from watcher.format import format_duration, format_labels, format_time, format_value
+from watcher.base.format import format_duration, format_labels, format_time, format_value
 from watcher.rules import (
     HttpCheck,
     Phase,

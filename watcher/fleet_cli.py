@@ -39,7 +39,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
     ) -> None:
         """Exit 0 (go), 1 (bad fleet-wide: do not deploy) or 2 (unknown) for RELEASE."""
         from watcher.config import parse_duration
-        from watcher.errors import ConfigError, WatcherError
+        from watcher.base.errors import ConfigError, WatcherError
 
         # Exit 1 means "bad release" to a deploy script: a broken config or option is unknown (2).
         try:
@@ -82,7 +82,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
 
 def _fleet_config(path: str):
     from watcher.config import load_config
-    from watcher.errors import ConfigError, ConfigProblem
+    from watcher.base.errors import ConfigError, ConfigProblem
 
     cfg = load_config(path)
     if cfg.fleet is None:

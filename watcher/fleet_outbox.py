@@ -12,7 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
-from watcher.files import write_file_atomically
+from watcher.base.files import write_file_atomically
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import errno
 import os
 from pathlib import Path
 
-from watcher import yamlfile
+from watcher.base import yamlfile
 from watcher.config import BACKEND_KEYS, WatcherConfig
-from watcher.errors import ConfigProblem
+from watcher.base.errors import ConfigProblem
 
 # The exit code of `run` when it cannot start on this host (sysexits.h EX_CONFIG): a restart
 # would fail the same way, so the unit lists it in RestartPreventExitStatus=.

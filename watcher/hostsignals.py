@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from watcher.errors import SourceError
-from watcher.process import run_argv
+from watcher.base.errors import SourceError
+from watcher.base.process import run_argv
 from watcher.rules import HostCheck, Rule, Sample
 
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.errors import WatcherError
+from watcher.base.errors import WatcherError
 
 # The CLI and the service read the same host clock; a request may sit in the inbox for a tick.
 FUTURE_TOLERANCE = 60.0

@@ -141,7 +141,7 @@ def acquire_host(backend_config) -> HostLock | None:
     two watchers with different state dirs on one `current` must not both act. None without a
     backend (such a watcher never acts). Raises StateError naming the running watcher's PID."""
     from watcher.backends import host_identity
-    from watcher.errors import StateError
+    from watcher.base.errors import StateError
 
     if backend_config is None:
         return None

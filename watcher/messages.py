@@ -35,9 +35,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Iterable, Sequence
 
-from watcher.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
+from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
 from watcher.model import Action, VerdictKind
-from watcher.redact import is_config_path
+from watcher.base.redact import is_config_path
 from watcher.rules import Finding
 
 TITLE_MAX = 80

@@ -49,7 +49,7 @@ Journal events (journal(kind, **fields); fields never hold a secret)
     `Notifier.restore_undelivered()` after a restart.
 
 Secrets
-    Redaction lives in watcher/redact.py; a Notifier scrubs Apprise's own log records of its
+    Redaction lives in watcher/base/redact.py; a Notifier scrubs Apprise's own log records of its
     secrets while it delivers.
 """
 
@@ -63,13 +63,13 @@ import uuid
 from dataclasses import replace
 from typing import Callable, Iterable, TextIO
 
-from watcher.errors import WatcherError
-from watcher.format import format_time
+from watcher.base.errors import WatcherError
+from watcher.base.format import format_time
 from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.notify_lane import DeliveryResult, Job, Lane, LaneSettings
 from watcher.notify_targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify_undelivered import Redeliveries, Undelivered, undelivered_from_journal
-from watcher.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
+from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 
 __all__ = [
     "NTFY_PRIORITY_NUMBER",

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from watcher.errors import NotifyError
+from watcher.base.errors import NotifyError
 from watcher.messages import Message, NotifyTarget
 from watcher.notify_targets import Endpoint, attempt, endpoints_of
-from watcher.redact import config_path, redact_url
+from watcher.base.redact import config_path, redact_url
 
 if TYPE_CHECKING:
     from watcher.notify_undelivered import Pending

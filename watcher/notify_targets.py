@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
-from watcher.errors import NotifyError
+from watcher.base.errors import NotifyError
 from watcher.messages import Message, NotifyTarget, Severity, payload
-from watcher.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
+from watcher.base.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
 
 NOTIFY_TYPE = {  # Apprise NotifyType values
     Severity.INFO: "info",

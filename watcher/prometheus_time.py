@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from watcher.errors import SourceError
-from watcher.format import format_duration
+from watcher.base.errors import SourceError
+from watcher.base.format import format_duration
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from watcher import human, messages, rollback
 from watcher.backends.base import check_release_id
-from watcher.errors import RollbackError, WatcherError
-from watcher.format import format_duration, format_time
+from watcher.base.errors import RollbackError, WatcherError
+from watcher.base.format import format_duration, format_time
 from watcher.model import Mark
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from watcher.format import format_duration, format_labels, format_number, format_value
+from watcher.base.format import format_duration, format_labels, format_number, format_value
 from watcher.model import TransitionKind
 
 ACTIONS = ("rollback", "notify")

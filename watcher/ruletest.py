@@ -37,11 +37,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcher import yamlfile
+from watcher.base import yamlfile
 from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
 from watcher.config import FileReader, read_rule, load_rule_file, parse_duration
-from watcher.errors import ConfigError, ConfigProblem, SourceError
-from watcher.format import format_duration, format_number
+from watcher.base.errors import ConfigError, ConfigProblem, SourceError
+from watcher.base.format import format_duration, format_number
 from watcher.rules import ProbeResult, Rule, Sample
 from watcher.signals import baseline_from_series
 

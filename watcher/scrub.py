@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 from urllib.parse import unquote
 
-from watcher.redact import MASK, expand_secrets, split_url, structural_url_secrets
+from watcher.base.redact import MASK, expand_secrets, split_url, structural_url_secrets
 
 # Header names whose values are credentials; others (X-Scope-OrgID, a tenant) are not secret
 # and masking them would blank ordinary words in every message.

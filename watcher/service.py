@@ -51,9 +51,9 @@ from typing import Callable, Iterable, Protocol, Sequence
 from watcher import decide as decider
 from watcher import confirm, deploys, messages, prometheus_time, requests, rollback, window
 from watcher.backends.base import Backend
-from watcher.clock import Timebase, shift_state_times
+from watcher.base.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
-from watcher.errors import StateError
+from watcher.base.errors import StateError
 from watcher.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.fleetmodel import is_fleet_rule
 from watcher.incident import Incident
@@ -62,7 +62,7 @@ from watcher.messages import Message
 from watcher.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.rules import Finding
 from watcher.scrub import redactor_for
-from watcher.sdnotify import sd_notify
+from watcher.base.sdnotify import sd_notify
 from watcher.state import State, StateStore
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
-from watcher.errors import SourceError
+from watcher.base.errors import SourceError
 from watcher.hostsignals import HostSignals, counter_increase, read_vmstat_counter
 from watcher.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
 
@@ -52,7 +52,7 @@ class PrometheusSource:
 
         import requests
 
-        from watcher.redact import redact_url
+        from watcher.base.redact import redact_url
         from watcher.scrub import Redactor, prometheus_secrets
 
         self.url = url.rstrip("/")

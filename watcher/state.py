@@ -25,9 +25,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from watcher.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
-from watcher.errors import StateError
-from watcher.files import write_file_atomically
+from watcher.base.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
+from watcher.base.errors import StateError
+from watcher.base.files import write_file_atomically
 from watcher.incident import Incident
 from watcher.locks import held_by_other
 from watcher.model import ReleaseRecord

@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 # Not from watcher.notify, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
 from watcher.messages import NotifyTarget
-from watcher.redact import config_path
+from watcher.base.redact import config_path
 
 CACHE_FILE = "notify-targets.json"
 _URL_TYPO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/?(?!/)")  # "ntfy:/x", "slack:x": not a path

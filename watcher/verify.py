@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from watcher.config import VerifyConfig
-from watcher.errors import WatcherError
+from watcher.base.errors import WatcherError
 from watcher.rules import HttpCheck, Rule
 
 

@@ -27,7 +27,7 @@ import logging
 from typing import Callable, Sequence
 
 from watcher import evidence, messages
-from watcher.clock import Timebase
+from watcher.base.clock import Timebase
 from watcher.evaluate import Evaluation, blindness
 from watcher.locks import DeployLock
 from watcher.model import Mark, Recorder, TransitionKind

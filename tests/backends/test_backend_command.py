@@ -14,8 +14,8 @@ import pytest
 
 from watcher.backends.base import Release
 from watcher.backends.command import CommandBackend
-from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import OUTPUT_LIMIT
+from watcher.base.errors import RollbackError, UnsafeReleaseId
+from watcher.base.process import OUTPUT_LIMIT
 
 
 def script(path: Path, body: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 from watcher.backends.base import Release
 from watcher.backends.docker import DockerBackend
-from watcher.errors import RollbackError, UnsafeReleaseId
+from watcher.base.errors import RollbackError, UnsafeReleaseId
 
 REPO = "ghcr.io/acme/api"
 DIGEST = "sha256:" + "ab" * 32

@@ -19,7 +19,7 @@ from dockerd_rig import HEALTH_ARGS, RUN_ARGS, Dockerd, missing_prerequisites
 from support import free_port, wait_for
 from watcher.backends.base import Release
 from watcher.backends.docker import DockerBackend
-from watcher.errors import RollbackError
+from watcher.base.errors import RollbackError
 
 REPO = "localhost/shop-api"
 # The seed's rollback-image.sh waits 20 x 3 s; the backend's gate is configurable, and the

@@ -10,7 +10,7 @@ import pytest
 
 from watcher.backends.base import Release
 from watcher.backends.nginx import NginxBlueGreenBackend
-from watcher.errors import RollbackError, UnsafeReleaseId
+from watcher.base.errors import RollbackError, UnsafeReleaseId
 
 
 def backend(nginx, upstreams, **options) -> NginxBlueGreenBackend:

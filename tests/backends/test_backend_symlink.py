@@ -14,7 +14,7 @@ import pytest
 
 from watcher.backends.base import Release
 from watcher.backends.symlink import SymlinkBackend
-from watcher.errors import RollbackError, UnsafeReleaseId
+from watcher.base.errors import RollbackError, UnsafeReleaseId
 
 PY = sys.executable
 

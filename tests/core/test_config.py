@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watcher.config import load_config, load_rule_file, parse_duration
-from watcher.errors import ConfigError
+from watcher.base.errors import ConfigError
 from watcher.rules import HostCheck, HttpCheck, PromQuery
 
 REPO = Path(__file__).resolve().parents[2]

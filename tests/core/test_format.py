@@ -1,4 +1,4 @@
-"""One table for the formatting every output shares (watcher/format.py): journal summaries, the
+"""One table for the formatting every output shares (watcher/base/format.py): journal summaries, the
 CLI, `explain`, the backtest and the notifications all write values through these."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from watcher import format as fmt
+from watcher.base import format as fmt
 from watcher.rules import Finding, HttpCheck, Rule, RuleState, finding
 
 T0 = 1_714_533_120.0  # 2024-05-01T03:12:00Z

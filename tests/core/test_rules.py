@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from watcher.errors import SourceError
+from watcher.base.errors import SourceError
 from watcher.rules import (
     HttpCheck,
     Outcome,

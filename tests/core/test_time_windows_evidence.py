@@ -8,8 +8,8 @@ from collections import deque
 
 import pytest
 
-from watcher.clock import Timebase, shift_state_times
-from watcher.errors import SourceError
+from watcher.base.clock import Timebase, shift_state_times
+from watcher.base.errors import SourceError
 from watcher.evaluate import both_windows
 from watcher.model import ReleaseRecord
 from watcher.prometheus_time import ClockGuard, learn_scrape_interval, skew_limit

@@ -20,7 +20,7 @@ from support import run_cli as cli  # config paths are absolute: any cwd works
 from faultlib import BadHttpServer, free_port
 
 from watcher.config import load_config
-from watcher.errors import ConfigError
+from watcher.base.errors import ConfigError
 
 
 RULES = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watcher import format as fmt
+from watcher.base import format as fmt
 from watcher import messages as m
 from watcher.messages import MessageContext, Severity
 from watcher.rules import Finding

@@ -10,7 +10,7 @@ from __future__ import annotations
 from support.ticking import Clock, make, ticks
 
 from watcher.backends.symlink import SymlinkBackend
-from watcher.errors import RollbackError
+from watcher.base.errors import RollbackError
 
 
 class FlakyListing(SymlinkBackend):

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from support import wait_for
-from watcher.logs import SyslogPrefixFormatter, journald_stream, syslog_priority
+from watcher.base.logs import SyslogPrefixFormatter, journald_stream, syslog_priority
 
 
 @pytest.mark.parametrize("level, priority", [

@@ -10,7 +10,7 @@ import pytest
 
 from support.ticking import Clock, make, ticks
 
-from watcher.errors import RollbackError
+from watcher.base.errors import RollbackError
 
 
 @pytest.fixture

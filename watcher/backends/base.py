@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Protocol, Sequence, runtime_checkable
 
-from watcher.errors import UnsafeReleaseId
+from watcher.base.errors import UnsafeReleaseId
 from watcher.model import Release
-from watcher.process import Progress
+from watcher.base.process import Progress
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and
 # files written by deploy scripts, so they are checked before they are ever joined to a path.

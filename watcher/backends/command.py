@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from watcher.backends.base import Release, check_release_id
-from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.process import CommandResult, run_argv, transcript
+from watcher.base.errors import RollbackError, UnsafeReleaseId
+from watcher.base.process import CommandResult, run_argv, transcript
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import socket
 from pathlib import Path
 
 from watcher.backends.base import Release, check_release_id
-from watcher.errors import RollbackError, UnsafeReleaseId
-from watcher.files import write_file_atomically
-from watcher.process import CommandResult, run_or_127, transcript
+from watcher.base.errors import RollbackError, UnsafeReleaseId
+from watcher.base.files import write_file_atomically
+from watcher.base.process import CommandResult, run_or_127, transcript
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from watcher.backends.base import Release, check_release_id
-from watcher.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
-from watcher.process import Progress, run_or_127, transcript
+from watcher.base.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
+from watcher.base.process import Progress, run_or_127, transcript
 
 log = logging.getLogger(__name__)
 
