@@ -29,7 +29,7 @@ from support.etcd import EtcdCluster
 
 import httpx
 
-from watcher.model import ReleaseRecord
+from watcher.core.model import ReleaseRecord
 from watcher.state import State, StateStore
 
 HEALTH_RULE = """rules:

@@ -45,7 +45,7 @@ from typing import Callable, Iterable
 
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
-from watcher.rules import (
+from watcher.core.rules import (
     WINDOW_TOKEN,
     Observation,
     Outcome,
@@ -61,7 +61,7 @@ from watcher.rules import (
     trailing_seconds,
     window_seconds,
 )
-from watcher.evaluate import both_windows
+from watcher.core.evaluate import both_windows
 from watcher.signals import baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.

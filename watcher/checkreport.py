@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from watcher import hostcheck, seriescheck
 from watcher.base.errors import WatcherError
-from watcher.rules import HttpCheck, PromQuery
+from watcher.core.rules import HttpCheck, PromQuery
 
 
 @dataclass
@@ -47,7 +47,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
     from watcher.signals import build_reader
     from watcher.state import StateStore
 
-    from watcher.evaluate import evaluate, watch_window
+    from watcher.core.evaluate import evaluate, watch_window
     from watcher.prometheus_time import effective_scrape_interval
     from watcher.state import State
 

@@ -263,7 +263,7 @@ def check(
 
 def _check_warnings(cfg) -> list[str]:
     """Valid but weak: what `check` says without failing."""
-    from watcher.rules import HttpCheck
+    from watcher.core.rules import HttpCheck
 
     warnings = []
     probes = [r for r in cfg.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
@@ -280,7 +280,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
     Prints rule, value, condition and state. Reads the saved state (deploy time, baselines,
     pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
-    from watcher.evaluate import evaluate, watch_window
+    from watcher.core.evaluate import evaluate, watch_window
     from watcher.base.format import format_labels, format_value
     from watcher.signals import build_reader
     from watcher.state import State, StateStore
@@ -463,7 +463,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     Which is current, and where its place in the order comes from: `timeline` (the watcher saw
     it deployed), `created` (the backend's creation time) or `unknown` (after the others, in the
     backend's listing order)."""
-    from watcher.decide import order_releases
+    from watcher.core.decide import order_releases
     from watcher.service import build_watcher
 
     cfg = _load(config)
@@ -650,7 +650,7 @@ def rollback(
     journal. --dry-run goes down the same path and stops before the first change. Without --yes
     it shows the plan and asks."""
     from watcher.base.errors import RollbackError, UnsafeReleaseId
-    from watcher.model import RollbackResult
+    from watcher.core.model import RollbackResult
     from watcher.rollback import execute, plan_rollback
     from watcher.service import build_watcher
 
@@ -691,7 +691,7 @@ def notify_test(
 
     Reports, per target, whether it arrived."""
     from watcher import notify
-    from watcher.messages import MessageContext, Severity
+    from watcher.core.messages import MessageContext, Severity
 
     try:
         Severity.parse(severity)

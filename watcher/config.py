@@ -25,8 +25,8 @@ from typing import Any, Callable
 from watcher.base import yamlfile
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem
-from watcher.messages import NotifyTarget, Severity
-from watcher.rules import (
+from watcher.core.messages import NotifyTarget, Severity
+from watcher.core.rules import (
     ACTIONS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,

@@ -22,12 +22,13 @@ import logging
 import re
 from typing import Any, Callable, Protocol, Sequence
 
-from watcher import deploys, messages
-from watcher.fleetmodel import is_fleet_rule
+from watcher import deploys
+from watcher.core import messages
+from watcher.core.fleetmodel import is_fleet_rule
 from watcher.base.format import format_duration
-from watcher.model import Recorder
-from watcher.rules import Finding, HostCheck, Phase, PromQuery, finding
-from watcher.rules import Outcome as Observed
+from watcher.core.model import Recorder
+from watcher.core.rules import Finding, HostCheck, Phase, PromQuery, finding
+from watcher.core.rules import Outcome as Observed
 from watcher.state import State
 
 log = logging.getLogger(__name__)

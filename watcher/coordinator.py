@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Sequence
 
-from watcher import messages
+from watcher.core import messages
 from watcher.fleet import MEMBER_REFRESH
 from watcher.base.format import format_value
-from watcher.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
-from watcher.model import Mark
-from watcher.rules import Finding, Phase
+from watcher.core.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
+from watcher.core.model import Mark
+from watcher.core.rules import Finding, Phase
 
 if TYPE_CHECKING:
     from watcher.fleet import FleetLink

@@ -13,12 +13,12 @@ import sys
 import threading
 import time
 
-from watcher import messages
+from watcher.core import messages
 from watcher.config import WatcherConfig, load_config
 from watcher.base.errors import ConfigError, StateError
 from watcher.hostcheck import EXIT_CANNOT_START, listen_error
 from watcher.locks import DeployLock, acquire_host
-from watcher.rules import Phase
+from watcher.core.rules import Phase
 from watcher.scrub import Redactor, config_secrets
 from watcher.base.sdnotify import sd_notify
 from watcher.service import Watcher

@@ -24,12 +24,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from watcher import messages
+from watcher.core import messages
 from watcher.backends.base import Backend, Prunable
-from watcher.decide import order_releases
+from watcher.core.decide import order_releases
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
-from watcher.model import Mark, Recorder
-from watcher.rules import Finding, PromQuery, render_query
+from watcher.core.model import Mark, Recorder
+from watcher.core.rules import Finding, PromQuery, render_query
 from watcher.state import State
 
 log = logging.getLogger(__name__)

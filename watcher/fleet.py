@@ -34,7 +34,7 @@ from watcher.config import FleetConfig
 from watcher.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
 from watcher.fleet_cache import FleetCache, FleetCounters, drain
 from watcher.fleet_outbox import OUTBOX, Outbox
-from watcher.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
+from watcher.core.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from watcher.etcd import KeyValue
-from watcher.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
+from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from watcher.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
+from watcher.core.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
 
 fleet_app = typer.Typer(help="The fleet on etcd: members, releases, verdicts.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ import math
 
 from watcher.base.errors import SourceError
 from watcher.base.process import run_argv
-from watcher.rules import HostCheck, Rule, Sample
+from watcher.core.rules import HostCheck, Rule, Sample
 
 
 class HostSignals:

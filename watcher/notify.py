@@ -65,7 +65,7 @@ from typing import Callable, Iterable, TextIO
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
-from watcher.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.notify_lane import DeliveryResult, Job, Lane, LaneSettings
 from watcher.notify_targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify_undelivered import Redeliveries, Undelivered, undelivered_from_journal

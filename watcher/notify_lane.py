@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from watcher.base.errors import NotifyError
-from watcher.messages import Message, NotifyTarget
+from watcher.core.messages import Message, NotifyTarget
 from watcher.notify_targets import Endpoint, attempt, endpoints_of
 from watcher.base.redact import config_path, redact_url
 

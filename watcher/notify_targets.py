@@ -40,7 +40,7 @@ from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
 from watcher.base.errors import NotifyError
-from watcher.messages import Message, NotifyTarget, Severity, payload
+from watcher.core.messages import Message, NotifyTarget, Severity, payload
 from watcher.base.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
 
 NOTIFY_TYPE = {  # Apprise NotifyType values

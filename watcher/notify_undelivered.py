@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from watcher.messages import Message, Severity
+from watcher.core.messages import Message, Severity
 
 if TYPE_CHECKING:
     from watcher.notify_lane import DeliveryResult, Lane

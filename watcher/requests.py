@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from watcher import human, messages, rollback
+from watcher import human, rollback
+from watcher.core import messages
 from watcher.backends.base import check_release_id
 from watcher.base.errors import RollbackError, WatcherError
 from watcher.base.format import format_duration, format_time
-from watcher.model import Mark
+from watcher.core.model import Mark
 
 if TYPE_CHECKING:
     from watcher.service import Watcher

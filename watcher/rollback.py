@@ -25,14 +25,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from watcher import messages
+from watcher.core import messages
 from watcher.backends.base import Restarts, check_release_id
-from watcher.decide import choose_targets, order_releases
+from watcher.core.decide import choose_targets, order_releases
 from watcher.base.errors import RollbackError, StateError, WatcherError
 from watcher.locks import LockBusy
-from watcher.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
+from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.base.process import CommandResult, identity, still_running
-from watcher.rules import Finding, HttpCheck, Rule
+from watcher.core.rules import Finding, HttpCheck, Rule
 from watcher.confirm import after_verified, after_verify_failed, local_findings, start_confirmation
 from watcher.verify import verify
 

@@ -42,7 +42,7 @@ from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_
 from watcher.config import FileReader, read_rule, load_rule_file, parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
-from watcher.rules import ProbeResult, Rule, Sample
+from watcher.core.rules import ProbeResult, Rule, Sample
 from watcher.signals import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]

@@ -89,7 +89,7 @@ def prometheus_secrets(url: str, headers: dict | None) -> set[str]:
 
 def config_secrets(cfg) -> set[str]:
     """Every secret a WatcherConfig holds (see the module docstring). Never imports Apprise."""
-    from watcher.rules import HttpCheck
+    from watcher.core.rules import HttpCheck
 
     found = prometheus_secrets(cfg.prometheus.url, cfg.prometheus.headers)
     found |= url_password_secrets(cfg.verify.url)

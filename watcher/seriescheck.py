@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from watcher.rules import WINDOW_TOKEN, PromQuery, Rule
+from watcher.core.rules import WINDOW_TOKEN, PromQuery, Rule
 
 _ABSENT = {"absent", "absent_over_time"}
 

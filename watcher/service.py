@@ -48,19 +48,20 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
-from watcher import decide as decider
-from watcher import confirm, deploys, messages, prometheus_time, requests, rollback, window
+from watcher.core import decide as decider
+from watcher import confirm, deploys, prometheus_time, requests, rollback, window
+from watcher.core import messages
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, shift_state_times
 from watcher.config import WatcherConfig
 from watcher.base.errors import StateError
-from watcher.evaluate import Evaluation, SignalReader, evaluate, watch_window
-from watcher.fleetmodel import is_fleet_rule
-from watcher.incident import Incident
+from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
+from watcher.core.fleetmodel import is_fleet_rule
+from watcher.core.incident import Incident
 from watcher.locks import DeployLock
-from watcher.messages import Message
-from watcher.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.rules import Finding
+from watcher.core.messages import Message
+from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
+from watcher.core.rules import Finding
 from watcher.scrub import redactor_for
 from watcher.base.sdnotify import sd_notify
 from watcher.state import State, StateStore

@@ -23,7 +23,7 @@ from typing import Callable
 
 from watcher.base.errors import SourceError
 from watcher.hostsignals import HostSignals, counter_increase, read_vmstat_counter
-from watcher.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
+from watcher.core.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
 
 __all__ = ["HostSignals", "HttpProbe", "PrometheusSource", "SignalReader", "build_reader", "counter_increase",
            "parse_matrix", "parse_vector", "read_vmstat_counter"]

@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterator
 from watcher.base.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
 from watcher.base.errors import StateError
 from watcher.base.files import write_file_atomically
-from watcher.incident import Incident
+from watcher.core.incident import Incident
 from watcher.locks import held_by_other
-from watcher.model import ReleaseRecord
-from watcher.rules import RuleState
+from watcher.core.model import ReleaseRecord
+from watcher.core.rules import RuleState
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Iterable, Mapping
 
 # Not from watcher.notify, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
-from watcher.messages import NotifyTarget
+from watcher.core.messages import NotifyTarget
 from watcher.base.redact import config_path
 
 CACHE_FILE = "notify-targets.json"

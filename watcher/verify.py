@@ -12,7 +12,7 @@ from typing import Callable
 
 from watcher.config import VerifyConfig
 from watcher.base.errors import WatcherError
-from watcher.rules import HttpCheck, Rule
+from watcher.core.rules import HttpCheck, Rule
 
 
 @dataclass(frozen=True)

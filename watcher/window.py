@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from typing import Callable, Sequence
 
-from watcher import evidence, messages
+from watcher.core import evidence, messages
 from watcher.base.clock import Timebase
-from watcher.evaluate import Evaluation, blindness
+from watcher.core.evaluate import Evaluation, blindness
 from watcher.locks import DeployLock
-from watcher.model import Mark, Recorder, TransitionKind
-from watcher.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
+from watcher.core.model import Mark, Recorder, TransitionKind
+from watcher.core.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
 from watcher.state import State
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from support import run_cli, wait_for
-from watcher import messages as m
-from watcher.messages import MessageContext
+from watcher.core import messages as m
+from watcher.core.messages import MessageContext
 
 RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 3\n    action: rollback\n"
 CTX = MessageContext("shop-api", "web-1").at(1_714_533_250.0)

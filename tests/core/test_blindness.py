@@ -6,8 +6,8 @@ is what that tick tells people."""
 
 import pytest
 
-from watcher.evaluate import Blindness, Evaluation, RuleEvaluation, blindness
-from watcher.rules import Observation, Outcome, PromQuery, Rule, RuleState
+from watcher.core.evaluate import Blindness, Evaluation, RuleEvaluation, blindness
+from watcher.core.rules import Observation, Outcome, PromQuery, Rule, RuleState
 
 RULES = ("errors", "latency", "oom")
 

@@ -8,7 +8,7 @@ import pytest
 
 from watcher.config import load_config, load_rule_file, parse_duration
 from watcher.base.errors import ConfigError
-from watcher.rules import HostCheck, HttpCheck, PromQuery
+from watcher.core.rules import HostCheck, HttpCheck, PromQuery
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from watcher.fleetmodel import (
+from watcher.core.fleetmodel import (
     BAD, GOOD, FleetVerdict, FleetView, GateCode, Keys, Member, fleet_wide_symptom, gate_answer, verdict_wins,
 )
 

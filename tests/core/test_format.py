@@ -8,7 +8,7 @@ import math
 import pytest
 
 from watcher.base import format as fmt
-from watcher.rules import Finding, HttpCheck, Rule, RuleState, finding
+from watcher.core.rules import Finding, HttpCheck, Rule, RuleState, finding
 
 T0 = 1_714_533_120.0  # 2024-05-01T03:12:00Z
 

@@ -7,8 +7,8 @@ bad code)."""
 import math
 
 from watcher.confirm import _clear
-from watcher.evaluate import RuleEvaluation, both_windows
-from watcher.rules import Observation, Outcome, PromQuery, Rule, RuleState
+from watcher.core.evaluate import RuleEvaluation, both_windows
+from watcher.core.rules import Observation, Outcome, PromQuery, Rule, RuleState
 
 RULE = Rule(name="errors", signal=PromQuery("q"), action="rollback", above=0.1)
 BREACH = Observation(Outcome.BREACH, value=0.6)

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from watcher.base.errors import SourceError
-from watcher.rules import (
+from watcher.core.rules import (
     HttpCheck,
     Outcome,
     Phase,

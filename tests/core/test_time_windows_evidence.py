@@ -10,10 +10,10 @@ import pytest
 
 from watcher.base.clock import Timebase, shift_state_times
 from watcher.base.errors import SourceError
-from watcher.evaluate import both_windows
-from watcher.model import ReleaseRecord
+from watcher.core.evaluate import both_windows
+from watcher.core.model import ReleaseRecord
 from watcher.prometheus_time import ClockGuard, learn_scrape_interval, skew_limit
-from watcher.rules import (HostCheck, Observation, Outcome, PromQuery, Rule, RuleState, Sample, classify,
+from watcher.core.rules import (HostCheck, Observation, Outcome, PromQuery, Rule, RuleState, Sample, classify,
                            trailing_seconds)
 from watcher.signals import HostSignals
 from watcher.state import State

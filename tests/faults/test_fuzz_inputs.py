@@ -19,7 +19,7 @@ from watcher.backends.base import check_release_id
 from watcher.backends.symlink import SymlinkBackend
 from watcher.config import load_config
 from watcher.base.errors import ConfigError, RollbackError, SourceError, UnsafeReleaseId
-from watcher.rules import Sample
+from watcher.core.rules import Sample
 from watcher.signals import PrometheusSource, parse_vector
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),

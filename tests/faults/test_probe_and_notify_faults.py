@@ -13,7 +13,7 @@ import pytest
 from faultlib import BadHttpServer, free_port
 
 from watcher.config import load_config
-from watcher.rules import HttpCheck, Rule
+from watcher.core.rules import HttpCheck, Rule
 from watcher.service import build_watcher
 from watcher.signals import HttpProbe, SignalReader
 

@@ -212,9 +212,9 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     import base64
     import logging
 
-    from watcher.messages import Message
+    from watcher.core.messages import Message
     from watcher.notify import Severity
-    from watcher.rules import RuleState
+    from watcher.core.rules import RuleState
     from watcher.scrub import RedactingFormatter
     from watcher.service import build_watcher
 

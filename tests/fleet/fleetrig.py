@@ -61,7 +61,7 @@ class FleetHost(ScenarioHost):
         """App on `first`, watcher running, `first` known-good: a host of a healthy fleet.
         `first` is marked good in the state before the watcher starts, as `mark good` would
         (18 CLI processes at once starve a busy 2-core machine for minutes)."""
-        from watcher.model import ReleaseRecord
+        from watcher.core.model import ReleaseRecord
         from watcher.state import State, StateStore
 
         self.start_app(first)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from support import free_port, run_cli, wait_for
-from watcher.fleetmodel import BAD, FleetVerdict, Member
+from watcher.core.fleetmodel import BAD, FleetVerdict, Member
 
 RULES = "rules:\n  - name: health\n    http: http://127.0.0.1:1/health\n    action: rollback\n"
 

@@ -12,7 +12,7 @@ import time
 from support import wait_for
 from watcher.etcd import EtcdGateway
 from watcher.fleet import OUTBOX, FleetLink
-from watcher.fleetmodel import BAD, GOOD, FleetVerdict, Keys, Member
+from watcher.core.fleetmodel import BAD, GOOD, FleetVerdict, Keys, Member
 
 
 def bad(release: str, host: str, rule: str = "http-5xx-ratio") -> FleetVerdict:
@@ -92,7 +92,7 @@ def test_membership_of_a_killed_watcher_expires_with_its_lease(link, fleet_confi
         from pathlib import Path
         from watcher.config import FleetConfig
         from watcher.fleet import FleetLink
-        from watcher.fleetmodel import Member
+        from watcher.core.fleetmodel import Member
         link = FleetLink(FleetConfig({cfg.endpoints!r}, {cfg.name!r}, "web-dead", lease=2.0, timeout=1.0),
                          Path({str(tmp_path / "dead")!r})).start()
         link.report(Member("web-dead", "r2", tick_at=time.time()))

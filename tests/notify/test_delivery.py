@@ -9,10 +9,10 @@ import time
 import pytest
 
 from support import free_port
-from watcher import messages as m
-from watcher.messages import Message, MessageContext, Severity
+from watcher.core import messages as m
+from watcher.core.messages import Message, MessageContext, Severity
 from watcher.notify import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
-from watcher.rules import Finding
+from watcher.core.rules import Finding
 
 CTX = MessageContext("shop-api", "web-1").at(1_714_533_250.0)
 F_5XX = Finding("http-5xx-ratio", "rollback", "> 0.1", value=0.3021, unit="ratio",
@@ -345,7 +345,7 @@ def test_send_after_close_is_dropped_quietly(receiver, make_notifier):
 
 
 def test_importing_notify_and_messages_does_not_import_apprise():
-    code = ("import sys, watcher.notify, watcher.messages; "
+    code = ("import sys, watcher.notify, watcher.core.messages; "
             "sys.exit(1 if 'apprise' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -361,7 +361,7 @@ def test_send_does_not_import_apprise_on_the_callers_thread(receiver, make_notif
             "        return None\n"
             "sys.meta_path.insert(0, Spy())\n"
             "from watcher.notify import Notifier, NotifyTarget\n"
-            "from watcher.messages import Message, Severity\n"
+            "from watcher.core.messages import Message, Severity\n"
             f"n = Notifier([NotifyTarget('{receiver.json_url()}')], lambda *a, **k: None)\n"
             "n.send(Message('k', Severity.INFO, 't', 'b'))\n"
             "ok = n.flush(60)\n"

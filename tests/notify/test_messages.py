@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from watcher.base import format as fmt
-from watcher import messages as m
-from watcher.messages import MessageContext, Severity
-from watcher.rules import Finding
+from watcher.core import messages as m
+from watcher.core.messages import MessageContext, Severity
+from watcher.core.rules import Finding
 
 T0 = 1_714_533_120.0  # 2024-05-01T03:12:00Z
 NOW = T0 + 130  # 2m10s later

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from support import free_port
-from watcher.messages import Message, MessageContext, Severity
+from watcher.core.messages import Message, MessageContext, Severity
 from watcher.notify import (
     NotifyTarget,
     check_targets,

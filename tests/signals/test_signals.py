@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from watcher.base.errors import SourceError
-from watcher.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
+from watcher.core.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
 from support import free_port
 from watcher.signals import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
 

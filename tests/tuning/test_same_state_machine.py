@@ -8,7 +8,7 @@ from pathlib import Path
 from watcher.backtest import Deploy, replay_rule, trailing_reads, watch_windows
 from watcher.config import load_config
 from watcher.base.errors import SourceError
-from watcher.rules import ProbeResult, Sample
+from watcher.core.rules import ProbeResult, Sample
 from watcher.service import Watcher
 from watcher.state import StateStore
 

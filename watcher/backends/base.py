@@ -6,7 +6,7 @@ import re
 from typing import Protocol, Sequence, runtime_checkable
 
 from watcher.base.errors import UnsafeReleaseId
-from watcher.model import Release
+from watcher.core.model import Release
 from watcher.base.process import Progress
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and

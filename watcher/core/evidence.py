@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from watcher.model import ReleaseRecord
-from watcher.rules import Outcome
+from watcher.core.model import ReleaseRecord
+from watcher.core.rules import Outcome
 
 
 def count_tick(rec: ReleaseRecord, evaluated: Iterable) -> None:

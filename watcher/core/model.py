@@ -14,8 +14,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 if TYPE_CHECKING:
-    from watcher.messages import Message, MessageContext
-    from watcher.rules import Finding
+    from watcher.core.messages import Message, MessageContext
+    from watcher.core.rules import Finding
 
 
 @dataclass(frozen=True)

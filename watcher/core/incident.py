@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from watcher.rules import Finding
+from watcher.core.rules import Finding
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from watcher.base.format import format_duration, format_labels, format_number, format_value
-from watcher.model import TransitionKind
+from watcher.core.model import TransitionKind
 
 ACTIONS = ("rollback", "notify")
 # vanished: no data is a breach only if the query had data before the deploy (its series

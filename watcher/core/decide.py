@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from watcher.fleetmodel import is_fleet_rule
+from watcher.core.fleetmodel import is_fleet_rule
 from watcher.base.format import format_duration
-from watcher.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
-from watcher.rules import Finding
+from watcher.core.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
+from watcher.core.rules import Finding
 
 # Verdict actions, by their old names (tests and callers spell them so).
 NOTHING, NOTIFY, WAIT, REFUSE, ROLLBACK = Action.NOTHING, Action.NOTIFY, Action.WAIT, Action.REFUSE, Action.ROLLBACK

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol, Sequence
 
-from watcher.rules import (
+from watcher.core.rules import (
     Finding,
     Observation,
     Outcome,

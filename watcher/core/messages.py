@@ -36,9 +36,9 @@ from enum import Enum
 from typing import Iterable, Sequence
 
 from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
-from watcher.model import Action, VerdictKind
+from watcher.core.model import Action, VerdictKind
 from watcher.base.redact import is_config_path
-from watcher.rules import Finding
+from watcher.core.rules import Finding
 
 TITLE_MAX = 80
 FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N more"
