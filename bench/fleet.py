@@ -30,7 +30,7 @@ from support.etcd import EtcdCluster
 import httpx
 
 from watcher.core.model import ReleaseRecord
-from watcher.state import State, StateStore
+from watcher.store.state import State, StateStore
 
 HEALTH_RULE = """rules:
   - name: health-endpoint

@@ -283,7 +283,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     from watcher.core.evaluate import evaluate, watch_window
     from watcher.base.format import format_labels, format_value
     from watcher.signals import build_reader
-    from watcher.state import State, StateStore
+    from watcher.store.state import State, StateStore
 
     cfg = _load(config)
     try:
@@ -354,7 +354,7 @@ def run(
 @app.command()
 def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """The release, its watch window, rule states, the incident."""
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     cfg = _load(config)
     store = StateStore(cfg.state_dir)
@@ -429,7 +429,7 @@ def history(
     as_json: bool = JsonOpt,
 ) -> None:
     """Deploys, rollbacks and incidents from the journal."""
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     cfg = _load(config)
     events = [e for e in StateStore(cfg.state_dir).events() if all_events or e.get("kind") in HISTORY_KINDS]
@@ -445,7 +445,7 @@ def history(
 @app.command()
 def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Closed incidents with their timelines."""
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     cfg = _load(config)
     found = [e for e in StateStore(cfg.state_dir).events() if e.get("kind") == "incident"]
@@ -492,7 +492,8 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     one writer), else directly under the instance lock; so too when the service stops before
     it took the request (withdrawn: its file was still there)."""
     from watcher.human import RequestRefused
-    from watcher.locks import acquire_host
+    from watcher.backends import identity_of
+    from watcher.store.locks import acquire_host
     from watcher.service import build_watcher
 
     w = build_watcher(cfg, fleet=True)
@@ -520,7 +521,7 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     store.acquire()
     host_lock = None
     try:
-        host_lock = acquire_host(cfg.backend)
+        host_lock = acquire_host(identity_of(cfg.backend))
         w.state = store.load()
         result = w.apply_request(command, args, time.time())
         w.save()
@@ -720,7 +721,7 @@ def backtest(
     rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
     from watcher import backtest as bt
     from watcher.signals import PrometheusSource
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     step_s = _duration_option(step, "--step") if step else None
     now = time.time()
@@ -765,7 +766,7 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
     import dataclasses
 
     from watcher import explain as ex
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     cfg = _load(config)
     e = ex.explain(cfg, StateStore(cfg.state_dir), rule)

@@ -29,7 +29,7 @@ from watcher.base.format import format_duration
 from watcher.core.model import Recorder
 from watcher.core.rules import Finding, HostCheck, Phase, PromQuery, finding
 from watcher.core.rules import Outcome as Observed
-from watcher.state import State
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 

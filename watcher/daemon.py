@@ -17,7 +17,8 @@ from watcher.core import messages
 from watcher.config import WatcherConfig, load_config
 from watcher.base.errors import ConfigError, StateError
 from watcher.hostcheck import EXIT_CANNOT_START, listen_error
-from watcher.locks import DeployLock, acquire_host
+from watcher.backends import identity_of
+from watcher.store.locks import DeployLock, acquire_host
 from watcher.core.rules import Phase
 from watcher.scrub import Redactor, config_secrets
 from watcher.base.sdnotify import sd_notify
@@ -71,7 +72,7 @@ def serve(w: Watcher) -> int:
     cfg = w.config
     w.store.acquire()
     try:
-        host_lock = acquire_host(cfg.backend)
+        host_lock = acquire_host(identity_of(cfg.backend))
     except StateError:
         w.store.release_lock()
         raise
@@ -113,16 +114,11 @@ def serve(w: Watcher) -> int:
 def needs_restart(old: WatcherConfig, new: WatcherConfig) -> list[str]:
     """The changes a running process cannot apply, each saying why; a reload with any of them is
     refused as a whole (half a reload is worse than none)."""
-    from watcher.backends import host_identity
-
-    def identity(cfg: WatcherConfig) -> str | None:
-        return host_identity(cfg.backend.type, cfg.backend.options) if cfg.backend else None
-
     found = []
     if new.state_dir != old.state_dir:
         found.append(f"state_dir: {old.state_dir} -> {new.state_dir} needs a restart (the state, the journal and "
                      "the instance lock live there)")
-    old_id, new_id = identity(old), identity(new)
+    old_id, new_id = identity_of(old.backend), identity_of(new.backend)
     if new_id is not None and new_id != old_id:
         found.append(f"backend: it now names {new_id} (was {old_id or 'none'}); watching another host needs a "
                      "restart (the instance lock is per watched host)")

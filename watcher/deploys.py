@@ -30,7 +30,7 @@ from watcher.core.decide import order_releases
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
 from watcher.core.model import Mark, Recorder
 from watcher.core.rules import Finding, PromQuery, render_query
-from watcher.state import State
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 

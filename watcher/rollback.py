@@ -29,7 +29,7 @@ from watcher.core import messages
 from watcher.backends.base import Restarts, check_release_id
 from watcher.core.decide import choose_targets, order_releases
 from watcher.base.errors import RollbackError, StateError, WatcherError
-from watcher.locks import LockBusy
+from watcher.store.locks import LockBusy
 from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.base.process import CommandResult, identity, still_running
 from watcher.core.rules import Finding, HttpCheck, Rule

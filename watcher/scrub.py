@@ -6,7 +6,7 @@ log, the journal, state.json (a rule's last detail), `explain`, `eval`, `check -
 "blind" notification. Rather than trusting each message to be clean, one Redactor is built from
 the config's secrets and applied at the edges:
 
-    StateStore     journal.jsonl and state.json lines           (watcher/state.py)
+    StateStore     journal.jsonl and state.json lines           (watcher/store/state.py)
     log formatter  every log line of `run` and the CLI          (redacting_formatter)
     Notifier       title and body of every message              (watcher/notify.py)
     CLI output     everything a command prints, errors included (RedactingStream, watcher/cli.py)

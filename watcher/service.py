@@ -58,13 +58,13 @@ from watcher.base.errors import StateError
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
-from watcher.locks import DeployLock
+from watcher.store.locks import DeployLock
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding
 from watcher.scrub import redactor_for
 from watcher.base.sdnotify import sd_notify
-from watcher.state import State, StateStore
+from watcher.store.state import State, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from typing import Callable, Sequence
 from watcher.core import evidence, messages
 from watcher.base.clock import Timebase
 from watcher.core.evaluate import Evaluation, blindness
-from watcher.locks import DeployLock
+from watcher.store.locks import DeployLock
 from watcher.core.model import Mark, Recorder, TransitionKind
 from watcher.core.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
-from watcher.state import State
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 

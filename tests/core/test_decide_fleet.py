@@ -8,7 +8,7 @@ from watcher.core.decide import NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Situatio
 from watcher.core.fleetmodel import BAD, FleetVerdict
 from watcher.core.messages import fmt_finding
 from watcher.core.rules import Finding
-from watcher.state import ReleaseRecord
+from watcher.store.state import ReleaseRecord
 
 NOW = 1_700_000_000.0
 LOCAL = Finding("http-5xx-ratio", "rollback", "> 0.1", 0.3, since=NOW - 30)

@@ -16,7 +16,7 @@ from watcher.prometheus_time import ClockGuard, learn_scrape_interval, skew_limi
 from watcher.core.rules import (HostCheck, Observation, Outcome, PromQuery, Rule, RuleState, Sample, classify,
                            trailing_seconds)
 from watcher.signals import HostSignals
-from watcher.state import State
+from watcher.store.state import State
 
 
 class Clocks:
@@ -177,7 +177,7 @@ class EmptyReader:
 def test_a_release_becomes_known_good_only_with_evidence(tmp_path, answer, known_good):
     from watcher.config import load_config
     from watcher.service import Watcher
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     (tmp_path / "rules.yaml").write_text(
         "rules:\n  - name: errors\n    query: sum(rate(x[$window]))\n    above: 0.1\n    action: rollback\n")

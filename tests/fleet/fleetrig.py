@@ -62,7 +62,7 @@ class FleetHost(ScenarioHost):
         `first` is marked good in the state before the watcher starts, as `mark good` would
         (18 CLI processes at once starve a busy 2-core machine for minutes)."""
         from watcher.core.model import ReleaseRecord
-        from watcher.state import State, StateStore
+        from watcher.store.state import State, StateStore
 
         self.start_app(first)
         self.write_config(**config)

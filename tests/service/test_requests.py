@@ -65,7 +65,7 @@ def test_mark_deployed_opens_the_window_from_the_given_time(symlink_host, start_
 def test_a_refused_request_exits_1_through_the_running_service_and_changes_nothing(symlink_host, start_watcher):
     """Issue 13 through the request inbox: the running service checks marks against the host
     and refuses a deploy time that is not finite, even in a request file the CLI did not check."""
-    from watcher.state import StateStore
+    from watcher.store.state import StateStore
 
     host = symlink_host
     host.add_release("r1")

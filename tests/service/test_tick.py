@@ -189,7 +189,7 @@ class _LockTakenAfterTheCheck:
     def hold(self):
         from contextlib import contextmanager
 
-        from watcher.locks import LockBusy
+        from watcher.store.locks import LockBusy
 
         @contextmanager
         def held():

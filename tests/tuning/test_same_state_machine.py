@@ -10,7 +10,7 @@ from watcher.config import load_config
 from watcher.base.errors import SourceError
 from watcher.core.rules import ProbeResult, Sample
 from watcher.service import Watcher
-from watcher.state import StateStore
+from watcher.store.state import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000.0

@@ -15,7 +15,7 @@ BACKENDS = {
     "command": CommandBackend,
 }
 
-__all__ = ["BACKENDS", "Backend", "Release", "build_backend", "check_release_id"]
+__all__ = ["BACKENDS", "Backend", "Release", "build_backend", "check_release_id", "host_identity", "identity_of"]
 
 
 def build_backend(type_name: str, options: dict) -> Backend:
@@ -46,3 +46,8 @@ def host_identity(type_name: str, options: dict) -> str:
     if type_name == "command":
         return f"command:{json.dumps(list(options['switch']))}"
     raise KeyError(type_name)
+
+
+def identity_of(backend_config) -> str | None:
+    """host_identity of a `backend:` section (config.BackendConfig), None without one."""
+    return host_identity(backend_config.type, backend_config.options) if backend_config is not None else None

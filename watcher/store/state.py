@@ -29,7 +29,7 @@ from watcher.base.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
 from watcher.base.errors import StateError
 from watcher.base.files import write_file_atomically
 from watcher.core.incident import Incident
-from watcher.locks import held_by_other
+from watcher.store.locks import held_by_other
 from watcher.core.model import ReleaseRecord
 from watcher.core.rules import RuleState
 

@@ -136,16 +136,16 @@ def _answer_peers(sock) -> None:
         conn.close()
 
 
-def acquire_host(backend_config) -> HostLock | None:
-    """The instance lock of the watched host (backend identity), taken beside the state dir's:
-    two watchers with different state dirs on one `current` must not both act. None without a
-    backend (such a watcher never acts). Raises StateError naming the running watcher's PID."""
-    from watcher.backends import host_identity
+def acquire_host(identity: str | None) -> HostLock | None:
+    """The instance lock of the watched host, by its backend's identity
+    (backends.host_identity), taken beside the state dir's: two watchers with different state
+    dirs on one `current` must not both act. None without a backend (such a watcher never
+    acts). Raises StateError naming the running watcher's PID."""
     from watcher.base.errors import StateError
 
-    if backend_config is None:
+    if identity is None:
         return None
-    lock = HostLock(host_identity(backend_config.type, backend_config.options))
+    lock = HostLock(identity)
     try:
         lock.acquire()
     except LockBusy as exc:
