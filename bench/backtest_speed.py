@@ -72,7 +72,7 @@ def bench(results, log=print):
     except ImportError:
         results.add("backtest", "7 days @ 15 s, default table", "not measured", "< 5 s", note="no watcher/backtest.py")
         return
-    from watcher.config import load_config
+    from watcher.config.load import load_config
     from support import PrometheusServer
     from watcher.signals import PrometheusSource
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common import REPO, SymlinkHost, median, ms
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from support import cpu_seconds
 from watcher.service import build_watcher
 

@@ -199,7 +199,7 @@ def parse_time(text: str, now: float) -> float:
     """Epoch seconds, an ISO 8601 time (UTC unless it says otherwise), or a duration ago ("7d")."""
     import datetime as dt
 
-    from watcher.config import parse_duration
+    from watcher.base.durations import parse_duration
 
     text = text.strip()
     try:

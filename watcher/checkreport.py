@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from watcher import hostcheck, seriescheck
+from watcher import seriescheck
+from watcher.config import hostcheck
 from watcher.base.errors import WatcherError
 from watcher.core.rules import HttpCheck, PromQuery
 

@@ -135,8 +135,8 @@ def _top(
 
 def _load(config: str):
     """Load the config; from here on, nothing this process prints or logs shows its secrets."""
-    from watcher.config import load_config
-    from watcher.scrub import RedactingStream, redact_logs, redactor_for
+    from watcher.config.load import load_config
+    from watcher.config.scrub import RedactingStream, redact_logs, redactor_for
 
     cfg = load_config(config)
     redact = redactor_for(cfg)
@@ -220,7 +220,8 @@ def check(
 
     Offline: the syntax, the backend's paths and the deploy lock's directory on this host, and
     every notify URL as Apprise parses it. Exit 0 when valid, 1 with every problem listed."""
-    from watcher import hostcheck, targetcheck
+    from watcher import targetcheck
+    from watcher.config import hostcheck
 
     cfg = _load(config)
     # What cannot work on this host is a config problem like any other: FILE:LINE: KEY: message.
@@ -328,7 +329,7 @@ def run(
     (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
     state.json is damaged, the telemetry port is taken): restarting would not help."""
     from watcher.daemon import serve
-    from watcher.hostcheck import EXIT_CANNOT_START
+    from watcher.config.hostcheck import EXIT_CANNOT_START
     from watcher.service import build_watcher
 
     _setup_logging(verbose)

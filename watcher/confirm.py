@@ -83,7 +83,7 @@ def clear_bound(config, rules: Sequence[str]) -> float:
     `[$window]` starts at the switch; a host counter's `window`), at least `max_window`, plus
     three intervals. A rule cannot be asked to clear before its range has slid past the bad
     release: that would call a good rollback "probably not the cause"."""
-    from watcher.config import parse_duration
+    from watcher.base.durations import parse_duration
 
     if config.verify.clear_within is not None:
         return config.verify.clear_within

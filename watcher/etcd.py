@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from watcher.config import FleetConfig
+from watcher.config.schema import FleetConfig
 from watcher.base.errors import WatcherError
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from watcher.config import FleetConfig
+from watcher.config.schema import FleetConfig
 from watcher.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
 from watcher.fleet_cache import FleetCache, FleetCounters, drain
 from watcher.fleet_outbox import OUTBOX, Outbox

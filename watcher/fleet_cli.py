@@ -38,7 +38,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
         as_json: bool = json_opt,
     ) -> None:
         """Exit 0 (go), 1 (bad fleet-wide: do not deploy) or 2 (unknown) for RELEASE."""
-        from watcher.config import parse_duration
+        from watcher.base.durations import parse_duration
         from watcher.base.errors import ConfigError, WatcherError
 
         # Exit 1 means "bad release" to a deploy script: a broken config or option is unknown (2).
@@ -81,7 +81,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
 
 
 def _fleet_config(path: str):
-    from watcher.config import load_config
+    from watcher.config.load import load_config
     from watcher.base.errors import ConfigError, ConfigProblem
 
     cfg = load_config(path)

@@ -124,7 +124,7 @@ class ClockGuard:
 def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
     """At start: without `prometheus.scrape_interval` in the config, the interval learned from
     the reader's Prometheus goes into the config (and the reader's clock guard)."""
-    from watcher.config import with_scrape_interval
+    from watcher.config.schema import with_scrape_interval
 
     source = getattr(reader, "prometheus", None)
     if source is None or config.prometheus.scrape_interval_set:
@@ -159,7 +159,7 @@ def journal_skew(reader, journal: Callable[..., None]) -> None:
 def effective_scrape_interval(config, source) -> tuple[object, str]:
     """(config with the scrape interval in use, what `check --online` and `explain` say about
     it): the configured one, or the one learned from Prometheus when the config has none."""
-    from watcher.config import with_scrape_interval
+    from watcher.config.schema import with_scrape_interval
 
     seconds = config.prometheus.scrape_interval
     if config.prometheus.scrape_interval_set:
@@ -183,7 +183,7 @@ def learn_scrape_interval(source: PrometheusClock) -> LearnedInterval | None:
     """The longest scrape interval among Prometheus' active targets (the longest: a window of
     3 scrapes of the slowest job still holds two samples of every series), or None when
     Prometheus cannot say (Thanos/Mimir have no targets API). Raises nothing."""
-    from watcher.config import parse_duration  # config imports nothing of ours that imports this
+    from watcher.base.durations import parse_duration  # config imports nothing of ours that imports this
 
     try:
         targets = source.active_targets()

@@ -39,7 +39,9 @@ from pathlib import Path
 
 from watcher.base import yamlfile
 from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
-from watcher.config import FileReader, read_rule, load_rule_file, parse_duration
+from watcher.config.values import FileReader
+from watcher.config.rulefile import read_rule, load_rule_file
+from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
 from watcher.core.rules import ProbeResult, Rule, Sample
@@ -126,7 +128,7 @@ class TestFile:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading the test file: every problem collected, then one ConfigError (as config.py does)
+# Reading the test file: every problem collected, then one ConfigError (as config/load.py does)
 
 
 def load_test_file(path: str | Path) -> TestFile:

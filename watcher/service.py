@@ -53,7 +53,7 @@ from watcher import confirm, deploys, prometheus_time, requests, rollback, windo
 from watcher.core import messages
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, shift_state_times
-from watcher.config import WatcherConfig
+from watcher.config.schema import WatcherConfig
 from watcher.base.errors import StateError
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.core.fleetmodel import is_fleet_rule
@@ -62,7 +62,7 @@ from watcher.store.locks import DeployLock
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding
-from watcher.scrub import redactor_for
+from watcher.config.scrub import redactor_for
 from watcher.base.sdnotify import sd_notify
 from watcher.store.state import State, StateStore
 

@@ -53,7 +53,7 @@ class PrometheusSource:
         import requests
 
         from watcher.base.redact import redact_url
-        from watcher.scrub import Redactor, prometheus_secrets
+        from watcher.config.scrub import Redactor, prometheus_secrets
 
         self.url = url.rstrip("/")
         self.timeout = timeout

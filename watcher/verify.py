@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from watcher.config import VerifyConfig
+from watcher.config.schema import VerifyConfig
 from watcher.base.errors import WatcherError
 from watcher.core.rules import HttpCheck, Rule
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config import load_config, load_rule_file, parse_duration
+from watcher.config.load import load_config
+from watcher.config.rulefile import load_rule_file
+from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError
 from watcher.core.rules import HostCheck, HttpCheck, PromQuery
 

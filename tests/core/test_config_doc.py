@@ -1,7 +1,7 @@
-"""docs/config.md names every key watcher/config.py accepts, and no key it does not accept.
+"""docs/config.md names every key watcher/config/ accepts, and no key it does not accept.
 
-The accepted keys are read from config.py itself: the module's key tables (TOP_KEYS,
-RULE_KEYS, BACKEND_KEYS) and every literal key list its readers pass to `_section(...)` and
+The accepted keys are read from config/load.py and config/rulefile.py themselves: their key tables (TOP_KEYS,
+RULE_KEYS, BACKEND_KEYS) and every literal key list their readers pass to `section(...)` and
 `unknown_keys(...)` (found with `ast`, so a key added to a reader shows up here without
 anyone updating this test). The documented keys are the first cells of docs/config.md's
 tables: `prometheus.url` under "watcher.yaml", `backend.releases` under "backend type
@@ -14,7 +14,8 @@ import ast
 import re
 from pathlib import Path
 
-import watcher.config as config
+from watcher.config import load as config
+from watcher.config import rulefile
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "config.md"
@@ -27,25 +28,26 @@ DYNAMIC_PREFIX = {"_read_notify": "notify[]."}
 def _literal_keys(node: ast.AST) -> list[str] | None:
     if isinstance(node, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
         return [e.value for e in node.elts]
-    if isinstance(node, ast.Name) and isinstance(getattr(config, node.id, None), list):
-        return list(getattr(config, node.id))
+    for module in (config, rulefile):
+        if isinstance(node, ast.Name) and isinstance(getattr(module, node.id, None), list):
+            return list(getattr(module, node.id))
     return None
 
 
 def accepted_keys() -> dict[str, set[str]]:
-    """{"watcher.yaml": {...}, "rules": {...}, "backend symlink": {...}, ...} from config.py."""
-    found: dict[str, set[str]] = {"watcher.yaml": set(config.TOP_KEYS), "rules": set(config.RULE_KEYS) | {"rules"}}
+    """{"watcher.yaml": {...}, "rules": {...}, "backend symlink": {...}, ...} from config/."""
+    found: dict[str, set[str]] = {"watcher.yaml": set(config.TOP_KEYS), "rules": set(rulefile.RULE_KEYS) | {"rules"}}
     found["watcher.yaml"].add("backend.type")
     for kind, table in config.BACKEND_KEYS.items():
         found[f"backend {kind}"] = {f"backend.{key}" for key in table}
-    tree = ast.parse(Path(config.__file__).read_text())
-    for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+    trees = [ast.parse(Path(m.__file__).read_text()) for m in (config, rulefile)]
+    for func in (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
         for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
             name = getattr(call.func, "attr", None) or getattr(call.func, "id", None)
-            if name == "_section" and len(call.args) >= 4:
+            if name == "section" and len(call.args) >= 4:
                 section = call.args[1].value
                 keys = _literal_keys(call.args[3])
-                assert keys is not None, f"{func.name}: _section({section!r}) keys are not a literal list"
+                assert keys is not None, f"{func.name}: section({section!r}) keys are not a literal list"
                 found["watcher.yaml"] |= {f"{section}.{k}" for k in keys}
             elif name == "unknown_keys" and len(call.args) >= 3 and isinstance(call.args[1], ast.List):
                 keys = _literal_keys(call.args[1])
@@ -53,7 +55,7 @@ def accepted_keys() -> dict[str, set[str]]:
                 if keys is None:
                     continue  # ["type", *table]: BACKEND_KEYS, taken above (TOP_KEYS, RULE_KEYS are names)
                 if isinstance(prefix, ast.Constant):
-                    target = "rules" if func.name == "_load_rules" else "watcher.yaml"
+                    target = "rules" if func.name == "load_rules" else "watcher.yaml"
                     found[target] |= {f"{prefix.value}{k}" for k in keys}
                 else:
                     assert func.name in DYNAMIC_PREFIX, f"{func.name}: a key prefix this test cannot name; add it"
@@ -85,13 +87,13 @@ def documented_keys() -> dict[str, set[str]]:
 def test_every_key_config_py_accepts_is_in_docs_config_md():
     accepted, documented = accepted_keys(), documented_keys()
     missing = {section: sorted(keys - documented.get(section, set())) for section, keys in accepted.items()}
-    assert {s: k for s, k in missing.items() if k} == {}, "keys accepted by watcher/config.py missing in docs/config.md"
+    assert {s: k for s, k in missing.items() if k} == {}, "keys accepted by watcher/config/ missing in docs/config.md"
 
 
 def test_docs_config_md_names_no_key_config_py_refuses():
     accepted, documented = accepted_keys(), documented_keys()
     extra = {section: sorted(keys - accepted.get(section, set())) for section, keys in documented.items()}
-    assert {s: k for s, k in extra.items() if k} == {}, "keys in docs/config.md that watcher/config.py does not accept"
+    assert {s: k for s, k in extra.items() if k} == {}, "keys in docs/config.md that watcher/config/ does not accept"
 
 
 def test_the_reference_documents_verify_successes_and_expect_body():

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.base.errors import ConfigError
 
 BASE = "service: shop\nhost: web-1\nrules: [r.yaml]\nstate_dir: st\n"

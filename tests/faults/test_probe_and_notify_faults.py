@@ -12,7 +12,7 @@ import time
 import pytest
 from faultlib import BadHttpServer, free_port
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
 from watcher.service import build_watcher
 from watcher.signals import HttpProbe, SignalReader

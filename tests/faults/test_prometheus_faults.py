@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.service import build_watcher
 
 RULES = """

@@ -19,7 +19,7 @@ from support import WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 from faultlib import BadHttpServer, free_port
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.base.errors import ConfigError
 
 
@@ -215,7 +215,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     from watcher.core.messages import Message
     from watcher.notify import Severity
     from watcher.core.rules import RuleState
-    from watcher.scrub import RedactingFormatter
+    from watcher.config.scrub import RedactingFormatter
     from watcher.service import build_watcher
 
     host = symlink_host

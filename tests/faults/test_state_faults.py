@@ -19,7 +19,7 @@ import pytest
 from support import WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.base.errors import StateError
 from watcher.service import build_watcher
 

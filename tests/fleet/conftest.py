@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.etcd import EtcdCluster, etcd_binary
-from watcher.config import FleetConfig
+from watcher.config.schema import FleetConfig
 from watcher.demo.rig import SandboxError
 
 

@@ -90,7 +90,7 @@ def test_membership_of_a_killed_watcher_expires_with_its_lease(link, fleet_confi
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from watcher.config import FleetConfig
+        from watcher.config.schema import FleetConfig
         from watcher.fleet import FleetLink
         from watcher.core.fleetmodel import Member
         link = FleetLink(FleetConfig({cfg.endpoints!r}, {cfg.name!r}, "web-dead", lease=2.0, timeout=1.0),
@@ -192,7 +192,7 @@ def test_etcd_with_auth_username_password_and_watch(etcd_cluster, link):
 
 def test_etcd_over_tls_with_a_client_certificate(tmp_path, fleet_name):
     from support.etcd import EtcdCluster
-    from watcher.config import FleetConfig
+    from watcher.config.schema import FleetConfig
 
     cluster = EtcdCluster(tmp_path / "etcd-tls", members=1, tls=True)
     links = []

@@ -53,7 +53,7 @@ class Env:
 
 
 def fleet_view(host):
-    from watcher.config import load_config
+    from watcher.config.load import load_config
 
     cfg = load_config(host.config_path).fleet
     return read_view(EtcdGateway(cfg), cfg)

@@ -9,7 +9,7 @@ import pytest
 
 from support import wait_for
 from support.ticking import PROBE_RULE, Clock, ticks
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.core.fleetmodel import BAD, FleetVerdict
 from watcher.service import build_watcher
 

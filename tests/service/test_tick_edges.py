@@ -26,7 +26,7 @@ import pytest
 from support import run_cli
 from support.ticking import Clock, oom_counter, ticks
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.daemon import reload
 from watcher.service import build_watcher
 

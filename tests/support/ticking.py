@@ -7,7 +7,7 @@ import fcntl
 import os
 from contextlib import contextmanager
 
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.service import build_watcher
 
 PROBE_RULE = """rules:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from watcher import backtest as bt
-from watcher.config import load_config
+from watcher.config.load import load_config
 from support import PrometheusServer, free_port
 from watcher.signals import PrometheusSource
 

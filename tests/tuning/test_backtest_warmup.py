@@ -19,7 +19,7 @@ import pytest
 
 from support import PrometheusServer, free_port
 from watcher import backtest as bt
-from watcher.config import load_config
+from watcher.config.load import load_config
 from watcher.signals import PrometheusSource
 
 STEP = 15.0

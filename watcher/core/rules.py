@@ -12,7 +12,7 @@ One evaluation of one rule:
 
 Length: over 400 lines because it is the rule, whole: what a rule reads, how a result is
 classified, the state machine, the Finding it yields and the deploy-aware `[$window]` range,
-read top to bottom like Prometheus' `rules/alerting.go`. `config.py`, the tests and
+read top to bottom like Prometheus' `rules/alerting.go`. `config/rulefile.py`, the tests and
 `backtest.py` import each part from here; a split would cut the state machine off from the
 definitions its every line reads.
 """

@@ -91,7 +91,7 @@ def demo(out: TextIO = sys.stdout) -> int:
 
 
 def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
-    from watcher.config import load_config
+    from watcher.config.load import load_config
     from watcher.daemon import Daemon
     from watcher.service import build_watcher
 

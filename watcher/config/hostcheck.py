@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from watcher.base import yamlfile
-from watcher.config import BACKEND_KEYS, WatcherConfig
+from watcher.config.load import BACKEND_KEYS
+from watcher.config.schema import WatcherConfig
 from watcher.base.errors import ConfigProblem
 
 # The exit code of `run` when it cannot start on this host (sysexits.h EX_CONFIG): a restart
