@@ -1,7 +1,7 @@
 """docs/config.md names every key watcher/config/ accepts, and no key it does not accept.
 
 The accepted keys are read from config/load.py and config/rulefile.py themselves: their key tables (TOP_KEYS,
-RULE_KEYS, BACKEND_KEYS) and every literal key list their readers pass to `section(...)` and
+RULE_KEYS, and each backend's OPTIONS) and every literal key list their readers pass to `section(...)` and
 `unknown_keys(...)` (found with `ast`, so a key added to a reader shows up here without
 anyone updating this test). The documented keys are the first cells of docs/config.md's
 tables: `prometheus.url` under "watcher.yaml", `backend.releases` under "backend type
@@ -14,6 +14,7 @@ import ast
 import re
 from pathlib import Path
 
+from watcher.backends import BACKENDS
 from watcher.config import load as config
 from watcher.config import rulefile
 
@@ -38,7 +39,8 @@ def accepted_keys() -> dict[str, set[str]]:
     """{"watcher.yaml": {...}, "rules": {...}, "backend symlink": {...}, ...} from config/."""
     found: dict[str, set[str]] = {"watcher.yaml": set(config.TOP_KEYS), "rules": set(rulefile.RULE_KEYS) | {"rules"}}
     found["watcher.yaml"].add("backend.type")
-    for kind, table in config.BACKEND_KEYS.items():
+    for kind, backend in BACKENDS.items():
+        table = backend.OPTIONS
         found[f"backend {kind}"] = {f"backend.{key}" for key in table}
     trees = [ast.parse(Path(m.__file__).read_text()) for m in (config, rulefile)]
     for func in (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
@@ -53,7 +55,7 @@ def accepted_keys() -> dict[str, set[str]]:
                 keys = _literal_keys(call.args[1])
                 prefix = call.args[2]
                 if keys is None:
-                    continue  # ["type", *table]: BACKEND_KEYS, taken above (TOP_KEYS, RULE_KEYS are names)
+                    continue  # ["type", *table]: a backend's OPTIONS, taken above (TOP_KEYS, RULE_KEYS are names)
                 if isinstance(prefix, ast.Constant):
                     target = "rules" if func.name == "load_rules" else "watcher.yaml"
                     found[target] |= {f"{prefix.value}{k}" for k in keys}

@@ -27,25 +27,9 @@ def build_backend(type_name: str, options: dict) -> Backend:
 def host_identity(type_name: str, options: dict) -> str:
     """What a backend acts on, as one string: two watchers with the same identity would switch
     the same thing, whatever their state dirs (the instance lock is keyed by it). Paths are
-    resolved, so `/srv/app/current` and a symlinked `/home/deploy/app/current` are one host."""
-    import json
-    import os
-
-    def real(path) -> str:
-        # `current` itself is a symlink to a release: resolve its directory, keep its name.
-        path = os.fspath(path)
-        return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
-
-    if type_name == "symlink":
-        return f"symlink:{real(options['current'])}"
-    if type_name == "nginx-bluegreen":
-        return f"nginx-bluegreen:{os.path.realpath(options['upstream_file'])}"
-    if type_name == "docker":
-        # The docker argv may name another daemon (`docker -H ...`): part of which host it is.
-        return f"docker:{json.dumps(list(options.get('docker') or ['docker']))}:{options['container']}"
-    if type_name == "command":
-        return f"command:{json.dumps(list(options['switch']))}"
-    raise KeyError(type_name)
+    resolved, so `/srv/app/current` and a symlinked `/home/deploy/app/current` are one host.
+    Each backend says what it acts on (its `identity`)."""
+    return BACKENDS[type_name].identity(options)
 
 
 def identity_of(backend_config) -> str | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol, Sequence, runtime_checkable
 
 from watcher.base.errors import UnsafeReleaseId
@@ -27,6 +31,37 @@ def check_release_id(release_id: str) -> str:
     if len(release_id) > 255:
         raise UnsafeReleaseId("release id is longer than 255 characters")
     return release_id
+
+
+class OptionKind(StrEnum):
+    """What a backend option holds; config/load.py reads each kind with its value check."""
+
+    PATH = "path"  # a file or directory, relative to watcher.yaml; `check` looks that it exists
+    ARGV = "argv"  # a command as a list of arguments, never a shell string
+    TEXT = "text"
+    TEXTS = "texts"  # a list of strings
+    NAMES = "names"  # a mapping of names to strings
+    DURATION = "duration"  # longer than 0s
+    COUNT = "count"  # a whole number >= 1
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of a backend's `backend:` section; the backend's constructor takes it by name."""
+
+    kind: OptionKind
+    required: bool = False
+
+
+def resolved(path) -> str:
+    """A path with its directory resolved and its own name kept (`current` itself is a symlink
+    to a release): two spellings of one host give one identity."""
+    path = os.fspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
+
+
+def argv_identity(argv) -> str:
+    return json.dumps(list(argv))
 
 
 class Backend(Protocol):

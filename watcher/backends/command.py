@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from watcher.backends.base import Release, check_release_id
+from watcher.backends.base import Option, OptionKind, Release, argv_identity, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId
 from watcher.base.process import CommandResult, run_argv, transcript
 
@@ -22,6 +22,20 @@ def fill(template: tuple[str, ...], target: str) -> tuple[str, ...]:
 
 
 class CommandBackend:
+    # The keys of `backend:` for `type: command`.
+    OPTIONS = {
+        "current": Option(OptionKind.ARGV, required=True),
+        "releases": Option(OptionKind.ARGV, required=True),
+        "switch": Option(OptionKind.ARGV, required=True),
+        "preflight": Option(OptionKind.ARGV),
+        "timeout": Option(OptionKind.DURATION),
+    }
+
+    @staticmethod
+    def identity(options: dict) -> str:
+        """What this backend acts on: as far as the watcher can tell, its switch command."""
+        return f"command:{argv_identity(options['switch'])}"
+
     def __init__(
         self,
         current: tuple[str, ...],

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from watcher.backends.base import Release, check_release_id
+from watcher.backends.base import Option, OptionKind, Release, argv_identity, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId
 from watcher.base.files import write_file_atomically
 from watcher.base.process import CommandResult, run_or_127, transcript
@@ -46,6 +46,25 @@ _STATE_FORMAT = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{
 
 
 class DockerBackend:
+    # The keys of `backend:` for `type: docker`.
+    OPTIONS = {
+        "container": Option(OptionKind.TEXT, required=True),
+        "image": Option(OptionKind.TEXT, required=True),
+        "history_file": Option(OptionKind.PATH),
+        "ports": Option(OptionKind.TEXTS),
+        "env_file": Option(OptionKind.PATH),
+        "run_args": Option(OptionKind.ARGV),
+        "docker": Option(OptionKind.ARGV),
+        "health_timeout": Option(OptionKind.DURATION),
+        "health_interval": Option(OptionKind.DURATION),
+    }
+
+    @staticmethod
+    def identity(options: dict) -> str:
+        """What this backend acts on: the container, on the daemon its docker argv names
+        (`docker -H ...` is another host)."""
+        return f"docker:{argv_identity(options.get('docker') or ['docker'])}:{options['container']}"
+
     def __init__(
         self,
         container: str,

@@ -18,12 +18,14 @@ that failed its test.
 
 from __future__ import annotations
 
+import os
+
 import logging
 import re
 import socket
 from pathlib import Path
 
-from watcher.backends.base import Release, check_release_id
+from watcher.backends.base import Option, OptionKind, Release, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId
 from watcher.base.files import write_file_atomically
 from watcher.base.process import CommandResult, run_or_127, transcript
@@ -38,6 +40,21 @@ _SERVER_LINE = re.compile(r"^\s*server\s+([^\s;]+)([^;]*);")
 
 
 class NginxBlueGreenBackend:
+    # The keys of `backend:` for `type: nginx-bluegreen`.
+    OPTIONS = {
+        "upstream_file": Option(OptionKind.PATH, required=True),
+        "slots": Option(OptionKind.NAMES, required=True),
+        "nginx": Option(OptionKind.ARGV),
+        "version_url": Option(OptionKind.TEXT),
+        "version_file": Option(OptionKind.TEXT),
+        "timeout": Option(OptionKind.DURATION),
+    }
+
+    @staticmethod
+    def identity(options: dict) -> str:
+        """What this backend acts on: the upstream include it rewrites."""
+        return f"nginx-bluegreen:{os.path.realpath(options['upstream_file'])}"
+
     def __init__(
         self,
         upstream_file: Path,

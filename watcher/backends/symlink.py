@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from watcher.backends.base import Release, check_release_id
+from watcher.backends.base import Option, OptionKind, Release, check_release_id, resolved
 from watcher.base.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
 from watcher.base.process import Progress, run_or_127, transcript
 
@@ -22,6 +22,21 @@ log = logging.getLogger(__name__)
 
 
 class SymlinkBackend:
+    # The keys of `backend:` for `type: symlink` (config/load.py reads them with these kinds).
+    OPTIONS = {
+        "releases": Option(OptionKind.PATH, required=True),
+        "current": Option(OptionKind.PATH, required=True),
+        "restart": Option(OptionKind.ARGV),
+        "restart_fallback": Option(OptionKind.ARGV),
+        "restart_timeout": Option(OptionKind.DURATION),
+        "keep": Option(OptionKind.COUNT),
+    }
+
+    @staticmethod
+    def identity(options: dict) -> str:
+        """What this backend acts on: the `current` link, resolved (see backends.host_identity)."""
+        return f"symlink:{resolved(options['current'])}"
+
     def __init__(
         self,
         releases: Path,

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from watcher.base import yamlfile
-from watcher.config.load import BACKEND_KEYS
+from watcher.backends import BACKENDS
+from watcher.backends.base import OptionKind
 from watcher.config.schema import WatcherConfig
 from watcher.base.errors import ConfigProblem
 
@@ -27,9 +28,9 @@ def path_problems(cfg: WatcherConfig, lines: dict[str, int]) -> list[ConfigProbl
     key_lines(cfg.path), which `check` reads once for every problem it reports."""
     problems = []
     if cfg.backend is not None:
-        for key, (kind, _) in BACKEND_KEYS[cfg.backend.type].items():
+        for key, option in BACKENDS[cfg.backend.type].OPTIONS.items():
             path = cfg.backend.options.get(key)
-            if kind != "path" or path is None:
+            if option.kind is not OptionKind.PATH or path is None:
                 continue
             name = f"backend.{key}"
             if not os.path.lexists(path):

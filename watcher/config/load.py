@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from watcher.backends import BACKENDS, build_backend
+from watcher.backends.base import OptionKind
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.config.rulefile import load_rules, rule_files
@@ -22,49 +24,6 @@ from watcher.config import values as kinds
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
 from watcher.core.messages import NotifyTarget, Severity
 from watcher.core.rules import PromQuery
-
-# ---------------------------------------------------------------------------------------------
-# Backends: the keys each type takes. The backend classes receive exactly these as keywords.
-
-_PATH = "path"
-BACKEND_KEYS: dict[str, dict[str, tuple[Any, bool]]] = {
-    # key: (kind, required)
-    "symlink": {
-        "releases": (_PATH, True),
-        "current": (_PATH, True),
-        "restart": (kinds.argv, False),
-        "restart_fallback": (kinds.argv, False),
-        "restart_timeout": (kinds.positive_duration, False),
-        "keep": (kinds.positive_int, False),
-    },
-    "nginx-bluegreen": {
-        "upstream_file": (_PATH, True),
-        "slots": (kinds.str_map, True),
-        "nginx": (kinds.argv, False),
-        "version_url": (kinds.string, False),
-        "version_file": (kinds.string, False),
-        "timeout": (kinds.positive_duration, False),
-    },
-    "docker": {
-        "container": (kinds.string, True),
-        "image": (kinds.string, True),
-        "history_file": (_PATH, False),
-        "ports": (kinds.strings, False),
-        "env_file": (_PATH, False),
-        "run_args": (kinds.argv, False),
-        "docker": (kinds.argv, False),
-        "health_timeout": (kinds.positive_duration, False),
-        "health_interval": (kinds.positive_duration, False),
-    },
-    "command": {
-        "current": (kinds.argv, True),
-        "releases": (kinds.argv, True),
-        "switch": (kinds.argv, True),
-        "preflight": (kinds.argv, False),
-        "timeout": (kinds.positive_duration, False),
-    },
-}
-
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
@@ -176,33 +135,44 @@ def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
     )
 
 
+# How each kind of backend option is read (backends/base.py: OptionKind).
+_OPTION_KINDS = {
+    OptionKind.ARGV: kinds.argv,
+    OptionKind.TEXT: kinds.string,
+    OptionKind.TEXTS: kinds.strings,
+    OptionKind.NAMES: kinds.str_map,
+    OptionKind.DURATION: kinds.positive_duration,
+    OptionKind.COUNT: kinds.positive_int,
+}
+
+
 def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
+    """The `backend:` section: `type` names a backend of backends.BACKENDS, whose OPTIONS say
+    which keys it takes (the constructor receives exactly these as keywords)."""
     if "backend" not in doc or doc["backend"] is None:
         return None
     m = f.mapping(doc["backend"], f.line_of(doc, "backend"), "backend")
     if m is None:
         return None
-    kind = f.read(m, "type", kinds.choice(*BACKEND_KEYS), "backend.", required=True)
+    kind = f.read(m, "type", kinds.choice(*BACKENDS), "backend.", required=True)
     if kind is None:
         return None
-    table = BACKEND_KEYS[kind]
+    table = BACKENDS[kind].OPTIONS
     before = len(f.problems)
     f.unknown_keys(m, ["type", *table], "backend.")
     options = {}
-    for key, (kind_fn, required) in table.items():
-        if kind_fn is _PATH:
-            value = resolve_path(f.read(m, key, kinds.string, "backend.", required=required), base)
+    for key, option in table.items():
+        if option.kind is OptionKind.PATH:
+            value = resolve_path(f.read(m, key, kinds.string, "backend.", required=option.required), base)
         else:
-            value = f.read(m, key, kind_fn, "backend.", required=required)
+            value = f.read(m, key, _OPTION_KINDS[option.kind], "backend.", required=option.required)
         if value is not None:
             options[key] = value
     if kind == "nginx-bluegreen" and "slots" in options and len(options["slots"]) != 2:
         f.problem(f.line_of(m, "slots"), "backend.slots", "needs exactly two slots, e.g. {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}")
-    elif all(key in options for key, (_, required) in table.items() if required) and len(f.problems) == before:
+    elif all(key in options for key, option in table.items() if option.required) and len(f.problems) == before:
         # The backend checks what a table cannot (slot addresses, image names): ask it now,
         # so that a bad option is a config error with a line, not a traceback at start.
-        from watcher.backends import build_backend
-
         try:
             build_backend(kind, options)
         except ValueError as exc:
