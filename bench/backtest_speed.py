@@ -74,7 +74,7 @@ def bench(results, log=print):
         return
     from watcher.config.load import load_config
     from support import PrometheusServer
-    from watcher.signals import PrometheusSource
+    from watcher.signals.reader import PrometheusSource
 
     work = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     prom = None

@@ -62,7 +62,7 @@ from watcher.core.rules import (
     window_seconds,
 )
 from watcher.core.evaluate import both_windows
-from watcher.signals import baseline_from_series
+from watcher.signals.reader import baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.
 MAX_POINTS = 10_000

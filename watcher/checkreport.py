@@ -45,11 +45,11 @@ class OnlineReport:
 def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
     """Fill each row's "online" column; count signals and host problems apart (a notify
     problem is not a signal: targets are validated offline)."""
-    from watcher.signals import build_reader
+    from watcher.signals.reader import build_reader
     from watcher.store.state import StateStore
 
     from watcher.core.evaluate import evaluate, watch_window
-    from watcher.prometheus_time import effective_scrape_interval
+    from watcher.signals.promtime import effective_scrape_interval
     from watcher.store.state import State
 
     report = OnlineReport()

@@ -283,7 +283,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
     from watcher.core.evaluate import evaluate, watch_window
     from watcher.base.format import format_labels, format_value
-    from watcher.signals import build_reader
+    from watcher.signals.reader import build_reader
     from watcher.store.state import State, StateStore
 
     cfg = _load(config)
@@ -721,7 +721,7 @@ def backtest(
     Shows when each rule would have been pending and firing, and which deploys would have been
     rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
     from watcher import backtest as bt
-    from watcher.signals import PrometheusSource
+    from watcher.signals.reader import PrometheusSource
     from watcher.store.state import StateStore
 
     step_s = _duration_option(step, "--step") if step else None

@@ -151,7 +151,7 @@ def reload(w: Watcher) -> bool:
         w.tell()
         sd_notify("READY=1")
         return False
-    from watcher.signals import build_reader
+    from watcher.signals.reader import build_reader
 
     old_reader = w.reader
     w.reader = build_reader(new)

@@ -91,12 +91,12 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     window_s = watch_window(now, state, cfg)
     baseline = state.baselines.get(rule.name)
     if reader is None:
-        from watcher.signals import build_reader
+        from watcher.signals.reader import build_reader
 
         reader = build_reader(cfg)
     scrape = ""
     if isinstance(rule.signal, PromQuery):
-        from watcher.prometheus_time import effective_scrape_interval
+        from watcher.signals.promtime import effective_scrape_interval
 
         cfg, scrape = effective_scrape_interval(cfg, getattr(reader, "prometheus", None))
         window_s = watch_window(now, state, cfg)

@@ -45,7 +45,7 @@ from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
 from watcher.core.rules import ProbeResult, Rule, Sample
-from watcher.signals import baseline_from_series
+from watcher.signals.reader import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]
 TEST_KEYS = ["name", "interval", "deploys", "input_series", "expect"]

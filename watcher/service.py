@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher.core import decide as decider
-from watcher import confirm, deploys, prometheus_time, requests, rollback, window
+from watcher import confirm, deploys, requests, rollback, window
+from watcher.signals import promtime as prometheus_time
 from watcher.core import messages
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, shift_state_times
@@ -371,7 +372,7 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
     """Wire a Watcher from its config: backend, signals, notifier, state store, and (with
     `fleet` and a `fleet:` section) its fleet coordinator, not started yet."""
     from watcher.backends import build_backend
-    from watcher.signals import build_reader
+    from watcher.signals.reader import build_reader
 
     redact = redactor_for(config)
     store = StateStore(config.state_dir, clock=clock, redact=redact)

@@ -14,7 +14,7 @@ import sys
 
 from watcher import cli
 from watcher.backends.symlink import SymlinkBackend
-from watcher.signals import HttpProbe
+from watcher.signals.reader import HttpProbe
 
 CRASH_AT = os.environ["CRASH_AT"]
 _switch, _probe = SymlinkBackend.switch, HttpProbe.probe

@@ -15,7 +15,7 @@ from faultlib import BadHttpServer, free_port
 from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
 from watcher.service import build_watcher
-from watcher.signals import HttpProbe, SignalReader
+from watcher.signals.reader import HttpProbe, SignalReader
 
 TIMEOUT = 1.0
 BOUND = TIMEOUT + 1.5  # the timeout plus a loaded machine's scheduling

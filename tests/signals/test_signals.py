@@ -15,7 +15,7 @@ import pytest
 from watcher.base.errors import SourceError
 from watcher.core.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
 from support import free_port
-from watcher.signals import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
+from watcher.signals.reader import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -244,7 +244,7 @@ def test_reads_queued_behind_a_narrow_pool_are_not_charged_for_the_wait(http_ser
     """Six probes of 0.4 s each through one worker take 2.4 s; each is within its own 1 s
     timeout, so none may be reported as timed out (a deadline counted from the tick's start
     would turn a long rule table into a "blind" watcher)."""
-    from watcher.signals import SignalReader
+    from watcher.signals.reader import SignalReader
 
     base, behaviours = http_server
     behaviours["/h"] = "abitslow"
@@ -258,7 +258,7 @@ def test_reads_queued_behind_a_narrow_pool_are_not_charged_for_the_wait(http_ser
 
 
 def test_verification_probe_is_bounded_by_its_timeout(http_server):
-    from watcher.signals import SignalReader
+    from watcher.signals.reader import SignalReader
 
     base, behaviours = http_server
     behaviours["/h"] = "slow"  # 1.5 s

@@ -20,7 +20,7 @@ import pytest
 from support import PrometheusServer, free_port
 from watcher import backtest as bt
 from watcher.config.load import load_config
-from watcher.signals import PrometheusSource
+from watcher.signals.reader import PrometheusSource
 
 STEP = 15.0
 RATE = 10.0

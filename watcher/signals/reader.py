@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
 from watcher.base.errors import SourceError
-from watcher.hostsignals import HostSignals, counter_increase, read_vmstat_counter
+from watcher.signals.host import HostSignals, counter_increase, read_vmstat_counter
 from watcher.core.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
 
 __all__ = ["HostSignals", "HttpProbe", "PrometheusSource", "SignalReader", "build_reader", "counter_increase",
@@ -366,7 +366,7 @@ def build_reader(config) -> SignalReader:
     )
     guard = None
     if prometheus is not None:
-        from watcher.prometheus_time import ClockGuard
+        from watcher.signals.promtime import ClockGuard
 
         guard = ClockGuard(prometheus, config.prometheus.scrape_interval)
     return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency,
