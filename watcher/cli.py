@@ -220,7 +220,7 @@ def check(
 
     Offline: the syntax, the backend's paths and the deploy lock's directory on this host, and
     every notify URL as Apprise parses it. Exit 0 when valid, 1 with every problem listed."""
-    from watcher import targetcheck
+    from watcher.notify import urlcheck as targetcheck
     from watcher.config import hostcheck
 
     cfg = _load(config)
@@ -413,7 +413,7 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 
 def _undelivered(store) -> list[dict]:
-    from watcher.notify import undelivered_from_journal
+    from watcher.notify.notifier import undelivered_from_journal
 
     return undelivered_from_journal(store.events())
 
@@ -692,7 +692,7 @@ def notify_test(
     """Send a test message to every notify target.
 
     Reports, per target, whether it arrived."""
-    from watcher import notify
+    from watcher.notify import notifier as notify
     from watcher.core.messages import MessageContext, Severity
 
     try:

@@ -91,10 +91,10 @@ def serve(w: Watcher) -> int:
                 return EXIT_CANNOT_START
             logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
         if cfg.notify:
-            from watcher.notify import check_targets
+            from watcher.notify.notifier import check_targets
 
             for problem in check_targets(list(cfg.notify)):
-                logging.getLogger("watcher.notify").error("notify target unusable: %s", problem)
+                logging.getLogger("watcher.notify.notifier").error("notify target unusable: %s", problem)
         daemon.install_signal_handlers()
         if w.fleet is not None:
             w.fleet.start()  # its own threads: the first tick does not wait for etcd
@@ -194,7 +194,7 @@ def _replace_notifier(w: Watcher, new: WatcherConfig, redact: Redactor) -> None:
     old = w.notifier
     w.notifier = None
     if new.notify:
-        from watcher.notify import Notifier
+        from watcher.notify.notifier import Notifier
 
         w.notifier = Notifier(list(new.notify), journal=quiet_journal(w.store), clock=w.clock, redact=redact)
     if old is not None:

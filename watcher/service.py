@@ -379,7 +379,7 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
     backend = build_backend(config.backend.type, config.backend.options) if config.backend else None
     notifier = None
     if notify and config.notify:
-        from watcher.notify import Notifier
+        from watcher.notify.notifier import Notifier
 
         notifier = Notifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
     tele = None

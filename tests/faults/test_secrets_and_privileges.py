@@ -213,7 +213,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     import logging
 
     from watcher.core.messages import Message
-    from watcher.notify import Severity
+    from watcher.notify.notifier import Severity
     from watcher.core.rules import RuleState
     from watcher.config.scrub import RedactingFormatter
     from watcher.service import build_watcher

@@ -145,7 +145,7 @@ def journal() -> Journal:
 @pytest.fixture
 def make_notifier(journal):
     """Notifiers with test-sized timeouts, closed at the end of the test."""
-    from watcher.notify import Notifier
+    from watcher.notify.notifier import Notifier
 
     made = []
 

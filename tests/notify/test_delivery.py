@@ -11,7 +11,7 @@ import pytest
 from support import free_port
 from watcher.core import messages as m
 from watcher.core.messages import Message, MessageContext, Severity
-from watcher.notify import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
+from watcher.notify.notifier import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
 from watcher.core.rules import Finding
 
 CTX = MessageContext("shop-api", "web-1").at(1_714_533_250.0)
@@ -345,7 +345,7 @@ def test_send_after_close_is_dropped_quietly(receiver, make_notifier):
 
 
 def test_importing_notify_and_messages_does_not_import_apprise():
-    code = ("import sys, watcher.notify, watcher.core.messages; "
+    code = ("import sys, watcher.notify.notifier, watcher.core.messages; "
             "sys.exit(1 if 'apprise' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -360,7 +360,7 @@ def test_send_does_not_import_apprise_on_the_callers_thread(receiver, make_notif
             "        if name == 'apprise': seen.append(threading.current_thread().name)\n"
             "        return None\n"
             "sys.meta_path.insert(0, Spy())\n"
-            "from watcher.notify import Notifier, NotifyTarget\n"
+            "from watcher.notify.notifier import Notifier, NotifyTarget\n"
             "from watcher.core.messages import Message, Severity\n"
             f"n = Notifier([NotifyTarget('{receiver.json_url()}')], lambda *a, **k: None)\n"
             "n.send(Message('k', Severity.INFO, 't', 'b'))\n"
@@ -394,7 +394,7 @@ def test_undelivered_messages_survive_a_restart_through_the_journal(receivers, m
 
 
 def test_undelivered_from_journal_lists_open_and_dropped_deliveries_per_target():
-    from watcher.notify import undelivered_from_journal
+    from watcher.notify.notifier import undelivered_from_journal
 
     events = [
         {"kind": "notify_failed", "id": "a", "target": "t1", "reason": "down"},

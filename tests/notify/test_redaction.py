@@ -9,7 +9,7 @@ import pytest
 
 from support import free_port
 from watcher.core.messages import Message, MessageContext, Severity
-from watcher.notify import (
+from watcher.notify.notifier import (
     NotifyTarget,
     check_targets,
     notify_test_command,

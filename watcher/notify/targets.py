@@ -1,5 +1,5 @@
 """A notify target as Apprise sees it: its endpoints, and one attempt to deliver to one of them.
-The Notifier (watcher/notify.py) owns the queues and the retries; this is the wire.
+The Notifier (watcher/notify/notifier.py) owns the queues and the retries; this is the wire.
 
 Apprise is imported lazily, on the first attempt or check that needs it (`_apprise`):
 importing this module never imports apprise.

@@ -66,9 +66,9 @@ from typing import Callable, Iterable, TextIO
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
 from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
-from watcher.notify_lane import DeliveryResult, Job, Lane, LaneSettings
-from watcher.notify_targets import NTFY_PRIORITY_NUMBER, check_targets
-from watcher.notify_undelivered import Redeliveries, Undelivered, undelivered_from_journal
+from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
+from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
+from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 
 __all__ = [
@@ -290,7 +290,7 @@ class Notifier:
             self._journal("notify_failed", **_failure_fields(job.id, message, lane.label, reason, 0, True))
             return
         title, body = self._scrub(message.title), self._scrub(message.body)
-        if job.pending is not None:
+        if isinstance(job.pending, Pending):
             pending = job.pending
             body = (f"(Late: first attempt failed at {format_time(pending.failed_at)}; "
                     f"redelivery {pending.redeliveries + 1}.)\n" + body)

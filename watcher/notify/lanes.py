@@ -1,7 +1,7 @@
 """One notify target's lane: its queue, its worker thread, its endpoints, and one delivery
 (`1 + retries` attempts with exponential backoff: `backoff`, 2x, at most MAX_BACKOFF). Each
 target has its own lane, so a hanging endpoint delays only itself. The Notifier
-(watcher/notify.py) queues jobs here and decides what a result means.
+(watcher/notify/notifier.py) queues jobs here and decides what a result means.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from watcher.base.errors import NotifyError
 from watcher.core.messages import Message, NotifyTarget
-from watcher.notify_targets import Endpoint, attempt, endpoints_of
+from watcher.notify.targets import Endpoint, attempt, endpoints_of
 from watcher.base.redact import config_path, redact_url
-
-if TYPE_CHECKING:
-    from watcher.notify_undelivered import Pending
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +41,9 @@ class Job:
     id: str
     message: Message
     endpoint: int | None = None  # None: every endpoint of the target
-    pending: Pending | None = None  # set for a redelivery
+    # Set for a redelivery: the Notifier's record of it (undelivered.Pending). A lane only
+    # carries it back with the result, so it is not typed here: undelivered.py builds on lanes.
+    pending: object | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What finally failed to reach a notify target, kept for redelivery, also across restarts.
 
-    Redeliveries          the open list of one Notifier (watcher/notify.py): a delivery that
+    Redeliveries          the open list of one Notifier (watcher/notify/notifier.py): a delivery that
                           finally failed (not permanently) is kept; `due()` (once per service
                           tick) hands back each one no sooner than `redelivery_backoff *
                           2**(n-1)` seconds after its last failure, for one more attempt; after
@@ -18,12 +18,10 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 from watcher.core.messages import Message, Severity
-
-if TYPE_CHECKING:
-    from watcher.notify_lane import DeliveryResult, Lane
+from watcher.notify.lanes import DeliveryResult, Lane
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
-# Not from watcher.notify, which re-exports both: its import (threads, queues, the delivery code)
+# Not from watcher.notify.notifier, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
 from watcher.core.messages import NotifyTarget
 from watcher.base.redact import config_path
@@ -69,7 +69,7 @@ def target_problems(targets: Iterable[NotifyTarget], directory: Path | None) -> 
     unseen = [i for i, k in enumerate(keys) if not k or k not in accepted]
     if not unseen:
         return []
-    from watcher.notify import check_targets  # imports apprise
+    from watcher.notify.notifier import check_targets  # imports apprise
 
     problems: list[str] = []
     for i in unseen:
