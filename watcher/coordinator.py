@@ -1,7 +1,7 @@
 """The fleet in the tick: what the service asks of the fleet and tells it, without waiting.
 
 The service calls these at its named steps (watcher/service.py); each returns at once, since
-the talking to etcd runs on the FleetLink's own threads (watcher/fleet.py):
+the talking to etcd runs on the FleetLink's own threads (watcher/fleet/link.py):
 
     learn        (start of a tick) "fleet blind"/"fleet recovered" once each; verdicts the
                  watch delivered: journaled, and a release bad fleet-wide is marked bad here
@@ -22,14 +22,14 @@ import logging
 from typing import TYPE_CHECKING, Sequence
 
 from watcher.core import messages
-from watcher.fleet import MEMBER_REFRESH
+from watcher.fleet.link import MEMBER_REFRESH
 from watcher.base.format import format_value
 from watcher.core.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
 from watcher.core.model import Mark
 from watcher.core.rules import Finding, Phase
 
 if TYPE_CHECKING:
-    from watcher.fleet import FleetLink
+    from watcher.fleet.link import FleetLink
     from watcher.service import Watcher
 
 log = logging.getLogger(__name__)

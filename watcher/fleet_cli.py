@@ -1,4 +1,4 @@
-"""Fleet commands: `gate RELEASE` for deploy scripts and `fleet status` (watcher/fleet.py).
+"""Fleet commands: `gate RELEASE` for deploy scripts and `fleet status` (watcher/fleet/link.py).
 
     rollback-watcher gate r42                       0 go, 1 bad fleet-wide, 2 unknown
     rollback-watcher gate r42 --wait --canary 2 --timeout 20m
@@ -63,7 +63,7 @@ def register(app: typer.Typer, config_opt, json_opt) -> None:
     @fleet_app.command("status")
     def fleet_status(config: str = config_opt, as_json: bool = json_opt) -> None:
         """Hosts, the release each runs, window and firing rules; verdicts per release."""
-        from watcher.etcd import EtcdGateway, FleetUnavailable
+        from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
         
         cfg = _fleet_config(config)
         try:
@@ -92,7 +92,7 @@ def _fleet_config(path: str):
 
 def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, step: float,
              clock=time.monotonic, sleep=time.sleep) -> GateAnswer:
-    from watcher.etcd import EtcdGateway, FleetUnavailable
+    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
     
     gateway = EtcdGateway(cfg)
     deadline = clock() + limit
@@ -139,7 +139,7 @@ def format_view(view: FleetView, name: str, now: float) -> str:
 
 def status_block(cfg, now: float) -> tuple[dict, str]:
     """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
-    from watcher.etcd import EtcdGateway, FleetUnavailable
+    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
     
     try:
         view = read_view(EtcdGateway(cfg), cfg)
@@ -158,7 +158,7 @@ def check_online(cfg) -> list[str]:
 
 def check_etcd(config) -> list[tuple[str, bool, str]]:
     """`check --online`: each endpoint's health, then one read of the fleet's keys."""
-    from watcher.etcd import EtcdGateway, FleetUnavailable
+    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
 
     gateway = EtcdGateway(config)
     rows = gateway.health()

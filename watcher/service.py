@@ -391,7 +391,7 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
                 telemetry=tele)
     if fleet and config.fleet is not None:
         from watcher.coordinator import FleetCoordinator
-        from watcher.fleet import FleetLink
+        from watcher.fleet.link import FleetLink
 
         w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)
     return w

@@ -66,7 +66,7 @@ def fleet_config(etcd, fleet_name):
 
 @pytest.fixture
 def link(fleet_config, tmp_path):
-    from watcher.fleet import FleetLink
+    from watcher.fleet.link import FleetLink
 
     started = []
 

@@ -1,4 +1,4 @@
-"""The fleet edge (watcher/fleet.py) against a real 3-member etcd cluster."""
+"""The fleet edge (watcher/fleet/link.py) against a real 3-member etcd cluster."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import threading
 import time
 
 from support import wait_for
-from watcher.etcd import EtcdGateway
-from watcher.fleet import OUTBOX, FleetLink
+from watcher.fleet.etcd import EtcdGateway
+from watcher.fleet.link import OUTBOX, FleetLink
 from watcher.core.fleetmodel import BAD, GOOD, FleetVerdict, Keys, Member
 
 
@@ -91,7 +91,7 @@ def test_membership_of_a_killed_watcher_expires_with_its_lease(link, fleet_confi
         import time
         from pathlib import Path
         from watcher.config.schema import FleetConfig
-        from watcher.fleet import FleetLink
+        from watcher.fleet.link import FleetLink
         from watcher.core.fleetmodel import Member
         link = FleetLink(FleetConfig({cfg.endpoints!r}, {cfg.name!r}, "web-dead", lease=2.0, timeout=1.0),
                          Path({str(tmp_path / "dead")!r})).start()

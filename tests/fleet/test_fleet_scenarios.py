@@ -22,7 +22,7 @@ import pytest
 from fleetrig import Fleet
 from support import NotificationReceiver, PortPool, PrometheusServer, ScenarioRunner, free_port, wait_for
 from support.etcd import EtcdCluster
-from watcher.etcd import EtcdGateway
+from watcher.fleet.etcd import EtcdGateway
 from watcher.fleet_cli import read_view
 
 BAD = {"error_ratio": 0.3}

@@ -1,4 +1,4 @@
-"""What this host owes the fleet, kept on disk until etcd has it (watcher/fleet.py flushes it).
+"""What this host owes the fleet, kept on disk until etcd has it (watcher/fleet/link.py flushes it).
 
 `state_dir/fleet-outbox.json`, written atomically on every change: a list of
 {"kind": "verdict", "release", "value"} and {"kind": "survived", "release", "host", "at"}.

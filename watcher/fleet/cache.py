@@ -1,6 +1,6 @@
 """The fleet as this host last read it from etcd: memberships, verdicts, survived marks.
 
-The FleetLink's threads (watcher/fleet.py) fill it: a full read at (re)connect (`load`), then
+The FleetLink's threads (watcher/fleet/link.py) fill it: a full read at (re)connect (`load`), then
 the watch's events (`apply_events`); `revision` is where the watch goes on from. The tick reads
 a copy (`view`), and takes each verdict once (`take_verdicts`), with the time it arrived. A
 verdict this host publishes is known here at once (`own`), even while etcd does not answer.
@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from watcher.etcd import KeyValue
+from watcher.fleet.etcd import KeyValue
 from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
 
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Callable
 
 from watcher.config.schema import FleetConfig
-from watcher.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
-from watcher.fleet_cache import FleetCache, FleetCounters, drain
-from watcher.fleet_outbox import OUTBOX, Outbox
+from watcher.fleet.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
+from watcher.fleet.cache import FleetCache, FleetCounters, drain
+from watcher.fleet.outbox import OUTBOX, Outbox
 from watcher.core.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
 
 log = logging.getLogger(__name__)
