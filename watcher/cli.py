@@ -328,9 +328,9 @@ def run(
     SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
     (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
     state.json is damaged, the telemetry port is taken): restarting would not help."""
-    from watcher.daemon import serve
+    from watcher.service.daemon import serve
     from watcher.config.hostcheck import EXIT_CANNOT_START
-    from watcher.service import build_watcher
+    from watcher.service.tick import build_watcher
 
     _setup_logging(verbose)
     try:
@@ -465,7 +465,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     it deployed), `created` (the backend's creation time) or `unknown` (after the others, in the
     backend's listing order)."""
     from watcher.core.decide import order_releases
-    from watcher.service import build_watcher
+    from watcher.service.tick import build_watcher
 
     cfg = _load(config)
     w = build_watcher(cfg, notify=False)
@@ -492,10 +492,10 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
     one writer), else directly under the instance lock; so too when the service stops before
     it took the request (withdrawn: its file was still there)."""
-    from watcher.human import RequestRefused
+    from watcher.service.human import RequestRefused
     from watcher.backends import identity_of
     from watcher.store.locks import acquire_host
-    from watcher.service import build_watcher
+    from watcher.service.tick import build_watcher
 
     w = build_watcher(cfg, fleet=True)
     store = w.store
@@ -605,7 +605,7 @@ def mark_deployed(
 
     The watcher need not wait for its next poll to see it."""
     from watcher.backends.base import check_release_id
-    from watcher.human import deploy_time
+    from watcher.service.human import deploy_time
 
     release = check_release_id(release)
     cfg = _load(config)
@@ -653,8 +653,8 @@ def rollback(
     it shows the plan and asks."""
     from watcher.base.errors import RollbackError, UnsafeReleaseId
     from watcher.core.model import RollbackResult
-    from watcher.rollback import execute, plan_rollback
-    from watcher.service import build_watcher
+    from watcher.service.rollback import execute, plan_rollback
+    from watcher.service.tick import build_watcher
 
     cfg = _load(config)
     w = build_watcher(cfg, notify=not dry_run)

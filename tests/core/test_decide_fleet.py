@@ -3,7 +3,7 @@ that meets the same safety policy; a fleet-wide symptom holds a local rollback b
 
 import pytest
 
-from watcher.coordinator import fleet_finding
+from watcher.service.coordinator import fleet_finding
 from watcher.core.decide import NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Situation, decide
 from watcher.core.fleetmodel import BAD, FleetVerdict
 from watcher.core.messages import fmt_finding

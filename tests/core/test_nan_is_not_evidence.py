@@ -6,7 +6,7 @@ bad code)."""
 
 import math
 
-from watcher.confirm import _clear
+from watcher.service.confirm import _clear
 from watcher.core.evaluate import RuleEvaluation, both_windows
 from watcher.core.rules import Observation, Outcome, PromQuery, Rule, RuleState
 

@@ -176,7 +176,7 @@ class EmptyReader:
 @pytest.mark.parametrize("answer, known_good", [([], False), ([Sample({}, 0.0)], True)])
 def test_a_release_becomes_known_good_only_with_evidence(tmp_path, answer, known_good):
     from watcher.config.load import load_config
-    from watcher.service import Watcher
+    from watcher.service.tick import Watcher
     from watcher.store.state import StateStore
 
     (tmp_path / "rules.yaml").write_text(

@@ -14,7 +14,7 @@ from faultlib import BadHttpServer, free_port
 
 from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
-from watcher.service import build_watcher
+from watcher.service.tick import build_watcher
 from watcher.signals.reader import HttpProbe, SignalReader
 
 TIMEOUT = 1.0

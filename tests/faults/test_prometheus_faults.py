@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from watcher.config.load import load_config
-from watcher.service import build_watcher
+from watcher.service.tick import build_watcher
 
 RULES = """
 rules:

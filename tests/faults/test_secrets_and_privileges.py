@@ -216,7 +216,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     from watcher.notify.notifier import Severity
     from watcher.core.rules import RuleState
     from watcher.config.scrub import RedactingFormatter
-    from watcher.service import build_watcher
+    from watcher.service.tick import build_watcher
 
     host = symlink_host
     receiver = BadHttpServer("ok")

@@ -21,7 +21,7 @@ from support import run_cli as cli  # config paths are absolute: any cwd works
 
 from watcher.config.load import load_config
 from watcher.base.errors import StateError
-from watcher.service import build_watcher
+from watcher.service.tick import build_watcher
 
 
 RULES = """

@@ -3,7 +3,7 @@
 import httpx
 
 from support import free_port, run_cli, wait_for
-from watcher.telemetry import Telemetry
+from watcher.service.telemetry import Telemetry
 
 RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 2\n    action: rollback\n"
 

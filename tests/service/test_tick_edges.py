@@ -27,8 +27,8 @@ from support import run_cli
 from support.ticking import Clock, oom_counter, ticks
 
 from watcher.config.load import load_config
-from watcher.daemon import reload
-from watcher.service import build_watcher
+from watcher.service.daemon import reload
+from watcher.service.tick import build_watcher
 
 HEALTH_RULE = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 2\n    action: rollback\n"
 
@@ -328,7 +328,7 @@ def test_reload_applies_new_notify_targets_and_names(host, endpoint):
 def test_the_clear_bound_waits_for_the_longest_range_a_fired_rule_reads(host, tmp_path):
     """A fixed `[5m]` holds the bad release's samples for five minutes after the switch: asking
     it to clear sooner would call a good rollback "probably not the cause"."""
-    from watcher.confirm import clear_bound
+    from watcher.service.confirm import clear_bound
 
     rules = ("rules:\n  - name: oom\n    query: increase(x[5m])\n    above: 0\n    action: rollback\n"
              "  - name: ratio\n    query: rate(e[$window]) / rate(r[$window])\n    above: 0.1\n    action: rollback\n")

@@ -9,7 +9,7 @@ from watcher.backtest import Deploy, replay_rule, trailing_reads, watch_windows
 from watcher.config.load import load_config
 from watcher.base.errors import SourceError
 from watcher.core.rules import ProbeResult, Sample
-from watcher.service import Watcher
+from watcher.service.tick import Watcher
 from watcher.store.state import StateStore
 
 REPO = Path(__file__).resolve().parents[2]

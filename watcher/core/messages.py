@@ -671,7 +671,7 @@ def test_message(ctx: MessageContext, severity: Severity | str) -> Message:
     )
 
 
-# --- the fleet (watcher/coordinator.py) -----------------------------------------------------
+# --- the fleet (watcher/service/coordinator.py) -----------------------------------------------------
 
 
 def fleet_blind(ctx: MessageContext, error: str) -> Message:

@@ -92,8 +92,8 @@ def demo(out: TextIO = sys.stdout) -> int:
 
 def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     from watcher.config.load import load_config
-    from watcher.daemon import Daemon
-    from watcher.service import build_watcher
+    from watcher.service.daemon import Daemon
+    from watcher.service.tick import build_watcher
 
     have_prometheus = shutil.which("prometheus") is not None
     bad = BAD_5XX if have_prometheus else BAD_HEALTH

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from watcher.core import decide as decider
-from watcher import confirm, deploys, requests, rollback, window
+from watcher.service import confirm, deploys, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.core import messages
 from watcher.backends.base import Backend
@@ -384,13 +384,13 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
         notifier = Notifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
     tele = None
     if telemetry:
-        from watcher.telemetry import Telemetry
+        from watcher.service.telemetry import Telemetry
 
         tele = Telemetry(config.interval, clock=clock)
     w = Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
                 telemetry=tele)
     if fleet and config.fleet is not None:
-        from watcher.coordinator import FleetCoordinator
+        from watcher.service.coordinator import FleetCoordinator
         from watcher.fleet.link import FleetLink
 
         w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)

@@ -33,11 +33,11 @@ from watcher.store.locks import LockBusy
 from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.base.process import CommandResult, identity, still_running
 from watcher.core.rules import Finding, HttpCheck, Rule
-from watcher.confirm import after_verified, after_verify_failed, local_findings, start_confirmation
-from watcher.verify import verify
+from watcher.service.confirm import after_verified, after_verify_failed, local_findings, start_confirmation
+from watcher.service.verify import verify
 
 if TYPE_CHECKING:
-    from watcher.service import Watcher
+    from watcher.service.tick import Watcher
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import logging
 import re
 from typing import Any, Callable, Protocol, Sequence
 
-from watcher import deploys
+from watcher.service import deploys
 from watcher.core import messages
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.base.format import format_duration

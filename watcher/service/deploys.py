@@ -1,5 +1,5 @@
 """Which release is current, tick after tick, and what a deploy resets. The service's `release`
-and `baselines` steps (watcher/service.py) and its `decide` step's listing of releases:
+and `baselines` steps (watcher/service/tick.py) and its `decide` step's listing of releases:
 
     BackendReads.current    ask the backend which release is current; a change since the last
                             tick is a deploy (the caller's `on_deploy`). When it cannot tell: the

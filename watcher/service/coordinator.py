@@ -1,6 +1,6 @@
 """The fleet in the tick: what the service asks of the fleet and tells it, without waiting.
 
-The service calls these at its named steps (watcher/service.py); each returns at once, since
+The service calls these at its named steps (watcher/service/tick.py); each returns at once, since
 the talking to etcd runs on the FleetLink's own threads (watcher/fleet/link.py):
 
     learn        (start of a tick) "fleet blind"/"fleet recovered" once each; verdicts the
@@ -30,7 +30,7 @@ from watcher.core.rules import Finding, Phase
 
 if TYPE_CHECKING:
     from watcher.fleet.link import FleetLink
-    from watcher.service import Watcher
+    from watcher.service.tick import Watcher
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What a tick records of the current release's watch: the rules' transitions, the watch
 window's evidence, its clock, its end. The service's `evaluate` (after evaluate.py), `lock
-wait` and `window` steps (watcher/service.py), and the clock check at the start of a tick:
+wait` and `window` steps (watcher/service/tick.py), and the clock check at the start of a tick:
 
     record           keep the new rule states; journal each transition, tell phase changes;
                      count the tick for the window's evidence: did every rollback rule see

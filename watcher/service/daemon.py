@@ -23,7 +23,7 @@ from watcher.store.locks import DeployLock, acquire_host
 from watcher.core.rules import Phase
 from watcher.config.scrub import Redactor, config_secrets
 from watcher.base.sdnotify import sd_notify
-from watcher.service import Watcher
+from watcher.service.tick import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,10 @@ def serve(w: Watcher) -> int:
                 # One line and an exit code the unit's RestartPreventExitStatus= names: a restart
                 # loop would only hit the same taken port every RestartSec.
                 line = listen_error(cfg.telemetry.listen, exc)
-                logging.getLogger("watcher.telemetry").error("cannot start: %s", line)
+                logging.getLogger("watcher.service.telemetry").error("cannot start: %s", line)
                 print(f"cannot start: {line}", file=sys.stderr)
                 return EXIT_CANNOT_START
-            logging.getLogger("watcher.telemetry").info("metrics and /healthz listen=%s", bound)
+            logging.getLogger("watcher.service.telemetry").info("metrics and /healthz listen=%s", bound)
         if cfg.notify:
             from watcher.notify.notifier import check_targets
 
@@ -189,7 +189,7 @@ def reload(w: Watcher) -> bool:
 
 def _replace_notifier(w: Watcher, new: WatcherConfig, redact: Redactor) -> None:
     """New notify targets: a new Notifier; the old one delivers what it has queued, then stops."""
-    from watcher.service import quiet_journal
+    from watcher.service.tick import quiet_journal
 
     old = w.notifier
     w.notifier = None

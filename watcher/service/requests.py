@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from watcher import human, rollback
+from watcher.service import human, rollback
 from watcher.core import messages
 from watcher.backends.base import check_release_id
 from watcher.base.errors import RollbackError, WatcherError
@@ -16,7 +16,7 @@ from watcher.base.format import format_duration, format_time
 from watcher.core.model import Mark
 
 if TYPE_CHECKING:
-    from watcher.service import Watcher
+    from watcher.service.tick import Watcher
 
 
 _MARK_EFFECT = {
