@@ -68,9 +68,9 @@ def write_history(path: Path, start: float, end: float, bad: list[tuple[float, f
 
 def bench(results, log=print):
     try:
-        from watcher import backtest as bt
+        from watcher.actions import backtest as bt
     except ImportError:
-        results.add("backtest", "7 days @ 15 s, default table", "not measured", "< 5 s", note="no watcher/backtest.py")
+        results.add("backtest", "7 days @ 15 s, default table", "not measured", "< 5 s", note="no watcher/actions/backtest.py")
         return
     from watcher.config.load import load_config
     from support import PrometheusServer

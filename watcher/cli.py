@@ -238,7 +238,7 @@ def check(
         rows.append({"rule": rule.name, "signal": kind, "condition": rule.condition_text(), "action": rule.action,
                      "file": str(rule.location)})
     if online:
-        from watcher.checkreport import check_online
+        from watcher.actions.online import check_online
 
         report = check_online(cfg, rows, time.time())
     else:
@@ -405,7 +405,7 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     if undelivered:
         lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
     if cfg.fleet is not None:
-        from watcher.fleet_cli import status_block
+        from watcher.actions.fleet import status_block
 
         data["fleet"], fleet_text = status_block(cfg.fleet, now)
         lines.append(fleet_text)
@@ -720,7 +720,7 @@ def backtest(
 
     Shows when each rule would have been pending and firing, and which deploys would have been
     rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
-    from watcher import backtest as bt
+    from watcher.actions import backtest as bt
     from watcher.signals.reader import PrometheusSource
     from watcher.store.state import StateStore
 
@@ -751,7 +751,7 @@ def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rule
 
     Query results per step in, states and rollbacks out. Exit 1 on any failed expectation.
     (Test the PromQL itself with `promtool test rules`.)"""
-    from watcher import ruletest
+    from watcher.actions import ruletest
 
     results = ruletest.run_file(file)
     print(ruletest.report(file, results))
@@ -766,7 +766,7 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
     progress, and the last transitions."""
     import dataclasses
 
-    from watcher import explain as ex
+    from watcher.actions import explain as ex
     from watcher.store.state import StateStore
 
     cfg = _load(config)
@@ -795,7 +795,7 @@ def version() -> None:
 # ---------------------------------------------------------------------------------------------
 # Fleet commands (`gate`, `fleet status`) live in their own module.
 
-from watcher.fleet_cli import register as _register_fleet  # noqa: E402 - after the app's own commands
+from watcher.actions.fleet import register as _register_fleet  # noqa: E402 - after the app's own commands
 
 _register_fleet(app, ConfigOpt, JsonOpt)
 

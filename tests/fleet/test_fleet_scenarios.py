@@ -23,7 +23,7 @@ from fleetrig import Fleet
 from support import NotificationReceiver, PortPool, PrometheusServer, ScenarioRunner, free_port, wait_for
 from support.etcd import EtcdCluster
 from watcher.fleet.etcd import EtcdGateway
-from watcher.fleet_cli import read_view
+from watcher.actions.fleet import read_view
 
 BAD = {"error_ratio": 0.3}
 OK = {"error_ratio": 0.0}

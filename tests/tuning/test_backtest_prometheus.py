@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher import backtest as bt
+from watcher.actions import backtest as bt
 from watcher.config.load import load_config
 from support import PrometheusServer, free_port
 from watcher.signals.reader import PrometheusSource

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from support import PrometheusServer, free_port
-from watcher import backtest as bt
+from watcher.actions import backtest as bt
 from watcher.config.load import load_config
 from watcher.signals.reader import PrometheusSource
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ruletest import expand
+from watcher.actions.ruletest import expand
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "watcher"]

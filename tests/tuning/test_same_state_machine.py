@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watcher.backtest import Deploy, replay_rule, trailing_reads, watch_windows
+from watcher.actions.backtest import Deploy, replay_rule, trailing_reads, watch_windows
 from watcher.config.load import load_config
 from watcher.base.errors import SourceError
 from watcher.core.rules import ProbeResult, Sample

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.base import yamlfile
-from watcher.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
+from watcher.actions.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
 from watcher.config.values import FileReader
 from watcher.config.rulefile import read_rule, load_rule_file
 from watcher.base.durations import parse_duration
