@@ -78,7 +78,7 @@ def test_an_accepted_target_is_remembered_so_the_next_check_does_not_import_appr
     assert secret not in cached and len(json.loads(cached)["accepted"]) == 1
     # The second check, in a process that reports whether Apprise was imported.
     code = ("import sys; sys.argv = ['rollback-watcher', 'check', '--config', sys.argv[1]]\n"
-            "from watcher.cli import main\n"
+            "from watcher.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code, 'apprise' in sys.modules)\n")
     second = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=60,
                             env={**__import__("os").environ, **cache_env})

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from watcher import cli
+from watcher.cli import app as cli
 from watcher.backends.symlink import SymlinkBackend
 from watcher.signals.reader import HttpProbe
 

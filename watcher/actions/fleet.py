@@ -11,76 +11,11 @@ a few minutes, not a watcher per tick). etcd unreachable is "unknown" (2), never
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from typing import Optional
-
-import typer
 
 from watcher.core.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
 
-fleet_app = typer.Typer(help="The fleet on etcd: members, releases, verdicts.", no_args_is_help=True)
-
-
-def register(app: typer.Typer, config_opt, json_opt) -> None:
-    """Add `gate` and `fleet status` to the main app (called once at the end of cli.py)."""
-
-    @app.command()
-    def gate(
-        release: str = typer.Argument(..., help="The release the deploy script is about to ship further."),
-        config: str = config_opt,
-        wait: bool = typer.Option(False, "--wait", help="Block until go or bad (or --timeout)."),
-        canary: Optional[int] = typer.Option(None, "--canary", min=1,
-                                             help="Go once the release survived its window on N hosts."),
-        timeout: str = typer.Option("30m", "--timeout", help="Longest wait with --wait, e.g. 20m."),
-        every: str = typer.Option("2s", "--every", help="How often to read etcd while waiting."),
-        as_json: bool = json_opt,
-    ) -> None:
-        """Exit 0 (go), 1 (bad fleet-wide: do not deploy) or 2 (unknown) for RELEASE."""
-        from watcher.base.durations import parse_duration
-        from watcher.base.errors import ConfigError, WatcherError
-
-        # Exit 1 means "bad release" to a deploy script: a broken config or option is unknown (2).
-        try:
-            cfg = _fleet_config(config)
-            limit, step = parse_duration(timeout), parse_duration(every)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(str(problem), file=sys.stderr)
-            raise typer.Exit(int(GateCode.UNKNOWN)) from None
-        except (ValueError, WatcherError) as exc:
-            print(f"gate: {exc}", file=sys.stderr)
-            raise typer.Exit(int(GateCode.UNKNOWN)) from None
-        answer = run_gate(cfg, release, canary, wait, limit, step)
-        if as_json:
-            print(json.dumps({"release": release, "code": int(answer.code), "answer": answer.code.name.lower(),
-                              "reason": answer.reason}))
-        else:
-            print(f"{answer.code.name.lower()}: {answer.reason}")
-        raise typer.Exit(int(answer.code))
-
-    @fleet_app.command("status")
-    def fleet_status(config: str = config_opt, as_json: bool = json_opt) -> None:
-        """Hosts, the release each runs, window and firing rules; verdicts per release."""
-        from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-        
-        cfg = _fleet_config(config)
-        try:
-            view = read_view(EtcdGateway(cfg), cfg)
-        except FleetUnavailable as exc:
-            print(f"fleet {cfg.name}: etcd unreachable: {exc}", file=sys.stderr)
-            raise typer.Exit(2) from None
-        now = time.time()
-        if as_json:
-            print(json.dumps(view_json(view, cfg.name), indent=2, sort_keys=True))
-        else:
-            print(format_view(view, cfg.name, now))
-
-    app.add_typer(fleet_app, name="fleet")
-
-
-def _fleet_config(path: str):
+def fleet_config(path: str):
     from watcher.config.load import load_config
     from watcher.base.errors import ConfigError, ConfigProblem
 

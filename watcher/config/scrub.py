@@ -9,7 +9,7 @@ the config's secrets and applied at the edges:
     StateStore     journal.jsonl and state.json lines           (watcher/store/state.py)
     log formatter  every log line of `run` and the CLI          (redacting_formatter)
     Notifier       title and body of every message              (watcher/notify/notifier.py)
-    CLI output     everything a command prints, errors included (RedactingStream, watcher/cli.py)
+    CLI output     everything a command prints, errors included (RedactingStream, watcher/cli/common.py)
 
 The secrets of a config: the Prometheus URL's password (and the `Basic` header requests derives
 from the userinfo), the values of secret-sounding Prometheus headers (Authorization, X-Api-Key,

@@ -1,0 +1,1 @@
+"""The command line: one module per command group; app.py holds the app and `main`."""

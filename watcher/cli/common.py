@@ -1,0 +1,124 @@
+"""What every command shares: the --config and --json options, loading the config (after which
+nothing the process prints shows its secrets), logging, and printing times, durations and
+journal fields as every other output writes them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import typer
+
+from watcher.base.errors import ConfigError
+from watcher.base.logs import SyslogPrefixFormatter, journald_stream
+
+DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
+
+ConfigOpt = typer.Option(
+    DEFAULT_CONFIG, "--config", "-c", envvar="ROLLBACK_WATCHER_CONFIG", help="watcher.yaml to read.", show_default=True
+)
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+# Each command group is a typer app of its own, merged into the main one (cli/app.py).
+SETTINGS = {"rich_markup_mode": None, "context_settings": {"help_option_names": ["-h", "--help"]}}
+
+
+def load(config: str):
+    """Load the config; from here on, nothing this process prints or logs shows its secrets."""
+    from watcher.config.load import load_config
+    from watcher.config.scrub import RedactingStream, redact_logs, redactor_for
+
+    cfg = load_config(config)
+    redact = redactor_for(cfg)
+    if redact:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            setattr(sys, name, RedactingStream(stream.inner if isinstance(stream, RedactingStream) else stream, redact))
+        redact_logs(redact)
+    return cfg
+
+
+def setup_logging(verbose: bool = False) -> None:
+    # One line per event, key=value, to stdout: journald keeps the time itself, but people
+    # reading a terminal or a file want it too.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        force=True,
+    )
+    logging.Formatter.converter = time.gmtime
+    if journald_stream(sys.stdout, os.environ):
+        # Under systemd, stdout goes to journald, which would file every line at PRIORITY 6
+        # and `journalctl -u rollback-watcher -p warning` would show nothing, not even a
+        # refused reload. A `<N>` prefix gives each line its own priority.
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(SyslogPrefixFormatter(handler.formatter))
+    # httpx logs every request at INFO: one line per probe per tick drowns the events.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def out(data, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def duration_option(text: str, option: str) -> float:
+    """A CLI duration, through the parser watcher.yaml uses; a bad one is a usage error (exit 2)."""
+    from watcher.base.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def when(t: float | None) -> str:
+    """A time as every output writes it (watcher.base.format), "-" when there is none."""
+    from watcher.base.format import format_time
+
+    return format_time(t) if t else "-"
+
+
+def journal_field(key: str, value) -> str:
+    """`key=value` of a journal event for people: times as times, numbers rounded (the journal
+    itself keeps the raw values for machines)."""
+    from watcher.base.format import format_number
+
+    if isinstance(value, float) and (key in ("until", "at", "window_ends", "deployed_at") or key.endswith("_at")):
+        return f"{key}={when(value)}"
+    if isinstance(value, float):
+        return f"{key}={format_number(value)}"
+    return f"{key}={value}"
+
+
+
+
+def show_config_error(exc: ConfigError) -> None:
+    """Every problem as FILE:LINE: KEY: message, then a summary (and the JSON error)."""
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+    summary = f"{len(exc.problems)} problem(s); nothing was changed."
+    print(summary, file=sys.stderr)
+    json_error(exc, summary, [{"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+                              for p in exc.problems])
+
+
+def json_error(exc: Exception, message: str, problems: list[dict] | None = None) -> None:
+    """`--json` promises JSON on stdout: an error is a JSON object too, never an empty stdout."""
+    argv = sys.argv[1:]
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" not in options:
+        return
+    error = {"error": type(exc).__name__, "message": message}
+    if problems is not None:
+        error["valid"] = False
+        error["problems"] = problems
+    print(json.dumps(error, indent=2, sort_keys=True))

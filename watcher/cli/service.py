@@ -1,0 +1,113 @@
+"""`run` (the service) and `status`."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from watcher.base.errors import ConfigError, StateError
+from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, load, out, setup_logging, show_config_error, when
+
+app = typer.Typer(**SETTINGS)
+
+
+@app.command()
+def run(
+    config: str = ConfigOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Run the service: one tick every `interval`.
+
+    SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
+    (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
+    state.json is damaged, the telemetry port is taken): restarting would not help."""
+    from watcher.service.daemon import serve
+    from watcher.config.hostcheck import EXIT_CANNOT_START
+    from watcher.service.tick import build_watcher
+
+    setup_logging(verbose)
+    try:
+        cfg = load(config)
+    except ConfigError as exc:
+        # Exit 1 would be a crash to systemd, and Restart=on-failure would re-read the same
+        # file every RestartSec forever: the unit's RestartPreventExitStatus= names 78.
+        show_config_error(exc)
+        raise typer.Exit(EXIT_CANNOT_START) from None
+    try:
+        code = serve(build_watcher(cfg, telemetry=cfg.telemetry.listen is not None, fleet=True))
+    except StateError as exc:
+        if not exc.permanent:
+            raise
+        # As for the config: only a person can fix a damaged state.json (the message says how);
+        # a restart every RestartSec would only read it again.
+        print(f"StateError: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_CANNOT_START) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """The release, its watch window, rule states, the incident."""
+    from watcher.store.state import StateStore
+
+    cfg = load(config)
+    store = StateStore(cfg.state_dir)
+    state = store.load()
+    now = time.time()
+    undelivered = _undelivered(store)
+    data = {
+        "service": cfg.service,
+        "running": store.service_running(),
+        "release": state.current,
+        "deployed_at": state.deployed_at,
+        "in_watch_window": state.in_watch_window(now),
+        "window_ends": state.window_ends,
+        "paused_until": state.paused_until if state.paused_until and state.paused_until > now else None,
+        "halted": state.halted,
+        "current_problem": state.current_problem,
+        "confirming": state.confirming,
+        "lock_wait": state.lock_wait,
+        "mode": cfg.mode,
+        "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
+                         "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
+        "incident": state.incident.to_dict() if state.incident else None,
+        "undelivered_notifications": undelivered,
+    }
+    lines = [f"{cfg.service}: release {state.current or 'unknown'}"
+             + (f", in its watch window until {when(state.window_ends)}" if data["in_watch_window"] else "")
+             + f"; watcher {'running' if data['running'] else 'not running'}; mode {cfg.mode}"]
+    if state.current_problem:
+        lines.append(f"CURRENT UNREADABLE: {state.current_problem}\n  the watcher acts not until it can read it")
+    if state.confirming:
+        c = state.confirming
+        lines.append(f"rolled back {c['from']} -> {c['to']}; waiting until {when(c['until'])} for "
+                     f"{', '.join(c['rules'])} to clear")
+    if state.lock_wait:
+        lines.append(f"waiting for the deploy lock since {when(state.lock_wait['since'])} (the window waits too)")
+    if state.halted:
+        lines.append(f"HALTED: {state.halted}\n  fix the host, then run: rollback-watcher resolve")
+    if data["paused_until"]:
+        lines.append(f"paused until {when(state.paused_until)}")
+    for name, rs in state.rules.items():
+        extra = f" since {when(rs.active_since)}" if rs.active_since else ""
+        blind = " BLIND" if rs.blind else ""
+        lines.append(f"  {name:<28} {rs.phase.value}{extra}{blind}")
+    if state.incident:
+        lines.append(f"open incident {state.incident.id} on {state.incident.release}:")
+        lines += [f"  {when(e['time'])} {e['what']}" for e in state.incident.timeline]
+    if undelivered:
+        lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
+    if cfg.fleet is not None:
+        from watcher.actions.fleet import status_block
+
+        data["fleet"], fleet_text = status_block(cfg.fleet, now)
+        lines.append(fleet_text)
+    out(data, as_json, "\n".join(lines))
+
+
+def _undelivered(store) -> list[dict]:
+    from watcher.notify.notifier import undelivered_from_journal
+
+    return undelivered_from_journal(store.events())

@@ -1,0 +1,84 @@
+"""Tuning rules: `backtest` (replay over Prometheus history), `test` (rule unit tests),
+`explain` (why a rule is in its state)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, duration_option, load, out, when
+
+app = typer.Typer(**SETTINGS)
+
+
+@app.command()
+def backtest(
+    config: str = ConfigOpt,
+    since: str = typer.Option("24h", help="Start: a duration ago (7d), ISO 8601 or epoch seconds."),
+    until: Optional[str] = typer.Option(None, help="End (default now), same forms as --since."),
+    step: Optional[str] = typer.Option(None, help="Step between evaluations (default: the config's interval)."),
+    rule: Optional[list[str]] = typer.Option(None, "--rule", help="Only this rule (repeatable)."),
+    deploys: str = typer.Option("journal", help="Deploy times: journal, auto, or a FILE of 'TIME [RELEASE]' lines."),
+    deploy_metric: str = typer.Option("app_build_info", help="Info metric for --deploys auto."),
+    release_label: str = typer.Option("release", help="Label of the release in --deploy-metric."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replay the rules over Prometheus history.
+
+    Shows when each rule would have been pending and firing, and which deploys would have been
+    rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
+    from watcher.actions import backtest as bt
+    from watcher.signals.reader import PrometheusSource
+    from watcher.store.state import StateStore
+
+    step_s = duration_option(step, "--step") if step else None
+    now = time.time()
+    try:
+        start, end = bt.parse_time(since, now), bt.parse_time(until, now) if until else now
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since/--until") from None
+    cfg = load(config)
+    step_s = step_s or cfg.interval
+    source = PrometheusSource(cfg.prometheus.url, max(cfg.prometheus.timeout, 30.0), cfg.prometheus.headers)
+    if deploys == "journal":
+        found = bt.deploys_from_journal(StateStore(cfg.state_dir).events())
+    elif deploys == "auto":
+        found = bt.auto_deploys(source, deploy_metric, release_label, start - cfg.watch_window, end, step_s)
+    else:
+        found = bt.deploys_from_file(Path(deploys), now)
+    result = bt.run_backtest(cfg, source, start, end, step_s, found, rule or None)
+    out(bt.to_json(result), as_json, bt.render_text(result, when))
+    if result.every_step_failed():
+        raise typer.Exit(1)
+
+
+@app.command("test")
+def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rules/tests/default_test.yaml).")) -> None:
+    """Unit-test rules without Prometheus.
+
+    Query results per step in, states and rollbacks out. Exit 1 on any failed expectation.
+    (Test the PromQL itself with `promtool test rules`.)"""
+    from watcher.actions import ruletest
+
+    results = ruletest.run_file(file)
+    print(ruletest.report(file, results))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+@app.command()
+def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Why RULE is in its state.
+
+    The query, each series now, the threshold or baseline and where it came from, the `for`
+    progress, and the last transitions."""
+    import dataclasses
+
+    from watcher.actions import explain as ex
+    from watcher.store.state import StateStore
+
+    cfg = load(config)
+    e = ex.explain(cfg, StateStore(cfg.state_dir), rule)
+    out(dataclasses.asdict(e), as_json, ex.render_text(e, cfg.rule(rule).value_unit))
