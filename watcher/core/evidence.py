@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from watcher.core.evaluate import RuleEvaluation
 from watcher.core.model import ReleaseRecord
-from watcher.core.rules import Outcome
+from watcher.core.rules import Outcome, Rule
 
 
-def count_tick(rec: ReleaseRecord, evaluated: Iterable) -> None:
+def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation]) -> None:
     """One tick of `rec`'s watch window; `evaluated` are the tick's RuleEvaluations."""
     rec.watched_ticks += 1
     if all(e.observation.outcome in (Outcome.OK, Outcome.BREACH) for e in evaluated if e.rule.action == "rollback"):
         rec.evidence_ticks += 1
 
 
-def shortfall(rec: ReleaseRecord, rules, need: float) -> str | None:
+def shortfall(rec: ReleaseRecord, rules: Iterable[Rule], need: float) -> str | None:
     """Why `rec`'s window is not evidence enough to call it good, or None when it is."""
     if not any(r.action == "rollback" for r in rules):
         return None

@@ -20,8 +20,10 @@ definitions its every line reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any, TypeGuard
 
 from watcher.base.format import format_duration, format_labels, format_number, format_value
 from watcher.core.model import TransitionKind
@@ -145,7 +147,7 @@ class Rule:
 class Sample:
     """One series of an instant query result."""
 
-    labels: dict
+    labels: dict[str, str]
     value: float
 
 
@@ -155,6 +157,11 @@ class ProbeResult:
     detail: str  # "200 in 12 ms", "connect error", "timeout after 2s", "status 503"
     status: int | None = None
     elapsed: float | None = None
+
+
+# What a reader returns for one rule: the series of a query, a probe's answer, or the error
+# (signals.SourceError) that kept it from reading: an error is never "condition false".
+SignalResult = list[Sample] | ProbeResult | BaseException
 
 
 class Outcome(str, Enum):
@@ -170,7 +177,7 @@ class Outcome(str, Enum):
 class Observation:
     outcome: Outcome
     value: float | None = None  # the worst breaching value, else the largest finite one
-    labels: dict = field(default_factory=dict)  # of the worst breaching series
+    labels: dict[str, str] = field(default_factory=dict)  # of the worst breaching series
     breaching: int = 0  # how many series breach
     series: int = 0  # how many series came back
     detail: str = ""  # error reason, probe detail, "no baseline"
@@ -188,7 +195,7 @@ class Observation:
         return self.outcome is Outcome.OK and (self.value is None or math.isfinite(self.value))
 
 
-def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
+def classify(rule: Rule, result: SignalResult, baseline: float | None = None) -> Observation:
     """Turn a signal's raw result into an Observation for `rule`.
 
     `result` is a list of Samples, a ProbeResult, or an Exception (a SourceError): an error is
@@ -232,7 +239,7 @@ def breaches(rule: Rule, value: float, baseline: float | None = None) -> bool:
     return True
 
 
-def _usable_baseline(baseline: float | None) -> bool:
+def _usable_baseline(baseline: float | None) -> TypeGuard[float]:
     return baseline is not None and math.isfinite(baseline) and baseline >= 0
 
 
@@ -272,15 +279,15 @@ class RuleState:
     last_outcome: str | None = None
     last_value: float | None = None
     last_detail: str = ""
-    last_labels: dict = field(default_factory=dict)
+    last_labels: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["phase"] = self.phase.value
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> RuleState:
+    def from_dict(cls, d: Mapping[str, Any]) -> RuleState:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["phase"] = Phase(known.get("phase", "inactive"))
         return cls(**known)
@@ -414,7 +421,7 @@ class Finding:
     value: float | None = None  # the worst breaching value, None for probes without a number
     unit: str = ""  # e.g. "s", "%", "" as declared by the rule (value_unit)
     since: float | None = None  # epoch seconds the condition first held
-    labels: dict = field(default_factory=dict, compare=False, hash=False)  # breaching series
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # breaching series
     detail: str = ""  # e.g. "connect error", "status 503"
 
 
