@@ -24,9 +24,11 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from watcher.backends.base import Backend
+from watcher.base.durations import parse_duration
 from watcher.base.format import format_duration
 from watcher.config.schema import WatcherConfig
 from watcher.core import messages
+from watcher.core.evaluate import Evaluation, RuleEvaluation
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.rules import Finding, HostCheck, Phase, PromQuery, finding
 from watcher.core.rules import Outcome as Observed
@@ -80,13 +82,12 @@ def start_confirmation(w: Confirmer, from_id: str, to_id: str, findings: Sequenc
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
 
 
-def clear_bound(config, rules: Sequence[str]) -> float:
+def clear_bound(config: WatcherConfig, rules: Sequence[str]) -> float:
     """How long the fired rules get to clear: `verify.clear_within` when set; else the longest
     range any of them reads (a fixed `[5m]` holds the bad release's samples for five minutes,
     `[$window]` starts at the switch; a host counter's `window`), at least `max_window`, plus
     three intervals. A rule cannot be asked to clear before its range has slid past the bad
     release: that would call a good rollback "probably not the cause"."""
-    from watcher.base.durations import parse_duration
 
     if config.verify.clear_within is not None:
         return config.verify.clear_within
@@ -102,7 +103,7 @@ def clear_bound(config, rules: Sequence[str]) -> float:
     return longest + 3 * config.interval
 
 
-def confirm(w: Confirmer, evaluation, now: float) -> None:
+def confirm(w: Confirmer, evaluation: Evaluation, now: float) -> None:
     """One tick of a confirmation: verified once every fired rule is clear on the restored
     release (a tick whose observation is not a breach: `ok`, or no data where the rule counts
     no data as ok); "probably not the cause" once `until` passes without that."""
@@ -131,7 +132,7 @@ def confirm(w: Confirmer, evaluation, now: float) -> None:
         w.notify(messages.rollback_not_cleared(w.ctx, c["from"], c["to"], still, waited))
 
 
-def _clear(e) -> bool:
+def _clear(e: RuleEvaluation) -> bool:
     """Whether a fired rule reads clear on the restored release (Observation.healthy: a NaN
     ratio, traffic stalled right after the switch, is not)."""
     obs = e.observation
