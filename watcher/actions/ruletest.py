@@ -36,15 +36,17 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from watcher.actions.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
 from watcher.base import yamlfile
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
+from watcher.config import values as kinds
 from watcher.config.rulefile import load_rule_file, read_rule
 from watcher.config.values import FileReader
-from watcher.core.rules import ProbeResult, Rule, Sample
+from watcher.core.rules import ProbeResult, Rule, Sample, SignalResult
 from watcher.signals.reader import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]
@@ -60,10 +62,10 @@ MISSING = None
 ERROR = "error"
 
 
-def expand(text: str) -> list:
+def expand(text: str) -> list[float | str | None]:
     """promtool's expanding notation -> one entry a step: a float, MISSING or ERROR.
     Raises ValueError naming the bad token."""
-    out: list = []
+    out: list[float | str | None] = []
     for token in str(text).split():
         m = _BLANKS.match(token)
         if m:
@@ -86,8 +88,8 @@ def expand(text: str) -> list:
 @dataclass(frozen=True)
 class Series:
     rule: str
-    labels: dict
-    values: list
+    labels: dict[str, str]
+    values: list[float | str | None]  # a float, MISSING or ERROR per step (expand)
 
 
 @dataclass(frozen=True)
@@ -164,18 +166,22 @@ def load_test_file(path: str | Path) -> TestFile:
     return TestFile(path, rules, watch_window, error_limit, cases)
 
 
-def _duration(v) -> float:
+def _duration(v: Any) -> float:
     return parse_duration(v)
 
 
-def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: list) -> list[Rule]:
+def _rules(doc: dict[str, Any], f: FileReader, path: Path, max_window: float,
+           problems: list[ConfigProblem]) -> list[Rule]:
     rules: list[Rule] = []
     for name in doc.get("rule_files") or []:
         try:
             rules.extend(load_rule_file(path.parent / str(name), max_window))
         except ConfigError as exc:
             problems.extend(exc.problems)
-    inline = doc.get("rules") or []
+    inline = doc.get("rules") or yamlfile.YList()
+    if not isinstance(inline, yamlfile.YList):
+        f.problem(f.line_of(doc, "rules"), "rules", f"expected a list of rules, got {kinds.show(inline)}")
+        inline = yamlfile.YList()
     for i, item in enumerate(inline):
         # config's own rule reader: inline rules are validated exactly like rule files.
         rule = read_rule(item, inline.item_lines[i], i, f, max_window)
@@ -186,7 +192,7 @@ def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: li
     return rules
 
 
-def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> Case | None:
+def _case(item: Any, index: int, f: FileReader, interval: float, names: set[str]) -> Case | None:
     m = f.mapping(item, None, f"tests[{index}]")
     if m is None:
         return None
@@ -194,13 +200,13 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> 
     p = f"tests[{index}] ({name}): "
     f.unknown_keys(m, TEST_KEYS, p)
     step_s = f.read(m, "interval", _duration, p, interval)
-    deploys = []
+    deploys: list[Deploy] = []
     for j, d in enumerate(m.get("deploys") or []):
         try:
             deploys.append(Deploy(parse_duration(d["at"]), str(d.get("release") or f"deploy-{j + 1}")))
         except (KeyError, TypeError, ValueError):
             f.problem(f.line_of(m, "deploys"), f"{p}deploys[{j}]", "expected {at: DURATION, release: ID}")
-    series = []
+    series: list[Series] = []
     for j, s in enumerate(m.get("input_series") or []):
         where = f"{p}input_series[{j}]"
         if not isinstance(s, dict) or s.get("rule") not in names:
@@ -213,7 +219,7 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> 
             f.problem(f.line_of(s, "values"), f"{where}.values", str(exc))
             continue
         series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values))
-    expect = []
+    expect: list[Expectation] = []
     for j, e in enumerate(m.get("expect") or []):
         where = f"{p}expect[{j}]"
         exp = _expectation(e, f, where, step_s, names)
@@ -224,7 +230,7 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> 
     return Case(name, step_s, deploys, series, expect)
 
 
-def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -> Expectation | None:
+def _expectation(e: Any, f: FileReader, where: str, step_s: float, names: set[str]) -> Expectation | None:
     if not isinstance(e, dict) or "eval_time" not in e:
         f.problem(f.line_of(e), where, "expected {eval_time: D, rule: NAME, state: S} or {eval_time: D, rollback: ID|none}")
         return None
@@ -252,7 +258,7 @@ def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -
 # Running
 
 
-def result_at(rule: Rule, series: list[Series], i: int):
+def result_at(rule: Rule, series: list[Series], i: int) -> SignalResult:
     """What the rule's signal returned at step i, built from the test's input."""
     values = [(s, s.values[i]) for s in series if i < len(s.values)]
     if any(v == ERROR for _, v in values):
@@ -263,7 +269,7 @@ def result_at(rule: Rule, series: list[Series], i: int):
             return []
         up = present[0][1] != 0
         return ProbeResult(up, "up (test input)" if up else "down (test input)", 200 if up else 503)
-    return [Sample(s.labels, v) for s, v in present]
+    return [Sample(s.labels, v) for s, v in present if isinstance(v, float)]  # ERROR was returned above
 
 
 def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay]]:
@@ -274,10 +280,10 @@ def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay
     for rule in tf.rules:
         mine = [s for s in case.series if s.rule == rule.name]
 
-        def at(t: float, rule=rule, mine=mine):
+        def at(t: float, rule: Rule = rule, mine: list[Series] = mine) -> SignalResult:
             return result_at(rule, mine, int(round(t / case.interval)))
 
-        def baseline_for(d: Deploy, rule=rule, mine=mine) -> float | None:
+        def baseline_for(d: Deploy, rule: Rule = rule, mine: list[Series] = mine) -> float | None:
             points = [(s.labels, [(i * case.interval, v) for i, v in enumerate(s.values)
                                   if isinstance(v, float) and d.at - rule.baseline_window <= i * case.interval <= d.at])
                       for s in mine]
@@ -296,7 +302,7 @@ def check(exp: Expectation, replays: dict[str, RuleReplay], step_s: float) -> st
     """'' when the expectation holds, else a readable diff with the state history around it."""
     i = int(round(exp.at / step_s))
     where = f"line {exp.line}: " if exp.line else ""
-    if exp.state is not None:
+    if exp.state is not None and exp.rule is not None:  # the reader gives every `state` its rule
         replay = replays[exp.rule]
         got = replay.steps[i].phase
         if got == exp.state:
@@ -327,7 +333,7 @@ def history(steps: list[StepRecord], i: int, step_s: float, around: int = 4) -> 
     return "\n".join(lines) + "\n"
 
 
-def _value(x) -> str:
+def _value(x: float | None) -> str:
     return "-" if x is None else format_number(x) if math.isfinite(x) else str(x)
 
 
