@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_duration, format_labels, format_time, format_value
-from watcher.core.evaluate import evaluate, watch_window
+from watcher.config.schema import WatcherConfig
+from watcher.core.evaluate import SignalReader, evaluate, watch_window
 from watcher.core.rules import (
     HttpCheck,
     Phase,
@@ -29,6 +31,9 @@ from watcher.core.rules import (
     render_query,
     trailing_seconds,
 )
+from watcher.signals.promtime import effective_scrape_interval
+from watcher.signals.reader import build_reader
+from watcher.store.state import StateStore
 
 
 @dataclass
@@ -40,12 +45,12 @@ class Explanation:
     condition: str
     outcome: str
     detail: str
-    series: list[dict] = field(default_factory=list)  # labels, value, breaches
+    series: list[dict[str, Any]] = field(default_factory=list)  # labels, value, breaches
     baseline: float | None = None
     baseline_source: str = ""
     phase: str = "inactive"
     progress: str = ""
-    transitions: list[dict] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
     scrape: str = ""  # the scrape interval in use and where it came from
     trailing_s: int | None = None  # the trailing window the condition must also hold on
 
@@ -63,7 +68,7 @@ def progress(rule: Rule, rs: RuleState, now: float) -> str:
     return "inactive"
 
 
-def baseline_source(events: list[dict], rule: str, release: str | None) -> str:
+def baseline_source(events: list[dict[str, Any]], rule: str, release: str | None) -> str:
     """Where the baseline came from: the journal's last "baseline" event for this deploy."""
     found = [e for e in events if e.get("kind") == "baseline" and e.get("rule") == rule
              and (release is None or e.get("release") == release)]
@@ -75,12 +80,13 @@ def baseline_source(events: list[dict], rule: str, release: str | None) -> str:
             f"(ending {_when(e.get('end'))}), captured {_when(e.get('time'))}")
 
 
-def last_transitions(events: list[dict], rule: str, limit: int = 5) -> list[dict]:
+def last_transitions(events: list[dict[str, Any]], rule: str, limit: int = 5) -> list[dict[str, Any]]:
     mine = [e for e in events if e.get("kind") == "rule" and e.get("rule") == rule]
     return mine[-limit:]
 
 
-def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -> Explanation:
+def explain(cfg: WatcherConfig, store: StateStore, rule_name: str, reader: SignalReader | None = None,
+            now: float | None = None) -> Explanation:
     rule = cfg.rule(rule_name)
     if rule is None:
         names = ", ".join(r.name for r in cfg.rules)
@@ -91,13 +97,9 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     window_s = watch_window(now, state, cfg)
     baseline = state.baselines.get(rule.name)
     if reader is None:
-        from watcher.signals.reader import build_reader
-
         reader = build_reader(cfg)
     scrape = ""
     if isinstance(rule.signal, PromQuery):
-        from watcher.signals.promtime import effective_scrape_interval
-
         cfg, scrape = effective_scrape_interval(cfg, getattr(reader, "prometheus", None))
         window_s = watch_window(now, state, cfg)
     (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
@@ -135,7 +137,7 @@ def _signal_text(rule: Rule, window_s: int) -> str:
     return f"host {rule.signal.kind}"
 
 
-def _when(t) -> str:
+def _when(t: object) -> str:
     return format_time(float(t)) if isinstance(t, (int, float)) else "-"
 
 
