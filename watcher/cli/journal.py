@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from watcher.base.errors import WatcherError
@@ -22,7 +24,7 @@ def history(
     as_json: bool = JsonOpt,
 ) -> None:
     """Deploys, rollbacks and incidents from the journal."""
-    from watcher.store.state import StateStore
+    from watcher.store.state import StateStore  # ~18 ms CPU at --help
 
     cfg = load(config)
     events = [e for e in StateStore(cfg.state_dir).events() if all_events or e.get("kind") in HISTORY_KINDS]
@@ -38,7 +40,7 @@ def history(
 @app.command()
 def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Closed incidents with their timelines."""
-    from watcher.store.state import StateStore
+    from watcher.store.state import StateStore  # ~18 ms CPU at --help
 
     cfg = load(config)
     found = [e for e in StateStore(cfg.state_dir).events() if e.get("kind") == "incident"]
@@ -56,6 +58,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     Which is current, and where its place in the order comes from: `timeline` (the watcher saw
     it deployed), `created` (the backend's creation time) or `unknown` (after the others, in the
     backend's listing order)."""
+    # The service's wiring (backends, reader, notifier, telemetry): ~130 ms CPU at --help.
     from watcher.core.decide import order_releases
     from watcher.service.tick import build_watcher
 
@@ -65,7 +68,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         raise WatcherError("no backend is configured")
     state = w.store.load()
     current = w.backend.current().id
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r, source in order_releases(w.backend.releases(), state.releases):
         rec = state.releases.get(r.id)
         rows.append({"id": r.id, "current": r.id == current, "mark": rec.mark if rec else None,
