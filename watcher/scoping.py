@@ -1,4 +1,4 @@
-"""Label scoping: one rule table for a fleet (DESIGN.md section 4, "One rule table for a fleet").
+"""Label scoping: one rule table for a fleet (docs/design.md section 4, "One rule table for a fleet").
 
 `scope_query(query, {"instance": "web-3:8000"})` adds `instance="web-3:8000"` to every vector
 selector of a PromQL query, also those inside a range, a subquery, `absent()` or `scalar()`,
