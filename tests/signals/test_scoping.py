@@ -1,4 +1,4 @@
-"""Label scoping (watcher/scoping.py): tables of query -> scoped query, the conflicts it refuses,
+"""Label scoping (watcher/signals/scoping.py): tables of query -> scoped query, the conflicts it refuses,
 and every output checked by the real `promtool check rules` (Prometheus' own parser)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.scoping import ScopeConflict, ScopeError, scope_query
+from watcher.signals.scoping import ScopeConflict, ScopeError, scope_query
 
 WEB3 = {"instance": "web-3:8000"}
 I = 'instance="web-3:8000"'

@@ -38,7 +38,8 @@ from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-WINDOW_TOKEN = "$window"  # watcher.rules.WINDOW_TOKEN; not imported, so that this stays a leaf
+from watcher.core.rules import WINDOW_TOKEN
+
 # A duration nobody writes by hand, in [$window]'s place while the query is parsed.
 _WINDOW_STANDIN = "1999999123ms"
 _WINDOW_DELTA = timedelta(milliseconds=1999999123)
