@@ -165,7 +165,10 @@ def missing_metrics(rules: Iterable[Rule], source, labels: dict | None = None) -
 
 
 # Who exports what, for the hint of a rule over a metric nobody exports (by name prefix).
-_EXPORTERS = [("node_", "install and scrape node_exporter (Debian: prometheus-node-exporter), or read the "
+_EXPORTERS = [("node_systemd_", "start node_exporter with --collector.systemd "
+                               "--collector.systemd.enable-restarts-metrics, or read systemd without it "
+                               "(`host: unit_restarts`)"),
+              ("node_", "install and scrape node_exporter (Debian: prometheus-node-exporter), or read the "
                         "kernel's counter without it (`host: oom_kills`)"),
               ("container_", "scrape cAdvisor"),
               ("haproxy_", "enable HAProxy's Prometheus exporter and scrape it"),
