@@ -245,7 +245,7 @@ def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[
     import yaml
 
     from watcher.actions.online import metric_names
-    from watcher.signals.scoping import scope_query
+    from watcher.config.scoping import scope_query
 
     doc = yaml.safe_load(path.read_text())
     kept, left_out = [], []
@@ -300,7 +300,7 @@ def _watcher_yaml(app: Recognition, variables: dict, prometheus_url: str, servic
 
 def read_targets(source) -> list[Target]:
     """The active targets, each with its metric names (one query per target). Raises SourceError."""
-    from watcher.signals.scoping import quote
+    from watcher.config.scoping import quote
 
     targets = []
     for t in source.active_targets():

@@ -146,7 +146,7 @@ def missing_metrics(rules: Iterable[Rule], source, labels: dict | None = None) -
     metrics exist are left out. With `labels` (prometheus.labels), a rule scoped by them looks
     for series of this host only: a metric other hosts export is still missing here. Raises
     SourceError when Prometheus does not answer."""
-    from watcher.signals.scoping import quote
+    from watcher.config.scoping import quote
 
     missing: dict[str, list[str]] = {}
     for scoped in (True, False):
@@ -207,6 +207,6 @@ def silent_rollback_rules(rules: Iterable[Rule], outcomes: dict[str, str], missi
 
 
 def quote_value(v: str) -> str:
-    from watcher.signals.scoping import quote
+    from watcher.config.scoping import quote
 
     return quote(v)

@@ -16,7 +16,7 @@ bound to this host's watcher.yaml.
    name is a FILE:LINE: KEY problem naming the known ones.
 
 2. Scoping. With `prometheus.labels`, every PromQL rule's selectors get those matchers
-   (signals/scoping.py), unless the rule says `scope: fleet`. A selector that contradicts the
+   (config/scoping.py), unless the rule says `scope: fleet`. A selector that contradicts the
    scope is a problem at the rule's line.
 
 The rule keeps the text as written (PromQuery.written) for messages; `query` is what is sent,
@@ -31,8 +31,8 @@ import re
 from collections.abc import Mapping
 
 from watcher.base.errors import ConfigProblem
+from watcher.config.scoping import ScopeError, scope_query
 from watcher.core.rules import HttpCheck, PromQuery, Rule
-from watcher.signals.scoping import ScopeError, scope_query
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 BUILT_IN = ("host", "service")

@@ -148,7 +148,7 @@ def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
 
 def _scope_labels(value: Any) -> dict[str, str]:
     """prometheus.labels: label name -> value, names as Prometheus allows them in a selector."""
-    from watcher.signals.scoping import ScopeError, check_labels
+    from watcher.config.scoping import ScopeError, check_labels
 
     labels = kinds.str_map(value)
     try:

@@ -12,8 +12,8 @@ from typing import Any
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.config import values as kinds
-from watcher.config.values import FileReader, read_yaml
 from watcher.config.bind import PLACEHOLDER
+from watcher.config.values import FileReader, read_yaml
 from watcher.core.rules import (
     ACTIONS,
     HOST_SIGNALS,
