@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+import threading
 
 import pytest
 from PIL import Image
@@ -19,6 +20,7 @@ from watcher.pictures import (
     WIDTH_PX,
     BreachPicture,
     PictureError,
+    PictureMaker,
     Threshold,
     figure,
     render_png,
@@ -187,3 +189,65 @@ def test_value_beyond_what_can_be_drawn_is_labelled_with_its_real_value():
 
 def test_infinite_threshold_is_left_out_and_the_picture_is_made():
     decoded(render_png(breach(thresholds=(Threshold(math.inf), Threshold(0.1)))))
+
+
+# --- PictureMaker: drawing off the caller's thread, a bounded wait ---------------------------------
+
+
+def test_maker_draws_a_real_png_for_whoever_asks():
+    maker = PictureMaker()
+    try:
+        assert decoded(maker.png("m1", breach())).size == (960, 540)
+    finally:
+        maker.close()
+
+
+def test_maker_draws_one_picture_for_every_target_of_a_message():
+    drawn = []
+
+    def render(picture):
+        drawn.append(picture.rule)
+        return PNG_SIGNATURE + b"fake"
+
+    maker = PictureMaker(render=render)
+    try:
+        assert maker.png("m1", breach()) == maker.png("m1", breach()) == PNG_SIGNATURE + b"fake"
+        maker.png("m2", breach(rule="latency"))
+    finally:
+        maker.close()
+    assert drawn == ["http-5xx-ratio", "latency"]
+
+
+def test_maker_not_ready_within_its_wait_gives_none_and_a_later_ask_gets_it():
+    go = threading.Event()
+
+    def slow(picture):
+        go.wait(30)
+        return PNG_SIGNATURE + b"late"
+
+    maker = PictureMaker(render=slow, wait=0.05)
+    try:
+        assert maker.png("m1", breach()) is None  # the message goes without it
+        go.set()
+        maker.wait = 30
+        assert maker.png("m1", breach()) == PNG_SIGNATURE + b"late"  # a redelivery, another target
+    finally:
+        maker.close()
+
+
+@pytest.mark.parametrize("error", [PictureError("matplotlib is not installed"), ZeroDivisionError("a bug")])
+def test_maker_failing_gives_none_and_goes_on_drawing(error):
+    calls = []
+
+    def render(picture):
+        calls.append(picture.rule)
+        if len(calls) == 1:
+            raise error
+        return PNG_SIGNATURE
+
+    maker = PictureMaker(render=render)
+    try:
+        assert maker.png("m1", breach()) is None
+        assert maker.png("m2", breach()) == PNG_SIGNATURE
+    finally:
+        maker.close()
