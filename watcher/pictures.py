@@ -4,7 +4,7 @@ halt messages and for `explain --plot` / `incidents --plot` (issue 24, item 2).
     Threshold      one line the condition draws: `> 10%`, `< 200`, `> 2 x baseline (120ms)`
     BreachPicture  everything the picture shows, as plain data: the rule, its unit, its
                    thresholds, the points (epoch seconds, value), and the deploy, breach and
-                   switch moments
+                   switch moments; `picture_of` builds one from a rule
     render_png     BreachPicture -> PNG bytes; pure (no clock, no file, no network)
     PictureMaker   draws on its own thread, one picture at a time; whoever needs the PNG waits
                    for it at most `wait` seconds, then goes on without it
@@ -113,6 +113,17 @@ def thresholds_for(above: float | None = None, below: float | None = None,
     if floor is not None:
         lines.append(Threshold(float(floor), ">", "floor"))
     return tuple(t for t in lines if math.isfinite(t.value))
+
+
+def picture_of(rule, points: Sequence[tuple[float, float]], *, baseline: float | None = None,
+               deploy_at: float | None = None, breach_at: float | None = None,
+               switch_at: float | None = None, release: str = "", host: str = "") -> BreachPicture:
+    """The picture of `rule` (a watcher.rules.Rule) over `points`, with its condition's lines
+    (its baseline's, when it has one and it is known)."""
+    lines = thresholds_for(rule.above, rule.below, rule.above_baseline, baseline, rule.floor, rule.value_unit)
+    return BreachPicture(rule=rule.name, unit=rule.value_unit, thresholds=lines, points=tuple(points),
+                         deploy_at=deploy_at, breach_at=breach_at, switch_at=switch_at, release=release,
+                         host=host, condition=rule.condition_text(baseline))
 
 
 def render_png(picture: BreachPicture, width: int = WIDTH_PX, height: int = HEIGHT_PX,

@@ -251,3 +251,15 @@ def test_maker_failing_gives_none_and_goes_on_drawing(error):
         assert maker.png("m2", breach()) == PNG_SIGNATURE
     finally:
         maker.close()
+
+
+def test_picture_of_a_rule_takes_its_name_unit_and_condition_lines():
+    from watcher.pictures import picture_of
+    from watcher.rules import PromQuery, Rule
+
+    rule = Rule(name="latency-p99", signal=PromQuery("histogram_quantile(0.99, x)"), action="rollback",
+                above_baseline=2.0, floor=0.05, value_unit="s")
+    p = picture_of(rule, ramp(), baseline=0.12, deploy_at=T0, breach_at=T0 + 60, release="r42", host="web-1")
+    assert (p.rule, p.unit, p.release, p.host, p.deploy_at, p.breach_at) == ("latency-p99", "s", "r42", "web-1", T0, T0 + 60)
+    assert [t.label("s") for t in p.thresholds] == ["> 240ms (2 x baseline 120ms)", "> 50ms (floor)"]
+    assert "> 2 x baseline (0.12)" in p.condition
