@@ -1,4 +1,4 @@
-"""What the picture of a breach costs (watcher/pictures.py, issue 24 item 2): matplotlib's
+"""What the picture of a breach costs (watcher/notify/pictures.py, issue 24 item 2): matplotlib's
 installed size, its import time, and the time to draw one picture.
 
     .venv/bin/python bench/picture_cost.py [--runs 9]
@@ -8,7 +8,7 @@ installed size, its import time, and the time to draw one picture.
     import, no font cache   a fresh host's first picture: matplotlib builds its font list first
                             (MPLCONFIGDIR empty each run)
     first picture           import + the first render_png, in a fresh process (what the first
-                            rollback message waits for at most; see watcher/notify.py)
+                            rollback message waits for at most; see watcher/notify/notifier.py)
     render_png              one more picture in a warm process (median of RUNS)
     RSS added               resident memory after the first picture, minus before the import
 
@@ -47,7 +47,7 @@ def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 before = rss_mb()
-from watcher.pictures import BreachPicture, render_png, thresholds_for
+from watcher.notify.pictures import BreachPicture, render_png, thresholds_for
 T0 = 1_764_000_000.0
 points = tuple((T0 + 15 * i, 0.02 + (0.38 if i > 20 else 0.0) + 0.005 * math.sin(i)) for i in range(240))
 picture = BreachPicture(rule="http-5xx-ratio", unit="ratio", thresholds=thresholds_for(above=0.1),

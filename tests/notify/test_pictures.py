@@ -1,4 +1,4 @@
-"""The picture of a breach (watcher/pictures.py): PNG bytes that decode as an image of the
+"""The picture of a breach (watcher/notify/pictures.py): PNG bytes that decode as an image of the
 size asked for, values in the rule's unit, and a picture whatever the data (NaN, nothing, one
 point, huge values). Pure: matplotlib draws in memory, Pillow (a matplotlib dependency) decodes.
 """
@@ -13,8 +13,8 @@ import threading
 import pytest
 from PIL import Image
 
-from watcher.format import format_value
-from watcher.pictures import (
+from watcher.base.format import format_value
+from watcher.notify.pictures import (
     HEIGHT_PX,
     PNG_SIGNATURE,
     WIDTH_PX,
@@ -254,8 +254,8 @@ def test_maker_failing_gives_none_and_goes_on_drawing(error):
 
 
 def test_picture_of_a_rule_takes_its_name_unit_and_condition_lines():
-    from watcher.pictures import picture_of
-    from watcher.rules import PromQuery, Rule
+    from watcher.notify.pictures import picture_of
+    from watcher.core.rules import PromQuery, Rule
 
     rule = Rule(name="latency-p99", signal=PromQuery("histogram_quantile(0.99, x)"), action="rollback",
                 above_baseline=2.0, floor=0.05, value_unit="s")

@@ -1,11 +1,11 @@
-"""The per-rule history the picture of a breach is drawn from (watcher/history.py): a table
+"""The per-rule history the picture of a breach is drawn from (watcher/service/history.py): a table
 of ticks in, the points kept out."""
 
 from __future__ import annotations
 
 import math
 
-from watcher.history import RuleHistory
+from watcher.service.history import RuleHistory
 
 T0 = 1_764_000_000.0
 

@@ -1,5 +1,5 @@
 """What each rule's value was at each tick, kept in memory for the picture of a breach
-(watcher/pictures.py): the points of the rollback and halt messages' pictures.
+(watcher/notify/pictures.py): the points of the rollback and halt messages' pictures.
 
 Why the tick's own evaluations and not a Prometheus range query made when the message goes:
   - they are what the watcher decided on: the value at the breach in the picture is the one

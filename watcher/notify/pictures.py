@@ -12,7 +12,7 @@ halt messages and for `explain --plot` / `incidents --plot` (issue 24, item 2).
 What on-call sees (a phone in ntfy or Slack, 3 a.m.): the curve, the red threshold line with
 its condition written at its end, the side of it that breaches lightly shaded, a dashed
 "deploy" line, a solid "rollback" line where the switch happened, and a red dot with the value
-at the breach. Values are written in the rule's unit with watcher.format's formatter (a 0.4
+at the breach. Values are written in the rule's unit with watcher.base.format's formatter (a 0.4
 ratio reads 40%, 0.25 s reads 250ms), times in UTC as every message writes them. 960 x 540
 pixels at 160 dpi: small enough in inches that the text stays large when a phone scales the
 picture to its width.
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
-from watcher.errors import WatcherError
-from watcher.format import format_condition, format_number, format_time, format_value
+from watcher.base.errors import WatcherError
+from watcher.base.format import format_condition, format_number, format_time, format_value
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class BreachPicture:
 def thresholds_for(above: float | None = None, below: float | None = None,
                    above_baseline: float | None = None, baseline: float | None = None,
                    floor: float | None = None, unit: str = "") -> tuple[Threshold, ...]:
-    """The lines a rule's condition draws (watcher.rules.Rule's fields): `above`, `below`, and
+    """The lines a rule's condition draws (watcher.core.rules.Rule's fields): `above`, `below`, and
     for a baseline rule `above_baseline x baseline` when the baseline is known, and its floor."""
     lines: list[Threshold] = []
     if above is not None:
@@ -118,7 +118,7 @@ def thresholds_for(above: float | None = None, below: float | None = None,
 def picture_of(rule, points: Sequence[tuple[float, float]], *, baseline: float | None = None,
                deploy_at: float | None = None, breach_at: float | None = None,
                switch_at: float | None = None, release: str = "", host: str = "") -> BreachPicture:
-    """The picture of `rule` (a watcher.rules.Rule) over `points`, with its condition's lines
+    """The picture of `rule` (a watcher.core.rules.Rule) over `points`, with its condition's lines
     (its baseline's, when it has one and it is known)."""
     lines = thresholds_for(rule.above, rule.below, rule.above_baseline, baseline, rule.floor, rule.value_unit)
     return BreachPicture(rule=rule.name, unit=rule.value_unit, thresholds=lines, points=tuple(points),
@@ -278,7 +278,7 @@ def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dp
 
 
 def _shade_breaching_side(ax, thresholds: Sequence[Threshold], low: float, high: float) -> None:
-    """A rule's thresholds combine with AND (watcher.rules.Rule): a value breaches above the
+    """A rule's thresholds combine with AND (watcher.core.rules.Rule): a value breaches above the
     highest `>` line and below the lowest `<` line; only that band is shaded."""
     finite = [t for t in thresholds if _finite(t.value)]
     floors = [_plotted(float(t.value)) for t in finite if t.breaches_above]
