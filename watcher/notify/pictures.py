@@ -8,6 +8,7 @@ halt messages and for `explain --plot` / `incidents --plot` (issue 24, item 2).
     render_png     BreachPicture -> PNG bytes; pure (no clock, no file, no network)
     PictureMaker   draws on its own thread, one picture at a time; whoever needs the PNG waits
                    for it at most `wait` seconds, then goes on without it
+    attachment     the PNG as a file for Apprise's `attach=` (notify/targets.py), removed after
 
 What on-call sees (a phone in ntfy or Slack, 3 a.m.): the curve, the red threshold line with
 its condition written at its end, the side of it that breaches lightly shaded, a dashed
@@ -29,15 +30,19 @@ A value that is NaN or infinite is a gap in the curve; an empty series still giv
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
+import os
 import queue
+import re
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_condition, format_number, format_time, format_value
@@ -224,6 +229,33 @@ class PictureMaker:
                 log.error("picture not drawn (a bug), messages go without it: %s", drawing.error)
             finally:
                 drawing.done.set()
+
+
+@contextlib.contextmanager
+def attachment(png: bytes | None, rule: str) -> Iterator[list[str] | None]:
+    """`[path]` of the PNG written as RULE.png in a private temporary directory (the service's
+    PrivateTmp=), for Apprise's `attach=`; removed afterwards. None when there is no PNG or
+    it cannot be written (a full or read-only /tmp): the message goes without it."""
+    if not png:
+        yield None
+        return
+    name = (re.sub(r"[^A-Za-z0-9._-]+", "-", rule).strip("-.") or "breach")[:60] + ".png"
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="rollback-watcher-picture-")
+    except OSError as e:
+        log.warning("picture not attached, cannot write it: %s", e)
+        yield None
+        return
+    with folder as path:
+        file = os.path.join(path, name)
+        try:
+            with open(file, "wb") as out:
+                out.write(png)
+        except OSError as e:
+            log.warning("picture not attached, cannot write it: %s", e)
+            yield None
+            return
+        yield [file]
 
 
 # --- drawing ------------------------------------------------------------------------------------
