@@ -1,52 +1,99 @@
-"""What each rule's value was at each tick, kept in memory for the picture of a breach
-(watcher/notify/pictures.py): the points of the rollback and halt messages' pictures.
+"""What each rule read at each tick, kept in memory, and the picture of a breach the rollback
+and halt messages carry (notify/pictures.py draws it; the notifier attaches it).
+
+    RuleHistory     each rollback rule's value at each tick over the last `horizon` seconds,
+                    and the last breach start and baseline it had
+    breach_picture  the BreachPicture for a message of a PICTURED kind, or None
 
 Why the tick's own evaluations and not a Prometheus range query made when the message goes:
   - they are what the watcher decided on: the value at the breach in the picture is the one
     the rule saw, the one the message says;
-  - every rule has them, HTTP probes and host signals too, which have no series in Prometheus;
+  - host signals have them too, which have no series in Prometheus;
   - they cost nothing more: no query at the moment Prometheus may be the thing in trouble,
     and the tick stays as it is.
-What is given up: they are lost on a restart (a picture after one starts at the restart), and
-they are one point per tick, the rule's worst series. `explain --plot` and `incidents --plot`
-query Prometheus instead: there a human waits for the real curve, and its failure is said.
+What is given up: they are lost on a restart (no picture for a rollback whose breach the
+process did not see: a message after a restart goes without one), and they are one point per
+tick, the rule's worst series. `explain --plot` and `incidents --plot` query Prometheus
+instead (actions/plots.py): there a human waits for the real curve, and a failure is said.
 
+HTTP probes get no picture: their value is a status, not a curve against a threshold.
 A value the rule could not read (no data, an error) is a gap (NaN). Memory: at most
-MAX_POINTS per rule, and only what is newer than `horizon` seconds.
+MAX_POINTS per rule, only what is newer than `horizon`, only the rules of the last tick.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from watcher.core.rules import HttpCheck, Rule
+from watcher.notify.pictures import BreachPicture, picture_of
+
+log = logging.getLogger(__name__)
 
 MAX_POINTS = 1000  # per rule: 4h10m at a 15 s interval
+
+# The rollback's messages and the halts (DESIGN.md section 7): what on-call must look at.
+PICTURED = frozenset({"rolling_back", "rollback_verified", "rollback_failed", "verify_failed",
+                      "rollback_not_cleared", "cannot_act"})
+_SWITCHED = PICTURED - {"cannot_act"}  # a switch was started: its moment is drawn
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One rule at one tick: its value (None when not read), and from its state the start of
+    its current breach and its baseline, both kept past the rule state's reset at a switch."""
+
+    rule: str
+    value: float | None
+    breach_since: float | None = None  # wall time
+    baseline: float | None = None
+
+
+def pictured(rule: Rule) -> bool:
+    """Whether a rule's values are kept for a picture: a rollback rule that reads a number."""
+    return rule.action == "rollback" and not isinstance(rule.signal, HttpCheck)
 
 
 class RuleHistory:
     """Each rule's value at each tick (wall time) over the last `horizon` seconds. Written by
     the tick, read when a message is queued (the same thread); the lock is for readers on
-    other threads (a test, a future status page)."""
+    other threads."""
 
     def __init__(self, horizon: float, max_points: int = MAX_POINTS):
         self.horizon = max(0.0, float(horizon))
         self.max_points = max(1, int(max_points))
         self._lock = threading.Lock()
         self._points: dict[str, deque[tuple[float, float]]] = {}
+        self._breach_since: dict[str, float] = {}
+        self._baseline: dict[str, float] = {}
 
-    def record(self, at: float, values: Iterable[tuple[str, float | None]]) -> None:
-        """One tick: each (rule, value) at wall time `at`; None (not read) is kept as a gap."""
+    def record(self, at: float, readings: Iterable[Reading]) -> None:
+        """One tick at wall time `at`. A rule missing from `readings` (a reload removed it) is
+        forgotten."""
         oldest = at - self.horizon
+        seen: set[str] = set()
         with self._lock:
-            for rule, value in values:
-                points = self._points.get(rule)
+            for r in readings:
+                seen.add(r.rule)
+                points = self._points.get(r.rule)
                 if points is None:
-                    points = self._points[rule] = deque(maxlen=self.max_points)
-                points.append((at, _number(value)))
+                    points = self._points[r.rule] = deque(maxlen=self.max_points)
+                points.append((at, _number(r.value)))
                 while points and points[0][0] < oldest:
                     points.popleft()
+                if r.breach_since is not None:
+                    self._breach_since[r.rule] = r.breach_since
+                if r.baseline is not None:
+                    self._baseline[r.rule] = r.baseline
+            for name in [n for n in self._points if n not in seen]:
+                del self._points[name]
+                self._breach_since.pop(name, None)
+                self._baseline.pop(name, None)
 
     def points(self, rule: str, since: float | None = None) -> tuple[tuple[float, float], ...]:
         """The rule's (time, value) points, oldest first, from `since` on."""
@@ -54,12 +101,67 @@ class RuleHistory:
             points = tuple(self._points.get(rule, ()))
         return points if since is None else tuple(p for p in points if p[0] >= since)
 
-    def keep_only(self, rules: Iterable[str]) -> None:
-        """Forget the rules not in `rules` (after a reload removed them)."""
-        keep = set(rules)
+    def breach_since(self, rule: str) -> float | None:
+        """When the rule's last breach began (wall time), kept after its state was reset."""
         with self._lock:
-            for name in [n for n in self._points if n not in keep]:
-                del self._points[name]
+            return self._breach_since.get(rule)
+
+    def baseline(self, rule: str) -> float | None:
+        with self._lock:
+            return self._baseline.get(rule)
+
+
+def breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule], to_wall: Callable[[float], float],
+                   now: float, host: str) -> BreachPicture | None:
+    """The picture for `message` (a core.messages.Message) when its kind is PICTURED: its first
+    rule that has a history (else the open incident's, else the rollback being confirmed),
+    from a while before the deploy of the release it is about to `now` (wall time), with the
+    deploy, the breach and (but for cannot_act) the switch. None when there is nothing to
+    draw, or on any error (logged): the message goes without a picture, never not at all.
+    `state` is the service's store.state.State; its times are steady (`to_wall`)."""
+    if message.kind not in PICTURED:
+        return None
+    try:
+        return _breach_picture(message, history, state, rules, to_wall, now, host)
+    except (ArithmeticError, AttributeError, KeyError, TypeError, ValueError) as e:
+        log.error("picture of %s not made (a bug), the message goes without it: %s: %s",
+                  message.kind, type(e).__name__, e)
+        return None
+
+
+def _breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule], to_wall: Callable[[float], float],
+                    now: float, host: str) -> BreachPicture | None:
+    by_name = {r.name: r for r in rules if pictured(r)}
+    names = list(message.rules)
+    if state.incident is not None:
+        names += state.incident.rules
+    if state.confirming is not None:
+        names += state.confirming.get("rules") or []
+    rule = next((by_name[n] for n in names if n in by_name and history.points(n)), None)
+    if rule is None:
+        return None
+    record = state.releases.get(message.release) if message.release else None
+    deploy_at = _wall(record.deployed_at if record is not None else None, to_wall)
+    switch_at = _wall(state.last_rollback_at, to_wall) if message.kind in _SWITCHED else None
+    if switch_at is not None and deploy_at is not None and switch_at < deploy_at:
+        switch_at = None  # an earlier rollback's
+    start = now - 900 if deploy_at is None else deploy_at - max(60.0, (now - deploy_at) / 3)
+    breach_at = history.breach_since(rule.name)
+    if breach_at is not None and (breach_at < start or (deploy_at is not None and breach_at < deploy_at)):
+        breach_at = None  # a breach before this release's
+    return picture_of(rule, history.points(rule.name, since=start), baseline=history.baseline(rule.name),
+                      deploy_at=deploy_at, breach_at=breach_at, switch_at=switch_at,
+                      release=message.release, host=host)
+
+
+def readings(evaluation, to_wall: Callable[[float], float]) -> list[Reading]:
+    """The tick's readings of the pictured rules (a core.evaluate.Evaluation)."""
+    return [Reading(e.rule.name, e.observation.value, _wall(e.after.breach_since, to_wall), e.baseline)
+            for e in evaluation.rules if pictured(e.rule)]
+
+
+def _wall(steady: float | None, to_wall: Callable[[float], float]) -> float | None:
+    return None if steady is None else to_wall(steady)
 
 
 def _number(value) -> float:

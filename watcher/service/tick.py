@@ -63,7 +63,7 @@ from watcher.core.incident import Incident
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding
-from watcher.service import confirm, deploys, requests, rollback, window
+from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
 from watcher.store.state import State, StateStore
@@ -136,6 +136,9 @@ class Watcher:
         self.fleet: FleetCoordinator | None = None  # when the config has `fleet:`
         self.reads = deploys.BackendReads(self)
         self.baselines = deploys.Baselines(self)
+        # What the rules read, for the rollback and halt messages' pictures (history.py): the
+        # watch window and as much again before the deploy.
+        self.history = history.RuleHistory(2 * config.watch_window + 600)
 
     @property
     def ctx(self) -> messages.MessageContext:
@@ -227,6 +230,7 @@ class Watcher:
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
                               at=self.timebase.to_wall(now), since=s.changed_at)
         prometheus_time.journal_skew(self.reader, self.journal)
+        self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
                                             self._blind_episode, self.telemetry)
         return evaluation
@@ -355,6 +359,10 @@ class Watcher:
         if message is not None:
             incident = self.state.incident.id if self.state.incident is not None else None
             message = messages.with_context(message, self.ctx, incident)
+            picture = history.breach_picture(message, self.history, self.state, self.config.rules,
+                                             self.timebase.to_wall, self.wall(), self.config.host)
+            if picture is not None:
+                message = dataclasses.replace(message, picture=picture)
             self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:
