@@ -254,8 +254,8 @@ def test_maker_failing_gives_none_and_goes_on_drawing(error):
 
 
 def test_picture_of_a_rule_takes_its_name_unit_and_condition_lines():
-    from watcher.notify.pictures import picture_of
     from watcher.core.rules import PromQuery, Rule
+    from watcher.notify.pictures import picture_of
 
     rule = Rule(name="latency-p99", signal=PromQuery("histogram_quantile(0.99, x)"), action="rollback",
                 above_baseline=2.0, floor=0.05, value_unit="s")

@@ -40,9 +40,9 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_condition, format_number, format_time, format_value
@@ -280,11 +280,11 @@ def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dp
     ax.set_xlim(_utc(start), _utc(end))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_value(float(v), p.unit)))
-    locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=4, maxticks=8)
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=4, maxticks=8)
     locator.intervald[mdates.MINUTELY] = [1, 2, 5, 10, 15, 30]  # 2-minute steps for a 10m window
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if end - start < 300 else "%H:%M",
-                                                      tz=timezone.utc))
+                                                      tz=UTC))
     ax.tick_params(labelsize=8.5)
     ax.set_xlabel("UTC", fontsize=8.5, color="#444444", loc="right")
     ax.grid(True, color="#dddddd", linewidth=0.6)
@@ -424,4 +424,4 @@ def _time_range(times: Sequence[float]) -> tuple[float, float]:
 
 
 def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch, tz=UTC)

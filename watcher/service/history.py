@@ -27,8 +27,8 @@ import logging
 import math
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from watcher.core.rules import HttpCheck, Rule
 from watcher.notify.pictures import BreachPicture, picture_of
