@@ -81,6 +81,15 @@ def test_breach_start_and_baseline_outlive_the_rule_state_reset():
     assert h.breach_since("http-5xx-ratio") == T0 + 15 and h.baseline("p95") == 0.01
 
 
+def test_the_last_breach_within_bounds_is_the_one_asked_for():
+    h = RuleHistory(horizon=3600)
+    for at, since in [(T0, T0), (T0 + 15, T0), (T0 + 30, None), (T0 + 45, T0 + 45), (T0 + 60, T0 + 45)]:
+        h.record(at, [Reading("http-5xx-ratio", 0.4, since)])
+    assert h.breach_since("http-5xx-ratio") == T0 + 45
+    assert h.breach_since("http-5xx-ratio", before=T0 + 40) == T0
+    assert h.breach_since("http-5xx-ratio", after=T0 + 50) is None
+
+
 def test_rules_a_reload_removed_are_forgotten():
     h = RuleHistory(horizon=3600)
     ticks(h, [0.1])
@@ -106,9 +115,12 @@ def test_rolling_back_picture_shows_the_rule_from_before_the_deploy_with_its_mom
     assert p.points[-1] == (T0 + 585, 0.4)
 
 
-def test_rolled_back_picture_keeps_the_breach_and_baseline_after_the_reset():
+def test_rolled_back_picture_keeps_the_breach_before_the_switch_after_the_reset():
     h = RuleHistory(horizon=3600)
     ticks(h, [0.01] * 22 + [0.4] * 10, breach_from=22)
+    # After the switch (T0 + 470) the rule states are reset, and the restored release's first
+    # tick still reads the bad release's errors: a new breach, not the one that rolled back.
+    h.record(T0 + 475, [Reading("http-5xx-ratio", 0.3, T0 + 475), Reading("p95", 0.01)])
     h.record(T0 + 480, [Reading("http-5xx-ratio", 0.0), Reading("p95", 0.01)])
     state = deployed(T0 + 300)
     state.last_rollback_at = T0 + 470

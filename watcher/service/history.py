@@ -36,8 +36,9 @@ from watcher.notify.pictures import BreachPicture, picture_of
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 1000  # per rule: 4h10m at a 15 s interval
+_BREACHES = 8  # breach starts kept per rule
 
-# The rollback's messages and the halts (DESIGN.md section 7): what on-call must look at.
+# The rollback's messages and the halts (docs/design.md section 7): what on-call must look at.
 PICTURED = frozenset({"rolling_back", "rollback_verified", "rollback_failed", "verify_failed",
                       "rollback_not_cleared", "cannot_act"})
 _SWITCHED = PICTURED - {"cannot_act"}  # a switch was started: its moment is drawn
@@ -69,7 +70,7 @@ class RuleHistory:
         self.max_points = max(1, int(max_points))
         self._lock = threading.Lock()
         self._points: dict[str, deque[tuple[float, float]]] = {}
-        self._breach_since: dict[str, float] = {}
+        self._breaches: dict[str, deque[float]] = {}  # the starts of its last breaches
         self._baseline: dict[str, float] = {}
 
     def record(self, at: float, readings: Iterable[Reading]) -> None:
@@ -87,12 +88,14 @@ class RuleHistory:
                 while points and points[0][0] < oldest:
                     points.popleft()
                 if r.breach_since is not None:
-                    self._breach_since[r.rule] = r.breach_since
+                    starts = self._breaches.setdefault(r.rule, deque(maxlen=_BREACHES))
+                    if not starts or starts[-1] != r.breach_since:
+                        starts.append(r.breach_since)
                 if r.baseline is not None:
                     self._baseline[r.rule] = r.baseline
             for name in [n for n in self._points if n not in seen]:
                 del self._points[name]
-                self._breach_since.pop(name, None)
+                self._breaches.pop(name, None)
                 self._baseline.pop(name, None)
 
     def points(self, rule: str, since: float | None = None) -> tuple[tuple[float, float], ...]:
@@ -101,10 +104,13 @@ class RuleHistory:
             points = tuple(self._points.get(rule, ()))
         return points if since is None else tuple(p for p in points if p[0] >= since)
 
-    def breach_since(self, rule: str) -> float | None:
-        """When the rule's last breach began (wall time), kept after its state was reset."""
+    def breach_since(self, rule: str, after: float | None = None, before: float | None = None) -> float | None:
+        """When the rule's last breach began (wall time) within [after, before], kept after its
+        state was reset (a rule breaching again on the restored release starts a new one)."""
         with self._lock:
-            return self._breach_since.get(rule)
+            starts = list(self._breaches.get(rule, ()))
+        found = [t for t in starts if (after is None or t >= after) and (before is None or t <= before)]
+        return found[-1] if found else None
 
     def baseline(self, rule: str) -> float | None:
         with self._lock:
@@ -146,9 +152,9 @@ def _breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule],
     if switch_at is not None and deploy_at is not None and switch_at < deploy_at:
         switch_at = None  # an earlier rollback's
     start = now - 900 if deploy_at is None else deploy_at - max(60.0, (now - deploy_at) / 3)
-    breach_at = history.breach_since(rule.name)
-    if breach_at is not None and (breach_at < start or (deploy_at is not None and breach_at < deploy_at)):
-        breach_at = None  # a breach before this release's
+    # This release's breach: not one before its deploy, nor one on the restored release after
+    # the switch.
+    breach_at = history.breach_since(rule.name, after=start if deploy_at is None else deploy_at, before=switch_at)
     return picture_of(rule, history.points(rule.name, since=start), baseline=history.baseline(rule.name),
                       deploy_at=deploy_at, breach_at=breach_at, switch_at=switch_at,
                       release=message.release, host=host)
