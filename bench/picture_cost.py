@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,11 +98,8 @@ def run(code: str, env: dict) -> list[float]:
     return [float(x) for x in done.stdout.split()]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+def measure(runs: int = 9, log=print) -> dict[str, float]:
+    """Every figure of the module docstring, printed as it is measured."""
     work = Path(tempfile.mkdtemp(prefix="picture-cost-"))
     base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
@@ -110,29 +108,52 @@ def main(argv=None) -> int:
 
     total, rows = installed_mb()
     results["installed_mb"] = total
-    print(f"installed size                {total:6.0f} MB  ({', '.join(rows)})", flush=True)
+    log(f"installed size                {total:6.0f} MB  ({', '.join(rows)})")
 
     run(IMPORT, base)  # warm: .pyc files and the font cache; not counted
-    warm = [run(IMPORT, base) for _ in range(args.runs)]
-    cold = [run(IMPORT, {**base, "MPLCONFIGDIR": tempfile.mkdtemp(dir=work)}) for _ in range(args.runs)]
-    first_code = FIRST.replace("RUNS", str(args.runs))
-    firsts = [run(first_code, base) for _ in range(args.runs)]
-    for name, samples in (("import, font cache kept", warm), ("import, no font cache", cold)):
+    warm = [run(IMPORT, base) for _ in range(runs)]
+    cold = [run(IMPORT, {**base, "MPLCONFIGDIR": tempfile.mkdtemp(dir=work)}) for _ in range(runs)]
+    first_code = FIRST.replace("RUNS", str(runs))
+    firsts = [run(first_code, base) for _ in range(runs)]
+    for key, name, samples in (("import_s", "import, font cache kept", warm),
+                               ("import_cold_s", "import, no font cache", cold)):
         wall, cpu = statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
-        results[name] = wall
-        print(f"{name:<29} median wall {1000 * wall:5.0f} ms  cpu {1000 * cpu:5.0f} ms  ({args.runs} runs)",
-              flush=True)
-    first_wall = statistics.median(s[0] for s in firsts)
-    first_cpu = statistics.median(s[1] for s in firsts)
-    render = statistics.median(s[2] for s in firsts)
-    rss = statistics.median(s[3] for s in firsts)
-    results.update({"first_picture_s": first_wall, "render_s": render, "rss_added_mb": rss,
-                    "png_bytes": firsts[0][4]})
-    print(f"{'first picture (import+draw)':<29} median wall {1000 * first_wall:5.0f} ms  cpu {1000 * first_cpu:5.0f} ms",
-          flush=True)
-    print(f"{'render_png, warm':<29} median wall {1000 * render:5.0f} ms  (240 points, {firsts[0][4]:.0f} bytes)",
-          flush=True)
-    print(f"{'RSS added':<29} median {rss:5.0f} MB", flush=True)
+        results[key], results[key.replace("_s", "_cpu_s")] = wall, cpu
+        log(f"{name:<29} median wall {1000 * wall:5.0f} ms  cpu {1000 * cpu:5.0f} ms  ({runs} runs)")
+    results.update({"first_picture_s": statistics.median(s[0] for s in firsts),
+                    "first_picture_cpu_s": statistics.median(s[1] for s in firsts),
+                    "render_s": statistics.median(s[2] for s in firsts),
+                    "rss_added_mb": statistics.median(s[3] for s in firsts), "png_bytes": firsts[0][4]})
+    log(f"{'first picture (import+draw)':<29} median wall {1000 * results['first_picture_s']:5.0f} ms  "
+        f"cpu {1000 * results['first_picture_cpu_s']:5.0f} ms")
+    log(f"{'render_png, warm':<29} median wall {1000 * results['render_s']:5.0f} ms  (240 points, "
+        f"{results['png_bytes']:.0f} bytes)")
+    log(f"{'RSS added':<29} median {results['rss_added_mb']:5.0f} MB")
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def bench(results, log, runs: int = 9) -> None:
+    """The `pictures` section of bench/run.py."""
+    from watcher.notify.pictures import PICTURE_WAIT_S
+
+    r = measure(runs, log)
+    results.raw["pictures"] = r
+    results.add("pictures", "matplotlib + its dependencies installed", f"{r['installed_mb']:.0f} MB")
+    results.add("pictures", f"import, font cache kept (median of {runs})", f"{r['import_s'] * 1000:.0f} ms")
+    results.add("pictures", "import, fresh host (no font cache)", f"{r['import_cold_s'] * 1000:.0f} ms")
+    results.add("pictures", "first picture of a process (import + draw)", f"{r['first_picture_s'] * 1000:.0f} ms",
+                f"< {PICTURE_WAIT_S:g} s (the wait)", r["first_picture_s"] < PICTURE_WAIT_S)
+    results.add("pictures", "one more picture (render_png)", f"{r['render_s'] * 1000:.0f} ms")
+    results.add("pictures", "RSS added by the first picture", f"{r['rss_added_mb']:.0f} MB")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    results = measure(args.runs, lambda line: print(line, flush=True))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
