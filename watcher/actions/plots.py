@@ -18,19 +18,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.files import write_file_atomically
 from watcher.base.format import format_time
+from watcher.config.schema import WatcherConfig
 from watcher.core.rules import PromQuery, Rule, render_query, trailing_seconds
-from watcher.notify.pictures import picture_of, render_png
+from watcher.notify.pictures import BreachPicture, picture_of, render_png
+from watcher.signals.reader import SignalReader
+from watcher.store.state import StateStore
 
 AFTER_S = 120.0  # drawn after an incident closed
 RECENT_S = 900.0  # drawn when no deploy is known
 MAX_STEPS = 400  # points of one range query (a picture is 960 pixels wide)
 
 
-def plot_rule(cfg, store, rule_name: str, path: Path, reader=None, now: float | None = None) -> str:
+def plot_rule(cfg: WatcherConfig, store: StateStore, rule_name: str, path: Path, reader: SignalReader | None = None,
+              now: float | None = None) -> str:
     """Write the picture of RULE over the current release's watch window to `path`; the line
     that says so."""
     now = time.time() if now is None else now
@@ -52,13 +57,14 @@ def plot_rule(cfg, store, rule_name: str, path: Path, reader=None, now: float | 
     return _write(picture, path, start, now)
 
 
-def plot_incident(cfg, store, incident_id: str, path: Path, reader=None, now: float | None = None) -> str:
+def plot_incident(cfg: WatcherConfig, store: StateStore, incident_id: str, path: Path,
+                  reader: SignalReader | None = None, now: float | None = None) -> str:
     """Write the picture of incident ID's first rule that Prometheus can draw to `path`."""
     now = time.time() if now is None else now
     events = list(store.events())
     incident = _incident(store, events, incident_id)
-    names = [n for n in incident.get("rules") or [] if cfg.rule(n) is not None]
-    drawable = [cfg.rule(n) for n in names if isinstance(cfg.rule(n).signal, PromQuery)]
+    configured = [cfg.rule(n) for n in incident.get("rules") or []]
+    drawable = [r for r in configured if r is not None and isinstance(r.signal, PromQuery)]
     if not drawable:
         said = ", ".join(incident.get("rules") or []) or "none"
         raise WatcherError(f"incident {incident_id}'s rules ({said}) have no Prometheus query to plot")
@@ -81,7 +87,8 @@ def plot_incident(cfg, store, incident_id: str, path: Path, reader=None, now: fl
     return _write(picture, path, start, end)
 
 
-def series(cfg, rule: Rule, start: float, end: float, reader=None) -> list[tuple[float, float]]:
+def series(cfg: WatcherConfig, rule: Rule, start: float, end: float,
+           reader: SignalReader | None = None) -> list[tuple[float, float]]:
     """The rule's value at each step from `start` to `end` (see the module docstring)."""
     if not isinstance(rule.signal, PromQuery):
         kind = "an HTTP probe" if rule.is_probe else "a host signal"
@@ -109,7 +116,7 @@ def series(cfg, rule: Rule, start: float, end: float, reader=None) -> list[tuple
     return [(t, worst(values)) for t, values in sorted(by_time.items())]
 
 
-def _write(picture, path: Path, start: float, end: float) -> str:
+def _write(picture: BreachPicture, path: Path, start: float, end: float) -> str:
     png = render_png(picture)
     try:
         write_file_atomically(Path(path), png, mode=0o644)
@@ -119,14 +126,14 @@ def _write(picture, path: Path, start: float, end: float) -> str:
             f"{len(picture.points)} points")
 
 
-def _rule(cfg, name: str) -> Rule:
+def _rule(cfg: WatcherConfig, name: str) -> Rule:
     rule = cfg.rule(name)
     if rule is None:
         raise WatcherError(f"no rule named {name!r}; the rules are: {', '.join(r.name for r in cfg.rules)}")
     return rule
 
 
-def _incident(store, events: list[dict], incident_id: str) -> dict:
+def _incident(store: StateStore, events: list[dict[str, Any]], incident_id: str) -> dict[str, Any]:
     for e in events:
         if e.get("kind") == "incident" and e.get("id") == incident_id:
             return e
@@ -135,12 +142,12 @@ def _incident(store, events: list[dict], incident_id: str) -> dict:
         return {"id": state.incident.id, "opened_at": state.incident.opened_at + state.clock_offset,
                 "release": state.incident.release, "rules": list(state.incident.rules),
                 "timeline": [dict(t, time=t["time"] + state.clock_offset) for t in state.incident.timeline]}
-    known = [e.get("id") for e in events if e.get("kind") == "incident"]
+    known = [str(e.get("id")) for e in events if e.get("kind") == "incident"]
     hint = f"; the closed ones are: {', '.join(known[-10:])}" if known else "; the journal has none"
     raise WatcherError(f"no incident {incident_id!r}{hint}")
 
 
-def _noted(incident: dict, prefix: str) -> float | None:
+def _noted(incident: dict[str, Any], prefix: str) -> float | None:
     for note in incident.get("timeline") or []:
         if str(note.get("what", "")).startswith(prefix):
             return float(note["time"])

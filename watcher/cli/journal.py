@@ -61,7 +61,7 @@ def incidents(
         lines.append(f"{inc.get('id')} {when(inc.get('opened_at'))} release {inc.get('release')}: {inc.get('summary')} ({inc.get('resolution')})")
         lines += [f"    {when(t.get('time'))} {t.get('what')}" for t in inc.get("timeline", [])]
     out(found, as_json, "\n".join(lines) or (f"no closed incident {incident}" if incident else "no incidents"))
-    if plot is not None:
+    if plot is not None and incident is not None:  # --plot without ID was refused above
         from watcher.actions.plots import plot_incident
 
         said = plot_incident(cfg, StateStore(cfg.state_dir), incident, plot)

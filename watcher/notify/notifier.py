@@ -77,7 +77,7 @@ from watcher.base.format import format_time
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
-from watcher.notify.pictures import PictureMaker
+from watcher.notify.pictures import BreachPicture, PictureMaker
 from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
 
@@ -170,6 +170,8 @@ class Notifier:
                 logging.getLogger("apprise").addFilter(self._log_filter)
 
     def _picture(self, key: str, message: Message) -> bytes | None:
+        if not isinstance(message.picture, BreachPicture):
+            return None
         return self._pictures.png(key, message.picture)
 
     # -- the caller's side --

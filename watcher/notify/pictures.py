@@ -43,9 +43,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_condition, format_number, format_time, format_value
+
+if TYPE_CHECKING:  # matplotlib is imported when a picture is drawn, never with this module
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from watcher.core.rules import Rule
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +128,7 @@ def thresholds_for(above: float | None = None, below: float | None = None,
     return tuple(t for t in lines if math.isfinite(t.value))
 
 
-def picture_of(rule, points: Sequence[tuple[float, float]], *, baseline: float | None = None,
+def picture_of(rule: Rule, points: Sequence[tuple[float, float]], *, baseline: float | None = None,
                deploy_at: float | None = None, breach_at: float | None = None,
                switch_at: float | None = None, release: str = "", host: str = "") -> BreachPicture:
     """The picture of `rule` (a watcher.core.rules.Rule) over `points`, with its condition's lines
@@ -144,7 +152,7 @@ def render_png(picture: BreachPicture, width: int = WIDTH_PX, height: int = HEIG
     return out.getvalue()
 
 
-def figure(picture: BreachPicture, width: int = WIDTH_PX, height: int = HEIGHT_PX, dpi: int = DPI):
+def figure(picture: BreachPicture, width: int = WIDTH_PX, height: int = HEIGHT_PX, dpi: int = DPI) -> Figure:
     """The picture as a matplotlib Figure on an Agg canvas (render_png saves it; tests read its
     labels). PictureError when matplotlib is missing or fails."""
     try:
@@ -261,12 +269,13 @@ def attachment(png: bytes | None, rule: str) -> Iterator[list[str] | None]:
 # --- drawing ------------------------------------------------------------------------------------
 
 
-def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dpi: int):
+def _draw(p: BreachPicture, figure_class: type[Figure], canvas_class: type[FigureCanvasAgg], width: int, height: int,
+          dpi: int) -> Figure:
     from matplotlib import dates as mdates
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
-    FigureCanvasAgg(fig)
+    fig = figure_class(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+    canvas_class(fig)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.13, right=0.97, top=0.84, bottom=0.14)
 
@@ -277,14 +286,14 @@ def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dp
     start, end = _time_range([t for t, _ in points] + moments)
 
     ax.set_ylim(low, high)
-    ax.set_xlim(_utc(start), _utc(end))
+    ax.set_xlim(_x(start), _x(end))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_value(float(v), p.unit)))
-    locator = mdates.AutoDateLocator(tz=UTC, minticks=4, maxticks=8)
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=4, maxticks=8)  # type: ignore[no-untyped-call]
     locator.intervald[mdates.MINUTELY] = [1, 2, 5, 10, 15, 30]  # 2-minute steps for a 10m window
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if end - start < 300 else "%H:%M",
-                                                      tz=UTC))
+    clock = "%H:%M:%S" if end - start < 300 else "%H:%M"
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(clock, tz=UTC))  # type: ignore[no-untyped-call]
     ax.tick_params(labelsize=8.5)
     ax.set_xlabel("UTC", fontsize=8.5, color="#444444", loc="right")
     ax.grid(True, color="#dddddd", linewidth=0.6)
@@ -295,7 +304,7 @@ def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dp
     for threshold in p.thresholds:
         _draw_threshold(ax, threshold, p.unit)
     if points:
-        ax.plot([_utc(t) for t, _ in points], [_plotted(v) for _, v in points], color=_CURVE, linewidth=2.0,
+        ax.plot([_x(t) for t, _ in points], [_plotted(v) for _, v in points], color=_CURVE, linewidth=2.0,
                 marker="o" if len(values) <= 2 else None, markersize=4, zorder=3)
     if not values:
         ax.text(0.5, 0.5, "no values in this window", transform=ax.transAxes, ha="center",
@@ -309,7 +318,7 @@ def _draw(p: BreachPicture, Figure, FigureCanvasAgg, width: int, height: int, dp
     return fig
 
 
-def _shade_breaching_side(ax, thresholds: Sequence[Threshold], low: float, high: float) -> None:
+def _shade_breaching_side(ax: Axes, thresholds: Sequence[Threshold], low: float, high: float) -> None:
     """A rule's thresholds combine with AND (watcher.core.rules.Rule): a value breaches above the
     highest `>` line and below the lowest `<` line; only that band is shaded."""
     finite = [t for t in thresholds if _finite(t.value)]
@@ -323,7 +332,7 @@ def _shade_breaching_side(ax, thresholds: Sequence[Threshold], low: float, high:
         ax.axhspan(bottom, top, color=_BAD, alpha=0.07, linewidth=0, zorder=0)
 
 
-def _draw_threshold(ax, threshold: Threshold, unit: str) -> None:
+def _draw_threshold(ax: Axes, threshold: Threshold, unit: str) -> None:
     if not _finite(threshold.value):
         return
     value = _plotted(float(threshold.value))
@@ -334,16 +343,16 @@ def _draw_threshold(ax, threshold: Threshold, unit: str) -> None:
                 color=_BAD, fontweight="bold", zorder=5)
 
 
-def _draw_moment(ax, at: float | None, label: str, color: str, style: str) -> None:
+def _draw_moment(ax: Axes, at: float | None, label: str, color: str, style: str) -> None:
     if at is None or not _finite(at):
         return
-    x = _utc(at)
+    x = _x(at)
     ax.axvline(x, color=color, linestyle=style, linewidth=1.3, zorder=2)
     ax.annotate(label, xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
                 textcoords="offset points", ha="left", va="top", fontsize=8, color=color, zorder=5)
 
 
-def _draw_breach(ax, p: BreachPicture, points: list[tuple[float, float]], low: float, high: float) -> None:
+def _draw_breach(ax: Axes, p: BreachPicture, points: list[tuple[float, float]], low: float, high: float) -> None:
     """A red dot on the curve at the breach, with the value it had then."""
     if p.breach_at is None or not _finite(p.breach_at):
         return
@@ -351,12 +360,12 @@ def _draw_breach(ax, p: BreachPicture, points: list[tuple[float, float]], low: f
     before = [(t, v) for t, v in points if t < p.breach_at and not math.isnan(v)]
     nearest = at_or_after[0] if at_or_after else (before[-1] if before else None)
     if nearest is None:
-        ax.axvline(_utc(p.breach_at), color=_BAD, linestyle=":", linewidth=1.3, zorder=2)
+        ax.axvline(_x(p.breach_at), color=_BAD, linestyle=":", linewidth=1.3, zorder=2)
         return
     t, v = nearest
-    ax.plot([_utc(t)], [_plotted(v)], marker="o", markersize=7, color=_BAD, zorder=6)
+    ax.plot([_x(t)], [_plotted(v)], marker="o", markersize=7, color=_BAD, zorder=6)
     above_middle = _plotted(v) > low + (high - low) / 2 if math.isfinite(high - low) else True
-    ax.annotate(format_value(v, p.unit), xy=(_utc(t), _plotted(v)), xytext=(6, -12 if above_middle else 8),
+    ax.annotate(format_value(v, p.unit), xy=(_x(t), _plotted(v)), xytext=(6, -12 if above_middle else 8),
                 textcoords="offset points", fontsize=9, fontweight="bold", color=_BAD, zorder=6,
                 bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
 
@@ -374,14 +383,14 @@ def _subtitle(p: BreachPicture) -> str:
 # --- ranges -------------------------------------------------------------------------------------
 
 
-def _finite(x) -> bool:
+def _finite(x: Any) -> bool:
     try:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
 
 
-def _finite_or_nan(v) -> float:
+def _finite_or_nan(v: Any) -> float:
     """A value: a gap (NaN) for NaN, ±Inf or anything that is not a number."""
     return float(v) if _finite(v) else math.nan
 
@@ -423,5 +432,8 @@ def _time_range(times: Sequence[float]) -> tuple[float, float]:
     return start - pad, end + pad
 
 
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=UTC)
+def _x(epoch: float) -> float:
+    """Where an epoch time goes on the x axis: matplotlib's date number (its `date.epoch`)."""
+    from matplotlib import dates as mdates
+
+    return float(mdates.date2num(datetime.fromtimestamp(epoch, tz=UTC)))  # type: ignore[no-untyped-call]

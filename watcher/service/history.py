@@ -29,9 +29,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from watcher.core.evaluate import Evaluation
+from watcher.core.messages import Message
 from watcher.core.rules import HttpCheck, Rule
 from watcher.notify.pictures import BreachPicture, picture_of
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class RuleHistory:
             return self._baseline.get(rule)
 
 
-def breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule], to_wall: Callable[[float], float],
+def breach_picture(message: Message, history: RuleHistory, state: State, rules: Sequence[Rule], to_wall: Callable[[float], float],
                    now: float, host: str) -> BreachPicture | None:
     """The picture for `message` (a core.messages.Message) when its kind is PICTURED: its first
     rule that has a history (else the open incident's, else the rollback being confirmed),
@@ -135,7 +139,7 @@ def breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule], 
         return None
 
 
-def _breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule], to_wall: Callable[[float], float],
+def _breach_picture(message: Message, history: RuleHistory, state: State, rules: Sequence[Rule], to_wall: Callable[[float], float],
                     now: float, host: str) -> BreachPicture | None:
     by_name = {r.name: r for r in rules if pictured(r)}
     names = list(message.rules)
@@ -160,7 +164,7 @@ def _breach_picture(message, history: RuleHistory, state, rules: Sequence[Rule],
                       release=message.release, host=host)
 
 
-def readings(evaluation, to_wall: Callable[[float], float]) -> list[Reading]:
+def readings(evaluation: Evaluation, to_wall: Callable[[float], float]) -> list[Reading]:
     """The tick's readings of the pictured rules (a core.evaluate.Evaluation)."""
     return [Reading(e.rule.name, e.observation.value, _wall(e.after.breach_since, to_wall), e.baseline)
             for e in evaluation.rules if pictured(e.rule)]
@@ -170,7 +174,7 @@ def _wall(steady: float | None, to_wall: Callable[[float], float]) -> float | No
     return None if steady is None else to_wall(steady)
 
 
-def _number(value) -> float:
+def _number(value: Any) -> float:
     """The value as read (±Inf too: the picture draws it as a gap and says it); NaN when none."""
     try:
         return float(value)
