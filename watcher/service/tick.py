@@ -14,7 +14,8 @@ by name.
                last release seen is evaluated but never acted on
     baselines  capture each baseline rule's pre-deploy median, once per deploy (deploys.Baselines)
     evaluate   read every signal once and step each rule (evaluate.py); keep the rule
-               states, journal and tell the transitions, count evidence (window.record)
+               states, journal and tell the transitions, count evidence (window.record);
+               keep what the rollback rules read for the pictures (history.py)
     straddle   a rollback rule fires but `current` moved during the reads (a deploy landed
                mid-tick): nothing below runs this tick (deploys.BackendReads.moved)
     confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
@@ -26,7 +27,8 @@ by name.
                to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed)
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
     persist    state.json, telemetry, this host's fleet membership
-    tell       send the tick's messages, gathered in one outbox, in order
+    tell       send the tick's messages, gathered in one outbox, in order (a rollback or
+               halt message with the picture of its breach: history.breach_picture)
 
 With a `fleet:` section, `self.fleet` (coordinator.py) joins in without ever waiting on etcd:
 `learn` after the requests, a bad verdict from another host for the current release as one
