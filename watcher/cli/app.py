@@ -14,7 +14,7 @@ import typer
 
 from watcher import __version__
 from watcher.base.errors import ConfigError, WatcherError
-from watcher.cli import about, check, fleet, human, journal, service, tuning
+from watcher.cli import about, check, fleet, human, init, journal, service, tuning
 from watcher.cli.common import json_error, show_config_error
 
 # rich_markup_mode=None: click's plain help, where a boolean option shows as a flag (rich mode
@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for group in (check, service, journal, human, tuning, fleet, about):
+for group in (check, service, journal, human, tuning, fleet, init, about):
     app.add_typer(group.app)
 
 
