@@ -21,12 +21,16 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import yaml
+
+from watcher.actions.online import metric_names
 from watcher.base.errors import WatcherError
-
-if TYPE_CHECKING:
-    from watcher.signals.reader import PrometheusSource
+from watcher.config.rulefile import load_rule_file
+from watcher.config.scoping import quote, scope_query
+from watcher.core.rules import PromQuery
+from watcher.signals.reader import PrometheusSource
 
 APP = "app"
 HOST = "host"  # packs about the host (node_exporter, cAdvisor): targets of their own
@@ -114,9 +118,6 @@ class Plan:
 
 def pack_metrics(pack_dir: Path) -> dict[str, tuple[str, ...]]:
     """{pack name: the metric names its queries read, but `up`}."""
-    from watcher.actions.online import metric_names
-    from watcher.config.rulefile import load_rule_file
-    from watcher.core.rules import PromQuery
 
     out = {}
     for pack in PACKS:
@@ -246,10 +247,6 @@ def _pinned(path: Path, var: str, exported: frozenset[str]) -> tuple[str, list[t
     so that prometheus.labels (the app's instance) leaves them alone; the rules over metrics
     the target does not export (node_exporter without its systemd collector) are left out:
     they would read "no data" on every tick. Returns the text and [(rule, missing metrics)]."""
-    import yaml
-
-    from watcher.actions.online import metric_names
-    from watcher.config.scoping import scope_query
 
     doc = yaml.safe_load(path.read_text())
     kept, left_out = [], []
@@ -267,7 +264,6 @@ def _pinned(path: Path, var: str, exported: frozenset[str]) -> tuple[str, list[t
 
 
 def _health_rules(url: str) -> str:
-    import yaml
 
     text: str = yaml.safe_dump({"rules": [{"name": "health-endpoint", "description": "the service's own health check",
                                            "http": url, "expect_status": 200, "timeout": "2s", "failures": 3,
@@ -277,8 +273,6 @@ def _health_rules(url: str) -> str:
 
 def _watcher_yaml(app: Recognition, variables: dict[str, str], prometheus_url: str, service: str, state_dir: str,
                   releases: str | None, current: str | None, health_url: str | None, telemetry: str) -> str:
-    import yaml
-
     doc: dict[str, Any] = {
         "service": service,
         "prometheus": {"url": prometheus_url, "labels": {"instance": app.target.instance}},
@@ -306,7 +300,6 @@ def _watcher_yaml(app: Recognition, variables: dict[str, str], prometheus_url: s
 
 def read_targets(source: PrometheusSource) -> list[Target]:
     """The active targets, each with its metric names (one query per target). Raises SourceError."""
-    from watcher.config.scoping import quote
 
     targets = []
     for t in source.active_targets():

@@ -19,6 +19,7 @@ import promql_parser
 from watcher.base.errors import WatcherError
 from watcher.config import hostcheck
 from watcher.config.schema import WatcherConfig
+from watcher.config.scoping import quote
 from watcher.core.evaluate import evaluate, watch_window
 from watcher.core.rules import WINDOW_TOKEN, ProbeResult, PromQuery, Rule
 from watcher.signals.promtime import effective_scrape_interval
@@ -149,8 +150,6 @@ def missing_metrics(rules: Iterable[Rule], source: PrometheusSource,
     metrics exist are left out. With `labels` (prometheus.labels), a rule scoped by them looks
     for series of this host only: a metric other hosts export is still missing here. Raises
     SourceError when Prometheus does not answer."""
-    from watcher.config.scoping import quote
-
     missing: dict[str, list[str]] = {}
     for scoped in (True, False):
         wanted = {r.name: metric_names(r.signal.query) for r in rules if isinstance(r.signal, PromQuery)
@@ -210,6 +209,4 @@ def silent_rollback_rules(rules: Iterable[Rule], outcomes: dict[str, str], missi
 
 
 def quote_value(v: str) -> str:
-    from watcher.config.scoping import quote
-
     return quote(v)

@@ -63,7 +63,7 @@ def incidents(
         lines += [f"    {when(t.get('time'))} {t.get('what')}" for t in inc.get("timeline", [])]
     out(found, as_json, "\n".join(lines) or (f"no closed incident {incident}" if incident else "no incidents"))
     if plot is not None and incident is not None:  # --plot without ID was refused above
-        from watcher.actions.plots import plot_incident
+        from watcher.actions.plots import plot_incident  # the reader and the drawing: ~110 ms CPU
 
         said = plot_incident(cfg, StateStore(cfg.state_dir), incident, plot)
         print(said, file=sys.stderr if as_json else sys.stdout)

@@ -29,6 +29,7 @@ from watcher.config.schema import (
     VerifyConfig,
     WatcherConfig,
 )
+from watcher.config.scoping import ScopeError, check_labels
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
 from watcher.core.messages import NotifyTarget, Severity
 from watcher.core.rules import PromQuery
@@ -149,7 +150,6 @@ def _read_prometheus(doc: dict[str, Any], f: FileReader) -> PrometheusConfig:
 
 def _scope_labels(value: Any) -> dict[str, str]:
     """prometheus.labels: label name -> value, names as Prometheus allows them in a selector."""
-    from watcher.config.scoping import ScopeError, check_labels
 
     labels = kinds.str_map(value)
     try:

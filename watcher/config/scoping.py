@@ -40,6 +40,8 @@ from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
+import promql_parser
+
 from watcher.core.rules import WINDOW_TOKEN
 
 # A duration nobody writes by hand, in [$window]'s place while the query is parsed.
@@ -96,7 +98,6 @@ def scope_query(query: str, labels: Mapping[str, object]) -> str:
     scope = check_labels(labels)
     if not scope:
         return query
-    import promql_parser  # a compiled extension: loaded only when a query is scoped
 
     if _WINDOW_STANDIN in query:
         raise ScopeError(f"the query holds {_WINDOW_STANDIN}, the duration that stands in for [{WINDOW_TOKEN}]")
