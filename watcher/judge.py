@@ -324,6 +324,53 @@ def _bound(text: str | None) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# One judge rule's tick: counts read by the signal reader, judged here
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a judge rule read for one tick, before judging: the new release's failures (or
+    slow requests) and requests since the deploy (after the warm-up), and for the two-sample
+    form the old release's. `bound` is the latency form's bucket bound actually counted."""
+
+    bad: float
+    total: float
+    old_bad: float | None = None
+    old_total: float | None = None
+    bound: float | None = None
+
+
+def error_counts(errors: Iterable[Sequence[tuple[float, float]]], total: Iterable[Sequence[tuple[float, float]]],
+                 since: float, until: float | None = None) -> Counts:
+    """The error form's counts from raw samples of the `errors:` and `total:` selectors.
+    Failures are capped at the total: the two selectors are read one after the other, and a
+    scrape between the reads can put a failure in one and not yet in the other."""
+    requests = total_increase(total, since, until)
+    return Counts(bad=min(total_increase(errors, since, until), requests), total=requests)
+
+
+def latency_counts(buckets: Iterable[tuple[Mapping[str, str], Sequence[tuple[float, float]]]], since: float,
+                   slower_than: float, until: float | None = None) -> Counts:
+    """The latency form's counts: requests slower than `slower_than` (the bucket bound at or
+    above it, see slow_counts) among all since `since`. No +Inf bucket, no request counted."""
+    increases = bucket_increases(buckets, since, until)
+    if math.inf not in increases:
+        return Counts(bad=0.0, total=0.0, bound=None)
+    slow = slow_counts(increases, slower_than)
+    return Counts(bad=slow.slow, total=slow.total, bound=slow.bound)
+
+
+def conclude(counts: Counts, above: float, alpha: float, factor: float | None = None,
+             floor: float = 0.0) -> Judgement:
+    """The judgement of one tick: the two-sample form when `factor` is given (against the old
+    counts; none read counts as no old request, which cannot reject), else the one-sample."""
+    if factor is None:
+        return judge(counts.bad, counts.total, above, alpha)
+    return judge_against(counts.bad, counts.total, counts.old_bad or 0.0, counts.old_total or 0.0, factor, alpha,
+                         floor)
+
+
+# ---------------------------------------------------------------------------------------------
 # Argument checks: a programming error, never a data condition (the reader clamps data).
 
 

@@ -297,3 +297,34 @@ def test_increase_of_a_counter_without_reset_is_last_minus_start(steps, since):
     points = list(enumerate(values))
     start = values[min(since, len(values) - 1)] if values and since < len(values) else (values[-1] if values else 0.0)
     assert increase_since(points, since) == (values[-1] - start if values else 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# One judge rule's tick
+
+
+def test_error_counts_sum_the_selectors_and_cap_failures_at_the_total():
+    from watcher.judge import Counts, error_counts
+
+    errors = [[(0, 0), (1, 3)], [(1, 2)]]  # a second 5xx series born after `since`
+    assert error_counts(errors, [[(0, 100), (1, 110)]], since=0) == Counts(bad=5, total=10)
+    # A scrape between the two reads: 5 failures seen, only 4 requests yet.
+    assert error_counts(errors, [[(0, 100), (1, 104)]], since=0) == Counts(bad=4, total=4)
+
+
+def test_latency_counts_use_the_bucket_bound_at_or_above():
+    from watcher.judge import latency_counts
+
+    buckets = [({"le": "0.25"}, [(0, 0), (1, 90)]), ({"le": "0.5"}, [(0, 0), (1, 95)]), ({"le": "+Inf"}, [(0, 0), (1, 100)])]
+    counts = latency_counts(buckets, since=0, slower_than=0.3)
+    assert (counts.bad, counts.total, counts.bound) == (5, 100, 0.5)
+    assert latency_counts(buckets[:2], since=0, slower_than=0.3).total == 0  # no +Inf bucket
+
+
+def test_conclude_picks_the_form_by_factor():
+    from watcher.judge import Counts, conclude
+
+    assert conclude(Counts(30, 100), 0.1, ALPHA).limit == 0.1
+    two = conclude(Counts(30, 100, old_bad=50, old_total=2000), 0.1, ALPHA, factor=2)
+    assert two.rejected and two.factor == 2
+    assert not conclude(Counts(30, 100), 0.1, ALPHA, factor=2).rejected  # no old counts: no comparison
