@@ -12,8 +12,8 @@ SAME stream:
     held 10s   the decision suite's: the same ratio > 10% for 10s (trailing window: 4 s)
     judge      judge: sequential, above 0.10, alpha 0.001, no warm-up
 
-The held rules go through the real watcher.rules.classify / step and watcher.evaluate's
-both_windows; the judge through watcher.judge. A rollback in a cell whose new share is at or
+The held rules go through the real watcher.core.rules.classify / step and watcher.core.evaluate's
+both_windows; the judge through watcher.core.judge. A rollback in a cell whose new share is at or
 below 10% is a false rollback (at least `--runs` runs: the judge's rate must stay at most
 alpha); above 10% the figure is the share of runs detected within the horizon and the median
 onset -> firing time.
@@ -29,7 +29,7 @@ Only the stdlib: each run's errors are drawn per second from a binomial table wi
 `map` over lists. The state machine is stepped only on the ticks where the long window breaches
 and on the first tick after (a non-breaching tick of an inactive rule changes nothing in its
 phase), and the judge only on the first tick its count reaches the least number of failures
-that rejects at that total (precomputed with watcher.judge.rejects, which is monotone in the
+that rejects at that total (precomputed with watcher.core.judge.rejects, which is monotone in the
 failures: tests/core/test_judge.py).
 """
 
@@ -49,9 +49,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from watcher.evaluate import both_windows  # noqa: E402
-from watcher.judge import judge, rejects  # noqa: E402
-from watcher.rules import Phase, PromQuery, Rule, RuleState, Sample, classify, step, trailing_seconds  # noqa: E402
+from watcher.core.evaluate import both_windows  # noqa: E402
+from watcher.core.judge import judge, rejects  # noqa: E402
+from watcher.core.rules import Phase, PromQuery, Rule, RuleState, Sample, classify, step, trailing_seconds  # noqa: E402
 
 RATES = (0.2, 2.0, 50.0, 500.0)
 HEALTHY = (0.005, 0.05)

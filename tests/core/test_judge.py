@@ -1,4 +1,4 @@
-"""The sequential judge's statistics (watcher/judge.py): tables of counts and what the judge
+"""The sequential judge's statistics (watcher/core/judge.py): tables of counts and what the judge
 concludes on them, and cheap properties checked with hypothesis. The false-rollback rate itself
 is a figure of bench/judge.py (simulated streams), not of a unit test."""
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.judge import (
+from watcher.core.judge import (
     SlowCounts,
     bucket_increases,
     evidence,
@@ -304,7 +304,7 @@ def test_increase_of_a_counter_without_reset_is_last_minus_start(steps, since):
 
 
 def test_error_counts_sum_the_selectors_and_cap_failures_at_the_total():
-    from watcher.judge import Counts, error_counts
+    from watcher.core.judge import Counts, error_counts
 
     errors = [[(0, 0), (1, 3)], [(1, 2)]]  # a second 5xx series born after `since`
     assert error_counts(errors, [[(0, 100), (1, 110)]], since=0) == Counts(bad=5, total=10)
@@ -313,7 +313,7 @@ def test_error_counts_sum_the_selectors_and_cap_failures_at_the_total():
 
 
 def test_latency_counts_use_the_bucket_bound_at_or_above():
-    from watcher.judge import latency_counts
+    from watcher.core.judge import latency_counts
 
     buckets = [({"le": "0.25"}, [(0, 0), (1, 90)]), ({"le": "0.5"}, [(0, 0), (1, 95)]), ({"le": "+Inf"}, [(0, 0), (1, 100)])]
     counts = latency_counts(buckets, since=0, slower_than=0.3)
@@ -322,7 +322,7 @@ def test_latency_counts_use_the_bucket_bound_at_or_above():
 
 
 def test_conclude_picks_the_form_by_factor():
-    from watcher.judge import Counts, conclude
+    from watcher.core.judge import Counts, conclude
 
     assert conclude(Counts(30, 100), 0.1, ALPHA).limit == 0.1
     two = conclude(Counts(30, 100, old_bad=50, old_total=2000), 0.1, ALPHA, factor=2)
