@@ -161,6 +161,13 @@ class Judgement:
         """How far the evidence is towards rejection, 0 to 1."""
         return min(1.0, max(0.0, self.log_evidence / self.log_needed))
 
+    def facts(self) -> dict:
+        """The judgement as plain data (JSON), for the rule state, messages and the webhook."""
+        return {"share": self.share, "low": self.low, "high": self.high, "level": self.level, "limit": self.limit,
+                "requests": self.total, "failures": self.bad, "log_e": round(self.log_evidence, 4),
+                "log_needed": round(self.log_needed, 4), "rejected": self.rejected,
+                "old_share": self.old_share, "old_high": self.old_high, "factor": self.factor}
+
 
 def judge(bad: float, total: float, above: float, alpha: float) -> Judgement:
     """The one-sample form. Null hypothesis: the release's failure share is at most `above`.
@@ -338,6 +345,8 @@ class Counts:
     old_bad: float | None = None
     old_total: float | None = None
     bound: float | None = None
+    note: str = ""  # why nothing is counted yet: "warming up", "no deploy to count from"
+    no_baseline: bool = False  # a form that compares with the old release found no old request
 
 
 def error_counts(errors: Iterable[Sequence[tuple[float, float]]], total: Iterable[Sequence[tuple[float, float]]],
@@ -368,6 +377,49 @@ def conclude(counts: Counts, above: float, alpha: float, factor: float | None = 
         return judge(counts.bad, counts.total, above, alpha)
     return judge_against(counts.bad, counts.total, counts.old_bad or 0.0, counts.old_total or 0.0, factor, alpha,
                          floor)
+
+
+def describe(j: Judgement, what: str = "share", limit_text: str | None = None) -> str:
+    """The judgement in a message's words:
+
+        share 29% (99.9% confidence 24-35%) against 10%, after 212 requests
+        share 29% (99.95% confidence 20-38%) against 2 x 3.1% before the deploy (at most 3.4%), ...
+        share 0% (99.9% confidence 0-16%) against 10%, after 40 requests
+
+    `what` names the share ("share", "share slower than 500ms"); `limit_text` replaces the
+    limit's own words (the two-sample form has its own)."""
+    if j.share is None:
+        return f"{what}: no request yet"
+    if limit_text is None and j.factor is not None:
+        old = "the old release" if j.old_share is None else f"{format_share(j.old_share)}"
+        limit_text = (f"{j.factor:g} x {old} before the deploy (at most {format_share(j.old_high)})"
+                      if j.old_high is not None else "the old release (no request of it: cannot judge)")
+    limit_text = limit_text or format_share(j.limit)
+    requests = f"{j.total:,.0f} request{'' if j.total == 1 else 's'}"
+    return (f"{what} {format_share(j.share)} ({format_level(j.level)} confidence "
+            f"{format_share(j.low, percent=False, like=j.high)}-{format_share(j.high)}) against {limit_text}, after {requests}")
+
+
+def format_share(x: float | None, percent: bool = True, like: float | None = None) -> str:
+    """A share as a percent with as many digits as it needs: 29%, 3.1%, 0.42%, 0%; with `like`,
+    as many decimals as `like` needs (the two ends of an interval read alike: 0.0-2.1%)."""
+    if x is None:
+        return "?"
+    text = f"{x * 100:.{_decimals((like if like is not None else x) * 100)}f}"
+    return text + ("%" if percent else "")
+
+
+def _decimals(value: float) -> int:
+    if value <= 0 or value >= 10 or value == round(value):
+        return 0
+    if value >= 1:
+        return 1
+    return min(6, 1 - math.floor(math.log10(value)))
+
+
+def format_level(level: float) -> str:
+    """1 - alpha as a percent: 99.9%, 99.95%, 95%."""
+    return f"{round(level * 100, 6):g}%"
 
 
 # ---------------------------------------------------------------------------------------------
