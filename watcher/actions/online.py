@@ -71,7 +71,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
                               scrape_interval=cfg.prometheus.scrape_interval, at=now)
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
-                                                 for r in cfg.rules if isinstance(r.signal, PromQuery)):
+                                                 for r in cfg.rules if r.reads_prometheus):
             try:
                 missing = missing_metrics(cfg.rules, reader.prometheus)
             except WatcherError as exc:
@@ -86,8 +86,12 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         elif isinstance(rule.signal, HttpCheck):
             row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
             report.signal_failures += 0 if result.ok else 1
-        elif isinstance(rule.signal, PromQuery):
-            row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
+        elif rule.reads_prometheus:
+            if rule.is_judge:
+                row["online"] = (f"ok: {result.total:,.0f} requests counted in {seconds * 1000:.0f} ms" if result.total
+                                 else f"ok: {result.note or 'no request counted'}")
+            else:
+                row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
             if rule.name in missing:
                 names = ", ".join(missing[rule.name])
                 row["online"] += f"; no series named {names}"
@@ -140,7 +144,9 @@ def metric_names(query: str) -> set[str]:
 def missing_metrics(rules: Iterable[Rule], source) -> dict[str, list[str]]:
     """{rule name: [metric names without a single series in Prometheus]}; rules all of whose
     metrics exist are left out. Raises SourceError when Prometheus does not answer."""
-    wanted = {r.name: metric_names(r.signal.query) for r in rules if isinstance(r.signal, PromQuery)}
+    wanted = {r.name: (metric_names(r.signal.query) if isinstance(r.signal, PromQuery)
+                       else set().union(*(metric_names(s) for s in r.signal.selectors)))
+              for r in rules if r.reads_prometheus}
     every = sorted(set().union(*wanted.values())) if wanted else []
     if not every:
         return {}
