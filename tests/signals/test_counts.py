@@ -39,6 +39,7 @@ def judge_rule(instance: str, **kw) -> Rule:
 
 def read(rule: Rule, source: PrometheusSource, deployed: float, at: float | None = None):
     reader = SignalReader(source, None, None)
+    reader.scrape_interval = 1.0
     try:
         at = time.time() if at is None else at
         return reader.read(rule, now=at, window_s=60, at=at, since=deployed)
@@ -47,8 +48,9 @@ def read(rule: Rule, source: PrometheusSource, deployed: float, at: float | None
 
 
 def wait_scrapes(after: float, n: int = 3) -> None:
-    """Until Prometheus has scraped the app about `n` times after `after` (scrape 1 s)."""
-    time.sleep(max(0.0, after + n + 0.5 - time.time()))
+    """Until Prometheus has scraped the app about `n` times after counting starts (one scrape
+    interval, 1 s, after `after`)."""
+    time.sleep(max(0.0, after + 1 + n + 0.5 - time.time()))
 
 
 def test_a_30_percent_release_is_counted_from_the_deploy_and_judged_conclusive(stack):
@@ -74,6 +76,20 @@ def test_a_healthy_release_counts_requests_and_no_failure(stack):
     counts = read(judge_rule(app.target), source, deployed)
     assert counts.total >= 50 and counts.bad == 0
     assert classify(judge_rule(app.target), counts).outcome is Outcome.OK
+
+
+def test_requests_served_before_the_deploy_are_never_counted(stack):
+    # A rollback: the bad release failed every request until the switch; the restored one
+    # fails none. Not one of the bad release's failures may be counted against it.
+    app, prom = stack
+    source = PrometheusSource(prom.url, timeout=5.0)
+    app.control(error_ratio=1.0)
+    time.sleep(2.3)
+    switched = time.time()
+    app.control(error_ratio=0.0)
+    wait_scrapes(switched)
+    counts = read(judge_rule(app.target), source, switched)
+    assert counts.total >= 50 and counts.bad == 0, counts
 
 
 def test_inside_the_warm_up_nothing_is_counted(stack):

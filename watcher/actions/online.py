@@ -65,6 +65,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         # The same evaluation as a tick's (evaluate.py), with the scrape interval the service
         # would use: learned from Prometheus unless the config sets it.
         cfg, scrape_line = effective_scrape_interval(cfg, reader.prometheus)
+        reader.scrape_interval = cfg.prometheus.scrape_interval
         if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
             report.scrape_line = scrape_line
         evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,

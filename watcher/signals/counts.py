@@ -13,9 +13,18 @@ series first seen after the deploy counted from 0) and then into a judgement.
     latency form      bucket increases; the bound is `slower_than`, or `slower_than_baseline` x
                       the pre-deploy quantile's bucket bound (at least `floor`)
 
-Why a lookback before the deploy: the increase starts at each series' last sample at or before
-the deploy. A series with no sample in the LOOKBACK before it was not there (Prometheus' own
-staleness horizon is 5 minutes) and counts from 0, as a series born after the deploy does.
+Counting starts one scrape interval after the deploy (after `warmup` too): at each series'
+last sample at or before that moment, which was scraped after the deploy. A sample scraped
+just before the deploy would leave the increments between it and the next scrape in the
+count: requests of the release before, counted against this one. After a rollback that is the
+bad release's failures counted against the restored one (measured: 6 of 50 requests "failed"
+on the restored release at 50 req/s; at 500 req/s or 100% failing it was enough to convict
+it); after a fix deployed over a bad release, the fix convicted by its predecessor. The price
+is one scrape interval of the new release's requests, never counted.
+
+Why a lookback before that moment: a series with no sample in the LOOKBACK before it was not
+there (Prometheus' own staleness horizon is 5 minutes) and counts from 0, as a series born
+after the deploy does (client libraries create a labelled series on its first use).
 """
 
 from __future__ import annotations
@@ -33,6 +42,51 @@ MAX_SPAN = 6 * 3600.0
 _KEPT = 256  # pre-deploy counts kept (one per rule and deploy)
 
 
+def counts_at(rule: Rule, series: dict[str, list], start: float, until: float, before=None) -> Counts:
+    """The counts of `rule` from raw samples (pure: the reader, explain, backtest and rule tests
+    all count through this). `series` holds, per selector key of the rule's CounterShare
+    ("errors", "total", "buckets", "baseline_errors", "baseline_total"), its series: lists of
+    points, or (labels, points) for "buckets". `before` is what the old release did before the
+    deploy: Counts (the two-sample error form) or bucket increases (`slower_than_baseline`)."""
+    signal = rule.signal
+    if signal.buckets:
+        bound = rule.slower_than
+        if bound is None:
+            quantile = 1.0 - (rule.above or 0.0)
+            base = quantile_bound(before, quantile) if before else None
+            if base is None:
+                return Counts(0.0, 0.0, no_baseline=True,
+                              note=f"no latency baseline before the deploy (no request in "
+                                   f"{format_duration(rule.baseline_window)}, or its p{quantile * 100:g} beyond "
+                                   "the last finite bucket): the rule cannot fire")
+            bound = max(base * (rule.slower_than_baseline or 1.0), rule.floor or 0.0)
+        return latency_counts(series["buckets"], start, bound, until)
+    new = error_counts(series["errors"], series["total"], start, until)
+    if rule.above_baseline is None:
+        return new
+    if signal.baseline_errors:
+        old = error_counts(series["baseline_errors"], series["baseline_total"], start, until)
+        return replace(new, old_bad=old.bad, old_total=old.total)
+    if before is None or before.total <= 0:
+        return replace(new, no_baseline=True,
+                       note=f"no request in the {format_duration(rule.baseline_window)} before the deploy: "
+                            "nothing to compare with, the rule cannot fire")
+    return replace(new, old_bad=before.bad, old_total=before.total)
+
+
+def needs_before(rule: Rule) -> bool:
+    """Whether the rule compares with what the old release did before the deploy."""
+    signal = rule.signal
+    if signal.buckets:
+        return rule.slower_than is None
+    return rule.above_baseline is not None and not signal.baseline_errors
+
+
+def counting_start(rule: Rule, deployed: float, scrape_interval: float) -> float:
+    """When a judge rule starts counting (wall time): the deploy, its warm-up, one scrape."""
+    return deployed + rule.warmup + scrape_interval
+
+
 class CountReader:
     """Reads a judge rule's Counts through a PrometheusSource. Thread-safe enough for the
     signal pool: each rule reads its own keys of the pre-deploy cache."""
@@ -41,60 +95,53 @@ class CountReader:
         self.prometheus = prometheus
         self._before: dict[tuple, object] = {}
 
-    def read(self, rule: Rule, wall: float, deployed: float | None) -> Counts:
+    def read(self, rule: Rule, wall: float, deployed: float | None, scrape_interval: float) -> Counts:
         """The counts of `rule` at wall time `wall`, since the wall time `deployed` (when
-        `current` last changed) plus the rule's warm-up. Raises SourceError."""
-        signal = rule.signal
-        assert isinstance(signal, CounterShare)
+        `current` last changed) plus the rule's warm-up plus one scrape interval (see the module
+        docstring). Raises SourceError."""
         if deployed is None:
             return Counts(0.0, 0.0, note="no deploy to count from")
-        start = deployed + rule.warmup
+        start = counting_start(rule, deployed, scrape_interval)
         if wall < start:
-            return Counts(0.0, 0.0, note=f"warming up: counting starts {format_duration(rule.warmup)} after the deploy")
+            what = f"the {format_duration(rule.warmup)} warm-up" if rule.warmup else "the first scrape"
+            return Counts(0.0, 0.0, note=f"warming up: counting starts after {what}")
         start = max(start, wall - MAX_SPAN)
-        if signal.buckets:
-            return self._latency(rule, signal, wall, start, deployed)
-        new = error_counts(self._series(signal.errors, start, wall), self._series(signal.total, start, wall),
-                           start, wall)
-        if rule.above_baseline is None:
-            return new
-        if signal.baseline_errors:
-            old = error_counts(self._series(signal.baseline_errors, start, wall),
-                               self._series(signal.baseline_total, start, wall), start, wall)
-            return replace(new, old_bad=old.bad, old_total=old.total)
-        old = self._kept((rule.name, "errors", deployed), lambda: self._errors_before(rule, signal, deployed))
-        if old.total <= 0:
-            return replace(new, no_baseline=True,
-                           note=f"no request in the {format_duration(rule.baseline_window)} before the deploy: "
-                                "nothing to compare with, the rule cannot fire")
-        return replace(new, old_bad=old.bad, old_total=old.total)
+        return counts_at(rule, self.fetch(rule, start, wall), start, wall, self.before(rule, deployed))
 
-    def _latency(self, rule: Rule, signal: CounterShare, wall: float, start: float, deployed: float) -> Counts:
-        bound = rule.slower_than
-        if bound is None:
-            quantile = 1.0 - (rule.above or 0.0)
-            old = self._kept((rule.name, "buckets", deployed), lambda: bucket_increases(
-                self._series(signal.buckets, deployed - rule.baseline_window, deployed, labels=True),
-                deployed - rule.baseline_window, deployed))
-            base = quantile_bound(old, quantile)
-            if base is None:
-                return Counts(0.0, 0.0, no_baseline=True,
-                              note=f"no latency baseline before the deploy (no request in "
-                                   f"{format_duration(rule.baseline_window)}, or its p{quantile * 100:g} beyond "
-                                   "the last finite bucket): the rule cannot fire")
-            bound = max(base * (rule.slower_than_baseline or 1.0), rule.floor or 0.0)
-        return latency_counts(self._series(signal.buckets, start, wall, labels=True), start, bound, wall)
+    def history(self, rule: Rule, wall: float, deployed: float, scrape_interval: float,
+                points: int = 12) -> list[tuple[float, Counts]]:
+        """The counts at `points` moments from the start of counting to `wall`, from one read
+        of the samples: the evidence over time (`explain`)."""
+        start = max(counting_start(rule, deployed, scrape_interval), wall - MAX_SPAN)
+        if wall <= start:
+            return []
+        series, before = self.fetch(rule, start, wall), self.before(rule, deployed)
+        moments = [start + (wall - start) * (i + 1) / points for i in range(points)]
+        return [(t, counts_at(rule, series, start, t, before)) for t in moments]
 
-    def _errors_before(self, rule: Rule, signal: CounterShare, deployed: float) -> Counts:
-        begin = deployed - rule.baseline_window
-        return error_counts(self._series(signal.errors, begin, deployed), self._series(signal.total, begin, deployed),
-                            begin, deployed)
+    def fetch(self, rule: Rule, start: float, end: float) -> dict[str, list]:
+        """Every raw sample of each of the rule's selectors from LOOKBACK before `start` to `end`."""
+        signal = rule.signal
+        assert isinstance(signal, CounterShare)
+        keys = ("buckets",) if signal.buckets else ("errors", "total", "baseline_errors", "baseline_total")
+        return {key: self._series(getattr(signal, key), start, end, labels=key == "buckets")
+                for key in keys if getattr(signal, key)}
 
-    def _kept(self, key: tuple, read):
+    def before(self, rule: Rule, deployed: float):
+        """What the old release did in `baseline_window` before the deploy (read once per
+        deploy and kept), or None when the rule does not compare with it."""
+        if not needs_before(rule):
+            return None
+        key = (rule.name, rule.signal, deployed)
         if key not in self._before:
             if len(self._before) >= _KEPT:
                 self._before.clear()
-            self._before[key] = read()
+            begin = deployed - rule.baseline_window
+            series = self.fetch(rule, begin, deployed)
+            if rule.signal.buckets:
+                self._before[key] = bucket_increases(series["buckets"], begin, deployed)
+            else:
+                self._before[key] = error_counts(series["errors"], series["total"], begin, deployed)
         return self._before[key]
 
     def _series(self, selector: str, start: float, end: float, labels: bool = False) -> list:

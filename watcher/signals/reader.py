@@ -269,6 +269,9 @@ class SignalReader:
         self._workers = max(1, max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="signal")
         self._counts = None  # signals/counts.CountReader, made at the first judge rule
+        # Prometheus' scrape interval (configured or learned, promtime.learn_into): a judge rule
+        # starts counting one interval after the deploy (signals/counts.py).
+        self.scrape_interval = 15.0
 
     def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
                  since: float | None = None) -> dict[str, tuple[object, float]]:
@@ -368,7 +371,7 @@ class SignalReader:
             self._counts = CountReader(self.prometheus)
         wall = now if at is None else at
         deployed = None if since is None else since + (wall - now)
-        return self._counts.read(rule, wall, deployed)
+        return self._counts.read(rule, wall, deployed, self.scrape_interval)
 
     def keep_host_counters(self, history: dict[str, list]) -> None:
         """Keep the `host:` rules' readings in `history` (State.host_counters), see HostSignals."""
@@ -395,5 +398,7 @@ def build_reader(config) -> SignalReader:
         from watcher.signals.promtime import ClockGuard
 
         guard = ClockGuard(prometheus, config.prometheus.scrape_interval)
-    return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency,
-                        clock_guard=guard)
+    reader = SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(),
+                          config.prometheus.max_concurrency, clock_guard=guard)
+    reader.scrape_interval = config.prometheus.scrape_interval
+    return reader
