@@ -136,3 +136,34 @@ def test_a_selector_prometheus_refuses_is_a_source_error(stack):
     result = read(rule, source, deployed=time.time() - 5)
     assert isinstance(result, Exception)
     assert classify(rule, result).outcome is Outcome.ERROR
+
+
+def test_explain_shows_the_evidence_over_time_since_the_deploy(stack, tmp_path):
+    import json
+
+    from watcher.actions.explain import explain, render_text
+    from watcher.config.load import load_config
+    from watcher.store.state import StateStore
+
+    app, prom = stack
+    deployed = time.time()
+    app.control(error_ratio=0.3)
+    wait_scrapes(deployed, 4)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"version": 1, "current": "r2", "deployed_at": deployed,
+                                                  "changed_at": deployed, "window_ends": deployed + 1800}))
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {name: http-5xx, judge: sequential, errors: 'http_requests_total{instance=\"%s\",code=~\"5..\"}',"
+        " total: 'http_requests_total{instance=\"%s\"}', above: 0.1, action: rollback}\n" % (app.target, app.target))
+    (tmp_path / "watcher.yaml").write_text(f"service: shop\nprometheus: {{url: '{prom.url}', scrape_interval: 1s}}\n"
+                                           f"rules: [rules.yaml]\nstate_dir: {state}\n")
+    cfg = load_config(tmp_path / "watcher.yaml")
+    e = explain(cfg, StateStore(cfg.state_dir), "http-5xx")
+    assert e.outcome == "breach" and "99.9% confidence" in e.detail
+    assert len(e.evidence) == 12
+    requests = [row.get("requests", 0) for row in e.evidence]
+    assert requests == sorted(requests) and requests[-1] >= 100  # the counts grow with time
+    assert e.evidence[-1]["verdict"] == "fires"
+    text = render_text(e)
+    assert "counts of http_requests_total" in text and "evidence since the deploy" in text

@@ -78,8 +78,14 @@ class CounterShare:
     baseline_total: str | None = None
 
     @property
+    def selector_keys(self) -> tuple[str, ...]:
+        """The keys this signal reads ("errors", "total", ...), in the rule file's words."""
+        keys = ("errors", "total", "buckets", "baseline_errors", "baseline_total")
+        return tuple(k for k in keys if getattr(self, k))
+
+    @property
     def selectors(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.errors, self.total, self.buckets, self.baseline_errors, self.baseline_total) if s)
+        return tuple(getattr(self, k) for k in self.selector_keys)
 
 
 Signal = PromQuery | HttpCheck | HostCheck | CounterShare
