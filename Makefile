@@ -13,7 +13,7 @@ BENCH_DEBS := prometheus-alertmanager
 ROOTFS_CACHE ?= /var/cache/rollback-watcher-tests/bookworm-1
 export ROLLBACK_WATCHER_ROOTFS := $(ROOTFS_CACHE)
 
-.PHONY: demo test bench fuzz check deps debs bench-debs apt clean install rootfs
+.PHONY: demo test lint bench fuzz check deps debs bench-debs apt clean install rootfs
 
 demo: deps
 	$(BIN)/rollback-watcher demo
@@ -21,8 +21,14 @@ demo: deps
 # Four worker processes (pytest-xdist): tests/conftest.py schedules so that a test file, and
 # each scenario directory (decisions, e2e, fleet, host), runs whole in one worker.
 TEST_WORKERS ?= 4
-test: deps rootfs
+test: deps rootfs lint
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
+
+# The code's own checks (pyproject.toml says what each one checks and why): ruff, the
+# import-linter contracts (folders import downward, no circle, no I/O in the core).
+lint: deps
+	$(BIN)/ruff check watcher tests bench
+	$(BIN)/lint-imports
 
 bench: deps bench-debs
 	$(BIN)/python bench/run.py

@@ -39,10 +39,10 @@ def write_history(path: Path, start: float, end: float, bad: list[tuple[float, f
         lines.append(f"# TYPE {name} gauge")
         for labels, values in series:
             lab = "{" + ",".join([base] + [f'{k}="{v}"' for k, v in labels.items()]) + "}"
-            lines.extend(f"{name}{lab} {v:.6g} {t:.0f}" for t, v in zip(times, values))
+            lines.extend(f"{name}{lab} {v:.6g} {t:.0f}" for t, v in zip(times, values, strict=True))
 
     family("http_requests_total", [({"code": "200"}, ok), ({"code": "500"}, err)])
-    total = [a + b for a, b in zip(ok, err)]
+    total = [a + b for a, b in zip(ok, err, strict=True)]
     buckets = []
     for i, le in enumerate(LES):
         share = 1.0 if le == "+Inf" else min(1.0, (i + 1) / len(LES) + 0.2)
@@ -72,8 +72,8 @@ def bench(results, log=print):
     except ImportError:
         results.add("backtest", "7 days @ 15 s, default table", "not measured", "< 5 s", note="no watcher/actions/backtest.py")
         return
-    from watcher.config.load import load_config
     from support import PrometheusServer
+    from watcher.config.load import load_config
     from watcher.signals.reader import PrometheusSource
 
     work = Path(tempfile.mkdtemp(prefix="bench-backtest-"))

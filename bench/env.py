@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import PY, REPO, Proc, wait_for
+
 from support import DemoAppProcess, PrometheusServer, free_port
 
 
@@ -22,7 +22,7 @@ class Env:
         self.exporter = None
         self.prom = None
 
-    def __enter__(self) -> "Env":
+    def __enter__(self) -> Env:
         try:
             for i in range(self.n_apps):
                 self.apps.append(DemoAppProcess(self.work / f"app{i}", f"r{i}", settings={"error_ratio": 0.0}).start())

@@ -23,12 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 from common import median, ms, sec
+
 from support import DemoAppProcess, PrometheusServer, SymlinkHost, WatcherProcess, cpu_seconds, free_port, wait_for
 from support.etcd import EtcdCluster
-
-import httpx
-
 from watcher.core.model import ReleaseRecord
 from watcher.store.state import State, StateStore
 
@@ -95,17 +94,17 @@ def propagation(n: int, endpoints: list[str], log) -> dict:
     try:
         for i in range(n):
             hosts.append(_host(root, i, endpoints, f"bench{n}", HEALTH_RULE, {}))
-        for i, (host, path) in enumerate(hosts):
+        for i, (_host_config, path) in enumerate(hosts):
             procs.append(WatcherProcess(path, root / f"h{i}.log"))
         wait_for(lambda: all(h.journal() for h, _ in hosts), 240, every=0.5, what=f"{n} watchers started")
         time.sleep(3)  # every watcher ticking and joined
         # etcd requests per host per minute, while nothing happens
         listens = [json.loads(p.read_text())["telemetry"]["listen"] for _, p in hosts]
         quiet = 30.0
-        before = [_metric(l, "rollback_watcher_fleet_etcd_requests") for l in listens[:5]]
+        before = [_metric(listen, "rollback_watcher_fleet_etcd_requests") for listen in listens[:5]]
         time.sleep(quiet)
-        after = [_metric(l, "rollback_watcher_fleet_etcd_requests") for l in listens[:5]]
-        per_min = [(a - b) * 60 / quiet for a, b in zip(after, before) if a is not None and b is not None]
+        after = [_metric(listen, "rollback_watcher_fleet_etcd_requests") for listen in listens[:5]]
+        per_min = [(a - b) * 60 / quiet for a, b in zip(after, before, strict=True) if a is not None and b is not None]
         for host, _ in hosts:
             host.deploy("r2")
         deployed = time.time()

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
-
 from common import BIN, REPO, Proc, median, slope, wait_for
 from tickcost import default_table, write_config
+
 from support import free_port
 
 

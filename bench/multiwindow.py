@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
-
 from common import PY, REPO, Proc, SymlinkHost, cli, median, sec, wait_for
+
 from support import DemoAppProcess, PrometheusServer
 
 PIPELINES = ("fault-trailing", "fault-off", "burst-trailing", "burst-off")
@@ -75,7 +75,7 @@ def run_once(work: Path, log=print) -> dict:
                 raise RuntimeError(f"mark good failed: {r.stdout}{r.stderr}")
             procs.append(Proc([PY, "-m", "watcher", "run", "--config", str(cfg)], work / f"{name}.log"))
         for name in PIPELINES:
-            wait_for(lambda: any(e["kind"] == "start" for e in hosts[name].journal()), 60, what=f"{name} start")
+            wait_for(lambda name=name: any(e["kind"] == "start" for e in hosts[name].journal()), 60, what=f"{name} start")
         time.sleep(15)  # healthy traffic before the deploy
         onset = time.time()
         for host in hosts.values():

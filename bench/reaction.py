@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-
 from common import PY, Proc, SymlinkHost, cli, median, sec, wait_for
+
 from support import DemoAppProcess, PrometheusServer, free_port
 
 RATIO = 'sum(rate(http_requests_total{{code=~"5.."}}[{w}])) / sum(rate(http_requests_total[{w}]))'
@@ -175,7 +175,7 @@ def run_once(work: Path, log=print) -> dict:
                 raise RuntimeError(f"mark good failed: {r.stdout}{r.stderr}")
             procs.append(Proc([PY, "-m", "watcher", "run", "--config", str(cfg)], work / f"{name}.log"))
         for name in ("watcher-1m", "watcher-window"):
-            wait_for(lambda: any(e["kind"] == "start" for e in hosts[name].journal()), 30, what=f"{name} start")
+            wait_for(lambda name=name: any(e["kind"] == "start" for e in hosts[name].journal()), 30, what=f"{name} start")
         poller = AlertPoller(prom.url)
         pause = first_scrape + PREROLL_S - time.time()
         log(f"    reaction: pre-roll, {max(pause, 0):.0f} s of healthy traffic before the deploy")
@@ -260,7 +260,7 @@ def bench(results, reps: int = 1, log=print):
     if AM_BINARY is None:
         results.add("reaction", "alertmanager", "not installed", note="make bench-debs")
     runs = []
-    for i in range(reps):
+    for _ in range(reps):
         work = Path(tempfile.mkdtemp(prefix="bench-reaction-"))
         try:
             runs.append(run_once(work, log))

@@ -31,7 +31,7 @@ SECTIONS = ("reaction", "multiwindow", "judge", "tick", "footprint", "startup", 
 def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = os.getloadavg()
-    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores, {mem_gib:.0f} GiB, "
+    return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores, {mem_gib:.0f} GiB, "
             f"Python {platform.python_version()}, load average at start {load[0]:.1f}")
 
 

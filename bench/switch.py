@@ -10,12 +10,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import median, p95, SymlinkHost
+from common import SymlinkHost, median, p95
+
+from support import NginxServer
 from watcher.backends.base import Release
 from watcher.backends.command import CommandBackend
 from watcher.backends.nginx import NginxBlueGreenBackend
 from watcher.backends.symlink import SymlinkBackend
-from support import NginxServer
 
 NGINX = Path("/usr/sbin/nginx")
 

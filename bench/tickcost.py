@@ -11,8 +11,8 @@ from pathlib import Path
 
 from common import REPO, SymlinkHost, median, ms
 
-from watcher.config.load import load_config
 from support import cpu_seconds
+from watcher.config.load import load_config
 from watcher.service.tick import build_watcher
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from dockerd_rig import HEALTH_ARGS, RUN_ARGS, Dockerd, missing_prerequisites
+
 from support import free_port, wait_for
 from watcher.backends.base import Release
 from watcher.backends.docker import DockerBackend

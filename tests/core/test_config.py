@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config.load import load_config
-from watcher.config.rulefile import load_rule_file
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError
+from watcher.config.load import load_config
+from watcher.config.rulefile import load_rule_file
 from watcher.core.rules import HostCheck, HttpCheck, PromQuery
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,7 +170,7 @@ def test_not_utf8_is_a_config_error_with_a_line(tmp_path):
 
 def test_alias_bomb_is_refused(tmp_path):
     bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True))
     (tmp_path / "watcher.yaml").write_text(bomb)
     found = problems(tmp_path / "watcher.yaml")
     assert "too large" in found[0]

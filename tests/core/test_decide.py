@@ -2,11 +2,21 @@
 
 import pytest
 
-from watcher.core.decide import (NOTHING, NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Situation, choose_target, choose_targets,
-                            decide, order_releases)
-from watcher.core.model import OrderSource, Release
+from watcher.core.decide import (
+    NOTHING,
+    NOTIFY,
+    REFUSE,
+    ROLLBACK,
+    WAIT,
+    Policy,
+    Situation,
+    choose_target,
+    choose_targets,
+    decide,
+    order_releases,
+)
+from watcher.core.model import OrderSource, Release, ReleaseRecord
 from watcher.core.rules import Finding
-from watcher.core.model import ReleaseRecord
 
 NOW = 1_700_000_000.0
 FIRING = (Finding("http-5xx-ratio", "rollback", "> 0.1", 0.3),)

@@ -3,11 +3,11 @@ that meets the same safety policy; a fleet-wide symptom holds a local rollback b
 
 import pytest
 
-from watcher.service.coordinator import fleet_finding
 from watcher.core.decide import NOTIFY, REFUSE, ROLLBACK, WAIT, Policy, Situation, decide
 from watcher.core.fleetmodel import BAD, FleetVerdict
 from watcher.core.messages import fmt_finding
 from watcher.core.rules import Finding
+from watcher.service.coordinator import fleet_finding
 from watcher.store.state import ReleaseRecord
 
 NOW = 1_700_000_000.0

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from watcher.config.load import load_config
 from watcher.base.errors import ConfigError
+from watcher.config.load import load_config
 
 BASE = "service: shop\nhost: web-1\nrules: [r.yaml]\nstate_dir: st\n"
 RULE = "rules:\n  - name: health\n    http: http://127.0.0.1:1/health\n    action: rollback\n"

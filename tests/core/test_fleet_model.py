@@ -3,7 +3,16 @@
 import pytest
 
 from watcher.core.fleetmodel import (
-    BAD, GOOD, FleetVerdict, FleetView, GateCode, Keys, Member, fleet_wide_symptom, gate_answer, verdict_wins,
+    BAD,
+    GOOD,
+    FleetVerdict,
+    FleetView,
+    GateCode,
+    Keys,
+    Member,
+    fleet_wide_symptom,
+    gate_answer,
+    verdict_wins,
 )
 
 NOW = 1_000_000.0

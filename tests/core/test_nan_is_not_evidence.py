@@ -6,9 +6,9 @@ bad code)."""
 
 import math
 
-from watcher.service.confirm import _clear
 from watcher.core.evaluate import RuleEvaluation, both_windows
 from watcher.core.rules import Observation, Outcome, PromQuery, Rule, RuleState
+from watcher.service.confirm import _clear
 
 RULE = Rule(name="errors", signal=PromQuery("q"), action="rollback", above=0.1)
 BREACH = Observation(Outcome.BREACH, value=0.6)

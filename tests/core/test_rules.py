@@ -26,7 +26,7 @@ from watcher.core.rules import (
 )
 
 T0 = 1_700_000_000.0
-I = 15.0  # interval
+INTERVAL = 15.0  # interval
 P, F, N = Phase.PENDING, Phase.FIRING, Phase.INACTIVE
 ERR = SourceError("connection refused")
 
@@ -58,7 +58,7 @@ def run(rule, results, baseline=None, error_limit=4, state=None):
     phases, transitions = [], []
     for i, result in enumerate(results):
         obs = classify(rule, result, baseline)
-        state, tr = step(rule, state, obs, T0 + i * I, error_limit)
+        state, tr = step(rule, state, obs, T0 + i * INTERVAL, error_limit)
         phases.append(state.phase)
         transitions.extend(tr)
     return phases, transitions, state
@@ -111,7 +111,7 @@ def test_errors_alone_never_fire():
 
 def test_blind_reported_once_after_error_limit_and_recovered_once():
     phases, transitions, state = run(ratio_rule(), [ERR] * 6 + [v(0.01)] + [v(0.01)], error_limit=4)
-    kinds = [(t.kind, round((t.at - T0) / I)) for t in transitions]
+    kinds = [(t.kind, round((t.at - T0) / INTERVAL)) for t in transitions]
     assert kinds == [("blind", 3), ("recovered", 6)]
     assert not state.blind and state.errors == 0
 
@@ -203,7 +203,7 @@ def test_probe_fails_twice_succeeds_fails_three_times_fires_only_at_the_end():
 def test_probe_three_failures_fire_and_first_failure_time_is_kept():
     phases, _, state = run(probe_rule(), [UP, DOWN, DOWN, DOWN])
     assert phases == [N, N, N, F]
-    assert state.breach_since == T0 + I  # the first failed probe, for messages
+    assert state.breach_since == T0 + INTERVAL  # the first failed probe, for messages
     assert finding(probe_rule(), state).detail == "status 503"
 
 
@@ -226,7 +226,7 @@ def test_state_survives_a_round_trip_through_json_form():
     assert again == state
     # and continues exactly as if nothing happened
     obs = classify(ratio_rule(for_=120), v(0.3))
-    later, _ = step(ratio_rule(for_=120), again, obs, T0 + 8 * I)
+    later, _ = step(ratio_rule(for_=120), again, obs, T0 + 8 * INTERVAL)
     assert later.phase is F
 
 

@@ -12,9 +12,18 @@ from watcher.base.clock import Timebase, shift_state_times
 from watcher.base.errors import SourceError
 from watcher.core.evaluate import both_windows
 from watcher.core.model import ReleaseRecord
+from watcher.core.rules import (
+    HostCheck,
+    Observation,
+    Outcome,
+    PromQuery,
+    Rule,
+    RuleState,
+    Sample,
+    classify,
+    trailing_seconds,
+)
 from watcher.signals.promtime import ClockGuard, learn_scrape_interval, skew_limit
-from watcher.core.rules import (HostCheck, Observation, Outcome, PromQuery, Rule, RuleState, Sample, classify,
-                           trailing_seconds)
 from watcher.signals.reader import HostSignals
 from watcher.store.state import State
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from lab import Lab, runner
+
 from support import Outcome, selected_scenarios
 
 

@@ -25,15 +25,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import appctl
 import httpx
 import yaml
 
-import appctl
-from support import (REPO, NotificationReceiver, Outcome, PortPool, PrometheusServer, ScenarioHost, ScenarioRegistry,
-                     ScenarioRunner)
+from support import (
+    REPO,
+    NotificationReceiver,
+    Outcome,
+    PortPool,
+    PrometheusServer,
+    ScenarioHost,
+    ScenarioRegistry,
+    ScenarioRunner,
+)
 
 HERE = Path(__file__).resolve().parent
 SCENARIO_TIMEOUT = 420.0  # start to outcome, on 2 shared cores; they take ~40-150 s

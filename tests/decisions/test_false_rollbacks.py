@@ -10,10 +10,20 @@ from __future__ import annotations
 import time
 
 import pytest
+from lab import (
+    GOOD,
+    Lab,
+    assert_no_rollback,
+    decision,
+    is_sight,
+    messages,
+    poll_until,
+    prepare,
+    priority,
+    quiet_titles_after,
+)
 
 from support import Outcome
-from lab import (GOOD, Lab, assert_no_rollback, decision, is_sight, messages, poll_until, prepare, priority,
-                 quiet_titles_after)
 
 pytestmark = pytest.mark.decisions
 

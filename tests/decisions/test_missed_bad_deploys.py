@@ -13,10 +13,21 @@ import sys
 import time
 
 import pytest
+from lab import (
+    GOOD,
+    HERE,
+    Lab,
+    assert_no_rollback,
+    assert_rolled_back,
+    decision,
+    messages,
+    poll_until,
+    prepare,
+    priority,
+    shipped_rules,
+)
 
 from support import Outcome, wait_for
-from lab import (GOOD, HERE, Lab, assert_no_rollback, assert_rolled_back, decision, messages, poll_until, prepare,
-                 priority, shipped_rules)
 
 pytestmark = pytest.mark.decisions
 

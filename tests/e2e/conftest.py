@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from harness import Lab, Outcome, runner
+
 from support import selected_scenarios
 
 

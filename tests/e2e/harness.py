@@ -28,12 +28,22 @@ pytest's cache (`e2e/timings`) when the cache plugin is on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from support import (REPO, LoopbackServer, NotificationReceiver, Outcome, PortPool, PrometheusServer, ScenarioHost,
-                     ScenarioRegistry, ScenarioRunner)
+from support import (
+    REPO,
+    LoopbackServer,
+    NotificationReceiver,
+    Outcome,
+    PortPool,
+    PrometheusServer,
+    ScenarioHost,
+    ScenarioRegistry,
+    ScenarioRunner,
+)
 
 __all__ = ["REPO", "Lab", "Outcome", "ScriptedHealth", "Stage", "scenario", "SCENARIOS", "SCENARIO_TIMEOUT"]
 

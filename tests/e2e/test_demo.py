@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from harness import REPO, Outcome, scenario
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from harness import Lab, Outcome, ScriptedHealth, Stage, scenario
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ import os
 import signal
 import sys
 
-from watcher.cli import app as cli
 from watcher.backends.symlink import SymlinkBackend
+from watcher.cli import app as cli
 from watcher.signals.reader import HttpProbe
 
 CRASH_AT = os.environ["CRASH_AT"]

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from watcher.backends.base import check_release_id
 from watcher.backends.symlink import SymlinkBackend
-from watcher.config.load import load_config
 from watcher.base.errors import ConfigError, RollbackError, SourceError, UnsafeReleaseId
+from watcher.config.load import load_config
 from watcher.core.rules import Sample
 from watcher.signals.reader import PrometheusSource, parse_vector
 

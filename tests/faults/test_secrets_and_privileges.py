@@ -14,14 +14,12 @@ import stat
 import urllib.request
 
 import pytest
+from faultlib import BadHttpServer, free_port
 
 from support import WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
-from faultlib import BadHttpServer, free_port
-
-from watcher.config.load import load_config
 from watcher.base.errors import ConfigError
-
+from watcher.config.load import load_config
 
 RULES = """
 rules:
@@ -212,10 +210,10 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     import base64
     import logging
 
-    from watcher.core.messages import Message
-    from watcher.notify.notifier import Severity
-    from watcher.core.rules import RuleState
     from watcher.config.scrub import RedactingFormatter
+    from watcher.core.messages import Message
+    from watcher.core.rules import RuleState
+    from watcher.notify.notifier import Severity
     from watcher.service.tick import build_watcher
 
     host = symlink_host

@@ -18,11 +18,9 @@ import pytest
 
 from support import WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
-
-from watcher.config.load import load_config
 from watcher.base.errors import StateError
+from watcher.config.load import load_config
 from watcher.service.tick import build_watcher
-
 
 RULES = """
 rules:

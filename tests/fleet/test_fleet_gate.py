@@ -110,9 +110,9 @@ def test_fleet_status_prints_hosts_releases_and_verdicts(etcd, fleet_name, link,
     assert out.returncode == 0, out.stderr
     assert "2 host(s) alive" in out.stdout
     lines = out.stdout.splitlines()
-    assert any(l.split()[:5] == ["web-a", "r2", "in_window", "yes", "0s"] or
-               (l.split()[:4] == ["web-a", "r2", "in_window", "yes"] and "http-5xx-ratio" in l) for l in lines)
-    assert any(l.split()[:3] == ["r2", "bad", "web-a"] for l in lines)
+    assert any(line.split()[:5] == ["web-a", "r2", "in_window", "yes", "0s"] or
+               (line.split()[:4] == ["web-a", "r2", "in_window", "yes"] and "http-5xx-ratio" in line) for line in lines)
+    assert any(line.split()[:3] == ["r2", "bad", "web-a"] for line in lines)
     data = json.loads(run_cli("fleet", "status", "--json", "--config", path).stdout)
     assert data["hosts"]["web-b"]["release"] == "r1" and data["verdicts"]["r2"]["rule"] == "http-5xx-ratio"
 

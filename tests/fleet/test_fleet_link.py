@@ -10,9 +10,9 @@ import threading
 import time
 
 from support import wait_for
+from watcher.core.fleetmodel import BAD, GOOD, FleetVerdict, Keys, Member
 from watcher.fleet.etcd import EtcdGateway
 from watcher.fleet.link import OUTBOX, FleetLink
-from watcher.core.fleetmodel import BAD, GOOD, FleetVerdict, Keys, Member
 
 
 def bad(release: str, host: str, rule: str = "http-5xx-ratio") -> FleetVerdict:
@@ -38,11 +38,11 @@ def test_two_hosts_writing_a_verdict_at_once_leave_exactly_one(link, fleet_confi
     joined(a, "web-a", "web-b")
     barrier = threading.Barrier(2)
 
-    def publish(l, host):
+    def publish(link, host):
         barrier.wait()
-        l.publish_verdict(bad("r2", host))
+        link.publish_verdict(bad("r2", host))
 
-    threads = [threading.Thread(target=publish, args=(l, h)) for l, h in ((a, "web-a"), (b, "web-b"))]
+    threads = [threading.Thread(target=publish, args=(link, h)) for link, h in ((a, "web-a"), (b, "web-b"))]
     for t in threads:
         t.start()
     for t in threads:
@@ -217,6 +217,6 @@ def test_etcd_over_tls_with_a_client_certificate(tmp_path, fleet_name):
         links.append(FleetLink(nocert, tmp_path / "web-x").start())
         wait_for(lambda: links[-1].blind, 30, what="blind without a client certificate")
     finally:
-        for l in links:
-            l.stop()
+        for link in links:
+            link.stop()
         cluster.stop_all()

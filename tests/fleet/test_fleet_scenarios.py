@@ -9,8 +9,8 @@ waits for its scenario and re-raises what went wrong there.
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import time
 import traceback
 from concurrent.futures import Future
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fleetrig import Fleet
+
 from support import NotificationReceiver, PortPool, PrometheusServer, ScenarioRunner, free_port, wait_for
 from support.etcd import EtcdCluster
-from watcher.fleet.etcd import EtcdGateway
 from watcher.actions.fleet import read_view
+from watcher.fleet.etcd import EtcdGateway
 
 BAD = {"error_ratio": 0.3}
 OK = {"error_ratio": 0.0}
@@ -86,7 +86,7 @@ def bad_release_on_three_of_five(env: Env, fleet: Fleet) -> None:
         assert h.current_id() == "r1" and not h.events("rollback_intent")
     # The originating host and rule are in the other hosts' messages.
     for h in fleet.hosts[1:3]:
-        wait_for(lambda: h.sent("rollback_verified"), 30, what=f"{h.name}'s rollback message")
+        wait_for(lambda h=h: h.sent("rollback_verified"), 30, what=f"{h.name}'s rollback message")
         assert len(h.sent("rolling_back")) == 1
     v = fleet_view(fleet[3]).verdicts["r2"]
     assert (v.verdict, v.host, v.rule) == ("bad", fleet[0].name, "http-5xx-ratio")
@@ -148,7 +148,7 @@ def symptom_on_every_host_is_not_the_release(env: Env, fleet: Fleet) -> None:
         assert not h.events("rollback_intent"), h.name
         assert h.current_id() == ("r1" if h is fleet[2] else "r2")
     for h in fleet.hosts[:2]:
-        wait_for(lambda: h.sent("fleet_symptom"), 30, what=f"{h.name}'s symptom message")
+        wait_for(lambda h=h: h.sent("fleet_symptom"), 30, what=f"{h.name}'s symptom message")
         assert len(h.sent("fleet_symptom")) == 1
 
 
@@ -229,7 +229,7 @@ def two_hosts_detecting_at_once(env: Env, fleet: Fleet) -> None:
     time.sleep(3)  # a late fleet trigger would show now
     for h in fleet.hosts:
         assert len(h.events("rollback_intent")) == 1, h.name
-        wait_for(lambda: h.sent("rollback_verified"), 30, what=f"{h.name}'s message")
+        wait_for(lambda h=h: h.sent("rollback_verified"), 30, what=f"{h.name}'s message")
         assert len(h.sent("rolling_back")) == 1 and len(h.sent("rollback_verified")) == 1, h.name
 
 

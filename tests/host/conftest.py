@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-
 from host.machine import BootedSystem, missing_prerequisites, rootfs_path
 from host.provision import binds
 

@@ -15,10 +15,21 @@ import time
 from pathlib import Path
 
 import pytest
-
 from host.machine import BootedSystem
-from host.provision import (APP_PORT, CLI, CONFIG, PREFIX, RULES, TELEMETRY, http_get, install_polkit_rule,
-                            install_shop_api, install_watcher, watcher_config)
+from host.provision import (
+    APP_PORT,
+    CLI,
+    CONFIG,
+    PREFIX,
+    RULES,
+    TELEMETRY,
+    http_get,
+    install_polkit_rule,
+    install_shop_api,
+    install_watcher,
+    watcher_config,
+)
+
 from support import wait_for
 
 UNIT = "rollback-watcher.service"

@@ -11,8 +11,8 @@ import pytest
 from support import free_port
 from watcher.core import messages as m
 from watcher.core.messages import Message, MessageContext, Severity
-from watcher.notify.notifier import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
 from watcher.core.rules import Finding
+from watcher.notify.notifier import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
 
 CTX = MessageContext("shop-api", "web-1").at(1_714_533_250.0)
 F_5XX = Finding("http-5xx-ratio", "rollback", "> 0.1", value=0.3021, unit="ratio",

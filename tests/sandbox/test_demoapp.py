@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from watcher.demo.app import BUCKETS, QUANTILE, LatencyMix, Metrics, Settings, Traffic
 from support import SandboxError, cpu_seconds
+from watcher.demo.app import BUCKETS, QUANTILE, LatencyMix, Metrics, Settings, Traffic
 
 
 def _histogram_quantile(q: float, metrics: Metrics) -> float:

@@ -54,10 +54,10 @@ def _group_members(pgid: int) -> list[int]:
 def test_error_ratio_and_p95_read_back_as_configured(slots, demo_app):
     prom, ports = slots
     cases = [(0.3, 0.4), (0.05, 0.05), (0.0, 0.008), (0.1, 0.001)]
-    apps = [demo_app(f"r{i}", port=next(ports), error_ratio=e, latency_s=l) for i, (e, l) in enumerate(cases)]
+    apps = [demo_app(f"r{i}", port=next(ports), error_ratio=e, latency_s=latency) for i, (e, latency) in enumerate(cases)]
     for app in apps:
         _wait_scraped(prom, app, samples=4)
-    for app, (ratio, latency) in zip(apps, cases):
+    for app, (ratio, latency) in zip(apps, cases, strict=True):
         sel = f'instance="{app.target}"'
         assert prom.value(RATIO_5XX.format(sel=sel, w="3s")) == pytest.approx(ratio, abs=0.01)
         assert prom.value(P95.format(sel=sel, w="3s")) == pytest.approx(latency, rel=0.3)  # quantile of a few samples, bucket interpolation

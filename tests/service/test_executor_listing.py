@@ -8,7 +8,6 @@ failure itself, at the backend's `releases()`, named by FlakyListing below."""
 from __future__ import annotations
 
 from support.ticking import Clock, make, ticks
-
 from watcher.backends.symlink import SymlinkBackend
 from watcher.base.errors import RollbackError
 

@@ -11,7 +11,6 @@ machine), written by `kill()`."""
 from __future__ import annotations
 
 from support.ticking import Clock, make, oom_counter, ticks
-
 from watcher.service import daemon
 
 RULES = "rules:\n  - name: oom\n    host: oom_kills\n    path: {path}\n    window: 5m\n    above: 0\n    action: rollback\n"

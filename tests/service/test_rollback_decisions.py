@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from support import run_cli
 from support.ticking import Clock, held_deploy_lock, make, ticks
 
+
 def deploy_good(w, host, clock, rid):
     """Deploy `rid`, watch it for a tick, mark it known-good (as its window passing would)."""
     host.deploy(rid)

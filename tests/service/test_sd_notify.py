@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-
 RULES = """rules:
   - name: health
     http: HEALTH_URL

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from support.ticking import Clock, make, ticks
-
 from watcher.base.errors import RollbackError
 
 

@@ -25,7 +25,6 @@ import pytest
 
 from support import run_cli
 from support.ticking import Clock, oom_counter, ticks
-
 from watcher.config.load import load_config
 from watcher.service.daemon import reload
 from watcher.service.tick import build_watcher

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port
 from watcher.base.errors import SourceError
 from watcher.core.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
-from support import free_port
 from watcher.signals.reader import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_eval_shows_a_breaching_rule_as_breaching_and_a_healthy_one_as_not(stack
     assert rows["good-5xx"]["outcome"] == "ok" and rows["good-5xx"]["state"] == "inactive"
     table = subprocess.run([sys.executable, "-m", "watcher", "eval", "--config", str(tmp_path / "watcher.yaml")],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
-    line = next(l for l in table.stdout.splitlines() if l.startswith("bad-5xx"))
+    line = next(line for line in table.stdout.splitlines() if line.startswith("bad-5xx"))
     assert "breach" in line and "firing" in line
 
 

@@ -12,14 +12,20 @@ tests/ on sys.path through the root conftest, bench/ does it itself).
                                        tests/fleet share (scenarios.py)
 """
 
-from watcher.demo.rig import JOB_NAME, SandboxError, cpu_seconds
-
 from support.ports import LOOPBACK, free_port, free_ports
 from support.receiver import LoopbackServer, NotificationReceiver
 from support.rigs import NginxServer, SymlinkHost, WatcherProcess, run_cli, wait_for
 from support.sandbox import DemoAppProcess, PrometheusServer
-from support.scenarios import (REPO, Outcome, PortPool, ScenarioHost, ScenarioRegistry, ScenarioRunner,
-                               selected_scenarios)
+from support.scenarios import (
+    REPO,
+    Outcome,
+    PortPool,
+    ScenarioHost,
+    ScenarioRegistry,
+    ScenarioRunner,
+    selected_scenarios,
+)
+from watcher.demo.rig import JOB_NAME, SandboxError, cpu_seconds
 
 __all__ = [
     "JOB_NAME", "LOOPBACK", "DemoAppProcess", "PrometheusServer", "SandboxError", "cpu_seconds", "free_port",

@@ -67,7 +67,7 @@ def etcd_binary() -> str:
 
 
 class EtcdMember:
-    def __init__(self, name: str, workdir: Path, binary: str, tls: "Certificates | None" = None):
+    def __init__(self, name: str, workdir: Path, binary: str, tls: Certificates | None = None):
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ class EtcdCluster:
     def endpoints(self) -> list[str]:
         return [m.client_url for m in self.members]
 
-    def start_all(self, timeout: float = 30.0) -> "EtcdCluster":
+    def start_all(self, timeout: float = 30.0) -> EtcdCluster:
         state = "existing" if self._started_once else "new"
         for m in self.members:
             if not m.running():
@@ -192,7 +192,7 @@ class EtcdCluster:
         for m in live:
             m.stop(signal.SIGTERM, max(0.1, deadline - time.monotonic()))
 
-    def __enter__(self) -> "EtcdCluster":
+    def __enter__(self) -> EtcdCluster:
         return self.start_all()
 
     def __exit__(self, *exc: object) -> None:

@@ -67,7 +67,7 @@ http {{
 """
         )
 
-    def start(self, expect_body: str | None = None, timeout: float = 10.0) -> "NginxServer":
+    def start(self, expect_body: str | None = None, timeout: float = 10.0) -> NginxServer:
         """Start nginx; wait until `/` answers (with `expect_body`, when given)."""
         self._write_config()
         self._spawn([*self.argv, "-g", "daemon off;"])
@@ -97,7 +97,7 @@ http {{
             time.sleep(0.02)
         return seen
 
-    def __enter__(self) -> "NginxServer":
+    def __enter__(self) -> NginxServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

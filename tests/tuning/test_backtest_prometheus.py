@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from support import PrometheusServer, free_port
 from watcher.actions import backtest as bt
 from watcher.config.load import load_config
-from support import PrometheusServer, free_port
 from watcher.signals.reader import PrometheusSource
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from watcher.actions.backtest import Deploy, replay_rule, trailing_reads, watch_windows
-from watcher.config.load import load_config
 from watcher.base.errors import SourceError
+from watcher.config.load import load_config
 from watcher.core.rules import ProbeResult, Sample
 from watcher.service.tick import Watcher
 from watcher.store.state import StateStore

@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
+from watcher.core.evaluate import both_windows
 from watcher.core.rules import (
     WINDOW_TOKEN,
     Observation,
@@ -64,7 +65,6 @@ from watcher.core.rules import (
     trailing_seconds,
     window_seconds,
 )
-from watcher.core.evaluate import both_windows
 from watcher.signals.reader import baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.
@@ -218,7 +218,7 @@ def parse_time(text: str, now: float) -> float:
     except ValueError:
         raise WatcherError(f"{text!r} is not a time: use epoch seconds, ISO 8601 or a duration ago like 7d") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 
@@ -282,7 +282,7 @@ def fetch_range(source, expr: str, times: list[float], step_s: float) -> tuple[d
     by_time: dict[float, list[Sample] | SourceError] = {t: [] for t in times}
     raw: list[tuple[dict, list[tuple[float, float]]]] = []
     queries = 0
-    for first, (start, end) in zip(range(0, len(times), MAX_POINTS), chunks(times)):
+    for first, (start, end) in zip(range(0, len(times), MAX_POINTS), chunks(times), strict=True):
         queries += 1
         try:
             series = source.query_range(expr, start, end, step_s)

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from watcher.base.errors import WatcherError
-from watcher.core.evaluate import evaluate, watch_window
 from watcher.base.format import format_duration, format_labels, format_time, format_value
+from watcher.core.evaluate import evaluate, watch_window
 from watcher.core.rules import (
     HttpCheck,
     Phase,

@@ -15,9 +15,10 @@ import time
 
 from watcher.core.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
 
+
 def fleet_config(path: str):
-    from watcher.config.load import load_config
     from watcher.base.errors import ConfigError, ConfigProblem
+    from watcher.config.load import load_config
 
     cfg = load_config(path)
     if cfg.fleet is None:
@@ -28,7 +29,7 @@ def fleet_config(path: str):
 def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, step: float,
              clock=time.monotonic, sleep=time.sleep) -> GateAnswer:
     from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-    
+
     gateway = EtcdGateway(cfg)
     deadline = clock() + limit
     while True:
@@ -75,7 +76,7 @@ def format_view(view: FleetView, name: str, now: float) -> str:
 def status_block(cfg, now: float) -> tuple[dict, str]:
     """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
     from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-    
+
     try:
         view = read_view(EtcdGateway(cfg), cfg)
     except FleetUnavailable as exc:
@@ -87,7 +88,7 @@ def check_online(cfg) -> list[str]:
     """`check --online` for the fleet: problems found (an empty list when etcd answers)."""
     if cfg.fleet is None:
         return []
-    
+
     return [f"{what}: {detail}" for what, ok, detail in check_etcd(cfg.fleet) if not ok]
 
 

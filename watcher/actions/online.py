@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from watcher.config import hostcheck
 from watcher.base.errors import WatcherError
+from watcher.config import hostcheck
 from watcher.core.rules import WINDOW_TOKEN, HttpCheck, PromQuery, Rule
 
 
@@ -51,12 +51,10 @@ class OnlineReport:
 def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
     """Fill each row's "online" column; count signals and host problems apart (a notify
     problem is not a signal: targets are validated offline)."""
-    from watcher.signals.reader import build_reader
-    from watcher.store.state import StateStore
-
     from watcher.core.evaluate import evaluate, watch_window
     from watcher.signals.promtime import effective_scrape_interval
-    from watcher.store.state import State
+    from watcher.signals.reader import build_reader
+    from watcher.store.state import State, StateStore
 
     report = OnlineReport()
     reader = build_reader(cfg)
@@ -79,7 +77,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
                 report.warnings.append(f"could not look the rules' metrics up: {exc}")
     finally:
         reader.close()
-    for row, rule in zip(rows, cfg.rules):
+    for row, rule in zip(rows, cfg.rules, strict=True):
         result, seconds = results[rule.name]
         if isinstance(result, Exception):
             row["online"] = f"FAIL: {result}"

@@ -45,13 +45,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcher.base import yamlfile
 from watcher.actions.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
-from watcher.config.values import FileReader
-from watcher.config.rulefile import read_rule, load_rule_file
+from watcher.base import yamlfile
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
+from watcher.config.rulefile import load_rule_file, read_rule
+from watcher.config.values import FileReader
 from watcher.core.rules import ProbeResult, Rule, Sample
 from watcher.signals.reader import baseline_from_series
 
@@ -180,7 +180,7 @@ def _duration(v) -> float:
 
 def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: list) -> list[Rule]:
     rules: list[Rule] = []
-    for i, name in enumerate(doc.get("rule_files") or []):
+    for name in doc.get("rule_files") or []:
         try:
             rules.extend(load_rule_file(path.parent / str(name), max_window))
         except ConfigError as exc:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from watcher.base.errors import UnsafeReleaseId
-from watcher.core.model import Release
 from watcher.base.process import Progress
+from watcher.core.model import Release
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and
 # files written by deploy scripts, so they are checked before they are ever joined to a path.

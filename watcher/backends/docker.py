@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from watcher.backends.base import Option, OptionKind, Release, argv_identity, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId

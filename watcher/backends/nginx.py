@@ -18,9 +18,8 @@ that failed its test.
 
 from __future__ import annotations
 
-import os
-
 import logging
+import os
 import re
 import socket
 from pathlib import Path

@@ -11,8 +11,8 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from watcher.backends.base import Option, OptionKind, Release, check_release_id, resolved
 from watcher.base.errors import BrokenCurrent, RollbackError, UnsafeReleaseId

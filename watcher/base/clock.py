@@ -16,8 +16,8 @@ the moment they were saved: a new process converts them once (`shift_state_times
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

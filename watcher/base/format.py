@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _LABELS_MAX = 80
 
@@ -56,7 +56,7 @@ def format_time(epoch: float | None) -> str:
     """UTC ISO time to the second, e.g. 2024-05-01T03:12:00Z."""
     if epoch is None or not math.isfinite(epoch):
         return "?"
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_value(value: float | None, unit: str = "") -> str:

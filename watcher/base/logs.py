@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import IO, Mapping
+from collections.abc import Mapping
+from typing import IO
 
 # Python's levels to syslog priorities (syslog(3): 2 crit, 3 err, 4 warning, 6 info, 7 debug).
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}

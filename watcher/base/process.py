@@ -10,9 +10,9 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 OUTPUT_LIMIT = 4096  # bytes of stdout/stderr kept for the journal
 

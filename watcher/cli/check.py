@@ -25,8 +25,8 @@ def check(
 
     Offline: the syntax, the backend's paths and the deploy lock's directory on this host, and
     every notify URL as Apprise parses it. Exit 0 when valid, 1 with every problem listed."""
-    from watcher.notify import urlcheck as targetcheck
     from watcher.config import hostcheck
+    from watcher.notify import urlcheck as targetcheck
 
     cfg = load(config)
     # What cannot work on this host is a config problem like any other: FILE:LINE: KEY: message.
@@ -86,8 +86,8 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
     Prints rule, value, condition and state. Reads the saved state (deploy time, baselines,
     pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
-    from watcher.core.evaluate import evaluate, watch_window
     from watcher.base.format import format_labels, format_value
+    from watcher.core.evaluate import evaluate, watch_window
     from watcher.signals.reader import build_reader
     from watcher.store.state import State, StateStore
 
@@ -133,8 +133,8 @@ def notify_test(
     """Send a test message to every notify target.
 
     Reports, per target, whether it arrived."""
-    from watcher.notify import notifier as notify
     from watcher.core.messages import MessageContext, Severity
+    from watcher.notify import notifier as notify
 
     try:
         Severity.parse(severity)

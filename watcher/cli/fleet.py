@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional
 
 import typer
 
@@ -24,7 +23,7 @@ def gate(
     release: str = typer.Argument(..., help="The release the deploy script is about to ship further."),
     config: str = ConfigOpt,
     wait: bool = typer.Option(False, "--wait", help="Block until go or bad (or --timeout)."),
-    canary: Optional[int] = typer.Option(None, "--canary", min=1,
+    canary: int | None = typer.Option(None, "--canary", min=1,
                                          help="Go once the release survived its window on N hosts."),
     timeout: str = typer.Option("30m", "--timeout", help="Longest wait with --wait, e.g. 20m."),
     every: str = typer.Option("2s", "--every", help="How often to read etcd while waiting."),

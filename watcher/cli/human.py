@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
 
 import typer
 
@@ -22,10 +21,10 @@ def _human_request(cfg, command: str, args: dict, wait: float = 60.0) -> str:
     """Apply a human's request: through the running service when there is one (state.json has
     one writer), else directly under the instance lock; so too when the service stops before
     it took the request (withdrawn: its file was still there)."""
-    from watcher.service.human import RequestRefused
     from watcher.backends import identity_of
-    from watcher.store.locks import acquire_host
+    from watcher.service.human import RequestRefused
     from watcher.service.tick import build_watcher
+    from watcher.store.locks import acquire_host
 
     w = build_watcher(cfg, fleet=True)
     store = w.store
@@ -98,14 +97,14 @@ ForceMarkOpt = typer.Option(False, "--force", help="Mark a release the backend d
 
 
 @mark_app.command("good")
-def mark_good(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+def mark_good(release: str, config: str = ConfigOpt, reason: str | None = typer.Option(None, help="Why."),
               force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE known-good: auto-rollback may target it."""
     _mark(config, release, "good", reason, force)
 
 
 @mark_app.command("bad")
-def mark_bad(release: str, config: str = ConfigOpt, reason: Optional[str] = typer.Option(None, help="Why."),
+def mark_bad(release: str, config: str = ConfigOpt, reason: str | None = typer.Option(None, help="Why."),
              force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE bad: auto-rollback never targets it."""
     _mark(config, release, "bad", reason, force)
@@ -128,7 +127,7 @@ def mark_barrier(
 def mark_deployed(
     release: str,
     config: str = ConfigOpt,
-    at: Optional[float] = typer.Option(None, help="Deploy time, epoch seconds (default: now); finite, not in the future."),
+    at: float | None = typer.Option(None, help="Deploy time, epoch seconds (default: now); finite, not in the future."),
     force: bool = typer.Option(False, "--force", help="Record the deploy although RELEASE is not current."),
 ) -> None:
     """Announce a deploy of RELEASE now, from a deploy script.
@@ -170,7 +169,7 @@ def resolve(config: str = ConfigOpt) -> None:
 
 @app.command()
 def rollback(
-    to: Optional[str] = typer.Option(None, "--to", help="Release id (default: the newest known-good older one)."),
+    to: str | None = typer.Option(None, "--to", help="Release id (default: the newest known-good older one)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and check the target; change nothing."),
     reason: str = typer.Option("manual rollback", help="Recorded in the journal and messages."),

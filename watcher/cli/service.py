@@ -23,8 +23,8 @@ def run(
     SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
     (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
     state.json is damaged, the telemetry port is taken): restarting would not help."""
-    from watcher.service.daemon import serve
     from watcher.config.hostcheck import EXIT_CANNOT_START
+    from watcher.service.daemon import serve
     from watcher.service.tick import build_watcher
 
     setup_logging(verbose)

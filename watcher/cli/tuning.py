@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,9 +17,9 @@ app = typer.Typer(**SETTINGS)
 def backtest(
     config: str = ConfigOpt,
     since: str = typer.Option("24h", help="Start: a duration ago (7d), ISO 8601 or epoch seconds."),
-    until: Optional[str] = typer.Option(None, help="End (default now), same forms as --since."),
-    step: Optional[str] = typer.Option(None, help="Step between evaluations (default: the config's interval)."),
-    rule: Optional[list[str]] = typer.Option(None, "--rule", help="Only this rule (repeatable)."),
+    until: str | None = typer.Option(None, help="End (default now), same forms as --since."),
+    step: str | None = typer.Option(None, help="Step between evaluations (default: the config's interval)."),
+    rule: list[str] | None = typer.Option(None, "--rule", help="Only this rule (repeatable)."),
     deploys: str = typer.Option("journal", help="Deploy times: journal, auto, or a FILE of 'TIME [RELEASE]' lines."),
     deploy_metric: str = typer.Option("app_build_info", help="Info metric for --deploys auto."),
     release_label: str = typer.Option("release", help="Label of the release in --deploy-metric."),

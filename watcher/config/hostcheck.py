@@ -12,11 +12,11 @@ import errno
 import os
 from pathlib import Path
 
-from watcher.base import yamlfile
 from watcher.backends import BACKENDS
 from watcher.backends.base import OptionKind
-from watcher.config.schema import WatcherConfig
+from watcher.base import yamlfile
 from watcher.base.errors import ConfigProblem
+from watcher.config.schema import WatcherConfig
 
 # The exit code of `run` when it cannot start on this host (sysexits.h EX_CONFIG): a restart
 # would fail the same way, so the unit lists it in RestartPreventExitStatus=.

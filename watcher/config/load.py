@@ -17,10 +17,17 @@ from watcher.backends import BACKENDS, build_backend
 from watcher.backends.base import OptionKind
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
-from watcher.config.rulefile import load_rules, rule_files
-from watcher.config.schema import (BackendConfig, FleetConfig, PrometheusConfig, SafetyConfig, TelemetryConfig,
-                                   VerifyConfig, WatcherConfig)
 from watcher.config import values as kinds
+from watcher.config.rulefile import load_rules, rule_files
+from watcher.config.schema import (
+    BackendConfig,
+    FleetConfig,
+    PrometheusConfig,
+    SafetyConfig,
+    TelemetryConfig,
+    VerifyConfig,
+    WatcherConfig,
+)
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
 from watcher.core.messages import NotifyTarget, Severity
 

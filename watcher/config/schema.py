@@ -10,6 +10,7 @@ from pathlib import Path
 from watcher.core.messages import NotifyTarget
 from watcher.core.rules import Rule
 
+
 @dataclass(frozen=True)
 class PrometheusConfig:
     url: str = "http://127.0.0.1:9090"

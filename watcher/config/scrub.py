@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, TextIO
+from typing import TextIO
 from urllib.parse import unquote
 
 from watcher.base.redact import MASK, expand_secrets, split_url, structural_url_secrets
@@ -39,7 +40,7 @@ class Redactor:
     secrets: tuple[str, ...] = field(default=())
 
     @classmethod
-    def of(cls, secrets: Iterable[str]) -> "Redactor":
+    def of(cls, secrets: Iterable[str]) -> Redactor:
         return cls(tuple(sorted(expand_secrets(secrets), key=len, reverse=True)))
 
     def __call__(self, text: str) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from watcher.base import yamlfile
 from watcher.base.durations import parse_duration

@@ -24,11 +24,11 @@ then each release's own creation time, never its name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
-from watcher.core.fleetmodel import is_fleet_rule
 from watcher.base.format import format_duration
+from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.model import Action, Mark, OrderSource, Release, ReleaseRecord, VerdictKind
 from watcher.core.rules import Finding
 

@@ -8,8 +8,9 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from watcher.core.rules import (
     Finding,

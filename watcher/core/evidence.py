@@ -9,7 +9,7 @@ only if that share reaches `evidence` (default 80%).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from watcher.core.model import ReleaseRecord
 from watcher.core.rules import Outcome

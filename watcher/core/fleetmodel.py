@@ -91,7 +91,7 @@ class FleetVerdict:
                            "value": value, "reason": self.reason}, sort_keys=True)
 
     @classmethod
-    def decode(cls, release: str, raw: bytes | str) -> "FleetVerdict | None":
+    def decode(cls, release: str, raw: bytes | str) -> FleetVerdict | None:
         data = _loads(raw)
         if data is None or data.get("verdict") not in (BAD, GOOD):
             return None
@@ -120,7 +120,7 @@ class Member:
                            "tick_at": round(self.tick_at, 3), "previous": self.previous}, sort_keys=True)
 
     @classmethod
-    def decode(cls, host: str, raw: bytes | str) -> "Member | None":
+    def decode(cls, host: str, raw: bytes | str) -> Member | None:
         data = _loads(raw)
         if data is None:
             return None

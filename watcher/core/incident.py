@@ -8,8 +8,8 @@ line per change of the decision, so `incidents` and `status` tell the story in o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from watcher.core.rules import Finding
 
@@ -24,7 +24,7 @@ class Incident:
     last_kind: str | None = None  # the verdict kind last told: one message per change
 
     @classmethod
-    def open(cls, incident_id: str, now: float, release: str | None, findings: Sequence[Finding]) -> "Incident":
+    def open(cls, incident_id: str, now: float, release: str | None, findings: Sequence[Finding]) -> Incident:
         incident = cls(incident_id, now, release, [f.rule for f in findings])
         for f in sorted(findings, key=lambda f: f.since or now):
             incident.note(f.since or now, f"{f.rule} breached: {f.detail or f.value}")
@@ -51,5 +51,5 @@ class Incident:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Incident":
+    def from_dict(cls, d: dict) -> Incident:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

@@ -31,13 +31,13 @@ twenty), on purpose in one file so that their wording stays consistent.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Iterable, Sequence
 
 from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
-from watcher.core.model import Action, VerdictKind
 from watcher.base.redact import is_config_path
+from watcher.core.model import Action, VerdictKind
 from watcher.core.rules import Finding
 
 TITLE_MAX = 80
@@ -69,12 +69,12 @@ class Severity(str, Enum):
     def rank(self) -> int:
         return _RANK[self]
 
-    def at_least(self, other: "Severity") -> bool:
+    def at_least(self, other: Severity) -> bool:
         """True if this severity passes a filter of `min_severity = other`."""
         return self.rank >= Severity(other).rank
 
     @classmethod
-    def parse(cls, value: "str | Severity") -> "Severity":
+    def parse(cls, value: str | Severity) -> Severity:
         """Severity from its name, case-insensitive; ValueError naming the choices otherwise."""
         if isinstance(value, Severity):
             return value
@@ -144,7 +144,7 @@ class MessageContext:
     host: str
     now: float | None = None  # epoch seconds; enables "for 2m10s"
 
-    def at(self, now: float) -> "MessageContext":
+    def at(self, now: float) -> MessageContext:
         return replace(self, now=now)
 
 

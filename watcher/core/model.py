@@ -1,7 +1,7 @@
 """The domain's plain data: releases, their marks and records, what triggered an action, the
-kinds of verdicts and rule transitions; and the Recorder the tick's steps write through. No
-I/O, no clock: `state.py` only serializes these, the pure core (`rules`, `decide`, `incident`)
-and the edges (`backends`, `service`, `cli`) all speak them.
+kinds of verdicts and rule transitions. No I/O, no clock: `store/state.py` only serializes
+these, the pure core (`rules`, `decide`, `incident`) and the edges (`backends`, `service`,
+`cli`) all speak them. It imports nothing of watcher.
 
 The kinds are `StrEnum`s: they compare equal to their journal spelling ("quiet",
 "outside_window", ...), so journal lines and state files written before them read the same.
@@ -11,11 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, Sequence
-
-if TYPE_CHECKING:
-    from watcher.core.messages import Message, MessageContext
-    from watcher.core.rules import Finding
 
 
 @dataclass(frozen=True)
@@ -119,19 +114,3 @@ class RollbackResult(StrEnum):
     DEPLOY_LOCK = "deploy_lock"
     DEPLOY_LANDED = "deploy_landed"  # `current` changed between the decision and the switch
     DRY_RUN = "dry_run"
-
-
-class Recorder(Protocol):
-    """What a tick's steps record through (service.Watcher): the journal, written at once, and
-    the tick's outbox of messages, sent by `tell` at the end of the tick; and the open
-incident's timeline."""
-
-    @property
-    def ctx(self) -> MessageContext: ...
-
-    def journal(self, kind: str, **fields) -> None: ...
-
-    def notify(self, message: Message | None, findings: Sequence[Finding] = ()) -> None: ...
-
-    def timeline(self, what: str) -> None:
-        """A line in the open incident's timeline, if one is open."""

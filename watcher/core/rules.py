@@ -257,7 +257,7 @@ class Observation:
     suspect: bool = False
 
     @staticmethod
-    def error(reason: str) -> "Observation":
+    def error(reason: str) -> Observation:
         return Observation(Outcome.ERROR, detail=reason)
 
     @property
@@ -390,7 +390,7 @@ class RuleState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RuleState":
+    def from_dict(cls, d: dict) -> RuleState:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["phase"] = Phase(known.get("phase", "inactive"))
         return cls(**known)
@@ -509,7 +509,7 @@ def _ok_reason(obs: Observation) -> str:
     return obs.detail or "condition no longer holds"
 
 
-def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> "Finding":
+def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> Finding:
     """What a firing or pending rule says, for decisions, the journal and messages. A health
     probe's finding is its answer ("status 503", "connect error", in `detail`), never its
     latency: the condition is about the status."""

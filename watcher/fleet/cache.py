@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
-from watcher.fleet.etcd import KeyValue
 from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
+from watcher.fleet.etcd import KeyValue
 
 
 @dataclass

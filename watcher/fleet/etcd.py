@@ -23,14 +23,14 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
-from watcher.config.schema import FleetConfig
 from watcher.base.errors import WatcherError
+from watcher.config.schema import FleetConfig
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class EtcdGateway:
     def health(self) -> list[tuple[str, bool, str]]:
         """Every endpoint's own answer to GET /health (for `check --online`)."""
         rows = []
-        for url, client in zip(self.config.endpoints, self._clients):
+        for url, client in zip(self.config.endpoints, self._clients, strict=True):
             self._on_request()
             try:
                 resp = client.session.get(url + "/health", timeout=self.config.timeout)
@@ -198,7 +198,7 @@ class EtcdGateway:
     # ------------------------------------------------------------------------------------------
     # The watch
 
-    def watch(self, prefix: str, start_revision: int, read_timeout: float) -> "WatchStream":
+    def watch(self, prefix: str, start_revision: int, read_timeout: float) -> WatchStream:
         """Open a watch on the active endpoint (the others when it fails). Raises FleetUnavailable."""
         errors = []
         n = len(self._clients)

@@ -26,15 +26,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from watcher.config.schema import FleetConfig
-from watcher.fleet.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
-from watcher.fleet.cache import FleetCache, FleetCounters, drain
-from watcher.fleet.outbox import OUTBOX, Outbox
 from watcher.core.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
+from watcher.fleet.cache import FleetCache, FleetCounters, drain
+from watcher.fleet.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
+from watcher.fleet.outbox import OUTBOX, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class FleetLink:
     # ------------------------------------------------------------------------------------------
     # Start and stop
 
-    def start(self) -> "FleetLink":
+    def start(self) -> FleetLink:
         t = threading.Thread(target=self._sync_loop, name="fleet-sync", daemon=True)
         w = threading.Thread(target=self._watch_loop, name="fleet-watch", daemon=True)
         self._threads = [t, w]

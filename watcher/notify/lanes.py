@@ -10,13 +10,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from watcher.base.errors import NotifyError
+from watcher.base.redact import config_path, redact_url
 from watcher.core.messages import Message, NotifyTarget
 from watcher.notify.targets import Endpoint, attempt, endpoints_of
-from watcher.base.redact import config_path, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Lane:
     """One target: its queue, its worker thread, its endpoints and their Apprise objects."""
 
     def __init__(self, index: int, target: NotifyTarget, settings: LaneSettings,
-                 work: Callable[["Lane", Job], None], done: Callable[[], None]):
+                 work: Callable[[Lane, Job], None], done: Callable[[], None]):
         self.index = index
         self.target = target
         self.settings = settings

@@ -60,16 +60,17 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
+from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
 from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
-from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 
 __all__ = [
     "NTFY_PRIORITY_NUMBER",

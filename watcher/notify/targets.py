@@ -35,13 +35,13 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
 from watcher.base.errors import NotifyError
-from watcher.core.messages import Message, NotifyTarget, Severity, payload
 from watcher.base.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
+from watcher.core.messages import Message, NotifyTarget, Severity, payload
 
 NOTIFY_TYPE = {  # Apprise NotifyType values
     Severity.INFO: "info",

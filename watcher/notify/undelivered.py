@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from watcher.core.messages import Message, Severity
 from watcher.notify.lanes import DeliveryResult, Lane

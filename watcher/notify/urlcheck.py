@@ -22,13 +22,14 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
+
+from watcher.base.redact import config_path
 
 # Not from watcher.notify.notifier, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
 from watcher.core.messages import NotifyTarget
-from watcher.base.redact import config_path
 
 CACHE_FILE = "notify-targets.json"
 _URL_TYPO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/?(?!/)")  # "ntfy:/x", "slack:x": not a path

@@ -20,27 +20,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from watcher.service import deploys
+from watcher.backends.base import Backend
+from watcher.base.format import format_duration
+from watcher.config.schema import WatcherConfig
 from watcher.core import messages
 from watcher.core.fleetmodel import is_fleet_rule
-from watcher.base.format import format_duration
-from watcher.core.model import Recorder
 from watcher.core.rules import Finding, HostCheck, Phase, PromQuery, finding
 from watcher.core.rules import Outcome as Observed
+from watcher.service import deploys
+from watcher.service.recorder import Recorder
 from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 
 
 class Confirmer(Recorder, Protocol):
-    """What the confirmation needs of the service (service.Watcher): its state, config and
+    """What the confirmation needs of the service (tick.Watcher): its state, config and
     backend, the steady clock, and the incident and the rollback counters it closes and counts."""
 
     state: State
-    config: Any
-    backend: Any
+    config: WatcherConfig
+    backend: Backend | None
     clock: Callable[[], float]
 
     def close_incident(self, why: str, resolution: str) -> None: ...

@@ -19,20 +19,37 @@ the talking to etcd runs on the FleetLink's own threads (watcher/fleet/link.py):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
-from watcher.core import messages
-from watcher.fleet.link import MEMBER_REFRESH
 from watcher.base.format import format_value
-from watcher.core.fleetmodel import BAD, FLEET_RULE_PREFIX, GOOD, FleetVerdict, FleetView, Member, fleet_wide_symptom, is_fleet_rule
+from watcher.config.schema import WatcherConfig
+from watcher.core import messages
+from watcher.core.fleetmodel import (
+    BAD,
+    FLEET_RULE_PREFIX,
+    GOOD,
+    FleetVerdict,
+    FleetView,
+    Member,
+    fleet_wide_symptom,
+    is_fleet_rule,
+)
 from watcher.core.model import Mark
 from watcher.core.rules import Finding, Phase
-
-if TYPE_CHECKING:
-    from watcher.fleet.link import FleetLink
-    from watcher.service.tick import Watcher
+from watcher.fleet.link import MEMBER_REFRESH, FleetLink
+from watcher.service.recorder import Recorder
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
+
+
+class Seat(Recorder, Protocol):
+    """What the coordinator needs of the service (tick.Watcher): its state and config, and the
+    Recorder for what it journals and tells."""
+
+    state: State
+    config: WatcherConfig
 
 def is_fleet_finding(f: Finding) -> bool:
     return is_fleet_rule(f.rule)
@@ -48,7 +65,7 @@ def fleet_finding(v: FleetVerdict) -> Finding:
 
 
 class FleetCoordinator:
-    def __init__(self, link: "FleetLink", telemetry=None):
+    def __init__(self, link: FleetLink, telemetry=None):
         self.link = link
         self.config = link.config
         self._metrics = _FleetMetrics(telemetry.registry) if telemetry is not None else None
@@ -65,7 +82,7 @@ class FleetCoordinator:
 
     # ------------------------------------------------------------------------------------------
 
-    def learn(self, w: "Watcher", now: float) -> None:
+    def learn(self, w: Seat, now: float) -> None:
         for notice in self.link.take_notices():
             w.journal(f"fleet_{notice.kind}", detail=notice.detail)
             if notice.kind == "blind":
@@ -84,7 +101,7 @@ class FleetCoordinator:
         if self._metrics is not None:
             self._metrics.update(self.link)
 
-    def _mark(self, w: "Watcher", v: FleetVerdict, now: float) -> None:
+    def _mark(self, w: Seat, v: FleetVerdict, now: float) -> None:
         s = w.state
         if v.host == self.config.host:
             return  # our own verdicts are marked already
@@ -109,7 +126,7 @@ class FleetCoordinator:
             return []
         return [fleet_finding(v)]
 
-    def symptoms(self, w: "Watcher", firing: Sequence[Finding], now: float) -> tuple[frozenset[str], str]:
+    def symptoms(self, w: Seat, firing: Sequence[Finding], now: float) -> tuple[frozenset[str], str]:
         """The local rollback rules firing here that are fleet-wide symptoms, and why."""
         s = w.state
         local = [f for f in firing if f.action == "rollback" and not is_fleet_finding(f)]
@@ -140,7 +157,7 @@ class FleetCoordinator:
     def survived(self, release: str, at: float) -> None:
         self.link.publish_survived(release, at)
 
-    def report(self, w: "Watcher", now: float) -> None:
+    def report(self, w: Seat, now: float) -> None:
         s = w.state
         breaching = {name: rs.breach_since for name, rs in s.rules.items()
                      if rs.phase in (Phase.PENDING, Phase.FIRING) and rs.breach_since is not None
@@ -174,7 +191,7 @@ class _FleetMetrics:
         self.propagation = Summary("rollback_watcher_fleet_propagation_seconds",
                                    "From a verdict's write on another host to its arrival here", registry=registry)
 
-    def update(self, link: "FleetLink") -> None:
+    def update(self, link: FleetLink) -> None:
         self.members.set(len(link.view().members))
         self.blind.set(1 if link.blind else 0)
         self.errors.set(link.counters.errors)

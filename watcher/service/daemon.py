@@ -13,17 +13,17 @@ import sys
 import threading
 import time
 
-from watcher.core import messages
-from watcher.config.schema import WatcherConfig
-from watcher.config.load import load_config
-from watcher.base.errors import ConfigError, StateError
-from watcher.config.hostcheck import EXIT_CANNOT_START, listen_error
 from watcher.backends import identity_of
-from watcher.store.locks import DeployLock, acquire_host
-from watcher.core.rules import Phase
-from watcher.config.scrub import Redactor, config_secrets
+from watcher.base.errors import ConfigError, StateError
 from watcher.base.sdnotify import sd_notify
+from watcher.config.hostcheck import EXIT_CANNOT_START, listen_error
+from watcher.config.load import load_config
+from watcher.config.schema import WatcherConfig
+from watcher.config.scrub import Redactor, config_secrets
+from watcher.core import messages
+from watcher.core.rules import Phase
 from watcher.service.tick import Watcher
+from watcher.store.locks import DeployLock, acquire_host
 
 log = logging.getLogger(__name__)
 

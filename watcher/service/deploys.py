@@ -15,21 +15,22 @@ and `baselines` steps (watcher/service/tick.py) and its `decide` step's listing 
                             survived, after a verified rollback), never a known-good one
 
 Nothing here sends a message directly: journal lines and messages go through the Recorder
-(model.Recorder, the Watcher), which sends the tick's messages at its end.
+(recorder.Recorder, the Watcher), which sends the tick's messages at its end.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
-from watcher.core import messages
 from watcher.backends.base import Backend, Prunable
-from watcher.core.decide import order_releases
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
-from watcher.core.model import Mark, Recorder
+from watcher.core import messages
+from watcher.core.decide import order_releases
+from watcher.core.model import Mark
 from watcher.core.rules import Finding, PromQuery, render_query
+from watcher.service.recorder import Recorder
 from watcher.store.state import State
 
 log = logging.getLogger(__name__)

@@ -6,18 +6,25 @@ them itself under the instance lock. Both go through `apply`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from watcher.service import human, rollback
-from watcher.core import messages
 from watcher.backends.base import check_release_id
 from watcher.base.errors import RollbackError, WatcherError
 from watcher.base.format import format_duration, format_time
+from watcher.core import messages
 from watcher.core.model import Mark
+from watcher.service import human, rollback
+from watcher.store.state import StateStore
 
-if TYPE_CHECKING:
-    from watcher.service.tick import Watcher
 
+class Requests(rollback.Rollbacks, Protocol):
+    """What applying a human's request needs of the service (tick.Watcher): what a rollback
+    needs (a `rollback` request is one), the request inbox, and the deploy step (a `mark
+    deployed` opens a watch window as a deploy the tick saw would)."""
+
+    store: StateStore
+
+    def on_deploy(self, release: str, at: float, first_start: bool = False) -> None: ...
 
 _MARK_EFFECT = {
     "good": "It is a rollback target from now on.",
@@ -27,7 +34,7 @@ _MARK_EFFECT = {
 }
 
 
-def apply_pending(w: "Watcher", now: float) -> None:
+def apply_pending(w: Requests, now: float) -> None:
     """Apply every queued request, oldest first, and journal each result."""
     for req in w.store.take_requests():
         try:
@@ -44,7 +51,7 @@ def apply_pending(w: "Watcher", now: float) -> None:
         w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result, ok=ok)
 
 
-def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
+def apply(w: Requests, command: str, args: dict, now: float) -> str:
     """Apply one human request to the watcher's state; returns what happened, in words."""
     s = w.state
     if command == "mark":
@@ -102,7 +109,7 @@ def apply(w: "Watcher", command: str, args: dict, now: float) -> str:
     raise WatcherError(f"unknown request {command!r}")
 
 
-def manual_rollback(w: "Watcher", to: str | None, reason: str, dry_run: bool = False) -> str:
+def manual_rollback(w: Requests, to: str | None, reason: str, dry_run: bool = False) -> str:
     """A human's rollback: the same planner and the same execution as the automatic one."""
     if w.backend is None:
         raise RollbackError("no backend is configured")

@@ -22,24 +22,53 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Protocol
 
-from watcher.core import messages
 from watcher.backends.base import Restarts, check_release_id
-from watcher.core.decide import choose_targets, order_releases
 from watcher.base.errors import RollbackError, StateError, WatcherError
-from watcher.store.locks import LockBusy
-from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.base.process import CommandResult, identity, still_running
+from watcher.core import messages
+from watcher.core.decide import choose_targets, order_releases
+from watcher.core.evaluate import SignalReader
+from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
 from watcher.core.rules import Finding, HttpCheck, Rule
-from watcher.service.confirm import after_verified, after_verify_failed, local_findings, start_confirmation
+from watcher.service.confirm import Confirmer, after_verified, after_verify_failed, local_findings, start_confirmation
 from watcher.service.verify import verify
-
-if TYPE_CHECKING:
-    from watcher.service.tick import Watcher
+from watcher.store.locks import DeployLock, LockBusy
 
 log = logging.getLogger(__name__)
+
+
+
+class FleetTeller(Protocol):
+    """What a rollback tells the fleet (coordinator.FleetCoordinator): the bad verdict, at
+    once (the fleet's outbox never waits on etcd)."""
+
+    def rolled_back(self, release: str, findings: Sequence[Finding], reason: str, at: float) -> None: ...
+
+
+class Rollbacks(Confirmer, Protocol):
+    """What a rollback needs of the service (tick.Watcher), beyond what the confirmation that
+    follows it needs (confirm.Confirmer): the deploy lock it takes, the signal reader its probes
+    go through, the fleet it tells, the clocks and the sleep of the verification, and saving
+    and telling at their moments (the intent is saved before the switch; people hear of the
+    rollback before it). The outcome comes back as data (Outcome)."""
+
+    deploy_lock: DeployLock
+    reader: SignalReader
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], None]
+
+    @property
+    def fleet(self) -> FleetTeller | None: ...
+
+    def save(self) -> None: ...
+
+    def safe_save(self) -> None: ...
+
+    def tell(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +120,7 @@ def plan_rollback(
     return RollbackPlan(current, (target,), reason, trigger)
 
 
-def execute(w: "Watcher", plan: RollbackPlan, dry_run: bool = False) -> Outcome:
+def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     """Lock, re-read current, preflight, record the intent, switch, verify, record the result."""
     s = w.state
     from_id, findings, manual = plan.current, list(plan.findings), plan.trigger is Trigger.MANUAL
@@ -190,7 +219,7 @@ def _what_target_is(state, plan: RollbackPlan, to_id: str) -> str:
 LISTING_ATTEMPTS = 3
 
 
-def _listed(w: "Watcher", plan: RollbackPlan) -> dict[str, Release]:
+def _listed(w: Rollbacks, plan: RollbackPlan) -> dict[str, Release]:
     for attempt in range(1, LISTING_ATTEMPTS):
         try:
             return {r.id: r for r in w.backend.releases()}
@@ -202,7 +231,7 @@ def _listed(w: "Watcher", plan: RollbackPlan) -> dict[str, Release]:
     return {r.id: r for r in w.backend.releases()}  # the last attempt's failure fails the rollback
 
 
-def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:
+def _first_usable(w: Rollbacks, plan: RollbackPlan) -> Release:
     """The first target of the plan the backend still lists and that passes its preflight."""
     listed = _listed(w, plan)
     problems = []
@@ -220,7 +249,7 @@ def _first_usable(w: "Watcher", plan: RollbackPlan) -> Release:
     raise RollbackError("; ".join(problems) if len(problems) > 1 else problems[0])
 
 
-def _failed(w: "Watcher", from_id: str, to_id: str, exc: WatcherError) -> Outcome:
+def _failed(w: Rollbacks, from_id: str, to_id: str, exc: WatcherError) -> Outcome:
     s = w.state
     detail = str(exc)
     output = getattr(exc, "output", "")
@@ -235,7 +264,7 @@ def _failed(w: "Watcher", from_id: str, to_id: str, exc: WatcherError) -> Outcom
     return Outcome(RollbackResult.FAILED, None, detail)
 
 
-def reconcile(w: "Watcher", intent: dict) -> None:
+def reconcile(w: Rollbacks, intent: dict) -> None:
     """A switch was recorded but its result was not: find out, never switch again blindly."""
     from_id, to_id = intent["from"], intent["to"]
     try:
@@ -269,7 +298,7 @@ def reconcile(w: "Watcher", intent: dict) -> None:
     w.state.intent = None
 
 
-def _recorder(w: "Watcher", intent: dict):
+def _recorder(w: Rollbacks, intent: dict):
     """process.Progress for the switch: each command it runs is saved in the intent when it
     starts (with what tells it from a later process of the same pid) and when it ends."""
     commands = intent.setdefault("commands", [])
@@ -286,7 +315,7 @@ def _recorder(w: "Watcher", intent: dict):
     return progress
 
 
-def _finish_restart(w: "Watcher", intent: dict) -> bool:
+def _finish_restart(w: Rollbacks, intent: dict) -> bool:
     """After a crash that left `current` on the target: run the backend's restart again unless
     the recorded one finished or still runs (it outlived us in its own session). A watchdog or a
     `systemctl kill` takes the restart down with the watcher, and the link alone does not bring
@@ -312,7 +341,7 @@ def _finish_restart(w: "Watcher", intent: dict) -> bool:
     return True
 
 
-def _probe_rules(w: "Watcher") -> list[Rule]:
+def _probe_rules(w: Rollbacks) -> list[Rule]:
     """The rollback rules that probe HTTP: verification runs them against the restored release."""
     return [r for r in w.config.rules if isinstance(r.signal, HttpCheck) and r.action == "rollback"]
 

@@ -45,27 +45,33 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from watcher.core import decide as decider
-from watcher.service import confirm, deploys, requests, rollback, window
-from watcher.signals import promtime as prometheus_time
-from watcher.core import messages
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, shift_state_times
-from watcher.config.schema import WatcherConfig
 from watcher.base.errors import StateError
+from watcher.base.sdnotify import sd_notify
+from watcher.config.schema import WatcherConfig
+from watcher.config.scrub import redactor_for
+from watcher.core import decide as decider
+from watcher.core import messages
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
-from watcher.store.locks import DeployLock
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding
-from watcher.config.scrub import redactor_for
-from watcher.base.sdnotify import sd_notify
+from watcher.service import confirm, deploys, requests, rollback, window
+from watcher.signals import promtime as prometheus_time
+from watcher.store.locks import DeployLock
 from watcher.store.state import State, StateStore
+
+if TYPE_CHECKING:
+    # Imported where it is built (build_watcher): the fleet link imports etcd3gw, which a
+    # watcher without `fleet:` never needs.
+    from watcher.service.coordinator import FleetCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +133,7 @@ class Watcher:
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._outbox: list[Message] = []
         self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
-        self.fleet = None  # a coordinator.FleetCoordinator when the config has `fleet:`
+        self.fleet: FleetCoordinator | None = None  # when the config has `fleet:`
         self.reads = deploys.BackendReads(self)
         self.baselines = deploys.Baselines(self)
 
@@ -390,8 +396,8 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
     w = Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
                 telemetry=tele)
     if fleet and config.fleet is not None:
-        from watcher.service.coordinator import FleetCoordinator
         from watcher.fleet.link import FleetLink
+        from watcher.service.coordinator import FleetCoordinator
 
         w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)
     return w

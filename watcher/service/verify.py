@@ -7,11 +7,11 @@ seconds apart (seed 003: 20 attempts, 3 s apart).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from watcher.config.schema import VerifyConfig
 from watcher.base.errors import WatcherError
+from watcher.config.schema import VerifyConfig
 from watcher.core.rules import HttpCheck, Rule
 
 

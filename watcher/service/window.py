@@ -18,20 +18,21 @@ wait` and `window` steps (watcher/service/tick.py), and the clock check at the s
     check_clock      a wall-clock step larger than one interval is journaled and said once
                      (durations run on steady time, clock.Timebase, and are not affected)
 
-Journal lines and messages go through the Recorder (model.Recorder, the Watcher).
+Journal lines and messages go through the Recorder (recorder.Recorder, the Watcher).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from watcher.core import evidence, messages
 from watcher.base.clock import Timebase
+from watcher.core import evidence, messages
 from watcher.core.evaluate import Evaluation, blindness
-from watcher.store.locks import DeployLock
-from watcher.core.model import Mark, Recorder, TransitionKind
+from watcher.core.model import Mark, TransitionKind
 from watcher.core.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
+from watcher.service.recorder import Recorder
+from watcher.store.locks import DeployLock
 from watcher.store.state import State
 
 log = logging.getLogger(__name__)

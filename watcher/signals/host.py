@@ -86,6 +86,6 @@ def counter_increase(history, now: float, window: float) -> float:
     while len(history) > 2 and history[1][0] <= now - window:
         del history[0]
     increase = 0.0
-    for (_, a), (_, b) in zip(history, list(history)[1:]):
+    for (_, a), (_, b) in zip(history, list(history)[1:], strict=False):
         increase += b - a if b >= a else b
     return increase

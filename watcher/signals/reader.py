@@ -17,13 +17,13 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable
 
 from watcher.base.errors import SourceError
-from watcher.signals.host import HostSignals, counter_increase, read_vmstat_counter
 from watcher.core.rules import CounterShare, HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
+from watcher.signals.host import HostSignals, counter_increase, read_vmstat_counter
 
 __all__ = ["HostSignals", "HttpProbe", "PrometheusSource", "SignalReader", "build_reader", "counter_increase",
            "parse_matrix", "parse_vector", "read_vmstat_counter"]
@@ -47,10 +47,9 @@ class PrometheusSource:
     """
 
     def __init__(self, url: str, timeout: float = 5.0, headers: dict | None = None):
+        import requests
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
-
-        import requests
 
         from watcher.base.redact import redact_url
         from watcher.config.scrub import Redactor, prometheus_secrets
@@ -89,8 +88,8 @@ class PrometheusSource:
         result = self._call(
             self._client.custom_query_range,
             query=expr,
-            start_time=dt.datetime.fromtimestamp(start, tz=dt.timezone.utc),
-            end_time=dt.datetime.fromtimestamp(end, tz=dt.timezone.utc),
+            start_time=dt.datetime.fromtimestamp(start, tz=dt.UTC),
+            end_time=dt.datetime.fromtimestamp(end, tz=dt.UTC),
             # Plain seconds: Prometheus refuses a fractional duration such as "7.5s".
             step=f"{max(step, 0.001):g}",
             params={"timeout": f"{self.timeout:g}s"},

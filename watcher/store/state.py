@@ -20,18 +20,19 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from watcher.base.clock import RELEASE_TIMES, RULE_TIMES, STATE_TIMES
 from watcher.base.errors import StateError
 from watcher.base.files import write_file_atomically
 from watcher.core.incident import Incident
-from watcher.store.locks import held_by_other
 from watcher.core.model import ReleaseRecord
 from watcher.core.rules import RuleState
+from watcher.store.locks import held_by_other
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class State:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "State":
+    def from_dict(cls, d: dict) -> State:
         if not isinstance(d, dict):
             raise ValueError("the top level is not an object")
         version = d.get("version")
