@@ -113,7 +113,7 @@ class Stream:
         self.cum_total = list(accumulate(totals))
         tables = {(p, t): binomial_cdf(t, p) for p in {cell.healthy, cell.share} for t in set(totals)}
         shares = [cell.healthy] * (PRE + 1) + [cell.share] * horizon
-        self.cdfs = [tables[p, t] for p, t in zip(shares, totals)]
+        self.cdfs = [tables[p, t] for p, t in zip(shares, totals, strict=True)]
         self.ticks = range(PRE + 1, n)
         # The long window at tick PRE + t: its last W - 1 seconds of increments, W = clamp(t).
         self.long_start = [k - window(k - PRE) + 1 for k in self.ticks]
@@ -136,7 +136,7 @@ class Stream:
     def _need(self, starts: list[int]) -> list[int]:
         """Per tick, the least failures in the window for a ratio above 10% (an empty window,
         0/0, never breaches: a count no window reaches)."""
-        totals = [self.cum_total[k] - self.cum_total[s] for k, s in zip(self.ticks, starts)]
+        totals = [self.cum_total[k] - self.cum_total[s] for k, s in zip(self.ticks, starts, strict=True)]
         return [int(t * ABOVE) + 1 if t > 0 else 10**9 for t in totals]
 
     def draw(self, rng: random.Random) -> list[int]:

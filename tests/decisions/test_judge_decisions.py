@@ -16,8 +16,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from lab import Lab, assert_no_rollback, assert_rolled_back, decision, poll_until, prepare
+
 from support import Outcome
 
 pytestmark = pytest.mark.decisions

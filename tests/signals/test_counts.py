@@ -153,9 +153,11 @@ def test_explain_shows_the_evidence_over_time_since_the_deploy(stack, tmp_path):
     state.mkdir()
     (state / "state.json").write_text(json.dumps({"version": 1, "current": "r2", "deployed_at": deployed,
                                                   "changed_at": deployed, "window_ends": deployed + 1800}))
+    instance = app.target
     (tmp_path / "rules.yaml").write_text(
-        "rules:\n  - {name: http-5xx, judge: sequential, errors: 'http_requests_total{instance=\"%s\",code=~\"5..\"}',"
-        " total: 'http_requests_total{instance=\"%s\"}', above: 0.1, action: rollback}\n" % (app.target, app.target))
+        "rules:\n  - {name: http-5xx, judge: sequential,"
+        f" errors: 'http_requests_total{{instance=\"{instance}\",code=~\"5..\"}}',"
+        f" total: 'http_requests_total{{instance=\"{instance}\"}}', above: 0.1, action: rollback}}\n")
     (tmp_path / "watcher.yaml").write_text(f"service: shop\nprometheus: {{url: '{prom.url}', scrape_interval: 1s}}\n"
                                            f"rules: [rules.yaml]\nstate_dir: {state}\n")
     cfg = load_config(tmp_path / "watcher.yaml")

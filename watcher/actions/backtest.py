@@ -54,7 +54,6 @@ from watcher.core.rules import (
     Observation,
     Outcome,
     Phase,
-    PromQuery,
     Rule,
     RuleState,
     Sample,

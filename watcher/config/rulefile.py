@@ -11,15 +11,14 @@ from typing import Any
 
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
+from watcher.config import judgerule
 from watcher.config import values as kinds
 from watcher.config.values import FileReader, read_yaml
-from watcher.config import judgerule
 from watcher.core.rules import (
     ACTIONS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,
     WINDOW_TOKEN,
-    CounterShare,
     HostCheck,
     HttpCheck,
     Location,

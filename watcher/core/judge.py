@@ -47,8 +47,8 @@ above is a few lines on `math.lgamma`, imports nothing and costs microseconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 # Bisection on a share in [0, 1]: 60 halvings are below a float's resolution near 1e-12.
 _BISECTIONS = 60
