@@ -296,7 +296,6 @@ def bench(results, reps: int = 1, log=print):
         results.add("reaction", f"{pipe}: onset -> verified rollback", sec(med(pipe, "verified")))
     pipe = "watcher-judge"
     results.add("reaction", f"{pipe}: onset -> deploy seen by a tick", sec(med(pipe, "deploy_seen")), note=rep)
-    results.add("reaction", f"{pipe}: onset -> pending (evidence accumulating)", sec(med(pipe, "first_breach")))
     results.add("reaction", f"{pipe}: onset -> firing (evidence conclusive)", sec(med(pipe, "firing")))
     results.add("reaction", f"{pipe}: ONSET -> SWITCH START", sec(med(pipe, "switch_start")))
     results.add("reaction", f"{pipe}: onset -> verified rollback", sec(med(pipe, "verified")))

@@ -157,3 +157,16 @@ def test_the_evidence_survives_the_state_file():
     state, _ = step(RULE, RuleState(), classify(RULE, Counts(61, 212)), T0)
     again = RuleState.from_dict(state.to_dict())
     assert again.last_evidence == state.last_evidence and again.phase is F
+
+
+def test_a_judge_rule_clears_on_the_restored_release_only_on_counted_healthy_requests():
+    from types import SimpleNamespace
+
+    from watcher.service.confirm import _clear
+
+    def clear(counts) -> bool:
+        return _clear(SimpleNamespace(rule=RULE, observation=classify(RULE, counts)))
+
+    assert not clear(Counts(0, 0, note="warming up"))  # nothing counted since the switch: no evidence
+    assert not clear(Counts(3, 10))  # 30%: still looks too high
+    assert clear(Counts(1, 100))

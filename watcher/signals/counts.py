@@ -22,6 +22,10 @@ on the restored release at 50 req/s; at 500 req/s or 100% failing it was enough 
 it); after a fix deployed over a bad release, the fix convicted by its predecessor. The price
 is one scrape interval of the new release's requests, never counted.
 
+Label scoping (`prometheus.labels`, issue 21), once the readers have it, belongs on `errors`,
+`total` and `buckets` like on every PromQL selector, and NOT on `baseline_errors` /
+`baseline_total`: those select the other hosts on purpose.
+
 Why a lookback before that moment: a series with no sample in the LOOKBACK before it was not
 there (Prometheus' own staleness horizon is 5 minutes) and counts from 0, as a series born
 after the deploy does (client libraries create a labelled series on its first use).
