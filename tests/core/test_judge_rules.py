@@ -170,3 +170,26 @@ def test_a_judge_rule_clears_on_the_restored_release_only_on_counted_healthy_req
     assert not clear(Counts(0, 0, note="warming up"))  # nothing counted since the switch: no evidence
     assert not clear(Counts(3, 10))  # 30%: still looks too high
     assert clear(Counts(1, 100))
+
+
+def test_prometheus_labels_scope_a_judges_counters_but_not_its_baseline_selectors(tmp_path):
+    from watcher.config.load import load_config
+
+    (tmp_path / "rules.yaml").write_text(textwrap.dedent(f"""\
+        rules:
+          - name: vs-fleet
+            judge: sequential
+            errors: '{ERRORS}'
+            total: {TOTAL}
+            above_baseline: 2
+            baseline_errors: 'http_requests_total{{code=~"5..",release="${{good}}"}}'
+            baseline_total: 'http_requests_total{{release="${{good}}"}}'
+            action: rollback
+        """))
+    (tmp_path / "watcher.yaml").write_text(
+        "service: shop\nhost: web-3\nrules: [rules.yaml]\nstate_dir: st\nvars: {good: r41}\n"
+        "prometheus: {url: http://127.0.0.1:9090, labels: {instance: \"web-3:8000\"}}\n")
+    (rule,) = load_config(tmp_path / "watcher.yaml").rules
+    assert rule.signal.errors == 'http_requests_total{code=~"5..",instance="web-3:8000"}'
+    assert rule.signal.total == 'http_requests_total{instance="web-3:8000"}'
+    assert rule.signal.baseline_total == 'http_requests_total{release="r41"}'  # the other hosts: not scoped
