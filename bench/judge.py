@@ -10,7 +10,8 @@ SAME stream:
 
     held 2m    the shipped rule: [$window] 5xx ratio > 10% for 2m (trailing window: 40 s)
     held 10s   the decision suite's: the same ratio > 10% for 10s (trailing window: 4 s)
-    judge      judge: sequential, above 0.10, alpha 0.001, no warm-up
+    judge      judge: sequential, above 0.10, alpha 0.001, no warm-up (counting from one scrape
+               after the deploy, as live)
 
 The held rules go through the real watcher.core.rules.classify / step and watcher.core.evaluate's
 both_windows; the judge through watcher.core.judge. A rollback in a cell whose new share is at or
@@ -59,6 +60,9 @@ REGRESSIONS = (1, 2, 6, 60)
 ABOVE = 0.10
 ALPHA = 0.001
 PRE = 60  # seconds of the old release before the deploy (the [$window] clamp reaches back)
+# The judge starts counting one scrape after the deploy, at the sample of tick 1, as live
+# (signals/counts.py: no request of the release before is counted).
+START = PRE + 1
 MIN_WINDOW, MAX_WINDOW = 3, 60  # the defaults at a 1 s scrape: 3 x scrape_interval, 1m
 QUERY = 'sum(rate(http_requests_total{code=~"5.."}[$window])) / sum(rate(http_requests_total[$window]))'
 HELD = {
@@ -129,7 +133,7 @@ class Stream:
             # A trailing window with no request (NaN) does not clear the breach: need 0.
             self.trail_need[name] = [need if need < 10**9 else 0 for need in self._need(starts)]
         # The judge: the least failure count that rejects at each tick's total since the deploy.
-        self.since_totals = [self.cum_total[k] - self.cum_total[PRE] for k in self.ticks]
+        self.since_totals = [max(0, self.cum_total[k] - self.cum_total[START]) for k in self.ticks]
         least: dict[int, int] = {}
         self.judge_need = [least.setdefault(t, least_rejecting(t)) for t in self.since_totals]
 
@@ -208,11 +212,11 @@ def held_firing(rule: Rule, name: str, stream: Stream, cum: list[int], long_flag
 
 
 def judge_firing(stream: Stream, cum: list[int]) -> int | None:
-    since = map(sub, cum[PRE + 1:], repeat(cum[PRE]))
+    since = map(sub, cum[PRE + 1:], repeat(cum[START]))
     i = next(compress(range(stream.horizon), map(ge, since, stream.judge_need)), None)
     if i is None:
         return None
-    verdict = judge(cum[PRE + 1 + i] - cum[PRE], stream.since_totals[i], ABOVE, ALPHA)
+    verdict = judge(cum[PRE + 1 + i] - cum[START], stream.since_totals[i], ABOVE, ALPHA)
     assert verdict.rejected, verdict  # the precomputed table and the judge agree
     return i + 1
 
@@ -229,7 +233,7 @@ def check_run(stream: Stream, cum: list[int], fast: dict[str, int | None]) -> No
                 break
         assert fired == fast[name], (name, fired, fast[name])
     fired = next((i + 1 for i in range(stream.horizon)
-                  if rejects(cum[PRE + 1 + i] - cum[PRE], stream.since_totals[i], ABOVE, ALPHA)), None)
+                  if rejects(cum[PRE + 1 + i] - cum[START], stream.since_totals[i], ABOVE, ALPHA)), None)
     assert fired == fast["judge"], ("judge", fired, fast["judge"])
 
 
