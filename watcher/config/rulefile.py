@@ -203,6 +203,10 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
     return rule if len(f.problems) == count and signal is not None else None
 
 
+# A PromQL string literal: "..." or '...' with backslash escapes, or `...` raw.
+_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+
+
 def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_window: float) -> None:
     """Offline syntax check. promql-parser gives no position, so the rule's own line is used."""
     import promql_parser  # a compiled extension: loaded only when rules are checked
@@ -210,7 +214,8 @@ def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_win
     # `${NAME}` placeholders are filled in from watcher.yaml later (config/bind.py); they stand
     # in label values, so any text checks the syntax here.
     rendered = PLACEHOLDER.sub("placeholder", query).replace(WINDOW_TOKEN, f"{int(max_window)}s")
-    if "$" in rendered:
+    # A `$` inside a PromQL string is the query's own (label_replace's "$1"), not ours.
+    if "$" in _PROMQL_STRING.sub('""', rendered):
         f.problem(line, key, f"unknown placeholder in {query!r}: [{WINDOW_TOKEN}] and ${{NAME}} (docs/config.md) "
                              f"are substituted")
         return
