@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from watcher.base.yamlfile import YMap
 from watcher.config import values as kinds
 from watcher.config.values import FileReader
 from watcher.core.rules import CounterShare
@@ -34,7 +35,7 @@ NOT_FOR_JUDGE = {
 }
 
 
-def read_signal(m: dict, f: FileReader, p: str) -> CounterShare | None:
+def read_signal(m: YMap, f: FileReader, p: str) -> CounterShare | None:
     """The counters a judge rule reads, or None with its problems recorded."""
     f.read(m, "judge", kinds.choice(*JUDGES), p, required=True)
     sel = {key: f.read(m, key, selector, p) for key in SELECTOR_KEYS}
@@ -59,7 +60,7 @@ def read_signal(m: dict, f: FileReader, p: str) -> CounterShare | None:
                         baseline_total=sel["baseline_total"])
 
 
-def read_params(m: dict, f: FileReader, p: str, above: float | None, above_baseline: float | None) -> dict[str, Any]:
+def read_params(m: YMap, f: FileReader, p: str, above: float | None, above_baseline: float | None) -> dict[str, Any]:
     """The judge's own values for Rule, and the problems of keys that do not fit its form."""
     for key, why in NOT_FOR_JUDGE.items():
         if key in m:

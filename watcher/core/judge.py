@@ -161,7 +161,7 @@ class Judgement:
         """How far the evidence is towards rejection, 0 to 1."""
         return min(1.0, max(0.0, self.log_evidence / self.log_needed))
 
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, float | bool | None]:
         """The judgement as plain data (JSON), for the rule state, messages and the webhook."""
         return {"share": self.share, "low": self.low, "high": self.high, "level": self.level, "limit": self.limit,
                 "requests": self.total, "failures": self.bad, "log_e": round(self.log_evidence, 4),

@@ -22,9 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from watcher.base.format import format_duration, format_labels, format_number, format_value
 from watcher.core.model import TransitionKind
+
+if TYPE_CHECKING:  # core/judge.py is imported where a judge rule is judged: `check` needs none of it
+    from watcher.core.judge import Counts, Judgement
 
 SCOPES = ("host", "fleet")
 ACTIONS = ("rollback", "notify")
@@ -195,6 +199,7 @@ class Rule:
     def _judge_text(self) -> str:
         from watcher.core.judge import format_level, format_share
 
+        assert isinstance(self.signal, CounterShare)
         if self.slower_than is not None or self.slower_than_baseline is not None:
             bound = (format_value(self.slower_than, "s") if self.slower_than is not None else
                      f"{format_number(self.slower_than_baseline, grouped=False)} x the pre-deploy "
@@ -264,7 +269,7 @@ class Observation:
     no_baseline: bool = False  # a baseline rule without its baseline: it cannot fire
     # A judge rule (core/judge.py): its judgement, and whether the share looks too high while
     # the evidence is not conclusive yet (the rule is pending).
-    judgement: object = field(default=None, compare=False)
+    judgement: Judgement | None = field(default=None, compare=False)
     suspect: bool = False
 
     @staticmethod
@@ -309,7 +314,7 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
     )
 
 
-def _judged(rule: Rule, counts) -> Observation:
+def _judged(rule: Rule, counts: Counts) -> Observation:
     """A judge rule's counts (core/judge.Counts) judged: a breach when the evidence rejects
     "share <= limit" at `alpha`, suspect (pending) while the share looks too high."""
     from watcher.core.judge import conclude, describe
@@ -393,7 +398,7 @@ class RuleState:
     last_value: float | None = None
     last_detail: str = ""
     last_labels: dict = field(default_factory=dict)
-    last_evidence: dict | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
+    last_evidence: dict[str, float | bool | None] | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -552,7 +557,7 @@ class Finding:
     detail: str = ""  # e.g. "connect error", "status 503"
     # A judge rule's evidence: share, low, high, level, limit, requests, failures, log_e,
     # log_needed (core/judge.Judgement.facts): the interval messages and the webhook carry.
-    evidence: dict | None = field(default=None, compare=False, hash=False)
+    evidence: dict[str, float | bool | None] | None = field(default=None, compare=False, hash=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ after the deploy does (client libraries create a labelled series on its first us
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from watcher.base.format import format_duration
 from watcher.core.judge import Counts, bucket_increases, error_counts, latency_counts, quantile_bound
@@ -46,13 +47,14 @@ MAX_SPAN = 6 * 3600.0
 _KEPT = 256  # pre-deploy counts kept (one per rule and deploy)
 
 
-def counts_at(rule: Rule, series: dict[str, list], start: float, until: float, before=None) -> Counts:
+def counts_at(rule: Rule, series: dict[str, list[Any]], start: float, until: float, before: Any = None) -> Counts:
     """The counts of `rule` from raw samples (pure: the reader, explain, backtest and rule tests
     all count through this). `series` holds, per selector key of the rule's CounterShare
     ("errors", "total", "buckets", "baseline_errors", "baseline_total"), its series: lists of
     points, or (labels, points) for "buckets". `before` is what the old release did before the
     deploy: Counts (the two-sample error form) or bucket increases (`slower_than_baseline`)."""
     signal = rule.signal
+    assert isinstance(signal, CounterShare)
     if signal.buckets:
         bound = rule.slower_than
         if bound is None:
@@ -81,6 +83,7 @@ def counts_at(rule: Rule, series: dict[str, list], start: float, until: float, b
 def needs_before(rule: Rule) -> bool:
     """Whether the rule compares with what the old release did before the deploy."""
     signal = rule.signal
+    assert isinstance(signal, CounterShare)
     if signal.buckets:
         return rule.slower_than is None
     return rule.above_baseline is not None and not signal.baseline_errors
@@ -95,9 +98,9 @@ class CountReader:
     """Reads a judge rule's Counts through a PrometheusSource. Thread-safe enough for the
     signal pool: each rule reads its own keys of the pre-deploy cache."""
 
-    def __init__(self, prometheus):
-        self.prometheus = prometheus
-        self._before: dict[tuple, object] = {}
+    def __init__(self, prometheus: Any):
+        self.prometheus = prometheus  # signals/reader.PrometheusSource, or anything with samples()
+        self._before: dict[tuple[Any, ...], Any] = {}
 
     def read(self, rule: Rule, wall: float, deployed: float | None, scrape_interval: float) -> Counts:
         """The counts of `rule` at wall time `wall`, since the wall time `deployed` (when
@@ -123,7 +126,7 @@ class CountReader:
         moments = [start + (wall - start) * (i + 1) / points for i in range(points)]
         return [(t, counts_at(rule, series, start, t, before)) for t in moments]
 
-    def fetch(self, rule: Rule, start: float, end: float) -> dict[str, list]:
+    def fetch(self, rule: Rule, start: float, end: float) -> dict[str, list[Any]]:
         """Every raw sample of each of the rule's selectors from LOOKBACK before `start` to `end`."""
         signal = rule.signal
         assert isinstance(signal, CounterShare)
@@ -131,12 +134,13 @@ class CountReader:
         return {key: self._series(getattr(signal, key), start, end, labels=key == "buckets")
                 for key in keys if getattr(signal, key)}
 
-    def before(self, rule: Rule, deployed: float):
+    def before(self, rule: Rule, deployed: float) -> Any:
         """What the old release did in `baseline_window` before the deploy (read once per
         deploy and kept), or None when the rule does not compare with it."""
         if not needs_before(rule):
             return None
         key = (rule.name, rule.signal, deployed)
+        assert isinstance(rule.signal, CounterShare)
         if key not in self._before:
             if len(self._before) >= _KEPT:
                 self._before.clear()
@@ -148,7 +152,7 @@ class CountReader:
                 self._before[key] = error_counts(series["errors"], series["total"], begin, deployed)
         return self._before[key]
 
-    def _series(self, selector: str, start: float, end: float, labels: bool = False) -> list:
+    def _series(self, selector: str | None, start: float, end: float, labels: bool = False) -> list[Any]:
         """Every raw sample of `selector` from LOOKBACK before `start` to `end`: a list of
         points per series, or of (labels, points) with `labels`."""
         matrix = self.prometheus.samples(selector, start - LOOKBACK, end)
