@@ -28,6 +28,14 @@ rule's state is held). For `http:` rules a value is a probe result: non-zero is 
 Deploys reset rule states and open watch windows exactly as in the backtest; a baseline rule's
 baseline is the median of its own input over baseline_window before the deploy. Everything runs
 through backtest.replay_rule, which drives rules.classify and rules.step.
+
+A judge rule (`judge: sequential`) reads counters, not a query: its input series name which
+selector they stand for with `series:` (errors, total, buckets with an `le` label,
+baseline_errors, baseline_total) and give the COUNTER's value at each step (one step is one
+scrape). It counts them since the last deploy exactly as live (signals/counts.counts_at):
+
+          - {rule: http-5xx-judge, series: total, values: 0+50x40}
+          - {rule: http-5xx-judge, series: errors, values: 0x20 0+15x20}
 """
 
 from __future__ import annotations
@@ -46,7 +54,9 @@ from watcher.base.format import format_duration, format_number
 from watcher.config import values as kinds
 from watcher.config.rulefile import load_rule_file, read_rule
 from watcher.config.values import FileReader
-from watcher.core.rules import ProbeResult, Rule, Sample, SignalResult
+from watcher.core.judge import Counts, bucket_increases, error_counts
+from watcher.core.rules import CounterShare, ProbeResult, Rule, Sample, SignalResult
+from watcher.signals.counts import counting_start, counts_at, needs_before
 from watcher.signals.reader import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]
@@ -90,6 +100,7 @@ class Series:
     rule: str
     labels: dict[str, str]
     values: list[float | str | None]  # a float, MISSING or ERROR per step (expand)
+    key: str | None = None  # a judge rule's selector this series stands for ("errors", "total", ...)
 
 
 @dataclass(frozen=True)
@@ -157,8 +168,9 @@ def load_test_file(path: str | Path) -> TestFile:
     if not isinstance(tests, list) or not tests:
         f.problem(f.line_of(doc, "tests"), "tests", "expected a list of test cases")
         tests = []
+    judges = {r.name: r.signal for r in rules if isinstance(r.signal, CounterShare)}
     for i, item in enumerate(tests):
-        case = _case(item, i, f, interval, names)
+        case = _case(item, i, f, interval, names, judges)
         if case is not None:
             cases.append(case)
     if problems:
@@ -192,7 +204,8 @@ def _rules(doc: dict[str, Any], f: FileReader, path: Path, max_window: float,
     return rules
 
 
-def _case(item: Any, index: int, f: FileReader, interval: float, names: set[str]) -> Case | None:
+def _case(item: Any, index: int, f: FileReader, interval: float, names: set[str],
+          judges: dict[str, CounterShare]) -> Case | None:
     m = f.mapping(item, None, f"tests[{index}]")
     if m is None:
         return None
@@ -225,7 +238,17 @@ def _case(item: Any, index: int, f: FileReader, interval: float, names: set[str]
         except ValueError as exc:
             f.problem(f.line_of(s, "values"), f"{where}.values", str(exc))
             continue
-        series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values))
+        key = s.get("series")
+        judge = judges.get(s["rule"])
+        if judge is not None and key not in judge.selector_keys:
+            f.problem(f.line_of(s, "series") or f.line_of(s), f"{where}.series",
+                      f"a judge rule's input names the counter it stands for: one of "
+                      f"{', '.join(judge.selector_keys)}")
+            continue
+        if judge is None and key is not None:
+            f.problem(f.line_of(s, "series"), f"{where}.series", "only applies to the input of `judge:` rules")
+            continue
+        series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values, key))
     expect: list[Expectation] = []
     for j, e in enumerate(m.get("expect") or []):
         where = f"{p}expect[{j}]"
@@ -265,6 +288,36 @@ def _expectation(e: Any, f: FileReader, where: str, step_s: float, names: set[st
 # Running
 
 
+def counts_at_step(rule: Rule, series: list[Series], i: int, step_s: float, deploys: list[Deploy]) -> SignalResult:
+    """A judge rule's counts at step i: its counters' values counted since the last deploy,
+    starting one step (one scrape) after it and its warm-up, as live (signals/counts.py)."""
+    signal = rule.signal
+    assert isinstance(signal, CounterShare)  # run_case calls this for judge rules only
+    t = i * step_s
+    if any(i < len(s.values) and s.values[i] == ERROR for s in series):
+        return SourceError("error (test input)")
+    deployed = max((d.at for d in deploys if d.at <= t), default=None)
+    if deployed is None:
+        return Counts(0.0, 0.0, note="no deploy to count from")
+    start = counting_start(rule, deployed, step_s)
+    if t < start:
+        return Counts(0.0, 0.0, note="warming up: counting starts after the warm-up and one scrape")
+    by_key: dict[str, list[Any]] = {key: [] for key in signal.selector_keys}
+    for s in series:
+        if s.key is None:  # the reader gives every input of a judge rule its counter
+            continue
+        points = [(k * step_s, v) for k, v in enumerate(s.values) if isinstance(v, float)]
+        by_key[s.key].append((s.labels, points) if s.key == "buckets" else points)
+    before: Any = None
+    if needs_before(rule):
+        begin = deployed - rule.baseline_window
+        if signal.buckets:
+            before = bucket_increases(by_key["buckets"], begin, deployed)
+        else:
+            before = error_counts(by_key["errors"], by_key["total"], begin, deployed)
+    return counts_at(rule, by_key, start, t, before)
+
+
 def result_at(rule: Rule, series: list[Series], i: int) -> SignalResult:
     """What the rule's signal returned at step i, built from the test's input."""
     values = [(s, s.values[i]) for s in series if i < len(s.values)]
@@ -288,6 +341,8 @@ def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay
         mine = [s for s in case.series if s.rule == rule.name]
 
         def at(t: float, rule: Rule = rule, mine: list[Series] = mine) -> SignalResult:
+            if rule.is_judge:
+                return counts_at_step(rule, mine, int(round(t / case.interval)), case.interval, case.deploys)
             return result_at(rule, mine, int(round(t / case.interval)))
 
         def baseline_for(d: Deploy, rule: Rule = rule, mine: list[Series] = mine) -> float | None:
