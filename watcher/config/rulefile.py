@@ -16,6 +16,7 @@ from watcher.config.values import FileReader, read_yaml
 from watcher.config.bind import PLACEHOLDER
 from watcher.core.rules import (
     ACTIONS,
+    EVIDENCE_KINDS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,
     SCOPES,
@@ -29,7 +30,7 @@ from watcher.core.rules import (
 
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify", "trailing", "scope"]
+             "baseline_window", "value_unit", "notify", "trailing", "scope", "evidence"]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -183,6 +184,7 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         notify=f.read(m, "notify", kinds.strings, p, ()),
         trailing=f.read(m, "trailing", kinds.trailing, p),
         scope=scope or "host",
+        evidence=f.read(m, "evidence", kinds.choice(*EVIDENCE_KINDS), p),
         location=Location(f.path, line),
     )
     return rule if len(f.problems) == count and signal is not None else None
