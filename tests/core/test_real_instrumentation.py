@@ -97,6 +97,13 @@ CASES = {
         [{RATIO: NO_DATA, P95: NO_DATA, UP: n(0), OOM: n(0)}] * 10, WITHOUT_PROBE, False, ("0% of its 10 ticks",)),
     "Prometheus unreachable and the probe failing: nothing seen": (
         [{RATIO: ERROR, P95: ERROR, UP: ERROR, OOM: ERROR, PROBE: FAILED_PROBE}] * 10, SHIPPED, False, ("0%",)),
+    # A watcher skewed from Prometheus (every query an error) while the probe passes: a release
+    # with 30% errors passes its health probe; blind is no evidence (clock-skew-vs-prometheus).
+    "blind, its probe passing: not blessed": (
+        [{RATIO: ERROR, P95: ERROR, UP: ERROR, OOM: ERROR, PROBE: OK_PROBE}] * 10, SHIPPED, False,
+        ("0% of its 10 ticks", "health on 10", "on 10 a rollback rule could not be read (blind)")),
+    "one query failing on 1 tick of 10 still leaves 90%": (
+        [{RATIO: n(0.0), PROBE: OK_PROBE}] * 9 + [{RATIO: ERROR, PROBE: OK_PROBE}], [RATIO, PROBE], True, ()),
     "traffic on 7 ticks of 10 (70% < 80%)": (
         [{RATIO: n(0.0), P95: n(0.01), UP: n(1)}] * 7 + [{RATIO: NAN, P95: NAN, UP: n(1)}] * 3,
         WITHOUT_PROBE, False, ("70% of its 10 ticks", "http-5xx-ratio saw it on 7 ticks, p95 on 7")),
@@ -121,7 +128,7 @@ def test_known_good_needs_the_release_seen_serving(name):
 
 def test_a_breaching_reading_is_not_healthy_evidence_and_errors_are_not_either():
     rec, _ = window([{RATIO: n(0.4), PROBE: FAILED_PROBE}, {RATIO: ERROR, PROBE: FAILED_PROBE}], [RATIO, PROBE])
-    assert (rec.watched_ticks, rec.evidence_ticks, rec.serving_ticks) == (2, 0, {})
+    assert (rec.watched_ticks, rec.evidence_ticks, rec.blind_ticks, rec.serving_ticks) == (2, 0, 1, {})
 
 
 def test_evidence_zero_turns_the_check_off():
@@ -132,7 +139,7 @@ def test_evidence_zero_turns_the_check_off():
 def test_a_new_window_starts_its_evidence_from_nothing():
     rec, _ = window([{RATIO: n(0.0)}] * 5, [RATIO])
     evidence.reset(rec)
-    assert (rec.watched_ticks, rec.evidence_ticks, rec.serving_ticks) == (0, 0, {})
+    assert (rec.watched_ticks, rec.evidence_ticks, rec.blind_ticks, rec.serving_ticks) == (0, 0, 0, {})
 
 
 @pytest.mark.parametrize("r, serving", [(RATIO, True), (P95, True), (PROBE, True), (UP, False), (OOM, False),
@@ -192,6 +199,8 @@ CONFIG = SimpleNamespace(min_window=45.0, max_window=60.0)
     # While a rollback is confirmed: the time since the switch, never clamped up (the clamp read
     # the bad release's 30 s before the switch: the rule pended at 40% on the known-good release).
     (dict(changed_at=1000.0, deployed_at=None, window_ends=None, confirming={"switched_at": 1000.0}), 1015.0, 15),
+    # ... rounded down: never back over the scrape before the switch.
+    (dict(changed_at=1000.0, deployed_at=None, window_ends=None, confirming={"switched_at": 1000.0}), 1003.9, 3),
     (dict(changed_at=1000.0, deployed_at=None, window_ends=None, confirming={"switched_at": 1000.0}), 1000.2, 1),
     (dict(changed_at=1000.0, deployed_at=None, window_ends=None, confirming={"switched_at": 1000.0}), 1300.0, 60),
 ])

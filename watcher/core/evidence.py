@@ -8,11 +8,13 @@ healthy app has no 5xx series, a fresh process has no request series until its f
 a host without node_exporter answers nothing to `oom-kills`. Counting "every rollback rule saw
 data" (the rule before issue 21) blessed no release on such a host, ever.
 
-So each tick of a watch window asks one thing: was the release seen serving? Yes when a
-rollback rule that can show it (Rule.shows_serving: probes, queries, not host counters nor
-`evidence: none` rules such as `up`) read healthy: a probe answered as expected, a query read
-a real number (a ratio of rates, a quantile: NaN or empty without requests). A release becomes
-known-good only if it was seen serving on `evidence` (default 80%) of its ticks. A quiet
+So each tick of a watch window asks: was the release seen serving? Yes when a rollback rule
+that can show it (Rule.shows_serving: probes, queries, not host counters nor `evidence: none`
+rules such as `up`) read healthy: a probe answered as expected, a query read a real number (a
+ratio of rates, a quantile: NaN or empty without requests). And could the watcher see? A tick
+on which a rollback rule could not be read (an error: Prometheus down, a skewed clock) is no
+evidence, whatever the probes said: a release with 30% errors passes its health probe. A
+release becomes known-good only if both held on `evidence` (default 80%) of its ticks. A quiet
 release (no request, no probe) is not blessed, and not convicted either: no rule breaches on
 silence.
 """
@@ -24,15 +26,18 @@ from dataclasses import dataclass
 
 from watcher.core.evaluate import RuleEvaluation
 from watcher.core.model import ReleaseRecord
-from watcher.core.rules import Rule
+from watcher.core.rules import Outcome, Rule
 
 
 def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation]) -> None:
     """One tick of `rec`'s watch window: was the release seen serving, and by which rules."""
     rec.watched_ticks += 1
-    seen = [e.rule.name for e in evaluated
-            if e.rule.action == "rollback" and e.rule.shows_serving and e.observation.healthy]
-    if seen:
+    rolling = [e for e in evaluated if e.rule.action == "rollback"]
+    seen = [e.rule.name for e in rolling if e.rule.shows_serving and e.observation.healthy]
+    blind = any(e.observation.outcome is Outcome.ERROR for e in rolling)
+    if blind:
+        rec.blind_ticks += 1
+    elif seen:
         rec.evidence_ticks += 1
     for name in seen:
         rec.serving_ticks[name] = rec.serving_ticks.get(name, 0) + 1
@@ -40,7 +45,7 @@ def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation]) -> None:
 
 def reset(rec: ReleaseRecord) -> None:
     """A new watch window: its evidence starts from nothing."""
-    rec.watched_ticks = rec.evidence_ticks = 0
+    rec.watched_ticks = rec.evidence_ticks = rec.blind_ticks = 0
     rec.serving_ticks = {}
 
 
@@ -52,6 +57,7 @@ class Shortfall:
     ticks: int
     seen: int
     need: float
+    blind: int  # ticks on which a rollback rule could not be read
     silent: tuple[tuple[str, int], ...]  # (rule, ticks it saw the release serving): rules that can
     cannot: tuple[str, ...]  # rollback rules that cannot show serving (host counters, evidence: none)
 
@@ -70,6 +76,10 @@ class Shortfall:
             return "no tick of its window was evaluated"
         (first, n), rest = self.silent[0], self.silent[1:]
         seen_by = ", ".join([f"{first} saw it on {n} ticks"] + [f"{name} on {k}" for name, k in rest])
+        if self.blind:
+            return (f"it was seen serving, with every rollback rule read, on only {self.share:.0%} of its "
+                    f"{self.ticks} ticks (evidence: {self.need:.0%}): on {self.blind} a rollback rule could not be "
+                    f"read (blind); {seen_by}{cannot}")
         return (f"it was seen serving on only {self.share:.0%} of its {self.ticks} ticks (evidence: "
                 f"{self.need:.0%}): {seen_by}{cannot}")
 
@@ -88,4 +98,4 @@ def shortfall(rec: ReleaseRecord, rules: Sequence[Rule], need: float) -> Shortfa
     if able and rec.watched_ticks and rec.evidence_ticks / rec.watched_ticks >= need:
         return None
     silent = tuple((name, rec.serving_ticks.get(name, 0)) for name in able)
-    return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, silent, cannot)
+    return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot)

@@ -72,7 +72,10 @@ def start_confirmation(w: Confirmer, from_id: str, to_id: str, findings: Sequenc
     the decider acts not (VerdictKind.CONFIRMING): no rolling back further, no false page."""
     s = w.state
     rules = list(dict.fromkeys(f.rule for f in findings))
-    # `[$window]` starts at the switch: the fired rules must clear on the target alone.
+    # `[$window]` starts at the switch: the fired rules must clear on the target alone. The
+    # switch was made after the tick's reads (`now`), and its probes have passed: from this
+    # moment on every sample is the restored release's.
+    now = max(now, w.clock())
     deploys.restored(s, to_id, now)
     bound = clear_bound(w.config, rules)
     s.confirming = {"from": from_id, "to": to_id, "rules": rules, "switched_at": now,
