@@ -4,7 +4,7 @@
   watcher does with the queries' results (healthy, 40% 5xx, no traffic, no data, crash);
 - rules/packs/tests/NAME_promql_test.yaml, the real `promtool test rules`: what the queries
   return over input series named as the exporter names them. The pack is written beside it
-  as recording rules `pack:RULE`, each query scoped with prometheus.labels (watcher/signals/scoping.py)
+  as recording rules `pack:RULE`, each query scoped with prometheus.labels (watcher/config/scoping.py)
   and `[$window]` rendered as 1m, the service's max_window.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config.rulefile import load_rule_file
 from watcher.actions.ruletest import report, run_file
+from watcher.config.rulefile import load_rule_file
+from watcher.config.scoping import scope_query
 from watcher.core.rules import PromQuery
-from watcher.signals.scoping import scope_query
 
 REPO = Path(__file__).resolve().parents[2]
 PACKS = REPO / "rules" / "packs"

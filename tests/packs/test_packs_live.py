@@ -1,7 +1,7 @@
 """The rule packs against the real thing: a Python app on the real prometheus_client with lazy
 labels, a Go app on client_golang built from Debian's packages, HAProxy's built-in exporter in
 front of an app, and Debian's node_exporter, all scraped every second by one real Prometheus.
-Each pack's queries, scoped to one target with prometheus.labels (watcher/signals/scoping.py) as the
+Each pack's queries, scoped to one target with prometheus.labels (watcher/config/scoping.py) as the
 service scopes them, are read through the phases of a release's life:
 
     fresh       the processes answer scrapes, no request served yet
@@ -28,7 +28,7 @@ import pytest
 from support import PrometheusServer
 from support.realapps import GoApp, HAProxy, NodeExporter, PythonApp, go_app_binary
 from watcher.config.rulefile import load_rule_file
-from watcher.signals.scoping import scope_query
+from watcher.config.scoping import scope_query
 
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
 WINDOW = "5s"

@@ -193,7 +193,7 @@ backend app
     server app1 {self.backend} check inter 1s fall 2 rise 1
 """)
 
-    def start(self, timeout: float = 20.0) -> "HAProxy":
+    def start(self, timeout: float = 20.0) -> HAProxy:
         path = shutil.which(self.binary) or (f"/usr/sbin/{self.binary}" if Path(f"/usr/sbin/{self.binary}").exists() else None)
         if path is None:
             raise SandboxError("haproxy is not installed: run `make deps`")
@@ -204,7 +204,7 @@ backend app
         self.start_s = time.monotonic() - began
         return self
 
-    def __enter__(self) -> "HAProxy":
+    def __enter__(self) -> HAProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -232,7 +232,7 @@ class NodeExporter(ChildProcess):
         tmp.write_text(f"nr_free_pages 100000\npgfault 1000\noom_kill {count}\n")
         tmp.replace(self.procfs / "vmstat")
 
-    def start(self, timeout: float = 20.0) -> "NodeExporter":
+    def start(self, timeout: float = 20.0) -> NodeExporter:
         path = shutil.which(self.binary)
         if path is None:
             raise SandboxError("prometheus-node-exporter is not installed: run `make deps`")
@@ -243,7 +243,7 @@ class NodeExporter(ChildProcess):
         self.start_s = time.monotonic() - began
         return self
 
-    def __enter__(self) -> "NodeExporter":
+    def __enter__(self) -> NodeExporter:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

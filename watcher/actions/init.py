@@ -234,7 +234,11 @@ def plan(app: Recognition, hosts: list[Recognition], pack_dir: Path, prometheus_
 def _header(r: Recognition) -> str:
     return (f"# Written by `rollback-watcher init` from the rule pack {r.pack.name} (rules/packs/):\n"
             f"# {r.target.instance} (job {r.target.job}) is {r.pack.what}. Tune the thresholds with\n"
-            f"# `rollback-watcher eval`, `explain` and `backtest`.\n")
+            f"# `rollback-watcher eval`, `explain` and `backtest`.\n"
+            f"# These thresholds are held for a time (`for:`). A request counter's error share can be\n"
+            f"# judged on its counts instead (`judge: sequential`): it fires as soon as the evidence is\n"
+            f"# conclusive and never rolls back a release at its limit more often than `alpha`, at\n"
+            f"# 2 req/s as at 500 (docs/config.md, \"When to use which\").\n")
 
 
 def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[str, list[str]]]]:
@@ -245,7 +249,7 @@ def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[
     import yaml
 
     from watcher.actions.online import metric_names
-    from watcher.signals.scoping import scope_query
+    from watcher.config.scoping import scope_query
 
     doc = yaml.safe_load(path.read_text())
     kept, left_out = [], []
@@ -300,7 +304,7 @@ def _watcher_yaml(app: Recognition, variables: dict, prometheus_url: str, servic
 
 def read_targets(source) -> list[Target]:
     """The active targets, each with its metric names (one query per target). Raises SourceError."""
-    from watcher.signals.scoping import quote
+    from watcher.config.scoping import quote
 
     targets = []
     for t in source.active_targets():

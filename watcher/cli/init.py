@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,15 +16,15 @@ app = typer.Typer(**SETTINGS)
 @app.command()
 def init(
     prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", help="Prometheus' URL."),
-    instance: Optional[str] = typer.Option(None, "--instance", help="The app's target (its `instance` label, "
+    instance: str | None = typer.Option(None, "--instance", help="The app's target (its `instance` label, "
                                            "HOST:PORT); default: the target of this host that a rule pack knows."),
-    job: Optional[str] = typer.Option(None, "--job", help="The app's scrape job, when --instance is not given."),
+    job: str | None = typer.Option(None, "--job", help="The app's scrape job, when --instance is not given."),
     config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The watcher.yaml to write (rules/ beside it)."),
-    service: Optional[str] = typer.Option(None, "--service", help="The service's name (default: the target's job)."),
+    service: str | None = typer.Option(None, "--service", help="The service's name (default: the target's job)."),
     state_dir: str = typer.Option("/var/lib/rollback-watcher", "--state-dir", help="The watcher's state directory."),
-    releases: Optional[str] = typer.Option(None, "--releases", help="The releases directory (symlink backend)."),
-    current: Optional[str] = typer.Option(None, "--current", help="The `current` symlink (symlink backend)."),
-    health_url: Optional[str] = typer.Option(None, "--health-url", help="The app's health endpoint: a probe "
+    releases: str | None = typer.Option(None, "--releases", help="The releases directory (symlink backend)."),
+    current: str | None = typer.Option(None, "--current", help="The `current` symlink (symlink backend)."),
+    health_url: str | None = typer.Option(None, "--health-url", help="The app's health endpoint: a probe "
                                              "rule and the rollback's verification."),
     telemetry: str = typer.Option("127.0.0.1:9464", "--telemetry", help="Where the watcher serves its own "
                                   "metrics (HOST:PORT), or `off`."),

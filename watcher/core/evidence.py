@@ -29,11 +29,20 @@ from watcher.core.model import ReleaseRecord
 from watcher.core.rules import Outcome, Rule
 
 
+def seen_serving(e: RuleEvaluation) -> bool:
+    """Whether this reading of a rule shows the release serving: the rule can show it
+    (Rule.shows_serving) and read healthy. A judge rule (`judge: sequential`) must have counted
+    requests: without its old release's counts it reads OK with no share, which is no traffic."""
+    if not e.rule.shows_serving or not e.observation.healthy:
+        return False
+    return not (e.rule.is_judge and e.observation.value is None)
+
+
 def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation]) -> None:
     """One tick of `rec`'s watch window: was the release seen serving, and by which rules."""
     rec.watched_ticks += 1
     rolling = [e for e in evaluated if e.rule.action == "rollback"]
-    seen = [e.rule.name for e in rolling if e.rule.shows_serving and e.observation.healthy]
+    seen = [e.rule.name for e in rolling if seen_serving(e)]
     blind = any(e.observation.outcome is Outcome.ERROR for e in rolling)
     if blind:
         rec.blind_ticks += 1

@@ -33,7 +33,7 @@ from typing import Protocol
 from watcher.backends.base import Backend
 from watcher.base.format import format_duration
 from watcher.config.schema import WatcherConfig
-from watcher.core import messages
+from watcher.core import evidence, messages
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.rules import WINDOW_TOKEN, Finding, HostCheck, Phase, PromQuery, finding
 from watcher.core.rules import Outcome as Observed
@@ -179,16 +179,21 @@ def _clear(e, traffic: bool = False) -> bool:
     obs = e.observation
     if e.held:
         return False
+    if e.rule.is_judge:
+        # A judge counts from the switch: no request counted yet is no evidence that the
+        # restored release is better (measured: a judge rule "cleared" on the first tick after
+        # the switch, before a single request of the restored release), and a share that still
+        # looks too high is not clear either.
+        return obs.healthy and not obs.suspect
     if obs.healthy:
         return True
     return traffic and obs.outcome is Observed.NO_DATA and e.rule.no_data == "ok"
 
 
 def _sees_requests(evaluated) -> bool:
-    """Whether a query rule that needs requests (Rule.shows_serving) reads a real number on
-    this tick: the restored release is serving requests."""
-    return any(isinstance(e.rule.signal, PromQuery) and e.rule.shows_serving and e.observation.healthy
-               for e in evaluated)
+    """Whether a Prometheus rule that needs requests (Rule.shows_serving) reads a real number on
+    this tick: the restored release is serving requests (evidence.seen_serving)."""
+    return any(e.rule.reads_prometheus and evidence.seen_serving(e) for e in evaluated)
 
 
 def _breached(e) -> bool:

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from watcher.core.rules import WINDOW_TOKEN
 
