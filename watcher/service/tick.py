@@ -65,7 +65,7 @@ from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.core.rules import Finding
+from watcher.core.rules import Finding, Phase
 from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
@@ -87,6 +87,8 @@ class Notifier(Protocol):
     def restore_undelivered(self, events: Iterable[dict]) -> int: ...
 
     def retry_undelivered(self) -> int: ...
+
+    def expect_pictures(self) -> None: ...
 
 
 @dataclass
@@ -237,6 +239,11 @@ class Watcher:
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
                                             self._blind_episode, self.telemetry)
+        if self.notifier is not None and any(e.rule.action == "rollback" and e.after.phase is not Phase.INACTIVE
+                                             for e in evaluation.rules):
+            # A rollback or halt message with a picture may follow: matplotlib (seconds of
+            # import on a loaded host) is imported now, not while that message waits for it.
+            self.notifier.expect_pictures()
         return evaluation
 
     def on_good(self, release: str, now: float) -> None:
