@@ -8,6 +8,8 @@
                      stopped after the test. `.target` goes into prometheus([...]).
     symlink_host     a sandbox symlink host in tmp_path (release dirs, `current`, a /health
                      endpoint that follows the link); closed after the test.
+    start_watcher    factory: start_watcher(config, env=None) -> `rollback-watcher run` as a
+                     subprocess (WatcherProcess, from the repository's top), killed after the test
     demo_stack       session: one default demo app (r1, healthy) scraped by one Prometheus,
                      with data already in. READ ONLY: never control() it; use the factories.
 
@@ -30,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from support import DemoAppProcess, PrometheusServer, SymlinkHost
+from support import REPO, DemoAppProcess, PrometheusServer, SymlinkHost, WatcherProcess
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +96,20 @@ def symlink_host(tmp_path: Path) -> Iterator[SymlinkHost]:
     host = SymlinkHost(tmp_path / "host")
     yield host
     host.close()
+
+
+@pytest.fixture
+def start_watcher(tmp_path: Path) -> Iterator[Callable[..., WatcherProcess]]:
+    procs: list[WatcherProcess] = []
+
+    def start(config: Path, env: dict | None = None) -> WatcherProcess:
+        w = WatcherProcess(config, tmp_path / f"watcher-{len(procs)}.log", env, cwd=REPO)
+        procs.append(w)
+        return w
+
+    yield start
+    for w in procs:
+        w.stop(sig=9)
 
 
 # pytest deletes PYTEST_CURRENT_TEST from os.environ after each test. Threads of the scenario

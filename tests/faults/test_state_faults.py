@@ -16,19 +16,11 @@ import subprocess
 
 import pytest
 
-from support import WatcherProcess, wait_for
+from support import HEALTH_PROBE_RULES, WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 from watcher.base.errors import StateError
 from watcher.config.load import load_config
 from watcher.service.tick import build_watcher
-
-RULES = """
-rules:
-  - name: health
-    http: HEALTH_URL
-    timeout: 1s
-    action: rollback
-"""
 
 
 def prepared(host):
@@ -36,7 +28,7 @@ def prepared(host):
     host.add_release("r1")
     host.add_release("r2")
     host.deploy("r2")
-    config = host.write_config(RULES)
+    config = host.write_config(HEALTH_PROBE_RULES)
     cli("mark", "good", "r1", "--config", config, check=True)
     w = build_watcher(load_config(config), notify=False)
     w.start()

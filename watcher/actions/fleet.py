@@ -12,24 +12,25 @@ a few minutes, not a watcher per tick). etcd unreachable is "unknown" (2), never
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+from watcher.base.errors import ConfigError, ConfigProblem
+from watcher.config.load import load_config
+from watcher.config.schema import FleetConfig, WatcherConfig
 from watcher.core.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
+from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
 
 
-def fleet_config(path: str):
-    from watcher.base.errors import ConfigError, ConfigProblem
-    from watcher.config.load import load_config
-
+def fleet_config(path: str) -> FleetConfig:
     cfg = load_config(path)
     if cfg.fleet is None:
         raise ConfigError([ConfigProblem(str(cfg.path), None, "fleet", "no `fleet:` section: this host is not in a fleet")])
     return cfg.fleet
 
 
-def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, step: float,
-             clock=time.monotonic, sleep=time.sleep) -> GateAnswer:
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
+def run_gate(cfg: FleetConfig, release: str, canary: int | None, wait: bool, limit: float, step: float,
+             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> GateAnswer:
     gateway = EtcdGateway(cfg)
     deadline = clock() + limit
     while True:
@@ -42,7 +43,7 @@ def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, st
         sleep(step)
 
 
-def view_json(view: FleetView, name: str) -> dict:
+def view_json(view: FleetView, name: str) -> dict[str, Any]:
     return {
         "fleet": name,
         "hosts": {h: {"release": m.release, "phase": m.phase, "in_window": m.in_window, "known_good": m.known_good,
@@ -73,10 +74,8 @@ def format_view(view: FleetView, name: str, now: float) -> str:
     return "\n".join(lines)
 
 
-def status_block(cfg, now: float) -> tuple[dict, str]:
+def status_block(cfg: FleetConfig, now: float) -> tuple[dict[str, Any], str]:
     """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
     try:
         view = read_view(EtcdGateway(cfg), cfg)
     except FleetUnavailable as exc:
@@ -84,7 +83,7 @@ def status_block(cfg, now: float) -> tuple[dict, str]:
     return view_json(view, cfg.name), format_view(view, cfg.name, now)
 
 
-def check_online(cfg) -> list[str]:
+def check_online(cfg: WatcherConfig) -> list[str]:
     """`check --online` for the fleet: problems found (an empty list when etcd answers)."""
     if cfg.fleet is None:
         return []
@@ -92,10 +91,8 @@ def check_online(cfg) -> list[str]:
     return [f"{what}: {detail}" for what, ok, detail in check_etcd(cfg.fleet) if not ok]
 
 
-def check_etcd(config) -> list[tuple[str, bool, str]]:
+def check_etcd(config: FleetConfig) -> list[tuple[str, bool, str]]:
     """`check --online`: each endpoint's health, then one read of the fleet's keys."""
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
     gateway = EtcdGateway(config)
     rows = gateway.health()
     try:
@@ -106,11 +103,13 @@ def check_etcd(config) -> list[tuple[str, bool, str]]:
     return rows
 
 
-def read_view(gateway, config) -> FleetView:
+def read_view(gateway: EtcdGateway, config: FleetConfig) -> FleetView:
     """The fleet as one read of etcd sees it (for `gate` and `fleet status`)."""
     keys = Keys(config.root)
     _, kvs = gateway.range_prefix(config.root)
-    members, verdicts, survived = {}, {}, {}
+    members: dict[str, Member] = {}
+    verdicts: dict[str, FleetVerdict] = {}
+    survived: dict[str, set[str]] = {}
     for kv in kvs:
         parsed = keys.parse(kv.key)
         if parsed is None:

@@ -15,9 +15,12 @@ the moment they were saved: a new process converts them once (`shift_state_times
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,10 @@ RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_
 RULE_TIMES = ("breach_since", "active_since", "fired_at")
 
 
-def shift_state_times(state, by: float) -> None:
+def shift_state_times(state: Any, by: float) -> None:
     """Move every saved moment of `state` by `by` seconds (a new process's steady time starts at
-    the wall clock: the old process's steady times are moved by the offset it saved)."""
-    import dataclasses
-    import math
-
+    the wall clock: the old process's steady times are moved by the offset it saved). `state` is
+    a store.state.State, which this bottom floor cannot import: it is read by attribute name."""
     # A hand-edited or damaged state file must not stop the watcher: an offset that is not a
     # finite number is no offset.
     if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by) or not by:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 _LABELS_MAX = 80
@@ -102,7 +103,7 @@ def format_condition(condition: str, unit: str = "") -> str:
     return f"{match.group(1)} {format_value(float(match.group(2)), unit)}"
 
 
-def format_labels(labels: dict) -> str:
+def format_labels(labels: Mapping[str, str]) -> str:
     if not labels:
         return ""
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

@@ -115,7 +115,8 @@ def privacy_form(url: str, known: set[str]) -> str | None:
     alog.addFilter(scrub)
     try:
         plugin = apprise.Apprise.instantiate(url)
-        return plugin.url(privacy=True) if plugin is not None else None
+        # apprise's url() has no annotations; it returns the URL as a str.
+        return plugin.url(privacy=True) if plugin is not None else None  # type: ignore[no-untyped-call]
     finally:
         alog.removeFilter(scrub)
 

@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from watcher import __version__
 from watcher.base.errors import ConfigError, WatcherError
 from watcher.cli import about, check, fleet, human, init, journal, service, tuning
 from watcher.cli.common import json_error, show_config_error
@@ -79,8 +80,6 @@ def _show_usage_error(exc: typer.TyperException) -> None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from watcher import __version__
-
         print(f"rollback-watcher {__version__}")
         raise typer.Exit(0)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ def backtest(
 
     Shows when each rule would have been pending and firing, and which deploys would have been
     rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
+    # The replay, the Prometheus client (requests) and the state: ~95 ms CPU at --help.
     from watcher.actions import backtest as bt
     from watcher.signals.reader import PrometheusSource
     from watcher.store.state import StateStore
@@ -61,7 +63,7 @@ def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rule
 
     Query results per step in, states and rollbacks out. Exit 1 on any failed expectation.
     (Test the PromQL itself with `promtool test rules`.)"""
-    from watcher.actions import ruletest
+    from watcher.actions import ruletest  # the rule reader and the replay: ~105 ms CPU at --help
 
     results = ruletest.run_file(file)
     print(ruletest.report(file, results))
@@ -75,16 +77,16 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt, plot: P
     The query, each series now, the threshold or baseline and where it came from, the `for`
     progress, and the last transitions. With --plot FILE, also a PNG of the rule's values over
     the current release's watch window, from a Prometheus range query."""
-    import dataclasses
-
+    # The evaluation, the reader (requests) and the state: ~95 ms CPU at --help.
     from watcher.actions import explain as ex
     from watcher.store.state import StateStore
 
     cfg = load(config)
     e = ex.explain(cfg, StateStore(cfg.state_dir), rule)
-    out(dataclasses.asdict(e), as_json, ex.render_text(e, cfg.rule(rule).value_unit))
+    found = cfg.rule(rule)  # explain() refused an unknown name
+    out(dataclasses.asdict(e), as_json, ex.render_text(e, found.value_unit if found is not None else ""))
     if plot is not None:
-        from watcher.actions.plots import plot_rule
+        from watcher.actions.plots import plot_rule  # the reader and the drawing: ~110 ms CPU
 
         said = plot_rule(cfg, StateStore(cfg.state_dir), rule, plot)
         print(said, file=sys.stderr if as_json else sys.stdout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from pathlib import Path
 
 from watcher.backends import BACKENDS
@@ -54,8 +55,6 @@ def port_problem(listen: str | None, watcher_running: bool) -> str | None:
     port is not a problem."""
     if listen is None:
         return None
-    import socket  # only `check --online` and `run` probe the port: offline `check` skips its import
-
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:

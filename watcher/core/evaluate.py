@@ -11,16 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from watcher.core.rules import (
     Finding,
+    HttpCheck,
     Observation,
     Outcome,
     Phase,
+    ProbeResult,
     PromQuery,
     Rule,
     RuleState,
+    SignalResult,
     Transition,
     classify,
     finding,
@@ -35,11 +38,11 @@ class SignalReader(Protocol):
     """What evaluate reads the signals through (signals.SignalReader)."""
 
     def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
-                 since: float | None = None) -> dict[str, tuple[object, float]]: ...
+                 since: float | None = None) -> dict[str, tuple[SignalResult, float]]: ...
 
-    def probe_bounded(self, check): ...
+    def probe_bounded(self, check: HttpCheck) -> ProbeResult: ...
 
-    def keep_host_counters(self, history: dict[str, list]) -> None: ...
+    def keep_host_counters(self, history: dict[str, list[Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -47,7 +50,7 @@ class SignalReader(Protocol):
 @dataclass(frozen=True)
 class RuleEvaluation:
     rule: Rule
-    result: object  # list[Sample] | ProbeResult | SourceError, as the reader returned it
+    result: SignalResult  # as the reader returned it
     seconds: float  # how long the read took
     observation: Observation
     before: RuleState
@@ -56,7 +59,7 @@ class RuleEvaluation:
     baseline: float | None
     held: bool = False  # not read this tick (evaluate's `held`): its state did not move
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         """One line of `eval` and of the tick's report."""
         obs, rule = self.observation, self.rule
         return {
@@ -92,7 +95,7 @@ class Evaluation:
         return [finding(e.rule, e.after, e.baseline) for e in self.rules if e.after.phase is Phase.FIRING]
 
     @property
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         return [e.row() for e in self.rules]
 
 
@@ -124,7 +127,29 @@ def blindness(evaluation: Evaluation, episode: frozenset[str] = frozenset()) -> 
     return Blindness()
 
 
-def watch_window(now: float, state, config) -> int:
+class WindowState(Protocol):
+    """What watch_window reads of the state (store.state.State)."""
+
+    @property
+    def changed_at(self) -> float | None: ...
+
+    @property
+    def deployed_at(self) -> float | None: ...
+
+    def in_watch_window(self, now: float) -> bool: ...
+
+
+class WindowLimits(Protocol):
+    """What watch_window reads of the configuration (config.schema.WatcherConfig)."""
+
+    @property
+    def min_window(self) -> float: ...
+
+    @property
+    def max_window(self) -> float: ...
+
+
+def watch_window(now: float, state: WindowState, config: WindowLimits) -> int:
     """`[$window]` for this moment: the time since `current` last changed (a deploy or a
     rollback's switch), clamped to [min_window, max_window] (rules.window_seconds).
 
@@ -195,6 +220,7 @@ def _trailing_name(rule: Rule) -> str:
 
 
 def _trailing_rule(rule: Rule, seconds: int) -> Rule:
+    assert isinstance(rule.signal, PromQuery)  # trailing_seconds gives a window to PromQL rules only
     return replace(rule, name=_trailing_name(rule), signal=PromQuery(render_query(rule.signal.query, seconds)))
 
 

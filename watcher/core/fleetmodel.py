@@ -26,6 +26,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 BAD = "bad"
 GOOD = "good"
@@ -110,7 +111,7 @@ class Member:
     phase: str = "watching"  # "in_window" | "watching" | "halted" | "rolling_back" ...
     in_window: bool = False
     known_good: bool = False  # its release is known-good in its own state
-    firing: dict = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
+    firing: dict[str, float] = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
     tick_at: float = 0.0
     previous: str | None = None  # the release before the current one
 
@@ -124,7 +125,8 @@ class Member:
         data = _loads(raw)
         if data is None:
             return None
-        firing = data.get("firing") if isinstance(data.get("firing"), dict) else {}
+        raw_firing = data.get("firing")
+        firing = raw_firing if isinstance(raw_firing, dict) else {}
         return cls(host, data.get("release"), str(data.get("phase", "?")), bool(data.get("in_window")),
                    bool(data.get("known_good")), {str(k): _float(v) for k, v in firing.items()},
                    _float(data.get("tick_at")), data.get("previous"))
@@ -134,7 +136,7 @@ def survived_value(at: float) -> str:
     return json.dumps({"at": round(at, 3)})
 
 
-def _loads(raw: bytes | str) -> dict | None:
+def _loads(raw: bytes | str) -> dict[str, Any] | None:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -142,7 +144,7 @@ def _loads(raw: bytes | str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _float(v) -> float:
+def _float(v: object) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else 0.0
 
 
@@ -160,9 +162,9 @@ def verdict_wins(stored: FleetVerdict | None, new: FleetVerdict) -> bool:
 
 @dataclass(frozen=True)
 class FleetView:
-    members: dict = field(default_factory=dict)  # host -> Member (only live leases)
-    verdicts: dict = field(default_factory=dict)  # release -> FleetVerdict
-    survived: dict = field(default_factory=dict)  # release -> frozenset of hosts
+    members: dict[str, Member] = field(default_factory=dict)  # only live leases
+    verdicts: dict[str, FleetVerdict] = field(default_factory=dict)  # by release
+    survived: dict[str, frozenset[str]] = field(default_factory=dict)  # release -> hosts
 
     def hosts_on(self, release: str) -> list[str]:
         return sorted(h for h, m in self.members.items() if m.release == release)

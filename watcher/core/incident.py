@@ -8,8 +8,9 @@ line per change of the decision, so `incidents` and `status` tell the story in o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from watcher.core.rules import Finding
 
@@ -20,7 +21,7 @@ class Incident:
     opened_at: float
     release: str | None
     rules: list[str] = field(default_factory=list)
-    timeline: list[dict] = field(default_factory=list)  # {"time": epoch, "what": text}
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # {"time": epoch, "what": text}
     last_kind: str | None = None  # the verdict kind last told: one message per change
 
     @classmethod
@@ -41,15 +42,15 @@ class Incident:
         self.note(at, f"{kind}: {reason}")
         return True
 
-    def close(self, at: float, resolution: str, summary: str) -> dict:
+    def close(self, at: float, resolution: str, summary: str) -> dict[str, Any]:
         """The closed incident, as the journal's `incident` event records it."""
         record = asdict(self)
         record.pop("last_kind")
         return dict(record, closed_at=round(at, 3), resolution=resolution, summary=summary)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Incident:
+    def from_dict(cls, d: Mapping[str, Any]) -> Incident:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

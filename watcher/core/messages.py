@@ -34,11 +34,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
 from watcher.base.redact import is_config_path
 from watcher.core.model import Action, VerdictKind
-from watcher.core.rules import Finding
+from watcher.core.rules import Finding, Rule
+
+if TYPE_CHECKING:
+    # Only the annotation: `check` imports this module and never decide's.
+    from watcher.core.decide import Verdict
 
 TITLE_MAX = 80
 FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N more"
@@ -108,7 +113,7 @@ class Message:
     rules: tuple[str, ...] = ()  # for the journal
     # The event as data, for receivers that automate (`payload()`): target, rule, value,
     # threshold, action, incident... as each template knows them.
-    facts: dict = field(default_factory=dict, hash=False, compare=False)
+    facts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # The picture of the breach (a notify.pictures.BreachPicture: plain data, drawn by the
     # notifier for the targets that take attachments); set by the service, see tick.py.
     picture: object = field(default=None, hash=False, compare=False, repr=False)
@@ -158,7 +163,7 @@ PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "ta
                 "value", "unit", "threshold", "action", "incident", "next", "evidence")
 
 
-def payload(message: Message) -> dict:
+def payload(message: Message) -> dict[str, Any]:
     """The event as JSON for webhooks that automate, beside Apprise's own title/message/type.
     Version 1 (`"schema": "rollback-watcher/1"`); every key is always present, null when the
     event has no such thing:
@@ -197,7 +202,7 @@ def with_context(message: Message, ctx: MessageContext, incident: str | None = N
     return replace(message, facts=facts)
 
 
-def _finding_facts(findings: Sequence[Finding]) -> dict:
+def _finding_facts(findings: Sequence[Finding]) -> dict[str, Any]:
     if not findings:
         return {}
     f = findings[0]
@@ -291,7 +296,7 @@ def _next(command: str, then: str = "") -> str:
     return f"{text}\nThen: {then}" if then else text
 
 
-def for_verdict(ctx: MessageContext, verdict) -> Message | None:
+def for_verdict(ctx: MessageContext, verdict: Verdict) -> Message | None:
     """The message for a decider verdict (decide.Verdict) that is news for its incident: a
     would-roll-back, a fired-outside-window or a cannot-act; None when it says nothing."""
     findings, release = list(verdict.findings), verdict.current or "?"
@@ -316,7 +321,7 @@ def for_phase_change(ctx: MessageContext, finding: Finding, after: str, release:
     return None
 
 
-def routed(message: Message, findings: Sequence[Finding], rules) -> Message:
+def routed(message: Message, findings: Sequence[Finding], rules: Iterable[Rule]) -> Message:
     """`message` routed by the `notify:` tags of the rules behind `findings`."""
     tags = sorted({t for f in findings for r in rules if r.name == f.rule for t in r.notify})
     return replace(message, route_tags=tuple(tags)) if tags else message

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Release:
     # When it was made (directory mtime, image creation time), seconds since the epoch, for
     # ordering releases the watcher never saw deployed; None when the backend cannot tell.
     created: float | None = None
-    details: dict = field(default_factory=dict, compare=False, hash=False)
+    details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Mark(StrEnum):

@@ -20,14 +20,16 @@ definitions its every line reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 from watcher.base.format import format_duration, format_labels, format_number, format_value
 from watcher.core.model import TransitionKind
 
-if TYPE_CHECKING:  # core/judge.py is imported where a judge rule is judged: `check` needs none of it
+# core/judge.py is imported where a judge rule is judged: `check` needs none of it (~2 ms CPU).
+if TYPE_CHECKING:
     from watcher.core.judge import Counts, Judgement
 
 SCOPES = ("host", "fleet")
@@ -253,7 +255,7 @@ class Rule:
 class Sample:
     """One series of an instant query result."""
 
-    labels: dict
+    labels: dict[str, str]
     value: float
 
 
@@ -263,6 +265,12 @@ class ProbeResult:
     detail: str  # "200 in 12 ms", "connect error", "timeout after 2s", "status 503"
     status: int | None = None
     elapsed: float | None = None
+
+
+# What a reader returns for one rule: the series of a query, a probe's answer, a judge rule's
+# counts, or the error (signals.SourceError) that kept it from reading: an error is never
+# "condition false". A string: Counts is imported for type checking only (see above).
+SignalResult: TypeAlias = "list[Sample] | ProbeResult | BaseException | Counts"
 
 
 class Outcome(str, Enum):
@@ -278,7 +286,7 @@ class Outcome(str, Enum):
 class Observation:
     outcome: Outcome
     value: float | None = None  # the worst breaching value, else the largest finite one
-    labels: dict = field(default_factory=dict)  # of the worst breaching series
+    labels: dict[str, str] = field(default_factory=dict)  # of the worst breaching series
     breaching: int = 0  # how many series breach
     series: int = 0  # how many series came back
     detail: str = ""  # error reason, probe detail, "no baseline"
@@ -300,7 +308,7 @@ class Observation:
         return self.outcome is Outcome.OK and (self.value is None or math.isfinite(self.value))
 
 
-def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
+def classify(rule: Rule, result: SignalResult, baseline: float | None = None) -> Observation:
     """Turn a signal's raw result into an Observation for `rule`.
 
     `result` is a list of Samples, a ProbeResult, or an Exception (a SourceError): an error is
@@ -310,7 +318,7 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
         return Observation.error(getattr(result, "reason", None) or str(result) or type(result).__name__)
     if isinstance(result, ProbeResult):
         return Observation(Outcome.OK if result.ok else Outcome.BREACH, value=result.elapsed, detail=result.detail)
-    if rule.is_judge:
+    if not isinstance(result, list):  # Counts: what a judge rule's reader returns
         return _judged(rule, result)
     samples = list(result)
     if not samples:
@@ -373,7 +381,7 @@ def breaches(rule: Rule, value: float, baseline: float | None = None) -> bool:
     return True
 
 
-def _usable_baseline(baseline: float | None) -> bool:
+def _usable_baseline(baseline: float | None) -> TypeGuard[float]:
     return baseline is not None and math.isfinite(baseline) and baseline >= 0
 
 
@@ -413,16 +421,16 @@ class RuleState:
     last_outcome: str | None = None
     last_value: float | None = None
     last_detail: str = ""
-    last_labels: dict = field(default_factory=dict)
+    last_labels: dict[str, str] = field(default_factory=dict)
     last_evidence: dict[str, float | bool | None] | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["phase"] = self.phase.value
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> RuleState:
+    def from_dict(cls, d: Mapping[str, Any]) -> RuleState:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["phase"] = Phase(known.get("phase", "inactive"))
         return cls(**known)
@@ -569,7 +577,7 @@ class Finding:
     value: float | None = None  # the worst breaching value, None for probes without a number
     unit: str = ""  # e.g. "s", "%", "" as declared by the rule (value_unit)
     since: float | None = None  # epoch seconds the condition first held
-    labels: dict = field(default_factory=dict, compare=False, hash=False)  # breaching series
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # breaching series
     detail: str = ""  # e.g. "connect error", "status 503"
     # A judge rule's evidence: share, low, high, level, limit, requests, failures, log_e,
     # log_needed (core/judge.Judgement.facts): the interval messages and the webhook carry.

@@ -24,15 +24,21 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import etcd3gw
 import httpx
+import requests
+from etcd3gw.client import Etcd3Client
 
 from watcher.base.errors import WatcherError
 from watcher.config.schema import FleetConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FleetUnavailable(WatcherError):
@@ -75,11 +81,9 @@ class EtcdGateway:
     """The fleet's calls to etcd, each bounded by `timeout`, tried on every endpoint in turn."""
 
     def __init__(self, config: FleetConfig, on_request: Callable[[], None] | None = None):
-        import etcd3gw  # imported here: a host without `fleet:` never loads it
-
         self.config = config
         self._exc = etcd3gw.exceptions
-        self._clients = []
+        self._clients: list[Etcd3Client] = []
         for url in config.endpoints:
             parts = urlsplit(url)
             self._clients.append(etcd3gw.Etcd3Client(
@@ -93,7 +97,7 @@ class EtcdGateway:
     def endpoint(self) -> str:
         return self.config.endpoints[self._active]
 
-    def _call(self, what: str, fn: Callable):
+    def _call(self, what: str, fn: Callable[[Etcd3Client], T]) -> T:
         """fn(client) on the endpoint that answered last, then on the others."""
         errors = []
         n = len(self._clients)
@@ -119,7 +123,7 @@ class EtcdGateway:
             return result
         raise FleetUnavailable(f"{what}: no etcd endpoint answered ({'; '.join(errors)})")
 
-    def _authenticate(self, client) -> None:
+    def _authenticate(self, client: Etcd3Client) -> None:
         result = client.post(client.get_url("/auth/authenticate"),
                              json={"name": self.config.username, "password": self.config.password})
         client.session.headers["Authorization"] = result["token"]
@@ -132,7 +136,7 @@ class EtcdGateway:
 
     def keepalive(self, lease_id: int) -> int:
         """The lease's new TTL; <= 0 when it had already expired."""
-        def call(c):
+        def call(c: Etcd3Client) -> int:
             result = c.post(c.get_url("/lease/keepalive"), json={"ID": lease_id})
             return int(result.get("result", {}).get("TTL", -1))
 
@@ -142,8 +146,8 @@ class EtcdGateway:
         self._call("lease revoke", lambda c: c.post(c.get_url("/kv/lease/revoke"), json={"ID": lease_id}))
 
     def put(self, key: str, value: str, lease_id: int | None = None) -> None:
-        def call(c):
-            payload = {"key": _b64(key), "value": _b64(value)}
+        def call(c: Etcd3Client) -> None:
+            payload: dict[str, str | int] = {"key": _b64(key), "value": _b64(value)}
             if lease_id:
                 payload["lease"] = lease_id
             c.post(c.get_url("/kv/put"), json=payload)
@@ -159,12 +163,13 @@ class EtcdGateway:
 
     def get(self, key: str) -> bytes | None:
         values = self._call(f"get {key}", lambda c: c.get(key))
-        return values[0] if values else None
+        value = values[0] if values else None
+        return value if isinstance(value, bytes) else None  # without metadata, etcd3gw gives bytes
 
     def range_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
         """Every key under `prefix` and the store's revision at that moment (the watch starts
         right after it, so that nothing falls between the two)."""
-        def call(c):
+        def call(c: Etcd3Client) -> tuple[int, list[KeyValue]]:
             result = c.post(c.get_url("/kv/range"),
                             json={"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
             revision = int(result.get("header", {}).get("revision", 0))
@@ -175,7 +180,7 @@ class EtcdGateway:
         return self._call(f"range {prefix}", call)
 
     def count_prefix(self, prefix: str) -> int:
-        def call(c):
+        def call(c: Etcd3Client) -> int:
             result = c.post(c.get_url("/kv/range"), json={"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                                           "count_only": True})
             return int(result.get("count", 0))
@@ -241,7 +246,7 @@ class WatchStream:
         self._url = endpoint + "/v3/watch"
         self._body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                          "start_revision": start_revision}}
-        self._cm = None
+        self._cm: AbstractContextManager[httpx.Response] | None = None
         self._response: httpx.Response | None = None
         self._socket: socket.socket | None = None
         self._lines: Iterator[str] | None = None
@@ -259,14 +264,17 @@ class WatchStream:
         if not first.get("created"):
             raise WatchEnded(f"watch not created: {first}")
 
-    def _next_result(self) -> dict:
+    def _next_result(self) -> dict[str, Any]:
+        if self._lines is None:
+            raise WatchEnded("the watch was not opened")
         try:
             for line in self._lines:
                 if line.strip():
                     data = json.loads(line)
                     if "error" in data:
                         raise WatchEnded(f"etcd: {data['error'].get('message', data['error'])}")
-                    return data.get("result", {})
+                    result: dict[str, Any] = data.get("result", {})
+                    return result
         except httpx.ReadTimeout:
             raise WatchEnded("quiet for the read timeout") from None
         except (httpx.HTTPError, OSError, ValueError) as exc:
@@ -309,11 +317,10 @@ class WatchStream:
         self._client.close()
 
 
-def _session(config: FleetConfig):
+def _session(config: FleetConfig) -> requests.Session:
     """A requests session for one endpoint. Not from the environment: requests lets
     REQUESTS_CA_BUNDLE override a session's own CA (found with a TLS etcd on this machine), and
     etcd is reached directly, never through HTTP(S)_PROXY."""
-    import requests
 
     session = requests.Session()
     session.trust_env = False

@@ -63,7 +63,7 @@ class FleetLink:
         self.outbox = Outbox(Path(state_dir) / OUTBOX)
         self.cache = FleetCache(self.keys, config.host, clock, self.counters)
         self._lock = threading.Lock()  # this host's membership
-        self._notices: queue.Queue = queue.Queue()
+        self._notices: queue.Queue[Notice] = queue.Queue()
         self._member: Member | None = None
         self._member_dirty = threading.Event()
         self._wake = threading.Event()
@@ -207,7 +207,8 @@ class FleetLink:
             log.warning("fleet recovered endpoint=%s", self.gateway.endpoint)
 
     def _keepalive(self) -> None:
-        ttl = self.gateway.keepalive(self._lease)
+        # No lease yet counts as an expired one: a new one is granted.
+        ttl = self.gateway.keepalive(self._lease) if self._lease is not None else 0
         if ttl <= 0:
             # The lease expired (etcd unreachable longer than the TTL): a new one, membership again.
             log.warning("fleet lease expired, joining again lease=%s", self._lease)
@@ -241,7 +242,9 @@ class FleetLink:
         raw = self.gateway.get(key)
         stored = FleetVerdict.decode(verdict.release, raw) if raw is not None else None
         if raw is not None and verdict_wins(stored, verdict) and self.gateway.replace(key, raw, verdict.encode()):
-            log.info("fleet verdict replaced release=%s was=%s now=%s", verdict.release, stored.verdict, verdict.verdict)
+            # `stored` is None when the stored value is unreadable (verdict_wins lets us replace it).
+            log.info("fleet verdict replaced release=%s was=%s now=%s", verdict.release,
+                     stored.verdict if stored else "unreadable", verdict.verdict)
         else:
             log.info("fleet verdict already there release=%s stored=%s by=%s", verdict.release,
                      stored.verdict if stored else "?", stored.host if stored else "?")

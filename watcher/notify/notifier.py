@@ -65,12 +65,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
@@ -291,7 +292,7 @@ class Notifier:
                 self._redeliveries.unqueued(pending)
         return queued
 
-    def restore_undelivered(self, events: Iterable[dict]) -> int:
+    def restore_undelivered(self, events: Iterable[dict[str, Any]]) -> int:
         """After a restart: take back the undelivered messages the journal holds (see
         undelivered_from_journal) whose target is still configured; returns how many."""
         return self._redeliveries.restore(events, self._find_endpoint)
@@ -347,7 +348,7 @@ class Notifier:
                         message.kind, message.severity.value, result.target, result.attempts,
                         result.reason)
 
-    def _journal(self, kind: str, **fields) -> None:
+    def _journal(self, kind: str, **fields: Any) -> None:
         """Append to the audit log; a failing journal is logged, never raised."""
         fields = {k: (self._scrub(v) if isinstance(v, str) and self._secrets is not None else v)
                   for k, v in fields.items()}
@@ -359,7 +360,7 @@ class Notifier:
 
 
 def _failure_fields(msg_id: str, message: Message, target: str, reason: str, attempts: int,
-                    permanent: bool) -> dict:
+                    permanent: bool) -> dict[str, Any]:
     return dict(id=msg_id, message_kind=message.kind, severity=message.severity.value,
                 target=target, reason=reason, attempts=attempts, permanent=permanent,
                 title=message.title, body=message.body, release=message.release,
@@ -390,8 +391,6 @@ def notify_test_command(
         out.write("no notify targets configured\n")
         return 1
     if ctx is None:
-        import socket
-
         ctx = MessageContext(service="rollback-watcher", host=socket.gethostname())
     message = test_message(ctx.at(time.time()) if ctx.now is None else ctx, severity)
     delivered = total = 0

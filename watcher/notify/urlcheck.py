@@ -30,6 +30,7 @@ from watcher.base.redact import config_path
 # Not from watcher.notify.notifier, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
 from watcher.core.messages import NotifyTarget
+from watcher.notify.targets import check_targets
 
 CACHE_FILE = "notify-targets.json"
 _URL_TYPO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/?(?!/)")  # "ntfy:/x", "slack:x": not a path
@@ -70,7 +71,7 @@ def target_problems(targets: Iterable[NotifyTarget], directory: Path | None) -> 
     unseen = [i for i, k in enumerate(keys) if not k or k not in accepted]
     if not unseen:
         return []
-    from watcher.notify.notifier import check_targets  # imports apprise
+
 
     problems: list[str] = []
     for i in unseen:

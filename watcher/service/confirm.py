@@ -27,13 +27,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from watcher.backends.base import Backend
+from watcher.base.durations import parse_duration
 from watcher.base.format import format_duration
 from watcher.config.schema import WatcherConfig
 from watcher.core import evidence, messages
+from watcher.core.evaluate import Evaluation, RuleEvaluation
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.rules import WINDOW_TOKEN, Finding, HostCheck, Phase, PromQuery, finding
 from watcher.core.rules import Outcome as Observed
@@ -90,14 +92,13 @@ def start_confirmation(w: Confirmer, from_id: str, to_id: str, findings: Sequenc
 _RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
 
 
-def clear_bound(config, rules: Sequence[str]) -> float:
+def clear_bound(config: WatcherConfig, rules: Sequence[str]) -> float:
     """How long the fired rules get to clear: `verify.clear_within` when set; else the longest
     range any of them reads (a fixed `[5m]` holds the bad release's samples for five minutes,
     `[$window]` starts at the switch and is read from `min_window` on; a host counter's
     `window`), at least `max_window`, plus three intervals. A rule cannot be asked to clear
     before its range has slid past the bad release: that would call a good rollback "probably
     not the cause"."""
-    from watcher.base.durations import parse_duration
 
     if config.verify.clear_within is not None:
         return config.verify.clear_within
@@ -126,7 +127,7 @@ def too_early(state: State, config: WatcherConfig, now: float) -> dict[str, str]
     return {r.name: why for r in config.rules if isinstance(r.signal, PromQuery) and WINDOW_TOKEN in r.signal.query}
 
 
-def confirm(w: Confirmer, evaluation, now: float) -> None:
+def confirm(w: Confirmer, evaluation: Evaluation, now: float) -> None:
     """One tick of a confirmation: verified once every fired rule reads healthy on the restored
     release (rules.Observation.healthy, or no data while a query sees requests: `_clear`). When
     `until` passes without that: "probably not the cause" (a halt) if a fired rule breached on
@@ -169,7 +170,7 @@ def confirm(w: Confirmer, evaluation, now: float) -> None:
     w.notify(messages.rollback_not_cleared(w.ctx, c["from"], c["to"], not_cleared, waited))
 
 
-def _clear(e, traffic: bool = False) -> bool:
+def _clear(e: RuleEvaluation, traffic: bool = False) -> bool:
     """Whether a fired rule reads clear on the restored release: a healthy reading
     (Observation.healthy: a real number, a probe that answered), or "no data" of a `no_data: ok`
     rule while a query of the table sees requests on the restored release (`traffic`): an
@@ -190,19 +191,19 @@ def _clear(e, traffic: bool = False) -> bool:
     return traffic and obs.outcome is Observed.NO_DATA and e.rule.no_data == "ok"
 
 
-def _sees_requests(evaluated) -> bool:
+def _sees_requests(evaluated: Iterable[RuleEvaluation]) -> bool:
     """Whether a Prometheus rule that needs requests (Rule.shows_serving) reads a real number on
     this tick: the restored release is serving requests (evidence.seen_serving)."""
     return any(e.rule.reads_prometheus and evidence.seen_serving(e) for e in evaluated)
 
 
-def _breached(e) -> bool:
+def _breached(e: RuleEvaluation) -> bool:
     """This tick's reading of a fired rule is a breach on the restored release (the state
     machine counted it: `failures` grew; a held rule's state does not move)."""
     return e.after.failures > e.before.failures
 
 
-def _ending(still: Sequence[str], by_name: dict, breached: Sequence[str]) -> tuple[list[str], str]:
+def _ending(still: Sequence[str], by_name: dict[str, RuleEvaluation], breached: Sequence[str]) -> tuple[list[str], str]:
     """At the end of the bound: the rules that did not clear because they breached on the
     restored release (now, or earlier in the confirmation), and else why the others are
     silent ("no traffic", "no answer from Prometheus")."""

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
+
 from watcher.base.format import format_value
 from watcher.config.schema import WatcherConfig
 from watcher.core import messages
@@ -39,6 +41,7 @@ from watcher.core.model import Mark
 from watcher.core.rules import Finding, Phase
 from watcher.fleet.link import MEMBER_REFRESH, FleetLink
 from watcher.service.recorder import Recorder
+from watcher.service.telemetry import Telemetry
 from watcher.store.state import State
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,7 @@ def fleet_finding(v: FleetVerdict) -> Finding:
 
 
 class FleetCoordinator:
-    def __init__(self, link: FleetLink, telemetry=None):
+    def __init__(self, link: FleetLink, telemetry: Telemetry | None = None):
         self.link = link
         self.config = link.config
         self._metrics = _FleetMetrics(telemetry.registry) if telemetry is not None else None
@@ -175,8 +178,7 @@ class FleetCoordinator:
 
 
 class _FleetMetrics:
-    def __init__(self, registry):
-        from prometheus_client import Counter, Gauge, Summary
+    def __init__(self, registry: CollectorRegistry):
 
         self.members = Gauge("rollback_watcher_fleet_members", "Hosts with a live membership in the fleet",
                              registry=registry)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from watcher.backends import identity_of
+from watcher.backends import build_backend, identity_of
 from watcher.base.errors import ConfigError, StateError
 from watcher.base.sdnotify import sd_notify
 from watcher.config.hostcheck import EXIT_CANNOT_START, listen_error
@@ -22,7 +22,9 @@ from watcher.config.schema import WatcherConfig
 from watcher.config.scrub import Redactor, config_secrets
 from watcher.core import messages
 from watcher.core.rules import Phase
-from watcher.service.tick import Watcher
+from watcher.notify.notifier import Notifier, check_targets
+from watcher.service.tick import Watcher, quiet_journal
+from watcher.signals.reader import build_reader
 from watcher.store.locks import DeployLock, acquire_host
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ def serve(w: Watcher) -> int:
         raise
     daemon = Daemon(w)
     try:
-        if w.telemetry is not None:
+        if w.telemetry is not None and cfg.telemetry.listen is not None:  # built only with a listen address
             try:
                 bound = w.telemetry.serve(cfg.telemetry.listen)
             except OSError as exc:
@@ -91,8 +93,6 @@ def serve(w: Watcher) -> int:
                 return EXIT_CANNOT_START
             logging.getLogger("watcher.service.telemetry").info("metrics and /healthz listen=%s", bound)
         if cfg.notify:
-            from watcher.notify.notifier import check_targets
-
             for problem in check_targets(list(cfg.notify)):
                 logging.getLogger("watcher.notify.notifier").error("notify target unusable: %s", problem)
         daemon.install_signal_handlers()
@@ -151,8 +151,6 @@ def reload(w: Watcher) -> bool:
         w.tell()
         sd_notify("READY=1")
         return False
-    from watcher.signals.reader import build_reader
-
     old_reader = w.reader
     w.reader = build_reader(new)
     w.reader.keep_host_counters(w.state.host_counters)  # growth since the deploy survives the reload
@@ -161,9 +159,7 @@ def reload(w: Watcher) -> bool:
         # Never keep acting with a backend the new config removed.
         w.backend = None
         w.journal("backend_removed", reason="the reloaded config has no backend: the watcher no longer acts")
-    elif new.backend != w.config.backend:
-        from watcher.backends import build_backend
-
+    elif new.backend is not None and new.backend != w.config.backend:
         w.backend = build_backend(new.backend.type, new.backend.options)
     names = {r.name for r in new.rules}
     w.state.rules = {k: v for k, v in w.state.rules.items() if k in names}
@@ -189,13 +185,9 @@ def reload(w: Watcher) -> bool:
 
 def _replace_notifier(w: Watcher, new: WatcherConfig, redact: Redactor) -> None:
     """New notify targets: a new Notifier; the old one delivers what it has queued, then stops."""
-    from watcher.service.tick import quiet_journal
-
     old = w.notifier
     w.notifier = None
     if new.notify:
-        from watcher.notify.notifier import Notifier
-
         w.notifier = Notifier(list(new.notify), journal=quiet_journal(w.store), clock=w.clock, redact=redact)
     if old is not None:
         old.close(timeout=5)

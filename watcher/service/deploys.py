@@ -23,9 +23,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from watcher.backends.base import Backend, Prunable
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
+from watcher.config.schema import WatcherConfig
 from watcher.core import evidence, messages
 from watcher.core.decide import order_releases
 from watcher.core.model import Mark
@@ -160,15 +162,22 @@ def has_known_good(state: State, besides: str) -> bool:
     return any(r.mark == Mark.GOOD for rid, r in state.releases.items() if rid != besides)
 
 
+class BaselineSource(Protocol):
+    """Where baselines are read (signals.PrometheusSource)."""
+
+    def baseline(self, expr: str, end: float, window: float, step: float) -> float | None: ...
+
+
 @dataclass
 class Baselines:
     """The pre-deploy medians of the baseline rules. A failure is said once per deploy and rule
     (`reported`), since the rule cannot fire meanwhile."""
 
     out: Recorder
-    reported: set[tuple] = field(default_factory=set)
+    reported: set[tuple[str | None, float, str]] = field(default_factory=set)  # release, deployed_at, rule
 
-    def capture(self, config, source, state: State, wall_offset: float = 0.0) -> None:
+    def capture(self, config: WatcherConfig, source: BaselineSource | None, state: State,
+                wall_offset: float = 0.0) -> None:
         """The median of each baseline rule's query over `baseline_window` before the deploy,
         kept in `state.baselines` once per deploy; retried on later ticks while Prometheus
         cannot answer."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from watcher.backends.base import Backend
 from watcher.base.errors import WatcherError
 from watcher.config.schema import VerifyConfig
-from watcher.core.rules import HttpCheck, Rule
+from watcher.core.rules import HttpCheck, ProbeResult, Rule
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,18 @@ class VerifyResult:
     seconds: float
 
 
+class Prober(Protocol):
+    """What verification probes through (signals.HttpProbe, or the reader's bounded pool)."""
+
+    def probe(self, check: HttpCheck) -> ProbeResult: ...
+
+
 def verify(
     target: str,
-    backend,
+    backend: Backend,
     config: VerifyConfig,
     probe_rules: list[Rule],
-    probe,
+    probe: Prober,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> VerifyResult:

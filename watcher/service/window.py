@@ -28,11 +28,13 @@ import logging
 from collections.abc import Callable, Sequence
 
 from watcher.base.clock import Timebase
+from watcher.config.schema import WatcherConfig
 from watcher.core import evidence, messages
 from watcher.core.evaluate import Evaluation, blindness
 from watcher.core.model import Mark, TransitionKind
 from watcher.core.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
 from watcher.service.recorder import Recorder
+from watcher.service.telemetry import Telemetry
 from watcher.store.locks import DeployLock
 from watcher.store.state import State
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def record(evaluation: Evaluation, state: State, now: float, notify_pending: bool, out: Recorder,
-           blind_episode: frozenset[str], telemetry=None) -> frozenset[str]:
+           blind_episode: frozenset[str], telemetry: Telemetry | None = None) -> frozenset[str]:
     """Keep the tick's new rule states and journal every transition; a phase change goes into
     the incident's timeline and is told; the tick counts for the window's evidence. Going
     blind, and recovering, is told once per episode (evaluate.blindness), however the rules
@@ -103,6 +105,8 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
             out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
+    if s.window_ends is None:  # never: waiting needs in_window, which needs an end
+        return
     if s.lock_wait is None:
         s.lock_wait = {"since": now, "last": now, "notified": False}
         # At least one interval of window left while it waits: the next tick, however late,
@@ -120,7 +124,7 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
         out.notify(messages.lock_wait_long(out.ctx, s.current or "?", str(lock.path), waited, rolling), rolling)
 
 
-def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
+def discard_deploy_evidence(state: State, config: WatcherConfig, out: Recorder) -> None:
     """The deploy lock was let go since the last tick: what the rollback rules saw while a
     deploy held it (the closed port of its restart, a burst of errors while it swapped) is the
     deploy at work, not the release. Their pending, firing and failures-in-a-row start again
@@ -142,7 +146,7 @@ def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
         log.info("deploy lock let go: evidence seen while it was held is discarded rules=%s", ",".join(discarded))
 
 
-def assess(state: State, now: float, firing: Sequence[Finding], config, out: Recorder,
+def assess(state: State, now: float, firing: Sequence[Finding], config: WatcherConfig, out: Recorder,
            on_good: Callable[[str, float], None]) -> None:
     """At the end of its watch window a release with no rollback rule firing, and with the
     evidence `config.evidence` asks for, is known-good; `on_good` gets it (the fleet's mark,
@@ -196,7 +200,7 @@ def _fired_now(rs: RuleState | None, now: float) -> bool:
     return rs is not None and rs.phase is Phase.FIRING and rs.fired_at == now
 
 
-def _undecided(state: State, config, now: float) -> list[str]:
+def _undecided(state: State, config: WatcherConfig, now: float) -> list[str]:
     """The rollback rules pending on the current release, or that fired on this very tick (the
     decider, after this step, must still see the window open to act on them)."""
     out = []

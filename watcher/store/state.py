@@ -57,22 +57,22 @@ class State:
     incident: Incident | None = None  # the open incident, with its timeline
     paused_until: float | None = None
     halted: str | None = None  # why the watcher stopped acting (a human runs `resolve`)
-    intent: dict | None = None  # a switch recorded before it was made, cleared after
+    intent: dict[str, Any] | None = None  # a switch recorded before it was made, cleared after
     last_rollback_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
     # A switched rollback waiting for the rules that fired to clear on the restored release:
     # from, to, rules, findings, switched_at, until (confirm.confirm).
-    confirming: dict | None = None
+    confirming: dict[str, Any] | None = None
     # Why the backend cannot say which release is current, once said (status shows it).
     current_problem: str | None = None
     # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
-    lock_wait: dict | None = None
+    lock_wait: dict[str, Any] | None = None
     # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
     # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
     lock_seen: bool = False
     # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
     # kept here so that growth since the deploy is counted across a restart or a reload.
-    host_counters: dict[str, list] = field(default_factory=dict)
+    host_counters: dict[str, list[Any]] = field(default_factory=dict)
 
     def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
         rec = self.releases.get(release_id)
@@ -88,13 +88,13 @@ class State:
 
     # JSON form -------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["rules"] = {name: rs.to_dict() for name, rs in self.rules.items()}
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> State:
+    def from_dict(cls, d: dict[str, Any]) -> State:
         if not isinstance(d, dict):
             raise ValueError("the top level is not an object")
         version = d.get("version")
@@ -116,7 +116,7 @@ class State:
 
 
 
-def _poisoned_times(d: dict) -> list[str]:
+def _poisoned_times(d: dict[str, Any]) -> list[str]:
     """Where a time field is not None or a finite number. NaN compares false with everything:
     such a window never holds, and a string "nan" (how _dumps writes NaN) raises TypeError in
     the first comparison, on every start."""
@@ -136,10 +136,10 @@ def _poisoned_times(d: dict) -> list[str]:
     return found
 
 
-def _json_default(value: Any):
+def _json_default(value: Any) -> Any:
     if isinstance(value, (set, tuple)):
         return list(value)
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
@@ -166,7 +166,7 @@ def _finite(obj: Any) -> Any:
 class StateStore:
     """state.json and journal.jsonl under one directory."""
 
-    def __init__(self, state_dir: Path, clock=time.time, redact: Callable[[str], str] = str):
+    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time, redact: Callable[[str], str] = str):
         self.dir = Path(state_dir)
         self.clock = clock
         # The config's secrets never reach a file (scrub.Redactor): an error text may carry one.
@@ -266,7 +266,7 @@ class StateStore:
 
     # journal.jsonl ---------------------------------------------------------------------------
 
-    def journal(self, kind: str, **fields: Any) -> dict:
+    def journal(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Append one event, flushed and fsynced before returning."""
         event = {"time": round(self.clock(), 3), "kind": kind, **fields}
         line = (self.redact(_dumps(event)) + "\n").encode()
@@ -285,7 +285,7 @@ class StateStore:
                              f"the watcher write access to) {self.dir}; the journal written so far is intact.") from None
         return event
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[dict[str, Any]]:
         """Every journal event, oldest first; a damaged line is skipped with a warning."""
         try:
             fh = open(self.journal_path, "rb")
@@ -322,7 +322,7 @@ class StateStore:
             return False
         return True
 
-    def take_requests(self) -> list[dict]:
+    def take_requests(self) -> list[dict[str, Any]]:
         """Pending requests, oldest first; each file is removed once read. One that cannot be
         read comes out as {"id": its file's name, "unreadable": why}: the CLI waiting for it
         hears the refusal at once instead of waiting out its timeout."""
