@@ -16,7 +16,8 @@ from support import HEALTH_PROBE_RULES
 from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
 from watcher.service.tick import build_watcher
-from watcher.signals.reader import HttpProbe, SignalReader
+from watcher.signals.probe import HttpProbe
+from watcher.signals.reader import SignalReader
 
 TIMEOUT = 1.0
 BOUND = TIMEOUT + 1.5  # the timeout plus a loaded machine's scheduling

@@ -73,7 +73,7 @@ from watcher.core.rules import (
     window_seconds,
 )
 from watcher.signals.counts import MAX_SPAN, CountReader, counting_start, counts_at
-from watcher.signals.reader import PrometheusSource, Series, baseline_from_series
+from watcher.signals.prometheus import PrometheusSource, Series, baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.
 MAX_POINTS = 10_000

@@ -30,7 +30,7 @@ from watcher.base.errors import WatcherError
 from watcher.config.rulefile import load_rule_file
 from watcher.config.scoping import quote, scope_query
 from watcher.core.rules import PromQuery
-from watcher.signals.reader import PrometheusSource
+from watcher.signals.prometheus import PrometheusSource
 
 APP = "app"
 HOST = "host"  # packs about the host (node_exporter, cAdvisor): targets of their own

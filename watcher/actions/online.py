@@ -22,8 +22,9 @@ from watcher.config.schema import WatcherConfig
 from watcher.config.scoping import quote
 from watcher.core.evaluate import evaluate, watch_window
 from watcher.core.rules import WINDOW_TOKEN, ProbeResult, PromQuery, Rule
+from watcher.signals.prometheus import PrometheusSource
 from watcher.signals.promtime import effective_scrape_interval
-from watcher.signals.reader import PrometheusSource, build_reader
+from watcher.signals.reader import build_reader
 from watcher.store.state import State, StateStore
 
 

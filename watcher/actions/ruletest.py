@@ -57,7 +57,7 @@ from watcher.config.values import FileReader
 from watcher.core.judge import Counts, bucket_increases, error_counts
 from watcher.core.rules import CounterShare, ProbeResult, Rule, Sample, SignalResult
 from watcher.signals.counts import counting_start, counts_at, needs_before
-from watcher.signals.reader import baseline_from_series
+from watcher.signals.prometheus import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]
 TEST_KEYS = ["name", "interval", "deploys", "input_series", "expect"]

@@ -41,7 +41,7 @@ def init(
     `check --online`. Exit 2 when it cannot choose (it lists the targets), 1 when the check fails."""
     # The rule packs' reader, YAML and the Prometheus client: ~170 ms CPU of import at --help.
     from watcher.actions import init as setup
-    from watcher.signals.reader import PrometheusSource
+    from watcher.signals.prometheus import PrometheusSource
 
     if (releases is None) != (current is None):
         raise typer.BadParameter("give both --releases and --current, or neither", param_hint="--releases")

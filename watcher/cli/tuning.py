@@ -33,7 +33,7 @@ def backtest(
     rolled back. Exit 1 when every evaluation failed (e.g. Prometheus unreachable)."""
     # The replay, the Prometheus client (requests) and the state: ~95 ms CPU at --help.
     from watcher.actions import backtest as bt
-    from watcher.signals.reader import PrometheusSource
+    from watcher.signals.prometheus import PrometheusSource
     from watcher.store.state import StateStore
 
     step_s = duration_option(step, "--step") if step else None
