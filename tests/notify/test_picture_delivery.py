@@ -13,8 +13,9 @@ from dataclasses import replace
 from PIL import Image
 
 from watcher.core.messages import Message, Severity
+from watcher.notify.attach import PictureMaker
 from watcher.notify.notifier import NotifyTarget
-from watcher.notify.pictures import PNG_SIGNATURE, BreachPicture, PictureError, PictureMaker, thresholds_for
+from watcher.notify.pictures import PNG_SIGNATURE, BreachPicture, PictureError, thresholds_for
 
 T0 = 1_764_000_000.0
 PICTURE = BreachPicture(rule="http-5xx-ratio", unit="ratio", thresholds=thresholds_for(above=0.1),

@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 
 from watcher.base.format import format_value
+from watcher.notify.attach import PictureMaker
 from watcher.notify.pictures import (
     HEIGHT_PX,
     PNG_SIGNATURE,
     WIDTH_PX,
     BreachPicture,
     PictureError,
-    PictureMaker,
     Threshold,
     figure,
     render_png,
@@ -210,7 +210,7 @@ def test_warm_imports_matplotlib_on_the_drawing_thread_without_waiting_for_it():
     pending, so that the first picture does not pay for the import while its message waits."""
     code = textwrap.dedent("""
         import sys, threading, time
-        from watcher.notify.pictures import PictureMaker
+        from watcher.notify.attach import PictureMaker
         maker = PictureMaker()
         assert "matplotlib.figure" not in sys.modules
         maker.warm(); maker.warm()

@@ -77,8 +77,9 @@ from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.notify.attach import PictureMaker
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
-from watcher.notify.pictures import BreachPicture, PictureMaker
+from watcher.notify.pictures import BreachPicture
 from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
 
