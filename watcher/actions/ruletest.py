@@ -36,6 +36,9 @@ scrape). It counts them since the last deploy exactly as live (signals/counts.co
 
           - {rule: http-5xx-judge, series: total, values: 0+50x40}
           - {rule: http-5xx-judge, series: errors, values: 0x20 0+15x20}
+
+Length: a little over 400 lines, because it reads its own file format (every key checked with
+FILE:LINE, as config/ does) and runs it; both halves speak the same Case and Series types.
 """
 
 from __future__ import annotations
