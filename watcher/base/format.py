@@ -1,11 +1,14 @@
-"""How every output of the watcher writes numbers, durations, times and labels: the journal's
-summaries, the CLI, `explain`, the backtest and the notifications all use these, so a value
-reads the same wherever it appears. Pure: no I/O, no clock.
+"""How every output of the watcher writes numbers, durations, times and labels: the messages,
+the webhook payload's `value_text`/`threshold_text`, the log lines, the incident timeline, the
+fleet's messages and every CLI command (eval, explain, status, backtest, the demo) use these, so
+a value reads the same wherever it appears. Pure: no I/O, no clock.
 
-Numbers are formatted by the unit the rule declares:
+Numbers are formatted by the unit the rule declares (`value_unit`), its value and its
+thresholds alike ("40.29% against > 10% for 2m", never "> 0.1"):
   - "%", "percent" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.21%);
   - "s": seconds, shown as 250ms, 1.2s, 2m10s;
   - anything else: 4 significant digits followed by the unit.
+Machines get the raw number beside the text (the journal, `--json`, the payload's `value`).
 """
 
 from __future__ import annotations
@@ -100,6 +103,13 @@ def format_condition(condition: str, unit: str = "") -> str:
     if not match:
         return (condition or "").strip()
     return f"{match.group(1)} {format_value(float(match.group(2)), unit)}"
+
+
+def format_reading(value: float | None, condition: str, unit: str = "") -> str:
+    """"40.29% against > 10% for 2m": a value and the condition it is held against, both in the
+    rule's unit (a condition a rule wrote in its unit already is kept as it is)."""
+    shown = format_condition(condition, unit) or "its condition"
+    return shown if value is None else f"{format_value(value, unit)} against {shown}"
 
 
 def format_labels(labels: dict) -> str:

@@ -3,7 +3,7 @@
 Keys, all under `PREFIX/NAME/` (FleetConfig.root), values are JSON:
 
     releases/ID/verdict      created once, first writer wins: {"verdict": "bad"|"good", "host",
-                             "at", "rule", "value", "reason"}. The one exception: "bad" replaces
+                             "at", "rule", "value", "unit", "reason"}. The one exception: "bad" replaces
                              "good" (compare-and-swap on the exact old value), never the reverse,
                              so a release rolled back after it was declared good is refused by
                              the gate from then on.
@@ -84,11 +84,12 @@ class FleetVerdict:
     rule: str = ""  # the rule that fired (bad), "" for good or a manual rollback
     value: float | None = None
     reason: str = ""
+    unit: str = ""  # the rule's value_unit at the writer, so that every host writes `value` alike
 
     def encode(self) -> str:
         value = self.value if self.value is not None and math.isfinite(self.value) else None
         return json.dumps({"verdict": self.verdict, "host": self.host, "at": round(self.at, 3), "rule": self.rule,
-                           "value": value, "reason": self.reason}, sort_keys=True)
+                           "value": value, "reason": self.reason, "unit": self.unit}, sort_keys=True)
 
     @classmethod
     def decode(cls, release: str, raw: bytes | str) -> FleetVerdict | None:
@@ -98,7 +99,7 @@ class FleetVerdict:
         value = data.get("value")
         return cls(release, data["verdict"], str(data.get("host", "?")), _float(data.get("at")),
                    str(data.get("rule") or ""), float(value) if isinstance(value, (int, float)) else None,
-                   str(data.get("reason") or ""))
+                   str(data.get("reason") or ""), str(data.get("unit") or ""))
 
 
 @dataclass(frozen=True)

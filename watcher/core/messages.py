@@ -10,12 +10,10 @@ whole) and a plain-text body for a phone at 3 a.m.:
 
 Severities (and so ntfy priorities) are fixed per event, see each function.
 
-Numbers are formatted by the unit the rule declares (`Finding.unit`):
-  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.2%);
-  - "s": seconds, shown as 250ms, 1.2s, 2m10s;
-  - anything else: 4 significant digits followed by the unit.
-A simple condition such as "> 0.1" is shown in the same unit ("> 10%"); anything more complex
-is shown as the rule wrote it.
+Numbers are written by watcher/base/format.py in the unit the rule declares (`Finding.unit`):
+the value and the condition alike ("40.29% against > 10% for 2m"), and the value the rule had
+when it first breached where it differs ("; 27% at the breach"). The payload carries the raw
+numbers beside the same text.
 
 "since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
 (`ctx.at(now)`); without it only the UTC time is shown.
@@ -152,7 +150,8 @@ class MessageContext:
 
 PAYLOAD_SCHEMA = "rollback-watcher/1"
 PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
-                "value", "unit", "threshold", "action", "incident", "next")
+                "value", "unit", "threshold", "value_text", "threshold_text", "breach_value", "breach_value_text",
+                "action", "incident", "next")
 
 
 def payload(message: Message) -> dict:
@@ -167,6 +166,10 @@ def payload(message: Message) -> dict:
         target     the release rolled back to, or the candidate a human may roll back to
         rule       the first rule behind it; rules: all of them
         value      that rule's value (a number, in `unit`); threshold: its condition as written
+        value_text, threshold_text
+                   the same as the messages write them, in the rule's unit ("40.29%", "> 10%")
+        breach_value, breach_value_text
+                   the value when the rule first breached (the incident's start)
         action     what the watcher did or asks: rollback, rolled_back, needs_human, none,
                    notify, deploy, marked_good, human
         incident   the open incident's id
@@ -192,30 +195,33 @@ def with_context(message: Message, ctx: MessageContext, incident: str | None = N
 
 
 def _finding_facts(findings: Sequence[Finding]) -> dict:
+    """The first finding as data: raw numbers, and the same text the body shows."""
     if not findings:
         return {}
     f = findings[0]
-    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition}
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.threshold or f.condition,
+            "value_text": None if f.value is None else format_value(f.value, f.unit),
+            "threshold_text": format_condition(f.condition, f.unit) or None,
+            "breach_value": f.breach_value,
+            "breach_value_text": None if f.breach_value is None else format_value(f.breach_value, f.unit)}
 
 
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
 
 
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
-    """One line: `rule: value against threshold {labels}, since T (for D); detail`."""
-    parts = [f"{finding.rule}:"]
-    if finding.value is not None:
-        parts.append(format_value(finding.value, finding.unit))
-        parts.append("against")
-    parts.append(format_condition(finding.condition, finding.unit) or "its condition")
+    """One line: `rule: value against threshold {labels}, since T (for D); V at the breach; detail`."""
+    line = f"{finding.rule}: {finding.reading()}"
     labels = format_labels(finding.labels)
     if labels:
-        parts.append(labels)
-    line = " ".join(parts)
+        line += f" {labels}"
     if finding.since is not None:
         line += f", since {format_time(finding.since)}"
         if now is not None:
             line += f" (for {format_duration(now - finding.since)})"
+    at_breach = format_value(finding.breach_value, finding.unit) if finding.breach_value is not None else None
+    if at_breach is not None and finding.value is not None and at_breach != format_value(finding.value, finding.unit):
+        line += f"; {at_breach} at the breach"
     if finding.detail:
         line += f"; {finding.detail}"
     return line
@@ -714,6 +720,7 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "none"},
     )
 
 
@@ -781,4 +788,5 @@ def lock_wait_long(ctx: MessageContext, release: str, lock: str, waited: float, 
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "needs_human"},
     )

@@ -58,7 +58,7 @@ def is_fleet_finding(f: Finding) -> bool:
 def fleet_finding(v: FleetVerdict) -> Finding:
     """A bad verdict from another host, in the words of a firing rollback rule."""
     rule = v.rule or "manual"
-    seen = f"{rule} was {format_value(v.value)} there" if v.value is not None else f"{rule} there"
+    seen = f"{rule} was {format_value(v.value, v.unit)} there" if v.value is not None else f"{rule} there"
     return Finding(rule=f"{FLEET_RULE_PREFIX}{rule}", action="rollback",
                    condition=f"bad fleet-wide: {v.host} rolled {v.release} back", since=v.at,
                    detail=f"{seen}{': ' + v.reason if v.reason else ''}")
@@ -152,7 +152,7 @@ class FleetCoordinator:
             return  # rolled back because another host said so: its verdict is already there
         first = local[0] if local else None
         self.link.publish_verdict(FleetVerdict(release, BAD, self.config.host, at, first.rule if first else "",
-                                               first.value if first else None, reason))
+                                               first.value if first else None, reason, first.unit if first else ""))
 
     def survived(self, release: str, at: float) -> None:
         self.link.publish_survived(release, at)
