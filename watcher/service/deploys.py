@@ -29,7 +29,7 @@ from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
 from watcher.core import messages
 from watcher.core.decide import order_releases
 from watcher.core.model import Mark
-from watcher.core.rules import Finding, PromQuery, render_query
+from watcher.core.rules import Finding, PromQuery, RuleState, render_query
 from watcher.service.recorder import Recorder
 from watcher.store.state import State
 
@@ -145,12 +145,17 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
 
 def restored(state: State, release: str, at: float) -> None:
     """Back on a known-good release by a rollback's switch: not a deploy (no watch window),
-    fresh rule states and baselines; `[$window]` starts at the switch, as at a deploy."""
+    fresh rule states and baselines; `[$window]` starts at the switch, as at a deploy.
+
+    A baseline rule has no baseline here by design (a baseline is captured at a deploy) and
+    cannot fire: that is no news, so the fresh states count it as said. Without this, the switch
+    and the verification each reset the rule states and "no baseline: cannot fire" was said
+    again after every rollback."""
     state.current = release
     state.deployed_at = None
     state.changed_at = at
     state.window_ends = None
-    state.rules = {}
+    state.rules = {name: RuleState(no_baseline_reported=True) for name in state.rules}
     state.baselines = {}
 
 
