@@ -102,3 +102,4 @@ def test_ticks_that_overrun_the_interval_are_said_once_then_once_when_they_keep_
     again = [r for r in caplog.records if "keep the interval again" in r.getMessage()]
     assert len(overran) == 1, [r.getMessage() for r in overran]
     assert len(again) == 1 and "5 time(s)" in again[0].getMessage()
+

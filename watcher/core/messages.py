@@ -320,13 +320,18 @@ def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
 # --- one function per event ----------------------------------------------------------------
 
 
-def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_good: bool = True) -> Message:
-    """INFO: a new release is current; its watch window starts. Without a known-good release
-    to go back to (a first start), it says a human is called instead of promising a rollback."""
-    then = ("A firing rollback rule in that window rolls back to the last known-good release."
-            if has_known_good else
-            "No release is known-good yet, so there is nothing to roll back to: a firing rollback "
-            f"rule calls a human instead (`{CLI} mark good ID` names one).")
+def deploy_seen(ctx: MessageContext, release: str, window_s: float, target: str | None = None,
+                no_target: str = "") -> Message:
+    """INFO: a new release is current; its watch window starts. It names the release a rollback
+    would go to (`target`, as the decider would choose it now), or says why there is none
+    (`no_target`: a first start with nothing known-good, a barrier...) and that a human is
+    called instead of a rollback."""
+    if target:
+        then = f"A firing rollback rule in that window rolls back to {target}, the newest known-good release before it."
+    else:
+        why = f": {no_target}." if no_target else "."
+        then = (f"No rollback target{why} A firing rollback rule in that window calls a human instead "
+                f"(`{CLI} mark good ID` names a target).")
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
@@ -339,7 +344,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_go
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
         release=release,
-        facts={"action": "deploy"},
+        facts={"action": "deploy", "target": target},
     )
 
 

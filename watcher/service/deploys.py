@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from watcher.backends.base import Backend, Prunable
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
 from watcher.core import messages
-from watcher.core.decide import order_releases
+from watcher.core.decide import choose_target, order_releases
 from watcher.core.model import Mark
 from watcher.core.rules import Finding, PromQuery, RuleState, render_query
 from watcher.service.recorder import Recorder
@@ -159,9 +159,20 @@ def restored(state: State, release: str, at: float) -> None:
     state.baselines = {}
 
 
-def has_known_good(state: State, besides: str) -> bool:
-    """Whether a rollback could go anywhere from `besides` (the deploy message says so)."""
-    return any(r.mark == Mark.GOOD for rid, r in state.releases.items() if rid != besides)
+def rollback_target(backend: Backend | None, state: State, release: str) -> tuple[str | None, str]:
+    """Where a rollback of `release` would go now, as the decider chooses it (decide.choose_target
+    over the backend's releases in the watcher's order), or why nowhere: the deploy message says
+    so. A backend that cannot list its releases is said as the reason, never guessed around."""
+    if not any(r.mark == Mark.GOOD for rid, r in state.releases.items() if rid != release):
+        return None, "no release is known-good yet"
+    if backend is None:
+        return None, "no backend is configured"
+    try:
+        listed = backend.releases()
+    except WatcherError as exc:
+        return None, f"the backend cannot list its releases: {exc}"
+    target, why = choose_target(release, [r.id for r, _ in order_releases(listed, state.releases)], state.releases)
+    return target, "" if target else why
 
 
 @dataclass
