@@ -33,6 +33,32 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
+# Control characters (newlines, terminal escapes), invisible format characters and bidi
+# overrides: a line of text from elsewhere must not end a message's line, recolour a terminal or
+# reverse what a reader sees. U+200B is left: it is what defuses a mention below.
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u200c-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
+_MENTION = re.compile(r"(?<=[@!])(?=[\w&!#])")  # @channel, @here, @everyone, <@123>, <@&role>, <!channel>
+_MASKED_LINK = re.compile(r"\]\s*\(")  # markdown's [text](url)
+
+
+def untrusted(text: object, limit: int = 120) -> str:
+    """Text that did not come from this host's own config (a verdict or a membership another
+    host, or anyone who can write to etcd, stored; an error a server answered), made safe to put
+    into a message, a log line or a terminal: one line without control or invisible characters;
+    no mention (a zero-width space after each @ or !, so that Slack, Mattermost or Discord page
+    nobody); no link whose text hides its address (`[login here](http://...)` becomes
+    `[login here] (http://...)`: the address stays in sight); at most `limit` characters (cut in
+    the middle, see `shorten`).
+
+    Other markup is left as it is here: the notifier hands every message to Apprise as plain
+    text, which escapes it for each target's format (HTML for e-mail, Slack's and CommonMark's
+    escapes; notify/targets.py). Discord and Mattermost render markdown even in plain text: there
+    a `**word**` from elsewhere still shows bold, but pages nobody and hides no link."""
+    cleaned = _UNSEEN.sub(" ", str(text))
+    cleaned = _MASKED_LINK.sub("] (", cleaned)
+    return shorten(_MENTION.sub("\u200b", cleaned), limit)
+
+
 def format_duration(seconds: float | None) -> str:
     """45s, 2m10s, 1h5m, 2d3h; below 10 s with one decimal (1.2s), below 1 s in ms."""
     if seconds is None or not math.isfinite(seconds):

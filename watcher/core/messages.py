@@ -33,7 +33,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
+from watcher.base.format import (
+    format_condition,
+    format_duration,
+    format_labels,
+    format_time,
+    format_value,
+    shorten,
+    untrusted,
+)
 from watcher.base.redact import is_config_path
 from watcher.core.model import Action, VerdictKind
 from watcher.core.rules import Finding
@@ -587,7 +595,7 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "blind: " + count + " cannot read their signal"),
         body=_body(
-            f"The watcher cannot see: {count} failed to read their signal: {error}",
+            f"The watcher cannot see: {count} failed to read their signal: {untrusted(error, 300)}",
             "Their state is held; the watcher never rolls back because it cannot see.",
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"{CLI} check --online"),
@@ -692,7 +700,7 @@ def fleet_blind(ctx: MessageContext, error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "fleet blind: etcd does not answer"),
         body=_body(
-            f"The fleet's etcd does not answer: {shorten(error, 300)}",
+            f"The fleet's etcd does not answer: {untrusted(error, 300)}",
             "This host goes on deciding alone, exactly as without a fleet; what it owes the fleet "
             "(rollback verdicts, survived windows) is kept and written when etcd is back.",
             _next(f"{CLI} check --online", "then look at the etcd cluster"),
@@ -706,7 +714,7 @@ def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
         kind="fleet_recovered",
         severity=Severity.INFO,
         title=_title(ctx, "fleet recovered: etcd answers again"),
-        body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
+        body=_body(f"The fleet's etcd answers again: {untrusted(detail, 300)}.", _next(f"nothing to do; {CLI} fleet status")),
     )
 
 
