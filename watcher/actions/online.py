@@ -22,9 +22,14 @@ from watcher.core.rules import WINDOW_TOKEN, HttpCheck, PromQuery, Rule
 class OnlineReport:
     signal_failures: int = 0
     host_problems: list[str] = field(default_factory=list)
-    fleet_problems: list[str] = field(default_factory=list)
+    fleet: list[tuple[str, bool, str]] = field(default_factory=list)  # each etcd endpoint's /health, one read
+    fleet_name: str = ""
     warnings: list[str] = field(default_factory=list)
     scrape_line: str = ""  # the scrape interval in use and where it comes from
+
+    @property
+    def fleet_problems(self) -> list[str]:
+        return [detail for _, ok, detail in self.fleet if not ok]
 
     @property
     def failed(self) -> bool:
@@ -39,13 +44,14 @@ class OnlineReport:
         if self.scrape_line:
             out.append(self.scrape_line)
         out += [f"FAIL: {p}" for p in self.host_problems]
-        out += [f"fleet: {p}" for p in self.fleet_problems]
+        out += [f"fleet {self.fleet_name}: {'ok' if ok else 'FAIL'}: {detail}" for _, ok, detail in self.fleet]
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
     def as_json(self) -> dict:
         return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
-                "fleet_problems": self.fleet_problems, "warnings": self.warnings, "scrape_interval": self.scrape_line}
+                "fleet_problems": self.fleet_problems, "warnings": self.warnings, "scrape_interval": self.scrape_line,
+                "fleet": [{"check": what, "ok": ok, "detail": detail} for what, ok, detail in self.fleet]}
 
 
 def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
@@ -99,7 +105,8 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         report.host_problems.append(port)
     from watcher.actions.fleet import check_online as fleet_check_online
 
-    report.fleet_problems = fleet_check_online(cfg)  # etcd, when the config has a fleet
+    report.fleet = fleet_check_online(cfg)  # etcd, when the config has a fleet
+    report.fleet_name = cfg.fleet.name if cfg.fleet is not None else ""
     return report
 
 
