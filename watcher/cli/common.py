@@ -9,12 +9,17 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import typer
+from typer import _click
 from typer.core import TyperCommand
 
 from watcher.base.errors import ConfigError
 from watcher.base.logs import SyslogPrefixFormatter, journald_stream
+
+if TYPE_CHECKING:
+    from watcher.config.schema import WatcherConfig
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
 
@@ -35,7 +40,7 @@ class Command(TyperCommand):
     RELEASE`), not in typer's braces (`{RELEASE}`): `@app.command(cls=Command)` for commands
     that take an argument."""
 
-    def collect_usage_pieces(self, ctx) -> list[str]:
+    def collect_usage_pieces(self, ctx: _click.Context) -> list[str]:
         return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
                 for piece in super().collect_usage_pieces(ctx)]
 
@@ -116,7 +121,7 @@ def journal_field(key: str, value) -> str:
 
 
 
-def current_release(cfg, state_current: str | None, running: bool) -> tuple[str | None, str]:
+def current_release(cfg: WatcherConfig, state_current: str | None, running: bool) -> tuple[str | None, str]:
     """The release to show as current, and a note on where it comes from. While the service
     runs, its state says (it reads the backend every tick); when it does not, the state may be
     old or empty (a fresh host, a stopped service): the backend is asked, as `releases` does."""

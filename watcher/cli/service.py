@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -20,6 +21,10 @@ from watcher.cli.common import (
     show_config_error,
     when,
 )
+
+if TYPE_CHECKING:
+    from watcher.config.schema import WatcherConfig
+    from watcher.store.state import State
 
 app = typer.Typer(**SETTINGS)
 
@@ -127,7 +132,7 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     out(data, as_json, "\n".join(lines))
 
 
-def _reading(cfg, state, name: str) -> str | None:
+def _reading(cfg: WatcherConfig, state: State, name: str) -> str | None:
     """A pending or firing rule's value against its condition, as its messages write it
     ("40.29% against > 10% for 2m; 27% at the breach"); None for the others."""
     from watcher.core.messages import fmt_finding

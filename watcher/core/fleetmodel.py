@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -273,7 +274,7 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
-def _hosts(hosts) -> str:
+def _hosts(hosts: Collection[str]) -> str:
     """Host names another host's membership gave: each `untrusted`, ten at most."""
     names = [untrusted(h, HOST_MAX) for h in list(hosts)[:10]]
     more = len(hosts) - len(names)

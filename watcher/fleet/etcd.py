@@ -370,7 +370,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
     """`exc` and what it wraps: __cause__, __context__, urllib3's `reason`, an exception passed
     as an argument (requests wraps urllib3's MaxRetryError so)."""
     seen: list[BaseException] = []
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo and len(seen) < 12:
         e = todo.pop(0)
         if e is None or any(e is s for s in seen):

@@ -42,6 +42,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, unquote
 
 from watcher.base.errors import NotifyError
@@ -75,7 +76,7 @@ NTFY_TAG = {
 NTFY_SCHEMES = ("ntfy", "ntfys")
 
 
-def _apprise():
+def _apprise() -> Any:
     """The apprise module, imported on first use (sys.modules keeps it: imported once)."""
     import apprise
 
