@@ -56,6 +56,9 @@ $(STAMP): pyproject.toml
 # (tests/integrations: a real `cap deploy` over SSH to 127.0.0.1).
 # etcd-server for the fleet tests (a 3-member cluster on loopback ports).
 # faketime (libfaketime) for the decision scenarios that step the watcher's wall clock.
+# Apps and exporters the project did not build, for the rule packs (tests/support/realapps.py):
+# golang-go + golang-github-prometheus-client-golang-dev (a Go app built offline), haproxy (its
+# built-in Prometheus exporter), prometheus-node-exporter.
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -74,6 +77,10 @@ debs:
 	command -v flock      >/dev/null || missing="$$missing util-linux"; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	command -v faketime   >/dev/null || missing="$$missing faketime"; \
+	command -v go         >/dev/null || missing="$$missing golang-go"; \
+	test -d /usr/share/gocode/src/github.com/prometheus/client_golang || missing="$$missing golang-github-prometheus-client-golang-dev"; \
+	test -x /usr/sbin/haproxy || command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v prometheus-node-exporter >/dev/null || missing="$$missing prometheus-node-exporter"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the

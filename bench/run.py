@@ -1,6 +1,6 @@
 """`make bench`: the performance figures of issue 9, against a real Prometheus on loopback.
 
-    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,switch,backtest,fleet]
+    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,pictures,switch,backtest,fleet]
                         [--reaction-reps N] [--rss-seconds S] [--json FILE]
 
 Prints each figure as it is measured, then one table with the targets beside them. Every
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import Results  # noqa: E402
 
-SECTIONS = ("reaction", "multiwindow", "tick", "footprint", "startup", "switch", "backtest", "fleet")
+SECTIONS = ("reaction", "multiwindow", "tick", "footprint", "startup", "pictures", "switch", "backtest", "fleet")
 
 
 def machine() -> str:
@@ -78,6 +78,9 @@ def main(argv=None) -> int:
         if "startup" in only:
             import footprint
             footprint.bench_startup(results)
+        if "pictures" in only:
+            import picture_cost
+            picture_cost.bench(results, log)
         if "switch" in only:
             import switch
             switch.bench(results, log)

@@ -28,6 +28,10 @@ mkdir -p "$UNITDIR" "$CONFDIR" "$PREFIX/share/doc"
 sed "s#/opt/rollback-watcher/#$PREFIX/#g" "$SRC/systemd/$UNIT" > "$UNITDIR/$UNIT.tmp"
 mv "$UNITDIR/$UNIT.tmp" "$UNITDIR/$UNIT"
 cp "$SRC/docs/deployment.md" "$PREFIX/share/doc/deployment.md"
+# The rule packs, where `rollback-watcher init` looks for them (actions/init.py: pack_dir).
+mkdir -p "$PREFIX/share/rollback-watcher/rules"
+rm -rf "$PREFIX/share/rollback-watcher/rules/packs"
+cp -R "$SRC/rules/packs" "$PREFIX/share/rollback-watcher/rules/packs"
 # The polkit rule grants privileges to name units: it is an example to edit, never installed
 # live here (docs/deployment.md section 4 says where it goes).
 cp "$SRC/systemd/50-rollback-watcher.rules" "$PREFIX/share/doc/50-rollback-watcher.rules"
@@ -39,6 +43,8 @@ else
     cp "$SRC/rules/default.yaml" "$CONFDIR/rules/default.yaml"
     sed -i "s#^rules: .*#rules: [rules/*.yaml]              \# globs, relative to this file#" "$CONFDIR/watcher.yaml"
     echo "wrote an example $CONFDIR/watcher.yaml: edit it, then run: $PREFIX/bin/rollback-watcher check --config $CONFDIR/watcher.yaml"
+    echo "  (or have one written from what Prometheus scrapes on this host: move the example away, then"
+    echo "  $PREFIX/bin/rollback-watcher init --config $CONFDIR/watcher.yaml --prometheus URL)"
 fi
 echo "installed $PREFIX/bin/rollback-watcher and $UNITDIR/$UNIT"
 echo "next (as root): useradd --system --home-dir /var/lib/rollback-watcher --shell /usr/sbin/nologin rollback-watcher;"

@@ -10,6 +10,9 @@ tests/ on sys.path through the root conftest, bench/ does it itself).
     LoopbackServer                     any http.server handler on 127.0.0.1:0 in a thread
     ScenarioHost, ScenarioRunner, ...  what the scenario rigs of tests/e2e, tests/decisions and
                                        tests/fleet share (scenarios.py)
+    support.realapps                   apps and exporters the project did not build: PythonApp
+                                       (prometheus_client, lazy labels), GoApp (client_golang),
+                                       HAProxy, NodeExporter (import them from there)
 """
 
 from support.ports import LOOPBACK, free_port, free_ports

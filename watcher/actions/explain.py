@@ -48,6 +48,7 @@ class Explanation:
     transitions: list[dict] = field(default_factory=list)
     scrape: str = ""  # the scrape interval in use and where it came from
     trailing_s: int | None = None  # the trailing window the condition must also hold on
+    written: str = ""  # the query as the rule file has it, when the one sent differs (config/bind.py)
 
 
 def progress(rule: Rule, rs: RuleState, now: float) -> str:
@@ -118,6 +119,7 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
         transitions=last_transitions(events, rule.name),
         scrape=scrape,
         trailing_s=trailing_seconds(rule, cfg.prometheus.scrape_interval, window_s),
+        written=rule.signal.written if isinstance(rule.signal, PromQuery) else "",
     )
     if isinstance(result, list):
         out.series = [{"labels": s.labels, "value": s.value, "breaches": breaches(rule, s.value, baseline)}
@@ -141,6 +143,8 @@ def _when(t) -> str:
 
 def render_text(e: Explanation, unit: str = "") -> str:
     lines = [f"rule       {e.rule} ({e.action})", f"signal     {e.signal}"]
+    if e.written:
+        lines.append(f"written    {e.written}  (scoped with prometheus.labels / placeholders filled in)")
     if e.window_s is not None:
         lines.append(f"window     [$window] = {e.window_s}s"
                      + (f", and the condition must also hold over the last {e.trailing_s}s" if e.trailing_s else ""))

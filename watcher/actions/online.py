@@ -26,6 +26,7 @@ class OnlineReport:
     fleet_name: str = ""
     warnings: list[str] = field(default_factory=list)
     scrape_line: str = ""  # the scrape interval in use and where it comes from
+    known_good: list[str] = field(default_factory=list)  # why no release can become known-good now
 
     @property
     def fleet_problems(self) -> list[str]:
@@ -46,12 +47,14 @@ class OnlineReport:
         out += [f"FAIL: {p}" for p in self.host_problems]
         out += [f"fleet {self.fleet_name}: {'ok' if ok else 'FAIL'}: {detail}" for _, ok, detail in self.fleet]
         out += [f"warning: {w}" for w in self.warnings]
+        out += self.known_good
         return out
 
     def as_json(self) -> dict:
         return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
                 "fleet_problems": self.fleet_problems, "warnings": self.warnings, "scrape_interval": self.scrape_line,
-                "fleet": [{"check": what, "ok": ok, "detail": detail} for what, ok, detail in self.fleet]}
+                "fleet": [{"check": what, "ok": ok, "detail": detail} for what, ok, detail in self.fleet],
+                "known_good": self.known_good}
 
 
 def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
@@ -74,10 +77,11 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
                               scrape_interval=cfg.prometheus.scrape_interval, at=now)
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
+        outcomes = {e.rule.name: e.observation.outcome.value for e in evaluation.rules}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
                                                  for r in cfg.rules if isinstance(r.signal, PromQuery)):
             try:
-                missing = missing_metrics(cfg.rules, reader.prometheus)
+                missing = missing_metrics(cfg.rules, reader.prometheus, cfg.prometheus.labels)
             except WatcherError as exc:
                 report.warnings.append(f"could not look the rules' metrics up: {exc}")
     finally:
@@ -91,7 +95,8 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
             row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
             report.signal_failures += 0 if result.ok else 1
         elif isinstance(rule.signal, PromQuery):
-            row["online"] = f"ok: {len(result)} series in {seconds * 1000:.0f} ms"
+            row["online"] = (f"ok: {len(result)} series in {seconds * 1000:.0f} ms" if result
+                             else f"answered in {seconds * 1000:.0f} ms, but no data (0 series)")
             if rule.name in missing:
                 names = ", ".join(missing[rule.name])
                 row["online"] += f"; no series named {names}"
@@ -100,6 +105,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
                                        f"never fire (is its exporter installed and scraped?)")
         else:
             row["online"] = f"ok: {result[0].value if result else '-'}"
+    report.known_good = silent_rollback_rules(cfg.rules, outcomes, missing, cfg.prometheus.labels)
     port = hostcheck.port_problem(cfg.telemetry.listen, StateStore(cfg.state_dir).service_running())
     if port:
         report.host_problems.append(port)
@@ -142,14 +148,72 @@ def metric_names(query: str) -> set[str]:
     return names
 
 
-def missing_metrics(rules: Iterable[Rule], source) -> dict[str, list[str]]:
+def missing_metrics(rules: Iterable[Rule], source, labels: dict | None = None) -> dict[str, list[str]]:
     """{rule name: [metric names without a single series in Prometheus]}; rules all of whose
-    metrics exist are left out. Raises SourceError when Prometheus does not answer."""
-    wanted = {r.name: metric_names(r.signal.query) for r in rules if isinstance(r.signal, PromQuery)}
-    every = sorted(set().union(*wanted.values())) if wanted else []
-    if not every:
-        return {}
-    found = source.query(f'group by (__name__) ({{__name__=~"{"|".join(every)}"}})')
-    present = {s.labels.get("__name__") for s in found}
-    missing = {rule: sorted(names - present) for rule, names in wanted.items()}
-    return {rule: names for rule, names in missing.items() if names}
+    metrics exist are left out. With `labels` (prometheus.labels), a rule scoped by them looks
+    for series of this host only: a metric other hosts export is still missing here. Raises
+    SourceError when Prometheus does not answer."""
+    from watcher.config.scoping import quote
+
+    missing: dict[str, list[str]] = {}
+    for scoped in (True, False):
+        wanted = {r.name: metric_names(r.signal.query) for r in rules if isinstance(r.signal, PromQuery)
+                  and (r.scope != "fleet" and bool(labels)) == scoped}
+        every = sorted(set().union(*wanted.values())) if wanted else []
+        if not every:
+            continue
+        matchers = "".join(f",{k}={quote(v)}" for k, v in (labels or {}).items()) if scoped else ""
+        found = source.query(f'group by (__name__) ({{__name__=~"{"|".join(every)}"{matchers}}})')
+        present = {s.labels.get("__name__") for s in found}
+        missing.update({rule: sorted(names - present) for rule, names in wanted.items() if names - present})
+    return missing
+
+
+# Who exports what, for the hint of a rule over a metric nobody exports (by name prefix).
+_EXPORTERS = [("node_systemd_", "start node_exporter with --collector.systemd "
+                               "--collector.systemd.enable-restarts-metrics, or read systemd without it "
+                               "(`host: unit_restarts`)"),
+              ("node_", "install and scrape node_exporter (Debian: prometheus-node-exporter), or read the "
+                        "kernel's counter without it (`host: oom_kills`)"),
+              ("container_", "scrape cAdvisor"),
+              ("haproxy_", "enable HAProxy's Prometheus exporter and scrape it"),
+              ("nginx_vts_", "build nginx with the VTS module and scrape it"),
+              ("envoy_", "scrape Envoy's /stats/prometheus")]
+
+
+def silent_rollback_rules(rules: Iterable[Rule], outcomes: dict[str, str], missing: dict[str, list[str]] | None,
+                          labels: dict | None = None) -> list[str]:
+    """What `check --online` and `eval` say when rollback rules read "no data" now: a release
+    becomes known-good only when its rollback rules saw data on most ticks of its window
+    (core/evidence.py), so while these stay silent no release can. One line for the names, then
+    one hint per rule (an exporter to add, the scope to check, or traffic to wait for);
+    `missing` is None when the metrics were not looked up (`eval`)."""
+    silent = [r for r in rules if r.action == "rollback" and outcomes.get(r.name) == "no_data"]
+    if not silent:
+        return []
+    scope = ", ".join(f"{k}={quote_value(v)}" for k, v in (labels or {}).items())
+    lines = [f"releases cannot become known-good while rollback rules see nothing: no data from "
+             f"{', '.join(r.name for r in silent)}"]
+    for r in silent:
+        names = (missing or {}).get(r.name)
+        if missing is None:
+            lines.append(f"  {r.name}: no series answers now: a process that has served no request yet exposes no "
+                         f"request series, or its exporter is missing (`check --online` looks the metrics up)")
+        elif names:
+            hint = next((h for prefix, h in _EXPORTERS if all(n.startswith(prefix) for n in names)),
+                        "is its exporter scraped, and is the name right?")
+            where = f" with {scope}" if scope and r.scope != "fleet" else ""
+            lines.append(f"  {r.name}: Prometheus has no series named {', '.join(names)}{where}: {hint}"
+                         + (", or scope the rule by a label that target carries" if where else "")
+                         + "; or remove the rule")
+        else:
+            lines.append(f"  {r.name}: its series exist but none answers now: a process that has served no "
+                         f"request yet exposes no request series (send one, or wait for traffic)"
+                         + (f"; check that this host's targets carry {scope}" if scope and r.scope != "fleet" else ""))
+    return lines
+
+
+def quote_value(v: str) -> str:
+    from watcher.config.scoping import quote
+
+    return quote(v)

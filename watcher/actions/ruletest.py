@@ -207,8 +207,15 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> 
             f.problem(f.line_of(s) or f.line_of(m, "input_series"), f"{where}.rule",
                       f"must name a rule of the table ({', '.join(sorted(names))})")
             continue
+        raw = s.get("values", "")
+        if not isinstance(raw, str):
+            # YAML reads `0x40` (promtool: 0 forty-one times) as the number 64, `1_0` as 10:
+            # a test that passes by luck. promtool's notation is a string.
+            f.problem(f.line_of(s, "values"), f"{where}.values",
+                      f"YAML read it as the number {raw!r}, not as a series: quote it (values: '...')")
+            continue
         try:
-            values = expand(s.get("values", ""))
+            values = expand(raw)
         except ValueError as exc:
             f.problem(f.line_of(s, "values"), f"{where}.values", str(exc))
             continue

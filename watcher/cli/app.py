@@ -13,7 +13,7 @@ import sys
 import typer
 
 from watcher.base.errors import ConfigError, WatcherError
-from watcher.cli import about, check, fleet, human, journal, service, tuning
+from watcher.cli import about, check, fleet, human, init, journal, service, tuning
 from watcher.cli.common import json_error, show_config_error
 
 # rich_markup_mode=None: click's plain help, where a boolean option shows as a flag (rich mode
@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for group in (check, service, journal, human, tuning, fleet, about):
+for group in (check, service, journal, human, tuning, fleet, init, about):
     app.add_typer(group.app)
 
 

@@ -98,6 +98,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
     Prints rule, value, condition and state. Reads the saved state (deploy time, baselines,
     pending timers) but changes nothing. Exit 1 when no rule's signal could be read."""
+    from watcher.actions.online import silent_rollback_rules
     from watcher.base.format import format_labels, format_value, shorten
     from watcher.core.evaluate import evaluate, watch_window
     from watcher.signals.reader import build_reader
@@ -119,12 +120,15 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]
+    # No metric lookup here (eval reads each signal once, nothing more): the hints say what the
+    # outcome alone tells; `check --online` also names the metrics nobody exports.
+    silent = silent_rollback_rules(cfg.rules, {r["rule"]: r["outcome"] for r in rows}, None, cfg.prometheus.labels)
     # Every query failed (Prometheus down, every probe refused): the table says nothing about
     # the rules, so the command did not do its job.
     blind = bool(rows) and all(r["outcome"] == "error" for r in rows)
     if as_json:
         out({"time": now, "window_s": window_s, "release": release, "release_note": source or None, "rules": rows,
-             "every_signal_failed": blind}, True, "")
+             "every_signal_failed": blind, "known_good": silent}, True, "")
     else:
         print(f"{'RULE':<26} {'VALUE':>10}  {'CONDITION':<36} {'OUTCOME':<8} {'STATE':<8} DETAIL")
         for r in rows:
@@ -132,6 +136,8 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
             print(f"{r['rule']:<26} {format_value(r['value'], r['unit']):>10}  {shorten(r['condition'], 36):<36} "
                   f"{r['outcome']:<8} {r['state']:<8} {detail}")
         print(f"[$window] = {window_s}s; release {release or 'unknown'}" + (f" ({source})" if source else ""))
+        for line in silent:
+            print(line)
     if blind:
         print(f"FAILED: no rule's signal could be read ({len(rows)} of {len(rows)} failed)", file=sys.stderr)
         raise typer.Exit(1)

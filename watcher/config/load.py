@@ -18,6 +18,7 @@ from watcher.backends.base import OptionKind
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.config import values as kinds
+from watcher.config.bind import BUILT_IN, bind_rules, placeholder_values
 from watcher.config.rulefile import load_rules, rule_files
 from watcher.config.schema import (
     BackendConfig,
@@ -34,7 +35,7 @@ from watcher.core.rules import PromQuery
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
-            "notify_pending", "fleet", "evidence", "lock_timeout"]
+            "notify_pending", "fleet", "evidence", "lock_timeout", "vars"]
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -82,7 +83,9 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     fleet = read_fleet(doc, f, base, service, host)
 
     files = rule_files(doc, f, base)
-    rules = load_rules(files, problems, max_window)
+    variables = _read_vars(doc, f)
+    rules = bind_rules(load_rules(files, problems, max_window), prometheus.labels,
+                       placeholder_values(host, service, prometheus.labels, variables), problems)
     needs_prometheus = any(isinstance(r.signal, PromQuery) for r in rules)
     if needs_prometheus and "prometheus" not in doc:
         f.problem(f.line_of(doc), "prometheus", "is required: some rules are PromQL queries")
@@ -124,7 +127,7 @@ def _expand_env(value: Any, environ: dict[str, str], f: FileReader, key: str, li
 
 
 def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
-    m = section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency"])
+    m = section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency", "labels"])
     d = PrometheusConfig()
     url, headers = m.get("url"), m.get("headers")
     if isinstance(url, str) and isinstance(headers, dict) and "@" in url.partition("://")[2].partition("/")[0] \
@@ -139,7 +142,29 @@ def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
         scrape_interval_set="scrape_interval" in m,
         headers=f.read(m, "headers", kinds.str_map, "prometheus.", {}),
         max_concurrency=f.read(m, "max_concurrency", kinds.positive_int, "prometheus.", d.max_concurrency),
+        labels=f.read(m, "labels", _scope_labels, "prometheus.", {}),
     )
+
+
+def _scope_labels(value: Any) -> dict[str, str]:
+    """prometheus.labels: label name -> value, names as Prometheus allows them in a selector."""
+    from watcher.config.scoping import ScopeError, check_labels
+
+    labels = kinds.str_map(value)
+    try:
+        return check_labels(labels)
+    except ScopeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _read_vars(doc: dict, f: FileReader) -> dict[str, str]:
+    """`vars:`, values of the user's own for `${NAME}` placeholders in rule files."""
+    variables = f.read(doc, "vars", kinds.str_map, "", {})
+    for name in variables:
+        if name in BUILT_IN or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            f.problem(f.line_of(doc, "vars"), f"vars.{name}",
+                      f"cannot be a placeholder name: {'it is built in' if name in BUILT_IN else 'use letters, digits and _'}")
+    return variables
 
 
 # How each kind of backend option is read (backends/base.py: OptionKind).

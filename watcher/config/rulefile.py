@@ -12,11 +12,13 @@ from typing import Any
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.config import values as kinds
+from watcher.config.bind import PLACEHOLDER
 from watcher.config.values import FileReader, read_yaml
 from watcher.core.rules import (
     ACTIONS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,
+    SCOPES,
     WINDOW_TOKEN,
     HostCheck,
     HttpCheck,
@@ -27,7 +29,7 @@ from watcher.core.rules import (
 
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify", "trailing"]
+             "baseline_window", "value_unit", "notify", "trailing", "scope"]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -160,6 +162,9 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
     if floor is not None and above_baseline is None:
         f.problem(f.line_of(m, "floor"), f"{p}floor", "only applies together with `above_baseline`")
 
+    scope = f.read(m, "scope", kinds.choice(*SCOPES), p, "host")
+    if "scope" in m and signal is not None and not isinstance(signal, PromQuery):
+        f.problem(f.line_of(m, "scope"), f"{p}scope", "only applies to `query:` rules (prometheus.labels scope queries)")
     action = f.read(m, "action", kinds.choice(*ACTIONS), p, required=True)
     rule = Rule(
         name=name or f"rule-{index}",
@@ -177,18 +182,27 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         description=f.read(m, "description", kinds.string, p, ""),
         notify=f.read(m, "notify", kinds.strings, p, ()),
         trailing=f.read(m, "trailing", kinds.trailing, p),
+        scope=scope or "host",
         location=Location(f.path, line),
     )
     return rule if len(f.problems) == count and signal is not None else None
+
+
+# A PromQL string literal: "..." or '...' with backslash escapes, or `...` raw.
+_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 
 
 def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_window: float) -> None:
     """Offline syntax check. promql-parser gives no position, so the rule's own line is used."""
     import promql_parser  # a compiled extension: loaded only when rules are checked
 
-    rendered = query.replace(WINDOW_TOKEN, f"{int(max_window)}s")
-    if "$" in rendered:
-        f.problem(line, key, f"unknown placeholder in {query!r}: only [{WINDOW_TOKEN}] is substituted")
+    # `${NAME}` placeholders are filled in from watcher.yaml later (config/bind.py); they stand
+    # in label values, so any text checks the syntax here.
+    rendered = PLACEHOLDER.sub("placeholder", query).replace(WINDOW_TOKEN, f"{int(max_window)}s")
+    # A `$` inside a PromQL string is the query's own (label_replace's "$1"), not ours.
+    if "$" in _PROMQL_STRING.sub('""', rendered):
+        f.problem(line, key, f"unknown placeholder in {query!r}: [{WINDOW_TOKEN}] and ${{NAME}} (docs/config.md) "
+                             f"are substituted")
         return
     try:
         promql_parser.parse(rendered)

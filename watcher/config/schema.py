@@ -21,6 +21,9 @@ class PrometheusConfig:
     scrape_interval_set: bool = False
     headers: dict = field(default_factory=dict, hash=False)
     max_concurrency: int = 8  # queries of one tick in flight at once
+    # Matchers added to every selector of every PromQL rule but `scope: fleet` ones
+    # (config/bind.py): one rule table for a fleet on a shared Prometheus.
+    labels: dict = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

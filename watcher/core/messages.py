@@ -115,6 +115,9 @@ class Message:
     # The event as data, for receivers that automate (`payload()`): target, rule, value,
     # threshold, action, incident... as each template knows them.
     facts: dict = field(default_factory=dict, hash=False, compare=False)
+    # The picture of the breach (a notify.pictures.BreachPicture: plain data, drawn by the
+    # notifier for the targets that take attachments); set by the service, see tick.py.
+    picture: object = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from enum import Enum
 from watcher.base.format import format_duration, format_labels, format_number, format_reading, format_value
 from watcher.core.model import TransitionKind
 
+SCOPES = ("host", "fleet")
 ACTIONS = ("rollback", "notify")
 # vanished: no data is a breach only if the query had data before the deploy (its series
 # vanished: a crashed release, a scrape target gone); no data before either is "ok".
@@ -39,9 +40,17 @@ HOST_SIGNALS = ("oom_kills", "unit_restarts")
 
 @dataclass(frozen=True)
 class PromQuery:
-    """A PromQL instant query; `[$window]` is the deploy-aware range (see `render_query`)."""
+    """A PromQL instant query; `[$window]` is the deploy-aware range (see `render_query`).
+    `query` is what is sent: the rule file's text with its `${...}` placeholders filled in and
+    scoped with prometheus.labels (config/bind.py); `written` is the text as the rule file has
+    it, for messages ("" when the two are the same)."""
 
     query: str
+    written: str = ""
+
+    @property
+    def as_written(self) -> str:
+        return self.written or self.query
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class Rule:
     # The short trailing window a `[$window]` condition must also hold on (trailing_seconds):
     # None = the default, 0 = off.
     trailing: float | None = None
+    # "host": prometheus.labels scope the query to this host; "fleet": the query reads as written.
+    scope: str = "host"
     location: Location = Location("<memory>")
 
     @property
