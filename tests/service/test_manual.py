@@ -72,7 +72,7 @@ def test_rollback_to_a_path_trick_is_refused_with_one_line(host, tmp_path, targe
     result = cli("rollback", "--to", target, "--yes", "--config", cfg)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("UnsafeReleaseId: release id")
+    assert len(lines) == 1 and lines[0].startswith("Error: release id")
     assert host.current_id() == "r3" and restarts(tmp_path) == 0
 
 
