@@ -174,7 +174,8 @@ def payload(message: Message) -> dict:
         severity   info | success | warning | failure | critical
         service, host
         release    the release the event is about (the one rolled back from)
-        target     the release rolled back to, or the candidate a human may roll back to
+        target     the release rolled back to, or the candidate a human may roll back to;
+                   for deploy_seen, where a rollback of the new release would go
         rule       the first rule behind it; rules: all of them
         value      that rule's value (a number, in `unit`); threshold: its condition as written
         value_text, threshold_text
