@@ -121,7 +121,7 @@ def test_read_only_state_dir_refuses_to_start(symlink_host):
     finally:
         _umount(host.state_dir)
     assert result.returncode == 1
-    assert "StateError" in result.stderr and "not writable" in result.stderr
+    assert result.stderr.startswith("Error: the state dir") and "not writable" in result.stderr
     assert "Traceback" not in result.stderr
     assert (host.state_dir / "journal.jsonl").read_bytes() == journal_before
 

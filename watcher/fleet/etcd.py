@@ -333,6 +333,15 @@ def _session(config: FleetConfig):
 
 
 def describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
+    """See _describe; never raises (it runs in the fleet's threads, whose failure handling
+    must not fail itself)."""
+    try:
+        return _describe(endpoint, exc, timeout)
+    except Exception:  # noqa: BLE001 - a description is never worth a dead fleet thread
+        return f"etcd at {endpoint}: {type(exc).__name__}"
+
+
+def _describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
     """An etcd call's failure in words: "etcd at http://10.0.0.5:2379 unreachable (connection
     refused)", not the HTTP library's own text ("HTTPConnectionPool(host=..., port=...): Max
     retries exceeded with url: ... (Caused by NewConnectionError(...") cut mid-string. The cause
@@ -370,15 +379,15 @@ def _causes(exc: BaseException) -> list[BaseException]:
     """`exc` and what it wraps: __cause__, __context__, urllib3's `reason`, an exception passed
     as an argument (requests wraps urllib3's MaxRetryError so)."""
     seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
+    todo: list[object] = [exc]
     while todo and len(seen) < 12:
         e = todo.pop(0)
-        if e is None or any(e is s for s in seen):
+        # `reason` is a string on some (an HTTP reason phrase): only exceptions are followed.
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
             continue
         seen.append(e)
-        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
-        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
-    return [e for e in seen if isinstance(e, BaseException)]
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())]
+    return seen
 
 
 def _etcd_said(exc: BaseException) -> str:
