@@ -162,7 +162,7 @@ class MessageContext:
 PAYLOAD_SCHEMA = "rollback-watcher/1"
 PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
                 "value", "unit", "threshold", "value_text", "threshold_text", "breach_value", "breach_value_text",
-                "action", "incident", "next")
+                "action", "incident", "next", "evidence")
 
 
 def payload(message: Message) -> dict:
@@ -186,6 +186,9 @@ def payload(message: Message) -> dict:
                    notify, deploy, marked_good, human
         incident   the open incident's id
         next       the one command a human should run next
+        evidence   a sequential judge rule's evidence (`judge: sequential`): share, low, high
+                   (its confidence interval), level, limit, requests, failures, log_e,
+                   log_needed, rejected, old_share, old_high, factor; null for other rules
 
     A new key may be added within version 1; a key's meaning never changes without a new one.
     """
@@ -215,27 +218,37 @@ def _finding_facts(findings: Sequence[Finding]) -> dict:
             "value_text": None if f.value is None else format_value(f.value, f.unit),
             "threshold_text": format_condition(f.condition, f.unit) or None,
             "breach_value": f.breach_value,
-            "breach_value_text": None if f.breach_value is None else format_value(f.breach_value, f.unit)}
+            "breach_value_text": None if f.breach_value is None else format_value(f.breach_value, f.unit),
+            "evidence": dict(f.evidence) if f.evidence else None}
 
 
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
 
 
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
-    """One line: `rule: value against threshold {labels}, since T (for D); V at the breach; detail`."""
+    """One line: `rule: value against threshold {labels}, since T (for D); V at the breach;
+    detail`. A judge rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%)
+    against 10%, after 212 requests, since T (for D)`."""
+    if finding.evidence and finding.detail:
+        return _since(f"{finding.rule}: {finding.detail}", finding, now)
     line = f"{finding.rule}: {finding.reading()}"
     labels = format_labels(finding.labels)
     if labels:
         line += f" {labels}"
-    if finding.since is not None:
-        line += f", since {format_time(finding.since)}"
-        if now is not None:
-            line += f" (for {format_duration(now - finding.since)})"
+    line = _since(line, finding, now)
     at_breach = format_value(finding.breach_value, finding.unit) if finding.breach_value is not None else None
     if at_breach is not None and finding.value is not None and at_breach != format_value(finding.value, finding.unit):
         line += f"; {at_breach} at the breach"
     if finding.detail:
         line += f"; {finding.detail}"
+    return line
+
+
+def _since(line: str, finding: Finding, now: float | None) -> str:
+    if finding.since is not None:
+        line += f", since {format_time(finding.since)}"
+        if now is not None:
+            line += f" (for {format_duration(now - finding.since)})"
     return line
 
 

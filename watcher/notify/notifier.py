@@ -40,7 +40,7 @@ Pictures
     A message with a `picture` (the rollback and halt messages, service/tick.py) goes with it
     as a PNG to the endpoints that take files (notify/targets.py, Attachments). It is drawn
     once per message on the PictureMaker's thread (notify/pictures.py) and each lane waits for
-    it at most PICTURE_WAIT_S (5 s): the first picture of a process imports matplotlib. A
+    it at most PICTURE_WAIT_S (20 s): the first picture of a process imports matplotlib. A
     picture that is late, fails, or is refused by the endpoint is logged and the message goes
     without it; `notify_sent` says whether it went with it.
 

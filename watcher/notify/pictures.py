@@ -173,8 +173,10 @@ _DRAW_ERRORS = (ArithmeticError, ValueError, TypeError, RuntimeError, OSError)
 # --- drawing off the caller's thread ------------------------------------------------------------
 
 # How long a message waits for its picture. The first picture of a process imports matplotlib
-# (0.3-0.4 s here, 1-2 s on a slow host building its font cache); later ones take ~60 ms.
-PICTURE_WAIT_S = 5.0
+# (0.3-0.4 s here, 1-2 s on a slow host building its font cache; over 5 s measured with both
+# cores of this machine saturated, as a runaway release can leave its host); later ones take
+# ~60 ms. A picture is what on-call looks at first: it is worth a few seconds, not a lost one.
+PICTURE_WAIT_S = 20.0
 _KEEP = 16  # pictures kept for redeliveries and the other targets of one message
 
 
