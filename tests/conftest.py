@@ -125,7 +125,7 @@ _keep_current_test_var()
 # worker (split across workers, each would start every scenario again); any other test file
 # stays whole in one worker, so its module fixtures (one booted system, one dockerd) are made
 # once. xdist's own --dist loadfile keeps only files whole: this scheduler keeps directories.
-_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host"}
+_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host", "shipped"}
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -165,7 +165,7 @@ def test_a_judge_rule_clears_on_the_restored_release_only_on_counted_healthy_req
     from watcher.service.confirm import _clear
 
     def clear(counts) -> bool:
-        return _clear(SimpleNamespace(rule=RULE, observation=classify(RULE, counts)))
+        return _clear(SimpleNamespace(rule=RULE, observation=classify(RULE, counts), held=False))
 
     assert not clear(Counts(0, 0, note="warming up"))  # nothing counted since the switch: no evidence
     assert not clear(Counts(3, 10))  # 30%: still looks too high

@@ -54,6 +54,8 @@ KINDS = {
     "rule_pending": (m.rule_pending(CTX, F, "r42"), True),
     "rolling_back": (m.rolling_back(CTX, "r42", "r41", FINDINGS), True),
     "rollback_verified": (m.rollback_verified(CTX, "r42", "r41", FINDINGS, 12.0), True),
+    "rollback_unconfirmed": (m.rollback_unconfirmed(CTX, "r42", "r41", ["http-5xx-ratio"], "no traffic", 90.0,
+                                                    FINDINGS), True),
     "rollback_failed": (m.rollback_failed(CTX, "r42", "r41", "exit 1"), False),
     "verify_failed": (m.verify_failed(CTX, "r42", "r41", "503"), False),
     "deploy_landed": (m.deploy_landed(CTX, "r42", "r41", "r43"), False),

@@ -22,6 +22,13 @@ PICTURE = BreachPicture(rule="http-5xx-ratio", unit="ratio", thresholds=threshol
                         deploy_at=T0 + 270, breach_at=T0 + 300, switch_at=T0 + 420, release="r2", host="web-1")
 
 
+def UNHURRIED() -> PictureMaker:  # noqa: N802 - reads as the kind of maker it is
+    """A maker that waits for its picture as long as a test may take: these tests are about
+    how a picture travels, not about how long matplotlib takes to import on a loaded machine
+    (the tick imports it ahead, while a rollback rule is pending: tests/notify/test_pictures.py)."""
+    return PictureMaker(wait=60)
+
+
 def rollback(picture=PICTURE) -> Message:
     return Message("rolling_back", Severity.WARNING, "[shop@web-1] rolling back r2 → r1",
                    "Rolling back r2 → r1.\nNext: rollback-watcher status", release="r2",
@@ -40,7 +47,7 @@ def sent(journal) -> list[dict]:
 
 
 def test_json_target_gets_the_picture_as_a_base64_png_beside_the_message(receiver, make_notifier, journal):
-    notifier = make_notifier([NotifyTarget(receiver.json_url())])
+    notifier = make_notifier([NotifyTarget(receiver.json_url())], pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     [request] = receiver.requests
@@ -53,7 +60,7 @@ def test_json_target_gets_the_picture_as_a_base64_png_beside_the_message(receive
 
 
 def test_ntfy_target_gets_the_png_as_the_body_and_the_text_as_parameters(receiver, make_notifier):
-    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))])
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     [request] = receiver.requests
@@ -65,7 +72,7 @@ def test_ntfy_target_gets_the_png_as_the_body_and_the_text_as_parameters(receive
 
 def test_ntfy_server_refusing_attachments_gets_the_message_without_the_picture(receivers, make_notifier, journal):
     receiver = receivers(mode="no-attachments")
-    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], retries=0)
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], retries=0, pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     with_picture, without = receiver.requests

@@ -79,6 +79,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
                               scrape_interval=cfg.prometheus.scrape_interval, at=now)
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         outcomes = {e.rule.name: e.observation.outcome.value for e in evaluation.rules}
+        serving = {e.rule.name for e in evaluation.rules if e.observation.healthy}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
                                                  for r in cfg.rules if r.reads_prometheus):
             try:
@@ -110,7 +111,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
                                        f"never fire (is its exporter installed and scraped?)")
         else:
             row["online"] = f"ok: {result[0].value if result else '-'}"
-    report.known_good = silent_rollback_rules(cfg.rules, outcomes, missing, cfg.prometheus.labels)
+    report.known_good = silent_rollback_rules(cfg.rules, outcomes, missing, cfg.prometheus.labels, serving)
     port = hostcheck.port_problem(cfg.telemetry.listen, StateStore(cfg.state_dir).service_running())
     if port:
         report.host_problems.append(port)
@@ -196,18 +197,26 @@ _EXPORTERS = [("node_systemd_", "start node_exporter with --collector.systemd "
 
 
 def silent_rollback_rules(rules: Iterable[Rule], outcomes: dict[str, str], missing: dict[str, list[str]] | None,
-                          labels: dict | None = None) -> list[str]:
-    """What `check --online` and `eval` say when rollback rules read "no data" now: a release
-    becomes known-good only when its rollback rules saw data on most ticks of its window
-    (core/evidence.py), so while these stay silent no release can. One line for the names, then
-    one hint per rule (an exporter to add, the scope to check, or traffic to wait for);
-    `missing` is None when the metrics were not looked up (`eval`)."""
+                          labels: dict | None = None, serving: Iterable[str] = ()) -> list[str]:
+    """What `check --online` and `eval` say when rollback rules read "no data" now. A release
+    becomes known-good only once it was seen serving on most ticks of its window (a probe
+    answered, a query that needs requests read a real number: core/evidence.py); `serving`
+    names the rules that see it so now. One line for the names and what follows, then one hint
+    per rule (an exporter to add, the scope to check, or traffic to wait for); `missing` is None
+    when the metrics were not looked up (`eval`)."""
+    rules = list(rules)
     silent = [r for r in rules if r.action == "rollback" and outcomes.get(r.name) == "no_data"]
     if not silent:
         return []
     scope = ", ".join(f"{k}={quote_value(v)}" for k, v in (labels or {}).items())
-    lines = [f"releases cannot become known-good while rollback rules see nothing: no data from "
-             f"{', '.join(r.name for r in silent)}"]
+    names = ", ".join(r.name for r in silent)
+    seen = [r.name for r in rules if r.action == "rollback" and r.shows_serving and r.name in set(serving)]
+    if seen:
+        head = f"no data now from {names}; releases can still become known-good: {', '.join(seen)} sees this one serving"
+    else:
+        head = (f"releases cannot become known-good while no rollback rule sees them serving (a request, a passing "
+                f"probe): no data from {names}")
+    lines = [head]
     for r in silent:
         names = (missing or {}).get(r.name)
         if missing is None:

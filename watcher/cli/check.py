@@ -3,6 +3,7 @@ messages arrive."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -122,7 +123,10 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]
     # No metric lookup here (eval reads each signal once, nothing more): the hints say what the
     # outcome alone tells; `check --online` also names the metrics nobody exports.
-    silent = silent_rollback_rules(cfg.rules, {r["rule"]: r["outcome"] for r in rows}, None, cfg.prometheus.labels)
+    serving = [r["rule"] for r in rows
+               if r["outcome"] == "ok" and (r["value"] is None or math.isfinite(r["value"]))]
+    silent = silent_rollback_rules(cfg.rules, {r["rule"]: r["outcome"] for r in rows}, None, cfg.prometheus.labels,
+                                   serving)
     # Every query failed (Prometheus down, every probe refused): the table says nothing about
     # the rules, so the command did not do its job.
     blind = bool(rows) and all(r["outcome"] == "error" for r in rows)

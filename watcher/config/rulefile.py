@@ -17,6 +17,7 @@ from watcher.config.bind import PLACEHOLDER
 from watcher.config.values import FileReader, read_yaml
 from watcher.core.rules import (
     ACTIONS,
+    EVIDENCE_KINDS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,
     SCOPES,
@@ -31,7 +32,7 @@ from watcher.core.rules import (
 
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify", "trailing", "scope", *judgerule.KEYS]
+             "baseline_window", "value_unit", "notify", "trailing", "scope", "evidence", *judgerule.KEYS]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -197,6 +198,7 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         notify=f.read(m, "notify", kinds.strings, p, ()),
         trailing=f.read(m, "trailing", kinds.trailing, p),
         scope=scope or "host",
+        evidence=f.read(m, "evidence", kinds.choice(*EVIDENCE_KINDS), p),
         location=Location(f.path, line),
         **judge_params,
     )

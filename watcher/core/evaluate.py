@@ -8,6 +8,7 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -53,6 +54,7 @@ class RuleEvaluation:
     after: RuleState
     transitions: tuple[Transition, ...]
     baseline: float | None
+    held: bool = False  # not read this tick (evaluate's `held`): its state did not move
 
     def row(self) -> dict:
         """One line of `eval` and of the tick's report."""
@@ -125,7 +127,20 @@ def blindness(evaluation: Evaluation, episode: frozenset[str] = frozenset()) -> 
 
 def watch_window(now: float, state, config) -> int:
     """`[$window]` for this moment: the time since `current` last changed (a deploy or a
-    rollback's switch), clamped to [min_window, max_window] (rules.window_seconds)."""
+    rollback's switch), clamped to [min_window, max_window] (rules.window_seconds).
+
+    While a rollback is being confirmed, the restored release is judged on its own samples:
+    the time since the switch, NOT clamped up to `min_window` (the clamp would read the bad
+    release's errors back into the range, and the rule would go pending on the known-good
+    release). Until `min_window` has passed, the `[$window]` rules are not read at all
+    (service/confirm.too_early holds them)."""
+    confirming = getattr(state, "confirming", None)
+    if confirming is not None:
+        # Rounded down (after a deploy it is rounded up): a range one second too long reached
+        # the scrape before the switch, and with it the bad release's last errors (measured:
+        # 50% on the restored release 3 s after the switch, with no request served by it).
+        since_switch = max(0.0, now - confirming["switched_at"])
+        return max(1, int(math.floor(min(since_switch, config.max_window))))
     since = state.changed_at if state.changed_at is not None else state.deployed_at
     in_window = since is not None and (state.changed_at is not None or state.in_watch_window(now))
     return window_seconds(now, since, in_window, config.min_window, config.max_window)
@@ -142,27 +157,35 @@ def evaluate(
     scrape_interval: float = 15.0,
     at: float | None = None,
     since: float | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Read every rule's signal at `now` and step each rule from its state in `states`.
 
     `now` is the watcher's steady time (durations); `at` the wall time PromQL is asked at
     (default `now`); `since` when `current` last changed (host counters count from there).
     A `[$window]` rule is also read over its trailing window (rules.trailing_seconds) and
-    breaches only when both windows do."""
+    breaches only when both windows do. The rules named in `held` are not read this tick:
+    their state is kept as it is, their observation is "no data" with the reason given."""
+    held = held or {}
     rules = list(rules)
-    trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
-    extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
-    results = reader.read_all(rules + extra, now, window_s, at=at, since=since)
+    read = [r for r in rules if r.name not in held]
+    trailing = {r.name: t for r in read if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
+    extra = [_trailing_rule(r, trailing[r.name]) for r in read if r.name in trailing]
+    results = reader.read_all(read + extra, now, window_s, at=at, since=since) if read else {}
     out = []
     for rule in rules:
-        result, seconds = results[rule.name]
         baseline = baselines.get(rule.name)
+        before = states.get(rule.name, RuleState())
+        if rule.name in held:
+            obs = Observation(Outcome.NO_DATA, detail=held[rule.name])
+            out.append(RuleEvaluation(rule, [], 0.0, obs, before, before, (), baseline, held=True))
+            continue
+        result, seconds = results[rule.name]
         obs = classify(rule, result, baseline)
         if rule.name in trailing:
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
-        before = states.get(rule.name, RuleState())
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))

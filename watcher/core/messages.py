@@ -451,6 +451,30 @@ def rollback_verified(
     )
 
 
+def rollback_unconfirmed(ctx: MessageContext, from_id: str, to_id: str, silent: Sequence[str], why: str,
+                         seconds: float, findings: Sequence[Finding]) -> Message:
+    """WARNING: switched, the target's probes pass, but the rules that fired saw nothing of it
+    (no request reached it, or Prometheus did not answer): not verified, not a halt."""
+    names = ", ".join(silent)
+    return Message(
+        kind="rollback_unconfirmed",
+        severity=Severity.WARNING,
+        title=_title(ctx, "rolled back {a} → {b}, unconfirmed ({why})", a=from_id, b=to_id, why=why),
+        body=_body(
+            f"Rolled back {from_id} → {to_id}: {to_id} is current and answers its probes, but within "
+            f"{format_duration(seconds)} {names} saw nothing of it ({why}), so whether the problem is gone is "
+            "unconfirmed.",
+            f"{from_id} is marked bad. The watcher goes on watching, and does not roll back further: if "
+            f"{names} fire on {to_id} once it serves, the release was probably not the cause, and it says so.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} eval once {to_id} serves requests", f"{CLI} history (the incident's timeline)"),
+        ),
+        release=from_id,
+        rules=tuple(silent),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back_unconfirmed"},
+    )
+
+
 def rollback_failed(ctx: MessageContext, from_id: str, to_id: str, reason: str) -> Message:
     """CRITICAL: the backend could not switch."""
     return Message(
@@ -572,16 +596,19 @@ def would_roll_back(
 
 
 def window_without_evidence(ctx: MessageContext, release: str, why: str) -> Message:
-    """WARNING: the window passed, but the rules saw too little to call the release good."""
+    """WARNING: the window passed with no firing rollback rule, but the release was not seen
+    serving enough to call it good (core/evidence.py); `why` names the silent rules."""
     return Message(
         kind="window_without_evidence",
         severity=Severity.WARNING,
-        title=_title(ctx, "{r} is NOT known-good: too little evidence", r=release),
+        title=_title(ctx, "{r} is NOT known-good: not seen serving", r=release),
         body=_body(
             f"Release {release} passed its watch window with no firing rollback rule, but {why}.",
-            "No data is not good evidence (a crashed release has no metrics): it stays unmarked, "
-            "so no later rollback targets it.",
-            _next(f"{CLI} check --online, then {CLI} mark good {release} if it really is"),
+            "Silence is no evidence either way: it is not rolled back, and not marked known-good, so a "
+            "later rollback goes past it to an older known-good release.",
+            _next("send it traffic or give it a health probe (an `http:` rule) so that a window can see it "
+                  f"serving; {CLI} check --online names the rules that read nothing",
+                  f"{CLI} mark good {release} if it really is"),
         ),
         release=release,
     )

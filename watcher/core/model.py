@@ -44,9 +44,13 @@ class ReleaseRecord:
     reason: str = ""  # why it has its mark
     auto_rollbacks: int = 0  # automatic rollbacks away from this release
     last_rollback_at: float | None = None  # the last automatic rollback away from it (its cooldown)
-    # Its watch window's ticks, and those on which every rollback rule saw data (evidence).
+    # Its watch window's ticks, those on which it was seen serving with every rollback rule
+    # read (evidence), those on which a rollback rule could not be read (blind), and per rule
+    # that can see it serving, the ticks on which that rule did (core/evidence.py).
     watched_ticks: int = 0
     evidence_ticks: int = 0
+    blind_ticks: int = 0
+    serving_ticks: dict[str, int] = field(default_factory=dict)
     window_extended: bool = False  # its window was held past its end for a pending rule (said once)
 
 

@@ -36,6 +36,10 @@ ACTIONS = ("rollback", "notify")
 # vanished: a crashed release, a scrape target gone); no data before either is "ok".
 NO_DATA_POLICIES = ("ok", "keep", "breach", "vanished")
 HOST_SIGNALS = ("oom_kills", "unit_restarts")
+# What a rule's healthy reading is evidence of, for known-good (core/evidence.py): "serving",
+# the release answered (a probe passed, a query that needs requests read a real number), or
+# "none" (the reading says nothing about the release serving: a host counter, `up`).
+EVIDENCE_KINDS = ("serving", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +147,8 @@ class Rule:
     slower_than_baseline: float | None = None
     # "host": prometheus.labels scope the query to this host; "fleet": the query reads as written.
     scope: str = "host"
+    # "serving" | "none"; None = by the signal: probes and queries "serving", host counters "none"
+    evidence: str | None = None
     location: Location = Location("<memory>")
 
     @property
@@ -156,6 +162,16 @@ class Rule:
     @property
     def reads_prometheus(self) -> bool:
         return isinstance(self.signal, (PromQuery, CounterShare))
+
+    @property
+    def shows_serving(self) -> bool:
+        """Whether a healthy reading of this rule is evidence that the release serves
+        (core/evidence.py): a passing probe, or a query whose value needs requests (a ratio of
+        rates or a quantile is NaN or empty without them). A host counter's reading is about the
+        host, and `evidence: none` says so of a query (`up`, an OOM counter of node_exporter)."""
+        if self.evidence is not None:
+            return self.evidence == "serving"
+        return not isinstance(self.signal, HostCheck)
 
     @property
     def uses_baseline(self) -> bool:

@@ -40,7 +40,7 @@ Pictures
     A message with a `picture` (the rollback and halt messages, service/tick.py) goes with it
     as a PNG to the endpoints that take files (notify/targets.py, Attachments). It is drawn
     once per message on the PictureMaker's thread (notify/pictures.py) and each lane waits for
-    it at most PICTURE_WAIT_S (20 s): the first picture of a process imports matplotlib. A
+    it at most PICTURE_WAIT_S (5 s); the tick has matplotlib imported ahead (expect_pictures). A
     picture that is late, fails, or is refused by the endpoint is logged and the message goes
     without it; `notify_sent` says whether it went with it.
 
@@ -168,6 +168,11 @@ class Notifier:
             if self._log_filter is None:
                 self._log_filter = ScrubFilter(secrets)
                 logging.getLogger("apprise").addFilter(self._log_filter)
+
+    def expect_pictures(self) -> None:
+        """A message with a picture may follow soon (a rollback rule is pending or firing):
+        matplotlib is imported now on the drawing thread, not when the message waits for it."""
+        self._pictures.warm()
 
     def _picture(self, key: str, message: Message) -> bytes | None:
         if not isinstance(message.picture, BreachPicture):

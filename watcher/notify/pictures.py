@@ -172,12 +172,21 @@ _DRAW_ERRORS = (ArithmeticError, ValueError, TypeError, RuntimeError, OSError)
 
 # --- drawing off the caller's thread ------------------------------------------------------------
 
-# How long a message waits for its picture. The first picture of a process imports matplotlib
-# (0.3-0.4 s here, 1-2 s on a slow host building its font cache; over 5 s measured with both
-# cores of this machine saturated, as a runaway release can leave its host); later ones take
-# ~60 ms. A picture is what on-call looks at first: it is worth a few seconds, not a lost one.
-PICTURE_WAIT_S = 20.0
+# How long a message waits for its picture. Drawing one takes ~60 ms once matplotlib is
+# imported; the import itself (0.3-0.4 s here, over 5 s with both cores saturated, as a
+# runaway release can leave its host) is done ahead, while a rollback rule is pending
+# (PictureMaker.warm). A picture not ready in time is not worth a late message.
+PICTURE_WAIT_S = 5.0
 _KEEP = 16  # pictures kept for redeliveries and the other targets of one message
+
+
+def _import_matplotlib() -> None:
+    """The import the first picture would pay for (PictureMaker.warm)."""
+    try:
+        from matplotlib import figure as _figure  # noqa: F401
+        from matplotlib.backends import backend_agg  # noqa: F401
+    except ImportError as e:
+        log.warning("matplotlib is not installed (%s): messages go without pictures", e.name or e)
 
 
 @dataclass(eq=False)
@@ -186,6 +195,9 @@ class _Drawing:
     done: threading.Event = field(default_factory=threading.Event)
     png: bytes | None = None
     error: str = ""
+
+
+_WARM = _Drawing(BreachPicture(rule=""))  # the queue's "import matplotlib now"
 
 
 class PictureMaker:
@@ -204,6 +216,23 @@ class PictureMaker:
         self._drawings: OrderedDict[str, _Drawing] = OrderedDict()
         self._queue: queue.Queue[_Drawing | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._warmed = False
+
+    def warm(self) -> None:
+        """Import matplotlib on the drawing thread now, once, so that the first picture does not
+        pay for it: the tick asks while a rollback rule is pending or firing, before any message
+        with a picture is sent. Never raises, never waits."""
+        with self._lock:
+            if self._warmed:
+                return
+            self._warmed = True
+            self._queue.put(_WARM)
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="notify-pictures", daemon=True)
+            self._thread.start()
 
     def png(self, key: str, picture: BreachPicture) -> bytes | None:
         with self._lock:
@@ -213,9 +242,7 @@ class PictureMaker:
                 while len(self._drawings) > self._keep:
                     self._drawings.popitem(last=False)
                 self._queue.put(drawing)
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="notify-pictures", daemon=True)
-                    self._thread.start()
+                self._start()
         if not drawing.done.wait(self.wait):
             log.warning("picture of %s not ready within %gs, sent without it", picture.rule, self.wait)
             return None
@@ -229,6 +256,9 @@ class PictureMaker:
             drawing = self._queue.get()
             if drawing is None:
                 return
+            if drawing is _WARM:
+                _import_matplotlib()
+                continue
             try:
                 drawing.png = self._render(drawing.picture)
             except PictureError as e:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from watcher.backends.base import Backend, Prunable
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
-from watcher.core import messages
+from watcher.core import evidence, messages
 from watcher.core.decide import choose_target, order_releases
 from watcher.core.model import Mark
 from watcher.core.rules import Finding, PromQuery, RuleState, render_query
@@ -135,6 +135,7 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
+    evidence.reset(rec)  # a release deployed again is judged on its new window alone
     state.current = release
     state.deployed_at = at
     state.changed_at = at

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 # Every result exists from the start at 0: Prometheus' increase() cannot see a counter's first
 # step from "absent" to 1, so RollbackWatcherRollbackFailed (monitoring/alerts.yml) would miss
 # the first failed rollback of a process.
-ROLLBACK_RESULTS = ("verified", "not_verified", "failed")
+ROLLBACK_RESULTS = ("verified", "unconfirmed", "not_cleared", "not_verified", "failed")
 
 
 class Telemetry:

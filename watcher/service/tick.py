@@ -18,7 +18,8 @@ by name.
                keep what the rollback rules read for the pictures (history.py)
     straddle   a rollback rule fires but `current` moved during the reads (a deploy landed
                mid-tick): nothing below runs this tick (deploys.BackendReads.moved)
-    confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
+    confirm    a switched rollback is verified once the rules that fired clear on the restored
+               release's own samples, or ends unconfirmed when they see nothing of it (confirm.py)
     lock wait  a deploy lock held while a rollback rule fires stops the window's clock
                (window.hold_for_lock)
     window     a release that survived its watch window becomes known-good (window.assess,
@@ -64,7 +65,7 @@ from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.core.rules import Finding
+from watcher.core.rules import Finding, Phase
 from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
@@ -86,6 +87,8 @@ class Notifier(Protocol):
     def restore_undelivered(self, events: Iterable[dict]) -> int: ...
 
     def retry_undelivered(self) -> int: ...
+
+    def expect_pictures(self) -> None: ...
 
 
 @dataclass
@@ -230,11 +233,17 @@ class Watcher:
         window_s = watch_window(now, s, self.config)
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
-                              at=self.timebase.to_wall(now), since=s.changed_at)
+                              at=self.timebase.to_wall(now), since=s.changed_at,
+                              held=confirm.too_early(s, self.config, now))
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
                                             self._blind_episode, self.telemetry)
+        if self.notifier is not None and any(e.rule.action == "rollback" and e.after.phase is not Phase.INACTIVE
+                                             for e in evaluation.rules):
+            # A rollback or halt message with a picture may follow: matplotlib (seconds of
+            # import on a loaded host) is imported now, not while that message waits for it.
+            self.notifier.expect_pictures()
         return evaluation
 
     def on_good(self, release: str, now: float) -> None:

@@ -3,16 +3,17 @@ window's evidence, its clock, its end. The service's `evaluate` (after evaluate.
 wait` and `window` steps (watcher/service/tick.py), and the clock check at the start of a tick:
 
     record           keep the new rule states; journal each transition, tell phase changes;
-                     count the tick for the window's evidence: did every rollback rule see
-                     data (evidence.py); tell going blind and recovering once per episode
+                     count the tick for the window's evidence: was the release seen serving
+                     (evidence.py); tell going blind and recovering once per episode
     hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
                      window's clock stops, so the lock cannot outlive the window and leave a
                      bad release live; a wait longer than `lock_timeout` is said once
     discard_deploy_evidence
                      once the lock is let go, what the rollback rules saw while a deploy
                      held it (its restart's closed port, its errors) counts for nothing
-    assess           at its end, a release with no rollback rule firing and evidence enough is
-                     known-good; one without evidence is said, one with a rule firing is not
+    assess           at its end, a release with no rollback rule firing, seen serving enough, is
+                     known-good; one not seen serving is said (naming the silent rules), one
+                     with a rule firing is not
                      marked (the decider handles it); a rule pending (or firing first on this
                      tick) holds the end until it is decided
     check_clock      a wall-clock step larger than one interval is journaled and said once
@@ -171,8 +172,9 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
                     reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
     elif short is not None and rec.mark != Mark.BAD:
         out.journal("window_ended", release=s.current, marked=False, reason=f"{short}: not marked known-good",
-                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks)
-        out.notify(messages.window_without_evidence(out.ctx, s.current, short))
+                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks,
+                    serving_ticks=dict(rec.serving_ticks))
+        out.notify(messages.window_without_evidence(out.ctx, s.current, short.reason()))
     elif rec.mark != Mark.BAD:
         rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
         out.journal("window_passed", release=s.current)
