@@ -66,10 +66,17 @@ def test_cannot_act_names_the_candidate_release_in_its_next_command():
 
 
 def test_first_start_without_a_known_good_release_promises_no_rollback():
-    message = m.deploy_seen(CTX, "r1", 1800, has_known_good=False)
-    assert "rolls back to the last known-good release" not in message.body
-    assert "No release is known-good yet" in message.body
-    assert "rolls back to the last known-good release" in m.deploy_seen(CTX, "r1", 1800).body
+    message = m.deploy_seen(CTX, "r1", 1800, None, "no release is known-good yet")
+    assert "rolls back to" not in message.body
+    assert "No rollback target: no release is known-good yet. A firing rollback rule in that window calls a human" \
+        in message.body
+    assert m.payload(message)["target"] is None
+
+
+def test_deploy_seen_names_the_release_a_rollback_would_go_to():
+    message = m.deploy_seen(CTX, "r2", 1800, "r1")
+    assert "rolls back to r1, the newest known-good release before it" in message.body
+    assert m.payload(message)["target"] == "r1"
 
 
 def test_json_webhook_gets_the_event_as_versioned_data(host, json_receiver):

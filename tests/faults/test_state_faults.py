@@ -113,7 +113,7 @@ def test_read_only_state_dir_refuses_to_start(symlink_host):
     finally:
         _umount(host.state_dir)
     assert result.returncode == 1
-    assert "StateError" in result.stderr and "not writable" in result.stderr
+    assert result.stderr.startswith("Error: the state dir") and "not writable" in result.stderr
     assert "Traceback" not in result.stderr
     assert (host.state_dir / "journal.jsonl").read_bytes() == journal_before
 
@@ -169,8 +169,10 @@ def test_second_watcher_on_one_state_dir_refuses(symlink_host, tmp_path):
         assert first.proc.poll() is None
     finally:
         code = first.stop()
-    assert second.returncode == 1
-    assert "another watcher is running" in second.stderr
+    # 78: the unit's RestartPreventExitStatus= (a restart every RestartSec would find it held again)
+    assert second.returncode == 78, second.stdout + second.stderr
+    assert second.stderr.startswith("Error: another watcher runs on")
+    assert f"PID {first.proc.pid} (`" in second.stderr  # who holds it, and its command line
     assert code == 0
     assert host.kinds().count("start") == 2  # prepared() + the first; the second never started
 
@@ -233,7 +235,7 @@ def test_second_watcher_with_another_state_dir_on_the_same_current_refuses_and_n
         assert first.proc.poll() is None
     finally:
         code = first.stop()
-    assert second.returncode == 1, second.stdout + second.stderr
+    assert second.returncode == 78, second.stdout + second.stderr
     assert f"another watcher (PID {first.proc.pid})" in second.stderr and str(host.current) in second.stderr
     assert "Traceback" not in second.stderr
     assert manual.returncode == 1 and f"PID {first.proc.pid}" in manual.stderr

@@ -284,4 +284,4 @@ def test_picture_of_a_rule_takes_its_name_unit_and_condition_lines():
     p = picture_of(rule, ramp(), baseline=0.12, deploy_at=T0, breach_at=T0 + 60, release="r42", host="web-1")
     assert (p.rule, p.unit, p.release, p.host, p.deploy_at, p.breach_at) == ("latency-p99", "s", "r42", "web-1", T0, T0 + 60)
     assert [t.label("s") for t in p.thresholds] == ["> 240ms (2 x baseline 120ms)", "> 50ms (floor)"]
-    assert "> 2 x baseline (0.12)" in p.condition
+    assert "> 2 x baseline (120ms)" in p.condition  # in the rule's unit, as every output writes it

@@ -32,10 +32,15 @@ from watcher.store.state import State, StateStore
 class OnlineReport:
     signal_failures: int = 0
     host_problems: list[str] = field(default_factory=list)
-    fleet_problems: list[str] = field(default_factory=list)
+    fleet: list[tuple[str, bool, str]] = field(default_factory=list)  # each etcd endpoint's /health, one read
+    fleet_name: str = ""
     warnings: list[str] = field(default_factory=list)
     scrape_line: str = ""  # the scrape interval in use and where it comes from
     known_good: list[str] = field(default_factory=list)  # why no release can become known-good now
+
+    @property
+    def fleet_problems(self) -> list[str]:
+        return [detail for _, ok, detail in self.fleet if not ok]
 
     @property
     def failed(self) -> bool:
@@ -50,7 +55,7 @@ class OnlineReport:
         if self.scrape_line:
             out.append(self.scrape_line)
         out += [f"FAIL: {p}" for p in self.host_problems]
-        out += [f"fleet: {p}" for p in self.fleet_problems]
+        out += [f"fleet {self.fleet_name}: {'ok' if ok else 'FAIL'}: {detail}" for _, ok, detail in self.fleet]
         out += [f"warning: {w}" for w in self.warnings]
         out += self.known_good
         return out
@@ -58,6 +63,7 @@ class OnlineReport:
     def as_json(self) -> dict[str, Any]:
         return {"online_failures": self.signal_failures, "host_problems": self.host_problems,
                 "fleet_problems": self.fleet_problems, "warnings": self.warnings, "scrape_interval": self.scrape_line,
+                "fleet": [{"check": what, "ok": ok, "detail": detail} for what, ok, detail in self.fleet],
                 "known_good": self.known_good}
 
 
@@ -117,7 +123,8 @@ def check_online(cfg: WatcherConfig, rows: list[dict[str, Any]], now: float) -> 
     # etcd3gw and httpx, ~80 ms CPU and 9 MB of import: only a config with `fleet:` reads etcd.
     from watcher.actions.fleet import check_online as fleet_check_online
 
-    report.fleet_problems = fleet_check_online(cfg)  # etcd, when the config has a fleet
+    report.fleet = fleet_check_online(cfg)  # etcd, when the config has a fleet
+    report.fleet_name = cfg.fleet.name if cfg.fleet is not None else ""
     return report
 
 

@@ -12,6 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer import _click
+from typer.core import TyperCommand
 
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError
@@ -23,8 +25,11 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "/etc/rollback-watcher/watcher.yaml"
 
+# Metavars name what a value is (FILE, DURATION, RELEASE), as click tools write them, never
+# typer's own `<str>` or `{release}` (tests/cli/test_usage_errors.py walks every command).
 ConfigOpt = typer.Option(
-    DEFAULT_CONFIG, "--config", "-c", envvar="ROLLBACK_WATCHER_CONFIG", help="watcher.yaml to read.", show_default=True
+    DEFAULT_CONFIG, "--config", "-c", envvar="ROLLBACK_WATCHER_CONFIG", help="watcher.yaml to read.", show_default=True,
+    metavar="FILE",
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
 PlotOpt = typer.Option(None, "--plot", metavar="FILE",
@@ -32,6 +37,16 @@ PlotOpt = typer.Option(None, "--plot", metavar="FILE",
 
 # Each command group is a typer app of its own, merged into the main one (cli/app.py).
 SETTINGS: dict[str, Any] = {"rich_markup_mode": None, "context_settings": {"help_option_names": ["-h", "--help"]}}
+
+
+class Command(TyperCommand):
+    """A command whose usage line names a required argument as click does (`gate [OPTIONS]
+    RELEASE`), not in typer's braces (`{RELEASE}`): `@app.command(cls=Command)` for commands
+    that take an argument."""
+
+    def collect_usage_pieces(self, ctx: _click.Context) -> list[str]:
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
 
 
 def load(config: str) -> WatcherConfig:
@@ -95,14 +110,35 @@ def when(t: float | None) -> str:
 
 def journal_field(key: str, value: object) -> str:
     """`key=value` of a journal event for people: times as times, numbers rounded (the journal
-    itself keeps the raw values for machines)."""
+    itself keeps the raw values for machines), text on one line without terminal escapes (a
+    verdict another host wrote to etcd is journaled as it came)."""
+    from watcher.base.format import untrusted
+
     if isinstance(value, float) and (key in ("until", "at", "window_ends", "deployed_at") or key.endswith("_at")):
         return f"{key}={when(value)}"
     if isinstance(value, float):
         return f"{key}={format_number(value)}"
-    return f"{key}={value}"
+    return f"{key}={untrusted(value, 1000)}"
 
 
+
+
+def current_release(cfg: WatcherConfig, state_current: str | None, running: bool) -> tuple[str | None, str]:
+    """The release to show as current, and a note on where it comes from. While the service
+    runs, its state says (it reads the backend every tick); when it does not, the state may be
+    old or empty (a fresh host, a stopped service): the backend is asked, as `releases` does."""
+    if running or cfg.backend is None:
+        return state_current, ""
+    from watcher.backends import build_backend
+    from watcher.base.errors import WatcherError
+
+    try:
+        found = build_backend(cfg.backend.type, cfg.backend.options).current().id
+    except (WatcherError, OSError, ValueError) as exc:
+        return state_current, f"the watcher is not running and the backend cannot say what is current: {exc}"
+    if state_current and state_current != found:
+        return found, f"read from the backend: the watcher is not running; its state last saw {state_current}"
+    return found, "" if state_current else "read from the backend: the watcher is not running"
 
 
 def show_config_error(exc: ConfigError) -> None:

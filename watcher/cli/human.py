@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from watcher.base.errors import RollbackError, UnsafeReleaseId, WatcherError
-from watcher.cli.common import SETTINGS, ConfigOpt, duration_option, load
+from watcher.cli.common import SETTINGS, Command, ConfigOpt, duration_option, load
 
 if TYPE_CHECKING:
     from watcher.config.schema import WatcherConfig
@@ -99,25 +99,27 @@ def _mark(config: str, release: str, what: str, reason: str | None, force: bool)
 
 
 ForceMarkOpt = typer.Option(False, "--force", help="Mark a release the backend does not list (yet).")
+ReleaseArg = typer.Argument(..., metavar="RELEASE", help="The release id, as `releases` lists it.")
+ReasonOpt = typer.Option(None, "--reason", metavar="TEXT", help="Why (in the journal and the message).")
 
 
-@mark_app.command("good")
-def mark_good(release: str, config: str = ConfigOpt, reason: str | None = typer.Option(None, help="Why."),
+@mark_app.command("good", cls=Command)
+def mark_good(release: str = ReleaseArg, config: str = ConfigOpt, reason: str | None = ReasonOpt,
               force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE known-good: auto-rollback may target it."""
     _mark(config, release, "good", reason, force)
 
 
-@mark_app.command("bad")
-def mark_bad(release: str, config: str = ConfigOpt, reason: str | None = typer.Option(None, help="Why."),
+@mark_app.command("bad", cls=Command)
+def mark_bad(release: str = ReleaseArg, config: str = ConfigOpt, reason: str | None = ReasonOpt,
              force: bool = ForceMarkOpt) -> None:
     """Mark RELEASE bad: auto-rollback never targets it."""
     _mark(config, release, "bad", reason, force)
 
 
-@mark_app.command("barrier")
+@mark_app.command("barrier", cls=Command)
 def mark_barrier(
-    release: str,
+    release: str = ReleaseArg,
     config: str = ConfigOpt,
     remove: bool = typer.Option(False, "--remove", help="Take the barrier away."),
     force: bool = ForceMarkOpt,
@@ -128,11 +130,12 @@ def mark_barrier(
     _mark(config, release, "not-barrier" if remove else "barrier", None, force)
 
 
-@mark_app.command("deployed")
+@mark_app.command("deployed", cls=Command)
 def mark_deployed(
-    release: str,
+    release: str = ReleaseArg,
     config: str = ConfigOpt,
-    at: float | None = typer.Option(None, help="Deploy time, epoch seconds (default: now); finite, not in the future."),
+    at: float | None = typer.Option(None, "--at", metavar="EPOCH",
+                                    help="Deploy time, epoch seconds (default: now); finite, not in the future."),
     force: bool = typer.Option(False, "--force", help="Record the deploy although RELEASE is not current."),
 ) -> None:
     """Announce a deploy of RELEASE now, from a deploy script.
@@ -151,7 +154,7 @@ def mark_deployed(
 
 @app.command()
 def pause(
-    duration: str = typer.Option(..., "--for", help="How long, e.g. 1h or 30m."),
+    duration: str = typer.Option(..., "--for", metavar="DURATION", help="How long, e.g. 1h or 30m."),
     config: str = ConfigOpt,
 ) -> None:
     """Stop acting for a while (decide and notify only)."""
@@ -175,10 +178,11 @@ def resolve(config: str = ConfigOpt) -> None:
 
 @app.command()
 def rollback(
-    to: str | None = typer.Option(None, "--to", help="Release id (default: the newest known-good older one)."),
+    to: str | None = typer.Option(None, "--to", metavar="RELEASE",
+                                  help="Release id (default: the newest known-good older one)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and check the target; change nothing."),
-    reason: str = typer.Option("manual rollback", help="Recorded in the journal and messages."),
+    reason: str = typer.Option("manual rollback", "--reason", metavar="TEXT", help="Recorded in the journal and messages."),
     config: str = ConfigOpt,
 ) -> None:
     """Roll back by hand, as the automatic rollback does.

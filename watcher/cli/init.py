@@ -17,20 +17,20 @@ app = typer.Typer(**SETTINGS)
 
 @app.command()
 def init(
-    prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", help="Prometheus' URL."),
-    instance: str | None = typer.Option(None, "--instance", help="The app's target (its `instance` label, "
+    prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", metavar="URL", help="Prometheus' URL."),
+    instance: str | None = typer.Option(None, "--instance", metavar="HOST:PORT", help="The app's target (its `instance` label, "
                                            "HOST:PORT); default: the target of this host that a rule pack knows."),
-    job: str | None = typer.Option(None, "--job", help="The app's scrape job, when --instance is not given."),
-    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The watcher.yaml to write (rules/ beside it)."),
-    service: str | None = typer.Option(None, "--service", help="The service's name (default: the target's job)."),
-    state_dir: str = typer.Option("/var/lib/rollback-watcher", "--state-dir", help="The watcher's state directory."),
-    releases: str | None = typer.Option(None, "--releases", help="The releases directory (symlink backend)."),
-    current: str | None = typer.Option(None, "--current", help="The `current` symlink (symlink backend)."),
-    health_url: str | None = typer.Option(None, "--health-url", help="The app's health endpoint: a probe "
+    job: str | None = typer.Option(None, "--job", metavar="JOB", help="The app's scrape job, when --instance is not given."),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", metavar="FILE", help="The watcher.yaml to write (rules/ beside it)."),
+    service: str | None = typer.Option(None, "--service", metavar="NAME", help="The service's name (default: the target's job)."),
+    state_dir: str = typer.Option("/var/lib/rollback-watcher", "--state-dir", metavar="PATH", help="The watcher's state directory."),
+    releases: str | None = typer.Option(None, "--releases", metavar="PATH", help="The releases directory (symlink backend)."),
+    current: str | None = typer.Option(None, "--current", metavar="PATH", help="The `current` symlink (symlink backend)."),
+    health_url: str | None = typer.Option(None, "--health-url", metavar="URL", help="The app's health endpoint: a probe "
                                              "rule and the rollback's verification."),
-    telemetry: str = typer.Option("127.0.0.1:9464", "--telemetry", help="Where the watcher serves its own "
+    telemetry: str = typer.Option("127.0.0.1:9464", "--telemetry", metavar="HOST:PORT", help="Where the watcher serves its own "
                                   "metrics (HOST:PORT), or `off`."),
-    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for Prometheus."),
+    timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Seconds to wait for Prometheus."),
 ) -> None:
     """Write watcher.yaml and rules for this host from what Prometheus scrapes.
 

@@ -21,7 +21,7 @@ HISTORY_KINDS = {"deploy", "rollback_intent", "rollback_verified", "rollback_fai
 @app.command()
 def history(
     config: str = ConfigOpt,
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many events, newest last."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, metavar="N", help="How many events, newest last."),
     all_events: bool = typer.Option(False, "--all", help="Every journal event, not only deploys, rollbacks and incidents."),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, PlotOpt, duration_option, load, out, when
+from watcher.cli.common import SETTINGS, Command, ConfigOpt, JsonOpt, PlotOpt, duration_option, load, out, when
 
 app = typer.Typer(**SETTINGS)
 
@@ -18,13 +18,17 @@ app = typer.Typer(**SETTINGS)
 @app.command()
 def backtest(
     config: str = ConfigOpt,
-    since: str = typer.Option("24h", help="Start: a duration ago (7d), ISO 8601 or epoch seconds."),
-    until: str | None = typer.Option(None, help="End (default now), same forms as --since."),
-    step: str | None = typer.Option(None, help="Step between evaluations (default: the config's interval)."),
-    rule: list[str] | None = typer.Option(None, "--rule", help="Only this rule (repeatable)."),
-    deploys: str = typer.Option("journal", help="Deploy times: journal, auto, or a FILE of 'TIME [RELEASE]' lines."),
-    deploy_metric: str = typer.Option("app_build_info", help="Info metric for --deploys auto."),
-    release_label: str = typer.Option("release", help="Label of the release in --deploy-metric."),
+    since: str = typer.Option("24h", "--since", metavar="TIME", help="Start: a duration ago (7d), ISO 8601 or epoch seconds."),
+    until: str | None = typer.Option(None, "--until", metavar="TIME", help="End (default now), same forms as --since."),
+    step: str | None = typer.Option(None, "--step", metavar="DURATION",
+                                    help="Step between evaluations (default: the config's interval)."),
+    rule: list[str] | None = typer.Option(None, "--rule", metavar="RULE", help="Only this rule (repeatable)."),
+    deploys: str = typer.Option("journal", "--deploys", metavar="SOURCE",
+                                help="Deploy times: journal, auto, or a FILE of 'TIME [RELEASE]' lines."),
+    deploy_metric: str = typer.Option("app_build_info", "--deploy-metric", metavar="METRIC",
+                                      help="Info metric for --deploys auto."),
+    release_label: str = typer.Option("release", "--release-label", metavar="LABEL",
+                                      help="Label of the release in --deploy-metric."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Replay the rules over Prometheus history.
@@ -57,8 +61,9 @@ def backtest(
         raise typer.Exit(1)
 
 
-@app.command("test")
-def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rules/tests/default_test.yaml).")) -> None:
+@app.command("test", cls=Command)
+def test_rules(file: Path = typer.Argument(..., metavar="FILE",
+                                           help="A rule test file (see rules/tests/default_test.yaml).")) -> None:
     """Unit-test rules without Prometheus.
 
     Query results per step in, states and rollbacks out. Exit 1 on any failed expectation.
@@ -70,8 +75,9 @@ def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rule
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
-@app.command()
-def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt, plot: Path | None = PlotOpt) -> None:
+@app.command(cls=Command)
+def explain(rule: str = typer.Argument(..., metavar="RULE", help="A rule's name, as `check` lists it."),
+            config: str = ConfigOpt, as_json: bool = JsonOpt, plot: Path | None = PlotOpt) -> None:
     """Why RULE is in its state.
 
     The query, each series now, the threshold or baseline and where it came from, the `for`

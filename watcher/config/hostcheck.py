@@ -99,3 +99,21 @@ def key_lines(path: Path) -> dict[str, int]:
     if isinstance(notify, yamlfile.YList):
         lines.update({f"notify[{i}]": line for i, line in enumerate(notify.item_lines)})
     return lines
+
+
+def notify_as_written(path: Path) -> dict[int, str]:
+    """Each notify target's URL as watcher.yaml writes it, `${VAR}` not expanded (index ->
+    URL), for `check`'s warning on credentials typed into the file; {} when unreadable."""
+    try:
+        doc = yamlfile.load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yamlfile.YamlProblem):
+        return {}
+    notify = doc.get("notify") if isinstance(doc, yamlfile.YMap) else None
+    if not isinstance(notify, yamlfile.YList):
+        return {}
+    written = {}
+    for i, item in enumerate(notify):
+        url = item.get("url") if isinstance(item, yamlfile.YMap) else item
+        if isinstance(url, str):
+            written[i] = url
+    return written

@@ -67,7 +67,8 @@ class RuleEvaluation:
             "action": rule.action,
             "value": obs.value,
             "unit": rule.value_unit,
-            "condition": rule.condition_text(self.baseline),
+            "condition": rule.condition_text(self.baseline),  # in the rule's unit, as messages write it
+            "threshold": rule.condition_text(self.baseline, raw=True),  # as the rule file writes it
             "outcome": obs.outcome.value,
             "phase": self.after.phase.value,
             "detail": obs.detail,

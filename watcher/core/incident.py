@@ -2,8 +2,9 @@
 superseded by a deploy, resolved by a human). Pure: no I/O, no clock; the service passes the
 time and journals what `close` returns.
 
-Its timeline starts where the trouble did (when each firing rule first breached) and holds one
-line per change of the decision, so `incidents` and `status` tell the story in order.
+Its timeline starts where the trouble did (when each firing rule first breached, with the value
+it had then, in the rule's unit) and holds one line per change of the decision, so `incidents`
+and `status` tell the story in order.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Incident:
     def open(cls, incident_id: str, now: float, release: str | None, findings: Sequence[Finding]) -> Incident:
         incident = cls(incident_id, now, release, [f.rule for f in findings])
         for f in sorted(findings, key=lambda f: f.since or now):
-            incident.note(f.since or now, f"{f.rule} breached: {f.detail or f.value}")
+            incident.note(f.since or now, f"{f.rule} breached: {_breach(f)}")
         return incident
 
     def note(self, at: float, what: str) -> None:
@@ -54,3 +55,11 @@ class Incident:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Incident:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _breach(f: Finding) -> str:
+    """What a rule breached with: its value at the breach against its condition, or a probe's
+    answer (a fleet verdict's words, for `fleet:RULE`)."""
+    if f.value is None and f.breach_value is None:
+        return f.detail or f.reading()
+    return f.reading(at_breach=True)

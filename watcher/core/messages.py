@@ -10,12 +10,10 @@ whole) and a plain-text body for a phone at 3 a.m.:
 
 Severities (and so ntfy priorities) are fixed per event, see each function.
 
-Numbers are formatted by the unit the rule declares (`Finding.unit`):
-  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.2%);
-  - "s": seconds, shown as 250ms, 1.2s, 2m10s;
-  - anything else: 4 significant digits followed by the unit.
-A simple condition such as "> 0.1" is shown in the same unit ("> 10%"); anything more complex
-is shown as the rule wrote it.
+Numbers are written by watcher/base/format.py in the unit the rule declares (`Finding.unit`):
+the value and the condition alike ("40.29% against > 10% for 2m"), and the value the rule had
+when it first breached where it differs ("; 27% at the breach"). The payload carries the raw
+numbers beside the same text.
 
 "since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
 (`ctx.at(now)`); without it only the UTC time is shown.
@@ -36,7 +34,15 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
+from watcher.base.format import (
+    format_condition,
+    format_duration,
+    format_labels,
+    format_time,
+    format_value,
+    shorten,
+    untrusted,
+)
 from watcher.base.redact import is_config_path
 from watcher.core.model import Action, VerdictKind
 from watcher.core.rules import Finding, Rule
@@ -160,7 +166,8 @@ class MessageContext:
 
 PAYLOAD_SCHEMA = "rollback-watcher/1"
 PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
-                "value", "unit", "threshold", "action", "incident", "next", "evidence")
+                "value", "unit", "threshold", "value_text", "threshold_text", "breach_value", "breach_value_text",
+                "action", "incident", "next", "evidence")
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -172,9 +179,14 @@ def payload(message: Message) -> dict[str, Any]:
         severity   info | success | warning | failure | critical
         service, host
         release    the release the event is about (the one rolled back from)
-        target     the release rolled back to, or the candidate a human may roll back to
+        target     the release rolled back to, or the candidate a human may roll back to;
+                   for deploy_seen, where a rollback of the new release would go
         rule       the first rule behind it; rules: all of them
         value      that rule's value (a number, in `unit`); threshold: its condition as written
+        value_text, threshold_text
+                   the same as the messages write them, in the rule's unit ("40.29%", "> 10%")
+        breach_value, breach_value_text
+                   the value when the rule first breached (the incident's start)
         action     what the watcher did or asks: rollback, rolled_back, needs_human, none,
                    notify, deploy, marked_good, human
         incident   the open incident's id
@@ -203,10 +215,15 @@ def with_context(message: Message, ctx: MessageContext, incident: str | None = N
 
 
 def _finding_facts(findings: Sequence[Finding]) -> dict[str, Any]:
+    """The first finding as data: raw numbers, and the same text the body shows."""
     if not findings:
         return {}
     f = findings[0]
-    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition,
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.threshold or f.condition,
+            "value_text": None if f.value is None else format_value(f.value, f.unit),
+            "threshold_text": format_condition(f.condition, f.unit) or None,
+            "breach_value": f.breach_value,
+            "breach_value_text": None if f.breach_value is None else format_value(f.breach_value, f.unit),
             "evidence": dict(f.evidence) if f.evidence else None}
 
 
@@ -214,20 +231,19 @@ def _finding_facts(findings: Sequence[Finding]) -> dict[str, Any]:
 
 
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
-    """One line: `rule: value against threshold {labels}, since T (for D); detail`. A judge
-    rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%) against 10%, after
-    212 requests, since T (for D)`."""
+    """One line: `rule: value against threshold {labels}, since T (for D); V at the breach;
+    detail`. A judge rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%)
+    against 10%, after 212 requests, since T (for D)`."""
     if finding.evidence and finding.detail:
         return _since(f"{finding.rule}: {finding.detail}", finding, now)
-    parts = [f"{finding.rule}:"]
-    if finding.value is not None:
-        parts.append(format_value(finding.value, finding.unit))
-        parts.append("against")
-    parts.append(format_condition(finding.condition, finding.unit) or "its condition")
+    line = f"{finding.rule}: {finding.reading()}"
     labels = format_labels(finding.labels)
     if labels:
-        parts.append(labels)
-    line = _since(" ".join(parts), finding, now)
+        line += f" {labels}"
+    line = _since(line, finding, now)
+    at_breach = format_value(finding.breach_value, finding.unit) if finding.breach_value is not None else None
+    if at_breach is not None and finding.value is not None and at_breach != format_value(finding.value, finding.unit):
+        line += f"; {at_breach} at the breach"
     if finding.detail:
         line += f"; {finding.detail}"
     return line
@@ -334,13 +350,18 @@ def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
 # --- one function per event ----------------------------------------------------------------
 
 
-def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_good: bool = True) -> Message:
-    """INFO: a new release is current; its watch window starts. Without a known-good release
-    to go back to (a first start), it says a human is called instead of promising a rollback."""
-    then = ("A firing rollback rule in that window rolls back to the last known-good release."
-            if has_known_good else
-            "No release is known-good yet, so there is nothing to roll back to: a firing rollback "
-            f"rule calls a human instead (`{CLI} mark good ID` names one).")
+def deploy_seen(ctx: MessageContext, release: str, window_s: float, target: str | None = None,
+                no_target: str = "") -> Message:
+    """INFO: a new release is current; its watch window starts. It names the release a rollback
+    would go to (`target`, as the decider would choose it now), or says why there is none
+    (`no_target`: a first start with nothing known-good, a barrier...) and that a human is
+    called instead of a rollback."""
+    if target:
+        then = f"A firing rollback rule in that window rolls back to {target}, the newest known-good release before it."
+    else:
+        why = f": {no_target}." if no_target else "."
+        then = (f"No rollback target{why} A firing rollback rule in that window calls a human instead "
+                f"(`{CLI} mark good ID` names a target).")
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
@@ -353,7 +374,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_go
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
         release=release,
-        facts={"action": "deploy"},
+        facts={"action": "deploy", "target": target},
     )
 
 
@@ -623,7 +644,7 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "blind: " + count + " cannot read their signal"),
         body=_body(
-            f"The watcher cannot see: {count} failed to read their signal: {error}",
+            f"The watcher cannot see: {count} failed to read their signal: {untrusted(error, 300)}",
             "Their state is held; the watcher never rolls back because it cannot see.",
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"{CLI} check --online"),
@@ -728,7 +749,7 @@ def fleet_blind(ctx: MessageContext, error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "fleet blind: etcd does not answer"),
         body=_body(
-            f"The fleet's etcd does not answer: {shorten(error, 300)}",
+            f"The fleet's etcd does not answer: {untrusted(error, 300)}",
             "This host goes on deciding alone, exactly as without a fleet; what it owes the fleet "
             "(rollback verdicts, survived windows) is kept and written when etcd is back.",
             _next(f"{CLI} check --online", "then look at the etcd cluster"),
@@ -742,7 +763,7 @@ def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
         kind="fleet_recovered",
         severity=Severity.INFO,
         title=_title(ctx, "fleet recovered: etcd answers again"),
-        body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
+        body=_body(f"The fleet's etcd answers again: {untrusted(detail, 300)}.", _next(f"nothing to do; {CLI} fleet status")),
     )
 
 
@@ -761,6 +782,7 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "none"},
     )
 
 
@@ -828,4 +850,5 @@ def lock_wait_long(ctx: MessageContext, release: str, lock: str, waited: float, 
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "needs_human"},
     )

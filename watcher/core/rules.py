@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
-from watcher.base.format import format_duration, format_labels, format_number, format_value
+from watcher.base.format import format_duration, format_labels, format_number, format_reading, format_value
 from watcher.core.model import TransitionKind
 
 # core/judge.py is imported where a judge rule is judged: `check` needs none of it (~2 ms CPU).
@@ -187,10 +187,17 @@ class Rule:
         `no_data: vanished` one (it breaches only if it had data before the deploy)."""
         return self.uses_baseline or self.no_data == "vanished"
 
-    def condition_text(self, baseline: float | None = None) -> str:
-        """The condition in a human's words, with the numbers in use."""
+    def condition_text(self, baseline: float | None = None, raw: bool = False) -> str:
+        """The condition in a human's words, with the numbers in use, in the rule's `value_unit`
+        ("> 10% for 2m", base/format.py); `raw` writes them as the rule file does ("> 0.1 for
+        2m"), for machines (the webhook payload's `threshold`). A judge rule's condition is
+        its own (shares as percents, its confidence) either way."""
         if isinstance(self.signal, CounterShare):
             return self._judge_text()
+
+        def number(value: float) -> str:
+            return format_number(value, grouped=False) if raw else format_value(value, self.value_unit)
+
         if isinstance(self.signal, HttpCheck):
             want = f"status {self.signal.expect_status}"
             if self.signal.expect_body:
@@ -199,14 +206,15 @@ class Rule:
         else:
             parts = []
             if self.above is not None:
-                parts.append(f"> {format_number(self.above, grouped=False)}")
+                parts.append(f"> {number(self.above)}")
             if self.below is not None:
-                parts.append(f"< {format_number(self.below, grouped=False)}")
+                parts.append(f"< {number(self.below)}")
             if self.above_baseline is not None:
-                base = "unknown" if baseline is None else format_number(baseline, grouped=False)
+                base = "unknown" if baseline is None else number(baseline)
+                # The factor has no unit: "> 5 x baseline (120ms)".
                 parts.append(f"> {format_number(self.above_baseline, grouped=False)} x baseline ({base})")
             if self.floor is not None:
-                parts.append(f"> {format_number(self.floor, grouped=False)}")
+                parts.append(f"> {number(self.floor)}")
             text = " and ".join(parts)
         if self.failures > 1:
             text += f", {self.failures} times in a row"
@@ -412,6 +420,7 @@ class RuleState:
 
     phase: Phase = Phase.INACTIVE
     breach_since: float | None = None  # first tick of the current run of breaching evaluations
+    breach_value: float | None = None  # the value on that tick: what the incident says it breached at
     active_since: float | None = None  # when the condition started to hold (pending start)
     fired_at: float | None = None
     failures: int = 0  # consecutive breaching evaluations
@@ -451,7 +460,8 @@ class Transition:
 def inactive(state: RuleState) -> RuleState:
     """The state once its condition stops holding: nothing pending or firing, no breaches in a
     row; errors, blindness and the last observation are kept."""
-    return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0)
+    return replace(state, phase=Phase.INACTIVE, breach_since=None, breach_value=None, active_since=None, fired_at=None,
+                   failures=0)
 
 
 def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit: int = 4) -> tuple[RuleState, list[Transition]]:
@@ -511,8 +521,9 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         return inactive(state), transitions
 
     failures = state.failures + 1
-    breach_since = state.breach_since if state.breach_since is not None else now
-    state = replace(state, failures=failures, breach_since=breach_since)
+    if state.breach_since is None:  # the first breach of a run: its time and value are the incident's start
+        state = replace(state, breach_since=now, breach_value=obs.value)
+    state = replace(state, failures=failures)
     if failures < rule.failures:
         return state, transitions
 
@@ -563,6 +574,8 @@ def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> Find
         since=state.breach_since,
         labels=dict(state.last_labels),
         detail=state.last_detail,
+        threshold=rule.condition_text(baseline, raw=True),
+        breach_value=None if probe else state.breach_value,
         evidence=dict(state.last_evidence) if state.last_evidence else None,
     )
 
@@ -573,15 +586,23 @@ class Finding:
 
     rule: str
     action: str  # "rollback" | "notify"
-    condition: str  # human form, e.g. "> 0.1" or "> 5 x baseline (0.12) and > 0.2"
-    value: float | None = None  # the worst breaching value, None for probes without a number
+    condition: str  # human form in the rule's unit, e.g. "> 10% for 2m" or "> 5 x baseline (120ms) and > 200ms"
+    value: float | None = None  # the worst breaching value now, None for probes without a number
     unit: str = ""  # e.g. "s", "%", "" as declared by the rule (value_unit)
     since: float | None = None  # epoch seconds the condition first held
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # breaching series
     detail: str = ""  # e.g. "connect error", "status 503"
+    threshold: str = ""  # the condition as the rule file writes it ("> 0.1 for 2m"), for machines
+    breach_value: float | None = None  # the value at `since`, when the rule first breached
     # A judge rule's evidence: share, low, high, level, limit, requests, failures, log_e,
     # log_needed (core/judge.Judgement.facts): the interval messages and the webhook carry.
     evidence: dict[str, float | bool | None] | None = field(default=None, compare=False, hash=False)
+
+    def reading(self, at_breach: bool = False) -> str:
+        """"40.29% against > 10% for 2m" (base/format.py); `at_breach`: the value the rule had
+        when it first breached, which the incident's timeline starts with."""
+        value = self.breach_value if at_breach and self.breach_value is not None else self.value
+        return format_reading(value, self.condition, self.unit)
 
 
 # ---------------------------------------------------------------------------------------------

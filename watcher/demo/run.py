@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from watcher.base.format import format_value
 from watcher.config.load import load_config
 from watcher.core.rules import Rule
 from watcher.demo.rig import DemoAppProcess, PrometheusServer, SandboxError
@@ -183,22 +184,21 @@ def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     if verified is None:
         show.line(f"no rollback within {DEADLINE_S:.0f}s of the bad deploy")
         return 1
-    return _summary(show, journal.all, onset, verified, host, app)
+    return _summary(show, journal.all, onset, verified, host, app, watcher.config.rules)
 
 
 def _summary(show: Timeline, events: list[dict[str, Any]], onset: float, verified: dict[str, Any], host: _Host,
-             app: DemoAppProcess) -> int:
+             app: DemoAppProcess, rules: Any) -> int:
     firing = next((e for e in events if e["kind"] == "rule" and e.get("after") == "firing"), {})
     first = next((e for e in events if e["kind"] == "rule" and e.get("after") in ("pending", "firing")), firing)
     switched = next((e for e in events if e["kind"] == "rollback_switched"), {})
     now_serving = app.control()
     rule = firing.get("rule", "?")
-    shown = _shown(firing)
-    threshold = "> 10% for 10s" if rule == "http-5xx-ratio" else "3 failed probes in a row"
+    threshold = next((r.condition_text() for r in rules if r.name == rule), "?")
     show.line("")
     show.line("summary")
     show.line(f"  rule            {rule}  ({threshold})")
-    show.line(f"  value           {shown.removeprefix('value ')}")
+    show.line(f"  value           {_shown(firing).removeprefix('value ')}")
     show.line(f"  first breach    {first.get('time', onset) - onset:5.1f}s after the bad deploy")
     show.line(f"  detection       {firing.get('time', onset) - onset:5.1f}s after the bad deploy (rule firing)")
     show.line(f"  rollback        {verified['time'] - onset:5.1f}s after the bad deploy, verified "
@@ -318,7 +318,8 @@ def _progress(state_path: Path, rules: Sequence[Rule]) -> str:
     for rule in rules:
         rs = state.get("rules", {}).get(rule.name, {})
         phase = rs.get("phase", "inactive")
-        value = _fmt(rs.get("last_value"), rule.value_unit)
+        value = format_value(rs["last_value"], rule.value_unit) if isinstance(rs.get("last_value"), (int, float)) \
+            else "no data yet"
         if rule.name == "health-endpoint" or rule.failures > 1:
             parts.append(f"{rule.name}: {phase} ({rs.get('failures', 0)} of {rule.failures} failed probes)")
         elif phase == "pending" and rs.get("active_since"):
@@ -326,12 +327,6 @@ def _progress(state_path: Path, rules: Sequence[Rule]) -> str:
         else:
             parts.append(f"{rule.name}: {phase} ({value})")
     return "waiting for " + "; ".join(parts)
-
-
-def _fmt(value: Any, unit: str) -> str:
-    if not isinstance(value, (int, float)):
-        return "no data yet"
-    return f"{value * 100:.1f}%" if unit == "%" else f"{value:g}"
 
 
 def _narrate(e: dict[str, Any]) -> str | None:
@@ -354,11 +349,9 @@ def _narrate(e: dict[str, Any]) -> str | None:
 
 
 def _shown(rule_event: dict[str, Any]) -> str:
-    """A rule event's value as a human reads it: a ratio in %, a probe by its answer."""
-    value = rule_event.get("value")
-    if rule_event.get("rule") == "http-5xx-ratio" and isinstance(value, (int, float)):
-        return f"value {value * 100:.1f}%"
-    return rule_event.get("reason") or f"value {value}"
+    """A rule event's value as a human reads it: its journaled reason, which the service wrote
+    in the rule's unit (watcher/base/format.py), or a probe's answer."""
+    return rule_event.get("reason") or "?"
 
 
 def _describe(settings: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ import requests
 from etcd3gw.client import Etcd3Client
 
 from watcher.base.errors import WatcherError
+from watcher.base.format import shorten
 from watcher.config.schema import FleetConfig
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,17 @@ class EtcdGateway:
                     self._authenticate(client)
                 result = fn(client)
             except self._exc.Etcd3Exception as exc:
-                detail = _brief(exc)
+                detail = describe(self.config.endpoints[index], exc, self.config.timeout)
                 if self.config.username and ("token" in detail.lower() or "auth" in detail.lower()):
                     client.session.headers.pop("Authorization", None)  # expired: fetched again next time
-                errors.append(f"{self.config.endpoints[index]}: {detail}")
+                errors.append(detail)
                 continue
             except (OSError, ValueError) as exc:  # requests' own errors subclass OSError; bad JSON
-                errors.append(f"{self.config.endpoints[index]}: {_brief(exc)}")
+                errors.append(describe(self.config.endpoints[index], exc, self.config.timeout))
                 continue
             self._active = index
             return result
-        raise FleetUnavailable(f"{what}: no etcd endpoint answered ({'; '.join(errors)})")
+        raise FleetUnavailable(f"{what}: no etcd endpoint answered: {'; '.join(errors)}")
 
     def _authenticate(self, client: Etcd3Client) -> None:
         result = client.post(client.get_url("/auth/authenticate"),
@@ -188,16 +189,22 @@ class EtcdGateway:
         return self._call(f"count {prefix}", call)
 
     def health(self) -> list[tuple[str, bool, str]]:
-        """Every endpoint's own answer to GET /health (for `check --online`)."""
+        """Every endpoint's own answer to GET /health (for `check --online`): (endpoint, healthy,
+        what it said, in words)."""
         rows = []
         for url, client in zip(self.config.endpoints, self._clients, strict=True):
             self._on_request()
             try:
                 resp = client.session.get(url + "/health", timeout=self.config.timeout)
-                ok = resp.status_code == 200 and resp.json().get("health") in ("true", True)
-                rows.append((url, ok, f"health {resp.json().get('health')}" if resp.status_code == 200 else f"HTTP {resp.status_code}"))
+                answer = resp.json().get("health") if resp.status_code == 200 else None
+                ok = answer in ("true", True)
+                if resp.status_code != 200:
+                    detail = f"etcd at {url}: /health answered HTTP {resp.status_code}"
+                else:
+                    detail = f"etcd at {url} healthy" if ok else f"etcd at {url}: /health says {answer!r}"
+                rows.append((url, ok, f"{detail} ({resp.elapsed.total_seconds() * 1000:.0f} ms)"))
             except (OSError, ValueError) as exc:
-                rows.append((url, False, _brief(exc)))
+                rows.append((url, False, describe(url, exc, self.config.timeout)))
         return rows
 
     # ------------------------------------------------------------------------------------------
@@ -216,11 +223,11 @@ class EtcdGateway:
                 stream.open()
             except (httpx.HTTPError, OSError, WatchEnded) as exc:
                 stream.close()
-                errors.append(f"{self.config.endpoints[index]}: {_brief(exc)}")
+                errors.append(describe(self.config.endpoints[index], exc, self.config.timeout))
                 continue
             self._active = index
             return stream
-        raise FleetUnavailable(f"watch {prefix}: no etcd endpoint answered ({'; '.join(errors)})")
+        raise FleetUnavailable(f"watch {prefix}: no etcd endpoint answered: {'; '.join(errors)}")
 
 
 class WatchEnded(Exception):
@@ -243,6 +250,7 @@ class WatchStream:
                 verify.load_cert_chain(str(config.cert), str(config.key))
         self._client = httpx.Client(timeout=httpx.Timeout(config.timeout, read=read_timeout), verify=verify,
                                     trust_env=False, headers={"Authorization": token} if token else None)
+        self._endpoint = endpoint
         self._url = endpoint + "/v3/watch"
         self._body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                          "start_revision": start_revision}}
@@ -278,7 +286,7 @@ class WatchStream:
         except httpx.ReadTimeout:
             raise WatchEnded("quiet for the read timeout") from None
         except (httpx.HTTPError, OSError, ValueError) as exc:
-            raise WatchEnded(_brief(exc)) from None
+            raise WatchEnded(describe(self._endpoint, exc)) from None
         raise WatchEnded("closed" if self._closed.is_set() else "the member closed the stream")
 
     def events(self) -> Iterator[tuple[int, list[WatchEvent]]]:
@@ -331,8 +339,73 @@ def _session(config: FleetConfig) -> requests.Session:
     return session
 
 
-def _brief(exc: BaseException) -> str:
-    # etcd3gw's exceptions keep their message in `detail_text`, not in args: str() is empty.
-    text = str(getattr(exc, "detail_text", None) or exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+def describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
+    """See _describe; never raises (it runs in the fleet's threads, whose failure handling
+    must not fail itself)."""
+    try:
+        return _describe(endpoint, exc, timeout)
+    except Exception:  # noqa: BLE001 - a description is never worth a dead fleet thread
+        return f"etcd at {endpoint}: {type(exc).__name__}"
+
+
+def _describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
+    """An etcd call's failure in words: "etcd at http://10.0.0.5:2379 unreachable (connection
+    refused)", not the HTTP library's own text ("HTTPConnectionPool(host=..., port=...): Max
+    retries exceeded with url: ... (Caused by NewConnectionError(...") cut mid-string. The cause
+    is found in the chain of exceptions (requests, urllib3, httpx and etcd3gw each wrap the
+    socket's error), else in their text."""
+    chain = _causes(exc)
+    text = " ".join(str(getattr(e, "detail_text", None) or e) for e in chain)
+    low = text.lower()
+    where = f"etcd at {endpoint}"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in low:
+        return f"{where} unreachable (connection refused)"
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(
+            s in low for s in ("name or service not known", "temporary failure in name resolution",
+                               "nodename nor servname", "no address associated")):
+        return f"{where} unreachable (its host name does not resolve)"
+    if "no route to host" in low or "network is unreachable" in low:
+        return f"{where} unreachable (no route to it)"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "certificate verify failed" in low or "[ssl" in low:
+        reason = "certificate verify failed" if "certificate verify failed" in low else "TLS handshake failed"
+        return f"{where}: {reason}"
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain) or "timed out" in low \
+            or "timeout" in type(exc).__name__.lower():
+        return f"{where} did not answer" + (f" within {timeout:g}s" if timeout else " in time")
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "connection reset" in low \
+            or "remotedisconnected" in low or "connection aborted" in low:
+        return f"{where} closed the connection"
+    said = _etcd_said(exc)
+    if said:
+        return f"{where} answered: {said}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{where}: {shorten(first, 160)}" if first else f"{where}: {type(exc).__name__}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: __cause__, __context__, urllib3's `reason`, an exception passed
+    as an argument (requests wraps urllib3's MaxRetryError so)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 12:
+        e = todo.pop(0)
+        # `reason` is a string on some (an HTTP reason phrase): only exceptions are followed.
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())]
+    return seen
+
+
+def _etcd_said(exc: BaseException) -> str:
+    """The message of an etcd error answer ({"error": ..., "message": ...}), if that is what it is."""
+    raw = getattr(exc, "detail_text", None)
+    if not raw:
+        return ""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return shorten(str(raw), 160)
+    if isinstance(data, dict):
+        return shorten(str(data.get("message") or data.get("error") or raw), 160)
+    return shorten(str(raw), 160)

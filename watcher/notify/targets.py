@@ -22,6 +22,11 @@ Severity on the wire
     user's choice; ntfy's aliases `urgent` and 1-5 are written as Apprise's names, `urgent` as
     `max`), and appends its tag to the URL's own `tags=`.
 
+Format
+    Every message is plain text (core/messages.py) and is handed to Apprise as such
+    (`body_format=text`): Apprise escapes it for the target's format, so that markup in a name
+    that came from elsewhere (base/format.untrusted) reaches chat as the characters it is.
+
 One attempt
     is bounded by `timeout` (Apprise `cto`/`rto` socket timeouts and the notify() call
     deadline). `request_rate_per_sec` is 0 on every endpoint: Apprise would otherwise sleep
@@ -138,8 +143,12 @@ def attempt(endpoint: Endpoint, message: Message, title: str, body: str, timeout
     _structure(endpoint, message)
     started = time.monotonic()
     try:
+        # Plain text, said so: Apprise escapes it for each target's own format (HTML for e-mail,
+        # CommonMark or Slack's mrkdwn for chat). Without a body_format Apprise passes the text
+        # through as the target's markup, and a release or rule name another host stored in
+        # etcd (`**URGENT** [login here](http://...)`, `<!channel>`) was rendered as written.
         result = obj.notify(body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout,
-                            attach=attach or None)
+                            attach=attach or None, body_format=_apprise().NotifyFormat.TEXT)
     except Exception as e:  # noqa: BLE001 - Apprise plugins may raise anything
         raise NotifyError(scrub(f"{type(e).__name__}: {e}")) from None
     if result:

@@ -49,6 +49,7 @@ class Daemon:
         log.info("watching service=%s rules=%d interval=%ss mode=%s", w.config.service, len(w.config.rules),
                  w.config.interval, w.config.mode)
         next_at = w.monotonic()
+        overran = 0  # ticks in a row longer than the interval: said when it starts and when it ends
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -57,9 +58,15 @@ class Daemon:
             sd_notify(f"WATCHDOG=1\nSTATUS={status_line(w)}")
             next_at += w.config.interval
             if w.monotonic() - next_at > 0:
-                log.warning("tick overran the interval seconds=%.2f interval=%ss", report.seconds, w.config.interval)
+                if not overran:
+                    log.warning("tick overran the interval seconds=%.2f interval=%ss (said again when ticks "
+                                "keep time)", report.seconds, w.config.interval)
+                overran += 1
                 next_at = w.monotonic()
                 continue
+            if overran:
+                log.info("ticks keep the interval again after overrunning it %d time(s) in a row", overran)
+                overran = 0
             self._stop.wait(next_at - w.monotonic())
         sd_notify("STOPPING=1")
         log.info("stopping: the tick in hand is done")

@@ -234,8 +234,8 @@ class Watcher:
                      window_ends=self.state.window_ends)
         log.info("deploy seen release=%s previous=%s window=%ss", release, previous, self.config.watch_window)
         if self.state.window_ends is not None:
-            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window,
-                                             deploys.has_known_good(self.state, release)))
+            target, why = deploys.rollback_target(self.backend, self.state, release)
+            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window, target, why))
 
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once (evaluate.py); what it changed is recorded (window.record)."""

@@ -139,7 +139,8 @@ def acquire_host(identity: str | None) -> HostLock | None:
     """The instance lock of the watched host, by its backend's identity
     (backends.host_identity), taken beside the state dir's: two watchers with different state
     dirs on one `current` must not both act. None without a backend (such a watcher never
-    acts). Raises StateError naming the running watcher's PID."""
+    acts). Raises StateError naming the running watcher's PID; permanent, as for the state
+    dir's lock: a restart every RestartSec would find it held again."""
 
     if identity is None:
         return None
@@ -147,5 +148,5 @@ def acquire_host(identity: str | None) -> HostLock | None:
     try:
         lock.acquire()
     except LockBusy as exc:
-        raise StateError(str(exc)) from None
+        raise StateError(str(exc), permanent=True) from None
     return lock

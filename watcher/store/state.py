@@ -163,6 +163,31 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def lock_holder(path: Path) -> str:
+    """Who holds the instance lock, as far as this process can tell: the PID its holder wrote
+    into the lock file, that process's command line (when /proc shows it: the unit's
+    ProtectProc=invisible hides other users' processes) and since when."""
+    from watcher.base.format import format_duration, format_time
+
+    try:
+        text = path.read_text().strip()
+        since = path.stat().st_mtime
+    except OSError:
+        return "a process whose PID cannot be read"
+    if not text.isdigit():
+        return "a process whose PID cannot be read"
+    who = f"PID {text}"
+    try:
+        argv = Path(f"/proc/{text}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(a.decode(errors="replace") for a in argv if a)
+        if command:
+            who += f" (`{command[:160]}`)"
+    except OSError:
+        pass
+    # The file's own time against the real clock: both are the machine's, not the watcher's.
+    return f"{who}, since {format_time(since)} ({format_duration(time.time() - since)} ago)"
+
+
 class StateStore:
     """state.json and journal.jsonl under one directory."""
 
@@ -219,8 +244,11 @@ class StateStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StateError(f"another watcher is running on {self.dir} (it holds {self.lock_path}); "
-                             "two watchers must never act on one host") from None
+            # Permanent: starting again every RestartSec would only find it held again (`run`
+            # exits 78); a person stops one of the two.
+            raise StateError(f"another watcher runs on {self.dir}: {lock_holder(self.lock_path)} holds "
+                             f"{self.lock_path}. Two watchers must never act on one host: stop it first (or give "
+                             "this one another state_dir).", permanent=True) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
