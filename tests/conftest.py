@@ -141,18 +141,35 @@ _keep_current_test_var()
 # worker (split across workers, each would start every scenario again); any other test file
 # stays whole in one worker, so its module fixtures (one booted system, one dockerd) are made
 # once. xdist's own --dist loadfile keeps only files whole: this scheduler keeps directories.
-_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host", "shipped"}
+_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host", "shipped", "sim"}
+
+# The scopes that take longest, longest first (minutes of scenario time each, measured in full
+# runs): they start on separate workers at once, and the many short files fill the workers in
+# after them. xdist's own order (most tests first) started these last and made a long tail.
+_LONGEST_FIRST = ["tests/decisions", "tests/shipped", "tests/fleet", "tests/e2e", "tests/sim", "tests/host",
+                  "tests/integrations/test_capistrano.py", "tests/packs/test_packs_live.py"]
+
+
+def _scope_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in _WHOLE_DIRECTORIES:
+        return "/".join(parts[:2])
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {scope: i for i, scope in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_scope_of(item.nodeid), len(rank)))  # stable: the rest keep their order
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # keep the order above (collection order)
+
     class WholeFilesAndScenarioDirectories(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            parts = path.split("/")
-            if len(parts) > 2 and parts[0] == "tests" and parts[1] in _WHOLE_DIRECTORIES:
-                return "/".join(parts[:2])
-            return path
+            return _scope_of(nodeid)
 
     return WholeFilesAndScenarioDirectories(config, log)
