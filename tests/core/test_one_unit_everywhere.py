@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from watcher.core import envelope
 from watcher.core import messages as m
 from watcher.core.decide import Verdict
 from watcher.core.fleetmodel import BAD, FleetVerdict
@@ -20,7 +21,7 @@ from watcher.core.rules import Observation, Outcome, PromQuery, Rule, RuleState,
 from watcher.service.coordinator import fleet_finding
 
 T0 = 1_714_533_120.0  # 2024-05-01T03:12:00Z
-CTX = m.MessageContext("shop-api", "web-1").at(T0 + 150)
+CTX = envelope.MessageContext("shop-api", "web-1").at(T0 + 150)
 
 RULE = Rule("http-5xx-ratio", PromQuery("sum(rate(errors[$window])) / sum(rate(requests[$window]))"), "rollback",
             above=0.1, for_=120.0, value_unit="%")
@@ -97,7 +98,7 @@ def test_the_rule_remembers_the_value_it_breached_at_beside_the_value_it_fired_a
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_message_kind_and_its_payload_write_the_value_in_the_rules_unit(kind):
     message, carries = KINDS[kind]
-    data = m.payload(message)
+    data = envelope.payload(message)
     assert not RAW.search(message.title + message.body), message.body
     if not carries:
         assert data["value"] is None and data["value_text"] is None

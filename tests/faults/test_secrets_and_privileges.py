@@ -195,7 +195,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     import logging
 
     from watcher.config.scrub import RedactingFormatter
-    from watcher.core.messages import Message
+    from watcher.core.envelope import Message
     from watcher.core.rules import RuleState
     from watcher.notify.notifier import Severity
     from watcher.service.tick import build_watcher

@@ -10,8 +10,8 @@ import pytest
 
 from watcher.base.format import untrusted
 from watcher.core import messages as m
+from watcher.core.envelope import MessageContext, NotifyTarget
 from watcher.core.fleetmodel import BAD, FleetVerdict
-from watcher.core.messages import MessageContext, NotifyTarget
 from watcher.service.coordinator import fleet_finding
 
 URGENT = "**URGENT** [login here](http://evil.example/phish)"

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from PIL import Image
 
-from watcher.core.messages import Message, Severity
+from watcher.core.envelope import Message, Severity
 from watcher.notify.attach import PictureMaker
 from watcher.notify.notifier import NotifyTarget
 from watcher.notify.pictures import PNG_SIGNATURE, BreachPicture, PictureError, thresholds_for

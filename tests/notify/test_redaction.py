@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from support import free_port
-from watcher.core.messages import Message, MessageContext, Severity
+from watcher.core.envelope import Message, MessageContext, Severity
 from watcher.notify.notifier import (
     NotifyTarget,
     check_targets,

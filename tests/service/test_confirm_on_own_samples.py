@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from watcher.base.errors import SourceError
+from watcher.core.envelope import MessageContext
 from watcher.core.evaluate import evaluate, watch_window
-from watcher.core.messages import MessageContext
 from watcher.core.model import Mark, ReleaseRecord
 from watcher.core.rules import Finding, HttpCheck, ProbeResult, PromQuery, Rule, Sample
 from watcher.service import confirm

@@ -166,7 +166,7 @@ def notify_test(
 
     Reports, per target, whether it arrived."""
     # The messages and the notifier (Apprise itself only when sending): ~18 ms CPU at --help.
-    from watcher.core.messages import MessageContext, Severity
+    from watcher.core.envelope import MessageContext, Severity
     from watcher.notify import notifier as notify
 
     try:

@@ -31,7 +31,7 @@ from watcher.config.schema import (
 )
 from watcher.config.scoping import ScopeError, check_labels
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
-from watcher.core.messages import NotifyTarget, Severity
+from watcher.core.envelope import NotifyTarget, Severity
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.core.messages import NotifyTarget
+from watcher.core.envelope import NotifyTarget
 from watcher.core.rules import Rule
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from watcher.base.errors import NotifyError
 from watcher.base.redact import config_path, redact_url
-from watcher.core.messages import Message, NotifyTarget
+from watcher.core.envelope import Message, NotifyTarget
 from watcher.notify.attach import attachment
 from watcher.notify.targets import Endpoint, attempt, endpoints_of, takes_attachments
 

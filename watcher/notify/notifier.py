@@ -13,7 +13,7 @@ never imports apprise.
 
 Filtering and routing
     A target receives a message when `message.severity.rank >= target.min_severity.rank`
-    (info < success < warning < failure < critical, see messages.Severity) and
+    (info < success < warning < failure < critical, see envelope.Severity) and
       - the target has no tags (a catch-all), or
       - the message has no `route_tags` (a general event), or
       - the two share a tag (a rule's `notify: [tag]` reaching its team).
@@ -76,7 +76,8 @@ from typing import Any, TextIO
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
-from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.core.envelope import Message, MessageContext, NotifyTarget, Severity
+from watcher.core.messages import test_message
 from watcher.notify.attach import PictureMaker
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
 from watcher.notify.pictures import BreachPicture

@@ -71,7 +71,7 @@ from urllib.parse import quote, unquote
 
 from watcher.base.errors import NotifyError
 from watcher.base.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
-from watcher.core.messages import Message, NotifyTarget, Severity, payload
+from watcher.core.envelope import Message, NotifyTarget, Severity, payload
 
 if TYPE_CHECKING:
     from apprise import Apprise  # the annotations only: see _apprise()
@@ -224,7 +224,7 @@ def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
 
 def _structure(endpoint: Endpoint, message: Message) -> None:
     """A json:// or jsons:// endpoint gets the event as data beside Apprise's title/message/type
-    (messages.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
+    (envelope.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
     mechanism behind its `:key=value` URL parameters; the URL's own extras still win. Each
     lane's worker is the only user of its plugins, so setting them per message is safe."""
     plugin, own = endpoint.plugins.get(message.severity, (None, {}))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.core.messages import Message, Severity
+from watcher.core.envelope import Message, Severity
 from watcher.notify.lanes import DeliveryResult, Lane
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from watcher.base.redact import (
 
 # Not from watcher.notify.notifier, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
-from watcher.core.messages import NotifyTarget
+from watcher.core.envelope import NotifyTarget
 from watcher.notify.targets import check_targets
 
 CACHE_FILE = "notify-targets.json"

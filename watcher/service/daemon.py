@@ -20,7 +20,7 @@ from watcher.config.hostcheck import EXIT_CANNOT_START, listen_error
 from watcher.config.load import load_config
 from watcher.config.schema import WatcherConfig
 from watcher.config.scrub import Redactor, config_secrets
-from watcher.core import messages
+from watcher.core import envelope, messages
 from watcher.core.rules import Phase
 from watcher.notify.notifier import Notifier, check_targets
 from watcher.service.tick import Watcher, quiet_journal
@@ -182,7 +182,7 @@ def reload(w: Watcher) -> bool:
     if new.notify != w.config.notify:
         _replace_notifier(w, new, redact)
     w.config = new
-    w._ctx = messages.MessageContext(new.service, new.host)
+    w._ctx = envelope.MessageContext(new.service, new.host)
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))
     log.info("config reloaded rules=%d", len(new.rules))

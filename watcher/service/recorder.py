@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from watcher.core.messages import Message, MessageContext
+from watcher.core.envelope import Message, MessageContext
 from watcher.core.rules import Finding
 
 

@@ -60,11 +60,11 @@ from watcher.base.sdnotify import sd_notify
 from watcher.config.schema import WatcherConfig
 from watcher.config.scrub import redactor_for
 from watcher.core import decide as decider
-from watcher.core import messages
+from watcher.core import envelope, messages
+from watcher.core.envelope import Message
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
-from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding, Phase
 from watcher.notify.notifier import Notifier as AppriseNotifier
@@ -144,7 +144,7 @@ class Watcher:
         self.monotonic = monotonic
         self.telemetry = telemetry
         self.state = State()
-        self._ctx = messages.MessageContext(config.service, config.host)
+        self._ctx = envelope.MessageContext(config.service, config.host)
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._outbox: list[Message] = []
         self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
@@ -156,7 +156,7 @@ class Watcher:
         self.history = history.RuleHistory(2 * config.watch_window + 600)
 
     @property
-    def ctx(self) -> messages.MessageContext:
+    def ctx(self) -> envelope.MessageContext:
         """Message context at this moment, so bodies can say "for 2m10s"."""
         return self._ctx.at(self.clock())
 
@@ -379,12 +379,12 @@ class Watcher:
         """Queue a message for `tell`, routed by the `notify:` tags of the rules behind `findings`."""
         if message is not None:
             incident = self.state.incident.id if self.state.incident is not None else None
-            message = messages.with_context(message, self.ctx, incident)
+            message = envelope.with_context(message, self.ctx, incident)
             picture = history.breach_picture(message, self.history, self.state, self.config.rules,
                                              self.timebase.to_wall, self.wall(), self.config.host)
             if picture is not None:
                 message = dataclasses.replace(message, picture=picture)
-            self._outbox.append(messages.routed(message, findings, self.config.rules))
+            self._outbox.append(envelope.routed(message, findings, self.config.rules))
 
     def save(self) -> None:
         self.state.clock_offset = self.timebase.offset()
