@@ -10,8 +10,8 @@ import pytest
 
 from watcher.base.errors import ConfigError
 from watcher.config.rulefile import load_rule_file
+from watcher.core.counts import Counts
 from watcher.core.envelope import Message, Severity, payload
-from watcher.core.judge import Counts
 from watcher.core.messages import fmt_finding
 from watcher.core.rules import CounterShare, Outcome, Phase, Rule, RuleState, classify, finding, step
 

@@ -52,8 +52,8 @@ from watcher.base.durations import parse_duration
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
 from watcher.config.schema import WatcherConfig
+from watcher.core.counts import Counts
 from watcher.core.evaluate import both_windows
-from watcher.core.judge import Counts
 from watcher.core.rules import (
     WINDOW_TOKEN,
     CounterShare,

@@ -57,7 +57,7 @@ from watcher.base.format import format_duration, format_number
 from watcher.config import values as kinds
 from watcher.config.rulefile import load_rule_file, read_rule
 from watcher.config.values import FileReader
-from watcher.core.judge import Counts, bucket_increases, error_counts
+from watcher.core.counts import Counts, bucket_increases, error_counts
 from watcher.core.rules import CounterShare, ProbeResult, Rule, Sample, SignalResult
 from watcher.signals.counts import counting_start, counts_at, needs_before
 from watcher.signals.prometheus import baseline_from_series

@@ -30,7 +30,8 @@ from watcher.core.model import TransitionKind
 
 # core/judge.py is imported where a judge rule is judged: `check` needs none of it (~2 ms CPU).
 if TYPE_CHECKING:
-    from watcher.core.judge import Counts, Judgement
+    from watcher.core.counts import Counts
+    from watcher.core.judge import Judgement
 
 SCOPES = ("host", "fleet")
 ACTIONS = ("rollback", "notify")
@@ -347,7 +348,7 @@ def classify(rule: Rule, result: SignalResult, baseline: float | None = None) ->
 
 
 def _judged(rule: Rule, counts: Counts) -> Observation:
-    """A judge rule's counts (core/judge.Counts) judged: a breach when the evidence rejects
+    """A judge rule's counts (core/counts.Counts) judged: a breach when the evidence rejects
     "share <= limit" at `alpha`, suspect (pending) while the share looks too high."""
     from watcher.core.judge import conclude, describe
 

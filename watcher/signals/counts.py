@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from watcher.base.format import format_duration
-from watcher.core.judge import Counts, bucket_increases, error_counts, latency_counts, quantile_bound
+from watcher.core.counts import Counts, bucket_increases, error_counts, latency_counts, quantile_bound
 from watcher.core.rules import CounterShare, Rule
 
 LOOKBACK = 300.0
