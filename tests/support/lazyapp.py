@@ -184,6 +184,12 @@ def generate_traffic(app: App) -> None:
             time.sleep(delay)
         elif delay < -1.0:
             next_at = time.monotonic()  # fell behind by more than a second: do not burst to catch up
+        if float(app.settings["rps"] or 0) <= 0:
+            # Settings changed during the sleep (a reload to a release without traffic): the
+            # request scheduled before must not be sent. Sent, it reached the restored release
+            # up to a second after the switch, and a confirmation meant to see no traffic saw
+            # one good request and said "verified" (the shipped quiet-after-rollback scenario).
+            continue
         url = app.settings["traffic_url"] or f"http://127.0.0.1:{app.port}/"
         threading.Thread(target=_get, args=(url,), daemon=True).start()
 
