@@ -1,0 +1,216 @@
+"""The defects of issue 22, each as a history the simulator runs (hand-written from the
+defect's story; `make sim` finds them on its own too), and the cases that must stay as they are.
+
+    python -m sim.examples [NAME...]      (from tests/, or `make sim-examples`)
+
+runs them and prints, for each, the invariants it violates. An example of a defect names the
+invariants that catch it (`catches`); once its defect is fixed, it has no violation, and
+test_examples.py asserts that. A control (`catches` empty) must never have one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from sim.history import (BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, Tamper)
+from sim.truth import Profile
+
+GOOD = Profile()
+BAD = Profile(error=0.3)
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    story: str
+    history: History
+    catches: tuple[str, ...] = ()  # the invariants this defect violates; () for a control
+
+
+EXAMPLES: list[Example] = []
+
+
+def example(name: str, story: str, history: History, catches: tuple[str, ...] = ()) -> None:
+    EXAMPLES.append(Example(name, story, history, catches))
+
+
+# 1 ----------------------------------------------------------------------------------------------
+example(
+    "d1-probe-failing-at-window-end",
+    "A `failures: 3` probe rule has failed twice when r1's window ends (deploy seen at t+35, "
+    "window to t+335; /health 503 from t+328): the window is not held, r1 becomes known-good, "
+    "then the rule fires 'outside window'.",
+    History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=296, bad_probe=True)))),
+            (Deploy(30, "r1"),), tail=400),
+    ("known_good_only_with_evidence",),
+)
+
+# 2, 2b -------------------------------------------------------------------------------------------
+example(
+    "d2-bad-fix-during-confirmation",
+    "r1 is rolled back at t+70 (to r0); while the rollback is confirmed a fix r2, as bad, is "
+    "deployed (t+73): the decider answers CONFIRMING, then halts 'r1 did not clear on r0', r2 live.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", BAD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
+    ("bad_release_rolled_back_or_told", "halt_is_true"),
+)
+example(
+    "d2b-good-fix-during-confirmation",
+    "The same race with a good fix r2: its rules clear, the confirmation calls the rollback "
+    "verified and sets state.current back to r0 while r2 is live.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
+    ("state_agrees_with_backend",),
+)
+
+# 3, 3b -------------------------------------------------------------------------------------------
+example(
+    "d3-manual-rollback-under-a-deploys-lock",
+    "r1 is known-good; r2 (bad) is deployed at t+400 under the deploy lock (restart 5 s, lock "
+    "held 25 s); a human's `rollback` queued at t+402 is applied at the next tick: it sets "
+    "state.current to r2 without a deploy and waits for the lock; r2 never gets a window.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD), ("r2", BAD))),
+            (Deploy(30, "r1"), Deploy(370, "r2", restart_s=5, settle_s=20), Human(2, "rollback")), tail=200),
+    ("every_deploy_is_watched", "bad_release_rolled_back_or_told"),
+)
+example(
+    "d3b-reconcile-after-a-deploy-while-down",
+    "The watcher dies between the rollback's intent and its switch (t+70); while it is down r2 "
+    "is deployed; at its start the reconcile finds r2 current ('not_switched') and sets "
+    "state.current to it without a deploy: r2 is never watched.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))),
+            (Deploy(30, "r1"), Crash(1, at="backend switch", down_s=30), Deploy(44, "r2")), tail=200),
+    ("every_deploy_is_watched",),
+)
+
+# 4 ----------------------------------------------------------------------------------------------
+example(
+    "d4-listing-fails-at-window-end",
+    "A `failures: 3` probe rule fires on the window's last tick (t+330, window to t+335); the "
+    "backend's listing fails once right then: WAIT; the next tick is outside the window.",
+    History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=286, bad_probe=True)))),
+            (Deploy(30, "r1"), BackendFault(270, what="releases")), tail=100),
+    ("bad_release_rolled_back_or_told",),
+)
+
+# 5 ----------------------------------------------------------------------------------------------
+example(
+    "d5-cli-apply-after-a-clock-step",
+    "The wall clock steps +3000 s at t+60 while r1 is in its window; the service dies at t+70; "
+    "a human's `pause` is applied by the CLI alone (t+80), which saves the state with offset 0; "
+    "the next start sees r1's window 3000 s shorter and marks it known-good at once.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30, "r1"), ClockStep(30, 3000.0), Crash(10, down_s=60), Human(10, "pause", seconds=600)),
+            tail=300),
+    ("watch_window_is_true",),
+)
+
+# 6 ----------------------------------------------------------------------------------------------
+example(
+    "d6-ack-then-death-before-persist",
+    "A human's `pause` is taken and acknowledged at the tick of t+45 (request_done); the "
+    "service dies in the same tick before it saves: the pause is gone at the next start.",
+    History(Setup(releases=(("r0", GOOD),)), (Human(41, "pause", seconds=600), Crash(1, at="save")), tail=60),
+    ("acknowledged_request_survives",),
+)
+
+# 7, 9 -------------------------------------------------------------------------------------------
+FLEET = dict(hosts=2, fleet=True, known_good_hosts=1)
+example(
+    "d7-witness-clock-stepped-after-start",
+    "web-2 started with its clock 300 s slow, NTP fixed it at t+20; it publishes tick_at in "
+    "its steady time, so web-1 finds it stale: during a database outage on both hosts web-1 "
+    "rolls back r1 (healthy), though web-2 on known-good r0 fires the same rule.",
+    History(Setup(skews=(0.0, -300.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (ClockStep(20, 300.0, host=1), Deploy(40, "r1"), EnvOutage(40, 300.0)), tail=100),
+    ("no_false_rollback",),
+)
+example(
+    "d9-witness-clock-two-minutes-slow",
+    "web-2's clock is 2 minutes slow: web-1 finds it stale ('now - tick_at' on two hosts' "
+    "clocks); during a database outage on both, r1 (healthy) is rolled back on web-1 and "
+    "declared bad fleet-wide.",
+    History(Setup(skews=(0.0, -120.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(60, "r1"), EnvOutage(40, 300.0)), tail=100),
+    ("no_false_rollback",),
+)
+
+# 8 ----------------------------------------------------------------------------------------------
+example(
+    "d8-garbage-verdict-kills-the-sync-thread",
+    "Somebody leaves a value that is not JSON under releases/r1/verdict; web-1 rolls r1 back and "
+    "replaces it: its sync thread dies (AttributeError after the write); nobody is told.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD)), **FLEET),
+            (Tamper(5, "verdict_garbage", "r1"), Deploy(25, "r1")), tail=120),
+    ("fleet_trouble_is_said",),
+)
+
+# 10 ---------------------------------------------------------------------------------------------
+example(
+    "d10-good-verdict-with-wrong-types",
+    "A 'good' verdict with wrong field types under releases/r5/verdict: `gate r5` says go.",
+    History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "verdict_good_wrong_types", "r5"),), tail=30),
+    ("etcd_values_checked",),
+)
+example(
+    "d10b-member-without-a-lease",
+    "A hosts/ghost key written without a lease: every host counts it as a live member, forever.",
+    History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "member_no_lease"),), tail=30),
+    ("etcd_values_checked",),
+)
+
+# flapping and its control -------------------------------------------------------------------------
+DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
+                      verify_attempts=10)
+example(
+    "flapping-30-0-every-5s",
+    "r1 fails 30% of requests for 5 s, then 0% for 5 s (15% on average), `for: 10s`: the "
+    "trailing window (4 s) sees 0% every other period and restarts `for`: never rolled back.",
+    History(Setup(releases=(("r0", GOOD), ("r1", Profile(error=0.0, flap_on_s=5, flap_off_s=5, flap_error=0.3))),
+                  **DECISION_SUITE),
+            (Deploy(10, "r1"),), tail=120),
+    ("bad_release_rolled_back_or_told",),
+)
+example(
+    "control-warm-up-burst",
+    "r1 fails 50% for its first 6 s, then 0.5%, `for: 10s`: not rolled back (the design's "
+    "multiwindow case); it becomes known-good.",
+    History(Setup(releases=(("r0", GOOD), ("r1", Profile(error=0.005, burst_s=6, burst_error=0.5))),
+                  **DECISION_SUITE),
+            (Deploy(10, "r1"),), tail=400),
+)
+example(
+    "control-bad-release-rolled-back",
+    "r1 fails 30% from its start: rolled back to r0, verified.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD))), (Deploy(30, "r1"),), tail=200),
+)
+
+
+def by_name(name: str) -> Example:
+    return next(e for e in EXAMPLES if e.name == name)
+
+
+def main(argv: list[str]) -> int:
+    from sim.world import run_history
+
+    chosen = [by_name(n) for n in argv] if argv else EXAMPLES
+    failing = 0
+    for ex in chosen:
+        started = time.monotonic()
+        result = run_history(ex.history)
+        found = sorted({v.invariant for v in result.violations})
+        if ex.catches:
+            status = "FAILS (defect present)" if set(ex.catches) <= set(found) else \
+                ("passes (fixed)" if not found else "FAILS differently")
+        else:
+            status = "passes" if not found else "FAILS (a control broke)"
+        failing += bool(found)
+        print(f"{ex.name:45} {status:24} {time.monotonic() - started:5.2f}s  {', '.join(found) or '-'}")
+        for v in result.violations[:4]:
+            print(f"      {v}")
+    print(f"{len(chosen)} examples, {failing} with violations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
