@@ -223,6 +223,7 @@ class TickRecord:
     lock_held: bool = False  # the deploy tool held the deploy lock at its start or end
     link_moved_by_tool: bool = False  # a deploy landed while it ran
     source_outage: bool = False
+    current_before: str | None = None  # state.current as the tick began (what the watcher last saw)
     journal_from: int = 0  # index into host.journal of its first line
     journal_to: int = 0
     report: Any = None
@@ -427,7 +428,8 @@ class SimHost:
     def tick(self) -> None:
         if not self.alive or self.watcher is None:
             return
-        rec = self.tick_record = TickRecord(self.world.t, journal_from=len(self.journal))
+        rec = self.tick_record = TickRecord(self.world.t, current_before=self.watcher.state.current,
+                                            journal_from=len(self.journal))
         rec.lock_held = self.tool_lock_fd is not None
         rec.source_outage = self.world.t < self.reader.outage_until
         self.steps = 0

@@ -96,11 +96,21 @@ def served_between(host: "SimHost", a: float, b: float) -> set[str]:
 
 
 def last_tool_deploy(host: "SimHost", release: str, before: float) -> tuple | None:
+    """The deploy tool's last deploy of `release` that changed the release (a redeploy of the
+    current release is no deploy to the watcher: its window goes on)."""
     found = None
     for d in host.deploys:
-        if d[1] == release and d[0] <= before:
+        if d[1] == release and d[0] <= before and d[3] != d[1]:
             found = d
     return found
+
+
+def visible(host: "SimHost", d: tuple) -> bool:
+    """Whether the watcher can know of deploy `d`: the first tick after it began with another
+    release as the last one it saw. A deploy that put back the release the watcher last saw,
+    while it did not look (down, or between two ticks), cannot be told from no deploy."""
+    first = next((r for r in host.ticks if r.start > d[0]), None)
+    return first is None or first.current_before != d[1]
 
 
 def env_outage_between(host: "SimHost", a: float, b: float) -> bool:
@@ -146,7 +156,8 @@ def clean(rec: "TickRecord") -> bool:
 
 def no_false_rollback(s: Step) -> list[str]:
     """An automatic rollback is never made of a release that is HEALTHY, by truth, on every
-    rule that fired (judged on every release that served in the rules' look-back).
+    rollback rule (judged on every release that served since it became current, within the
+    rules' look-back).
 
     Documented trade-offs (not violations): an outage of something every release depends on
     (EnvOutage) while the release is in its window, on a host alone or in a fleet where no
@@ -174,7 +185,9 @@ def no_false_rollback(s: Step) -> list[str]:
         since = max((c.at for c in s.host.links if c.release == release and c.at <= t), default=s.world.t0)
         span = (max(t - lookback(s.setup), since), t)
         served = served_between(s.host, *span) | {release}
-        if not all(s.setup.judge(r)[rule].healthy for r in served for rule in local):
+        # Healthy on every rule: a release bad (or near a threshold) on any is no false
+        # rollback, whichever rule fired first.
+        if not all(j.healthy for r in served for j in s.setup.judge(r).values()):
             continue
         if lockless_restart_between(s.host, *span) and all(r in ("health", "up") for r in local):
             continue
@@ -252,14 +265,15 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     fors = setup.rule_fors()
     for rec in s.ticks:
         for dep in mem.values():
-            if dep["done"] or rec.start < dep["at"]:
+            if dep["done"] or rec.start <= dep["at"]:  # a tick at the deploy's moment ran before it
                 continue
             release = dep["release"]
-            if _moved_after(host, dep["at"], rec.start) or host.link_target() != release:
+            if _moved_after(host, dep["at"], rec.start, release) or host.link_target() != release:
                 dep["done"] = True
                 continue
             if dep["end"] is None:
-                if not _eligible(s, release, dep["at"]):
+                d = next(x for x in host.deploys if (x[0], x[1]) == (dep["at"], release))
+                if not _eligible(s, release, dep["at"]) or not visible(host, d):
                     dep["done"] = True
                     continue
                 dep["end"] = rec.start + setup.watch_window
@@ -286,7 +300,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 if r["first"] is not None and rec.start >= r["first"] + for_s + slack - 1e-6:
                     dep["done"] = True
-                    if host.link_target() == release and not told(host, release, r["since"]) and not _halted(s):
+                    if host.link_target() == release and not told(host, release, dep["at"]) and not _halted(s):
                         out.append(f"{release} ({setup.profile(release).describe()}) breaches {rule} since "
                                    f"{s.rel(r['since'])} (deployed {s.rel(dep['at'])}, seen breaching from "
                                    f"{s.rel(r['first'])}): neither rolled back nor a reason told by the end of the "
@@ -297,8 +311,9 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     return out
 
 
-def _moved_after(host: "SimHost", since: float, until: float) -> bool:
-    return any(since < c.at <= until and c.by == "tool" for c in host.links)
+def _moved_after(host: "SimHost", since: float, until: float, release: str) -> bool:
+    """The deploy tool put another release in place after `since`."""
+    return any(since < c.at <= until and c.by == "tool" and c.release != release for c in host.links)
 
 
 def _eligible(s: Step, release: str, at: float) -> bool:
@@ -356,7 +371,7 @@ def _breached_before(s: Step, release: str, deployed: float, t: float) -> list[s
             continue
         start = seg.start if seg.ready == INF else seg.ready + judgement.breach_from
         for rec in s.host.ticks:
-            if rec.start < max(deployed, start + judgement.lag) or not clean(rec):
+            if rec.start <= deployed or rec.start < start + judgement.lag or not clean(rec):
                 continue
             if rec.start > t or (rule in RATE_RULES and rec.start >= t):
                 break
@@ -419,7 +434,8 @@ def state_agrees_with_backend(s: Step) -> list[str]:
 def every_deploy_is_watched(s: Step) -> list[str]:
     """A deploy by the deploy tool that changed the release is journaled as a deploy (its
     watch window opens) by the end of the first clean tick that starts after it, unless
-    another deploy or a switch replaced it first."""
+    another deploy or a switch replaced it first, or it put back the release the watcher last
+    saw while it was not looking (`visible`)."""
     out = []
     pending = s.memory.setdefault("pending", {})
     known = s.memory.setdefault("known", set())
@@ -427,10 +443,13 @@ def every_deploy_is_watched(s: Step) -> list[str]:
         if (d[0], d[1]) not in known and d[3] != d[1]:
             known.add((d[0], d[1]))
             pending[(d[0], d[1])] = d
+    for key, d in list(pending.items()):
+        if any(r.start > d[0] for r in s.host.ticks) and not visible(s.host, d):
+            del pending[key]
     for rec in s.ticks:
         for key, d in list(pending.items()):
             t_d, release, _lock, _before, index = d
-            if rec.start < t_d:
+            if rec.start <= t_d:
                 continue
             if any(t_d < c.at <= rec.end for c in s.host.links):
                 del pending[key]
@@ -454,7 +473,7 @@ def halt_is_true(s: Step) -> list[str]:
         t = e["_t"]
         if e["kind"] == "rollback_not_cleared":
             switched = t - float(e.get("seconds") or 0.0)
-            moved = [c for c in s.host.links if switched < c.at <= t and c.by == "tool"]
+            moved = [c for c in s.host.links if switched < c.at <= t and c.by == "tool" and c.release != e["target"]]
             if moved:
                 out.append(f"halted: {e['rules']} 'did not clear on {e['target']}', but {moved[0].release} was "
                            f"deployed at {s.rel(moved[0].at)}, during the confirmation")
@@ -462,7 +481,7 @@ def halt_is_true(s: Step) -> list[str]:
             intent = next((x for x in reversed(s.host.journal) if x["kind"] == "rollback_intent"
                            and x.get("target") == e.get("target") and x["_t"] <= t), None)
             since = intent["_t"] if intent is not None else t
-            moved = [c for c in s.host.links if since <= c.at <= t and c.by == "tool"]
+            moved = [c for c in s.host.links if since <= c.at <= t and c.by == "tool" and c.release != e.get("target")]
             if moved:
                 out.append(f"halted: {e.get('release')} -> {e.get('target')} 'did not verify', but "
                            f"{moved[0].release} was deployed at {s.rel(moved[0].at)}, during the verification")
@@ -520,40 +539,53 @@ def _effect_missing(req, state) -> str | None:
 
 
 def watch_window_is_true(s: Step) -> list[str]:
-    """The current release's watch window, as the watcher counts it, ends when the deploy
-    tool's switch plus `watch_window` says, give or take an interval; it is never shorter,
-    and longer only by the time it was held for the deploy lock, a pending rule or a retry."""
+    """The current release's watch window, as the watcher counts it, ends `watch_window` after
+    the first tick that saw the deploy, give or take an interval: never sooner (a window that
+    ends early blesses a release, or calls its failure "outside window"); later only by the
+    time it was held for the deploy lock, a pending rule or a retry."""
     out = []
     setup = s.setup
     for e in s.events:
         if e["kind"] in ("window_passed", "window_ended") and e.get("release"):
-            d = last_tool_deploy(s.host, e["release"], e["_t"])
-            if d is not None and e["_t"] < d[0] + setup.watch_window - setup.interval - 1.0:
-                out.append(f"{e['release']}'s window ended at {s.rel(e['_t'])}, {d[0] + setup.watch_window - e['_t']:.0f}s "
-                           f"before the deploy at {s.rel(d[0])} plus watch_window")
+            seen = _seen(s, e["release"], e["_t"])
+            if seen is not None and e["_t"] < seen + setup.watch_window - setup.interval - 1.0:
+                out.append(f"{e['release']}'s window ended at {s.rel(e['_t'])}, {seen + setup.watch_window - e['_t']:.0f}s "
+                           f"before its deploy (seen at {s.rel(seen)}) plus watch_window")
     w = s.host.watcher
     if not s.ticks or w is None or not s.host.alive or s.ticks[-1].crashed:
         return out
     st = w.state
     if st.window_ends is None or st.current is None or st.current != s.host.link_target():
         return out
-    d = last_tool_deploy(s.host, st.current, s.t)
-    if d is None:
+    last = max((c for c in s.host.links if c.at <= s.t), key=lambda c: c.at, default=None)
+    if last is None or last.by != "tool":
+        return out  # current by the watcher's switch: no deploy's window to compare with
+    seen = _seen(s, st.current, s.t)
+    if seen is None:
         return out
     mine = st.window_ends - w.clock()
-    truth = d[0] + setup.watch_window - s.t
-    held = sum(min(b, s.t) - max(a, d[0]) for a, b in s.host.lock_spans if b > d[0] and a < s.t)
+    truth = seen + setup.watch_window - s.t
+    held = sum(min(b, s.t) - max(a, seen) for a, b in s.host.lock_spans if b > seen and a < s.t)
     slack = held + lookback(setup) + setup.verify_attempts * setup.verify_every + 3 * setup.interval
-    key = (d[0], d[1])
+    key = (seen, st.current)
     if key in s.memory.setdefault("said", set()):
         return out
     if mine < truth - setup.interval - 1.0:
         s.memory["said"].add(key)
         out.append(f"{st.current}'s window ends in {mine:.0f}s by the watcher, {truth:.0f}s by the deploy: shorter")
-    elif mine > truth + slack + s.host.crash_downtime(d[0]):
+    elif mine > truth + slack:
         s.memory["said"].add(key)
         out.append(f"{st.current}'s window ends in {mine:.0f}s by the watcher, {truth:.0f}s by the deploy: longer")
     return out
+
+
+def _seen(s: Step, release: str, before: float) -> float | None:
+    """When the watcher could first see the deploy tool's last deploy of `release`: the first
+    tick that started after it (the service may have been down)."""
+    d = last_tool_deploy(s.host, release, before)
+    if d is None or not visible(s.host, d):
+        return None
+    return next((r.start for r in s.host.ticks if r.start > d[0]), None)
 
 
 # ---------------------------------------------------------------------------------------------
