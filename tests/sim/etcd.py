@@ -1,6 +1,6 @@
 """etcd for the simulated fleet: a fake at the process boundary.
 
-The real code talks to etcd through `watcher.etcd.EtcdGateway` (etcd3gw for key-values and
+The real code talks to etcd through `watcher.fleet.etcd.EtcdGateway` (etcd3gw for key-values and
 leases, one streaming POST for the watch). A simulated fleet of many hosts over thousands of
 histories cannot start etcd clusters, so `FakeEtcd` keeps etcd v3's semantics that the fleet
 relies on, in memory, on the simulated clock: revisions, `create` first-writer-wins, `replace`
@@ -17,10 +17,10 @@ wrong field types, a member key without a lease.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
-from watcher.etcd import FleetUnavailable, KeyValue, WatchEnded, WatchEvent
+from watcher.fleet.etcd import FleetUnavailable, KeyValue, WatchEnded, WatchEvent
 
 
 @dataclass
@@ -193,7 +193,7 @@ class FakeGateway:
         self._check(f"count {prefix}")
         return len(self.etcd.range_prefix(prefix)[1])
 
-    def watch(self, prefix: str, start_revision: int, read_timeout: float) -> "FakeWatchStream":
+    def watch(self, prefix: str, start_revision: int, read_timeout: float) -> FakeWatchStream:
         self._check(f"watch {prefix}")
         return FakeWatchStream(self.etcd, prefix, start_revision)
 

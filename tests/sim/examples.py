@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from sim.history import (BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, Tamper)
+from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, Tamper
 from sim.truth import Profile
 
 GOOD = Profile()

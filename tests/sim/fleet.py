@@ -1,7 +1,7 @@
 """The fleet in the simulation: one FakeEtcd (etcd.py), and each host's REAL FleetLink and
 FleetCoordinator, whose two threads are driven as steps of the simulated time instead.
 
-The seam: FleetLink's threads each run a loop whose body is one round (watcher/fleet.py,
+The seam: FleetLink's threads each run a loop whose body is one round (watcher/fleet/link.py,
 `_sync_loop` and `_watch_loop`). `sync_round` and `watch_round` below are those bodies, line
 for line, on the link's own methods (`_connect`, `_keepalive`, `_put_member`, `_flush_outbox`,
 `_failed`, `_answered`, the cache's `apply_events`); the world calls them when the real thread
@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from watcher.coordinator import FleetCoordinator
-from watcher.etcd import FleetUnavailable, WatchEnded
-from watcher.fleet import MEMBER_REFRESH, WATCH_READ_TIMEOUT, FleetLink
-
 from sim.etcd import FakeEtcd, FakeGateway
+from watcher.fleet.etcd import FleetUnavailable, WatchEnded
+from watcher.fleet.link import MEMBER_REFRESH, WATCH_READ_TIMEOUT, FleetLink
+from watcher.service.coordinator import FleetCoordinator
 
 if TYPE_CHECKING:
     from sim.host import SimHost
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 class LinkRun:
     """One process's FleetLink and the state of its two simulated threads."""
 
-    host: "SimHost"
+    host: SimHost
     link: FleetLink
     started: float
     last_beat: float = -1e18
@@ -91,7 +90,7 @@ def watch_round(run: LinkRun) -> None:
 
 
 class SimFleet:
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.enabled = world.setup.fleet
         self.etcd = FakeEtcd(clock=lambda: world.t, on_change=self._changed)
@@ -99,10 +98,10 @@ class SimFleet:
         self.runs: dict[str, LinkRun] = {}
         self.watch_delay = world.setup.watch_delay
 
-    def reachable(self, host: "SimHost") -> bool:
+    def reachable(self, host: SimHost) -> bool:
         return self.world.t >= self.partitioned.get(host.name, -1.0)
 
-    def coordinator(self, host: "SimHost", w, cli: bool = False) -> FleetCoordinator:
+    def coordinator(self, host: SimHost, w, cli: bool = False) -> FleetCoordinator:
         cfg = host.config.fleet
         link = FleetLink(cfg, host.config.state_dir, clock=host.clock.wall, monotonic=host.clock.mono)
         link.gateway = FakeGateway(self.etcd, host.name, lambda: self.reachable(host), link._count_request)
@@ -115,13 +114,13 @@ class SimFleet:
             self._schedule_sync(run, self.world.t)
         return FleetCoordinator(link)
 
-    def process_died(self, host: "SimHost") -> None:
+    def process_died(self, host: SimHost) -> None:
         run = self.runs.get(host.name)
         if run is not None:
             run.stopped = True
         host.link = None
 
-    def after_tick(self, host: "SimHost") -> None:
+    def after_tick(self, host: SimHost) -> None:
         """The tick's report() wakes the sync thread when the membership changed."""
         run = self.runs.get(host.name)
         if run is not None and not run.stopped and run.link._wake.is_set():
@@ -162,7 +161,7 @@ class SimFleet:
             run.dead_at = run.dead_at or self.world.t
             self.world.note(run.host, f"fleet watch thread died: {run.watch_dead}")
 
-    def heal(self, host: "SimHost") -> None:
+    def heal(self, host: SimHost) -> None:
         """A partition ended: the watch thread reopens (it retries every 0.5 s)."""
         run = self.runs.get(host.name)
         if run is not None and not run.stopped:

@@ -10,7 +10,8 @@ release catalogue mixes healthy, bad, flapping, bursting, late-failing and crash
 from __future__ import annotations
 
 import random
-from typing import Protocol, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from sim import history as h
 from sim.etcd import TAMPER_KINDS

@@ -32,15 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.backends.symlink import SymlinkBackend
-from watcher.config import load_config
-from watcher.errors import BrokenCurrent, RollbackError, SourceError, WatcherError
-from watcher.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
-from watcher.service import Watcher
-from watcher.state import StateStore
-
 from sim.history import HEALTH_URL
 from sim.truth import App, Scrapes
+from watcher.backends.symlink import SymlinkBackend
+from watcher.base.errors import BrokenCurrent, RollbackError, SourceError, WatcherError
+from watcher.config.load import load_config
+from watcher.core.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
+from watcher.service.tick import Watcher
+from watcher.store.state import StateStore
 
 if TYPE_CHECKING:
     from sim.world import World
@@ -56,7 +55,7 @@ class HostClock:
     """A host's clocks from the world's true time: wall = true + offset (skew, steps), and a
     monotonic clock of its own origin (it never steps)."""
 
-    world: "World"
+    world: World
     offset: float = 0.0
     mono_origin: float = 1000.0
 
@@ -97,7 +96,7 @@ class SimBackend(SymlinkBackend):
     """The real symlink backend on the host's temp dir. `fail` arms failures of its reads;
     the switch restarts the app (the `restart` command), and is where the process may die."""
 
-    def __init__(self, host: "SimHost"):
+    def __init__(self, host: SimHost):
         super().__init__(host.releases_dir, host.current_link, restart=("sim-restart",))
         self.host = host
         self.failures = {"current": 0, "broken": 0, "releases": 0}
@@ -148,7 +147,7 @@ class SimReader:
     prometheus = None
     clock_guard = None
 
-    def __init__(self, host: "SimHost"):
+    def __init__(self, host: SimHost):
         self.host = host
         self.outage_until = -1.0
 
@@ -197,7 +196,7 @@ class SimReader:
 class Inbox:
     """The Notifier protocol: what a human receives, at once, with the true time."""
 
-    host: "SimHost"
+    host: SimHost
 
     def send(self, message) -> None:
         self.host.messages.append((self.host.world.t, message))
@@ -223,7 +222,7 @@ class TickRecord:
     lock_held: bool = False  # the deploy tool held the deploy lock at its start or end
     link_moved_by_tool: bool = False  # a deploy landed while it ran
     source_outage: bool = False
-    current_before: str | None = None  # state.current as the tick began (what the watcher last saw)
+    current_after: str | None = None  # state.current as the tick ended (what the watcher saw)
     journal_from: int = 0  # index into host.journal of its first line
     journal_to: int = 0
     report: Any = None
@@ -250,7 +249,7 @@ class Request:
 
 
 class SimHost:
-    def __init__(self, world: "World", index: int, root: Path):
+    def __init__(self, world: World, index: int, root: Path):
         self.world = world
         self.index = index
         self.name = f"web-{index + 1}"
@@ -428,8 +427,7 @@ class SimHost:
     def tick(self) -> None:
         if not self.alive or self.watcher is None:
             return
-        rec = self.tick_record = TickRecord(self.world.t, current_before=self.watcher.state.current,
-                                            journal_from=len(self.journal))
+        rec = self.tick_record = TickRecord(self.world.t, journal_from=len(self.journal))
         rec.lock_held = self.tool_lock_fd is not None
         rec.source_outage = self.world.t < self.reader.outage_until
         self.steps = 0
@@ -445,6 +443,8 @@ class SimHost:
             self.tick_record = None
         rec.end = self.world.t
         rec.lock_held = rec.lock_held or self.tool_lock_fd is not None
+        if not rec.crashed and self.watcher is not None:
+            rec.current_after = self.watcher.state.current
         self.read_journal()
         rec.journal_to = len(self.journal)
         self.ticks.append(rec)
@@ -461,8 +461,8 @@ class SimHost:
         """SIGHUP: daemon.reload, with the simulated reader in place of a real one."""
         if not self.alive or self.watcher is None:
             return
-        import watcher.signals as signals_module
-        from watcher.daemon import reload
+        import watcher.signals.reader as signals_module
+        from watcher.service.daemon import reload
 
         self.write_config(mode)
         real = signals_module.build_reader

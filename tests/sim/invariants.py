@@ -16,15 +16,15 @@ about that release.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
-
-from watcher.fleet_cli import read_view
-from watcher.fleetmodel import GateCode, Keys, gate_answer
-from watcher.state import StateStore
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sim.etcd import FakeGateway, well_formed_member, well_formed_verdict
 from sim.truth import INF
+from watcher.actions.fleet import read_view
+from watcher.core.fleetmodel import GateCode, Keys, gate_answer
+from watcher.store.state import StateStore
 
 if TYPE_CHECKING:
     from sim.host import SimHost, TickRecord
@@ -46,10 +46,10 @@ class Violation:
 class Step:
     """What is new on one host since the last check, and the world to judge it by."""
 
-    world: "World"
-    host: "SimHost"
+    world: World
+    host: SimHost
     events: list[dict]  # journal lines
-    ticks: list["TickRecord"]
+    ticks: list[TickRecord]
     memory: dict
     final: bool = False
 
@@ -82,7 +82,7 @@ class Step:
 TOLD = {"rolling_back", "rollback_verified", "rollback_failed", "verify_failed", "would_roll_back", "cannot_act"}
 
 
-def told(host: "SimHost", release: str, since: float, kinds=TOLD) -> list[str]:
+def told(host: SimHost, release: str, since: float, kinds=TOLD) -> list[str]:
     return [m.kind for t, m in host.messages if t >= since and m.release == release and m.kind in kinds]
 
 
@@ -91,11 +91,11 @@ def lookback(setup) -> float:
     return max(setup.rule_fors().values()) + setup.max_window + 4 * setup.interval + 3 * setup.scrape
 
 
-def served_between(host: "SimHost", a: float, b: float) -> set[str]:
+def served_between(host: SimHost, a: float, b: float) -> set[str]:
     return {s.release for s in host.app.segments if s.start < b and s.end > a}
 
 
-def last_tool_deploy(host: "SimHost", release: str, before: float) -> tuple | None:
+def last_tool_deploy(host: SimHost, release: str, before: float) -> tuple | None:
     """The deploy tool's last deploy of `release` that changed the release (a redeploy of the
     current release is no deploy to the watcher: its window goes on)."""
     found = None
@@ -105,19 +105,19 @@ def last_tool_deploy(host: "SimHost", release: str, before: float) -> tuple | No
     return found
 
 
-def visible(host: "SimHost", d: tuple) -> bool:
-    """Whether the watcher can know of deploy `d`: the first tick after it began with another
-    release as the last one it saw. A deploy that put back the release the watcher last saw,
-    while it did not look (down, or between two ticks), cannot be told from no deploy."""
-    first = next((r for r in host.ticks if r.start > d[0]), None)
-    return first is None or first.current_before != d[1]
+def visible(host: SimHost, d: tuple) -> bool:
+    """Whether the watcher can know of deploy `d`: the last tick it finished before `d` saw
+    another release. A deploy that put back the release the watcher last saw, while it did
+    not look (down, or between two ticks), cannot be told from no deploy."""
+    before = [r for r in host.ticks if r.start <= d[0] and not r.crashed]
+    return not before or before[-1].current_after != d[1]
 
 
-def env_outage_between(host: "SimHost", a: float, b: float) -> bool:
+def env_outage_between(host: SimHost, a: float, b: float) -> bool:
     return any(o.start < b and o.end > a for o in host.app.outages)
 
 
-def lockless_restart_between(host: "SimHost", a: float, b: float) -> bool:
+def lockless_restart_between(host: SimHost, a: float, b: float) -> bool:
     for seg in host.app.segments:
         lockless = any(d[0] == seg.start and not d[2] for d in host.deploys)
         if lockless and seg.start < b and seg.ready > a:
@@ -125,7 +125,7 @@ def lockless_restart_between(host: "SimHost", a: float, b: float) -> bool:
     return False
 
 
-def breaching_now(world: "World", host: "SimHost", rule: str, t: float) -> tuple[str, float] | None:
+def breaching_now(world: World, host: SimHost, rule: str, t: float) -> tuple[str, float] | None:
     """(release, since when) if the release serving `host` breaches `rule` at `t` by truth:
     a BAD release past its breach age, or (probe and `up` rules) nothing serving while the
     deploy tool does not hold the lock."""
@@ -146,7 +146,7 @@ def breaching_now(world: "World", host: "SimHost", rule: str, t: float) -> tuple
     return None
 
 
-def clean(rec: "TickRecord") -> bool:
+def clean(rec: TickRecord) -> bool:
     return not rec.crashed and not rec.faults and not rec.lock_held and not rec.source_outage
 
 
@@ -311,7 +311,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     return out
 
 
-def _moved_after(host: "SimHost", since: float, until: float, release: str) -> bool:
+def _moved_after(host: SimHost, since: float, until: float, release: str) -> bool:
     """The deploy tool put another release in place after `since`."""
     return any(since < c.at <= until and c.by == "tool" and c.release != release for c in host.links)
 
@@ -592,7 +592,7 @@ def _seen(s: Step, release: str, before: float) -> float | None:
 # The fleet
 
 
-def one_verdict_per_release(world: "World", memory: dict) -> list[tuple[str, str]]:
+def one_verdict_per_release(world: World, memory: dict) -> list[tuple[str, str]]:
     """In etcd a release's verdict is written once, first writer wins; the one change allowed
     is bad over good (compare-and-swap); bad is never replaced, and never by good."""
     out = []
@@ -641,7 +641,7 @@ def fleet_trouble_is_said(s: Step) -> list[str]:
     return out
 
 
-def etcd_values_checked(world: "World", memory: dict) -> list[tuple[str, str]]:
+def etcd_values_checked(world: World, memory: dict) -> list[tuple[str, str]]:
     """Nothing read from etcd is trusted unchecked: a verdict that is not one this version
     writes never makes `gate` say go; a member key without a lease or with wrong types is not
     a live member in any host's view; a release is declared known-good fleet-wide only on
@@ -675,7 +675,7 @@ def etcd_values_checked(world: "World", memory: dict) -> list[tuple[str, str]]:
         run = world.fleet.runs.get(h.name)
         if run is None or run.stopped or not h.alive:
             continue
-        for name, member in run.link.view().members.items():
+        for name in run.link.view().members:
             stored = etcd.kv.get(keys.member(name))
             if stored is None:
                 continue
@@ -743,7 +743,7 @@ NAMES = [f.__name__ for f in HOST_INVARIANTS + WORLD_INVARIANTS] + ["deploy_neve
 
 
 class Checker:
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.violations: list[Violation] = []
         self._cursor: dict[str, tuple[int, int]] = {}
@@ -768,7 +768,7 @@ class Checker:
                 for who, what in invariant(self.world, memory):
                     self.record(invariant.__name__, who, what)
 
-    def switching(self, host: "SimHost", target: str) -> None:
+    def switching(self, host: SimHost, target: str) -> None:
         """deploy_never_overwritten: the watcher's switch replaces the release its recorded
         intent rolls back, and never while the deploy tool holds the deploy lock."""
         link = host.link_target()

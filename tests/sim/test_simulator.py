@@ -16,7 +16,7 @@ from sim.examples import EXAMPLES
 from sim.generate import RandomChoices, generate
 from sim.truth import App, Profile, Scrapes
 from sim.world import run_history
-from watcher.etcd import FleetUnavailable, WatchEnded
+from watcher.fleet.etcd import FleetUnavailable, WatchEnded
 
 
 class Clock:
@@ -81,7 +81,7 @@ def test_a_partitioned_host_cannot_reach_the_fake_etcd():
 
 
 def test_a_verdict_this_version_writes_is_well_formed_and_another_shape_is_not():
-    from watcher.fleetmodel import FleetVerdict
+    from watcher.core.fleetmodel import FleetVerdict
 
     assert well_formed_verdict(FleetVerdict("r1", "bad", "web-1", 1.0, "errors", 0.3, "why").encode().encode())
     assert well_formed_verdict(b'{"verdict": "good", "host": 42, "at": "soon"}') is None

@@ -257,7 +257,7 @@ class Scrapes:
             # A healthy app has no 5xx series: the numerator is empty, so is the ratio.
             return None
         req = err = 0.0
-        for a, b in zip(samples, samples[1:]):
+        for a, b in zip(samples, samples[1:], strict=False):
             if a.pid == b.pid:
                 req += b.requests - a.requests
                 err += b.errors - a.errors

@@ -12,9 +12,9 @@ import heapq
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sim import history as h
 from sim.etcd import somebody_else
@@ -30,7 +30,7 @@ class DeployTool:
     """The deploy script of every host: one deploy at a time per host (a second one waits
     for the first, as `flock` would make it)."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.busy: dict[str, bool] = {}
         self.queued: dict[str, list[h.Deploy]] = {}
@@ -247,7 +247,7 @@ def human_args(a: h.Human) -> dict:
     return {}
 
 
-def run_history(history: h.History, keep: bool = False, root: Path | None = None) -> "Result":
+def run_history(history: h.History, keep: bool = False, root: Path | None = None) -> Result:
     """Run one history in a fresh world under /dev/shm (or a temp dir): its violations."""
     base = root or (Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir()))
     workdir = Path(tempfile.mkdtemp(prefix="rw-sim-", dir=base))
