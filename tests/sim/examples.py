@@ -4,8 +4,8 @@ defect's story; `make sim` finds them on its own too), and the cases that must s
     python -m sim.examples [NAME...]      (from tests/, or `make sim-examples`)
 
 runs them and prints, for each, the invariants it violates. An example of a defect names the
-invariants that catch it (`catches`); once its defect is fixed, it has no violation, and
-test_examples.py asserts that. A control (`catches` empty) must never have one.
+invariants that caught it (`catches`); once its defect is fixed (`fixed`), it has no violation,
+and test_examples.py asserts that. A control (`catches` empty) must never have one.
 """
 
 from __future__ import annotations
@@ -26,14 +26,20 @@ class Example:
     name: str
     story: str
     history: History
-    catches: tuple[str, ...] = ()  # the invariants this defect violates; () for a control
+    catches: tuple[str, ...] = ()  # the invariants this defect violated; () for a control
+    fixed: bool = False  # its defect is fixed: the history violates nothing
+
+    @property
+    def kept(self) -> bool:
+        """Whether test_examples.py runs it: a control, or a fixed defect."""
+        return self.fixed or not self.catches
 
 
 EXAMPLES: list[Example] = []
 
 
-def example(name: str, story: str, history: History, catches: tuple[str, ...] = ()) -> None:
-    EXAMPLES.append(Example(name, story, history, catches))
+def example(name: str, story: str, history: History, catches: tuple[str, ...] = (), fixed: bool = False) -> None:
+    EXAMPLES.append(Example(name, story, history, catches, fixed))
 
 
 # 1 ----------------------------------------------------------------------------------------------
@@ -44,7 +50,7 @@ example(
     "then the rule fires 'outside window'.",
     History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=296, bad_probe=True)))),
             (Deploy(30, "r1"),), tail=400),
-    ("known_good_only_with_evidence",),
+    ("known_good_only_with_evidence",), fixed=True,
 )
 
 # 2, 2b -------------------------------------------------------------------------------------------
@@ -200,8 +206,9 @@ def main(argv: list[str]) -> int:
         result = run_history(ex.history)
         found = sorted({v.invariant for v in result.violations})
         if ex.catches:
-            status = "FAILS (defect present)" if set(ex.catches) <= set(found) else \
-                ("passes (fixed)" if not found else "FAILS differently")
+            status = ("passes (fixed)" if not found else "FAILS (fixed, broken again)") if ex.fixed else \
+                ("FAILS (defect present)" if set(ex.catches) <= set(found) else
+                 "passes (fixed?)" if not found else "FAILS differently")
         else:
             status = "passes" if not found else "FAILS (a control broke)"
         failing += bool(found)

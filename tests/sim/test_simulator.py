@@ -1,6 +1,6 @@
 """The simulator's own parts: the same history runs the same twice, the fake etcd keeps the
 semantics the fleet relies on (tests/fleet checks the real gateway against a real etcd), the
-ground truth's Prometheus computes what Prometheus would, and the controls of examples.py hold.
+ground truth's Prometheus computes what Prometheus would.
 
 The fake etcd is the one fake here, at the process boundary: thousands of simulated fleets
 cannot each start an etcd cluster."""
@@ -12,7 +12,6 @@ import math
 import pytest
 
 from sim.etcd import FakeEtcd, FakeGateway, well_formed_verdict
-from sim.examples import EXAMPLES
 from sim.generate import RandomChoices, generate
 from sim.truth import App, Profile, Scrapes
 from sim.world import run_history
@@ -114,8 +113,3 @@ def test_a_restart_leaves_a_gap_in_up():
     assert scrapes.up(12.6) == 0.0
     assert scrapes.up(16.6) == 1.0
     assert not math.isnan(scrapes.error_ratio(20.0, 10.0) or 0.0)
-
-
-@pytest.mark.parametrize("example", [e for e in EXAMPLES if not e.catches], ids=lambda e: e.name)
-def test_a_control_history_violates_nothing(example):
-    assert run_history(example.history).violations == []

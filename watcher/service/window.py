@@ -152,16 +152,17 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
     rec = s.release(s.current, now)
     undecided = _undecided(s, config, now)
     if undecided:
-        # Blessing a release while a rollback rule is pending on it would make its firing a few
-        # seconds later "outside the window": a bad deploy never rolled back. The window is held
-        # one interval at a time until each such rule fires (the decider acts on this tick) or
-        # clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
+        # Blessing a release while a rollback rule is pending on it (or has failed once or twice
+        # of its `failures`) would make its firing a few seconds later "outside the window": a
+        # bad deploy never rolled back. The window is held one interval at a time until each
+        # such rule fires (the decider acts on this tick) or clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
         # holds its state): then the window waits for it to see again, never blessing blind.
         _end_window_at(s, now + max(config.interval, 1.0))
         if not rec.window_extended:
             rec.window_extended = True
             out.journal("window_extended", release=s.current, rules=undecided,
-                        reason=f"{', '.join(undecided)} pending at the end of the window: held until decided")
+                        reason=f"{', '.join(undecided)} pending or failing at the end of the window: held "
+                               "until decided")
             log.info("watch window held release=%s rules=%s", s.current, ",".join(undecided))
         return None
     rolling = [f.rule for f in firing if f.action == "rollback"]
@@ -195,14 +196,16 @@ def _fired_now(rs: RuleState | None, now: float) -> bool:
 
 
 def _undecided(state: State, config, now: float) -> list[str]:
-    """The rollback rules pending on the current release, or that fired on this very tick (the
-    decider, after this step, must still see the window open to act on them)."""
+    """The rollback rules pending on the current release, counting failures in a row towards
+    their `failures` (a probe's "inactive" with 1 of 3 is on its way to firing as much as a
+    pending rule is), or that fired on this very tick (the decider, after this step, must still
+    see the window open to act on them)."""
     out = []
     for rule in config.rules:
         rs = state.rules.get(rule.name)
         if rule.action != "rollback" or rs is None:
             continue
-        if rs.phase is Phase.PENDING or _fired_now(rs, now):
+        if rs.phase is Phase.PENDING or _fired_now(rs, now) or (rs.phase is Phase.INACTIVE and rs.failures > 0):
             out.append(rule.name)
     return out
 
