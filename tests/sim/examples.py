@@ -59,14 +59,14 @@ example(
     "r1 is rolled back at t+70 (to r0); while the rollback is confirmed a fix r2, as bad, is "
     "deployed (t+73): the decider answers CONFIRMING, then halts 'r1 did not clear on r0', r2 live.",
     History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", BAD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
-    ("bad_release_rolled_back_or_told", "halt_is_true"),
+    ("bad_release_rolled_back_or_told", "halt_is_true"), fixed=True,
 )
 example(
     "d2b-good-fix-during-confirmation",
     "The same race with a good fix r2: its rules clear, the confirmation calls the rollback "
     "verified and sets state.current back to r0 while r2 is live.",
     History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
-    ("state_agrees_with_backend",),
+    ("state_agrees_with_backend",), fixed=True,
 )
 
 # 3, 3b -------------------------------------------------------------------------------------------

@@ -130,8 +130,9 @@ class BackendReads:
 
 def open_window(state: State, release: str, at: float, watch_window: float) -> None:
     """A new current release: open its watch window (unless it is known-good already) and
-    forget the previous release's rule states and baselines. Its `deployed_at` is the
-    timeline that orders releases (decide.order_releases)."""
+    forget the previous release's rule states and baselines, and a rollback being confirmed
+    (the release it restored is no longer current: its rules must not judge the new one). Its
+    `deployed_at` is the timeline that orders releases (decide.order_releases)."""
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
@@ -141,6 +142,7 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     state.window_ends = rec.window_ends if rec.mark != Mark.GOOD else None
     state.baselines = {}
     state.rules = {}
+    state.confirming = None
 
 
 def restored(state: State, release: str, at: float) -> None:

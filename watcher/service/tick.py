@@ -208,9 +208,17 @@ class Watcher:
 
     def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
         """A new current release (seen by the tick, or a human's `mark deployed`): its watch
-        window opens (deploys.open_window) and the open incident is superseded."""
-        previous = self.state.current
+        window opens (deploys.open_window), and the open incident and a rollback being
+        confirmed are superseded."""
+        previous, confirming = self.state.current, self.state.confirming
         deploys.open_window(self.state, release, at, self.config.watch_window)
+        if confirming is not None:
+            # The rollback switched to confirming["to"], then a deploy replaced it: neither
+            # verified nor "did not clear" (that would blame the restored release for the new
+            # one); the new release is watched as any deploy.
+            self.journal("rollback_superseded", release=confirming["from"], target=confirming["to"], by=release)
+            log.info("a deploy ends a rollback's confirmation release=%s target=%s deployed=%s",
+                     confirming["from"], confirming["to"], release)
         self.close_incident(f"{release} was deployed", resolution="superseded")
         self.journal("deploy", release=release, previous=previous, first_start=first_start,
                      window_ends=self.state.window_ends)
