@@ -19,12 +19,10 @@ from watcher.store.state import StateStore
 
 class Requests(rollback.Rollbacks, Protocol):
     """What applying a human's request needs of the service (tick.Watcher): what a rollback
-    needs (a `rollback` request is one), the request inbox, and the deploy step (a `mark
-    deployed` opens a watch window as a deploy the tick saw would)."""
+    needs (a `rollback` request is one; its deploy step also serves `mark deployed`, which
+    opens a watch window as a deploy the tick saw would), and the request inbox."""
 
     store: StateStore
-
-    def on_deploy(self, release: str, at: float, first_start: bool = False) -> None: ...
 
 _MARK_EFFECT = {
     "good": "It is a rollback target from now on.",
@@ -115,7 +113,10 @@ def manual_rollback(w: Requests, to: str | None, reason: str, dry_run: bool = Fa
         raise RollbackError("no backend is configured")
     current = w.backend.current().id
     plan = rollback.plan_rollback(current, w.backend.releases(), w.state.releases, to, reason)
-    w.state.current = current
+    if current != w.state.current and not dry_run:
+        # A deploy the tick has not seen yet (it may still hold the deploy lock, and the
+        # rollback then waits for it): it is a deploy all the same, with its window.
+        w.on_deploy(current, w.clock(), first_start=w.state.current is None)
     outcome = rollback.execute(w, plan, dry_run=dry_run)
     if dry_run:
         return f"{outcome.result.value}: {outcome.detail}"

@@ -54,7 +54,8 @@ class Rollbacks(Confirmer, Protocol):
     follows it needs (confirm.Confirmer): the deploy lock it takes, the signal reader its probes
     go through, the fleet it tells, the clocks and the sleep of the verification, and saving
     and telling at their moments (the intent is saved before the switch; people hear of the
-    rollback before it). The outcome comes back as data (Outcome)."""
+    rollback before it), and the deploy step for a release found current that it did not put
+    there. The outcome comes back as data (Outcome)."""
 
     deploy_lock: DeployLock
     reader: SignalReader
@@ -69,6 +70,9 @@ class Rollbacks(Confirmer, Protocol):
     def safe_save(self) -> None: ...
 
     def tell(self) -> None: ...
+
+    def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
+        """A release found current that the watcher did not put there: a deploy."""
 
 
 @dataclass(frozen=True)
@@ -293,8 +297,10 @@ def reconcile(w: Rollbacks, intent: dict) -> None:
         # marked bad with its rollback counted, so the decider will call a human rather
         # than switch a second time.
         w.journal("reconcile", result="not_switched", release=from_id, target=to_id, current=current)
-        w.state.current = current
         w.close_incident(f"interrupted before the switch; {current} is current", resolution="interrupted")
+        if current != w.state.current:
+            # Someone deployed while the watcher was down: a deploy like any other, watched.
+            w.on_deploy(current, w.clock())
     w.state.intent = None
 
 
