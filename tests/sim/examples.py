@@ -96,7 +96,7 @@ example(
     "backend's listing fails once right then: WAIT; the next tick is outside the window.",
     History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=286, bad_probe=True)))),
             (Deploy(30, "r1"), BackendFault(270, what="releases")), tail=100),
-    ("bad_release_rolled_back_or_told",),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
 # 5 ----------------------------------------------------------------------------------------------

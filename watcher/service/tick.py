@@ -23,7 +23,8 @@ by name.
     window     a release that survived its watch window becomes known-good (window.assess,
                then `on_good`)
     decide     the safety policy (decide.py) turns firing rules into a verdict; the releases
-               to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed)
+               to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed);
+               a wait for the backend's retry stops the window's clock (window.hold_for_retry)
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
     persist    state.json, telemetry, this host's fleet membership
     tell       send the tick's messages, gathered in one outbox, in order
@@ -200,6 +201,8 @@ class Watcher:
                 if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                     window.assess(self.state, now, firing, self.config, self, self.on_good)
                 report.verdict = self.decide(now, firing, lock_held)
+                if report.verdict.kind is VerdictKind.BACKEND_RETRY:
+                    window.hold_for_retry(self.state, now, firing, self.config.interval, self)
                 report.acted = self.act(report.verdict, now)
         self.state.lock_seen = lock_held
         self.persist(report, started)

@@ -8,6 +8,8 @@ wait` and `window` steps (watcher/service/tick.py), and the clock check at the s
     hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
                      window's clock stops, so the lock cannot outlive the window and leave a
                      bad release live; a wait longer than `lock_timeout` is said once
+    hold_for_retry   the same for the decider's wait on the backend (a failed read, tried
+                     again next tick)
     discard_deploy_evidence
                      once the lock is let go, what the rollback rules saw while a deploy
                      held it (its restart's closed port, its errors) counts for nothing
@@ -99,7 +101,8 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
                 # Held until now too; and the tick that finds the lock free is inside the window,
                 # however late it came, so that the decider acts on it now.
                 _end_window_at(s, max(s.window_ends + held_for, now + max(interval, 1.0)))
-            out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
+            ended = "backend_wait_ended" if s.lock_wait.get("for") == "backend" else "lock_wait_ended"
+            out.journal(ended, release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
     if s.lock_wait is None:
@@ -117,6 +120,20 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
         out.journal("lock_wait_long", release=s.current, seconds=round(waited, 3), lock=str(lock.path))
         log.error("a deploy has held the deploy lock while a rollback rule fires seconds=%.0f", waited)
         out.notify(messages.lock_wait_long(out.ctx, s.current or "?", str(lock.path), waited, rolling), rolling)
+
+
+def hold_for_retry(state: State, now: float, firing: Sequence[Finding], interval: float, out: Recorder) -> None:
+    """The decider waits for the backend (a read that failed is tried again next tick) while a
+    rollback rule fires inside the window: the window's clock stops until that tick, as for the
+    deploy lock (the wait is recorded as `lock_wait` with "for": "backend"; hold_for_lock, at
+    the next tick, ends it and moves the window's end by the time it took). A failed read on
+    the window's last tick must not make a bad deploy one "outside the window"."""
+    s = state
+    if s.window_ends is None or s.lock_wait is not None:
+        return  # no window, or a wait for the lock already holds it
+    s.lock_wait = {"since": now, "last": now, "notified": True, "for": "backend"}
+    _end_window_at(s, max(s.window_ends, now + max(interval, 1.0)))
+    out.journal("backend_wait", release=s.current, rules=[f.rule for f in firing if f.action == "rollback"])
 
 
 def discard_deploy_evidence(state: State, config, out: Recorder) -> None:

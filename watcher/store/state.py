@@ -65,7 +65,8 @@ class State:
     confirming: dict | None = None
     # Why the backend cannot say which release is current, once said (status shows it).
     current_problem: str | None = None
-    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
+    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits);
+    # "for": "backend" when the wait is for a backend read tried again (window.hold_for_retry).
     lock_wait: dict | None = None
     # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
     # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
