@@ -108,7 +108,7 @@ example(
     History(Setup(releases=(("r0", GOOD), ("r1", GOOD))),
             (Deploy(30, "r1"), ClockStep(30, 3000.0), Crash(10, down_s=60), Human(10, "pause", seconds=600)),
             tail=300),
-    ("watch_window_is_true",),
+    ("watch_window_is_true",), fixed=True,
 )
 
 # 6 ----------------------------------------------------------------------------------------------

@@ -492,11 +492,9 @@ class SimHost:
             req.result = self.cli_apply_alone(command, args)
 
     def cli_apply_alone(self, command: str, args: dict) -> str:
-        """The CLI's own apply while no service runs: watcher/cli.py `_human_request` after
-        `store.acquire()`, line by line: a Watcher built as `build_watcher(cfg, fleet=True)`
-        builds it (its clock the host's wall clock, as the CLI's `time.time`), the state loaded
-        without more, `apply_request(command, args, time.time())`, `save()`, the fleet's outbox
-        flushed once."""
+        """The CLI's own apply while no service runs (watcher/cli/human.py `_human_request`
+        after it took the instance lock): a Watcher as `build_watcher(cfg, fleet=True)` wires it,
+        on the host's clocks, then `Watcher.apply_alone`."""
         store = SimStore(self.state_dir, self.clock.wall)
         store.ensure_dir()
         w = Watcher(self.config, self.backend, self.reader, self.inbox, store, clock=self.clock.wall,
@@ -504,11 +502,7 @@ class SimHost:
         if self.config.fleet is not None:
             w.fleet = self.world.fleet.coordinator(self, w, cli=True)
         try:
-            w.state = store.load()
-            result = w.apply_request(command, args, self.clock.wall())
-            w.save()
-            if w.fleet is not None:
-                w.fleet.link.flush_once()
+            result = w.apply_alone(command, args)
         except WatcherError as exc:
             result = f"refused: {exc}"
         self.read_journal()

@@ -149,9 +149,7 @@ class Watcher:
     def start(self) -> None:
         """Load the state and finish what a crash left half-done. Raises StateError."""
         self.store.ensure_dir()
-        self.state = self.store.load()
-        # Saved times are the last process's steady time: into this one's, once.
-        shift_state_times(self.state, self.state.clock_offset)
+        self.load_state()
         self.reader.keep_host_counters(self.state.host_counters)
         self.config = prometheus_time.learn_at_start(self.config, self.reader, self.journal)
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
@@ -162,6 +160,13 @@ class Watcher:
             rollback.reconcile(self, self.state.intent)
         self.tell()
         self.save()
+
+    def load_state(self) -> None:
+        """state.json, its times moved into this process's steady time: they are the steady time
+        of the process that saved them, which may differ from ours by a wall-clock step (the
+        saved offset). Raises StateError."""
+        self.state = self.store.load()
+        shift_state_times(self.state, self.state.clock_offset)
 
     # ------------------------------------------------------------------------------------------
     # One tick
@@ -344,6 +349,19 @@ class Watcher:
         """Apply one human request to the state (also used directly when no service runs)."""
         result = requests.apply(self, command, args, now)
         self.tell()
+        return result
+
+    def apply_alone(self, command: str, args: dict) -> str:
+        """The CLI's apply when no service runs (it holds the instance lock): the state loaded
+        as a start loads it, the request applied at this process's steady time, saved with this
+        process's clock offset, what the fleet is owed flushed once. Loading the file as it is
+        and saving it with offset 0 shortened (or lengthened) every window by a wall-clock step
+        the last service had seen."""
+        self.load_state()
+        result = self.apply_request(command, args, self.clock())
+        self.save()
+        if self.fleet is not None:
+            self.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
         return result
 
     def manual_rollback(self, to: str | None, reason: str, dry_run: bool = False) -> str:
