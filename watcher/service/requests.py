@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from watcher.backends.base import check_release_id
-from watcher.base.errors import RollbackError, WatcherError
+from watcher.base.errors import RollbackError, StateError, WatcherError
 from watcher.base.format import format_duration, format_time
 from watcher.core import messages
 from watcher.core.model import Mark
@@ -33,7 +33,11 @@ _MARK_EFFECT = {
 
 
 def apply_pending(w: Requests, now: float) -> None:
-    """Apply every queued request, oldest first, and journal each result."""
+    """Apply every queued request, oldest first; save the state; then journal each result,
+    which is what the waiting CLI reports to its human. Saved first: a service that died
+    between the acknowledgement and the tick's save lost a `pause` or a `mark` it had said
+    was done."""
+    done = []
     for req in w.store.take_requests():
         try:
             if "unreadable" in req:
@@ -45,6 +49,14 @@ def apply_pending(w: Requests, now: float) -> None:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A request file written by hand or by another version: refused, never a crash.
             result, ok = f"refused: malformed request ({type(exc).__name__}: {exc})", False
+        done.append((req, result, ok))
+    if any(ok for _, _, ok in done):
+        try:
+            w.save()
+        except StateError as exc:
+            done = [(req, f"refused: applied, but the state could not be saved ({exc}); it lasts only until the "
+                          "service stops" if ok else result, False) for req, result, ok in done]
+    for req, result, ok in done:
         # `ok` lets the CLI that queued the request exit non-zero on a refusal.
         w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result, ok=ok)
 
