@@ -129,7 +129,7 @@ example(
     "rolls back r1 (healthy), though web-2 on known-good r0 fires the same rule.",
     History(Setup(skews=(0.0, -300.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
             (ClockStep(20, 300.0, host=1), Deploy(40, "r1"), EnvOutage(40, 300.0)), tail=100),
-    ("no_false_rollback",),
+    ("no_false_rollback",), fixed=True,
 )
 example(
     "d9-witness-clock-two-minutes-slow",

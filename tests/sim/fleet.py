@@ -112,7 +112,7 @@ class SimFleet:
             run = self.runs[host.name] = LinkRun(host, link, self.world.t)
             host.link = link
             self._schedule_sync(run, self.world.t)
-        return FleetCoordinator(link)
+        return FleetCoordinator(link, to_wall=w.timebase.to_wall)
 
     def process_died(self, host: SimHost) -> None:
         run = self.runs.get(host.name)

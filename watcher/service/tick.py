@@ -428,7 +428,8 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
         from watcher.fleet.link import FleetLink
         from watcher.service.coordinator import FleetCoordinator
 
-        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)
+        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele,
+                                   to_wall=w.timebase.to_wall)
     return w
 
 
