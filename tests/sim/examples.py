@@ -138,7 +138,7 @@ example(
     "declared bad fleet-wide.",
     History(Setup(skews=(0.0, -120.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
             (Deploy(60, "r1"), EnvOutage(40, 300.0)), tail=100),
-    ("no_false_rollback",),
+    ("no_false_rollback",), fixed=True,
 )
 
 # 8 ----------------------------------------------------------------------------------------------

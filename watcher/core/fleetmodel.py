@@ -163,6 +163,8 @@ class FleetView:
     members: dict = field(default_factory=dict)  # host -> Member (only live leases)
     verdicts: dict = field(default_factory=dict)  # release -> FleetVerdict
     survived: dict = field(default_factory=dict)  # release -> frozenset of hosts
+    # host -> when its membership last arrived at the viewing host, on that host's wall clock
+    arrived: dict[str, float] = field(default_factory=dict)
 
     def hosts_on(self, release: str) -> list[str]:
         return sorted(h for h, m in self.members.items() if m.release == release)
@@ -190,6 +192,14 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     outage reaches every host within seconds to a minute, whereas a breach that began long
     before the deploy is that host's own story.
 
+    Both are judged on this host's clock (`now`, `since`), never by comparing it with another
+    host's: a member's age is the time since its membership arrived here (`view.arrived`), and
+    its breach began as long before that arrival as it had begun before its own tick (`tick_at`
+    and `firing` are the other host's clock, consistent with each other). A peer whose clock
+    was two minutes slow looked stale, and a fleet-wide outage was taken for the release's
+    fault. A view without arrival times (one read of etcd: `gate`, `fleet status`) uses
+    `tick_at`.
+
     Fleet-wide when at least one such host breaches that way and it is at least half of those
     hosts: one unlucky old host out of ten does not excuse a bad release, but lower-traffic
     hosts that have not crossed the threshold yet do not hide an outage either.
@@ -198,7 +208,7 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     for host, m in sorted(view.members.items()):
         if host == me or m.release is None or m.release == release:
             continue
-        if now - m.tick_at > stale_after:
+        if now - view.arrived.get(host, m.tick_at) > stale_after:
             continue
         verdict = view.verdicts.get(m.release)
         good = (verdict is not None and verdict.verdict == GOOD) or m.release in known_good or m.known_good
@@ -206,7 +216,8 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
             old.append(m)
     if not old:
         return Symptom(False, f"no host on a known-good release reported within {stale_after:g}s to compare with")
-    witnesses = tuple(m.host for m in old if rule in m.firing and abs(m.firing[rule] - since) <= same_time)
+    witnesses = tuple(m.host for m in old if rule in m.firing
+                      and abs(view.arrived.get(m.host, m.tick_at) - (m.tick_at - m.firing[rule]) - since) <= same_time)
     if witnesses and 2 * len(witnesses) >= len(old):
         names = ", ".join(f"{m.host} ({m.release})" for m in old if m.host in witnesses)
         return Symptom(True, f"{rule} also fires on {len(witnesses)} of {len(old)} host(s) still on a known-good "

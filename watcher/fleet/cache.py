@@ -44,6 +44,7 @@ class FleetCache:
         self.revision = 0  # of the last full read or event seen
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}
+        self._arrived: dict[str, float] = {}  # host -> when its membership last arrived (this clock)
         self._verdicts: dict[str, FleetVerdict] = {}
         self._survived: dict[str, set[str]] = {}
         self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
@@ -59,18 +60,21 @@ class FleetCache:
     def view(self) -> FleetView:
         with self._lock:
             return FleetView(dict(self._members), dict(self._verdicts),
-                             {r: frozenset(h) for r, h in self._survived.items()})
+                             {r: frozenset(h) for r, h in self._survived.items()}, dict(self._arrived))
 
     def take_verdicts(self) -> list[tuple[FleetVerdict, float]]:
         return drain(self._verdict_queue)
 
     def load(self, revision: int, kvs: list[KeyValue]) -> None:
         """A full read replaces the cache; this host's verdicts not written yet stay."""
-        members, verdicts, survived = {}, {}, {}
+        members: dict[str, Member] = {}
+        verdicts: dict[str, FleetVerdict] = {}
+        survived: dict[str, set[str]] = {}
+        arrived: dict[str, float] = {}
         for kv in kvs:
-            self._apply(kv.key, kv.value, "put", members, verdicts, survived)
+            self._apply(kv.key, kv.value, "put", members, verdicts, survived, arrived)
         with self._lock:
-            self._members, self._survived = members, survived
+            self._members, self._survived, self._arrived = members, survived, arrived
             mine = {r: v for r, v in self._verdicts.items() if r not in verdicts}  # still in the outbox
             self._verdicts = {**verdicts, **mine}
         for v in verdicts.values():
@@ -82,15 +86,17 @@ class FleetCache:
         learned = []
         with self._lock:
             for e in events:
-                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived)
+                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived,
+                                self._arrived)
                 if v is not None:
                     learned.append(v)
                 self.revision = max(self.revision, e.revision)
         for v in learned:
             self._learned(v)
 
-    def _apply(self, key: str, value: bytes, kind: str, members: dict, verdicts: dict,
-               survived: dict) -> FleetVerdict | None:
+    def _apply(self, key: str, value: bytes, kind: str, members: dict[str, Member],
+               verdicts: dict[str, FleetVerdict], survived: dict[str, set[str]],
+               arrived: dict[str, float]) -> FleetVerdict | None:
         parsed = self.keys.parse(key)
         if parsed is None:
             return None
@@ -99,8 +105,11 @@ class FleetCache:
             member = Member.decode(host, value) if kind == "put" else None
             if member is None:
                 members.pop(host, None)
+                arrived.pop(host, None)
             else:
                 members[host] = member
+                # On this host's clock: how fresh a member is must not compare two hosts' clocks.
+                arrived[host] = self.clock()
         elif what == "survived" and kind == "put":
             survived.setdefault(release, set()).add(host)
         elif what == "verdict" and kind == "put":
