@@ -148,7 +148,7 @@ example(
     "replaces it: its sync thread dies (AttributeError after the write); nobody is told.",
     History(Setup(releases=(("r0", GOOD), ("r1", BAD)), **FLEET),
             (Tamper(5, "verdict_garbage", "r1"), Deploy(25, "r1")), tail=120),
-    ("fleet_trouble_is_said",),
+    ("fleet_trouble_is_said",), fixed=True,
 )
 
 # 10 ---------------------------------------------------------------------------------------------

@@ -1,14 +1,11 @@
 """The fleet in the simulation: one FakeEtcd (etcd.py), and each host's REAL FleetLink and
 FleetCoordinator, whose two threads are driven as steps of the simulated time instead.
 
-The seam: FleetLink's threads each run a loop whose body is one round (watcher/fleet/link.py,
-`_sync_loop` and `_watch_loop`). `sync_round` and `watch_round` below are those bodies, line
-for line, on the link's own methods (`_connect`, `_keepalive`, `_put_member`, `_flush_outbox`,
-`_failed`, `_answered`, the cache's `apply_events`); the world calls them when the real thread
-would run: the sync round every lease/3 and when the tick wakes it, a watch round shortly after
-every change in etcd. An exception other than FleetUnavailable out of a round ends that
-"thread", as it ends the real one: the link is dead from then on, which is what the invariant
-`fleet_trouble_is_said` is about.
+The seam: FleetLink's threads each run a loop of rounds (watcher/fleet/link.py, `sync_once`
+and `watch_once`); the world calls the rounds when the real threads would run them: the sync
+round every lease/3 and when the tick wakes it, a watch stream shortly after every change in
+etcd. An exception out of a round would end that thread: the simulation then keeps the link
+dead, which the invariant `fleet_trouble_is_said` is about.
 """
 
 from __future__ import annotations
@@ -17,8 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sim.etcd import FakeEtcd, FakeGateway
-from watcher.fleet.etcd import FleetUnavailable, WatchEnded
-from watcher.fleet.link import MEMBER_REFRESH, WATCH_READ_TIMEOUT, FleetLink
+from watcher.fleet.link import FleetLink
 from watcher.service.coordinator import FleetCoordinator
 
 if TYPE_CHECKING:
@@ -44,49 +40,16 @@ class LinkRun:
 
 
 def sync_round(run: LinkRun) -> None:
-    """One turn of FleetLink._sync_loop (its body; the wait is the world's schedule)."""
-    link = run.link
-    beat = max(0.5, link.config.lease / 3)
-    try:
-        now = link.monotonic()
-        if not link._connected:
-            link._connect()
-            run.last_beat = run.last_put = link.monotonic()
-        else:
-            if now - run.last_beat >= beat * 0.9:
-                link._keepalive()
-                run.last_beat = now
-            if link._member_dirty.is_set() or now - run.last_put >= MEMBER_REFRESH:
-                link._put_member()
-                run.last_put = now
-        link._flush_outbox()
-    except FleetUnavailable as exc:
-        link._failed(str(exc))
-    else:
-        link._answered()
+    """One round of the link's sync thread (FleetLink.sync_once)."""
+    run.link.sync_once()
+    if run.link._failing_since is None:
         run.last_ok = run.host.world.t
-    link._wake.clear()
 
 
 def watch_round(run: LinkRun) -> None:
-    """One turn of FleetLink._watch_loop: open the watch from the cache's revision, apply what
-    it delivers, until it ends (the fake ends it once it has nothing more)."""
-    link = run.link
-    if not link._connected:
-        return
-    try:
-        stream = link.gateway.watch(link.config.root, link.cache.revision + 1, WATCH_READ_TIMEOUT)
-    except FleetUnavailable:
-        return
-    try:
-        for _revision, events in stream.events():
-            link.cache.apply_events(events)
-    except WatchEnded as exc:
-        if exc.resync:
-            link._connected = False
-            link._wake.set()
-    finally:
-        stream.close()
+    """One stream of the link's watch thread (FleetLink.watch_once): the fake stream delivers
+    what happened since the cache's revision, then ends."""
+    run.link.watch_once()
 
 
 class SimFleet:

@@ -774,7 +774,7 @@ class Checker:
         link = host.link_target()
         try:
             intent = StateStore(host.state_dir).load().intent
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - no intent to compare with
             intent = None
         if host.tool_lock_fd is not None:
             self.record("deploy_never_overwritten", host.name, f"switched to {target} while the deploy tool holds "
