@@ -133,7 +133,7 @@ class FakeEtcd:
         return self.revision, kvs
 
     def events_since(self, prefix: str, start_revision: int) -> list[WatchEvent]:
-        return [WatchEvent(w.kind, w.key, w.value, w.revision) for w in self.history
+        return [WatchEvent(w.kind, w.key, w.value, w.revision, w.lease) for w in self.history
                 if w.revision >= start_revision and w.key.startswith(prefix)]
 
     def compact(self) -> None:

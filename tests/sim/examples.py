@@ -156,13 +156,13 @@ example(
     "d10-good-verdict-with-wrong-types",
     "A 'good' verdict with wrong field types under releases/r5/verdict: `gate r5` says go.",
     History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "verdict_good_wrong_types", "r5"),), tail=30),
-    ("etcd_values_checked",),
+    ("etcd_values_checked",), fixed=True,
 )
 example(
     "d10b-member-without-a-lease",
     "A hosts/ghost key written without a lease: every host counts it as a live member, forever.",
     History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "member_no_lease"),), tail=30),
-    ("etcd_values_checked",),
+    ("etcd_values_checked",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

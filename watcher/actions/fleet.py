@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import time
 
-from watcher.core.fleetmodel import FleetVerdict, FleetView, GateAnswer, GateCode, Keys, Member, gate_answer
+from watcher.core.fleetmodel import (
+    FleetVerdict,
+    FleetView,
+    GateAnswer,
+    GateCode,
+    Keys,
+    Member,
+    gate_answer,
+    survived_at,
+)
 
 
 def fleet_config(path: str):
@@ -117,10 +126,10 @@ def read_view(gateway, config) -> FleetView:
             continue
         what, release, host = parsed
         if what == "member":
-            m = Member.decode(host, kv.value)
+            m = Member.decode(host, kv.value) if kv.lease else None  # no lease: written by hand, no member
             if m is not None:
                 members[host] = m
-        elif what == "survived":
+        elif what == "survived" and survived_at(kv.value) is not None:
             survived.setdefault(release, set()).add(host)
         elif what == "verdict":
             v = FleetVerdict.decode(release, kv.value)

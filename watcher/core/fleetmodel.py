@@ -12,6 +12,10 @@ Keys, all under `PREFIX/NAME/` (FleetConfig.root), values are JSON:
     hosts/HOST               lease-bound membership: {"release", "phase", "in_window",
                              "known_good", "firing": {rule: since}, "tick_at", "previous"}
 
+Nothing read is trusted unchecked: a value that is not what `encode` writes (garbage, another
+version's format, a field of the wrong type) decodes to None and counts for nothing, and a
+membership key without a lease (written by hand or by a tool) is no member (the readers check).
+
 The decisions here:
 
     fleet_wide_symptom   is a firing rule on this host also firing, at the same time, on hosts
@@ -92,13 +96,18 @@ class FleetVerdict:
 
     @classmethod
     def decode(cls, release: str, raw: bytes | str) -> FleetVerdict | None:
+        """The verdict as `encode` writes it, or None: what is not one (garbage, another
+        version's format, a field of the wrong type) is no verdict, never a half-trusted one.
+        A "good" with a host of 42 and an `at` of "soon" made `gate` say go."""
         data = _loads(raw)
         if data is None or data.get("verdict") not in (BAD, GOOD):
             return None
-        value = data.get("value")
-        return cls(release, data["verdict"], str(data.get("host", "?")), _float(data.get("at")),
-                   str(data.get("rule") or ""), float(value) if isinstance(value, (int, float)) else None,
-                   str(data.get("reason") or ""))
+        host, at, value = data.get("host"), _number(data.get("at")), data.get("value")
+        rule, reason = data.get("rule") or "", data.get("reason") or ""
+        if not isinstance(host, str) or not host or at is None or not isinstance(rule, str) \
+                or not isinstance(reason, str) or (value is not None and _number(value) is None):
+            return None
+        return cls(release, data["verdict"], host, at, rule, _number(value), reason)
 
 
 @dataclass(frozen=True)
@@ -121,17 +130,32 @@ class Member:
 
     @classmethod
     def decode(cls, host: str, raw: bytes | str) -> Member | None:
+        """The membership as `encode` writes it, or None (not a member: see FleetVerdict.decode)."""
         data = _loads(raw)
         if data is None:
             return None
-        firing = data.get("firing") if isinstance(data.get("firing"), dict) else {}
-        return cls(host, data.get("release"), str(data.get("phase", "?")), bool(data.get("in_window")),
-                   bool(data.get("known_good")), {str(k): _float(v) for k, v in firing.items()},
-                   _float(data.get("tick_at")), data.get("previous"))
+        release, previous, phase = data.get("release"), data.get("previous"), data.get("phase", "?")
+        firing, tick_at = data.get("firing", {}), _number(data.get("tick_at"))
+        in_window, known_good = data.get("in_window", False), data.get("known_good", False)
+        if (not _text_or_none(release) or not _text_or_none(previous) or not isinstance(phase, str)
+                or not isinstance(firing, dict) or tick_at is None
+                or not isinstance(in_window, bool) or not isinstance(known_good, bool)):
+            return None
+        since = {str(k): _number(v) for k, v in firing.items()}
+        if any(v is None for v in since.values()):
+            return None
+        return cls(host, release, phase, in_window, known_good, since, tick_at, previous)
 
 
 def survived_value(at: float) -> str:
     return json.dumps({"at": round(at, 3)})
+
+
+def survived_at(raw: bytes | str) -> float | None:
+    """When a survived mark says the window was survived, or None: not a mark (a host counted
+    toward known_good_hosts on garbage would declare a release known-good fleet-wide)."""
+    data = _loads(raw)
+    return _number(data.get("at")) if data is not None else None
 
 
 def _loads(raw: bytes | str) -> dict | None:
@@ -142,8 +166,15 @@ def _loads(raw: bytes | str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _float(v) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else 0.0
+def _number(v: object) -> float | None:
+    """A finite JSON number (not a boolean), or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _text_or_none(v: object) -> bool:
+    return v is None or isinstance(v, str)
 
 
 def verdict_wins(stored: FleetVerdict | None, new: FleetVerdict) -> bool:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
+from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, survived_at, verdict_wins
 from watcher.fleet.etcd import KeyValue
 
 
@@ -72,7 +72,7 @@ class FleetCache:
         survived: dict[str, set[str]] = {}
         arrived: dict[str, float] = {}
         for kv in kvs:
-            self._apply(kv.key, kv.value, "put", members, verdicts, survived, arrived)
+            self._apply(kv.key, kv.value, "put", kv.lease, members, verdicts, survived, arrived)
         with self._lock:
             self._members, self._survived, self._arrived = members, survived, arrived
             mine = {r: v for r, v in self._verdicts.items() if r not in verdicts}  # still in the outbox
@@ -86,7 +86,7 @@ class FleetCache:
         learned = []
         with self._lock:
             for e in events:
-                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived,
+                v = self._apply(e.key, e.value, e.kind, e.lease, self._members, self._verdicts, self._survived,
                                 self._arrived)
                 if v is not None:
                     learned.append(v)
@@ -94,7 +94,7 @@ class FleetCache:
         for v in learned:
             self._learned(v)
 
-    def _apply(self, key: str, value: bytes, kind: str, members: dict[str, Member],
+    def _apply(self, key: str, value: bytes, kind: str, lease: int, members: dict[str, Member],
                verdicts: dict[str, FleetVerdict], survived: dict[str, set[str]],
                arrived: dict[str, float]) -> FleetVerdict | None:
         parsed = self.keys.parse(key)
@@ -102,7 +102,8 @@ class FleetCache:
             return None
         what, release, host = parsed
         if what == "member":
-            member = Member.decode(host, value) if kind == "put" else None
+            # A membership lives by its lease; one without (written by hand) would never expire.
+            member = Member.decode(host, value) if kind == "put" and lease else None
             if member is None:
                 members.pop(host, None)
                 arrived.pop(host, None)
@@ -110,7 +111,7 @@ class FleetCache:
                 members[host] = member
                 # On this host's clock: how fresh a member is must not compare two hosts' clocks.
                 arrived[host] = self.clock()
-        elif what == "survived" and kind == "put":
+        elif what == "survived" and kind == "put" and survived_at(value) is not None:
             survived.setdefault(release, set()).add(host)
         elif what == "verdict" and kind == "put":
             verdict = FleetVerdict.decode(release, value)

@@ -34,7 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watcher.config.schema import FleetConfig
-from watcher.core.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
+from watcher.core.fleetmodel import (
+    GOOD,
+    FleetVerdict,
+    FleetView,
+    Keys,
+    Member,
+    survived_at,
+    survived_value,
+    verdict_wins,
+)
 from watcher.fleet.cache import FleetCache, FleetCounters, drain
 from watcher.fleet.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
 from watcher.fleet.outbox import OUTBOX, Outbox
@@ -269,7 +278,9 @@ class FleetLink:
                      stored.verdict if stored else "?", stored.host if stored else "?")
 
     def _declare_good_if_enough(self, release: str) -> None:
-        hosts = self.gateway.count_prefix(self.keys.survived_prefix(release))
+        # The marks a watcher wrote, not every key under the prefix (garbage counts for nothing).
+        _, kvs = self.gateway.range_prefix(self.keys.survived_prefix(release))
+        hosts = sum(1 for kv in kvs if survived_at(kv.value) is not None)
         if hosts >= self.config.known_good_hosts:
             self._write_verdict(FleetVerdict(release, GOOD, self.config.host, self.clock(),
                                              reason=f"survived its watch window on {hosts} host(s)"))
