@@ -175,7 +175,7 @@ example(
     History(Setup(releases=(("r0", GOOD), ("r1", Profile(error=0.0, flap_on_s=5, flap_off_s=5, flap_error=0.3))),
                   **DECISION_SUITE),
             (Deploy(10, "r1"),), tail=120),
-    ("bad_release_rolled_back_or_told",),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 example(
     "control-warm-up-burst",

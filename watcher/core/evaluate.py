@@ -144,8 +144,8 @@ def evaluate(
 
     `now` is the watcher's steady time (durations); `at` the wall time PromQL is asked at
     (default `now`); `since` when `current` last changed (host counters count from there).
-    A `[$window]` rule is also read over its trailing window (rules.trailing_seconds) and
-    breaches only when both windows do."""
+    A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
+    gates the moment it fires (both_windows)."""
     rules = list(rules)
     trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
     extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
@@ -174,15 +174,19 @@ def _trailing_rule(rule: Rule, seconds: int) -> Rule:
 
 
 def both_windows(long: Observation, short: Observation, trailing_s: int) -> Observation:
-    """The multiwindow condition: a breach on `[$window]` counts only if the trailing window
-    breaches too. An error on either is an error (never a breach). A trailing window with no
-    data (a late scrape left it one sample) cannot clear a breach: a short window's gap must
-    not reset a bad release's `for`. The value shown is the `[$window]` one, with the trailing
-    value in the detail when it held the breach back."""
+    """The multiwindow condition (design section 4): `for` runs on the deploy window; the
+    trailing window gates the moment of firing. A breach on `[$window]` is a breach (pending,
+    `for` counting), HELD while the trailing window is healthy: the rule fires only on a tick
+    where both breach. So a warm-up burst that ended (the deploy window still above, the last
+    seconds clean) never fires, and a release failing 30% / 0% every 5 s, whose trailing window
+    is clean every other period, is not reset by it either (it was never rolled back when the
+    trailing window reset `for`). An error on either is an error (never a breach); a trailing
+    window with no data (a late scrape, a NaN of no requests) holds nothing back. The value is
+    the `[$window]` one, with the trailing value in the detail when it held the firing."""
     if short.outcome is Outcome.ERROR:
         return short
-    # Only a healthy trailing window clears (a NaN one, no request in those seconds, does not).
     if long.outcome is not Outcome.BREACH or not short.healthy:
         return long
-    return Observation(Outcome.OK, value=long.value, series=long.series,
-                       detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g})")
+    return replace(long, held=True,
+                   detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g}): "
+                          "fires when both do")
