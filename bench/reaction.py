@@ -7,6 +7,8 @@ answering 30% 5xx. Each pipeline switches its own host back to r1:
 
     watcher-1m      rollback-watcher run, interval 1s, sum(rate(5xx[1m]))/sum(rate(all[1m])) > 0.10, for 10s
     watcher-window  the same with [$window] (docs/design.md section 4)
+    watcher-judge   rollback-watcher run, interval 1s, `judge: sequential` on the same counters
+                    (above 0.10, alpha 0.001, no `for`): fires when the evidence is conclusive
     am-tuned        alert rule ([1m], for 10s) -> Alertmanager group_wait 0s  -> webhook -> switch
     am-default      the same alert            -> Alertmanager group_wait 30s -> webhook -> switch
 
@@ -102,11 +104,18 @@ class AlertPoller:
         self._stop.set()
 
 
-def _watcher_config(host: SymlinkHost, prom_url: str, window: str) -> Path:
+JUDGE_RULE = {"name": "http-5xx-ratio", "judge": "sequential", "errors": 'http_requests_total{code=~"5.."}',
+              "total": "http_requests_total", "above": 0.10, "alpha": 0.001, "action": "rollback"}
+WATCHERS = ("watcher-1m", "watcher-window", "watcher-judge")
+
+
+def _watcher_config(host: SymlinkHost, prom_url: str, window: str | None) -> Path:
+    """A watcher with the [W] ratio rule held `for` 10 s, or (window None) the judge."""
     rules = host.root / "rules.yaml"
-    rules.write_text(json.dumps({"rules": [{
+    rule = JUDGE_RULE if window is None else {
         "name": "http-5xx-ratio", "query": RATIO.format(w=window), "above": 0.10, "for": f"{FOR_S}s",
-        "action": "rollback"}]}))
+        "action": "rollback"}
+    rules.write_text(json.dumps({"rules": [rule]}))
     cfg = {
         "service": "bench", "host": "bench", "interval": "1s",
         "prometheus": {"url": prom_url, "timeout": "2s", "scrape_interval": "1s"},
@@ -150,7 +159,7 @@ def run_once(work: Path, log=print) -> dict:
     try:
         app = DemoAppProcess(work / "app", "r1", settings={"error_ratio": 0.0})
         app.start()
-        hosts = {p: SymlinkHost(work / p, releases=("r1", "r2")) for p in ("watcher-1m", "watcher-window", "am-tuned", "am-default")}
+        hosts = {p: SymlinkHost(work / p, releases=("r1", "r2")) for p in (*WATCHERS, "am-tuned", "am-default")}
         for h in hosts.values():
             h.deploy("r1")
         hook = Webhook({p: hosts[p] for p in ("am-tuned", "am-default")})
@@ -168,13 +177,13 @@ def run_once(work: Path, log=print) -> dict:
         prom.start()
         prom.wait_for_series('up{job="demo"} == 1', timeout=30)
         first_scrape = time.time()
-        for name, window in (("watcher-1m", "1m"), ("watcher-window", "$window")):
+        for name, window in (("watcher-1m", "1m"), ("watcher-window", "$window"), ("watcher-judge", None)):
             cfg = _watcher_config(hosts[name], prom.url, window)
             r = cli("mark", "good", "r1", "--config", cfg)
             if r.returncode != 0:
                 raise RuntimeError(f"mark good failed: {r.stdout}{r.stderr}")
             procs.append(Proc([PY, "-m", "watcher", "run", "--config", str(cfg)], work / f"{name}.log"))
-        for name in ("watcher-1m", "watcher-window"):
+        for name in WATCHERS:
             wait_for(lambda name=name: any(e["kind"] == "start" for e in hosts[name].journal()), 30, what=f"{name} start")
         poller = AlertPoller(prom.url)
         pause = first_scrape + PREROLL_S - time.time()
@@ -190,7 +199,7 @@ def run_once(work: Path, log=print) -> dict:
 
         def done():
             watchers = all(any(e["kind"] == "rollback_verified" for e in hosts[n].journal())
-                           for n in ("watcher-1m", "watcher-window"))
+                           for n in WATCHERS)
             return watchers and len(hook.switched) == 2
 
         try:
@@ -198,7 +207,7 @@ def run_once(work: Path, log=print) -> dict:
         except TimeoutError as exc:
             log(f"    reaction: {exc}")
         out = {"onset": onset}
-        for name in ("watcher-1m", "watcher-window"):
+        for name in WATCHERS:
             out[name] = _watcher_parts(hosts[name].journal(), onset)
         for name in ("am-tuned", "am-default"):
             sw = hook.switched.get(name)
@@ -285,6 +294,11 @@ def bench(results, reps: int = 1, log=print):
         results.add("reaction", f"{pipe}: verify", "n/a" if med(pipe, "verify_s") is None else f"{med(pipe, 'verify_s') * 1000:.0f} ms")
         results.add("reaction", f"{pipe}: ONSET -> SWITCH START", sec(ss))
         results.add("reaction", f"{pipe}: onset -> verified rollback", sec(med(pipe, "verified")))
+    pipe = "watcher-judge"
+    results.add("reaction", f"{pipe}: onset -> deploy seen by a tick", sec(med(pipe, "deploy_seen")), note=rep)
+    results.add("reaction", f"{pipe}: onset -> firing (evidence conclusive)", sec(med(pipe, "firing")))
+    results.add("reaction", f"{pipe}: ONSET -> SWITCH START", sec(med(pipe, "switch_start")))
+    results.add("reaction", f"{pipe}: onset -> verified rollback", sec(med(pipe, "verified")))
     for pipe in ("am-tuned", "am-default"):
         results.add("reaction", f"{pipe}: onset -> alert pending (activeAt)", sec(med(pipe, "first_breach")), note=rep)
         results.add("reaction", f"{pipe}: onset -> alert firing", sec(med(pipe, "firing")))
@@ -294,6 +308,11 @@ def bench(results, reps: int = 1, log=print):
         results.add("reaction", "ratio watcher[$window] / am-tuned", f"{w / tuned:.2f}", "<= 0.50", w / tuned <= 0.5)
     if w1 is not None and tuned:
         results.add("reaction", "ratio watcher[1m] / am-tuned", f"{w1 / tuned:.2f}", "(same rule: ~1)")
+    judged = med("watcher-judge", "switch_start")
+    if judged is not None and tuned:
+        results.add("reaction", "ratio watcher-judge / am-tuned", f"{judged / tuned:.2f}", "<= 0.50", judged / tuned <= 0.5)
+    if judged is not None and w:
+        results.add("reaction", "ratio watcher-judge / watcher[$window] for 10s", f"{judged / w:.2f}")
     if w is not None and default:
         results.add("reaction", "ratio watcher[$window] / am-default", f"{w / default:.2f}")
     if tuned is not None:

@@ -1,6 +1,6 @@
 """`make bench`: the performance figures of issue 9, against a real Prometheus on loopback.
 
-    python bench/run.py [--only reaction,multiwindow,tick,footprint,startup,switch,backtest,fleet]
+    python bench/run.py [--only reaction,multiwindow,judge,tick,footprint,startup,pictures,switch,backtest,fleet]
                         [--reaction-reps N] [--rss-seconds S] [--json FILE]
 
 Prints each figure as it is measured, then one table with the targets beside them. Every
@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import Results  # noqa: E402
 
-SECTIONS = ("reaction", "multiwindow", "tick", "footprint", "startup", "switch", "backtest", "fleet")
+SECTIONS = ("reaction", "multiwindow", "judge", "tick", "footprint", "startup", "pictures", "switch", "backtest",
+            "fleet")
 
 
 def machine() -> str:
@@ -40,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(SECTIONS))
     ap.add_argument("--reaction-reps", type=int, default=1)
     ap.add_argument("--rss-seconds", type=float, default=90.0)
+    ap.add_argument("--judge-runs", type=int, default=10_000, help="judge: runs per cell at or below the limit")
     ap.add_argument("--json", type=Path, help="also write every raw figure here")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -66,6 +68,10 @@ def main(argv=None) -> int:
             import multiwindow
             log("  multiwindow: a fault and a warm-up burst, with and without the trailing window (about 1.5 minutes)")
             multiwindow.bench(results, args.reaction_reps, log)
+        if "judge" in only:
+            import judge
+            log("  judge: held thresholds and the sequential judge on simulated counter streams (about 2 minutes)")
+            judge.bench(results, log, runs=args.judge_runs)
         if "tick" in only:
             import tickcost
             tickcost.bench(results, env, log)
@@ -78,6 +84,9 @@ def main(argv=None) -> int:
         if "startup" in only:
             import footprint
             footprint.bench_startup(results)
+        if "pictures" in only:
+            import picture_cost
+            picture_cost.bench(results, log)
         if "switch" in only:
             import switch
             switch.bench(results, log)

@@ -162,6 +162,20 @@ def test_window_placeholder_is_checked_with_max_window_put_in(tmp_path):
     assert isinstance(rules[0].signal, PromQuery) and "[$window]" in rules[0].signal.query
 
 
+def test_a_dollar_inside_a_promql_string_is_the_query_s_own_not_a_placeholder(tmp_path):
+    query = 'max(label_replace(up, "port", "$1", "instance", ".*:(.*)")) < 1'
+    path = write(tmp_path, "service: s\nprometheus: {url: http://127.0.0.1:9090}\nrules: [rules/*.yaml]\n",
+                 f"rules:\n  - name: r\n    query: '{query}'\n    above: 0\n    action: notify\n")
+    assert load_config(path, environ={}).rules[0].signal.query == query
+
+
+def test_a_dollar_outside_a_string_is_still_an_unknown_placeholder(tmp_path):
+    path = write(tmp_path, "service: s\nprometheus: {url: http://127.0.0.1:9090}\nrules: [rules/*.yaml]\n",
+                 "rules:\n  - name: r\n    query: rate(x[$range])\n    above: 0\n    action: notify\n")
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        load_config(path, environ={})
+
+
 def test_not_utf8_is_a_config_error_with_a_line(tmp_path):
     (tmp_path / "watcher.yaml").write_bytes(b"service: x\nrules: [\xff]\n")
     found = problems(tmp_path / "watcher.yaml")

@@ -110,7 +110,7 @@ def test_bad_labels_and_vars_name_file_line_and_key(tmp_path, watcher_yaml, expe
 
 def test_scope_only_applies_to_query_rules(tmp_path):
     path = write(tmp_path, HEAD + PROM, rules(rule("h", "http: http://127.0.0.1:8000/\nscope: fleet\naction: rollback")))
-    assert any("rule h: scope: only applies to `query:` rules" in p for p in problems(path))
+    assert any("rule h: scope: only applies to `query:` and `judge:` rules" in p for p in problems(path))
 
 
 def test_a_rule_file_alone_keeps_its_placeholders_for_rollback_watcher_test(tmp_path):

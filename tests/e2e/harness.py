@@ -115,10 +115,11 @@ class ScriptedHealth:
 
 
 class Stage(ScenarioHost):
-    """A sandbox symlink host with one demo app, the e2e rule table, a receiver and the watcher."""
+    """A sandbox symlink host with one demo app, the e2e rule table, a receiver (ntfy://, or
+    Apprise's json:// with `scheme="json"`) and the watcher."""
 
-    def __init__(self, root: Path, port: int, prometheus: PrometheusServer):
-        super().__init__(root, port, prometheus, NotificationReceiver())
+    def __init__(self, root: Path, port: int, prometheus: PrometheusServer, scheme: str = "ntfy"):
+        super().__init__(root, port, prometheus, NotificationReceiver(scheme))
         self.on_close(self.receiver.close)
 
     def write_config(self, health_url: str | None = None, prometheus_url: str | None = None, **extra: Any) -> Path:
@@ -150,7 +151,7 @@ class Lab:
         self.stages: list[Stage] = []
         self.extra_closers: list[Callable[[], None]] = []
 
-    def stage(self, name: str, own_prometheus: bool = False) -> Stage:
+    def stage(self, name: str, own_prometheus: bool = False, scheme: str = "ntfy") -> Stage:
         [port] = self.ports.take(1)
         prom = self.prometheus
         if own_prometheus:
@@ -158,7 +159,7 @@ class Lab:
                                     binary=self.prometheus_bin)
             self.extra_closers.append(prom.stop)
             prom.start()
-        st = Stage(self.workdir / name, port, prom)
+        st = Stage(self.workdir / name, port, prom, scheme)
         self.stages.append(st)
         return st
 

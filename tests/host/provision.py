@@ -29,6 +29,8 @@ CONFIG = "/etc/rollback-watcher/watcher.yaml"
 APP_PORT = 8000
 PROMETHEUS_PORT = 9090
 TELEMETRY = "127.0.0.1:9464"
+NOTIFY_SINK_PORT = 8025  # a json:// receiver inside the container (notify-sink.service)
+NOTIFY_SINK_DIR = "/var/lib/notify-sink"
 
 # Release r2 answers 50% of its requests with 500: only the Prometheus rule sees it (its /health
 # stays 200), so a rollback proves that the watcher reads the real Prometheus in the container.
@@ -71,7 +73,9 @@ def watcher_config(prometheus: str = f"http://127.0.0.1:{PROMETHEUS_PORT}", rest
                     "restart": restart_argv, "restart_fallback": ["systemctl", "restart", "shop-api.service"]},
         "verify": {"url": f"http://127.0.0.1:{APP_PORT}/health", "attempts": 20, "every": "500ms"},
         "safety": {"cooldown": "0s", "max_auto_rollbacks": 5},
-        "notify": [],
+        # Apprise's json:// to a receiver in the container: the messages (and the pictures the
+        # notifier draws under the shipped sandbox) as on-call would get them.
+        "notify": [{"url": f"json://127.0.0.1:{NOTIFY_SINK_PORT}/hook", "min_severity": "success"}],
         "state_dir": "/var/lib/rollback-watcher",
         "telemetry": {"listen": TELEMETRY},
     }, indent=1) + "\n"
@@ -178,10 +182,38 @@ ExecStart={PROMETHEUS_INSIDE} --config.file=/etc/prometheus-test/prometheus.yml 
 [Install]
 WantedBy=multi-user.target
 """)
+    # A json:// receiver: each POSTed body as NOTIFY_SINK_DIR/<n>.json.
+    machine.write("/usr/local/bin/notify-sink", f"""\
+#!/usr/bin/python3
+import itertools, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+count = itertools.count(1)
+class Sink(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = os.path.join("{NOTIFY_SINK_DIR}", f"{{next(count):04d}}.json")
+        with open(path + ".tmp", "wb") as out:
+            out.write(body)
+        os.rename(path + ".tmp", path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", {NOTIFY_SINK_PORT}), Sink).serve_forever()
+""", "0755")
+    machine.write("/etc/systemd/system/notify-sink.service", """\
+[Service]
+StateDirectory=notify-sink
+ExecStart=/usr/local/bin/notify-sink
+
+[Install]
+WantedBy=multi-user.target
+""")
     # A restart that takes long enough to stop the watcher in the middle of it.
     machine.write("/usr/local/bin/slow-reload", "#!/bin/sh\nsleep 6\nexec systemctl reload shop-api.service\n", "0755")
     machine.systemctl("daemon-reload")
-    machine.systemctl("enable", "--now", "shop-api.service", "prometheus.service")
+    machine.systemctl("enable", "--now", "shop-api.service", "prometheus.service", "notify-sink.service")
 
 
 def install_polkit_rule(machine: BootedSystem) -> None:

@@ -9,8 +9,10 @@ with the site's config — or says in its docstring what it changes.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from host.provision import (
     APP_PORT,
     CLI,
     CONFIG,
+    NOTIFY_SINK_DIR,
     PREFIX,
     RULES,
     TELEMETRY,
@@ -196,6 +199,23 @@ def test_bad_deploy_is_rolled_back_verified_and_journaled_under_systemd(site):
     assert "rollback verified release=r2 target=r1" in log
     intent = site.events("rollback_intent", release="r2")[0]
     assert intent["rules"] == ["http-5xx-ratio"]
+    # The rollback's messages carry the picture of the breach, drawn by matplotlib under the
+    # shipped sandbox (MemoryDenyWriteExecute=, the syscall filter, PrivateTmp= for the file).
+    try:
+        sent = wait_for(lambda: [e for e in site.events("notify_sent") if e["message_kind"] == "rollback_verified"],
+                        timeout=60, what="the rolled-back message delivered")
+    except TimeoutError:
+        raise AssertionError([e for e in site.journal_events() if e["kind"].startswith("notify")],
+                             m.journal(UNIT)[-3000:]) from None
+    pictured = {e["message_kind"]: e["picture"] for e in site.events("notify_sent")}
+    assert pictured.get("rolling_back") is True and sent[0]["picture"] is True, (pictured, log[-3000:])
+    bodies = [json.loads(m.run("cat", path).stdout) for path in
+              m.run("sh", "-c", f"ls {NOTIFY_SINK_DIR}/*.json").stdout.split()]
+    [rolled] = [b for b in bodies if "rolled back r2" in b["title"]]
+    [attachment] = rolled["attachments"]
+    png = base64.b64decode(attachment["base64"])
+    assert attachment["mimetype"] == "image/png" and png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert struct.unpack(">II", png[16:24]) == (960, 540)  # the IHDR chunk's width and height
 
 
 def test_reload_applies_a_changed_rule_table_and_refuses_a_broken_one(site):

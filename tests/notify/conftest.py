@@ -4,7 +4,9 @@
 root path, priority and tags in X-Priority / X-Tags headers; answers with ntfy's message JSON)
 and accepts Apprise's `json://` posts on any path. It records method, path, headers and JSON
 body of every request. Modes: "ok", "hang" (accepts, reads the request, never answers until
-the test ends or the mode changes), or an HTTP status code to answer with.
+the test ends or the mode changes), "no-attachments" (a ntfy server without
+`attachment-cache-dir`: a body that is not JSON, a file, gets ntfy's 400 code 40014), or an
+HTTP status code to answer with.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ class Receiver:
                     receiver._release.wait(30)
                     self.close_connection = True
                     return
+                if mode == "no-attachments":
+                    mode = "ok" if body is not None else 400
                 status = 200 if mode == "ok" else int(mode)
-                if status == 200:
+                if status == 400 and receiver.mode == "no-attachments":
+                    reply = {"code": 40014, "http": 400, "error": "invalid request: attachments not allowed"}
+                elif status == 200:
                     reply = {"id": f"m{len(receiver.requests)}", "time": int(time.time()),
                              "event": "message", "topic": (body or {}).get("topic", "")}
                 else:

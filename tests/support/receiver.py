@@ -7,10 +7,12 @@ process can take it first (see support/ports.py for the servers that cannot).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
 
 from support.ports import LOOPBACK
 
@@ -32,8 +34,10 @@ class LoopbackServer:
 class NotificationReceiver:
     """Records every message a watcher's Apprise target POSTs: `ntfy://` (JSON: topic, title,
     message, priority; the reply is the ntfy publish API's) or `json://` (version, title,
-    message, type). Each message gets `received_at` (time.time()) and `x-priority` (the header
-    Apprise's ntfy plugin may send instead of the JSON field)."""
+    message, type, attachments). Each message gets `received_at` (time.time()) and `x-priority`
+    (the header Apprise's ntfy plugin may send instead of the JSON field). A ntfy message with
+    a file (the picture of a breach) is the file POSTed to /TOPIC with the title and message
+    as query parameters: recorded with those, and the file as `attachment_base64`."""
 
     def __init__(self, scheme: str = "ntfy", topic: str = "e2e"):
         self.messages: list[dict] = []
@@ -50,10 +54,16 @@ class NotificationReceiver:
 
             def do_POST(self):  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path, _, query = self.path.partition("?")
+                params = dict(parse_qsl(query))
                 try:
                     body = json.loads(raw) if raw else {}
                 except ValueError:
                     body = {"message": raw.decode(errors="replace")}
+                if "filename" in params:  # ntfy: a file, the text in the query
+                    body = {"topic": path.strip("/"), "title": params.get("title", ""),
+                            "message": params.get("message", ""), "filename": params["filename"],
+                            "attachment_base64": base64.b64encode(raw).decode()}
                 body["received_at"] = time.time()
                 body["x-priority"] = self.headers.get("X-Priority")
                 with receiver._lock:

@@ -78,6 +78,16 @@ def test_unknown_rule_in_test_file_is_a_config_problem_with_file_and_line(tmp_pa
     assert f"{path}:4:" in done.stderr and "must name a rule" in done.stderr
 
 
+def test_values_yaml_read_as_a_number_are_refused_not_taken_as_one_value(tmp_path):
+    path = tmp_path / "hex_test.yaml"
+    path.write_text(f"rule_files: ['{REPO / 'rules' / 'default.yaml'}']\ntests:\n  - name: x\n"
+                    "    input_series:\n      - rule: http-5xx-ratio\n        values: 0x40\n"
+                    "    expect: [{eval_time: 0s, rollback: none}]\n")
+    done = _cli("test", str(path))
+    assert done.returncode == 1
+    assert f"{path}:6:" in done.stderr and "the number 64" in done.stderr and "quote it" in done.stderr
+
+
 def _state_dir(tmp_path: Path, now: float) -> Path:
     state = tmp_path / "state"
     state.mkdir()

@@ -29,7 +29,10 @@ What still differs from live, said in the output:
     after that the replay goes on with the history as it happened (no rollback took place);
   - `http:` probes and `host:` signals have no history in Prometheus: they are not replayed;
   - the trailing window's length uses the configured `prometheus.scrape_interval` (live may
-    learn another one from Prometheus' targets).
+    learn another one from Prometheus' targets);
+  - a judge rule (`judge: sequential`) reads its counters' raw samples once per deploy and is
+    judged at each step on the counts since that deploy (signals/counts.counts_at, the live
+    code), for the first 6 hours after it (live slides its start past that).
 
 Length: over 400 lines because it is one tool with the four stages above and its report; the
 rule semantics it replays are not here but in rules.py.
@@ -51,7 +54,6 @@ from watcher.core.rules import (
     Observation,
     Outcome,
     Phase,
-    PromQuery,
     Rule,
     RuleState,
     Sample,
@@ -404,7 +406,7 @@ def _track_episode(out, rule, episode, state, obs, transitions, baseline, t) -> 
 
 def replayable(rule: Rule) -> str:
     """'' when the rule can be replayed from Prometheus, else why not."""
-    if isinstance(rule.signal, PromQuery):
+    if rule.reads_prometheus:
         return ""
     if rule.is_probe:
         return "http probe: no history in Prometheus, not replayed"
@@ -426,10 +428,45 @@ def run_backtest(cfg, source, since: float, until: float, step_s: float, deploys
         if why:
             result.rules.append(RuleReplay(rule, skipped=why))
             continue
-        replay, queries = _backtest_rule(cfg, source, rule, times, step_s, windows)
+        backtest = _backtest_judge if rule.is_judge else _backtest_rule
+        replay, queries = backtest(cfg, source, rule, times, step_s, windows)
         result.queries += queries
         result.rules.append(replay)
     return result
+
+
+def _backtest_judge(cfg, source, rule: Rule, times: list[float], step_s: float, windows: list[WatchWindow]):
+    """A judge rule over history: for each deploy, its counters' raw samples read once (from
+    the start of counting to the next deploy, at most MAX_SPAN), judged at every step."""
+    from watcher.core.judge import Counts
+    from watcher.signals.counts import MAX_SPAN, CountReader, counting_start, counts_at
+
+    reader = CountReader(source)
+    deploys = sorted(w.deploy.at for w in windows)
+    results: dict[float, object] = {}
+    queries = 0
+    for i, deployed in enumerate(deploys):
+        end = min(deploys[i + 1] if i + 1 < len(deploys) else math.inf, times[-1] + step_s / 2, deployed + MAX_SPAN)
+        mine = [t for t in times if deployed <= t < end]
+        if not mine:
+            continue
+        start = counting_start(rule, deployed, cfg.prometheus.scrape_interval)
+        try:
+            series = reader.fetch(rule, start, max(mine)) if max(mine) >= start else {}
+            before = reader.before(rule, deployed)
+        except SourceError as exc:
+            results.update({t: exc for t in mine})
+            continue
+        finally:
+            queries += len(rule.signal.selectors)
+        for t in mine:
+            results[t] = (counts_at(rule, series, start, t, before) if t >= start
+                          else Counts(0.0, 0.0, note="warming up: counting starts after the warm-up and one scrape"))
+
+    def result_at(t: float):
+        return results.get(t, Counts(0.0, 0.0, note="no deploy to count from (or more than 6h after it)"))
+
+    return replay_rule(rule, times, result_at, windows, lambda d: None, cfg.error_limit), queries
 
 
 def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, windows: list[WatchWindow]):

@@ -5,6 +5,8 @@
     condition    the threshold, or the baseline in use and where it came from (the journal's
                  "baseline" event of this deploy)
     progress     the `for` / `failures` progress from the saved state ("pending 1m10s of 2m")
+    evidence     a judge rule's evidence over time since the deploy: requests, share, its
+                 confidence interval and the e-value against the one that fires, at 12 moments
     transitions  the rule's last transitions from the journal
 
 Reads only: the saved state is not stepped or written.
@@ -48,6 +50,7 @@ class Explanation:
     transitions: list[dict] = field(default_factory=list)
     scrape: str = ""  # the scrape interval in use and where it came from
     trailing_s: int | None = None  # the trailing window the condition must also hold on
+    evidence: list[dict] = field(default_factory=list)  # a judge rule's evidence over time
     written: str = ""  # the query as the rule file has it, when the one sent differs (config/bind.py)
 
 
@@ -55,6 +58,11 @@ def progress(rule: Rule, rs: RuleState, now: float) -> str:
     """The `for` / `failures` progress in words, from the saved rule state."""
     if rs.phase is Phase.FIRING:
         return f"firing since {format_duration(now - rs.fired_at)} ago" if rs.fired_at else "firing"
+    if rs.phase is Phase.PENDING and rs.active_since is not None and rule.is_judge:
+        e = rs.last_evidence or {}
+        told = f" (e-value {e['log_e']:.1f} of {e['log_needed']:.1f})" if "log_e" in e else ""
+        return (f"pending {format_duration(now - rs.active_since)}: the share looks too high, the evidence is not "
+                f"conclusive yet{told}")
     if rs.phase is Phase.PENDING and rs.active_since is not None:
         return f"pending {format_duration(now - rs.active_since)} of {format_duration(rule.for_)}"
     if rule.failures > 1 and rs.failures:
@@ -96,13 +104,15 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
 
         reader = build_reader(cfg)
     scrape = ""
-    if isinstance(rule.signal, PromQuery):
+    if rule.reads_prometheus:
         from watcher.signals.promtime import effective_scrape_interval
 
         cfg, scrape = effective_scrape_interval(cfg, getattr(reader, "prometheus", None))
         window_s = watch_window(now, state, cfg)
+        if hasattr(reader, "scrape_interval"):
+            reader.scrape_interval = cfg.prometheus.scrape_interval
     (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
-                            scrape_interval=cfg.prometheus.scrape_interval, at=now).rules
+                            scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at).rules
     result, obs = evaluated.result, evaluated.observation
     rs = state.rules.get(rule.name, RuleState())  # the saved state: explain changes nothing
     out = Explanation(
@@ -126,12 +136,42 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
                       for s in result if isinstance(s, Sample)]
     if rule.uses_baseline:
         out.baseline_source = baseline_source(events, rule.name, state.current)
+    if rule.is_judge and state.changed_at is not None and getattr(reader, "prometheus", None) is not None:
+        out.evidence = evidence_over_time(rule, reader, now, state.changed_at, cfg.prometheus.scrape_interval)
     return out
+
+
+def evidence_over_time(rule: Rule, reader, now: float, since: float, scrape_interval: float) -> list[dict]:
+    """A judge rule's judgement at 12 moments from the start of counting to now, from one read
+    of its samples (signals/counts.CountReader.history), each judged by the same classify."""
+    from watcher.base.errors import SourceError
+    from watcher.core.rules import classify
+    from watcher.signals.counts import CountReader
+
+    try:
+        history = CountReader(reader.prometheus).history(rule, now, since, scrape_interval)
+    except SourceError as exc:
+        return [{"error": str(exc)}]
+    rows = []
+    for t, counts in history:
+        obs = classify(rule, counts)
+        j = obs.judgement
+        verdict = "fires" if obs.outcome.value == "breach" else ("pending" if obs.suspect else obs.outcome.value)
+        rows.append({"time": t, "verdict": verdict, "detail": obs.detail, **(j.facts() if j is not None else {})})
+    return rows
 
 
 def _signal_text(rule: Rule, window_s: int) -> str:
     if isinstance(rule.signal, PromQuery):
         return render_query(rule.signal.query, window_s)
+    if rule.is_judge:
+        signal = rule.signal
+        if signal.buckets:
+            return f"counts of {signal.buckets} since the deploy"
+        text = f"counts of {signal.errors} among {signal.total} since the deploy"
+        if signal.baseline_errors:
+            text += f", against {signal.baseline_errors} among {signal.baseline_total}"
+        return text
     if isinstance(rule.signal, HttpCheck):
         return f"GET {rule.signal.url}"
     return f"host {rule.signal.kind}"
@@ -158,6 +198,14 @@ def render_text(e: Explanation, unit: str = "") -> str:
         mark = "BREACH" if s["breaches"] else "ok"
         lines.append(f"  {format_value(s['value'], unit):>12}  {mark:<6}  {format_labels(s['labels'])}")
     lines.append(f"state      {e.progress}")
+    if e.evidence:
+        lines.append("evidence since the deploy (the rule fires when e-value >= needed):")
+        for row in e.evidence:
+            if "error" in row:
+                lines.append(f"  cannot read: {row['error']}")
+                continue
+            needed = f"  e-value {row['log_e']:.1f}/{row['log_needed']:.1f}" if "log_e" in row else ""
+            lines.append(f"  {_when(row['time'])}  {row['verdict']:<8} {row['detail']}{needed}")
     if e.transitions:
         lines.append("last transitions:")
         for t in e.transitions:

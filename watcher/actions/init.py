@@ -234,7 +234,11 @@ def plan(app: Recognition, hosts: list[Recognition], pack_dir: Path, prometheus_
 def _header(r: Recognition) -> str:
     return (f"# Written by `rollback-watcher init` from the rule pack {r.pack.name} (rules/packs/):\n"
             f"# {r.target.instance} (job {r.target.job}) is {r.pack.what}. Tune the thresholds with\n"
-            f"# `rollback-watcher eval`, `explain` and `backtest`.\n")
+            f"# `rollback-watcher eval`, `explain` and `backtest`.\n"
+            f"# These thresholds are held for a time (`for:`). A request counter's error share can be\n"
+            f"# judged on its counts instead (`judge: sequential`): it fires as soon as the evidence is\n"
+            f"# conclusive and never rolls back a release at its limit more often than `alpha`, at\n"
+            f"# 2 req/s as at 500 (docs/config.md, \"When to use which\").\n")
 
 
 def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[str, list[str]]]]:

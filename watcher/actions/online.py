@@ -66,6 +66,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         # The same evaluation as a tick's (evaluate.py), with the scrape interval the service
         # would use: learned from Prometheus unless the config sets it.
         cfg, scrape_line = effective_scrape_interval(cfg, reader.prometheus)
+        reader.scrape_interval = cfg.prometheus.scrape_interval
         if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
             report.scrape_line = scrape_line
         evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
@@ -73,7 +74,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         outcomes = {e.rule.name: e.observation.outcome.value for e in evaluation.rules}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)
-                                                 for r in cfg.rules if isinstance(r.signal, PromQuery)):
+                                                 for r in cfg.rules if r.reads_prometheus):
             try:
                 missing = missing_metrics(cfg.rules, reader.prometheus, cfg.prometheus.labels)
             except WatcherError as exc:
@@ -88,9 +89,13 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         elif isinstance(rule.signal, HttpCheck):
             row["online"] = ("ok: " if result.ok else "FAIL: ") + result.detail
             report.signal_failures += 0 if result.ok else 1
-        elif isinstance(rule.signal, PromQuery):
-            row["online"] = (f"ok: {len(result)} series in {seconds * 1000:.0f} ms" if result
-                             else f"answered in {seconds * 1000:.0f} ms, but no data (0 series)")
+        elif rule.reads_prometheus:
+            if rule.is_judge:
+                row["online"] = (f"ok: {result.total:,.0f} requests counted in {seconds * 1000:.0f} ms" if result.total
+                                 else f"ok: {result.note or 'no request counted'}")
+            else:
+                row["online"] = (f"ok: {len(result)} series in {seconds * 1000:.0f} ms" if result
+                                 else f"answered in {seconds * 1000:.0f} ms, but no data (0 series)")
             if rule.name in missing:
                 names = ", ".join(missing[rule.name])
                 row["online"] += f"; no series named {names}"
@@ -150,7 +155,7 @@ def missing_metrics(rules: Iterable[Rule], source, labels: dict | None = None) -
 
     missing: dict[str, list[str]] = {}
     for scoped in (True, False):
-        wanted = {r.name: metric_names(r.signal.query) for r in rules if isinstance(r.signal, PromQuery)
+        wanted = {r.name: _metrics_read(r) for r in rules if r.reads_prometheus
                   and (r.scope != "fleet" and bool(labels)) == scoped}
         every = sorted(set().union(*wanted.values())) if wanted else []
         if not every:
@@ -160,6 +165,15 @@ def missing_metrics(rules: Iterable[Rule], source, labels: dict | None = None) -
         present = {s.labels.get("__name__") for s in found}
         missing.update({rule: sorted(names - present) for rule, names in wanted.items() if names - present})
     return missing
+
+
+def _metrics_read(rule: Rule) -> set[str]:
+    """The metric names a rule reads on this host: its query's, or a judge rule's counters'
+    (not its `baseline_*` selectors, which read other hosts on purpose)."""
+    if isinstance(rule.signal, PromQuery):
+        return metric_names(rule.signal.query)
+    own = [getattr(rule.signal, k) for k in ("errors", "total", "buckets") if getattr(rule.signal, k)]
+    return set().union(*(metric_names(s) for s in own))
 
 
 # Who exports what, for the hint of a rule over a metric nobody exports (by name prefix).

@@ -28,6 +28,14 @@ rule's state is held). For `http:` rules a value is a probe result: non-zero is 
 Deploys reset rule states and open watch windows exactly as in the backtest; a baseline rule's
 baseline is the median of its own input over baseline_window before the deploy. Everything runs
 through backtest.replay_rule, which drives rules.classify and rules.step.
+
+A judge rule (`judge: sequential`) reads counters, not a query: its input series name which
+selector they stand for with `series:` (errors, total, buckets with an `le` label,
+baseline_errors, baseline_total) and give the COUNTER's value at each step (one step is one
+scrape). It counts them since the last deploy exactly as live (signals/counts.counts_at):
+
+          - {rule: http-5xx-judge, series: total, values: 0+50x40}
+          - {rule: http-5xx-judge, series: errors, values: 0x20 0+15x20}
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ class Series:
     rule: str
     labels: dict
     values: list
+    key: str | None = None  # a judge rule's selector this series stands for ("errors", "total", ...)
 
 
 @dataclass(frozen=True)
@@ -155,8 +164,9 @@ def load_test_file(path: str | Path) -> TestFile:
     if not isinstance(tests, list) or not tests:
         f.problem(f.line_of(doc, "tests"), "tests", "expected a list of test cases")
         tests = []
+    judges = {r.name: r for r in rules if r.is_judge}
     for i, item in enumerate(tests):
-        case = _case(item, i, f, interval, names)
+        case = _case(item, i, f, interval, names, judges)
         if case is not None:
             cases.append(case)
     if problems:
@@ -186,7 +196,7 @@ def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: li
     return rules
 
 
-def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> Case | None:
+def _case(item, index: int, f: FileReader, interval: float, names: set[str], judges: dict) -> Case | None:
     m = f.mapping(item, None, f"tests[{index}]")
     if m is None:
         return None
@@ -207,12 +217,29 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str]) -> 
             f.problem(f.line_of(s) or f.line_of(m, "input_series"), f"{where}.rule",
                       f"must name a rule of the table ({', '.join(sorted(names))})")
             continue
+        raw = s.get("values", "")
+        if not isinstance(raw, str):
+            # YAML reads `0x40` (promtool: 0 forty-one times) as the number 64, `1_0` as 10:
+            # a test that passes by luck. promtool's notation is a string.
+            f.problem(f.line_of(s, "values"), f"{where}.values",
+                      f"YAML read it as the number {raw!r}, not as a series: quote it (values: '...')")
+            continue
         try:
-            values = expand(s.get("values", ""))
+            values = expand(raw)
         except ValueError as exc:
             f.problem(f.line_of(s, "values"), f"{where}.values", str(exc))
             continue
-        series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values))
+        key = s.get("series")
+        judge = judges.get(s["rule"])
+        if judge is not None and key not in judge.signal.selector_keys:
+            f.problem(f.line_of(s, "series") or f.line_of(s), f"{where}.series",
+                      f"a judge rule's input names the counter it stands for: one of "
+                      f"{', '.join(judge.signal.selector_keys)}")
+            continue
+        if judge is None and key is not None:
+            f.problem(f.line_of(s, "series"), f"{where}.series", "only applies to the input of `judge:` rules")
+            continue
+        series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values, key))
     expect = []
     for j, e in enumerate(m.get("expect") or []):
         where = f"{p}expect[{j}]"
@@ -252,6 +279,39 @@ def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -
 # Running
 
 
+def counts_at_step(rule: Rule, series: list[Series], i: int, step_s: float, deploys: list[Deploy]):
+    """A judge rule's counts at step i: its counters' values counted since the last deploy,
+    starting one step (one scrape) after it and its warm-up, as live (signals/counts.py)."""
+    from watcher.core.judge import Counts
+    from watcher.signals.counts import counting_start, counts_at, needs_before
+
+    t = i * step_s
+    if any(i < len(s.values) and s.values[i] == ERROR for s in series):
+        return SourceError("error (test input)")
+    deployed = max((d.at for d in deploys if d.at <= t), default=None)
+    if deployed is None:
+        return Counts(0.0, 0.0, note="no deploy to count from")
+    start = counting_start(rule, deployed, step_s)
+    if t < start:
+        return Counts(0.0, 0.0, note="warming up: counting starts after the warm-up and one scrape")
+    by_key: dict[str, list] = {key: [] for key in rule.signal.selector_keys}
+    for s in series:
+        points = [(k * step_s, v) for k, v in enumerate(s.values) if isinstance(v, float)]
+        by_key[s.key].append((s.labels, points) if s.key == "buckets" else points)
+    before = None
+    if needs_before(rule):
+        begin = deployed - rule.baseline_window
+        if rule.signal.buckets:
+            from watcher.core.judge import bucket_increases
+
+            before = bucket_increases(by_key["buckets"], begin, deployed)
+        else:
+            from watcher.core.judge import error_counts
+
+            before = error_counts(by_key["errors"], by_key["total"], begin, deployed)
+    return counts_at(rule, by_key, start, t, before)
+
+
 def result_at(rule: Rule, series: list[Series], i: int):
     """What the rule's signal returned at step i, built from the test's input."""
     values = [(s, s.values[i]) for s in series if i < len(s.values)]
@@ -275,6 +335,8 @@ def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay
         mine = [s for s in case.series if s.rule == rule.name]
 
         def at(t: float, rule=rule, mine=mine):
+            if rule.is_judge:
+                return counts_at_step(rule, mine, int(round(t / case.interval)), case.interval, case.deploys)
             return result_at(rule, mine, int(round(t / case.interval)))
 
         def baseline_for(d: Deploy, rule=rule, mine=mine) -> float | None:

@@ -102,7 +102,7 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     reader = build_reader(cfg)
     try:
         evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
-                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at)
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]

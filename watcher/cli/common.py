@@ -21,6 +21,8 @@ ConfigOpt = typer.Option(
     DEFAULT_CONFIG, "--config", "-c", envvar="ROLLBACK_WATCHER_CONFIG", help="watcher.yaml to read.", show_default=True
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+PlotOpt = typer.Option(None, "--plot", metavar="FILE",
+                       help="Also write a PNG picture of the rule's values from Prometheus to FILE.")
 
 # Each command group is a typer app of its own, merged into the main one (cli/app.py).
 SETTINGS = {"rich_markup_mode": None, "context_settings": {"help_option_names": ["-h", "--help"]}}

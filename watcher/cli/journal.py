@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
 
 from watcher.base.errors import WatcherError
-from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, journal_field, load, out, when
+from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, PlotOpt, journal_field, load, out, when
 
 app = typer.Typer(**SETTINGS)
 
@@ -36,17 +39,33 @@ def history(
 
 
 @app.command()
-def incidents(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Closed incidents with their timelines."""
+def incidents(
+    incident: str | None = typer.Argument(None, metavar="[ID]", help="Only this incident."),
+    config: str = ConfigOpt,
+    as_json: bool = JsonOpt,
+    plot: Path | None = PlotOpt,
+) -> None:
+    """Closed incidents with their timelines.
+
+    With ID, only that one; with ID and --plot FILE, also a PNG of its rule's values around
+    it (deploy, breach, switch), from a Prometheus range query."""
     from watcher.store.state import StateStore
 
     cfg = load(config)
-    found = [e for e in StateStore(cfg.state_dir).events() if e.get("kind") == "incident"]
+    if plot is not None and incident is None:
+        raise typer.BadParameter("--plot needs an incident ID (`incidents` lists them)", param_hint="--plot")
+    found = [e for e in StateStore(cfg.state_dir).events() if e.get("kind") == "incident"
+             and (incident is None or e.get("id") == incident)]
     lines = []
     for inc in found:
         lines.append(f"{inc.get('id')} {when(inc.get('opened_at'))} release {inc.get('release')}: {inc.get('summary')} ({inc.get('resolution')})")
         lines += [f"    {when(t.get('time'))} {t.get('what')}" for t in inc.get("timeline", [])]
-    out(found, as_json, "\n".join(lines) or "no incidents")
+    out(found, as_json, "\n".join(lines) or (f"no closed incident {incident}" if incident else "no incidents"))
+    if plot is not None and incident is not None:  # --plot without ID was refused above
+        from watcher.actions.plots import plot_incident
+
+        said = plot_incident(cfg, StateStore(cfg.state_dir), incident, plot)
+        print(said, file=sys.stderr if as_json else sys.stdout)
 
 
 @app.command()

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import typer
 
-from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, duration_option, load, out, when
+from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, PlotOpt, duration_option, load, out, when
 
 app = typer.Typer(**SETTINGS)
 
@@ -68,11 +69,12 @@ def test_rules(file: Path = typer.Argument(..., help="A rule test file (see rule
 
 
 @app.command()
-def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt, plot: Path | None = PlotOpt) -> None:
     """Why RULE is in its state.
 
     The query, each series now, the threshold or baseline and where it came from, the `for`
-    progress, and the last transitions."""
+    progress, and the last transitions. With --plot FILE, also a PNG of the rule's values over
+    the current release's watch window, from a Prometheus range query."""
     import dataclasses
 
     from watcher.actions import explain as ex
@@ -81,3 +83,8 @@ def explain(rule: str, config: str = ConfigOpt, as_json: bool = JsonOpt) -> None
     cfg = load(config)
     e = ex.explain(cfg, StateStore(cfg.state_dir), rule)
     out(dataclasses.asdict(e), as_json, ex.render_text(e, cfg.rule(rule).value_unit))
+    if plot is not None:
+        from watcher.actions.plots import plot_rule
+
+        said = plot_rule(cfg, StateStore(cfg.state_dir), rule, plot)
+        print(said, file=sys.stderr if as_json else sys.stdout)

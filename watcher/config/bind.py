@@ -17,7 +17,9 @@ bound to this host's watcher.yaml.
 
 2. Scoping. With `prometheus.labels`, every PromQL rule's selectors get those matchers
    (config/scoping.py), unless the rule says `scope: fleet`. A selector that contradicts the
-   scope is a problem at the rule's line.
+   scope is a problem at the rule's line. A judge rule's counters (`errors`, `total`,
+   `buckets`) are scoped alike; its `baseline_errors`/`baseline_total` are not (they select
+   the other hosts on purpose) but take placeholders.
 
 The rule keeps the text as written (PromQuery.written) for messages; `query` is what is sent,
 and what `explain` shows.
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 
 from watcher.base.errors import ConfigProblem
 from watcher.config.scoping import ScopeError, scope_query
-from watcher.core.rules import HttpCheck, PromQuery, Rule
+from watcher.core.rules import CounterShare, HttpCheck, PromQuery, Rule
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 BUILT_IN = ("host", "service")
@@ -79,6 +81,8 @@ def _bind(rule: Rule, labels: Mapping[str, str], values: Mapping[str, str], prob
             problems.append(ConfigProblem(*where, f"rule {rule.name}: http", _unknown(unknown, values)))
             return None
         return dataclasses.replace(rule, signal=dataclasses.replace(rule.signal, url=url)) if url != rule.signal.url else rule
+    if isinstance(rule.signal, CounterShare):
+        return _bind_counters(rule, labels, values, problems)
     if not isinstance(rule.signal, PromQuery):
         return rule
     written = rule.signal.as_written
@@ -95,6 +99,29 @@ def _bind(rule: Rule, labels: Mapping[str, str], values: Mapping[str, str], prob
     if query == written:
         return rule
     return dataclasses.replace(rule, signal=PromQuery(query, written=written))
+
+
+def _bind_counters(rule: Rule, labels: Mapping[str, str], values: Mapping[str, str],
+                   problems: list[ConfigProblem]) -> Rule | None:
+    """A judge rule's selectors with placeholders filled in, its own counters scoped."""
+    where = (rule.location.file, rule.location.line)
+    changed = {}
+    for key in rule.signal.selector_keys:
+        written = getattr(rule.signal, key)
+        selector, unknown = substitute(written, values, promql=True)
+        if unknown:
+            problems.append(ConfigProblem(*where, f"rule {rule.name}: {key}", _unknown(unknown, values)))
+            return None
+        if labels and rule.scope != "fleet" and not key.startswith("baseline_"):
+            try:
+                selector = scope_query(selector, labels)
+            except ScopeError as exc:
+                problems.append(ConfigProblem(*where, f"rule {rule.name}: {key}",
+                                              f"cannot scope it with prometheus.labels: {exc}"))
+                return None
+        if selector != written:
+            changed[key] = selector
+    return dataclasses.replace(rule, signal=dataclasses.replace(rule.signal, **changed)) if changed else rule
 
 
 def _unknown(names: list[str], values: Mapping[str, str]) -> str:

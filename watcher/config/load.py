@@ -31,7 +31,6 @@ from watcher.config.schema import (
 )
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
 from watcher.core.messages import NotifyTarget, Severity
-from watcher.core.rules import PromQuery
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
@@ -86,9 +85,9 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     variables = _read_vars(doc, f)
     rules = bind_rules(load_rules(files, problems, max_window), prometheus.labels,
                        placeholder_values(host, service, prometheus.labels, variables), problems)
-    needs_prometheus = any(isinstance(r.signal, PromQuery) for r in rules)
+    needs_prometheus = any(r.reads_prometheus for r in rules)
     if needs_prometheus and "prometheus" not in doc:
-        f.problem(f.line_of(doc), "prometheus", "is required: some rules are PromQL queries")
+        f.problem(f.line_of(doc), "prometheus", "is required: some rules are PromQL queries or judge counters")
 
     if problems:
         order = {p.file: i for i, p in reversed(list(enumerate(problems)))}

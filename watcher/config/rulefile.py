@@ -11,6 +11,7 @@ from typing import Any
 
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
+from watcher.config import judgerule
 from watcher.config import values as kinds
 from watcher.config.bind import PLACEHOLDER
 from watcher.config.values import FileReader, read_yaml
@@ -20,6 +21,7 @@ from watcher.core.rules import (
     NO_DATA_POLICIES,
     SCOPES,
     WINDOW_TOKEN,
+    CounterShare,
     HostCheck,
     HttpCheck,
     Location,
@@ -29,7 +31,7 @@ from watcher.core.rules import (
 
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify", "trailing", "scope"]
+             "baseline_window", "value_unit", "notify", "trailing", "scope", *judgerule.KEYS]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -108,10 +110,11 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
     count = len(f.problems)
     f.unknown_keys(m, RULE_KEYS, p)
 
-    signals = [k for k in ("query", "http", "host") if k in m]
+    signals = [k for k in ("query", "http", "host", "judge") if k in m]
     signal = None
     if not signals:
-        f.problem(m.line, f"{p}query", "missing: a rule reads `query:` (PromQL), `http:` (a probe) or `host:`")
+        f.problem(m.line, f"{p}query", "missing: a rule reads `query:` (PromQL), `http:` (a probe), `host:` or "
+                                       "counters (`judge: sequential`)")
     elif len(signals) > 1:
         f.problem(f.line_of(m, signals[1]), f"{p}{signals[1]}", f"a rule reads one signal, not both {' and '.join(signals)}")
     elif signals[0] == "query":
@@ -119,6 +122,8 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         if query:
             _check_promql(query, f, f.line_of(m, "query"), f"{p}query", max_window)
             signal = PromQuery(query.strip())
+    elif signals[0] == "judge":
+        signal = judgerule.read_signal(m, f, p)
     elif signals[0] == "http":
         url = f.read(m, "http", kinds.url, p, required=True)
         if url:
@@ -145,12 +150,20 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
     for key in host_keys if not isinstance(signal, HostCheck) else ():
         if key in m:
             f.problem(f.line_of(m, key), f"{p}{key}", "only applies to `host:` rules")
+    judged = "judge" in m
+    for key in judgerule.KEYS[1:] if not judged else ():
+        if key in m:
+            f.problem(f.line_of(m, key), f"{p}{key}", "only applies to `judge: sequential` rules")
 
-    above = f.read(m, "above", kinds.number, p)
+    # A judge's `above` (and its error form's `floor`) is a share: 0.10 or 10%.
+    above = f.read(m, "above", kinds.share if judged else kinds.number, p)
     below = f.read(m, "below", kinds.number, p)
     above_baseline = f.read(m, "above_baseline", kinds.non_negative, p)
-    floor = f.read(m, "floor", kinds.number, p)
-    if isinstance(signal, HttpCheck):
+    floor = f.read(m, "floor", kinds.share if judged and "buckets" not in m else kinds.number, p)
+    judge_params = judgerule.read_params(m, f, p, above, above_baseline) if judged else {}
+    if judged:
+        pass  # judgerule.read_params checked what the judge's form needs
+    elif isinstance(signal, HttpCheck):
         for key in ("above", "below", "above_baseline", "floor", "no_data"):
             if key in m:
                 f.problem(f.line_of(m, key), f"{p}{key}", "does not apply to `http:` rules (they fail or pass)")
@@ -159,12 +172,13 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
             above = 0.0  # a host counter breaches when it grew at all within `window`
     elif signal is not None and above is None and below is None and above_baseline is None:
         f.problem(m.line, f"{p}above", "missing: a query rule needs `above`, `below` or `above_baseline`")
-    if floor is not None and above_baseline is None:
+    if floor is not None and above_baseline is None and "slower_than_baseline" not in m:
         f.problem(f.line_of(m, "floor"), f"{p}floor", "only applies together with `above_baseline`")
 
     scope = f.read(m, "scope", kinds.choice(*SCOPES), p, "host")
-    if "scope" in m and signal is not None and not isinstance(signal, PromQuery):
-        f.problem(f.line_of(m, "scope"), f"{p}scope", "only applies to `query:` rules (prometheus.labels scope queries)")
+    if "scope" in m and signal is not None and not isinstance(signal, (PromQuery, CounterShare)):
+        f.problem(f.line_of(m, "scope"), f"{p}scope",
+                  "only applies to `query:` and `judge:` rules (prometheus.labels scope their selectors)")
     action = f.read(m, "action", kinds.choice(*ACTIONS), p, required=True)
     rule = Rule(
         name=name or f"rule-{index}",
@@ -178,14 +192,19 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         failures=f.read(m, "failures", kinds.positive_int, p, 1),
         no_data=f.read(m, "no_data", kinds.choice(*NO_DATA_POLICIES), p, "ok"),
         baseline_window=f.read(m, "baseline_window", kinds.positive_duration, p, 1800.0),
-        value_unit=f.read(m, "value_unit", kinds.string, p, ""),
+        value_unit=f.read(m, "value_unit", kinds.string, p, "%" if judged else ""),
         description=f.read(m, "description", kinds.string, p, ""),
         notify=f.read(m, "notify", kinds.strings, p, ()),
         trailing=f.read(m, "trailing", kinds.trailing, p),
         scope=scope or "host",
         location=Location(f.path, line),
+        **judge_params,
     )
     return rule if len(f.problems) == count and signal is not None else None
+
+
+# A PromQL string literal: "..." or '...' with backslash escapes, or `...` raw.
+_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 
 
 def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_window: float) -> None:
@@ -195,7 +214,8 @@ def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_win
     # `${NAME}` placeholders are filled in from watcher.yaml later (config/bind.py); they stand
     # in label values, so any text checks the syntax here.
     rendered = PLACEHOLDER.sub("placeholder", query).replace(WINDOW_TOKEN, f"{int(max_window)}s")
-    if "$" in rendered:
+    # A `$` inside a PromQL string is the query's own (label_replace's "$1"), not ours.
+    if "$" in _PROMQL_STRING.sub('""', rendered):
         f.problem(line, key, f"unknown placeholder in {query!r}: [{WINDOW_TOKEN}] and ${{NAME}} (docs/config.md) "
                              f"are substituted")
         return

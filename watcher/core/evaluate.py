@@ -70,6 +70,8 @@ class RuleEvaluation:
             "baseline": self.baseline,
             "seconds": round(self.seconds, 4),
             "since": self.after.breach_since,
+            # A judge rule's evidence (core/judge.Judgement.facts), else None.
+            "evidence": obs.judgement.facts() if obs.judgement is not None else None,
         }
 
 

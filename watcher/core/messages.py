@@ -109,6 +109,9 @@ class Message:
     # The event as data, for receivers that automate (`payload()`): target, rule, value,
     # threshold, action, incident... as each template knows them.
     facts: dict = field(default_factory=dict, hash=False, compare=False)
+    # The picture of the breach (a notify.pictures.BreachPicture: plain data, drawn by the
+    # notifier for the targets that take attachments); set by the service, see tick.py.
+    picture: object = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class MessageContext:
 
 PAYLOAD_SCHEMA = "rollback-watcher/1"
 PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
-                "value", "unit", "threshold", "action", "incident", "next")
+                "value", "unit", "threshold", "action", "incident", "next", "evidence")
 
 
 def payload(message: Message) -> dict:
@@ -171,6 +174,9 @@ def payload(message: Message) -> dict:
                    notify, deploy, marked_good, human
         incident   the open incident's id
         next       the one command a human should run next
+        evidence   a sequential judge rule's evidence (`judge: sequential`): share, low, high
+                   (its confidence interval), level, limit, requests, failures, log_e,
+                   log_needed, rejected, old_share, old_high, factor; null for other rules
 
     A new key may be added within version 1; a key's meaning never changes without a new one.
     """
@@ -195,14 +201,19 @@ def _finding_facts(findings: Sequence[Finding]) -> dict:
     if not findings:
         return {}
     f = findings[0]
-    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition}
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition,
+            "evidence": dict(f.evidence) if f.evidence else None}
 
 
 # --- formatting helpers (pure, also used by tests) -----------------------------------------
 
 
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
-    """One line: `rule: value against threshold {labels}, since T (for D); detail`."""
+    """One line: `rule: value against threshold {labels}, since T (for D); detail`. A judge
+    rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%) against 10%, after
+    212 requests, since T (for D)`."""
+    if finding.evidence and finding.detail:
+        return _since(f"{finding.rule}: {finding.detail}", finding, now)
     parts = [f"{finding.rule}:"]
     if finding.value is not None:
         parts.append(format_value(finding.value, finding.unit))
@@ -211,13 +222,17 @@ def fmt_finding(finding: Finding, now: float | None = None) -> str:
     labels = format_labels(finding.labels)
     if labels:
         parts.append(labels)
-    line = " ".join(parts)
+    line = _since(" ".join(parts), finding, now)
+    if finding.detail:
+        line += f"; {finding.detail}"
+    return line
+
+
+def _since(line: str, finding: Finding, now: float | None) -> str:
     if finding.since is not None:
         line += f", since {format_time(finding.since)}"
         if now is not None:
             line += f" (for {format_duration(now - finding.since)})"
-    if finding.detail:
-        line += f"; {finding.detail}"
     return line
 
 

@@ -22,9 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from watcher.base.format import format_duration, format_labels, format_number, format_value
 from watcher.core.model import TransitionKind
+
+if TYPE_CHECKING:  # core/judge.py is imported where a judge rule is judged: `check` needs none of it
+    from watcher.core.judge import Counts, Judgement
 
 SCOPES = ("host", "fleet")
 ACTIONS = ("rollback", "notify")
@@ -71,7 +75,33 @@ class HostCheck:
     path: str = "/proc/vmstat"  # for oom_kills
 
 
-Signal = PromQuery | HttpCheck | HostCheck
+@dataclass(frozen=True)
+class CounterShare:
+    """A sequential judge's counters (`judge: sequential`, core/judge.py), read as raw samples
+    and counted since the deploy (after the warm-up). The error form names `errors` and
+    `total`; the latency form `buckets` (a histogram's `_bucket` series). `baseline_errors` and
+    `baseline_total` are the two-sample form's other releases (the fleet's hosts on the
+    known-good release), counted over the same span; without them it compares with the
+    share before the deploy."""
+
+    errors: str | None = None
+    total: str | None = None
+    buckets: str | None = None
+    baseline_errors: str | None = None
+    baseline_total: str | None = None
+
+    @property
+    def selector_keys(self) -> tuple[str, ...]:
+        """The keys this signal reads ("errors", "total", ...), in the rule file's words."""
+        keys = ("errors", "total", "buckets", "baseline_errors", "baseline_total")
+        return tuple(k for k in keys if getattr(self, k))
+
+    @property
+    def selectors(self) -> tuple[str, ...]:
+        return tuple(getattr(self, k) for k in self.selector_keys)
+
+
+Signal = PromQuery | HttpCheck | HostCheck | CounterShare
 
 
 @dataclass(frozen=True)
@@ -104,6 +134,13 @@ class Rule:
     # The short trailing window that gates a `[$window]` rule's firing (trailing_seconds):
     # None = the default, 0 = off.
     trailing: float | None = None
+    # The sequential judge (`judge: sequential`, signal CounterShare): the chance of firing on
+    # a release at the limit, however often it is looked at; the start-up kept out of the
+    # count; the latency form's bound, fixed or a multiple of the pre-deploy quantile.
+    alpha: float = 0.001
+    warmup: float = 0.0
+    slower_than: float | None = None
+    slower_than_baseline: float | None = None
     # "host": prometheus.labels scope the query to this host; "fleet": the query reads as written.
     scope: str = "host"
     location: Location = Location("<memory>")
@@ -113,8 +150,18 @@ class Rule:
         return isinstance(self.signal, HttpCheck)
 
     @property
+    def is_judge(self) -> bool:
+        return isinstance(self.signal, CounterShare)
+
+    @property
+    def reads_prometheus(self) -> bool:
+        return isinstance(self.signal, (PromQuery, CounterShare))
+
+    @property
     def uses_baseline(self) -> bool:
-        return self.above_baseline is not None
+        """A threshold against the query's pre-deploy median (deploys.Baselines captures it).
+        A judge rule compares counts instead, read by the signal reader itself."""
+        return self.above_baseline is not None and not self.is_judge
 
     @property
     def needs_pre_deploy_data(self) -> bool:
@@ -124,6 +171,8 @@ class Rule:
 
     def condition_text(self, baseline: float | None = None) -> str:
         """The condition in a human's words, with the numbers in use."""
+        if isinstance(self.signal, CounterShare):
+            return self._judge_text()
         if isinstance(self.signal, HttpCheck):
             want = f"status {self.signal.expect_status}"
             if self.signal.expect_body:
@@ -146,6 +195,38 @@ class Rule:
         if self.for_:
             text += f" for {format_duration(self.for_)}"
         return text
+
+    def _judge_text(self) -> str:
+        from watcher.core.judge import format_level, format_share
+
+        assert isinstance(self.signal, CounterShare)
+        if self.slower_than is not None or self.slower_than_baseline is not None:
+            bound = (format_value(self.slower_than, "s") if self.slower_than is not None else
+                     f"{format_number(self.slower_than_baseline, grouped=False)} x the pre-deploy "
+                     f"p{format_number(100 - 100 * (self.above or 0), grouped=False)}")
+            if self.slower_than_baseline is not None and self.floor:
+                bound += f" (at least {format_value(self.floor, 's')})"
+            text = f"share slower than {bound} > {format_share(self.above)}"
+        elif self.above_baseline is not None:
+            old = "the fleet's known-good share" if self.signal.baseline_errors else "the share before the deploy"
+            text = f"share > {format_number(self.above_baseline, grouped=False)} x {old}"
+            if self.floor:
+                text += f" and > {format_share(self.floor)}"
+        else:
+            text = f"share > {format_share(self.above)}"
+        text += f", sequential at {format_level(1 - self.alpha)} confidence"
+        if self.warmup:
+            text += f", after a {format_duration(self.warmup)} warm-up"
+        return text
+
+    @property
+    def judge_what(self) -> str:
+        """What a judge rule's share counts, for its messages."""
+        if self.slower_than is not None:
+            return f"share slower than {format_value(self.slower_than, 's')}"
+        if self.slower_than_baseline is not None:
+            return "share slower than the bound"
+        return "share"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +270,10 @@ class Observation:
     # A breach whose firing waits: the trailing window of a `[$window]` rule does not breach
     # now (evaluate.both_windows). `for` runs on; the rule stays pending until both breach.
     held: bool = False
+    # A judge rule (core/judge.py): its judgement, and whether the share looks too high while
+    # the evidence is not conclusive yet (the rule is pending).
+    judgement: Judgement | None = field(default=None, compare=False)
+    suspect: bool = False
 
     @staticmethod
     def error(reason: str) -> Observation:
@@ -212,6 +297,8 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
         return Observation.error(getattr(result, "reason", None) or str(result) or type(result).__name__)
     if isinstance(result, ProbeResult):
         return Observation(Outcome.OK if result.ok else Outcome.BREACH, value=result.elapsed, detail=result.detail)
+    if rule.is_judge:
+        return _judged(rule, result)
     samples = list(result)
     if not samples:
         if rule.no_data == "vanished" and baseline is not None:
@@ -227,6 +314,33 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
     worst = _worst(rule, breaching)
     return Observation(
         Outcome.BREACH, value=worst.value, labels=dict(worst.labels), breaching=len(breaching), series=len(samples)
+    )
+
+
+def _judged(rule: Rule, counts: Counts) -> Observation:
+    """A judge rule's counts (core/judge.Counts) judged: a breach when the evidence rejects
+    "share <= limit" at `alpha`, suspect (pending) while the share looks too high."""
+    from watcher.core.judge import conclude, describe
+
+    if counts.no_baseline:
+        return Observation(Outcome.OK, detail=counts.note or "no request of the old release to compare with",
+                           no_baseline=True)
+    if counts.total <= 0:
+        return Observation(Outcome.NO_DATA, detail=counts.note or "no request counted since the deploy")
+    two_sample = rule.above_baseline is not None and rule.slower_than is None and rule.slower_than_baseline is None
+    judgement = conclude(counts, rule.above if rule.above is not None else 1.0, rule.alpha,
+                         factor=rule.above_baseline if two_sample else None, floor=rule.floor or 0.0)
+    what = rule.judge_what
+    if counts.bound is not None and rule.slower_than is None:
+        what = f"share slower than {format_value(counts.bound, 's')}"
+    return Observation(
+        Outcome.BREACH if judgement.rejected else Outcome.OK,
+        value=judgement.share,
+        series=1,
+        breaching=int(judgement.rejected),
+        detail=describe(judgement, what),
+        judgement=judgement,
+        suspect=judgement.suspect and not judgement.rejected,
     )
 
 
@@ -287,6 +401,7 @@ class RuleState:
     last_value: float | None = None
     last_detail: str = ""
     last_labels: dict = field(default_factory=dict)
+    last_evidence: dict[str, float | bool | None] | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -344,6 +459,7 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         last_value=obs.value,
         last_detail=obs.detail,
         last_labels=dict(obs.labels),
+        last_evidence=obs.judgement.facts() if obs.judgement is not None else None,
     )
 
     if obs.no_baseline and not state.no_baseline_reported:
@@ -358,6 +474,15 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         breach = rule.no_data == "breach"
     else:
         breach = obs.outcome is Outcome.BREACH
+
+    if not breach and obs.suspect:
+        # A judge rule whose share looks too high while its evidence is not conclusive yet:
+        # pending, with no `for` (it fires when the evidence is, not after a time).
+        if state.phase is not Phase.PENDING:
+            transitions.append(Transition(rule.name, TransitionKind.PHASE, now, state.phase, Phase.PENDING, obs.detail))
+        return replace(state, phase=Phase.PENDING, fired_at=None, failures=0,
+                       breach_since=state.breach_since if state.breach_since is not None else now,
+                       active_since=state.active_since if state.active_since is not None else now), transitions
 
     if not breach:
         if state.phase is not Phase.INACTIVE:
@@ -385,6 +510,8 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
 
 
 def _breach_reason(rule: Rule, obs: Observation, failures: int) -> str:
+    if obs.judgement is not None:
+        return obs.detail  # "share 29% (99.9% confidence 24-35%) against 10%, after 212 requests"
     if rule.is_probe:
         return f"{obs.detail} ({failures} in a row)" if failures > 1 else obs.detail
     text = f"value {format_value(obs.value, rule.value_unit)}"
@@ -417,6 +544,7 @@ def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> Find
         since=state.breach_since,
         labels=dict(state.last_labels),
         detail=state.last_detail,
+        evidence=dict(state.last_evidence) if state.last_evidence else None,
     )
 
 
@@ -432,6 +560,9 @@ class Finding:
     since: float | None = None  # epoch seconds the condition first held
     labels: dict = field(default_factory=dict, compare=False, hash=False)  # breaching series
     detail: str = ""  # e.g. "connect error", "status 503"
+    # A judge rule's evidence: share, low, high, level, limit, requests, failures, log_e,
+    # log_needed (core/judge.Judgement.facts): the interval messages and the webhook carry.
+    evidence: dict[str, float | bool | None] | None = field(default=None, compare=False, hash=False)
 
 
 # ---------------------------------------------------------------------------------------------

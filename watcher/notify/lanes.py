@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from watcher.base.errors import NotifyError
 from watcher.base.redact import config_path, redact_url
 from watcher.core.messages import Message, NotifyTarget
-from watcher.notify.targets import Endpoint, attempt, endpoints_of
+from watcher.notify.pictures import attachment
+from watcher.notify.targets import Endpoint, attempt, endpoints_of, takes_attachments
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class DeliveryResult:
     attempts: int = 0
     elapsed: float = 0.0
     permanent: bool = False
+    picture: bool = False  # the message went with its picture attached
 
 
 @dataclass
@@ -54,6 +56,9 @@ class LaneSettings:
     backoff: float
     stopping: threading.Event  # set by Notifier.close(): a backoff wait ends at once
     scrub: Callable[[str], str]  # removes the targets' secrets from a reason
+    # The PNG of a message's picture by its id, or None (pictures.PictureMaker.png: waits at
+    # most its bounded time); never raises.
+    picture: Callable[[str, Message], bytes | None] = lambda key, message: None
 
 
 class Lane:
@@ -106,23 +111,42 @@ class Lane:
         return self._endpoints
 
     def deliver(self, endpoint: Endpoint, message: Message, title: str, body: str,
-                attempts: int) -> DeliveryResult:
-        """Up to `attempts` attempts with backoff; never raises."""
+                attempts: int, key: str = "") -> DeliveryResult:
+        """Up to `attempts` attempts with backoff; never raises. A message with a picture (and
+        its id as `key`) goes with the PNG attached where the endpoint takes files; when an
+        attempt with it fails, the same attempt goes again at once without it, and so do the
+        attempts after (a picture never costs a message, notify/targets.py)."""
         settings = self.settings
         started = time.monotonic()
+        png = None
+        if message.picture is not None and key and takes_attachments(endpoint, message.severity, settings.timeout):
+            png = settings.picture(key, message)
+        with self.lock, attachment(png, getattr(message.picture, "rule", "breach")) as attach:
+            return self._attempts(endpoint, message, title, body, attempts, attach, started)
+
+    def _attempts(self, endpoint: Endpoint, message: Message, title: str, body: str, attempts: int,
+                  attach: list[str] | None, started: float) -> DeliveryResult:
+        settings = self.settings
         reason, permanent, made = "", False, 0
-        with self.lock:
-            for n in range(1, attempts + 1):
-                made = n
-                try:
-                    attempt(endpoint, message, title, body, settings.timeout, settings.scrub)
-                    return DeliveryResult(endpoint.label, True, "", n, time.monotonic() - started)
-                except NotifyError as e:
-                    reason, permanent = e.reason, e.permanent
-                if permanent or n == attempts:
-                    break
-                delay = min(MAX_BACKOFF, settings.backoff * 2 ** (n - 1))
-                if settings.stopping.wait(delay):
-                    reason += " (stopped while retrying)"
-                    break
+        for n in range(1, attempts + 1):
+            made = n
+            try:
+                if attach:
+                    try:
+                        attempt(endpoint, message, title, body, settings.timeout, settings.scrub, attach)
+                        return DeliveryResult(endpoint.label, True, "", n, time.monotonic() - started, picture=True)
+                    except NotifyError as e:
+                        log.warning("notify picture refused, sending without it kind=%s target=%s reason=%s",
+                                    message.kind, endpoint.label, e.reason)
+                        attach = None
+                attempt(endpoint, message, title, body, settings.timeout, settings.scrub)
+                return DeliveryResult(endpoint.label, True, "", n, time.monotonic() - started)
+            except NotifyError as e:
+                reason, permanent = e.reason, e.permanent
+            if permanent or n == attempts:
+                break
+            delay = min(MAX_BACKOFF, settings.backoff * 2 ** (n - 1))
+            if settings.stopping.wait(delay):
+                reason += " (stopped while retrying)"
+                break
         return DeliveryResult(endpoint.label, False, reason, made, time.monotonic() - started, permanent)

@@ -36,8 +36,16 @@ Delivery
     sends is delivered. A second layer here dropped a second `rollback_failed`, or a
     `cannot_act` with a new reason, as repeats of the first.
 
+Pictures
+    A message with a `picture` (the rollback and halt messages, service/tick.py) goes with it
+    as a PNG to the endpoints that take files (notify/targets.py, Attachments). It is drawn
+    once per message on the PictureMaker's thread (notify/pictures.py) and each lane waits for
+    it at most PICTURE_WAIT_S (5 s): the first picture of a process imports matplotlib. A
+    picture that is late, fails, or is refused by the endpoint is logged and the message goes
+    without it; `notify_sent` says whether it went with it.
+
 Journal events (journal(kind, **fields); fields never hold a secret)
-    notify_sent       id, message_kind, severity, target, attempts, elapsed_s
+    notify_sent       id, message_kind, severity, target, attempts, elapsed_s, picture
     notify_failed     id, message_kind, severity, target, reason, attempts, permanent,
                       title, body, release, rules, route_tags
     notify_retried    id, message_kind, target, delivered, redelivery [, reason]
@@ -69,6 +77,7 @@ from watcher.base.format import format_time
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
 from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
+from watcher.notify.pictures import BreachPicture, PictureMaker
 from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
 
@@ -108,6 +117,7 @@ class Notifier:
         redeliveries: int = 5,
         redelivery_backoff: float = 30.0,
         redact: Callable[[str], str] = str,
+        pictures: PictureMaker | None = None,
     ):
         self.targets = list(targets)
         # The config's own secrets (Prometheus credentials in a "blind" error, ...): scrub.Redactor.
@@ -118,7 +128,10 @@ class Notifier:
         self._journal_fn = journal
         self._clock = clock
         self._stopping = threading.Event()
-        settings = LaneSettings(self.timeout, self.backoff, self._stopping, self._scrub)
+        # The pictures of the rollback and halt messages, drawn on the maker's own thread and
+        # waited for at most PICTURE_WAIT_S by each lane (notify/pictures.py).
+        self._pictures = pictures if pictures is not None else PictureMaker()
+        settings = LaneSettings(self.timeout, self.backoff, self._stopping, self._scrub, self._picture)
         self._lanes = [Lane(i, t, settings, self._process, self._job_done) for i, t in enumerate(self.targets)]
         self._lock = threading.Lock()  # pending count, journal calls
         self._idle = threading.Condition(self._lock)
@@ -155,6 +168,11 @@ class Notifier:
             if self._log_filter is None:
                 self._log_filter = ScrubFilter(secrets)
                 logging.getLogger("apprise").addFilter(self._log_filter)
+
+    def _picture(self, key: str, message: Message) -> bytes | None:
+        if not isinstance(message.picture, BreachPicture):
+            return None
+        return self._pictures.png(key, message.picture)
 
     # -- the caller's side --
 
@@ -222,6 +240,7 @@ class Notifier:
         for lane in self._lanes:
             if lane.thread is not None:
                 lane.thread.join(max(0.0, deadline - time.monotonic()))
+        self._pictures.close()
         if self._log_filter is not None:
             logging.getLogger("apprise").removeFilter(self._log_filter)
         return flushed
@@ -295,17 +314,18 @@ class Notifier:
             pending = job.pending
             body = (f"(Late: first attempt failed at {format_time(pending.failed_at)}; "
                     f"redelivery {pending.redeliveries + 1}.)\n" + body)
-            result = lane.deliver(endpoints[pending.endpoint], message, title, body, 1)
+            result = lane.deliver(endpoints[pending.endpoint], message, title, body, 1, key=job.id)
             self._redeliveries.after(pending, result)
             return
         indexes = range(len(endpoints)) if job.endpoint is None else [job.endpoint]
         for index in indexes:
-            result = lane.deliver(endpoints[index], message, title, body, 1 + self.retries)
+            result = lane.deliver(endpoints[index], message, title, body, 1 + self.retries, key=job.id)
             self._log_result(message, result)
             if result.delivered:
                 self._journal("notify_sent", id=job.id, message_kind=message.kind,
                               severity=message.severity.value, target=result.target,
-                              attempts=result.attempts, elapsed_s=round(result.elapsed, 3))
+                              attempts=result.attempts, elapsed_s=round(result.elapsed, 3),
+                              picture=result.picture)
                 continue
             self._journal("notify_failed", **_failure_fields(
                 job.id, message, result.target, result.reason, result.attempts, result.permanent))

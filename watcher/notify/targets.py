@@ -28,6 +28,29 @@ One attempt
     5.5 s between two ntfy messages of one object, and the Notifier's own backoff handles
     refusals. A refusal with a 4xx status (but 408/429) or a URL Apprise does not understand
     is permanent: not retried.
+
+Attachments (the picture of a breach, notify/pictures.py)
+    Apprise sends files given as `notify(attach=[path])` to plugins whose `attachment_support`
+    is true, and passes over them silently for the others: the text still goes. A file, not
+    Apprise's memory attachment: form:// opens `attachment.path`, which a memory one has not.
+    Measured with Apprise 2.3 against loopback receivers, and read in its plugins:
+      json://    the file in the JSON body: "attachments": [{"filename", "base64",
+                 "mimetype"}] beside title/message/type; no size limit but the receiver's
+      ntfy://    one POST to /TOPIC with the PNG as the body, title and message as query
+                 parameters. A server without `attachment-cache-dir` and `base-url` refuses
+                 it: 400 {"code": 40014, "error": "invalid request: attachments not allowed"};
+                 over its attachment-file-size-limit (15M by default) 413
+      e-mail     a MIME part image/png with the file's name
+      Discord    multipart upload, at most 10 files and 25 MB a message (Apprise's limits)
+      Telegram   sendPhoto up to 10 MB (sendDocument up to 50 MB), beside the text message
+      Slack      bot tokens (xoxb-) upload the file; webhooks cannot: Apprise warns "Slack
+                 Webhooks do not support attachments" and sends the text, so takes_attachments
+                 says no to them and nothing is drawn for them
+      gotify:// and the others without support: the text alone, no warning
+    A picture is ~50 KB, far below every limit. Whatever the refusal (ntfy's 40014, a size
+    limit, a plugin that cannot read the file), the lane sends the message again at once
+    without it (notify/lanes.py): a picture never costs a message. On Telegram and Discord,
+    which send the text and the file as two requests, that can repeat the text.
 """
 
 from __future__ import annotations
@@ -101,13 +124,15 @@ def endpoints_of(target: NotifyTarget) -> tuple[list[Endpoint], str]:
 
 
 def attempt(endpoint: Endpoint, message: Message, title: str, body: str, timeout: float,
-            scrub: Callable[[str], str]) -> None:
-    """One attempt; NotifyError with a reason `scrub`bed of secrets if it was not delivered."""
+            scrub: Callable[[str], str], attach: list[str] | None = None) -> None:
+    """One attempt, with the files in `attach` (see Attachments above); NotifyError with a
+    reason `scrub`bed of secrets if it was not delivered."""
     obj = _apprise_for(endpoint, message.severity, timeout)
     _structure(endpoint, message)
     started = time.monotonic()
     try:
-        result = obj.notify(body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout)
+        result = obj.notify(body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout,
+                            attach=attach or None)
     except Exception as e:  # noqa: BLE001 - Apprise plugins may raise anything
         raise NotifyError(scrub(f"{type(e).__name__}: {e}")) from None
     if result:
@@ -118,6 +143,19 @@ def attempt(endpoint: Endpoint, message: Message, title: str, body: str, timeout
         reason = f"{reason} (no answer within {timeout:g}s)".strip()
     reason = scrub(reason or "Apprise reported a failure")
     raise NotifyError(reason, permanent=_permanent(reason))
+
+
+def takes_attachments(endpoint: Endpoint, severity: Severity, timeout: float) -> bool:
+    """Whether the endpoint's Apprise plugin sends files (Slack webhooks do not, although their
+    plugin says it does); False for a URL Apprise does not understand."""
+    try:
+        _apprise_for(endpoint, severity, timeout)
+    except NotifyError:
+        return False
+    plugin, _own = endpoint.plugins[severity]
+    if getattr(plugin, "secure_protocol", None) == "slack" and getattr(plugin, "mode", None) in ("hook", "gov-hook"):
+        return False
+    return bool(getattr(plugin, "attachment_support", False))
 
 
 def _apprise_for(endpoint: Endpoint, severity: Severity, timeout: float):

@@ -135,6 +135,12 @@ def _clear(e) -> bool:
     """Whether a fired rule reads clear on the restored release (Observation.healthy: a NaN
     ratio, traffic stalled right after the switch, is not)."""
     obs = e.observation
+    if e.rule.is_judge:
+        # A judge counts from the switch: no request counted yet is no evidence that the
+        # restored release is better (measured: a judge rule "cleared" on the first tick after
+        # the switch, before a single request of the restored release), and a share that still
+        # looks too high is not clear either.
+        return obs.healthy and not obs.suspect
     return obs.healthy or (obs.outcome is Observed.NO_DATA and e.rule.no_data == "ok")
 
 

@@ -14,7 +14,8 @@ by name.
                last release seen is evaluated but never acted on
     baselines  capture each baseline rule's pre-deploy median, once per deploy (deploys.Baselines)
     evaluate   read every signal once and step each rule (evaluate.py); keep the rule
-               states, journal and tell the transitions, count evidence (window.record)
+               states, journal and tell the transitions, count evidence (window.record);
+               keep what the rollback rules read for the pictures (history.py)
     straddle   a rollback rule fires but `current` moved during the reads (a deploy landed
                mid-tick): nothing below runs this tick (deploys.BackendReads.moved)
     confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
@@ -27,7 +28,8 @@ by name.
                a wait for the backend's retry stops the window's clock (window.hold_for_retry)
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
     persist    state.json, telemetry, this host's fleet membership
-    tell       send the tick's messages, gathered in one outbox, in order
+    tell       send the tick's messages, gathered in one outbox, in order (a rollback or
+               halt message with the picture of its breach: history.breach_picture)
 
 With a `fleet:` section, `self.fleet` (coordinator.py) joins in without ever waiting on etcd:
 `learn` after the requests, a bad verdict from another host for the current release as one
@@ -64,7 +66,7 @@ from watcher.core.incident import Incident
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding
-from watcher.service import confirm, deploys, requests, rollback, window
+from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
 from watcher.store.state import State, StateStore
@@ -137,6 +139,9 @@ class Watcher:
         self.fleet: FleetCoordinator | None = None  # when the config has `fleet:`
         self.reads = deploys.BackendReads(self)
         self.baselines = deploys.Baselines(self)
+        # What the rules read, for the rollback and halt messages' pictures (history.py): the
+        # watch window and as much again before the deploy.
+        self.history = history.RuleHistory(2 * config.watch_window + 600)
 
     @property
     def ctx(self) -> messages.MessageContext:
@@ -243,6 +248,7 @@ class Watcher:
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
                               at=self.timebase.to_wall(now), since=s.changed_at)
         prometheus_time.journal_skew(self.reader, self.journal)
+        self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
                                             self._blind_episode, self.telemetry)
         return evaluation
@@ -384,6 +390,10 @@ class Watcher:
         if message is not None:
             incident = self.state.incident.id if self.state.incident is not None else None
             message = messages.with_context(message, self.ctx, incident)
+            picture = history.breach_picture(message, self.history, self.state, self.config.rules,
+                                             self.timebase.to_wall, self.wall(), self.config.host)
+            if picture is not None:
+                message = dataclasses.replace(message, picture=picture)
             self._outbox.append(messages.routed(message, findings, self.config.rules))
 
     def save(self) -> None:

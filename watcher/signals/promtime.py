@@ -136,6 +136,8 @@ def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
     guard = getattr(reader, "clock_guard", None)
     if guard is not None:
         guard.set_scrape_interval(learned.seconds)
+    if hasattr(reader, "scrape_interval"):
+        reader.scrape_interval = learned.seconds  # judge rules start counting one interval after the deploy
     return with_scrape_interval(config, learned.seconds), learned
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from watcher.base.errors import SourceError
-from watcher.core.rules import HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
+from watcher.core.rules import CounterShare, HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
 from watcher.signals.host import HostSignals, counter_increase, read_vmstat_counter
 
 __all__ = ["HostSignals", "HttpProbe", "PrometheusSource", "SignalReader", "build_reader", "counter_increase",
@@ -94,6 +94,14 @@ class PrometheusSource:
             step=f"{max(step, 0.001):g}",
             params={"timeout": f"{self.timeout:g}s"},
         )
+        return parse_matrix(result)
+
+    def samples(self, selector: str, start: float, end: float) -> list[tuple[dict, list[tuple[float, float]]]]:
+        """Every raw sample of a vector selector in [start, end] as scraped (no step, no
+        lookback): `SELECTOR[Ns]` asked at `end`. Raises SourceError."""
+        seconds = max(1, math.ceil(end - start))
+        params = {"timeout": f"{self.timeout:g}s", "time": f"{end:.3f}"}
+        result = self._call(self._client.custom_query, query=f"{selector}[{seconds}s]", params=params)
         return parse_matrix(result)
 
     def _call(self, fn: Callable, **kwargs):
@@ -259,6 +267,10 @@ class SignalReader:
         self.host = host
         self._workers = max(1, max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="signal")
+        self._counts = None  # signals/counts.CountReader, made at the first judge rule
+        # Prometheus' scrape interval (configured or learned, promtime.learn_into): a judge rule
+        # starts counting one interval after the deploy (signals/counts.py).
+        self.scrape_interval = 15.0
 
     def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
                  since: float | None = None) -> dict[str, tuple[object, float]]:
@@ -270,10 +282,10 @@ class SignalReader:
         probe); its thread finishes in the background. Reads queued behind the pool are not
         charged for the wait, so a table of 1,000 rules is not "blind" for being long."""
         skewed = None
-        if self.clock_guard is not None and at is not None and any(isinstance(r.signal, PromQuery) for r in rules):
+        if self.clock_guard is not None and at is not None and any(r.reads_prometheus for r in rules):
             skewed = self.clock_guard.blind_reason(self._pool.submit)
         started: dict[str, float] = {}
-        read = [r for r in rules if skewed is None or not isinstance(r.signal, PromQuery)]
+        read = [r for r in rules if skewed is None or not r.reads_prometheus]
         futures = {rule.name: (rule, self._pool.submit(self._timed, rule, now, window_s, started, at, since))
                    for rule in read}
         # How long the whole batch may take if every read used its full limit, pool-width at a time.
@@ -319,8 +331,10 @@ class SignalReader:
         signal = rule.signal
         if isinstance(signal, HttpCheck):
             return signal.timeout + READ_GRACE
-        if isinstance(signal, PromQuery) and self.prometheus is not None:
-            return self.prometheus.timeout + READ_GRACE
+        if rule.reads_prometheus and self.prometheus is not None:
+            # A judge rule reads its selectors one after the other (two, four with the old release's).
+            reads = 1 if isinstance(signal, PromQuery) else len(signal.selectors)
+            return reads * self.prometheus.timeout + READ_GRACE
         return HOST_READ_TIMEOUT + READ_GRACE
 
     def _timed(self, rule: Rule, now: float, window_s: int, started: dict[str, float], at: float | None = None,
@@ -337,11 +351,26 @@ class SignalReader:
                 if self.prometheus is None:
                     raise SourceError("no prometheus configured")
                 return self.prometheus.query(render_query(signal.query, window_s), at=now if at is None else at)
+            if isinstance(signal, CounterShare):
+                return self.counts(rule, now, at, since)
             if isinstance(signal, HttpCheck):
                 return self.probe.probe(signal)
             return self.host.read(rule, now, since)
         except SourceError as exc:
             return exc
+
+    def counts(self, rule: Rule, now: float, at: float | None = None, since: float | None = None):
+        """A judge rule's counts since `since` (steady time, like `now`; asked of Prometheus in
+        wall time, `at`): signals/counts.py."""
+        if self.prometheus is None:
+            raise SourceError("no prometheus configured")
+        if self._counts is None:
+            from watcher.signals.counts import CountReader
+
+            self._counts = CountReader(self.prometheus)
+        wall = now if at is None else at
+        deployed = None if since is None else since + (wall - now)
+        return self._counts.read(rule, wall, deployed, self.scrape_interval)
 
     def keep_host_counters(self, history: dict[str, list]) -> None:
         """Keep the `host:` rules' readings in `history` (State.host_counters), see HostSignals."""
@@ -356,7 +385,7 @@ class SignalReader:
 
 def build_reader(config) -> SignalReader:
     """A SignalReader for a WatcherConfig: a Prometheus source only when a rule needs one."""
-    needs_prometheus = any(isinstance(r.signal, PromQuery) for r in config.rules)
+    needs_prometheus = any(r.reads_prometheus for r in config.rules)
     needs_probe = any(isinstance(r.signal, HttpCheck) for r in config.rules)
     prometheus = (
         PrometheusSource(config.prometheus.url, config.prometheus.timeout, config.prometheus.headers)
@@ -368,5 +397,7 @@ def build_reader(config) -> SignalReader:
         from watcher.signals.promtime import ClockGuard
 
         guard = ClockGuard(prometheus, config.prometheus.scrape_interval)
-    return SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(), config.prometheus.max_concurrency,
-                        clock_guard=guard)
+    reader = SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(),
+                          config.prometheus.max_concurrency, clock_guard=guard)
+    reader.scrape_interval = config.prometheus.scrape_interval
+    return reader
