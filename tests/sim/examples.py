@@ -165,6 +165,18 @@ example(
     ("etcd_values_checked",), fixed=True,
 )
 
+# found by the simulator ---------------------------------------------------------------------------
+example(
+    "n1-clock-step-then-restart-cuts-a-confirmation-short",
+    "r1 is rolled back at t+70; while the rollback is confirmed (an outage keeps the rule from "
+    "clearing on r0) the wall clock steps +3000 s, a tick saves the state with that offset, and "
+    "the service restarts: the confirmation's bound was not moved with the other saved times, "
+    "so it halted 'did not clear' at the first tick, long before its 75 s.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD))),
+            (Deploy(30, "r1"), EnvOutage(41, 120.0), ClockStep(1, 3000.0), Crash(4, down_s=2.0)), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -300,7 +300,8 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 if r["first"] is not None and rec.start >= r["first"] + for_s + slack - 1e-6:
                     dep["done"] = True
-                    if host.link_target() == release and not told(host, release, dep["at"]) and not _halted(s):
+                    if host.link_target() == release and not told(host, release, dep["at"]) and not _halted(s) \
+                            and _eligible(s, release, dep["at"]):  # a human may have marked it good since
                         out.append(f"{release} ({setup.profile(release).describe()}) breaches {rule} since "
                                    f"{s.rel(r['since'])} (deployed {s.rel(dep['at'])}, seen breaching from "
                                    f"{s.rel(r['first'])}): neither rolled back nor a reason told by the end of the "
@@ -466,13 +467,23 @@ def every_deploy_is_watched(s: Step) -> list[str]:
 
 def halt_is_true(s: Step) -> list[str]:
     """A halt says what happened: "did not clear on T" only when T served from the switch to
-    the halt, and "did not verify" only when no deploy landed between the rollback's intent
-    and its verification."""
+    the halt, and not before the confirmation's bound (confirm.clear_bound) had passed since
+    the switch; "did not verify" only when no deploy landed between the rollback's intent and
+    its verification."""
     out = []
     for e in s.events:
         t = e["_t"]
         if e["kind"] == "rollback_not_cleared":
-            switched = t - float(e.get("seconds") or 0.0)
+            switch = next((x for x in reversed(s.host.journal) if x["kind"] == "rollback_switched"
+                           and x.get("target") == e.get("target") and x["_t"] <= t), None)
+            if switch is not None and s.host.config is not None:
+                from watcher.service.confirm import clear_bound
+
+                bound = clear_bound(s.host.config, e.get("rules") or [])
+                if t - switch["_t"] < bound - s.setup.interval - 1.0:
+                    out.append(f"halted: {e['rules']} 'did not clear on {e['target']}' {t - switch['_t']:.0f}s after "
+                               f"the switch, before its bound of {bound:.0f}s")
+            switched = switch["_t"] if switch is not None else t - float(e.get("seconds") or 0.0)
             moved = [c for c in s.host.links if switched < c.at <= t and c.by == "tool" and c.release != e["target"]]
             if moved:
                 out.append(f"halted: {e['rules']} 'did not clear on {e['target']}', but {moved[0].release} was "
@@ -580,12 +591,15 @@ def watch_window_is_true(s: Step) -> list[str]:
 
 
 def _seen(s: Step, release: str, before: float) -> float | None:
-    """When the watcher could first see the deploy tool's last deploy of `release`: the first
-    tick that started after it (the service may have been down)."""
+    """When the watcher first knew of the deploy tool's last deploy of `release`: the first tick
+    that started after it (the service may have been down), or a `mark deployed` the CLI
+    applied before that."""
     d = last_tool_deploy(s.host, release, before)
     if d is None or not visible(s.host, d):
         return None
-    return next((r.start for r in s.host.ticks if r.start > d[0]), None)
+    tick = next((r.start for r in s.host.ticks if r.start > d[0]), None)
+    said = next((e["_t"] for e in s.host.journal[d[4]:] if e["kind"] == "deploy" and e.get("release") == release), None)
+    return min((t for t in (tick, said) if t is not None), default=None)
 
 
 # ---------------------------------------------------------------------------------------------

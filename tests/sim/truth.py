@@ -322,7 +322,9 @@ def judge_errors(p: Profile, threshold: float, for_s: float, scrape: float, inte
     steady = p.mean_error
     if p.flap_on_s > 0:
         period = p.flap_on_s + p.flap_off_s
-        if steady >= 1.3 * threshold and p.flap_error > 1.5 * threshold:
+        # Bad on average, and the rule's longest window (max_window) holds two periods, so it
+        # sees that average; a shorter one sees on and off in turn, as rate() over it would.
+        if steady >= 1.3 * threshold and p.flap_error > 1.5 * threshold and max_window >= 2 * period:
             return Judgement(False, 0.0, period + trailing + 3 * scrape)
         if steady > 0.6 * threshold or p.flap_error > 0.9 * threshold:
             return AMBIGUOUS if late is None else late

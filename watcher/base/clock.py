@@ -61,6 +61,10 @@ class Timebase:
 STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at")
 RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at")
 RULE_TIMES = ("breach_since", "active_since", "fired_at")
+# Moments kept inside the state's records: a rollback being confirmed (its bound), a wait for
+# the deploy lock or the backend, the intent of a switch, the open incident and its timeline.
+RECORD_TIMES = {"confirming": ("switched_at", "until"), "lock_wait": ("since", "last"), "intent": ("at",)}
+INCIDENT_TIMES = ("opened_at",)
 
 
 def shift_state_times(state, by: float) -> None:
@@ -89,4 +93,23 @@ def shift_state_times(state, by: float) -> None:
         moved = {n: getattr(rs, n) + by for n in RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
         if moved:
             state.rules[rule] = dataclasses.replace(rs, **moved)
+    # Left behind, a confirmation's bound was in the old frame: after a step of +3000 s and a
+    # restart, "did not clear" at once; a lock wait moved the window's end by the step.
+    for record, names in RECORD_TIMES.items():
+        held = getattr(state, record, None)
+        for name in names if isinstance(held, dict) else ():
+            if _moment(held.get(name)):
+                held[name] += by
+    incident = getattr(state, "incident", None)
+    if incident is not None:
+        for name in INCIDENT_TIMES:
+            if _moment(getattr(incident, name, None)):
+                setattr(incident, name, getattr(incident, name) + by)
+        for line in incident.timeline if isinstance(incident.timeline, list) else ():
+            if isinstance(line, dict) and _moment(line.get("time")):
+                line["time"] += by
     state.clock_offset = 0.0
+
+
+def _moment(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
