@@ -177,6 +177,17 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n2-the-restarts-last-scrape-after-the-lock",
+    "r1 (healthy) is deployed under the deploy lock; its restart takes 20 s and the lock is let "
+    "go a second after it is up. Prometheus scrapes every 15 s: for up to 15 s after the lock its "
+    "newest `up` sample is one of the restart (0), and an `up` rule with `for: 0` rolled r1 back "
+    "at the first tick after the lock: evidence of the deploy at work, not of the release.",
+    History(Setup(scrape=15.0, up_for=0.0, releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(32, "r1", restart_s=20.0, settle_s=1.0),), tail=400),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

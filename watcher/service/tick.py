@@ -5,8 +5,9 @@ records of the watch window); the pure core (evaluate, decide) and rollback.py a
 by name.
 
     clock      a wall-clock step is journaled and said once (window.check_clock)
-    lock       the deploy lock is looked at before the reads (and again after them); once a
-               deploy lets it go, what the rollback rules saw under it is discarded
+    lock       the deploy lock is looked at before the reads (and again after them); it counts
+               as held until Prometheus has scraped once after it (window.lock_settling);
+               once a deploy lets it go, what the rollback rules saw under it is discarded
                (window.discard_deploy_evidence)
     requests   apply what humans asked through the CLI (requests.py)
     release    ask the backend which release is current; a change is a deploy
@@ -65,7 +66,7 @@ from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
 from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.core.rules import Finding
+from watcher.core.rules import Finding, PromQuery
 from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
@@ -182,7 +183,7 @@ class Watcher:
         # The deploy lock is looked at before the reads as well as after them: a deploy that
         # held it during the reads (a restart's closed port, its errors) and let go before the
         # decision must not be judged on what its restart looked like.
-        lock_held = self.deploy_lock.held_by_other()
+        lock_held = window.lock_settling(self.state, now, self.deploy_lock.held_by_other(), self._settle)
         if self.state.lock_seen and not lock_held:
             window.discard_deploy_evidence(self.state, self.config, self)
         requests.apply_pending(self, now)
@@ -218,6 +219,13 @@ class Watcher:
         self.persist(report, started)
         self.tell()
         return report
+
+    @property
+    def _settle(self) -> float:
+        """How long after the deploy lock is let go Prometheus' newest samples may still be the
+        deploy's (window.lock_settling): a scrape interval, when a rollback rule reads it."""
+        reads = any(isinstance(r.signal, PromQuery) and r.action == "rollback" for r in self.config.rules)
+        return self.config.prometheus.scrape_interval if reads else 0.0
 
     def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
         """A new current release (seen by the tick, or a human's `mark deployed`): its watch

@@ -10,6 +10,8 @@ wait` and `window` steps (watcher/service/tick.py), and the clock check at the s
                      bad release live; a wait longer than `lock_timeout` is said once
     hold_for_retry   the same for the decider's wait on the backend (a failed read, tried
                      again next tick)
+    lock_settling    the lock counts as held until Prometheus has scraped the host once more
+                     after it is let go (its newest sample is then no longer the deploy's)
     discard_deploy_evidence
                      once the lock is let go, what the rollback rules saw while a deploy
                      held it (its restart's closed port, its errors) counts for nothing
@@ -134,6 +136,26 @@ def hold_for_retry(state: State, now: float, firing: Sequence[Finding], interval
     s.lock_wait = {"since": now, "last": now, "notified": True, "for": "backend"}
     _end_window_at(s, max(s.window_ends, now + max(interval, 1.0)))
     out.journal("backend_wait", release=s.current, rules=[f.rule for f in firing if f.action == "rollback"])
+
+
+def lock_settling(state: State, now: float, held: bool, settle: float) -> bool:
+    """Whether the deploy lock counts as held: held now, or let go less than `settle` seconds
+    ago (the service passes the scrape interval when a rollback rule reads Prometheus, else 0).
+    What Prometheus holds lags what the host does: for a scrape interval after the lock is let
+    go, its newest sample can be one taken during the restart (`up` 0, the port closed). Judged
+    at the first tick after the lock, a `for: 0` rule rolled back a healthy release for its
+    deploy's restart."""
+    if held:
+        state.lock_let_go_at = None
+        return True
+    if not state.lock_seen:
+        return False
+    if state.lock_let_go_at is None:
+        state.lock_let_go_at = now
+    if now - state.lock_let_go_at < settle:
+        return True
+    state.lock_let_go_at = None
+    return False
 
 
 def discard_deploy_evidence(state: State, config, out: Recorder) -> None:

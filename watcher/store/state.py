@@ -71,6 +71,9 @@ class State:
     # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
     # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
     lock_seen: bool = False
+    # When the deploy lock was let go (window.lock_settling): Prometheus' newest samples are
+    # still the deploy's for a while after, and count as seen under the lock.
+    lock_let_go_at: float | None = None
     # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
     # kept here so that growth since the deploy is counted across a restart or a reload.
     host_counters: dict[str, list] = field(default_factory=dict)
