@@ -188,6 +188,17 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n3-a-deploy-during-the-verification",
+    "r1 is rolled back at t+70 to r0, which takes 5 s to start; a deploy of r2 (without the "
+    "lock, which the watcher does not hold while it verifies) lands a second later: the probes "
+    "of the verification answer for r2, which never comes up, and the watcher halts 'r1 -> r0 "
+    "did not verify' for a release it never switched to.",
+    History(Setup(verify_every=2.0, releases=(("r0", Profile(start_s=5.0)), ("r1", BAD), ("r2", Profile(crashes=True)))),
+            (Deploy(30, "r1"), Deploy(41, "r2", lock=False)), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -219,7 +219,7 @@ class TickRecord:
     end: float = 0.0
     crashed: bool = False
     faults: int = 0  # injected backend failures it met
-    lock_held: bool = False  # the deploy tool held the deploy lock at its start or end
+    lock_held: bool = False  # the deploy tool held the deploy lock in it (or a scrape before)
     link_moved_by_tool: bool = False  # a deploy landed while it ran
     source_outage: bool = False
     current_after: str | None = None  # state.current as the tick ended (what the watcher saw)
@@ -442,7 +442,10 @@ class SimHost:
         finally:
             self.tick_record = None
         rec.end = self.world.t
-        rec.lock_held = rec.lock_held or self.tool_lock_fd is not None
+        # Held, or let go less than a scrape interval before the tick: the watcher counts it as
+        # held until Prometheus has scraped once after it (window.lock_settling).
+        settle = self.world.setup.scrape
+        rec.lock_held = rec.lock_held or any(b > rec.start - settle and a <= rec.end for a, b in self.lock_spans)
         if not rec.crashed and self.watcher is not None:
             rec.current_after = self.watcher.state.current
         self.read_journal()

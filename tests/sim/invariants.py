@@ -118,11 +118,21 @@ def env_outage_between(host: SimHost, a: float, b: float) -> bool:
 
 
 def lockless_restart_between(host: SimHost, a: float, b: float) -> bool:
+    """A deploy's restart between `a` and `b` that the watcher could not know was under the
+    deploy lock: made without it, or holding it only between two ticks (flock leaves no trace:
+    a lock no tick saw held is no lock to the watcher)."""
     for seg in host.app.segments:
-        lockless = any(d[0] == seg.start and not d[2] for d in host.deploys)
-        if lockless and seg.start < b and seg.ready > a:
+        d = next((d for d in host.deploys if d[0] == seg.start), None)
+        if d is None or seg.start >= b or seg.ready <= a:
+            continue
+        if not d[2] or not _lock_seen(host, d[0]):
             return True
     return False
+
+
+def _lock_seen(host: SimHost, at: float) -> bool:
+    span = next(([x, y] for x, y in host.lock_spans if x <= at < y), None)
+    return span is not None and any(span[0] <= r.start < span[1] for r in host.ticks)
 
 
 def breaching_now(world: World, host: SimHost, rule: str, t: float) -> tuple[str, float] | None:
@@ -577,7 +587,8 @@ def watch_window_is_true(s: Step) -> list[str]:
     mine = st.window_ends - w.clock()
     truth = seen + setup.watch_window - s.t
     held = sum(min(b, s.t) - max(a, seen) for a, b in s.host.lock_spans if b > seen and a < s.t)
-    slack = held + lookback(setup) + setup.verify_attempts * setup.verify_every + 3 * setup.interval
+    slack = held + lookback(setup) + setup.verify_attempts * setup.verify_every + 3 * setup.interval \
+        + s.host.crash_downtime(seen - setup.interval)  # a deploy seen by a tick that died is seen again
     key = (seen, st.current)
     if key in s.memory.setdefault("said", set()):
         return out
@@ -592,12 +603,12 @@ def watch_window_is_true(s: Step) -> list[str]:
 
 def _seen(s: Step, release: str, before: float) -> float | None:
     """When the watcher first knew of the deploy tool's last deploy of `release`: the first tick
-    that started after it (the service may have been down), or a `mark deployed` the CLI
-    applied before that."""
+    that started after it and finished (the service may have been down, or died in that tick
+    before saving), or a `mark deployed` the CLI applied before that."""
     d = last_tool_deploy(s.host, release, before)
     if d is None or not visible(s.host, d):
         return None
-    tick = next((r.start for r in s.host.ticks if r.start > d[0]), None)
+    tick = next((r.start for r in s.host.ticks if r.start > d[0] and not r.crashed), None)
     said = next((e["_t"] for e in s.host.journal[d[4]:] if e["kind"] == "deploy" and e.get("release") == release), None)
     return min((t for t in (tick, said) if t is not None), default=None)
 

@@ -98,13 +98,15 @@ class World:
 
     # -- time ----------------------------------------------------------------------------------
 
-    def at(self, when: float, fn: Callable[[], None], what: str = "") -> None:
+    def at(self, when: float, fn: Callable[[], None], what: str = "", last: bool = False) -> None:
+        """Run `fn` at `when`; at one moment, in the order scheduled, those marked `last` after
+        the others (a history's action at the moment of a tick comes after the tick)."""
         self._seq += 1
-        heapq.heappush(self._queue, (max(when, self.t), self._seq, fn, what))
+        heapq.heappush(self._queue, (max(when, self.t), 1 if last else 0, self._seq, fn, what))
 
     def run_until(self, end: float, busy: SimHost | None = None) -> None:
         while self._queue and self._queue[0][0] <= end:
-            when, _, fn, _what = heapq.heappop(self._queue)
+            when, _, _, fn, _what = heapq.heappop(self._queue)
             self.t = max(self.t, when)
             fn()
         self.t = max(self.t, end)
@@ -140,13 +142,13 @@ class World:
         self.at(self.t + 1.0, self._expire_every_second, "etcd lease expiry")
 
     def run(self) -> list[Violation]:
+        """The history's actions are events like the ticks: one can land while a tick waits
+        (between verification attempts), as a deploy or a human would."""
         self.start()
         t = self.t
         for action in self.history.actions:
             t += action.after
-            self.run_until(t)
-            self.apply(action)
-            self.check()
+            self.at(t, lambda a=action: self._act(a), type(action).__name__, last=True)
         self.run_until(t + self.history.tail)
         self.check(final=True)
         self.stats.seconds = self.t - self.t0
@@ -166,6 +168,10 @@ class World:
 
     # -- the actors ----------------------------------------------------------------------------
 
+    def _act(self, a) -> None:
+        self.apply(a)
+        self.check()
+
     def apply(self, a) -> None:
         if isinstance(a, h.Deploy):
             self.tool.deploy(self.hosts[a.host], a)
@@ -182,7 +188,11 @@ class World:
                 else:
                     host.died()
         elif isinstance(a, h.Reload):
-            self.hosts[a.host].reload(a.mode)
+            host = self.hosts[a.host]
+            if host.tick_record is not None:  # the daemon reloads between ticks
+                self.at(self.t + 0.05, lambda: self.apply(a), "reload after the tick")
+            else:
+                host.reload(a.mode)
         elif isinstance(a, h.BackendFault):
             self.hosts[a.host].backend.failures[a.what] += a.count
         elif isinstance(a, h.SourceOutage):

@@ -187,7 +187,10 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         # The backend could not say which release is current under the lock: do not switch.
         return _failed(w, from_id, plan.target, exc)
 
-    result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
+    result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep,
+                    previous=from_id)
+    if result.landed is not None:
+        return _superseded(w, from_id, to_id, result.landed, result.detail)
     if result.ok and local_findings(findings):
         # Current and healthy by its probes is not yet verified: the rules that fired must clear.
         start_confirmation(w, from_id, to_id, local_findings(findings), now, result.detail)
@@ -206,6 +209,22 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     s.intent = None
     w.safe_save()
     return Outcome(RollbackResult.NOT_VERIFIED, to_id, result.detail)
+
+
+def _superseded(w: Rollbacks, from_id: str, to_id: str, landed: str, detail: str) -> Outcome:
+    """A deploy landed while the rollback was verified: it wins, as one that lands before the
+    switch does (DEPLOY_LANDED). Nothing is verified or halted ("did not verify" blamed the
+    rollback for the deployed release's probes, and stopped the watcher from watching it); the
+    next tick sees the deploy and watches it."""
+    w.journal("rollback_superseded", release=from_id, target=to_id, by=landed, detail=detail)
+    log.warning("a deploy landed while the rollback was verified release=%s target=%s deployed=%s",
+                from_id, to_id, landed)
+    w.count_rollback("superseded")
+    w.timeline(f"{landed} was deployed while {to_id} was verified: the deploy wins")
+    w.notify(messages.rollback_superseded(w.ctx, from_id, to_id, landed))
+    w.state.intent = None
+    w.safe_save()
+    return Outcome(RollbackResult.DEPLOY_LANDED, None, detail)
 
 
 def _what_target_is(state, plan: RollbackPlan, to_id: str) -> str:
@@ -281,9 +300,14 @@ def reconcile(w: Rollbacks, intent: dict) -> None:
     if current == to_id:
         if not _finish_restart(w, intent):
             return
-        result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
+        result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock,
+                        w.sleep, previous=from_id)
         findings = [Finding(**f) for f in intent.get("findings") or []]
-        if result.ok and local_findings(findings):
+        if result.landed is not None:
+            w.journal("reconcile", result="superseded", release=from_id, target=to_id, current=result.landed,
+                      detail=result.detail)
+            w.close_incident(f"{result.landed} was deployed while {to_id} was verified", resolution="superseded")
+        elif result.ok and local_findings(findings):
             w.journal("reconcile", result="switched_confirming", release=from_id, target=to_id, detail=result.detail)
             start_confirmation(w, from_id, to_id, local_findings(findings), w.clock(), result.detail)
         elif result.ok:

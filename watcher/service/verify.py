@@ -3,6 +3,11 @@
 It passes when the backend reports the target as current, and then the `verify:` URL and every
 probe rule answer as expected, `successes` times in a row, within `attempts` tries `every`
 seconds apart (seed 003: 20 attempts, 3 s apart).
+
+The watcher does not hold the deploy lock while it verifies, and a deploy may not take it at
+all: the backend is asked again after each attempt's probes, and a release other than the
+target and the one rolled back (`previous`) means a deploy landed (VerifyResult.landed): the
+probes answered for it, so they verify nothing, neither way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ class VerifyResult:
     detail: str
     attempts: int
     seconds: float
+    landed: str | None = None  # a release deployed meanwhile: current instead of the target
 
 
 def verify(
@@ -31,6 +37,7 @@ def verify(
     probe,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    previous: str | None = None,
 ) -> VerifyResult:
     start = clock()
     try:
@@ -38,7 +45,9 @@ def verify(
     except WatcherError as exc:
         return VerifyResult(False, f"the backend cannot say which release is current: {exc}", 0, clock() - start)
     if current != target:
-        return VerifyResult(False, f"the backend reports {current} as current, not {target}", 0, clock() - start)
+        landed = current if previous is not None and current != previous else None
+        return VerifyResult(False, f"the backend reports {current} as current, not {target}", 0, clock() - start,
+                            landed)
 
     checks = [r.signal for r in probe_rules if isinstance(r.signal, HttpCheck)]
     if config.url:
@@ -55,6 +64,10 @@ def verify(
             if not result.ok:
                 failed = f"{check.url}: {result.detail}"
                 break
+        landed = _landed(backend, target, previous)
+        if landed is not None:
+            return VerifyResult(False, f"{landed} was deployed while {target} was verified (attempt {attempt})",
+                                attempt, clock() - start, landed)
         if failed is None:
             in_a_row += 1
             if in_a_row >= config.successes:
@@ -65,3 +78,15 @@ def verify(
         if attempt < config.attempts:
             sleep(config.every)
     return VerifyResult(False, f"not healthy after {config.attempts} attempts: {last}", config.attempts, clock() - start)
+
+
+def _landed(backend, target: str, previous: str | None) -> str | None:
+    """The release current now if it is neither the target nor the one rolled back: a deploy
+    landed. A backend that cannot tell now changes nothing (the next attempt asks again)."""
+    if previous is None:
+        return None
+    try:
+        current = backend.current().id
+    except WatcherError:
+        return None
+    return current if current not in (target, previous) else None
