@@ -199,6 +199,17 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n4-ticks-in-step-with-a-flapping-release",
+    "r1 fails 30% for 5 s, then 0% for 5 s; the watcher ticks every 10 s, Prometheus scrapes "
+    "every second, `for: 10s`: the 4 s trailing window of every tick fell in the same half of "
+    "the period (the clean one), so the firing it gates never came.",
+    History(Setup(interval=10.0, scrape=1.0, errors_for=10.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", Profile(error=0.0, flap_on_s=5, flap_off_s=5, flap_error=0.3)))),
+            (Deploy(9.1, "r1", restart_s=0.5, settle_s=5.0),), tail=200),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

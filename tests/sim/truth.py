@@ -301,9 +301,9 @@ class Judgement:
 AMBIGUOUS = Judgement(False)
 
 
-def trailing_of(for_s: float, scrape: float) -> float:
+def trailing_of(for_s: float, scrape: float, interval: float) -> float:
     """The trailing window rules.trailing_seconds gives a `[$window]` rule without `trailing:`."""
-    return math.ceil(max(3 * scrape, min(for_s / 3, 60.0)))
+    return math.ceil(max(3 * scrape, interval, min(for_s / 3, 60.0)))
 
 
 def judge_errors(p: Profile, threshold: float, for_s: float, scrape: float, interval: float,
@@ -312,7 +312,7 @@ def judge_errors(p: Profile, threshold: float, for_s: float, scrape: float, inte
     profile near the threshold is neither healthy nor bad."""
     if p.crashes or p.traffic == 0:
         return Judgement(True)  # this rule cannot see it; the probe and `up` rules do
-    trailing = trailing_of(for_s, scrape)
+    trailing = trailing_of(for_s, scrape, interval)
     late = None
     if p.bad_after_s is not None and p.bad_error is not None:
         if p.bad_error >= 1.5 * threshold:

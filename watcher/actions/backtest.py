@@ -496,7 +496,7 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
         return exact[t] if t in exact else by_time.get(t, [])
 
     # The trailing window has one length wherever live reads it: one range query holds it.
-    trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)))
+    trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)), cfg.interval)
     short_by_time: dict[float, object] = {}
     if trailing_s is not None:
         short_by_time, _, more = fetch_range(source, render_query(query, trailing_s), times, step_s)
@@ -517,7 +517,7 @@ def trailing_reads(rule: Rule, cfg, windows: list[WatchWindow],
     scrape = cfg.prometheus.scrape_interval
 
     def at(t: float) -> tuple[object, int] | None:
-        seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window))
+        seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window), cfg.interval)
         return None if seconds is None else (read(t), seconds)
 
     return at

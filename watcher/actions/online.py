@@ -70,7 +70,7 @@ def check_online(cfg, rows: list[dict], now: float) -> OnlineReport:
         if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
             report.scrape_line = scrape_line
         evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
-                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now, interval=cfg.interval)
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         outcomes = {e.rule.name: e.observation.outcome.value for e in evaluation.rules}
         if reader.prometheus is not None and any(not isinstance(results[r.name][0], Exception)

@@ -141,6 +141,7 @@ def evaluate(
     scrape_interval: float = 15.0,
     at: float | None = None,
     since: float | None = None,
+    interval: float = 0.0,
 ) -> Evaluation:
     """Read every rule's signal at `now` and step each rule from its state in `states`.
 
@@ -149,7 +150,7 @@ def evaluate(
     A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
     gates the moment it fires (both_windows)."""
     rules = list(rules)
-    trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
+    trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s, interval)) is not None}
     extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
     results = reader.read_all(rules + extra, now, window_s, at=at, since=since)
     out = []

@@ -584,7 +584,7 @@ def window_seconds(now: float, deployed_at: float | None, in_watch_window: bool,
 TRAILING_MAX = 60.0
 
 
-def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int | None:
+def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int, interval: float = 0.0) -> int | None:
     """The trailing window of a `[$window]` rule, or None when it has none.
 
     A release's errors averaged from its deploy keep a warm-up burst in the ratio long after it
@@ -592,7 +592,9 @@ def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int |
     `for` runs on the window since the deploy and the rule fires only on a tick where a short
     trailing window breaches too (the multiwindow pattern of the SRE workbook's burn-rate
     alerts; evaluate.both_windows). The default is a third of the rule's `for` (a burst must
-    outlast most of `for` to fire), at least 3 scrape intervals and at
+    outlast most of `for` to fire), at least 3 scrape intervals and one tick `interval` (a
+    shorter one leaves time between two ticks that no trailing window sees: ticks every 10 s
+    never saw the "on" half of a release failing 5 s in 10), and at
     most a minute; a rule sets it with `trailing:` or turns it off with `trailing: off`. It is
     never longer than `[$window]` itself, where it adds nothing."""
     if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
@@ -600,7 +602,7 @@ def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int |
     if rule.trailing is not None:
         seconds = rule.trailing
     else:
-        seconds = max(3 * scrape_interval, min(rule.for_ / 3, TRAILING_MAX))
+        seconds = max(3 * scrape_interval, interval, min(rule.for_ / 3, TRAILING_MAX))
     seconds = int(math.ceil(seconds))
     return seconds if seconds < window_s else None
 

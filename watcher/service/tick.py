@@ -254,7 +254,7 @@ class Watcher:
         window_s = watch_window(now, s, self.config)
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
-                              at=self.timebase.to_wall(now), since=s.changed_at)
+                              at=self.timebase.to_wall(now), since=s.changed_at, interval=self.config.interval)
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
