@@ -210,6 +210,17 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n5-a-lock-wait-of-the-release-before",
+    "r1, deployed under a lock held a minute, fails its probe: the watcher waits for the lock "
+    "(its window's clock stopped); the service dies (down 2 minutes), and r2 is deployed "
+    "meanwhile. At the start the wait, recorded for r1, ended on r2's new window and moved its "
+    "end by the whole time since r1's last tick.",
+    History(Setup(probe_failures=1, releases=(("r0", GOOD), ("r1", Profile(crashes=True)), ("r2", GOOD))),
+            (Deploy(31, "r1", settle_s=60.0), Crash(8, down_s=120.0), Deploy(60, "r2", lock=False)), tail=600),
+    ("watch_window_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

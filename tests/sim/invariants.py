@@ -587,8 +587,12 @@ def watch_window_is_true(s: Step) -> list[str]:
     mine = st.window_ends - w.clock()
     truth = seen + setup.watch_window - s.t
     held = sum(min(b, s.t) - max(a, seen) for a, b in s.host.lock_spans if b > seen and a < s.t)
-    slack = held + lookback(setup) + setup.verify_attempts * setup.verify_every + 3 * setup.interval \
-        + s.host.crash_downtime(seen - setup.interval)  # a deploy seen by a tick that died is seen again
+    # Before its end, a window moves only while a wait holds it (the deploy lock, a backend
+    # retry); from its end on, a pending rule holds it too, a tick at a time.
+    waits = held + setup.interval * sum(1 for r in s.host.ticks if r.start >= seen and r.faults)
+    slack = waits + 2 * setup.interval + s.host.crash_downtime(seen - setup.interval)
+    if truth <= 0:
+        slack += lookback(setup) + setup.verify_attempts * setup.verify_every
     key = (seen, st.current)
     if key in s.memory.setdefault("said", set()):
         return out

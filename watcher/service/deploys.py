@@ -130,9 +130,11 @@ class BackendReads:
 
 def open_window(state: State, release: str, at: float, watch_window: float) -> None:
     """A new current release: open its watch window (unless it is known-good already) and
-    forget the previous release's rule states and baselines, and a rollback being confirmed
-    (the release it restored is no longer current: its rules must not judge the new one). Its
-    `deployed_at` is the timeline that orders releases (decide.order_releases)."""
+    forget the previous release's rule states and baselines, a rollback being confirmed (the
+    release it restored is no longer current: its rules must not judge the new one) and a wait
+    for the deploy lock (it held the previous release's window: ended on the new one, it moved
+    its end by the whole wait). Its `deployed_at` is the timeline that orders releases
+    (decide.order_releases)."""
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
@@ -143,17 +145,20 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     state.baselines = {}
     state.rules = {}
     state.confirming = None
+    state.lock_wait = None
 
 
 def restored(state: State, release: str, at: float) -> None:
     """Back on a known-good release by a rollback's switch: not a deploy (no watch window),
-    fresh rule states and baselines; `[$window]` starts at the switch, as at a deploy."""
+    fresh rule states and baselines, no wait of the release left; `[$window]` starts at the
+    switch, as at a deploy."""
     state.current = release
     state.deployed_at = None
     state.changed_at = at
     state.window_ends = None
     state.rules = {}
     state.baselines = {}
+    state.lock_wait = None
 
 
 def has_known_good(state: State, besides: str) -> bool:
