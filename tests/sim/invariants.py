@@ -304,7 +304,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     continue
                 if not clean(rec):
                     continue
-                lag = judgement.lag if judgement is not None and judgement.bad else 0.0
+                lag = _lag(setup, rule, judgement)
                 if r["first"] is None and rec.start >= r["since"] + lag:
                     r["first"] = rec.start
                 slack = setup.interval if rule in RATE_RULES else 0.0
@@ -320,6 +320,13 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
             if breaching and (rec.lock_held or rec.faults):
                 dep["end"] += setup.interval
     return out
+
+
+def _lag(setup, rule: str, judgement) -> float:
+    """How long after a breach its signal shows it: the judgement's for a bad profile; a scrape
+    for `up` (a restart's closed port shows at the next scrape), nothing for a probe."""
+    lag = judgement.lag if judgement is not None and judgement.bad else 0.0
+    return max(lag, setup.scrape) if rule == "up" else lag
 
 
 def _moved_after(host: SimHost, since: float, until: float, release: str) -> bool:
@@ -590,7 +597,7 @@ def watch_window_is_true(s: Step) -> list[str]:
     # Before its end, a window moves only while a wait holds it (the deploy lock, a backend
     # retry); from its end on, a pending rule holds it too, a tick at a time.
     waits = held + setup.interval * sum(1 for r in s.host.ticks if r.start >= seen and r.faults)
-    slack = waits + 2 * setup.interval + s.host.crash_downtime(seen - setup.interval)
+    slack = waits + 3 * setup.interval + s.host.crash_downtime(seen - setup.interval)
     if truth <= 0:
         slack += lookback(setup) + setup.verify_attempts * setup.verify_every
     key = (seen, st.current)
