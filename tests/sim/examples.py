@@ -200,6 +200,15 @@ example(
 )
 
 example(
+    "n3b-the-rolled-back-release-shipped-again-during-the-verification",
+    "The same race with a pipeline that ships r1 (which never comes up) again, under the lock, "
+    "while r0 is verified: "
+    "the probes answered for r1, and the watcher halted 'r1 -> r0 did not verify'.",
+    History(Setup(verify_every=2.0, releases=(("r0", Profile(start_s=5.0)), ("r1", Profile(crashes=True)))),
+            (Deploy(30, "r1"), Deploy(11, "r1")), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+example(
     "n4-ticks-in-step-with-a-flapping-release",
     "r1 fails 30% for 5 s, then 0% for 5 s; the watcher ticks every 10 s, Prometheus scrapes "
     "every second, `for: 10s`: the 4 s trailing window of every tick fell in the same half of "

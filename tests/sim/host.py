@@ -442,9 +442,10 @@ class SimHost:
         finally:
             self.tick_record = None
         rec.end = self.world.t
-        # Held, or let go less than a scrape interval before the tick: the watcher counts it as
-        # held until Prometheus has scraped once after it (window.lock_settling).
-        settle = self.world.setup.scrape
+        # Held, or let go less than a scrape interval before the tick (from the first tick that
+        # found it free): the watcher counts it as held until Prometheus has scraped once after
+        # it (window.lock_settling).
+        settle = self.world.setup.scrape + self.world.setup.interval
         rec.lock_held = rec.lock_held or any(b > rec.start - settle and a <= rec.end for a, b in self.lock_spans)
         if not rec.crashed and self.watcher is not None:
             rec.current_after = self.watcher.state.current

@@ -593,7 +593,9 @@ def watch_window_is_true(s: Step) -> list[str]:
         return out
     mine = st.window_ends - w.clock()
     truth = seen + setup.watch_window - s.t
-    held = sum(min(b, s.t) - max(a, seen) for a, b in s.host.lock_spans if b > seen and a < s.t)
+    # Held, and a scrape interval after (window.lock_settling counts that as held too).
+    spans = [(a, b + setup.scrape + setup.interval) for a, b in s.host.lock_spans]
+    held = sum(min(b, s.t) - max(a, seen) for a, b in spans if b > seen and a < s.t)
     # Before its end, a window moves only while a wait holds it (the deploy lock, a backend
     # retry); from its end on, a pending rule holds it too, a tick at a time.
     waits = held + setup.interval * sum(1 for r in s.host.ticks if r.start >= seen and r.faults)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import os
 import sys
@@ -79,6 +80,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SIM_SEED") or time.time_ns() % 10 ** 6))
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("SIM_JOBS", "1")))
     parser.add_argument("--one", action="store_true", help="run the history of --seed alone and show it")
+    parser.add_argument("--count", type=int, default=0,
+                        help="run exactly this many seeds from --seed (no time limit), one JSON line each to stdout")
     parser.add_argument("--no-shrink", action="store_true")
     args = parser.parse_args(argv)
 
@@ -87,6 +90,14 @@ def main(argv: list[str]) -> int:
         print(history.show())
         for v in run_history(history).violations:
             print(v)
+        return 0
+
+    if args.count:
+        seeds = range(args.seed, args.seed + args.count)
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            for seed, seconds, n_ticks, found in pool.imap(run_seed, seeds):
+                print(json.dumps({"seed": seed, "seconds": seconds, "ticks": n_ticks,
+                                  "violations": [text for _, text in found]}), flush=True)
         return 0
 
     started = time.monotonic()

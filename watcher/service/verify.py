@@ -5,9 +5,11 @@ probe rule answer as expected, `successes` times in a row, within `attempts` tri
 seconds apart (seed 003: 20 attempts, 3 s apart).
 
 The watcher does not hold the deploy lock while it verifies, and a deploy may not take it at
-all: the backend is asked again after each attempt's probes, and a release other than the
-target and the one rolled back (`previous`) means a deploy landed (VerifyResult.landed): the
-probes answered for it, so they verify nothing, neither way.
+all: the backend is asked again after each attempt's probes, and once the target was current,
+another release current means a deploy landed (VerifyResult.landed), the one rolled back too
+(a pipeline shipping it again): the probes answered for it, so they verify nothing, neither
+way. Before the first attempt, only a third release is a deploy (`previous` current then: the
+switch did not take).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def verify(
             if not result.ok:
                 failed = f"{check.url}: {result.detail}"
                 break
-        landed = _landed(backend, target, previous)
+        landed = _landed(backend, target) if previous is not None else None
         if landed is not None:
             return VerifyResult(False, f"{landed} was deployed while {target} was verified (attempt {attempt})",
                                 attempt, clock() - start, landed)
@@ -80,13 +82,12 @@ def verify(
     return VerifyResult(False, f"not healthy after {config.attempts} attempts: {last}", config.attempts, clock() - start)
 
 
-def _landed(backend, target: str, previous: str | None) -> str | None:
-    """The release current now if it is neither the target nor the one rolled back: a deploy
-    landed. A backend that cannot tell now changes nothing (the next attempt asks again)."""
-    if previous is None:
-        return None
+def _landed(backend, target: str) -> str | None:
+    """The release current now if it is not the target, once the target was: a deploy landed
+    (the release rolled back too: a pipeline that ships it again). A backend that cannot tell
+    now changes nothing (the next attempt asks again)."""
     try:
         current = backend.current().id
     except WatcherError:
         return None
-    return current if current not in (target, previous) else None
+    return current if current != target else None
