@@ -230,6 +230,18 @@ example(
     ("watch_window_is_true",), fixed=True,
 )
 
+example(
+    "n6-the-previous-releases-errors-in-min-window",
+    "r1 fails 30% of its requests; a human marks it good anyway; then r2, healthy, is deployed "
+    "(without the lock). With `for: 0`, the first tick judged r2 on `[$window]` clamped to "
+    "min_window (3 s), which still held r1's errors: r2 was rolled back, to r1.",
+    History(Setup(interval=1.0, scrape=1.0, errors_for=0.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))),
+            (Deploy(10.5, "r1", lock=False), Human(0.2, "mark", release="r1", mark="good"),
+             Deploy(60, "r2", lock=False, restart_s=0.5)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -70,13 +70,15 @@ class SimStore(StateStore):
     """The StateStore on the host's state dir; each write and each read of the request inbox
     is a step where the process may die (`crash`)."""
 
-    def __init__(self, state_dir: Path, clock, step=None, on_save=None):
+    def __init__(self, state_dir: Path, clock, step=None, on_save=None, stamp=None):
         super().__init__(state_dir, clock=clock)
         self._step = step or (lambda what: None)
         self._on_save = on_save or (lambda: None)
+        self._stamp = stamp or (lambda: None)
 
     def journal(self, kind: str, **fields: Any) -> dict:
         self._step(f"journal {kind}")
+        self._stamp()  # the true time of this line, for the invariants (its "time" is the wall's)
         return super().journal(kind, **fields)
 
     def save(self, state) -> None:
@@ -276,6 +278,7 @@ class SimHost:
         self.messages: list[tuple[float, Any]] = []
         self.journal: list[dict] = []
         self._journal_offset = 0
+        self._stamps: list[float] = []  # the true time of each journal line written, in order
         self.links: list[LinkChange] = []
         self.ticks: list[TickRecord] = []
         self.requests: list[Request] = []
@@ -331,7 +334,7 @@ class SimHost:
         self._journal_offset += end
         new = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
         for e in new:
-            e["_t"] = e["time"] - self.clock.offset  # true time
+            e["_t"] = self._stamps.pop(0) if self._stamps else e["time"] - self.clock.offset  # true time
         self.journal.extend(new)
         return new
 
@@ -377,6 +380,9 @@ class SimHost:
                 total += started - crashed
         return total
 
+    def stamp(self) -> None:
+        self._stamps.append(self.world.t)
+
     def saved(self) -> None:
         self.saves.append(self.world.t)
 
@@ -399,7 +405,7 @@ class SimHost:
         """Start the service from what is on disk (`rollback-watcher run`)."""
         self.config = load_config(self.config_path, environ={})
         self.steps = 0
-        self.watcher = self.new_watcher(SimStore(self.state_dir, self.clock.wall, self.step, self.saved))
+        self.watcher = self.new_watcher(SimStore(self.state_dir, self.clock.wall, self.step, self.saved, self.stamp))
         self.alive = True
         self.starts.append(self.world.t)
         try:
@@ -487,7 +493,7 @@ class SimHost:
         """A human runs the CLI: through the running service's inbox, or alone when none runs."""
         args = {**args, "by": "sim-human"}
         if self.alive:
-            store = SimStore(self.state_dir, self.clock.wall)
+            store = SimStore(self.state_dir, self.clock.wall, stamp=self.stamp)
             request_id = store.submit_request(command, **args)
             self.requests.append(Request(request_id, command, args, self.world.t))
         else:
@@ -499,7 +505,7 @@ class SimHost:
         """The CLI's own apply while no service runs (watcher/cli/human.py `_human_request`
         after it took the instance lock): a Watcher as `build_watcher(cfg, fleet=True)` wires it,
         on the host's clocks, then `Watcher.apply_alone`."""
-        store = SimStore(self.state_dir, self.clock.wall)
+        store = SimStore(self.state_dir, self.clock.wall, stamp=self.stamp)
         store.ensure_dir()
         w = Watcher(self.config, self.backend, self.reader, self.inbox, store, clock=self.clock.wall,
                     sleep=lambda s: self.world.run_until(self.world.t + s, busy=self), monotonic=self.clock.mono)

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
-from watcher.core.evaluate import both_windows
+from watcher.core.evaluate import both_windows, held_before_change
 from watcher.core.rules import (
     WINDOW_TOKEN,
     Observation,
@@ -320,11 +320,14 @@ def replay_rule(
     baseline_for: Callable[[Deploy], float | None],
     error_limit: int = 4,
     trailing_at: Callable[[float], tuple[object, int] | None] = lambda t: None,
+    window_at: Callable[[float], int] | None = None,
 ) -> RuleReplay:
     """Drive one rule through rules.classify + rules.step at each time, as Watcher.tick does:
     a deploy resets the rule's state and baseline (Watcher.on_deploy), then the tick steps.
     `trailing_at(t)` is the trailing window's result and length at `t` where live reads one
-    (evaluate.both_windows combines them, as the tick does), else None."""
+    (evaluate.both_windows combines them, as the tick does), else None. `window_at(t)` is the
+    `[$window]` live used at `t`: a breach is held while it reaches before the deploy
+    (evaluate.held_before_change), as live."""
     out = RuleReplay(rule)
     state = RuleState()
     current: WatchWindow | None = None
@@ -343,6 +346,8 @@ def replay_rule(
         short = trailing_at(t)
         if short is not None:
             obs = both_windows(obs, classify(rule, short[0], baseline), short[1])
+        if window_at is not None and current is not None:
+            obs = held_before_change(rule, obs, t, current.deploy.at, window_at(t))
         state, transitions = step(rule, state, obs, t, error_limit)
         out.transitions.extend(transitions)
         out.steps.append(StepRecord(t, obs.outcome.value, obs.value, state.phase.value, baseline))
@@ -506,7 +511,8 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
     def baseline_for(d: Deploy) -> float | None:
         return baseline_at(raw, d.at, rule.baseline_window)
 
-    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit, trailing_at), queries
+    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit, trailing_at,
+                       lambda t: live_window(t, windows, cfg.min_window, cfg.max_window)), queries
 
 
 def trailing_reads(rule: Rule, cfg, windows: list[WatchWindow],

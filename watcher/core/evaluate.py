@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from watcher.core.rules import (
+    WINDOW_TOKEN,
     Finding,
     Observation,
     Outcome,
@@ -148,7 +149,8 @@ def evaluate(
     `now` is the watcher's steady time (durations); `at` the wall time PromQL is asked at
     (default `now`); `since` when `current` last changed (host counters count from there).
     A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
-    gates the moment it fires (both_windows)."""
+    gates the moment it fires (both_windows), and fires only once its range is the current
+    release's alone (held_before_change)."""
     rules = list(rules)
     trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s, interval)) is not None}
     extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
@@ -162,10 +164,25 @@ def evaluate(
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
+        obs = held_before_change(rule, obs, now, since, window_s)
         before = states.get(rule.name, RuleState())
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
+
+
+def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int) -> Observation:
+    """A `[$window]` breach while the range still reaches back before `since` (the deploy, or a
+    rollback's switch) is held: `for` runs, but it fires only once the range holds the current
+    release's samples alone. Clamped to min_window (three scrapes) just after a deploy, the
+    range reads the previous release's last seconds: a `for: 0` rule rolled a healthy fix back
+    on the errors of the release it replaced."""
+    if obs.outcome is not Outcome.BREACH or obs.held or since is None or now - since >= window_s:
+        return obs
+    if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query:
+        return obs
+    return replace(obs, held=True, detail=f"the last {window_s}s still hold what ran before the change "
+                                          f"{now - since:.0f}s ago: fires once they do not")
 
 
 def _trailing_name(rule: Rule) -> str:
