@@ -264,7 +264,8 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     holds its window for both).
 
     Exceptions: a release a human marked good, or known-good before this deploy; a deploy
-    that did not change the release; a halted watcher (halt_is_true judges the halt)."""
+    that did not change the release; a halted watcher (halt_is_true judges the halt); during
+    an outage of every release, "fleet-wide symptom" told instead (the fleet cannot tell)."""
     out = []
     mem = s.memory.setdefault("deployments", {})
     host, setup = s.host, s.setup
@@ -310,7 +311,12 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 if r["first"] is not None and rec.start >= r["first"] + for_s + slack - 1e-6:
                     dep["done"] = True
-                    if host.link_target() == release and not told(host, release, dep["at"]) and not _halted(s) \
+                    said = told(host, release, dep["at"])
+                    if env_outage_between(host, dep["at"], s.t):
+                        # Every host breaches: "fleet-wide symptom, not the release" is the
+                        # documented answer (design section 11), right or not for this release.
+                        said += told(host, release, dep["at"], {"fleet_symptom"})
+                    if host.link_target() == release and not said and not _halted(s) \
                             and _eligible(s, release, dep["at"]):  # a human may have marked it good since
                         out.append(f"{release} ({setup.profile(release).describe()}) breaches {rule} since "
                                    f"{s.rel(r['since'])} (deployed {s.rel(dep['at'])}, seen breaching from "
@@ -602,6 +608,8 @@ def watch_window_is_true(s: Step) -> list[str]:
     slack = waits + 3 * setup.interval + s.host.crash_downtime(seen - setup.interval)
     if truth <= 0:
         slack += lookback(setup) + setup.verify_attempts * setup.verify_every
+        if any(rs.phase.value == "pending" or rs.failures for rs in st.rules.values()):
+            return out  # held a tick at a time until decided, blind ones until they see again
     key = (seen, st.current)
     if key in s.memory.setdefault("said", set()):
         return out
