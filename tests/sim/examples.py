@@ -242,6 +242,16 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n7-a-clock-step-while-the-service-is-down",
+    "r1 is in its window when the service dies (t+60); while it is down the wall clock steps "
+    "+3000 s; the state it saved before carried no step (offset 0), so the next start took the "
+    "step for 3000 s of downtime: r1's window was over at once, and r1 known-good.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30, "r1"), Crash(30, down_s=10.0), ClockStep(2, 3000.0)), tail=400),
+    ("watch_window_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

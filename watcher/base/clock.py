@@ -10,7 +10,10 @@ wall timestamps), and what people read.
 
 A step of the wall clock against steady time larger than one interval is reported once (the
 caller journals and tells it). Times saved in state.json are steady time with the offset of
-the moment they were saved: a new process converts them once (`shift_state_times`).
+the moment they were saved: a new process converts them once (`shift_state_times`), by how far
+its steady time is from the saver's (`restart_shift`): in the same boot, the monotonic clock
+says how much time really passed since the save, so a step of the wall clock after the last
+save (the service down, or dying before its next save) is not taken for that much time passed.
 """
 
 from __future__ import annotations
@@ -65,6 +68,28 @@ RULE_TIMES = ("breach_since", "active_since", "fired_at")
 # the deploy lock or the backend, the intent of a switch, the open incident and its timeline.
 RECORD_TIMES = {"confirming": ("switched_at", "until"), "lock_wait": ("since", "last"), "intent": ("at",)}
 INCIDENT_TIMES = ("opened_at",)
+
+
+def boot_id() -> str:
+    """This boot's id: the monotonic clock is comparable across processes only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def restart_shift(state, now: float, monotonic: float, boot: str) -> float:
+    """How far to move the saved moments of `state` into the steady time of a process whose steady
+    `now` and monotonic clock are given. In the boot that saved it: the saver's steady time at
+    the save plus the monotonic time elapsed since is where the saver's clock would be now, so
+    a wall step while no process looked (down, or after the last save) moves nothing. In
+    another boot (or an older state file): the offset saved with it."""
+    saved_at, saved_mono = getattr(state, "saved_at", None), getattr(state, "saved_monotonic", None)
+    if (boot and getattr(state, "boot_id", "") == boot and _moment(saved_at) and _moment(saved_mono)
+            and monotonic >= saved_mono):
+        return now - (saved_at + (monotonic - saved_mono))
+    return state.clock_offset
 
 
 def shift_state_times(state, by: float) -> None:

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from watcher.backends.base import Backend
-from watcher.base.clock import Timebase, shift_state_times
+from watcher.base.clock import Timebase, boot_id, restart_shift, shift_state_times
 from watcher.base.errors import StateError
 from watcher.base.sdnotify import sd_notify
 from watcher.config.schema import WatcherConfig
@@ -127,6 +127,7 @@ class Watcher:
         if monotonic is None:
             monotonic = time.monotonic if clock is time.time else clock
         self.timebase = Timebase(clock, monotonic)
+        self._boot = boot_id()
         self.wall = clock
         self.clock = self.timebase.now
         self.sleep = sleep
@@ -172,7 +173,7 @@ class Watcher:
         of the process that saved them, which may differ from ours by a wall-clock step (the
         saved offset). Raises StateError."""
         self.state = self.store.load()
-        shift_state_times(self.state, self.state.clock_offset)
+        shift_state_times(self.state, restart_shift(self.state, self.clock(), self.monotonic(), self._boot))
 
     # ------------------------------------------------------------------------------------------
     # One tick
@@ -406,6 +407,7 @@ class Watcher:
 
     def save(self) -> None:
         self.state.clock_offset = self.timebase.offset()
+        self.state.saved_at, self.state.saved_monotonic, self.state.boot_id = self.clock(), self.monotonic(), self._boot
         self.store.save(self.state)
 
     def safe_save(self) -> None:

@@ -51,6 +51,11 @@ class State:
     # Wall time minus the watcher's steady time when this was saved (clock.Timebase): times in
     # this file are steady time; a new process converts them once, by this offset.
     clock_offset: float = 0.0
+    # The saver's steady time and monotonic clock at the save, and its boot: a new process in the
+    # same boot knows how much time passed since, whatever the wall clock did (clock.restart_shift).
+    saved_at: float | None = None
+    saved_monotonic: float | None = None
+    boot_id: str = ""
     releases: dict[str, ReleaseRecord] = field(default_factory=dict)
     baselines: dict[str, float | None] = field(default_factory=dict)  # rule -> value, this deploy
     rules: dict[str, RuleState] = field(default_factory=dict)
