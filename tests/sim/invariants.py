@@ -264,8 +264,9 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     holds its window for both).
 
     Exceptions: a release a human marked good, or known-good before this deploy; a deploy
-    that did not change the release; a halted watcher (halt_is_true judges the halt); during
-    an outage of every release, "fleet-wide symptom" told instead (the fleet cannot tell)."""
+    that did not change the release; a halted watcher (halt_is_true judges the halt); while a
+    host on a known-good release breaches too (an outage there), "fleet-wide symptom" told
+    instead (design section 11: the fleet cannot tell)."""
     out = []
     mem = s.memory.setdefault("deployments", {})
     host, setup = s.host, s.setup
@@ -312,9 +313,10 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 if r["first"] is not None and rec.start >= r["first"] + for_s + slack - 1e-6:
                     dep["done"] = True
                     said = told(host, release, dep["at"])
-                    if env_outage_between(host, dep["at"], s.t):
-                        # Every host breaches: "fleet-wide symptom, not the release" is the
-                        # documented answer (design section 11), right or not for this release.
+                    if any(env_outage_between(other, dep["at"] - lookback(setup), s.t) for other in s.world.hosts):
+                        # A host on a known-good release breached at the same time: "fleet-wide
+                        # symptom, not the release" is the documented answer (design section 11),
+                        # right or not for this release.
                         said += told(host, release, dep["at"], {"fleet_symptom"})
                     if host.link_target() == release and not said and not _halted(s) \
                             and _eligible(s, release, dep["at"]):  # a human may have marked it good since
