@@ -252,6 +252,18 @@ example(
     ("watch_window_is_true",), fixed=True,
 )
 
+example(
+    "n8-a-probe-failing-on-two-hosts-in-step",
+    "A database outage fails /health on both hosts at once; the probe rule (`failures: 3`) "
+    "fires on both at the same tick. web-1, on known-good r0, reported nothing to the fleet "
+    "until then (failing 1 and 2 of 3 was not breaching), so web-2 found no witness and rolled "
+    "back r1, healthy.",
+    History(Setup(interval=1.0, scrape=1.0, probe_failures=3, errors_for=60.0,
+                  releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(30, "r1", host=1), EnvOutage(60.5, 120.0, error=0.3, probes=True)), tail=200),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -242,7 +242,7 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
         for rule in rules:
             rs = st.rules.get(rule)
             # What it reports to the fleet: the rule pending or firing, breaching since when.
-            if rs is not None and rs.phase.value in ("pending", "firing") and rs.breach_since is not None \
+            if rs is not None and (rs.phase.value in ("pending", "firing") or rs.failures) and rs.breach_since is not None \
                     and w.clock() - rs.breach_since >= margin and (t - run.started) >= margin:
                 return other.name
     return None

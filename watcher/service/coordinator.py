@@ -167,8 +167,10 @@ class FleetCoordinator:
 
     def report(self, w: Seat, now: float) -> None:
         s = w.state
+        # Pending, firing, or counting failures toward its `failures` (a probe failing 2 of 3 is
+        # on its way as much as a pending rule): peers compare their breaches with these.
         breaching = {name: self.to_wall(rs.breach_since) for name, rs in s.rules.items()
-                     if rs.phase in (Phase.PENDING, Phase.FIRING) and rs.breach_since is not None
+                     if (rs.phase in (Phase.PENDING, Phase.FIRING) or rs.failures > 0) and rs.breach_since is not None
                      and (rule := w.config.rule(name)) is not None and rule.action == "rollback"}
         rec = s.releases.get(s.current or "")
         in_window = s.in_watch_window(now)
