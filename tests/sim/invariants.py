@@ -249,6 +249,7 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
 
 
 RATE_RULES = ("errors", "latency", "up")  # read through Prometheus: their lag is a bound, one tick of slack
+WINDOW_RULES = ("errors", "latency")  # their queries read `[$window]`
 
 
 def bad_release_rolled_back_or_told(s: Step) -> list[str]:
@@ -289,6 +290,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     dep["done"] = True
                     continue
                 dep["end"] = rec.start + setup.watch_window
+                dep["seen"] = rec.start
             if rec.start >= dep["end"]:
                 dep["done"] = True
                 continue
@@ -310,7 +312,12 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 if r["first"] is None and rec.start >= r["since"] + lag:
                     r["first"] = rec.start
                 slack = setup.interval if rule in RATE_RULES else 0.0
-                if r["first"] is not None and rec.start >= r["first"] + for_s + slack - 1e-6:
+                due = r["first"] + for_s if r["first"] is not None else None
+                if due is not None and rule in WINDOW_RULES:
+                    # Its `[$window]` reaches before the deploy until min_window (3 scrapes)
+                    # after the watcher saw it: held until then (evaluate.held_before_change).
+                    due = max(due, dep["seen"] + 3 * setup.scrape)
+                if due is not None and rec.start >= due + slack - 1e-6:
                     dep["done"] = True
                     said = told(host, release, dep["at"])
                     if any(env_outage_between(other, dep["at"] - lookback(setup), s.t) for other in s.world.hosts):
