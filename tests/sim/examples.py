@@ -264,6 +264,16 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n9-a-manual-rollback-during-a-confirmation",
+    "r2 is rolled back to r1 at t+440; while that is confirmed, a human rolls back by hand, "
+    "r1 -> r0: when the rules cleared on r0, the first confirmation called r2 -> r1 verified "
+    "and set state.current back to r1, r0 running.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD), ("r2", BAD))),
+            (Deploy(30, "r1"), Deploy(370, "r2"), Human(42, "rollback")), tail=200),
+    ("state_agrees_with_backend",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

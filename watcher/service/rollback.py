@@ -150,6 +150,13 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                       "at": now, "manual": manual, "trigger": plan.trigger.value,
                       # what must clear on the target for the rollback to be verified (confirm)
                       "findings": [dataclasses.asdict(f) for f in findings]}
+            if s.confirming is not None:
+                # A rollback being confirmed (the release it restored is the one leaving now):
+                # this switch ends it; judged on what this one restores, it was called verified
+                # and set `current` back to the release it had restored.
+                w.journal("rollback_superseded", release=s.confirming["from"], target=s.confirming["to"],
+                          by=to_id, detail=f"rolled back {from_id} -> {to_id} meanwhile")
+                s.confirming = None
             rec = s.release(from_id, now)
             if not manual:
                 rec.auto_rollbacks += 1
