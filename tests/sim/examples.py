@@ -274,6 +274,17 @@ example(
     ("state_agrees_with_backend",), fixed=True,
 )
 
+example(
+    "n10-a-window-watched-while-the-service-was-down",
+    "r1 is deployed under the lock with a 55 s restart; the watcher sees it, then dies and is "
+    "down for the rest of its 60 s window. At its start the window was over and r1 known-good: "
+    "the evidence share counted the one tick it watched, not the window.",
+    History(Setup(interval=1.0, scrape=5.0, watch_window=60.0, up_for=0.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30.5, "r1", restart_s=55.0, settle_s=5.0), Crash(2, down_s=60.0)), tail=200),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

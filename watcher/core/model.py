@@ -47,6 +47,10 @@ class ReleaseRecord:
     # Its watch window's ticks, and those on which every rollback rule saw data (evidence).
     watched_ticks: int = 0
     evidence_ticks: int = 0
+    # How much of its window the ticks covered (each the time since the one before, unless the
+    # watcher was not running in between), and the last of them.
+    watched_seconds: float = 0.0
+    last_watched: float | None = None
     window_extended: bool = False  # its window was held past its end for a pending rule (said once)
 
 

@@ -259,7 +259,7 @@ class Watcher:
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
-                                            self._blind_episode, self.telemetry)
+                                            self._blind_episode, self.telemetry, self.config.interval)
         return evaluation
 
     def on_good(self, release: str, now: float) -> None:

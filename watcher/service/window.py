@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def record(evaluation: Evaluation, state: State, now: float, notify_pending: bool, out: Recorder,
-           blind_episode: frozenset[str], telemetry=None) -> frozenset[str]:
+           blind_episode: frozenset[str], telemetry=None, interval: float = 0.0) -> frozenset[str]:
     """Keep the tick's new rule states and journal every transition; a phase change goes into
     the incident's timeline and is told; the tick counts for the window's evidence. Going
     blind, and recovering, is told once per episode (evaluate.blindness), however the rules
@@ -55,7 +55,7 @@ def record(evaluation: Evaluation, state: State, now: float, notify_pending: boo
         if telemetry is not None:
             telemetry.rule_evaluated(e)
     if state.current is not None and state.in_watch_window(now):
-        evidence.count_tick(state.release(state.current, now), evaluation.rules)
+        evidence.count_tick(state.release(state.current, now), evaluation.rules, now, interval)
     # Each rule's blind/recovered is journaled above; people hear once per episode.
     sight = blindness(evaluation, blind_episode)
     if sight.started:
@@ -205,7 +205,8 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
             log.info("watch window held release=%s rules=%s", s.current, ",".join(undecided))
         return None
     rolling = [f.rule for f in firing if f.action == "rollback"]
-    short = evidence.shortfall(rec, config.rules, config.evidence)
+    window_s = now - rec.deployed_at if rec.deployed_at is not None else None
+    short = evidence.shortfall(rec, config.rules, config.evidence, window_s)
     if rolling:
         out.journal("window_ended", release=s.current, marked=False,
                     reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
