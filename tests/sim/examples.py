@@ -285,6 +285,16 @@ example(
     ("known_good_only_with_evidence",), fixed=True,
 )
 
+example(
+    "n11-a-clock-step-on-the-deciding-host",
+    "During a database outage on both hosts, web-2 (on r1) and web-1 (on known-good r0) breach "
+    "together: a fleet-wide symptom. Then web-2's wall clock steps +1 h: web-1's membership, "
+    "stamped on arrival with web-2's wall clock, looked an hour old, and web-2 rolled r1 back.",
+    History(Setup(interval=5.0, scrape=2.0, errors_for=30.0, releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(30, "r1", host=1), EnvOutage(30, 300.0, error=1.0), ClockStep(50, 3600.0, host=1)), tail=300),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -194,7 +194,7 @@ class FleetView:
     members: dict = field(default_factory=dict)  # host -> Member (only live leases)
     verdicts: dict = field(default_factory=dict)  # release -> FleetVerdict
     survived: dict = field(default_factory=dict)  # release -> frozenset of hosts
-    # host -> when its membership last arrived at the viewing host, on that host's wall clock
+    # host -> when its membership last arrived at the viewing host, on its monotonic clock
     arrived: dict[str, float] = field(default_factory=dict)
 
     def hosts_on(self, release: str) -> list[str]:
@@ -223,13 +223,14 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     outage reaches every host within seconds to a minute, whereas a breach that began long
     before the deploy is that host's own story.
 
-    Both are judged on this host's clock (`now`, `since`), never by comparing it with another
-    host's: a member's age is the time since its membership arrived here (`view.arrived`), and
-    its breach began as long before that arrival as it had begun before its own tick (`tick_at`
-    and `firing` are the other host's clock, consistent with each other). A peer whose clock
-    was two minutes slow looked stale, and a fleet-wide outage was taken for the release's
-    fault. A view without arrival times (one read of etcd: `gate`, `fleet status`) uses
-    `tick_at`.
+    Both are judged on this host's monotonic clock (`now`, `since`), never by comparing it with
+    another host's clock, or with its own wall clock across a step: a member's age is the time
+    since its membership arrived here (`view.arrived`), and its breach began as long before that
+    arrival as it had begun before its own tick (`tick_at` and `firing` are the other host's
+    clock, consistent with each other). A peer whose clock was two minutes slow looked stale,
+    and so did every peer after a step of this host's wall clock: a fleet-wide outage was taken
+    for the release's fault. A view without arrival times (one read of etcd: `gate`, `fleet
+    status`) uses `tick_at`, with `now` and `since` on the wall clock.
 
     Fleet-wide when at least one such host breaches that way and it is at least half of those
     hosts: one unlucky old host out of ten does not excuse a bad release, but lower-traffic

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -36,15 +37,17 @@ def drain(q: queue.Queue) -> list:
 
 
 class FleetCache:
-    def __init__(self, keys: Keys, host: str, clock: Callable[[], float], counters: FleetCounters):
+    def __init__(self, keys: Keys, host: str, clock: Callable[[], float], counters: FleetCounters,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.keys = keys
         self.host = host
         self.clock = clock
+        self.monotonic = monotonic  # when a membership arrived: no wall-clock step moves it
         self.counters = counters
         self.revision = 0  # of the last full read or event seen
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}
-        self._arrived: dict[str, float] = {}  # host -> when its membership last arrived (this clock)
+        self._arrived: dict[str, float] = {}  # host -> when its membership last arrived (monotonic)
         self._verdicts: dict[str, FleetVerdict] = {}
         self._survived: dict[str, set[str]] = {}
         self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
@@ -109,8 +112,9 @@ class FleetCache:
                 arrived.pop(host, None)
             else:
                 members[host] = member
-                # On this host's clock: how fresh a member is must not compare two hosts' clocks.
-                arrived[host] = self.clock()
+                # On this host's monotonic clock: how fresh a member is must compare neither two
+                # hosts' clocks nor a wall clock before and after a step.
+                arrived[host] = self.monotonic()
         elif what == "survived" and kind == "put" and survived_at(value) is not None:
             survived.setdefault(release, set()).add(host)
         elif what == "verdict" and kind == "put":

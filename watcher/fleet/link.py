@@ -73,7 +73,7 @@ class FleetLink:
         self.counters = FleetCounters()
         self.gateway = EtcdGateway(config, on_request=self._count_request)
         self.outbox = Outbox(Path(state_dir) / OUTBOX)
-        self.cache = FleetCache(self.keys, config.host, clock, self.counters)
+        self.cache = FleetCache(self.keys, config.host, clock, self.counters, monotonic)
         self._lock = threading.Lock()  # this host's membership
         self._notices: queue.Queue = queue.Queue()
         self._member: Member | None = None

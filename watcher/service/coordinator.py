@@ -145,8 +145,11 @@ class FleetCoordinator:
         stale_after = MEMBER_REFRESH + 3 * w.config.interval
         found, reasons = set(), []
         for f in local:
-            since = self.to_wall(f.since if f.since is not None else now)
-            symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, since, self.to_wall(now),
+            # On the link's monotonic clock, as the memberships' arrival (FleetView.arrived): our
+            # breach began as long ago as the service's steady time says.
+            mono = self.link.monotonic()
+            since = mono - (now - (f.since if f.since is not None else now))
+            symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, since, mono,
                                          self.config.symptom_window, stale_after, known_good)
             if symptom.fleet_wide:
                 found.add(f.rule)
