@@ -453,6 +453,11 @@ class SimHost:
         # it (window.lock_settling).
         settle = self.world.setup.scrape + self.world.setup.interval
         rec.lock_held = rec.lock_held or any(b > rec.start - settle and a <= rec.end for a, b in self.lock_spans)
+        # A service that saved "a deploy held the lock" and started again later cannot know when
+        # it was let go: it waits one settle from its start.
+        if self.starts and rec.start - self.starts[-1] <= settle and self.watcher is not None \
+                and self.watcher.state.lock_let_go_at is not None:
+            rec.lock_held = True
         if not rec.crashed and self.watcher is not None:
             rec.current_after = self.watcher.state.current
         self.read_journal()

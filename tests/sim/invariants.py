@@ -615,6 +615,8 @@ def watch_window_is_true(s: Step) -> list[str]:
     # retry); from its end on, a pending rule holds it too, a tick at a time.
     waits = held + setup.interval * sum(1 for r in s.host.ticks if r.start >= seen and r.faults)
     slack = waits + 3 * setup.interval + s.host.crash_downtime(seen - setup.interval)
+    if any(t >= seen - setup.interval for t in s.host.starts):
+        slack += setup.scrape + setup.interval  # a start waits a settle for a lock it saw before
     if truth <= 0:
         slack += lookback(setup) + setup.verify_attempts * setup.verify_every
         if any(rs.phase.value == "pending" or rs.failures for rs in st.rules.values()):
