@@ -73,7 +73,7 @@ class SimStore(StateStore):
     def __init__(self, state_dir: Path, clock, step=None, on_save=None, stamp=None):
         super().__init__(state_dir, clock=clock)
         self._step = step or (lambda what: None)
-        self._on_save = on_save or (lambda: None)
+        self._on_save = on_save or (lambda state: None)
         self._stamp = stamp or (lambda: None)
 
     def journal(self, kind: str, **fields: Any) -> dict:
@@ -84,7 +84,7 @@ class SimStore(StateStore):
     def save(self, state) -> None:
         self._step("save")
         super().save(state)
-        self._on_save()
+        self._on_save(state)
 
     def take_requests(self) -> list[dict]:
         self._step("take requests")
@@ -284,6 +284,7 @@ class SimHost:
         self.requests: list[Request] = []
         self.crashes: list[float] = []
         self.saves: list[float] = []  # when the service's state.json writes succeeded
+        self.saved_currents: list[tuple] = []  # (time, state.current) of every save, service's or CLI's
         self.deploys: list[tuple] = []  # (time, release, lock, release before, journal index) by the deploy tool
         self.loaded: list = []  # (time, state) each start loaded and reconciled
         self.starts: list[float] = []
@@ -383,8 +384,12 @@ class SimHost:
     def stamp(self) -> None:
         self._stamps.append(self.world.t)
 
-    def saved(self) -> None:
+    def saved(self, state) -> None:
         self.saves.append(self.world.t)
+        self.saved_currents.append((self.world.t, state.current))
+
+    def saved_by_cli(self, state) -> None:
+        self.saved_currents.append((self.world.t, state.current))
 
     def link_target(self) -> str | None:
         try:
@@ -498,7 +503,7 @@ class SimHost:
         """A human runs the CLI: through the running service's inbox, or alone when none runs."""
         args = {**args, "by": "sim-human"}
         if self.alive:
-            store = SimStore(self.state_dir, self.clock.wall, stamp=self.stamp)
+            store = SimStore(self.state_dir, self.clock.wall, on_save=self.saved_by_cli, stamp=self.stamp)
             request_id = store.submit_request(command, **args)
             self.requests.append(Request(request_id, command, args, self.world.t))
         else:
@@ -510,7 +515,7 @@ class SimHost:
         """The CLI's own apply while no service runs (watcher/cli/human.py `_human_request`
         after it took the instance lock): a Watcher as `build_watcher(cfg, fleet=True)` wires it,
         on the host's clocks, then `Watcher.apply_alone`."""
-        store = SimStore(self.state_dir, self.clock.wall, stamp=self.stamp)
+        store = SimStore(self.state_dir, self.clock.wall, on_save=self.saved_by_cli, stamp=self.stamp)
         store.ensure_dir()
         w = Watcher(self.config, self.backend, self.reader, self.inbox, store, clock=self.clock.wall,
                     sleep=lambda s: self.world.run_until(self.world.t + s, busy=self), monotonic=self.clock.mono)

@@ -106,11 +106,12 @@ def last_tool_deploy(host: SimHost, release: str, before: float) -> tuple | None
 
 
 def visible(host: SimHost, d: tuple) -> bool:
-    """Whether the watcher can know of deploy `d`: the last tick it finished before `d` saw
-    another release. A deploy that put back the release the watcher last saw, while it did
-    not look (down, or between two ticks), cannot be told from no deploy."""
-    before = [r for r in host.ticks if r.start <= d[0] and not r.crashed]
-    return not before or before[-1].current_after != d[1]
+    """Whether the watcher can know of deploy `d`: the state it last saved before `d` (the
+    service's, or the CLI's while it was down) had another release current. A deploy that put
+    back the release the watcher last knew, while it did not look (down, or between two
+    ticks), cannot be told from no deploy."""
+    before = [c for t, c in host.saved_currents if t <= d[0]]
+    return not before or before[-1] != d[1]
 
 
 def env_outage_between(host: SimHost, a: float, b: float) -> bool:
@@ -241,9 +242,16 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
         w = other.watcher
         for rule in rules:
             rs = st.rules.get(rule)
-            # What it reports to the fleet: the rule pending or firing, breaching since when.
+            # What it reports to the fleet: the rule pending or firing, breaching since when,
+            # and since within symptom_window of this host's breach (design section 11: one that
+            # began long before is that host's own story).
             if rs is not None and (rs.phase.value in ("pending", "firing") or rs.failures) and rs.breach_since is not None \
                     and w.clock() - rs.breach_since >= margin and (t - run.started) >= margin:
+                began_here = next((e["_t"] for e in reversed(s.host.journal) if e["kind"] == "rule"
+                                   and e.get("rule") == rule and e.get("before") == "inactive" and e["_t"] <= t), None)
+                began_there = s.t - (w.clock() - rs.breach_since)
+                if began_here is not None and abs(began_here - began_there) > s.host.config.fleet.symptom_window:
+                    continue
                 return other.name
     return None
 
@@ -266,8 +274,8 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
 
     Exceptions: a release a human marked good, or known-good before this deploy; a deploy
     that did not change the release; a halted watcher (halt_is_true judges the halt); while a
-    host on a known-good release breaches too (an outage there), "fleet-wide symptom" told
-    instead (design section 11: the fleet cannot tell)."""
+    host on a known-good release breaches too (an outage there, a restart without the lock),
+    "fleet-wide symptom" told instead (design section 11: the fleet cannot tell)."""
     out = []
     mem = s.memory.setdefault("deployments", {})
     host, setup = s.host, s.setup
@@ -320,7 +328,9 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 if due is not None and rec.start >= due + slack - 1e-6:
                     dep["done"] = True
                     said = told(host, release, dep["at"])
-                    if any(env_outage_between(other, dep["at"] - lookback(setup), s.t) for other in s.world.hosts):
+                    span = (dep["at"] - lookback(setup), s.t)
+                    if any(env_outage_between(o, *span) or (o is not host and lockless_restart_between(o, *span))
+                           for o in s.world.hosts):
                         # A host on a known-good release breached at the same time: "fleet-wide
                         # symptom, not the release" is the documented answer (design section 11),
                         # right or not for this release.
@@ -379,7 +389,9 @@ def known_good_only_with_evidence(s: Step) -> list[str]:
                 out += _breached_before(s, release, d[0], t)
                 up = sum(max(0.0, min(seg.end, t) - max(seg.ready, d[0])) for seg in s.host.app.segments
                          if seg.release == release and seg.ready < t and seg.end > d[0])
-                if up < 0.5 * (t - d[0]):
+                # The time under the deploy lock is the deploy at work (restarts), not the release.
+                locked = sum(max(0.0, min(b, t) - max(a, d[0])) for a, b in s.host.lock_spans)
+                if up < 0.5 * (t - d[0] - locked):
                     out.append(f"{release} marked known-good at {s.rel(t)} though it served {up:.0f}s of "
                                f"{t - d[0]:.0f}s of its window")
         if (e["kind"] == "window_passed" or (e["kind"] == "mark" and str(e.get("by", "")).startswith("fleet")
