@@ -276,12 +276,11 @@ example(
 
 example(
     "n10-a-window-watched-while-the-service-was-down",
-    "r1 is deployed under the lock with a 55 s restart; the watcher sees it, then dies and is "
-    "down for the rest of its 60 s window. At its start the window was over and r1 known-good: "
-    "the evidence share counted the one tick it watched, not the window.",
-    History(Setup(interval=1.0, scrape=5.0, watch_window=60.0, up_for=0.0, probe_failures=0,
-                  releases=(("r0", GOOD), ("r1", GOOD))),
-            (Deploy(30.5, "r1", restart_s=55.0, settle_s=5.0), Crash(2, down_s=60.0)), tail=200),
+    "r1 is deployed; the watcher sees it, then dies and is down for the rest of its 60 s "
+    "window. At its start the window was over and r1 known-good: the evidence share counted the "
+    "few ticks it watched, not the window.",
+    History(Setup(interval=1.0, scrape=5.0, watch_window=60.0, releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30.5, "r1", restart_s=1.0, settle_s=0.0), Crash(5, down_s=70.0)), tail=200),
     ("known_good_only_with_evidence",), fixed=True,
 )
 

@@ -394,6 +394,13 @@ def known_good_only_with_evidence(s: Step) -> list[str]:
                 if up < 0.5 * (t - d[0] - locked):
                     out.append(f"{release} marked known-good at {s.rel(t)} though it served {up:.0f}s of "
                                f"{t - d[0]:.0f}s of its window")
+                # And the watcher watched it: its ticks cover most of the window (a tick covers
+                # the time since the one before, up to three intervals).
+                starts = [r.start for r in s.host.ticks if d[0] < r.start <= t and not r.crashed]
+                covered = sum(min(b - a, 3 * s.setup.interval) for a, b in zip(starts, starts[1:], strict=False))
+                if starts and covered < 0.5 * (t - starts[0] - locked):
+                    out.append(f"{release} marked known-good at {s.rel(t)} though the watcher watched {covered:.0f}s "
+                               f"of its {t - starts[0]:.0f}s window")
         if (e["kind"] == "window_passed" or (e["kind"] == "mark" and str(e.get("by", "")).startswith("fleet")
                                               and e.get("mark") == "good")):
             release = e["release"]
