@@ -25,10 +25,12 @@ test: deps rootfs lint
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # The code's own checks (pyproject.toml says what each one checks and why): ruff, the
-# import-linter contracts (folders import downward, no circle, no I/O in the core).
+# import-linter contracts (folders import downward, no circle, no I/O in the core), mypy on the
+# package (watcher.core strictly).
 lint: deps
 	$(BIN)/ruff check watcher tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: deps bench-debs
 	$(BIN)/python bench/run.py

@@ -74,7 +74,7 @@ def bench(results, log=print):
         return
     from support import PrometheusServer
     from watcher.config.load import load_config
-    from watcher.signals.reader import PrometheusSource
+    from watcher.signals.prometheus import PrometheusSource
 
     work = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     prom = None

@@ -135,7 +135,7 @@ def measure(runs: int = 9, log=print) -> dict[str, float]:
 
 def bench(results, log, runs: int = 9) -> None:
     """The `pictures` section of bench/run.py."""
-    from watcher.notify.pictures import PICTURE_WAIT_S
+    from watcher.notify.attach import PICTURE_WAIT_S
 
     r = measure(runs, log)
     results.raw["pictures"] = r

@@ -8,6 +8,8 @@
                      stopped after the test. `.target` goes into prometheus([...]).
     symlink_host     a sandbox symlink host in tmp_path (release dirs, `current`, a /health
                      endpoint that follows the link); closed after the test.
+    start_watcher    factory: start_watcher(config, env=None) -> `rollback-watcher run` as a
+                     subprocess (WatcherProcess, from the repository's top), killed after the test
     demo_stack       session: one default demo app (r1, healthy) scraped by one Prometheus,
                      with data already in. READ ONLY: never control() it; use the factories.
 
@@ -30,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from support import DemoAppProcess, PrometheusServer, SymlinkHost
+from support import REPO, DemoAppProcess, PrometheusServer, SymlinkHost, WatcherProcess
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +98,20 @@ def symlink_host(tmp_path: Path) -> Iterator[SymlinkHost]:
     host.close()
 
 
+@pytest.fixture
+def start_watcher(tmp_path: Path) -> Iterator[Callable[..., WatcherProcess]]:
+    procs: list[WatcherProcess] = []
+
+    def start(config: Path, env: dict | None = None) -> WatcherProcess:
+        w = WatcherProcess(config, tmp_path / f"watcher-{len(procs)}.log", env, cwd=REPO)
+        procs.append(w)
+        return w
+
+    yield start
+    for w in procs:
+        w.stop(sig=9)
+
+
 # pytest deletes PYTEST_CURRENT_TEST from os.environ after each test. Threads of the scenario
 # suites (and notifier threads) read os.environ meanwhile (httpx and requests look for proxies,
 # subprocess copies it), and os.environ's iteration lists the keys, then reads each: a key
@@ -125,18 +141,35 @@ _keep_current_test_var()
 # worker (split across workers, each would start every scenario again); any other test file
 # stays whole in one worker, so its module fixtures (one booted system, one dockerd) are made
 # once. xdist's own --dist loadfile keeps only files whole: this scheduler keeps directories.
-_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host"}
+_WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host", "shipped", "sim"}
+
+# The scopes that take longest, longest first (minutes of scenario time each, measured in full
+# runs): they start on separate workers at once, and the many short files fill the workers in
+# after them. xdist's own order (most tests first) started these last and made a long tail.
+_LONGEST_FIRST = ["tests/decisions", "tests/shipped", "tests/fleet", "tests/e2e", "tests/sim", "tests/host",
+                  "tests/integrations/test_capistrano.py", "tests/packs/test_packs_live.py"]
+
+
+def _scope_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in _WHOLE_DIRECTORIES:
+        return "/".join(parts[:2])
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {scope: i for i, scope in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_scope_of(item.nodeid), len(rank)))  # stable: the rest keep their order
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
+    config.option.loadscopereorder = False  # keep the order above (collection order)
+
     class WholeFilesAndScenarioDirectories(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            parts = path.split("/")
-            if len(parts) > 2 and parts[0] == "tests" and parts[1] in _WHOLE_DIRECTORIES:
-                return "/".join(parts[:2])
-            return path
+            return _scope_of(nodeid)
 
     return WholeFilesAndScenarioDirectories(config, log)

@@ -20,11 +20,12 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+from support.processes import terminate_then_kill
 
 DOCKER_CLI = "/usr/bin/docker"
 BUSYBOX = "/bin/busybox"
@@ -123,12 +124,7 @@ class Dockerd:
             ids = self.cli("ps", "-aq", check=False).stdout.split()
             if ids:
                 self.cli("rm", "-f", *ids, check=False)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout)
+            terminate_then_kill(self.proc, timeout)
         self.proc = None
         self._remove_host_leftovers()
 

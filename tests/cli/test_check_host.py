@@ -100,7 +100,7 @@ def test_online_flags_a_rule_whose_metric_prometheus_does_not_have(host, cache_e
     rules = ("rules:\n"
              "  - name: oom-kills\n    query: increase(node_vmstat_oom_kill[5m])\n    above: 0\n    action: rollback\n"
              f"  - name: up\n    query: min(up{{job=\"{JOB_NAME}\"}})\n    below: 1\n    action: notify\n")
-    config = host.write_config(rules, prometheus={"url": prom.url})
+    config = host.write_config(rules, prometheus={"url": prom.url}, notify=[{"url": "json://127.0.0.1:9/hook"}])
     done = run_cli("check", "--online", "--config", config, "--json", env=cache_env)
     data = json.loads(done.stdout)
     assert done.returncode == 0, done.stdout + done.stderr  # a warning, not a failure
@@ -133,3 +133,49 @@ def test_run_with_the_telemetry_port_taken_exits_78_with_one_line(host, cache_en
     assert "Traceback" not in done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"cannot start: telemetry.listen 127.0.0.1:{taken_port} is already in use")
+
+
+def test_check_warns_when_no_notify_target_would_hear_of_a_rollback(host, cache_env):
+    config = host.write_config(RULES)
+    done = run_cli("check", "--config", config, env=cache_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning: " in done.stdout and "no notify targets: nobody will hear of a rollback" in done.stdout
+    data = json.loads(run_cli("check", "--json", "--config", config, env=cache_env).stdout)
+    assert any("no notify targets" in w for w in data["warnings"])
+
+
+TYPED = [
+    ("ntfy://alice:hunter2@ntfy.example.com/shop", "hunter2", "has a password typed in"),
+    ("json://hooks.example.com/hook?team=web&token=abc123", "abc123", "has its token value typed in"),
+    ("json://hooks.example.com/hook?+X-Api-Key=k3y-v4lue", "k3y-v4lue", "has its X-Api-Key header typed in"),
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ops", "TIiajkdnlazkcOXrIdevi7FQ",
+     "has a token in its address typed in"),
+    ("ntfy://tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2@ntfy.example.com/shop", "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2",
+     "has an access token as its user typed in"),
+]
+
+
+@pytest.mark.parametrize("url, secret, says", TYPED, ids=[t[2].split()[1] + "-" + t[0].split(":")[0] for t in TYPED])
+def test_check_warns_of_a_credential_typed_into_a_notify_url_without_printing_it(host, cache_env, url, secret, says):
+    config = host.write_config(RULES, notify=[{"url": "ntfy://ntfy.example.com/ok"}, {"url": url}])
+    done = run_cli("check", "--config", config, env=cache_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warning = next(line for line in done.stdout.splitlines() if "notify[1]" in line)
+    assert warning.startswith(f"warning: {config}:") and says in warning, warning
+    assert "${VAR}" in warning and "EnvironmentFile=" in warning
+    as_json = run_cli("check", "--json", "--config", config, env=cache_env)
+    for output in (done.stdout + done.stderr, as_json.stdout + as_json.stderr):
+        assert secret not in output  # never the secret itself
+    assert not [line for line in done.stdout.splitlines() if "notify[0]" in line]  # nothing typed in there
+
+
+def test_check_does_not_warn_of_credentials_that_come_from_the_environment(host, cache_env):
+    config = host.write_config(RULES, notify=[{"url": "ntfy://alice:${NTFY_PASSWORD}@ntfy.example.com/shop"},
+                                              {"url": "json://hooks.example.com/hook?token=${HOOK_TOKEN}"},
+                                              {"url": "slack://${SLACK_WEBHOOK}/#ops"}])
+    env = {**cache_env, "NTFY_PASSWORD": "hunter2", "HOOK_TOKEN": "abc123",
+           "SLACK_WEBHOOK": "T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"}
+    done = run_cli("check", "--config", config, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "typed in" not in done.stdout and "warning: " not in done.stdout, done.stdout
+    assert "hunter2" not in done.stdout + done.stderr and "abc123" not in done.stdout + done.stderr

@@ -10,8 +10,9 @@ import re
 import pytest
 
 from support import run_cli, wait_for
+from watcher.core import envelope
 from watcher.core import messages as m
-from watcher.core.messages import MessageContext
+from watcher.core.envelope import MessageContext
 
 RULES = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 3\n    action: rollback\n"
 CTX = MessageContext("shop-api", "web-1").at(1_714_533_250.0)
@@ -66,22 +67,29 @@ def test_cannot_act_names_the_candidate_release_in_its_next_command():
 
 
 def test_first_start_without_a_known_good_release_promises_no_rollback():
-    message = m.deploy_seen(CTX, "r1", 1800, has_known_good=False)
-    assert "rolls back to the last known-good release" not in message.body
-    assert "No release is known-good yet" in message.body
-    assert "rolls back to the last known-good release" in m.deploy_seen(CTX, "r1", 1800).body
+    message = m.deploy_seen(CTX, "r1", 1800, None, "no release is known-good yet")
+    assert "rolls back to" not in message.body
+    assert "No rollback target: no release is known-good yet. A firing rollback rule in that window calls a human" \
+        in message.body
+    assert envelope.payload(message)["target"] is None
+
+
+def test_deploy_seen_names_the_release_a_rollback_would_go_to():
+    message = m.deploy_seen(CTX, "r2", 1800, "r1")
+    assert "rolls back to r1, the newest known-good release before it" in message.body
+    assert envelope.payload(message)["target"] == "r1"
 
 
 def test_json_webhook_gets_the_event_as_versioned_data(host, json_receiver):
     """A real loopback receiver behind a json:// target: Apprise's title/message/type, and the
-    event's facts in the documented shape (messages.payload, schema rollback-watcher/1)."""
+    event's facts in the documented shape (envelope.payload, schema rollback-watcher/1)."""
     config = host.write_config(RULES, notify=[{"url": json_receiver.url + "?:team=web"}])
     done = run_cli("rollback", "--to", "r1", "--yes", "--reason", "bad migration in r3", "--config", config)
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: any(b.get("event") == "rollback_verified" for b in json_receiver.bodies), 30,
              what="rollback_verified")
     rolling = next(b for b in json_receiver.bodies if b.get("event") == "rolling_back")
-    assert set(m.PAYLOAD_KEYS) <= set(rolling)
+    assert set(envelope.PAYLOAD_KEYS) <= set(rolling)
     assert rolling["schema"] == "rollback-watcher/1"
     assert {k: rolling[k] for k in ("service", "host", "release", "target", "action", "severity")} == {
         "service": "sandbox", "host": "testhost", "release": "r3", "target": "r1", "action": "rollback",

@@ -50,8 +50,10 @@ def test_init_writes_a_config_that_passes_check_online_and_says_why(host, tmp_pa
     assert f"app: {app.target}" in text and "pack python-prometheus-client" in text and "python_info" in text
     assert f"host: {node.target}" in text and "pack node-exporter" in text
     assert "valid;" in text and "signals answered" in text
-    # A fresh app with lazy labels: the ratio has no data yet, and check says what follows.
-    assert "releases cannot become known-good" in text and "http-5xx-ratio" in text
+    # A fresh app with lazy labels: the ratio has no data yet, and check says what follows: its
+    # health probe (--health-url) sees it serving, so releases can still become known-good.
+    assert "no data now from" in text and "http-5xx-ratio" in text, text
+    assert "releases can still become known-good: health" in text, text
     cfg = yaml.safe_load(config.read_text())
     assert cfg["prometheus"]["labels"] == {"instance": app.target}
     assert cfg["vars"] == {"node_exporter": node.target}

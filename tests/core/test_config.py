@@ -37,7 +37,7 @@ def problems(path, env=None) -> list[str]:
 def test_example_config_is_valid_and_has_the_six_default_rules():
     cfg = load_config(REPO / "examples" / "watcher.yaml", environ={})
     assert [r.name for r in cfg.rules] == [
-        "http-5xx-ratio", "p95-latency-regression", "oom-kills", "metrics-vanished", "cpu-saturation",
+        "http-5xx-ratio", "p95-latency-regression", "oom-kills", "target-down", "cpu-saturation",
         "health-endpoint"]
     assert cfg.interval == 15 and cfg.watch_window == 1800 and cfg.mode == "act"
     assert cfg.backend.type == "symlink" and cfg.backend.options["restart"] == ("systemctl", "reload", "shop-api")

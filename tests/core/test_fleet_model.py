@@ -101,6 +101,14 @@ def test_gate_answer(case, verdict, survived, running, canary, code):
     assert answer.final == (code is not GateCode.UNKNOWN)
 
 
+def test_gate_says_how_many_hosts_must_survive_the_window_and_how_many_have():
+    v = FleetView({"web-a": Member("web-a", "r2"), "web-b": Member("web-b", "r2")}, {}, {"r2": frozenset({"web-a"})})
+    answer = gate_answer("r2", v, None, known_good_hosts=2)
+    assert answer.reason == ("r2 is not known yet: needs 2 hosts to survive its watch window (known_good_hosts), "
+                             "1 so far (web-a); running on 2 hosts: web-a, web-b")
+    assert "needs 3 hosts to survive its watch window (--canary), 1 so far" in gate_answer("r2", v, 3).reason
+
+
 def test_bad_replaces_good_but_nothing_replaces_bad():
     good, bad = FleetVerdict("r2", GOOD, "a", 1), FleetVerdict("r2", BAD, "b", 2)
     assert verdict_wins(None, good) and verdict_wins(good, bad)

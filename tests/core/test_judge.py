@@ -8,20 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.core.judge import (
+from watcher.core.counts import (
     SlowCounts,
     bucket_increases,
-    evidence,
     increase_since,
-    interval,
-    judge,
-    judge_against,
-    log_mixture,
     quantile_bound,
-    rejects,
     slow_counts,
     total_increase,
 )
+from watcher.core.judge import evidence, interval, judge, judge_against, log_mixture, rejects
 
 ALPHA = 0.001
 INF = math.inf
@@ -304,7 +299,7 @@ def test_increase_of_a_counter_without_reset_is_last_minus_start(steps, since):
 
 
 def test_error_counts_sum_the_selectors_and_cap_failures_at_the_total():
-    from watcher.core.judge import Counts, error_counts
+    from watcher.core.counts import Counts, error_counts
 
     errors = [[(0, 0), (1, 3)], [(1, 2)]]  # a second 5xx series born after `since`
     assert error_counts(errors, [[(0, 100), (1, 110)]], since=0) == Counts(bad=5, total=10)
@@ -313,7 +308,7 @@ def test_error_counts_sum_the_selectors_and_cap_failures_at_the_total():
 
 
 def test_latency_counts_use_the_bucket_bound_at_or_above():
-    from watcher.core.judge import latency_counts
+    from watcher.core.counts import latency_counts
 
     buckets = [({"le": "0.25"}, [(0, 0), (1, 90)]), ({"le": "0.5"}, [(0, 0), (1, 95)]), ({"le": "+Inf"}, [(0, 0), (1, 100)])]
     counts = latency_counts(buckets, since=0, slower_than=0.3)
@@ -322,7 +317,8 @@ def test_latency_counts_use_the_bucket_bound_at_or_above():
 
 
 def test_conclude_picks_the_form_by_factor():
-    from watcher.core.judge import Counts, conclude
+    from watcher.core.counts import Counts
+    from watcher.core.judge import conclude
 
     assert conclude(Counts(30, 100), 0.1, ALPHA).limit == 0.1
     two = conclude(Counts(30, 100, old_bad=50, old_total=2000), 0.1, ALPHA, factor=2)

@@ -10,8 +10,9 @@ import pytest
 
 from watcher.base.errors import ConfigError
 from watcher.config.rulefile import load_rule_file
-from watcher.core.judge import Counts
-from watcher.core.messages import Message, Severity, fmt_finding, payload
+from watcher.core.counts import Counts
+from watcher.core.envelope import Message, Severity, payload
+from watcher.core.messages import fmt_finding
 from watcher.core.rules import CounterShare, Outcome, Phase, Rule, RuleState, classify, finding, step
 
 P, F, N = Phase.PENDING, Phase.FIRING, Phase.INACTIVE
@@ -165,7 +166,7 @@ def test_a_judge_rule_clears_on_the_restored_release_only_on_counted_healthy_req
     from watcher.service.confirm import _clear
 
     def clear(counts) -> bool:
-        return _clear(SimpleNamespace(rule=RULE, observation=classify(RULE, counts)))
+        return _clear(SimpleNamespace(rule=RULE, observation=classify(RULE, counts), held=False))
 
     assert not clear(Counts(0, 0, note="warming up"))  # nothing counted since the switch: no evidence
     assert not clear(Counts(3, 10))  # 30%: still looks too high

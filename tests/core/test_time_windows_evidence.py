@@ -23,8 +23,8 @@ from watcher.core.rules import (
     classify,
     trailing_seconds,
 )
+from watcher.signals.host import HostSignals
 from watcher.signals.promtime import ClockGuard, learn_scrape_interval, skew_limit
-from watcher.signals.reader import HostSignals
 from watcher.store.state import State
 
 
@@ -160,7 +160,7 @@ def test_the_scrape_interval_learned_is_the_longest_of_the_active_targets():
 
 
 def test_counter_helper_is_unchanged_for_a_plain_window():
-    from watcher.signals.reader import counter_increase
+    from watcher.signals.host import counter_increase
 
     h = deque([(0.0, 1.0), (10.0, 2.0), (20.0, 0.0), (30.0, 3.0)])  # a reset at 20
     assert counter_increase(h, 30.0, 60.0) == 1.0 + 0.0 + 3.0

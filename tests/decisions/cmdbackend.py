@@ -3,7 +3,7 @@ Capistrano layout as the symlink backend (releases/<id>, `current`), driven thro
 
     python cmdbackend.py current  STAGE_ROOT
     python cmdbackend.py releases STAGE_ROOT    newest first, by the release dir's creation (mtime)
-    python cmdbackend.py switch   STAGE_ROOT ID re-point current, reload the app (appctl.py)
+    python cmdbackend.py switch   STAGE_ROOT ID re-point current, reload the app (support/appctl.py)
 
 Two switches in STAGE_ROOT let a scenario reproduce what real scripts do:
     slow_releases       `releases` touches `listing_started`, then takes that many seconds
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
             tmp.unlink()
         os.symlink(f"releases/{target}", tmp)
         os.replace(tmp, root / "current")
-        return subprocess.run([sys.executable, str(HERE / "appctl.py"), "reload", str(root)], timeout=60).returncode
+        return subprocess.run([sys.executable, str(HERE.parent / "support" / "appctl.py"), "reload", str(root)], timeout=60).returncode
     print(f"unknown command {what}", file=sys.stderr)
     return 2
 

@@ -6,7 +6,7 @@ subprocess, a loopback ntfy receiver), with what the issue-13 stories need on to
   (`for: 10s`, a 30 s baseline window), this scenario's health URL and the demo app's OOM counter
   in place of node_exporter's, each selector narrowed to this scenario's app. When the shipped
   table changes, the scenarios judge the new one;
-- an app under a small supervisor (appctl.py), so that a release can crash, the watcher's
+- an app under a small supervisor (support/appctl.py), so that a release can crash, the watcher's
   `restart` can start it again, and a deploy can restart the process (counters reset);
 - the watcher's wall clock under libfaketime (a real clock step, not a mock), CLOCK_MONOTONIC
   left alone (FAKETIME_DONT_FAKE_MONOTONIC=1).
@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import appctl
 import httpx
 import yaml
 
@@ -42,6 +41,7 @@ from support import (
     ScenarioHost,
     ScenarioRegistry,
     ScenarioRunner,
+    appctl,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -139,7 +139,7 @@ class SupervisedApp:
         (root / "app.json").write_text(json.dumps({"port": port, "python": sys.executable, "cwd": str(REPO)}))
 
     def ctl(self, what: str) -> list[str]:
-        return [sys.executable, str(HERE / "appctl.py"), what, str(self.root)]
+        return [sys.executable, appctl.__file__, what, str(self.root)]
 
     def run(self, what: str) -> None:
         subprocess.run(self.ctl(what), check=True, timeout=60, cwd=REPO)

@@ -14,7 +14,7 @@ import sys
 
 from watcher.backends.symlink import SymlinkBackend
 from watcher.cli import app as cli
-from watcher.signals.reader import HttpProbe
+from watcher.signals.probe import HttpProbe
 
 CRASH_AT = os.environ["CRASH_AT"]
 _switch, _probe = SymlinkBackend.switch, HttpProbe.probe

@@ -16,19 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from support import WatcherProcess, wait_for
+from support import HEALTH_PROBE_RULES, WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-RULES = """
-rules:
-  - name: health
-    http: HEALTH_URL
-    timeout: 1s
-    action: rollback
-"""
 
 
 def setup_host(host, tmp_path):
@@ -36,7 +27,7 @@ def setup_host(host, tmp_path):
     host.add_release("r2", health=500)
     host.deploy("r2")
     switches = tmp_path / "switches.log"
-    config = host.write_config(RULES)
+    config = host.write_config(HEALTH_PROBE_RULES)
     cfg = json.loads(config.read_text())
     cfg["backend"]["restart"] = ["sh", "-c", f"echo switched >> {switches}"]
     config.write_text(json.dumps(cfg))

@@ -20,7 +20,7 @@ from watcher.backends.symlink import SymlinkBackend
 from watcher.base.errors import ConfigError, RollbackError, SourceError, UnsafeReleaseId
 from watcher.config.load import load_config
 from watcher.core.rules import Sample
-from watcher.signals.reader import PrometheusSource, parse_vector
+from watcher.signals.prometheus import PrometheusSource, parse_vector
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
                     st.sampled_from(["1e999999", "9" * 400, "-.inf", ".nan", "0x1F", "${NOPE}", "${HOME}", "~"]))

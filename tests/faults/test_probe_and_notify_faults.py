@@ -12,10 +12,12 @@ import time
 import pytest
 from faultlib import BadHttpServer, free_port
 
+from support import HEALTH_PROBE_RULES
 from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
 from watcher.service.tick import build_watcher
-from watcher.signals.reader import HttpProbe, SignalReader
+from watcher.signals.probe import HttpProbe
+from watcher.signals.reader import SignalReader
 
 TIMEOUT = 1.0
 BOUND = TIMEOUT + 1.5  # the timeout plus a loaded machine's scheduling
@@ -75,15 +77,6 @@ def test_health_endpoint_trickling_headers_is_cut_at_the_probe_timeout():
     assert took <= BOUND
 
 
-RULES = """
-rules:
-  - name: health
-    http: HEALTH_URL
-    timeout: 1s
-    action: rollback
-"""
-
-
 @pytest.mark.parametrize("notifier", ["closed", "hanging"])
 def test_notifier_down_or_hanging_does_not_delay_the_rollback(symlink_host, notifier):
     hang = BadHttpServer("hang")
@@ -92,8 +85,8 @@ def test_notifier_down_or_hanging_does_not_delay_the_rollback(symlink_host, noti
     host.add_release("r1")
     host.add_release("r2", health=500)
     host.deploy("r2")
-    cfg = load_config(host.write_config(RULES, notify=[f"json://127.0.0.1:{port}/hook",
-                                                       f"ntfy://127.0.0.1:{port}/topic"]))
+    cfg = load_config(host.write_config(HEALTH_PROBE_RULES, notify=[f"json://127.0.0.1:{port}/hook",
+                                                                    f"ntfy://127.0.0.1:{port}/topic"]))
     w = build_watcher(cfg)
     try:
         w.start()

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from support import UP_BREACH_RULES
 from watcher.config.load import load_config
 from watcher.service.tick import build_watcher
 
-RULES = """
-rules:
-  - name: up-breach
-    query: up
-    above: 0.5
-    action: rollback
-"""
 INTERVAL, TIMEOUT = 1.0, 1.0
 # A tick must not wait for its source: a hung Prometheus holds a request 60 s, a trickle far
 # longer. A tick under HANG_S proves the read gave up at its deadline, whatever the machine's
@@ -29,7 +23,7 @@ def make_watcher(host, prom):
     host.add_release("r1")
     host.add_release("r2")
     host.deploy("r2")
-    cfg = load_config(host.write_config(RULES, prometheus={"url": prom.url, "timeout": f"{TIMEOUT:g}s"},
+    cfg = load_config(host.write_config(UP_BREACH_RULES, prometheus={"url": prom.url, "timeout": f"{TIMEOUT:g}s"},
                                         error_limit=2, interval=f"{INTERVAL:g}s"))
     w = build_watcher(cfg, notify=False)
     w.start()

@@ -16,18 +16,11 @@ import urllib.request
 import pytest
 from faultlib import BadHttpServer, free_port
 
-from support import WatcherProcess, wait_for
+from support import HEALTH_PROBE_RULES, UP_BREACH_RULES, WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 from watcher.base.errors import ConfigError
 from watcher.config.load import load_config
 
-RULES = """
-rules:
-  - name: health
-    http: HEALTH_URL
-    timeout: 1s
-    action: rollback
-"""
 PASSWORD = "pw-Zq81vX3kTe"
 TOKEN = "tk_9fhQ2LmWbYs0"
 API_KEY = "key-77Gh3Ja0xRrN"
@@ -43,7 +36,7 @@ def test_full_incident_leaks_no_secret_anywhere(symlink_host, tmp_path):
     host.add_release("r2", health=500)
     host.deploy("r2")
     r = receiver.port
-    config = host.write_config(RULES, telemetry={"listen": f"127.0.0.1:{metrics_port}"}, notify=[
+    config = host.write_config(HEALTH_PROBE_RULES, telemetry={"listen": f"127.0.0.1:{metrics_port}"}, notify=[
         f"json://alerts:{PASSWORD}@127.0.0.1:{r}/hook",
         f"ntfy://127.0.0.1:{r}/rollbacks?token={TOKEN}",
         f"json://127.0.0.1:{r}/hook?+X-Api-Key={API_KEY}",
@@ -93,7 +86,7 @@ def test_full_incident_leaks_no_secret_anywhere(symlink_host, tmp_path):
 
 def test_metrics_endpoint_binds_to_loopback_by_default(symlink_host):
     host = symlink_host
-    cfg = load_config(host.write_config(RULES.replace("HEALTH_URL", "http://127.0.0.1:1/"), telemetry={}))
+    cfg = load_config(host.write_config(HEALTH_PROBE_RULES.replace("HEALTH_URL", "http://127.0.0.1:1/"), telemetry={}))
     assert cfg.telemetry.listen.startswith("127.0.0.1:")
 
 
@@ -101,24 +94,15 @@ def test_metrics_endpoint_binds_to_loopback_by_default(symlink_host):
 def test_non_loopback_metrics_bind_is_refused_unless_allowed(symlink_host, listen):
     host = symlink_host
     with pytest.raises(ConfigError) as err:
-        load_config(host.write_config(RULES, telemetry={"listen": listen}))
+        load_config(host.write_config(HEALTH_PROBE_RULES, telemetry={"listen": listen}))
     assert "telemetry.listen" in str(err.value) and "allow_remote" in str(err.value)
-    cfg = load_config(host.write_config(RULES, telemetry={"listen": listen, "allow_remote": True}))
+    cfg = load_config(host.write_config(HEALTH_PROBE_RULES, telemetry={"listen": listen, "allow_remote": True}))
     assert cfg.telemetry.listen == listen
 
 
 PROM_USER = "promuser"
 PROM_PASS = "promPw-8Kd2Qx7Lz"
 PROM_TOKEN = "promTok-5Rf9Wb1Nc3Xa"
-PROM_RULES = """
-rules:
-  - name: up-breach
-    query: up
-    above: 0.5
-    action: rollback
-"""
-
-
 def _prom_secrets() -> list[str]:
     import base64
 
@@ -148,7 +132,7 @@ def test_prometheus_credentials_never_leak_when_prometheus_refuses_or_is_down(sy
                       "headers": {"Authorization": "Bearer ${PROM_TOKEN}"}}
     else:
         prometheus = {"url": f"http://{PROM_USER}:${{PROM_PASS}}@127.0.0.1:{port}", "timeout": "1s"}
-    config = host.write_config(PROM_RULES, prometheus=prometheus, error_limit=2,
+    config = host.write_config(UP_BREACH_RULES, prometheus=prometheus, error_limit=2,
                                notify=[f"json://127.0.0.1:{receiver.port}/hook"])
     env = {"PROM_PASS": PROM_PASS, "PROM_TOKEN": PROM_TOKEN}
     outputs = {}
@@ -193,7 +177,7 @@ def test_prometheus_authorization_header_and_url_userinfo_together_are_refused_b
     """requests lets the URL's userinfo replace a configured Authorization header: one of the
     two would be silently dropped, so the combination is a config error."""
     host = symlink_host
-    config = host.write_config(PROM_RULES, prometheus={
+    config = host.write_config(UP_BREACH_RULES, prometheus={
         "url": f"http://{PROM_USER}:{PROM_PASS}@127.0.0.1:9090",
         "headers": {"authorization": f"Bearer {PROM_TOKEN}"}})
     result = cli("check", "--config", config)
@@ -211,7 +195,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     import logging
 
     from watcher.config.scrub import RedactingFormatter
-    from watcher.core.messages import Message
+    from watcher.core.envelope import Message
     from watcher.core.rules import RuleState
     from watcher.notify.notifier import Severity
     from watcher.service.tick import build_watcher
@@ -224,7 +208,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     dirty = f"echoed {PROM_PASS} / Basic {basic} / Bearer {PROM_TOKEN} / {PROM_PASS.replace('-', '%2D')}"
     os.environ["PROM_PASS_EDGE"] = PROM_PASS
     try:
-        cfg = load_config(host.write_config(PROM_RULES, prometheus={
+        cfg = load_config(host.write_config(UP_BREACH_RULES, prometheus={
             "url": f"http://{PROM_USER}:${{PROM_PASS_EDGE}}@127.0.0.1:9", "headers": {"X-Api-Key": PROM_TOKEN}},
             notify=[f"json://127.0.0.1:{receiver.port}/hook"]))
     finally:

@@ -16,19 +16,11 @@ import subprocess
 
 import pytest
 
-from support import WatcherProcess, wait_for
+from support import HEALTH_PROBE_RULES, WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 from watcher.base.errors import StateError
 from watcher.config.load import load_config
 from watcher.service.tick import build_watcher
-
-RULES = """
-rules:
-  - name: health
-    http: HEALTH_URL
-    timeout: 1s
-    action: rollback
-"""
 
 
 def prepared(host):
@@ -36,7 +28,7 @@ def prepared(host):
     host.add_release("r1")
     host.add_release("r2")
     host.deploy("r2")
-    config = host.write_config(RULES)
+    config = host.write_config(HEALTH_PROBE_RULES)
     cli("mark", "good", "r1", "--config", config, check=True)
     w = build_watcher(load_config(config), notify=False)
     w.start()
@@ -121,7 +113,7 @@ def test_read_only_state_dir_refuses_to_start(symlink_host):
     finally:
         _umount(host.state_dir)
     assert result.returncode == 1
-    assert "StateError" in result.stderr and "not writable" in result.stderr
+    assert result.stderr.startswith("Error: the state dir") and "not writable" in result.stderr
     assert "Traceback" not in result.stderr
     assert (host.state_dir / "journal.jsonl").read_bytes() == journal_before
 
@@ -177,8 +169,10 @@ def test_second_watcher_on_one_state_dir_refuses(symlink_host, tmp_path):
         assert first.proc.poll() is None
     finally:
         code = first.stop()
-    assert second.returncode == 1
-    assert "another watcher is running" in second.stderr
+    # 78: the unit's RestartPreventExitStatus= (a restart every RestartSec would find it held again)
+    assert second.returncode == 78, second.stdout + second.stderr
+    assert second.stderr.startswith("Error: another watcher runs on")
+    assert f"PID {first.proc.pid} (`" in second.stderr  # who holds it, and its command line
     assert code == 0
     assert host.kinds().count("start") == 2  # prepared() + the first; the second never started
 
@@ -241,7 +235,7 @@ def test_second_watcher_with_another_state_dir_on_the_same_current_refuses_and_n
         assert first.proc.poll() is None
     finally:
         code = first.stop()
-    assert second.returncode == 1, second.stdout + second.stderr
+    assert second.returncode == 78, second.stdout + second.stderr
     assert f"another watcher (PID {first.proc.pid})" in second.stderr and str(host.current) in second.stderr
     assert "Traceback" not in second.stderr
     assert manual.returncode == 1 and f"PID {first.proc.pid}" in manual.stderr

@@ -30,10 +30,12 @@ def test_gate_exits_2_unknown_0_known_good_1_bad(etcd, fleet_name, link, tmp_pat
     path = write_config(tmp_path, fleet_name, etcd.endpoints)
     out = gate(path, "r2")
     assert out.returncode == 2, out.stdout + out.stderr
-    assert out.stdout.startswith("unknown: r2 is not known yet")
+    assert out.stdout.startswith("unknown: r2 is not known yet: needs 2 hosts to survive its watch window "
+                                 "(known_good_hosts), 0 so far"), out.stdout
 
     a, b = link("web-a", known_good_hosts=2), link("web-b", known_good_hosts=2)
     a.publish_survived("r2", time.time())
+    wait_for(lambda: "1 so far (web-a)" in gate(path, "r2").stdout, 30, what="gate counting web-a")
     b.publish_survived("r2", time.time())
     wait_for(lambda: "r2" in a.view().verdicts, 30, what="r2 known-good fleet-wide")
     out = gate(path, "r2", "--json")
@@ -86,9 +88,14 @@ def test_gate_times_out_unknown_and_etcd_down_is_unknown_never_go(etcd, fleet_na
     assert out.returncode == 2 and "not known yet" in out.stdout
     dead = tmp_path / "dead"
     dead.mkdir()
-    path = write_config(dead, fleet_name, [f"http://127.0.0.1:{free_port()}"])
+    port = free_port()
+    path = write_config(dead, fleet_name, [f"http://127.0.0.1:{port}"])
     out = gate(path, "r7")
-    assert out.returncode == 2 and "etcd unreachable" in out.stdout
+    assert out.returncode == 2 and f"etcd at http://127.0.0.1:{port} unreachable (connection refused)" in out.stdout
+    status = run_cli("fleet", "status", "--config", path)
+    assert status.returncode == 2
+    assert f"etcd at http://127.0.0.1:{port} unreachable (connection refused)" in status.stderr
+    assert "HTTPConnectionPool" not in status.stderr and "Max retries" not in status.stderr
 
 
 def test_gate_with_a_broken_config_is_unknown_not_bad(tmp_path):
@@ -117,15 +124,24 @@ def test_fleet_status_prints_hosts_releases_and_verdicts(etcd, fleet_name, link,
     assert data["hosts"]["web-b"]["release"] == "r1" and data["verdicts"]["r2"]["rule"] == "http-5xx-ratio"
 
 
-def test_check_online_checks_etcd(etcd, fleet_name, tmp_path):
+def test_check_online_reports_each_etcd_endpoint_and_its_health(etcd, fleet_name, tmp_path):
     path = write_config(tmp_path, fleet_name, etcd.endpoints)
-    out = run_cli("check", "--online", "--json", "--config", path)
-    assert json.loads(out.stdout)["fleet_problems"] == []
+    data = json.loads(run_cli("check", "--online", "--json", "--config", path).stdout)
+    assert data["fleet_problems"] == []
+    assert [row["check"] for row in data["fleet"]] == list(etcd.endpoints) + [f"read /rollback-watcher/{fleet_name}/"]
+    out = run_cli("check", "--online", "--config", path)
+    for endpoint in etcd.endpoints:
+        assert f"fleet {fleet_name}: ok: etcd at {endpoint} healthy (" in out.stdout, out.stdout
     dead = tmp_path / "dead"
     dead.mkdir()
-    path = write_config(dead, fleet_name, [f"http://127.0.0.1:{free_port()}"])
+    port = free_port()
+    path = write_config(dead, fleet_name, [etcd.endpoints[0], f"http://127.0.0.1:{port}"])
     out = run_cli("check", "--online", "--config", path)
-    assert out.returncode == 1 and "fleet: http://127.0.0.1:" in out.stdout
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"fleet {fleet_name}: ok: etcd at {etcd.endpoints[0]} healthy" in out.stdout
+    # Readable: what happened, not urllib3's "HTTPConnectionPool(...): Max retries exceeded" cut mid-string.
+    assert f"fleet {fleet_name}: FAIL: etcd at http://127.0.0.1:{port} unreachable (connection refused)" in out.stdout
+    assert "HTTPConnectionPool" not in out.stdout and "Max retries" not in out.stdout
 
 
 def test_status_shows_the_fleet(etcd, fleet_name, link, tmp_path):

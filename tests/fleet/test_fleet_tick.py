@@ -82,3 +82,63 @@ def test_a_verdict_for_the_current_release_rolls_back_as_a_fleet_trigger(symlink
     # Rolled back because another host said so: nothing more to tell the fleet about r2.
     outbox = host.state_dir / "fleet-outbox.json"
     assert not outbox.exists() or all(o["kind"] != "verdict" for o in json.loads(outbox.read_text()))
+
+
+URGENT = "**URGENT** [login here](http://evil.example/phish)"
+
+
+def test_markup_in_a_verdict_from_etcd_reaches_chat_as_plain_text(symlink_host, etcd, fleet_name, link):
+    """Anyone who can write to etcd stored a bad verdict for the current release whose rule,
+    reason and host carry markdown, HTML and mentions. The rollback it triggers is told through
+    the real Apprise to a markdown target and an ntfy one: the words arrive as the characters
+    they are (escaped for markdown, no masked link, no mention, capped), never as markup."""
+    from support import NotificationReceiver
+    from watcher.core.fleetmodel import Keys
+
+    host = symlink_host
+    host.add_release("r1")
+    host.add_release("r2")
+    host.deploy("r1")
+    markdown, plain = NotificationReceiver("json"), NotificationReceiver("ntfy")
+    try:
+        cfg = load_config(symlink_host.write_config(
+            PROBE_RULE, watch_window="10m",
+            notify=[{"url": markdown.url + "?format=markdown"}, {"url": plain.url}],
+            fleet={"etcd": etcd.endpoints, "name": fleet_name, "host": "web-b", "lease": "3s", "timeout": "1s"}),
+            environ={})
+        clock = Clock()
+        w = build_watcher(cfg, clock=clock, fleet=True)
+        w.sleep = lambda s: None
+        w.fleet.start()
+        try:
+            w.start()
+            w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+            ticks(w, clock, 1)
+            host.deploy("r2")
+            ticks(w, clock, 2)
+            # Written as anyone with write access to etcd would: straight into the key.
+            verdict = {"verdict": "bad", "host": "web-a @here", "at": clock(), "rule": URGENT, "value": 0.42,
+                       "unit": "%", "reason": "<script>alert(1)</script> @channel <!channel>" + " x" * 400}
+            link("web-a").gateway.put(Keys(cfg.fleet.root).verdict("r2"), json.dumps(verdict))
+            wait_for(lambda: "r2" in w.fleet.view.verdicts, 20, what="the verdict for r2")
+            reports = ticks(w, clock, 2)
+            assert reports[0].acted == "rolled_back" and host.current_id() == "r1"
+            wait_for(lambda: len(markdown.received()) >= 3 and len(plain.received()) >= 3, 30,
+                     what="the rollback's messages")
+        finally:
+            w.fleet.stop()
+            w.notifier.close(5)
+        told = [m for m in markdown.received() if m.get("event") == "rolling_back"]
+        assert told, [m.get("event") for m in markdown.received()]
+        text = told[0]["message"]
+        assert "\\*\\*URGENT\\*\\* \\[login here\\] \\(http://evil\\.example/phish\\)" in text  # CommonMark escapes
+        assert "](" not in text and "<script>" not in text
+        assert "@\u200bchannel" in text and "@\u200bhere" in text and "<!channel>" not in text
+        assert told[0]["rule"] == "fleet:**URGENT** [login here] (http://evil.example/phish)"  # the payload's data
+        ntfy = next(m for m in plain.received() if "rolling back" in m.get("title", ""))["message"]
+        assert "[login here] (http://evil.example/phish)" in ntfy  # plain text: as written, no masked link
+        assert "@channel" not in ntfy and "@here" not in ntfy
+        assert " x" * 150 not in ntfy  # the reason capped (fleetmodel.REASON_MAX), not 800 characters of it
+    finally:
+        markdown.close()
+        plain.close()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.processes import terminate_then_kill
 
 # The Makefile's ROOTFS_CACHE; the suffix changes when build_rootfs.sh's package list does.
 DEFAULT_ROOTFS = "/var/cache/rollback-watcher-tests/bookworm-1"
@@ -159,12 +160,6 @@ class BootedSystem:
         `timeout`. Every mount nspawn made lives in its own mount namespace and goes with it."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout)
+        terminate_then_kill(self.proc, timeout)
         self.proc = None
         self.leader = None

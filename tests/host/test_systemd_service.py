@@ -312,6 +312,42 @@ def test_watchdog_restarts_a_watcher_whose_tick_hangs_and_the_state_survives(sit
     assert "r1" in json.dumps(status)
 
 
+def test_a_second_watcher_on_the_state_dir_exits_78_names_the_holder_and_the_unit_does_not_loop(site):
+    """By hand beside the running unit, `run` exits 78 naming the unit's PID. The other way
+    round, the unit started while a watcher run by hand holds the state dir: it fails with 78
+    once and RestartPreventExitStatus= keeps systemd from starting it again every RestartSec;
+    the journal says who holds it. The hand-run watcher goes, the unit is restarted: as found."""
+    m = site.m
+    main_pid = m.show(UNIT, "MainPID")
+    second = site.as_watcher(CLI, "run", "--config", CONFIG, check=False)
+    assert second.returncode == 78, second.stdout + second.stderr
+    assert second.stderr.startswith("Error: another watcher runs on /var/lib/rollback-watcher: PID " + main_pid)
+    assert site.m.show(UNIT, "ActiveState") == "active"
+
+    m.systemctl("stop", UNIT, timeout=120)
+    m.systemctl("reset-failed", UNIT, check=False)
+    try:
+        m.run("systemd-run", "--unit=manual-watcher", "--uid=rollback-watcher", "--property=Type=notify",
+              "--property=NotifyAccess=main", CLI, "run", "--config", CONFIG, timeout=120)
+        manual_pid = m.show("manual-watcher.service", "MainPID")
+        restarts = int(m.show(UNIT, "NRestarts"))
+        started = m.systemctl("start", UNIT, check=False, timeout=120)
+        assert not started.ok
+        time.sleep(12)  # more than RestartSec=5s, twice: a restart loop would have started by now
+        assert (m.show(UNIT, "ActiveState"), m.show(UNIT, "ExecMainStatus")) == ("failed", "78")
+        assert int(m.show(UNIT, "NRestarts")) == restarts
+        log = m.journal(UNIT)
+        # Its PID and since when; not its command line: the unit's ProtectProc=invisible and
+        # PrivateUsers= hide the other process's /proc (docs/deployment.md says so).
+        assert f"Error: another watcher runs on /var/lib/rollback-watcher: PID {manual_pid}, since " in log, log[-2000:]
+        assert "status=78/CONFIG" in log
+    finally:
+        m.systemctl("stop", "manual-watcher.service", check=False, timeout=120)
+        m.systemctl("reset-failed", UNIT, check=False)
+        m.systemctl("start", UNIT, timeout=120)
+    site.wait_active()
+
+
 def test_operator_greps_the_journal(site):
     log = site.m.journal(UNIT)
     for line in ("watching service=shop-api", "deploy seen release=r2", "rollback verified release=r2 target=r1",

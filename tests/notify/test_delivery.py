@@ -10,7 +10,7 @@ import pytest
 
 from support import free_port
 from watcher.core import messages as m
-from watcher.core.messages import Message, MessageContext, Severity
+from watcher.core.envelope import Message, MessageContext, Severity
 from watcher.core.rules import Finding
 from watcher.notify.notifier import NTFY_PRIORITY_NUMBER, Notifier, NotifyTarget
 

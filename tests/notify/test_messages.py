@@ -6,7 +6,7 @@ import pytest
 
 from watcher.base import format as fmt
 from watcher.core import messages as m
-from watcher.core.messages import MessageContext, Severity
+from watcher.core.envelope import MessageContext, Severity
 from watcher.core.rules import Finding
 
 T0 = 1_714_533_120.0  # 2024-05-01T03:12:00Z

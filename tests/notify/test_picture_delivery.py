@@ -12,14 +12,22 @@ from dataclasses import replace
 
 from PIL import Image
 
-from watcher.core.messages import Message, Severity
+from watcher.core.envelope import Message, Severity
+from watcher.notify.attach import PictureMaker
 from watcher.notify.notifier import NotifyTarget
-from watcher.notify.pictures import PNG_SIGNATURE, BreachPicture, PictureError, PictureMaker, thresholds_for
+from watcher.notify.pictures import PNG_SIGNATURE, BreachPicture, PictureError, thresholds_for
 
 T0 = 1_764_000_000.0
 PICTURE = BreachPicture(rule="http-5xx-ratio", unit="ratio", thresholds=thresholds_for(above=0.1),
                         points=tuple((T0 + 15 * i, 0.02 if i < 20 else 0.4) for i in range(40)),
                         deploy_at=T0 + 270, breach_at=T0 + 300, switch_at=T0 + 420, release="r2", host="web-1")
+
+
+def UNHURRIED() -> PictureMaker:  # noqa: N802 - reads as the kind of maker it is
+    """A maker that waits for its picture as long as a test may take: these tests are about
+    how a picture travels, not about how long matplotlib takes to import on a loaded machine
+    (the tick imports it ahead, while a rollback rule is pending: tests/notify/test_pictures.py)."""
+    return PictureMaker(wait=60)
 
 
 def rollback(picture=PICTURE) -> Message:
@@ -40,7 +48,7 @@ def sent(journal) -> list[dict]:
 
 
 def test_json_target_gets_the_picture_as_a_base64_png_beside_the_message(receiver, make_notifier, journal):
-    notifier = make_notifier([NotifyTarget(receiver.json_url())])
+    notifier = make_notifier([NotifyTarget(receiver.json_url())], pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     [request] = receiver.requests
@@ -53,7 +61,7 @@ def test_json_target_gets_the_picture_as_a_base64_png_beside_the_message(receive
 
 
 def test_ntfy_target_gets_the_png_as_the_body_and_the_text_as_parameters(receiver, make_notifier):
-    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))])
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     [request] = receiver.requests
@@ -65,7 +73,7 @@ def test_ntfy_target_gets_the_png_as_the_body_and_the_text_as_parameters(receive
 
 def test_ntfy_server_refusing_attachments_gets_the_message_without_the_picture(receivers, make_notifier, journal):
     receiver = receivers(mode="no-attachments")
-    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], retries=0)
+    notifier = make_notifier([NotifyTarget(receiver.ntfy_url("shop"))], retries=0, pictures=UNHURRIED())
     notifier.send(rollback())
     assert notifier.flush(30)
     with_picture, without = receiver.requests

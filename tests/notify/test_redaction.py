@@ -8,11 +8,11 @@ import logging
 import pytest
 
 from support import free_port
-from watcher.core.messages import Message, MessageContext, Severity
+from watcher.actions.notifytest import notify_test_command
+from watcher.core.envelope import Message, MessageContext, Severity
 from watcher.notify.notifier import (
     NotifyTarget,
     check_targets,
-    notify_test_command,
     redact_text,
     redact_url,
     url_secrets,

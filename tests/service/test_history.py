@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from watcher.core import messages
+from watcher.core import envelope, messages
 from watcher.core.incident import Incident
 from watcher.core.rules import Finding, HttpCheck, PromQuery, Rule
 from watcher.service.deploys import open_window
@@ -14,7 +14,7 @@ from watcher.service.history import PICTURED, Reading, RuleHistory, breach_pictu
 from watcher.store.state import State
 
 T0 = 1_764_000_000.0
-CTX = messages.MessageContext("shop", "web-1").at(T0 + 600)
+CTX = envelope.MessageContext("shop", "web-1").at(T0 + 600)
 RATIO = Rule(name="http-5xx-ratio", signal=PromQuery("ratio"), action="rollback", above=0.1, value_unit="%")
 LATENCY = Rule(name="p95", signal=PromQuery("p95"), action="rollback", above_baseline=5, floor=0.2, value_unit="s")
 HEALTH = Rule(name="health", signal=HttpCheck("http://127.0.0.1:1/health"), action="rollback")

@@ -72,7 +72,7 @@ def test_rollback_to_a_path_trick_is_refused_with_one_line(host, tmp_path, targe
     result = cli("rollback", "--to", target, "--yes", "--config", cfg)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("UnsafeReleaseId: release id")
+    assert len(lines) == 1 and lines[0].startswith("Error: release id")
     assert host.current_id() == "r3" and restarts(tmp_path) == 0
 
 
@@ -189,7 +189,7 @@ def test_mark_deployed_at_a_time_that_is_not_a_finite_past_moment_is_refused(hos
     result = cli("mark", "deployed", "r3", "--at", at, "--force", "--config", cfg)
     assert result.returncode == 1, result.stdout
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("RequestRefused: --at") and "Traceback" not in result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: --at") and "Traceback" not in result.stderr
     assert "deploy" not in host.kinds()
     status = cli("status", "--json", "--config", cfg)
     assert status.returncode == 0, status.stderr  # the state is still readable

@@ -10,7 +10,8 @@ import pytest
 
 from support import DemoAppProcess, PrometheusServer
 from watcher.core.rules import CounterShare, Outcome, Rule, classify
-from watcher.signals.reader import PrometheusSource, SignalReader
+from watcher.signals.prometheus import PrometheusSource
+from watcher.signals.reader import SignalReader
 
 
 @pytest.fixture(scope="module")

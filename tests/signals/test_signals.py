@@ -15,7 +15,9 @@ import pytest
 from support import free_port
 from watcher.base.errors import SourceError
 from watcher.core.rules import HostCheck, HttpCheck, Outcome, Phase, Rule, RuleState, classify, step
-from watcher.signals.reader import HostSignals, HttpProbe, PrometheusSource, counter_increase, parse_vector
+from watcher.signals.host import HostSignals, counter_increase
+from watcher.signals.probe import HttpProbe
+from watcher.signals.prometheus import PrometheusSource, parse_vector
 
 REPO = Path(__file__).resolve().parents[2]
 

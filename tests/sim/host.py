@@ -212,6 +212,9 @@ class Inbox:
     def undelivered_by_target(self) -> dict[str, int]:
         return {}
 
+    def expect_pictures(self) -> None:
+        """No pictures in the simulated world: messages are read by invariants, not people."""
+
 
 @dataclass
 class TickRecord:

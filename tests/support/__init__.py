@@ -5,6 +5,9 @@ tests/ on sys.path through the root conftest, bench/ does it itself).
                                        on ports reserved by support/ports.py (sandbox.py)
     free_port, free_ports              loopback ports no other test process can take (ports.py)
     NginxServer, SymlinkHost           an nginx and a sandbox symlink host (rigs.py)
+    HEALTH_PROBE_RULES, UP_BREACH_RULES  the fault suites' one-rule tables for a SymlinkHost (rigs.py)
+    terminate_then_kill                SIGTERM a daemon, SIGKILL its process group after a timeout
+                                       (processes.py: the dockerd and nspawn rigs)
     WatcherProcess, run_cli            `rollback-watcher run` and the CLI as subprocesses
     NotificationReceiver               a loopback ntfy/json endpoint for Apprise (receiver.py)
     LoopbackServer                     any http.server handler on 127.0.0.1:0 in a thread
@@ -16,8 +19,17 @@ tests/ on sys.path through the root conftest, bench/ does it itself).
 """
 
 from support.ports import LOOPBACK, free_port, free_ports
+from support.processes import terminate_then_kill
 from support.receiver import LoopbackServer, NotificationReceiver
-from support.rigs import NginxServer, SymlinkHost, WatcherProcess, run_cli, wait_for
+from support.rigs import (
+    HEALTH_PROBE_RULES,
+    UP_BREACH_RULES,
+    NginxServer,
+    SymlinkHost,
+    WatcherProcess,
+    run_cli,
+    wait_for,
+)
 from support.sandbox import DemoAppProcess, PrometheusServer
 from support.scenarios import (
     REPO,
@@ -34,5 +46,6 @@ __all__ = [
     "JOB_NAME", "LOOPBACK", "DemoAppProcess", "PrometheusServer", "SandboxError", "cpu_seconds", "free_port",
     "free_ports", "LoopbackServer", "NotificationReceiver",
     "NginxServer", "SymlinkHost", "WatcherProcess", "run_cli", "wait_for",
+    "HEALTH_PROBE_RULES", "UP_BREACH_RULES", "terminate_then_kill",
     "REPO", "Outcome", "PortPool", "ScenarioHost", "ScenarioRegistry", "ScenarioRunner", "selected_scenarios",
 ]

@@ -119,6 +119,24 @@ def point_current(current: Path, rid: str) -> None:
     os.replace(tmp, current)
 
 
+# The fault suites' rule tables for a SymlinkHost (write_config fills HEALTH_URL in): one rollback
+# rule probing the host's /health, and one on PromQL `up` (which breaches while the target is up).
+HEALTH_PROBE_RULES = """
+rules:
+  - name: health
+    http: HEALTH_URL
+    timeout: 1s
+    action: rollback
+"""
+UP_BREACH_RULES = """
+rules:
+  - name: up-breach
+    query: up
+    above: 0.5
+    action: rollback
+"""
+
+
 class SymlinkHost:
     """releases/<id>/ dirs and a `current` symlink (the Capistrano layout), and, with
     `serve=True`, a real /health endpoint on 127.0.0.1 whose status comes from the current

@@ -17,7 +17,7 @@ import pytest
 from support import PrometheusServer, free_port
 from watcher.actions import backtest as bt
 from watcher.config.load import load_config
-from watcher.signals.reader import PrometheusSource
+from watcher.signals.prometheus import PrometheusSource
 
 STEP = 15.0
 RATE = 10.0

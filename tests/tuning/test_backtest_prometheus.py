@@ -19,7 +19,7 @@ import pytest
 from support import PrometheusServer, free_port
 from watcher.actions import backtest as bt
 from watcher.config.load import load_config
-from watcher.signals.reader import PrometheusSource
+from watcher.signals.prometheus import PrometheusSource
 
 REPO = Path(__file__).resolve().parents[2]
 STEP = 15.0

@@ -78,6 +78,15 @@ def test_unknown_rule_in_test_file_is_a_config_problem_with_file_and_line(tmp_pa
     assert f"{path}:4:" in done.stderr and "must name a rule" in done.stderr
 
 
+def test_inline_rules_given_as_a_mapping_are_a_config_problem_not_a_traceback(tmp_path):
+    path = tmp_path / "bad_test.yaml"
+    path.write_text("rules:\n  name: x\n  query: up\n  above: 1\n  action: rollback\n"
+                    "tests:\n  - expect: [{eval_time: 0s, rollback: none}]\n")
+    done = _cli("test", str(path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{path}:1: rules: expected a list of rules, got a mapping" in done.stderr
+
+
 def test_values_yaml_read_as_a_number_are_refused_not_taken_as_one_value(tmp_path):
     path = tmp_path / "hex_test.yaml"
     path.write_text(f"rule_files: ['{REPO / 'rules' / 'default.yaml'}']\ntests:\n  - name: x\n"

@@ -23,7 +23,7 @@ TABLE = {
     + [SourceError("timeout")] * 2 + [[Sample({}, 0.4)]] * 6 + [[Sample({}, 0.02)]] * 3,
     "p95-latency-regression": [[Sample({}, 0.1)]] * 4 + [[Sample({}, 0.9)]] * 14,
     "oom-kills": [[]] * 10 + [[Sample({}, 1.0)]] + [[]] * 7,
-    "metrics-vanished": [[Sample({}, 3.0)]] * 12 + [[]] * 6,
+    "target-down": [[Sample({}, 1.0)]] * 12 + [[Sample({}, 0.0)]] * 6,
     "cpu-saturation": [[Sample({}, 0.5)]] * 18,
     "health-endpoint": [ProbeResult(True, "200")] * 6 + [ProbeResult(False, "status 503", 503)] * 4
     + [ProbeResult(True, "200")] * 8,

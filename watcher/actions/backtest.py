@@ -41,22 +41,30 @@ rule semantics it replays are not here but in rules.py.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from watcher.base.durations import parse_duration
 from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
+from watcher.config.schema import WatcherConfig
+from watcher.core.counts import Counts
 from watcher.core.evaluate import both_windows, held_before_change
 from watcher.core.rules import (
     WINDOW_TOKEN,
+    CounterShare,
     Observation,
     Outcome,
     Phase,
+    PromQuery,
     Rule,
     RuleState,
     Sample,
+    SignalResult,
     Transition,
     classify,
     render_query,
@@ -64,7 +72,8 @@ from watcher.core.rules import (
     trailing_seconds,
     window_seconds,
 )
-from watcher.signals.reader import baseline_from_series
+from watcher.signals.counts import MAX_SPAN, CountReader, counting_start, counts_at
+from watcher.signals.prometheus import PrometheusSource, Series, baseline_from_series
 
 # Prometheus refuses range queries of more than 11,000 points per series; stay well under.
 MAX_POINTS = 10_000
@@ -103,7 +112,7 @@ class Episode:
     peak: float | None = None
     peak_at: float | None = None
     threshold: float | None = None
-    labels: dict = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     reason: str = ""
 
     @property
@@ -152,7 +161,7 @@ class Backtest:
 
     def rollbacks(self) -> list[Rollback]:
         """One "would have rolled back" per deploy: the earliest rollback rule that fired."""
-        first: dict[tuple[str, float], Rollback] = {}
+        first: dict[tuple[str, float | None], Rollback] = {}
         for replay in self.rules:
             for rb in replay.rollbacks:
                 key = (rb.release, _deploy_of(self.deploys, rb.at))
@@ -199,10 +208,6 @@ def _window_at(windows: list[WatchWindow], t: float) -> WatchWindow | None:
 
 def parse_time(text: str, now: float) -> float:
     """Epoch seconds, an ISO 8601 time (UTC unless it says otherwise), or a duration ago ("7d")."""
-    import datetime as dt
-
-    from watcher.base.durations import parse_duration
-
     text = text.strip()
     try:
         return float(text)
@@ -241,12 +246,12 @@ def deploys_from_file(path: Path, now: float) -> list[Deploy]:
     return out
 
 
-def deploys_from_journal(events: Iterable[dict]) -> list[Deploy]:
+def deploys_from_journal(events: Iterable[dict[str, Any]]) -> list[Deploy]:
     return [Deploy(float(e["time"]), str(e.get("release") or "?")) for e in events
             if e.get("kind") == "deploy" and isinstance(e.get("time"), (int, float))]
 
 
-def deploys_from_metric(series: list[tuple[dict, list[tuple[float, float]]]], label: str) -> list[Deploy]:
+def deploys_from_metric(series: list[Series], label: str) -> list[Deploy]:
     """A deploy wherever the info metric's `label` changes value. At each time the newest
     release seen wins (old and new overlap while both are scraped); the first one seen is the
     release already running at the start, not a deploy."""
@@ -274,12 +279,13 @@ def chunks(times: list[float], max_points: int = MAX_POINTS) -> list[tuple[float
     return [(times[i], times[min(i + max_points, len(times)) - 1]) for i in range(0, len(times), max_points)]
 
 
-def fetch_range(source, expr: str, times: list[float], step_s: float) -> tuple[dict[float, list[Sample] | SourceError], list, int]:
+def fetch_range(source: PrometheusSource, expr: str, times: list[float],
+                step_s: float) -> tuple[dict[float, list[Sample] | SourceError], list[Series], int]:
     """Per grid time, the samples Prometheus returns (as an instant query at that time would),
     plus the raw series for baselines, and the number of queries made. A failed chunk turns
     its steps into errors: the state machine holds state on them, as live."""
     by_time: dict[float, list[Sample] | SourceError] = {t: [] for t in times}
-    raw: list[tuple[dict, list[tuple[float, float]]]] = []
+    raw: list[Series] = []
     queries = 0
     for first, (start, end) in zip(range(0, len(times), MAX_POINTS), chunks(times), strict=True):
         queries += 1
@@ -295,12 +301,13 @@ def fetch_range(source, expr: str, times: list[float], step_s: float) -> tuple[d
                 # Map by step index, not by timestamp: the client and Prometheus may round
                 # the start time differently (sub-millisecond parts of `since`).
                 k = first + round((t - start) / step_s)
-                if 0 <= k < len(times) and k - first < MAX_POINTS:
-                    by_time[times[k]].append(Sample(labels, value))
+                samples = by_time[times[k]] if 0 <= k < len(times) and k - first < MAX_POINTS else None
+                if isinstance(samples, list):  # a step of this chunk: never one of a failed chunk
+                    samples.append(Sample(labels, value))
     return by_time, raw, queries
 
 
-def baseline_at(raw: list, deploy_at: float, baseline_window: float) -> float | None:
+def baseline_at(raw: list[Series], deploy_at: float, baseline_window: float) -> float | None:
     """The service's baseline (median over baseline_window ending at the deploy) from series
     already fetched, through the same signals.baseline_from_series."""
     cut = [(labels, [(t, v) for t, v in points if deploy_at - baseline_window <= t <= deploy_at])
@@ -315,11 +322,11 @@ def baseline_at(raw: list, deploy_at: float, baseline_window: float) -> float | 
 def replay_rule(
     rule: Rule,
     times: list[float],
-    result_at: Callable[[float], object],
+    result_at: Callable[[float], SignalResult],
     windows: list[WatchWindow],
     baseline_for: Callable[[Deploy], float | None],
     error_limit: int = 4,
-    trailing_at: Callable[[float], tuple[object, int] | None] = lambda t: None,
+    trailing_at: Callable[[float], tuple[SignalResult, int] | None] = lambda t: None,
     window_at: Callable[[float], int] | None = None,
 ) -> RuleReplay:
     """Drive one rule through rules.classify + rules.step at each time, as Watcher.tick does:
@@ -382,12 +389,13 @@ def _nearer(rule: Rule, a: float, b: float | None) -> bool:
     return b is None or (a < b if below_rule else a > b)
 
 
-def _track_closest(out: RuleReplay, rule: Rule, obs: Observation, baseline) -> None:
+def _track_closest(out: RuleReplay, rule: Rule, obs: Observation, baseline: float | None) -> None:
     if obs.value is not None and math.isfinite(obs.value) and _nearer(rule, obs.value, out.closest):
         out.closest = obs.value
 
 
-def _track_episode(out, rule, episode, state, obs, transitions, baseline, t) -> Episode | None:
+def _track_episode(out: RuleReplay, rule: Rule, episode: Episode | None, state: RuleState, obs: Observation,
+                   transitions: list[Transition], baseline: float | None, t: float) -> Episode | None:
     if episode is None and state.phase is not Phase.INACTIVE:
         reason = next((tr.reason for tr in transitions if tr.kind == "phase"), "")
         episode = Episode(start=state.active_since or t, reason=reason)
@@ -418,7 +426,7 @@ def replayable(rule: Rule) -> str:
     return "host signal: read from this host, no history in Prometheus, not replayed"
 
 
-def run_backtest(cfg, source, since: float, until: float, step_s: float, deploys: list[Deploy],
+def run_backtest(cfg: WatcherConfig, source: PrometheusSource, since: float, until: float, step_s: float, deploys: list[Deploy],
                  rule_names: list[str] | None = None) -> Backtest:
     times = grid(since, until, step_s)
     windows = watch_windows([d for d in deploys if d.at <= until], cfg.watch_window)
@@ -440,15 +448,14 @@ def run_backtest(cfg, source, since: float, until: float, step_s: float, deploys
     return result
 
 
-def _backtest_judge(cfg, source, rule: Rule, times: list[float], step_s: float, windows: list[WatchWindow]):
+def _backtest_judge(cfg: WatcherConfig, source: PrometheusSource, rule: Rule, times: list[float], step_s: float,
+                    windows: list[WatchWindow]) -> tuple[RuleReplay, int]:
     """A judge rule over history: for each deploy, its counters' raw samples read once (from
     the start of counting to the next deploy, at most MAX_SPAN), judged at every step."""
-    from watcher.core.judge import Counts
-    from watcher.signals.counts import MAX_SPAN, CountReader, counting_start, counts_at
-
+    assert isinstance(rule.signal, CounterShare)  # run_backtest sends judge rules only here
     reader = CountReader(source)
     deploys = sorted(w.deploy.at for w in windows)
-    results: dict[float, object] = {}
+    results: dict[float, SignalResult] = {}
     queries = 0
     for i, deployed in enumerate(deploys):
         end = min(deploys[i + 1] if i + 1 < len(deploys) else math.inf, times[-1] + step_s / 2, deployed + MAX_SPAN)
@@ -468,13 +475,15 @@ def _backtest_judge(cfg, source, rule: Rule, times: list[float], step_s: float, 
             results[t] = (counts_at(rule, series, start, t, before) if t >= start
                           else Counts(0.0, 0.0, note="warming up: counting starts after the warm-up and one scrape"))
 
-    def result_at(t: float):
+    def result_at(t: float) -> SignalResult:
         return results.get(t, Counts(0.0, 0.0, note="no deploy to count from (or more than 6h after it)"))
 
     return replay_rule(rule, times, result_at, windows, lambda d: None, cfg.error_limit), queries
 
 
-def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, windows: list[WatchWindow]):
+def _backtest_rule(cfg: WatcherConfig, source: PrometheusSource, rule: Rule, times: list[float], step_s: float,
+                   windows: list[WatchWindow]) -> tuple[RuleReplay, int]:
+    assert isinstance(rule.signal, PromQuery)  # run_backtest replays PromQL rules only (replayable)
     query = rule.signal.query
     fetch_times = times
     if rule.uses_baseline and windows:
@@ -486,7 +495,7 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
     by_time, raw, queries = fetch_range(source, render_query(query, int(cfg.max_window)), fetch_times, step_s)
 
     # Steps where the live window was shorter than max_window: ask with the exact window.
-    exact: dict[float, object] = {}
+    exact: dict[float, SignalResult] = {}
     if WINDOW_TOKEN in query:
         for t in times:
             w = live_window(t, windows, cfg.min_window, cfg.max_window)
@@ -497,12 +506,12 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
                 except SourceError as exc:
                     exact[t] = exc
 
-    def result_at(t: float):
+    def result_at(t: float) -> SignalResult:
         return exact[t] if t in exact else by_time.get(t, [])
 
     # The trailing window has one length wherever live reads it: one range query holds it.
     trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)), cfg.interval)
-    short_by_time: dict[float, object] = {}
+    short_by_time: dict[float, list[Sample] | SourceError] = {}
     if trailing_s is not None:
         short_by_time, _, more = fetch_range(source, render_query(query, trailing_s), times, step_s)
         queries += more
@@ -515,28 +524,28 @@ def _backtest_rule(cfg, source, rule: Rule, times: list[float], step_s: float, w
                        lambda t: live_window(t, windows, cfg.min_window, cfg.max_window)), queries
 
 
-def trailing_reads(rule: Rule, cfg, windows: list[WatchWindow],
-                   read: Callable[[float], object]) -> Callable[[float], tuple[object, int] | None]:
+def trailing_reads(rule: Rule, cfg: WatcherConfig, windows: list[WatchWindow],
+                   read: Callable[[float], SignalResult]) -> Callable[[float], tuple[SignalResult, int] | None]:
     """`trailing_at` for replay_rule: at each step where the live tick reads the rule's trailing
     window (rules.trailing_seconds: a `[$window]` rule, the window shorter than that step's
     `[$window]`), what `read(t)` returned for it, with its length; elsewhere None."""
     scrape = cfg.prometheus.scrape_interval
 
-    def at(t: float) -> tuple[object, int] | None:
+    def at(t: float) -> tuple[SignalResult, int] | None:
         seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window), cfg.interval)
         return None if seconds is None else (read(t), seconds)
 
     return at
 
 
-def auto_deploys(source, metric: str, label: str, since: float, until: float, step_s: float) -> list[Deploy]:
+def auto_deploys(source: PrometheusSource, metric: str, label: str, since: float, until: float, step_s: float) -> list[Deploy]:
     """Deploys from an info metric such as app_build_info{release="r42"}."""
     expr = f"count by ({label}) ({metric})"
     times = grid(since, until, step_s)
-    series: list = []
+    series: list[Series] = []
     for start, end in chunks(times):
         series.extend(source.query_range(expr, start, end, step_s))
-    merged: dict[str, list] = {}
+    merged: dict[str, list[tuple[float, float]]] = {}
     for labels, points in series:
         merged.setdefault(labels.get(label, ""), []).extend(points)
     return deploys_from_metric([({label: k}, sorted(v)) for k, v in merged.items() if k], label)
@@ -553,8 +562,8 @@ NOTES = (
 )
 
 
-def to_json(bt: Backtest) -> dict:
-    def ep(e: Episode) -> dict:
+def to_json(bt: Backtest) -> dict[str, Any]:
+    def ep(e: Episode) -> dict[str, Any]:
         return {"start": e.start, "end": e.end, "fired_at": e.fired_at, "peak": _num(e.peak), "peak_at": e.peak_at,
                 "threshold": _num(e.threshold), "margin": _num(e.margin), "labels": e.labels, "reason": e.reason}
 
@@ -573,7 +582,7 @@ def to_json(bt: Backtest) -> dict:
     }
 
 
-def _num(x: float | None):
+def _num(x: float | None) -> float | str | None:
     return x if x is None or math.isfinite(x) else str(x)
 
 

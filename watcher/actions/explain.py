@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from watcher.base.errors import WatcherError
+from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_time, format_value
-from watcher.core.evaluate import evaluate, watch_window
+from watcher.config.schema import WatcherConfig
+from watcher.core.evaluate import SignalReader, evaluate, watch_window
 from watcher.core.rules import (
+    CounterShare,
     HttpCheck,
     Phase,
     PromQuery,
@@ -28,9 +31,14 @@ from watcher.core.rules import (
     RuleState,
     Sample,
     breaches,
+    classify,
     render_query,
     trailing_seconds,
 )
+from watcher.signals.counts import CountReader
+from watcher.signals.promtime import effective_scrape_interval
+from watcher.signals.reader import build_reader
+from watcher.store.state import StateStore
 
 
 @dataclass
@@ -42,15 +50,15 @@ class Explanation:
     condition: str
     outcome: str
     detail: str
-    series: list[dict] = field(default_factory=list)  # labels, value, breaches
+    series: list[dict[str, Any]] = field(default_factory=list)  # labels, value, breaches
     baseline: float | None = None
     baseline_source: str = ""
     phase: str = "inactive"
     progress: str = ""
-    transitions: list[dict] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
     scrape: str = ""  # the scrape interval in use and where it came from
     trailing_s: int | None = None  # the trailing window the condition must also hold on
-    evidence: list[dict] = field(default_factory=list)  # a judge rule's evidence over time
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # a judge rule's evidence over time
     written: str = ""  # the query as the rule file has it, when the one sent differs (config/bind.py)
 
 
@@ -72,7 +80,7 @@ def progress(rule: Rule, rs: RuleState, now: float) -> str:
     return "inactive"
 
 
-def baseline_source(events: list[dict], rule: str, release: str | None) -> str:
+def baseline_source(events: list[dict[str, Any]], rule: str, release: str | None) -> str:
     """Where the baseline came from: the journal's last "baseline" event for this deploy."""
     found = [e for e in events if e.get("kind") == "baseline" and e.get("rule") == rule
              and (release is None or e.get("release") == release)]
@@ -84,12 +92,13 @@ def baseline_source(events: list[dict], rule: str, release: str | None) -> str:
             f"(ending {_when(e.get('end'))}), captured {_when(e.get('time'))}")
 
 
-def last_transitions(events: list[dict], rule: str, limit: int = 5) -> list[dict]:
+def last_transitions(events: list[dict[str, Any]], rule: str, limit: int = 5) -> list[dict[str, Any]]:
     mine = [e for e in events if e.get("kind") == "rule" and e.get("rule") == rule]
     return mine[-limit:]
 
 
-def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -> Explanation:
+def explain(cfg: WatcherConfig, store: StateStore, rule_name: str, reader: SignalReader | None = None,
+            now: float | None = None) -> Explanation:
     rule = cfg.rule(rule_name)
     if rule is None:
         names = ", ".join(r.name for r in cfg.rules)
@@ -100,13 +109,9 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     window_s = watch_window(now, state, cfg)
     baseline = state.baselines.get(rule.name)
     if reader is None:
-        from watcher.signals.reader import build_reader
-
         reader = build_reader(cfg)
     scrape = ""
     if rule.reads_prometheus:
-        from watcher.signals.promtime import effective_scrape_interval
-
         cfg, scrape = effective_scrape_interval(cfg, getattr(reader, "prometheus", None))
         window_s = watch_window(now, state, cfg)
         if hasattr(reader, "scrape_interval"):
@@ -142,13 +147,11 @@ def explain(cfg, store, rule_name: str, reader=None, now: float | None = None) -
     return out
 
 
-def evidence_over_time(rule: Rule, reader, now: float, since: float, scrape_interval: float) -> list[dict]:
+def evidence_over_time(rule: Rule, reader: Any, now: float, since: float,
+                       scrape_interval: float) -> list[dict[str, Any]]:
     """A judge rule's judgement at 12 moments from the start of counting to now, from one read
-    of its samples (signals/counts.CountReader.history), each judged by the same classify."""
-    from watcher.base.errors import SourceError
-    from watcher.core.rules import classify
-    from watcher.signals.counts import CountReader
-
+    of its samples (signals/counts.CountReader.history), each judged by the same classify.
+    `reader` is a signals.SignalReader whose Prometheus source is read."""
     try:
         history = CountReader(reader.prometheus).history(rule, now, since, scrape_interval)
     except SourceError as exc:
@@ -165,7 +168,7 @@ def evidence_over_time(rule: Rule, reader, now: float, since: float, scrape_inte
 def _signal_text(rule: Rule, window_s: int) -> str:
     if isinstance(rule.signal, PromQuery):
         return render_query(rule.signal.query, window_s)
-    if rule.is_judge:
+    if isinstance(rule.signal, CounterShare):
         signal = rule.signal
         if signal.buckets:
             return f"counts of {signal.buckets} since the deploy"
@@ -178,7 +181,7 @@ def _signal_text(rule: Rule, window_s: int) -> str:
     return f"host {rule.signal.kind}"
 
 
-def _when(t) -> str:
+def _when(t: object) -> str:
     return format_time(float(t)) if isinstance(t, (int, float)) else "-"
 
 

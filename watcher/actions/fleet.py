@@ -12,8 +12,17 @@ a few minutes, not a watcher per tick). etcd unreachable is "unknown" (2), never
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+from watcher.base.errors import ConfigError, ConfigProblem
+from watcher.base.format import untrusted
+from watcher.config.load import load_config
+from watcher.config.schema import FleetConfig, WatcherConfig
 from watcher.core.fleetmodel import (
+    HOST_MAX,
+    REASON_MAX,
+    RELEASE_MAX,
     FleetVerdict,
     FleetView,
     GateAnswer,
@@ -23,27 +32,23 @@ from watcher.core.fleetmodel import (
     gate_answer,
     survived_at,
 )
+from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
 
 
-def fleet_config(path: str):
-    from watcher.base.errors import ConfigError, ConfigProblem
-    from watcher.config.load import load_config
-
+def fleet_config(path: str) -> FleetConfig:
     cfg = load_config(path)
     if cfg.fleet is None:
         raise ConfigError([ConfigProblem(str(cfg.path), None, "fleet", "no `fleet:` section: this host is not in a fleet")])
     return cfg.fleet
 
 
-def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, step: float,
-             clock=time.monotonic, sleep=time.sleep) -> GateAnswer:
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
+def run_gate(cfg: FleetConfig, release: str, canary: int | None, wait: bool, limit: float, step: float,
+             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> GateAnswer:
     gateway = EtcdGateway(cfg)
     deadline = clock() + limit
     while True:
         try:
-            answer = gate_answer(release, read_view(gateway, cfg), canary)
+            answer = gate_answer(release, read_view(gateway, cfg), canary, cfg.known_good_hosts)
         except FleetUnavailable as exc:
             answer = GateAnswer(GateCode.UNKNOWN, f"etcd unreachable: {exc}")
         if answer.final or not wait or clock() + step > deadline:
@@ -51,7 +56,7 @@ def run_gate(cfg, release: str, canary: int | None, wait: bool, limit: float, st
         sleep(step)
 
 
-def view_json(view: FleetView, name: str) -> dict:
+def view_json(view: FleetView, name: str) -> dict[str, Any]:
     return {
         "fleet": name,
         "hosts": {h: {"release": m.release, "phase": m.phase, "in_window": m.in_window, "known_good": m.known_good,
@@ -64,28 +69,29 @@ def view_json(view: FleetView, name: str) -> dict:
 
 
 def format_view(view: FleetView, name: str, now: float) -> str:
+    """The fleet for a terminal. Every name and reason in it was written to etcd by some host:
+    `untrusted` (one line, no terminal escapes, capped) before it is printed."""
     lines = [f"fleet {name}: {len(view.members)} host(s) alive"]
     lines.append(f"  {'HOST':<20} {'RELEASE':<24} {'PHASE':<12} {'WINDOW':<7} {'LAST TICK':<10} FIRING")
     for host, m in sorted(view.members.items()):
-        firing = ", ".join(sorted(m.firing)) or "-"
+        firing = untrusted(", ".join(sorted(m.firing)), 120) or "-"
         ago = f"{max(0.0, now - m.tick_at):.0f}s ago" if m.tick_at else "-"
-        lines.append(f"  {host:<20} {m.release or '?':<24} {m.phase:<12} {'yes' if m.in_window else 'no':<7} "
-                     f"{ago:<10} {firing}")
+        lines.append(f"  {untrusted(host, HOST_MAX):<20} {untrusted(m.release or '?', RELEASE_MAX):<24} "
+                     f"{untrusted(m.phase, 12):<12} {'yes' if m.in_window else 'no':<7} {ago:<10} {firing}")
     releases = sorted(set(view.verdicts) | set(view.survived))
     if releases:
         lines.append(f"  {'RELEASE':<24} {'VERDICT':<8} {'BY':<20} {'SURVIVED ON':<12} WHY")
     for r in releases:
         v = view.verdicts.get(r)
         survived = len(view.survived.get(r, ()))
-        why = (f"{v.rule}: {v.reason}" if v.rule else v.reason) if v else ""
-        lines.append(f"  {r:<24} {v.verdict if v else '-':<8} {v.host if v else '-':<20} {survived:<12} {why}")
+        why = untrusted((f"{v.rule}: {v.reason}" if v.rule else v.reason) if v else "", REASON_MAX)
+        lines.append(f"  {untrusted(r, RELEASE_MAX):<24} {v.verdict if v else '-':<8} "
+                     f"{untrusted(v.host, HOST_MAX) if v else '-':<20} {survived:<12} {why}")
     return "\n".join(lines)
 
 
-def status_block(cfg, now: float) -> tuple[dict, str]:
+def status_block(cfg: FleetConfig, now: float) -> tuple[dict[str, Any], str]:
     """`status` with a fleet: the fleet as etcd sees it now (one read, the short timeout)."""
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
     try:
         view = read_view(EtcdGateway(cfg), cfg)
     except FleetUnavailable as exc:
@@ -93,33 +99,33 @@ def status_block(cfg, now: float) -> tuple[dict, str]:
     return view_json(view, cfg.name), format_view(view, cfg.name, now)
 
 
-def check_online(cfg) -> list[str]:
-    """`check --online` for the fleet: problems found (an empty list when etcd answers)."""
+def check_online(cfg: WatcherConfig) -> list[tuple[str, bool, str]]:
+    """`check --online` for the fleet: (what, ok, what it said) for each etcd endpoint's
+    /health and for one read of the fleet's keys; nothing without a `fleet:` section."""
     if cfg.fleet is None:
         return []
+    return check_etcd(cfg.fleet)
 
-    return [f"{what}: {detail}" for what, ok, detail in check_etcd(cfg.fleet) if not ok]
 
-
-def check_etcd(config) -> list[tuple[str, bool, str]]:
-    """`check --online`: each endpoint's health, then one read of the fleet's keys."""
-    from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
-
+def check_etcd(config: FleetConfig) -> list[tuple[str, bool, str]]:
+    """Each endpoint's health (GET /health), then one read of the fleet's keys."""
     gateway = EtcdGateway(config)
     rows = gateway.health()
     try:
         _, kvs = gateway.range_prefix(config.root)
-        rows.append((f"read {config.root}", True, f"{len(kvs)} key(s)"))
+        rows.append((f"read {config.root}", True, f"read {config.root}: {len(kvs)} key(s)"))
     except FleetUnavailable as exc:
         rows.append((f"read {config.root}", False, str(exc)))
     return rows
 
 
-def read_view(gateway, config) -> FleetView:
+def read_view(gateway: EtcdGateway, config: FleetConfig) -> FleetView:
     """The fleet as one read of etcd sees it (for `gate` and `fleet status`)."""
     keys = Keys(config.root)
     _, kvs = gateway.range_prefix(config.root)
-    members, verdicts, survived = {}, {}, {}
+    members: dict[str, Member] = {}
+    verdicts: dict[str, FleetVerdict] = {}
+    survived: dict[str, set[str]] = {}
     for kv in kvs:
         parsed = keys.parse(kv.key)
         if parsed is None:

@@ -21,8 +21,16 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from watcher.actions.online import metric_names
 from watcher.base.errors import WatcherError
+from watcher.config.rulefile import load_rule_file
+from watcher.config.scoping import quote, scope_query
+from watcher.core.rules import PromQuery
+from watcher.signals.prometheus import PrometheusSource
 
 APP = "app"
 HOST = "host"  # packs about the host (node_exporter, cAdvisor): targets of their own
@@ -64,7 +72,7 @@ class Target:
     job: str
     instance: str
     health: str
-    names: frozenset = frozenset()  # its metric names
+    names: frozenset[str] = frozenset()  # its metric names
 
     @property
     def address(self) -> str:
@@ -110,9 +118,6 @@ class Plan:
 
 def pack_metrics(pack_dir: Path) -> dict[str, tuple[str, ...]]:
     """{pack name: the metric names its queries read, but `up`}."""
-    from watcher.actions.online import metric_names
-    from watcher.config.rulefile import load_rule_file
-    from watcher.core.rules import PromQuery
 
     out = {}
     for pack in PACKS:
@@ -148,7 +153,7 @@ def this_hosts_names() -> set[str]:
     names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
     for name in list(names):
         try:
-            names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
         except OSError:
             pass
     return {n for n in names if n}
@@ -241,15 +246,11 @@ def _header(r: Recognition) -> str:
             f"# 2 req/s as at 500 (docs/config.md, \"When to use which\").\n")
 
 
-def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[str, list[str]]]]:
+def _pinned(path: Path, var: str, exported: frozenset[str]) -> tuple[str, list[tuple[str, list[str]]]]:
     """A host pack whose queries name their own target (instance="${VAR}") with scope: fleet,
     so that prometheus.labels (the app's instance) leaves them alone; the rules over metrics
     the target does not export (node_exporter without its systemd collector) are left out:
     they would read "no data" on every tick. Returns the text and [(rule, missing metrics)]."""
-    import yaml
-
-    from watcher.actions.online import metric_names
-    from watcher.config.scoping import scope_query
 
     doc = yaml.safe_load(path.read_text())
     kept, left_out = [], []
@@ -267,18 +268,16 @@ def _pinned(path: Path, var: str, exported: frozenset) -> tuple[str, list[tuple[
 
 
 def _health_rules(url: str) -> str:
-    import yaml
 
-    return yaml.safe_dump({"rules": [{"name": "health-endpoint", "description": "the service's own health check",
-                                      "http": url, "expect_status": 200, "timeout": "2s", "failures": 3,
-                                      "action": "rollback"}]}, sort_keys=False)
+    text: str = yaml.safe_dump({"rules": [{"name": "health-endpoint", "description": "the service's own health check",
+                                           "http": url, "expect_status": 200, "timeout": "2s", "failures": 3,
+                                           "action": "rollback"}]}, sort_keys=False)
+    return text
 
 
-def _watcher_yaml(app: Recognition, variables: dict, prometheus_url: str, service: str, state_dir: str,
+def _watcher_yaml(app: Recognition, variables: dict[str, str], prometheus_url: str, service: str, state_dir: str,
                   releases: str | None, current: str | None, health_url: str | None, telemetry: str) -> str:
-    import yaml
-
-    doc: dict = {
+    doc: dict[str, Any] = {
         "service": service,
         "prometheus": {"url": prometheus_url, "labels": {"instance": app.target.instance}},
         "rules": ["rules/*.yaml"],
@@ -295,16 +294,16 @@ def _watcher_yaml(app: Recognition, variables: dict, prometheus_url: str, servic
     head = (f"# Written by `rollback-watcher init` from Prometheus at {prometheus_url}.\n"
             f"# prometheus.labels scope every rule to this host's app target ({app.target.instance}):\n"
             f"# one rule file serves a fleet on a shared Prometheus (docs/config.md).\n")
-    return head + yaml.safe_dump(doc, sort_keys=False, width=120)
+    body: str = yaml.safe_dump(doc, sort_keys=False, width=120)
+    return head + body
 
 
 # ---------------------------------------------------------------------------------------------
 # The edges: Prometheus, the files
 
 
-def read_targets(source) -> list[Target]:
+def read_targets(source: PrometheusSource) -> list[Target]:
     """The active targets, each with its metric names (one query per target). Raises SourceError."""
-    from watcher.config.scoping import quote
 
     targets = []
     for t in source.active_targets():

@@ -26,7 +26,7 @@ from watcher.base.format import format_time
 from watcher.config.schema import WatcherConfig
 from watcher.core.rules import PromQuery, Rule, render_query, trailing_seconds
 from watcher.notify.pictures import BreachPicture, picture_of, render_png
-from watcher.signals.reader import SignalReader
+from watcher.signals.reader import SignalReader, build_reader
 from watcher.store.state import StateStore
 
 AFTER_S = 120.0  # drawn after an incident closed
@@ -94,8 +94,6 @@ def series(cfg: WatcherConfig, rule: Rule, start: float, end: float,
         kind = "an HTTP probe" if rule.is_probe else "a host signal"
         raise WatcherError(f"{rule.name} reads {kind}: Prometheus has no series of it to plot")
     if reader is None:
-        from watcher.signals.reader import build_reader
-
         reader = build_reader(cfg)
     prometheus = getattr(reader, "prometheus", None)
     if prometheus is None:

@@ -36,6 +36,9 @@ scrape). It counts them since the last deploy exactly as live (signals/counts.co
 
           - {rule: http-5xx-judge, series: total, values: 0+50x40}
           - {rule: http-5xx-judge, series: errors, values: 0x20 0+15x20}
+
+Length: a little over 400 lines, because it reads its own file format (every key checked with
+FILE:LINE, as config/ does) and runs it; both halves speak the same Case and Series types.
 """
 
 from __future__ import annotations
@@ -44,16 +47,20 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from watcher.actions.backtest import Deploy, RuleReplay, StepRecord, replay_rule, watch_windows
 from watcher.base import yamlfile
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigError, ConfigProblem, SourceError
 from watcher.base.format import format_duration, format_number
+from watcher.config import values as kinds
 from watcher.config.rulefile import load_rule_file, read_rule
 from watcher.config.values import FileReader
-from watcher.core.rules import ProbeResult, Rule, Sample
-from watcher.signals.reader import baseline_from_series
+from watcher.core.counts import Counts, bucket_increases, error_counts
+from watcher.core.rules import CounterShare, ProbeResult, Rule, Sample, SignalResult
+from watcher.signals.counts import counting_start, counts_at, needs_before
+from watcher.signals.prometheus import baseline_from_series
 
 TOP_KEYS = ["rule_files", "rules", "interval", "watch_window", "max_window", "error_limit", "tests"]
 TEST_KEYS = ["name", "interval", "deploys", "input_series", "expect"]
@@ -68,10 +75,10 @@ MISSING = None
 ERROR = "error"
 
 
-def expand(text: str) -> list:
+def expand(text: str) -> list[float | str | None]:
     """promtool's expanding notation -> one entry a step: a float, MISSING or ERROR.
     Raises ValueError naming the bad token."""
-    out: list = []
+    out: list[float | str | None] = []
     for token in str(text).split():
         m = _BLANKS.match(token)
         if m:
@@ -94,8 +101,8 @@ def expand(text: str) -> list:
 @dataclass(frozen=True)
 class Series:
     rule: str
-    labels: dict
-    values: list
+    labels: dict[str, str]
+    values: list[float | str | None]  # a float, MISSING or ERROR per step (expand)
     key: str | None = None  # a judge rule's selector this series stands for ("errors", "total", ...)
 
 
@@ -164,7 +171,7 @@ def load_test_file(path: str | Path) -> TestFile:
     if not isinstance(tests, list) or not tests:
         f.problem(f.line_of(doc, "tests"), "tests", "expected a list of test cases")
         tests = []
-    judges = {r.name: r for r in rules if r.is_judge}
+    judges = {r.name: r.signal for r in rules if isinstance(r.signal, CounterShare)}
     for i, item in enumerate(tests):
         case = _case(item, i, f, interval, names, judges)
         if case is not None:
@@ -174,18 +181,22 @@ def load_test_file(path: str | Path) -> TestFile:
     return TestFile(path, rules, watch_window, error_limit, cases)
 
 
-def _duration(v) -> float:
+def _duration(v: Any) -> float:
     return parse_duration(v)
 
 
-def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: list) -> list[Rule]:
+def _rules(doc: dict[str, Any], f: FileReader, path: Path, max_window: float,
+           problems: list[ConfigProblem]) -> list[Rule]:
     rules: list[Rule] = []
     for name in doc.get("rule_files") or []:
         try:
             rules.extend(load_rule_file(path.parent / str(name), max_window))
         except ConfigError as exc:
             problems.extend(exc.problems)
-    inline = doc.get("rules") or []
+    inline = doc.get("rules") or yamlfile.YList()
+    if not isinstance(inline, yamlfile.YList):
+        f.problem(f.line_of(doc, "rules"), "rules", f"expected a list of rules, got {kinds.show(inline)}")
+        inline = yamlfile.YList()
     for i, item in enumerate(inline):
         # config's own rule reader: inline rules are validated exactly like rule files.
         rule = read_rule(item, inline.item_lines[i], i, f, max_window)
@@ -196,7 +207,8 @@ def _rules(doc: dict, f: FileReader, path: Path, max_window: float, problems: li
     return rules
 
 
-def _case(item, index: int, f: FileReader, interval: float, names: set[str], judges: dict) -> Case | None:
+def _case(item: Any, index: int, f: FileReader, interval: float, names: set[str],
+          judges: dict[str, CounterShare]) -> Case | None:
     m = f.mapping(item, None, f"tests[{index}]")
     if m is None:
         return None
@@ -204,13 +216,13 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str], jud
     p = f"tests[{index}] ({name}): "
     f.unknown_keys(m, TEST_KEYS, p)
     step_s = f.read(m, "interval", _duration, p, interval)
-    deploys = []
+    deploys: list[Deploy] = []
     for j, d in enumerate(m.get("deploys") or []):
         try:
             deploys.append(Deploy(parse_duration(d["at"]), str(d.get("release") or f"deploy-{j + 1}")))
         except (KeyError, TypeError, ValueError):
             f.problem(f.line_of(m, "deploys"), f"{p}deploys[{j}]", "expected {at: DURATION, release: ID}")
-    series = []
+    series: list[Series] = []
     for j, s in enumerate(m.get("input_series") or []):
         where = f"{p}input_series[{j}]"
         if not isinstance(s, dict) or s.get("rule") not in names:
@@ -231,16 +243,16 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str], jud
             continue
         key = s.get("series")
         judge = judges.get(s["rule"])
-        if judge is not None and key not in judge.signal.selector_keys:
+        if judge is not None and key not in judge.selector_keys:
             f.problem(f.line_of(s, "series") or f.line_of(s), f"{where}.series",
                       f"a judge rule's input names the counter it stands for: one of "
-                      f"{', '.join(judge.signal.selector_keys)}")
+                      f"{', '.join(judge.selector_keys)}")
             continue
         if judge is None and key is not None:
             f.problem(f.line_of(s, "series"), f"{where}.series", "only applies to the input of `judge:` rules")
             continue
         series.append(Series(s["rule"], {str(k): str(v) for k, v in (s.get("labels") or {}).items()}, values, key))
-    expect = []
+    expect: list[Expectation] = []
     for j, e in enumerate(m.get("expect") or []):
         where = f"{p}expect[{j}]"
         exp = _expectation(e, f, where, step_s, names)
@@ -251,7 +263,7 @@ def _case(item, index: int, f: FileReader, interval: float, names: set[str], jud
     return Case(name, step_s, deploys, series, expect)
 
 
-def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -> Expectation | None:
+def _expectation(e: Any, f: FileReader, where: str, step_s: float, names: set[str]) -> Expectation | None:
     if not isinstance(e, dict) or "eval_time" not in e:
         f.problem(f.line_of(e), where, "expected {eval_time: D, rule: NAME, state: S} or {eval_time: D, rollback: ID|none}")
         return None
@@ -279,12 +291,11 @@ def _expectation(e, f: FileReader, where: str, step_s: float, names: set[str]) -
 # Running
 
 
-def counts_at_step(rule: Rule, series: list[Series], i: int, step_s: float, deploys: list[Deploy]):
+def counts_at_step(rule: Rule, series: list[Series], i: int, step_s: float, deploys: list[Deploy]) -> SignalResult:
     """A judge rule's counts at step i: its counters' values counted since the last deploy,
     starting one step (one scrape) after it and its warm-up, as live (signals/counts.py)."""
-    from watcher.core.judge import Counts
-    from watcher.signals.counts import counting_start, counts_at, needs_before
-
+    signal = rule.signal
+    assert isinstance(signal, CounterShare)  # run_case calls this for judge rules only
     t = i * step_s
     if any(i < len(s.values) and s.values[i] == ERROR for s in series):
         return SourceError("error (test input)")
@@ -294,25 +305,23 @@ def counts_at_step(rule: Rule, series: list[Series], i: int, step_s: float, depl
     start = counting_start(rule, deployed, step_s)
     if t < start:
         return Counts(0.0, 0.0, note="warming up: counting starts after the warm-up and one scrape")
-    by_key: dict[str, list] = {key: [] for key in rule.signal.selector_keys}
+    by_key: dict[str, list[Any]] = {key: [] for key in signal.selector_keys}
     for s in series:
+        if s.key is None:  # the reader gives every input of a judge rule its counter
+            continue
         points = [(k * step_s, v) for k, v in enumerate(s.values) if isinstance(v, float)]
         by_key[s.key].append((s.labels, points) if s.key == "buckets" else points)
-    before = None
+    before: Any = None
     if needs_before(rule):
         begin = deployed - rule.baseline_window
-        if rule.signal.buckets:
-            from watcher.core.judge import bucket_increases
-
+        if signal.buckets:
             before = bucket_increases(by_key["buckets"], begin, deployed)
         else:
-            from watcher.core.judge import error_counts
-
             before = error_counts(by_key["errors"], by_key["total"], begin, deployed)
     return counts_at(rule, by_key, start, t, before)
 
 
-def result_at(rule: Rule, series: list[Series], i: int):
+def result_at(rule: Rule, series: list[Series], i: int) -> SignalResult:
     """What the rule's signal returned at step i, built from the test's input."""
     values = [(s, s.values[i]) for s in series if i < len(s.values)]
     if any(v == ERROR for _, v in values):
@@ -323,7 +332,7 @@ def result_at(rule: Rule, series: list[Series], i: int):
             return []
         up = present[0][1] != 0
         return ProbeResult(up, "up (test input)" if up else "down (test input)", 200 if up else 503)
-    return [Sample(s.labels, v) for s, v in present]
+    return [Sample(s.labels, v) for s, v in present if isinstance(v, float)]  # ERROR was returned above
 
 
 def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay]]:
@@ -334,12 +343,12 @@ def run_case(tf: TestFile, case: Case) -> tuple[CaseResult, dict[str, RuleReplay
     for rule in tf.rules:
         mine = [s for s in case.series if s.rule == rule.name]
 
-        def at(t: float, rule=rule, mine=mine):
+        def at(t: float, rule: Rule = rule, mine: list[Series] = mine) -> SignalResult:
             if rule.is_judge:
                 return counts_at_step(rule, mine, int(round(t / case.interval)), case.interval, case.deploys)
             return result_at(rule, mine, int(round(t / case.interval)))
 
-        def baseline_for(d: Deploy, rule=rule, mine=mine) -> float | None:
+        def baseline_for(d: Deploy, rule: Rule = rule, mine: list[Series] = mine) -> float | None:
             points = [(s.labels, [(i * case.interval, v) for i, v in enumerate(s.values)
                                   if isinstance(v, float) and d.at - rule.baseline_window <= i * case.interval <= d.at])
                       for s in mine]
@@ -358,7 +367,7 @@ def check(exp: Expectation, replays: dict[str, RuleReplay], step_s: float) -> st
     """'' when the expectation holds, else a readable diff with the state history around it."""
     i = int(round(exp.at / step_s))
     where = f"line {exp.line}: " if exp.line else ""
-    if exp.state is not None:
+    if exp.state is not None and exp.rule is not None:  # the reader gives every `state` its rule
         replay = replays[exp.rule]
         got = replay.steps[i].phase
         if got == exp.state:
@@ -389,7 +398,7 @@ def history(steps: list[StepRecord], i: int, step_s: float, around: int = 4) -> 
     return "\n".join(lines) + "\n"
 
 
-def _value(x) -> str:
+def _value(x: float | None) -> str:
     return "-" if x is None else format_number(x) if math.isfinite(x) else str(x)
 
 

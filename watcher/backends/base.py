@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from watcher.base.errors import UnsafeReleaseId
 from watcher.base.process import Progress
-from watcher.core.model import Release
+from watcher.core.model import Release as Release  # re-exported: every backend deals in Releases
 
 # A release id names a directory, an image tag or a slot. Ids come from directory names and
 # files written by deploy scripts, so they are checked before they are ever joined to a path.
@@ -54,14 +54,14 @@ class Option:
     required: bool = False
 
 
-def resolved(path) -> str:
+def resolved(path: str | os.PathLike[str]) -> str:
     """A path with its directory resolved and its own name kept (`current` itself is a symlink
     to a release): two spellings of one host give one identity."""
     path = os.fspath(path)
     return os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
 
 
-def argv_identity(argv) -> str:
+def argv_identity(argv: Iterable[str]) -> str:
     return json.dumps(list(argv))
 
 
@@ -83,6 +83,17 @@ class Backend(Protocol):
     def switch(self, target: Release, reason: str = "") -> str:
         """Make `target` current. Returns captured output; raises RollbackError with the reason."""
         ...
+
+
+class BackendType(Protocol):
+    """A backend class as backends.BACKENDS holds it: its `backend:` keys, what it acts on, and
+    its constructor, which takes the validated options by name."""
+
+    OPTIONS: dict[str, Option]
+
+    def identity(self, options: Mapping[str, Any]) -> str: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Backend: ...
 
 
 @runtime_checkable

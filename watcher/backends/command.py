@@ -9,6 +9,8 @@ messages only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from watcher.backends.base import Option, OptionKind, Release, argv_identity, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId
@@ -32,7 +34,7 @@ class CommandBackend:
     }
 
     @staticmethod
-    def identity(options: dict) -> str:
+    def identity(options: Mapping[str, Any]) -> str:
         """What this backend acts on: as far as the watcher can tell, its switch command."""
         return f"command:{argv_identity(options['switch'])}"
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from watcher.backends.base import Option, OptionKind, Release, argv_identity, check_release_id
 from watcher.base.errors import RollbackError, UnsafeReleaseId
@@ -60,7 +61,7 @@ class DockerBackend:
     }
 
     @staticmethod
-    def identity(options: dict) -> str:
+    def identity(options: Mapping[str, Any]) -> str:
         """What this backend acts on: the container, on the daemon its docker argv names
         (`docker -H ...` is another host)."""
         return f"docker:{argv_identity(options.get('docker') or ['docker'])}:{options['container']}"
@@ -131,6 +132,8 @@ class DockerBackend:
         return found
 
     def _history_lines(self) -> list[str]:
+        if self.history_file is None:
+            return []
         try:
             text = self.history_file.read_text()
         except FileNotFoundError:
@@ -267,6 +270,8 @@ class DockerBackend:
 
     def _record(self, release_id: str) -> None:
         """Prepend the new current to the history, as the deploy script does (seed 003)."""
+        if self.history_file is None:
+            return
         try:
             old = self._history_lines()
             lines = [release_id] + [line for line in old if line != release_id]

@@ -11,8 +11,9 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from watcher.backends.base import Option, OptionKind, Release, check_release_id, resolved
 from watcher.base.errors import BrokenCurrent, RollbackError, UnsafeReleaseId
@@ -33,7 +34,7 @@ class SymlinkBackend:
     }
 
     @staticmethod
-    def identity(options: dict) -> str:
+    def identity(options: Mapping[str, Any]) -> str:
         """What this backend acts on: the `current` link, resolved (see backends.host_identity)."""
         return f"symlink:{resolved(options['current'])}"
 

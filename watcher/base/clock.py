@@ -18,9 +18,12 @@ save (the service down, or dying before its next save) is not taken for that muc
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -79,25 +82,24 @@ def boot_id() -> str:
         return ""
 
 
-def restart_shift(state, now: float, monotonic: float, boot: str) -> float:
+def restart_shift(state: Any, now: float, monotonic: float, boot: str) -> float:
     """How far to move the saved moments of `state` into the steady time of a process whose steady
     `now` and monotonic clock are given. In the boot that saved it: the saver's steady time at
     the save plus the monotonic time elapsed since is where the saver's clock would be now, so
     a wall step while no process looked (down, or after the last save) moves nothing. In
     another boot (or an older state file): the offset saved with it."""
     saved_at, saved_mono = getattr(state, "saved_at", None), getattr(state, "saved_monotonic", None)
-    if (boot and getattr(state, "boot_id", "") == boot and _moment(saved_at) and _moment(saved_mono)
+    if (boot and getattr(state, "boot_id", "") == boot and isinstance(saved_at, (int, float))
+            and isinstance(saved_mono, (int, float)) and _moment(saved_at) and _moment(saved_mono)
             and monotonic >= saved_mono):
-        return now - (saved_at + (monotonic - saved_mono))
-    return state.clock_offset
+        return float(now - (saved_at + (monotonic - saved_mono)))
+    return float(state.clock_offset)
 
 
-def shift_state_times(state, by: float) -> None:
+def shift_state_times(state: Any, by: float) -> None:
     """Move every saved moment of `state` by `by` seconds (a new process's steady time starts at
-    the wall clock: the old process's steady times are moved by the offset it saved)."""
-    import dataclasses
-    import math
-
+    the wall clock: the old process's steady times are moved by the offset it saved). `state` is
+    a store.state.State, which this bottom floor cannot import: it is read by attribute name."""
     # A hand-edited or damaged state file must not stop the watcher: an offset that is not a
     # finite number is no offset.
     if isinstance(by, bool) or not isinstance(by, (int, float)) or not math.isfinite(by) or not by:
@@ -122,7 +124,9 @@ def shift_state_times(state, by: float) -> None:
     # restart, "did not clear" at once; a lock wait moved the window's end by the step.
     for record, names in RECORD_TIMES.items():
         held = getattr(state, record, None)
-        for name in names if isinstance(held, dict) else ():
+        if not isinstance(held, dict):
+            continue
+        for name in names:
             if _moment(held.get(name)):
                 held[name] += by
     incident = getattr(state, "incident", None)

@@ -1,6 +1,7 @@
 """The watcher's errors, drawn once.
 
-    WatcherError                  base: the CLI prints `TypeName: message` and exits 1
+    WatcherError                  base: the CLI prints `Error: message` and exits 1 (its
+                                  type name only in `--json`'s "error" key)
     ├── ConfigError               the config or a rule file is invalid; holds every problem found
     ├── SourceError               a signal could not be read (Prometheus down, timeout, bad reply)
     ├── RollbackError             a backend could not list, preflight or switch releases
@@ -72,8 +73,9 @@ class BrokenCurrent(RollbackError):
 class StateError(WatcherError):
     """The state dir cannot be trusted; the message says how to recover. `permanent`: only a
     person can fix it (state.json not JSON, of a future format, holding a time that is not
-    finite), so `run` exits 78 and systemd does not restart it; otherwise (a state dir that
-    cannot be written, another watcher on it) a restart may succeed."""
+    finite; another watcher holding the state dir or the watched host), so `run` exits 78 and
+    systemd does not restart it; otherwise (a state dir that cannot be written) a restart may
+    succeed."""
 
     def __init__(self, message: str, permanent: bool = False):
         super().__init__(message)

@@ -1,17 +1,21 @@
-"""How every output of the watcher writes numbers, durations, times and labels: the journal's
-summaries, the CLI, `explain`, the backtest and the notifications all use these, so a value
-reads the same wherever it appears. Pure: no I/O, no clock.
+"""How every output of the watcher writes numbers, durations, times and labels: the messages,
+the webhook payload's `value_text`/`threshold_text`, the log lines, the incident timeline, the
+fleet's messages and every CLI command (eval, explain, status, backtest, the demo) use these, so
+a value reads the same wherever it appears. Pure: no I/O, no clock.
 
-Numbers are formatted by the unit the rule declares:
+Numbers are formatted by the unit the rule declares (`value_unit`), its value and its
+thresholds alike ("40.29% against > 10% for 2m", never "> 0.1"):
   - "%", "percent" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.21%);
   - "s": seconds, shown as 250ms, 1.2s, 2m10s;
   - anything else: 4 significant digits followed by the unit.
+Machines get the raw number beside the text (the journal, `--json`, the payload's `value`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 _LABELS_MAX = 80
@@ -28,6 +32,32 @@ def shorten(text: str, limit: int) -> str:
     head = (limit - 1) // 2
     tail = limit - 1 - head
     return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+# Control characters (newlines, terminal escapes), invisible format characters and bidi
+# overrides: a line of text from elsewhere must not end a message's line, recolour a terminal or
+# reverse what a reader sees. U+200B is left: it is what defuses a mention below.
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u200c-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
+_MENTION = re.compile(r"(?<=[@!])(?=[\w&!#])")  # @channel, @here, @everyone, <@123>, <@&role>, <!channel>
+_MASKED_LINK = re.compile(r"\]\s*\(")  # markdown's [text](url)
+
+
+def untrusted(text: object, limit: int = 120) -> str:
+    """Text that did not come from this host's own config (a verdict or a membership another
+    host, or anyone who can write to etcd, stored; an error a server answered), made safe to put
+    into a message, a log line or a terminal: one line without control or invisible characters;
+    no mention (a zero-width space after each @ or !, so that Slack, Mattermost or Discord page
+    nobody); no link whose text hides its address (`[login here](http://...)` becomes
+    `[login here] (http://...)`: the address stays in sight); at most `limit` characters (cut in
+    the middle, see `shorten`).
+
+    Other markup is left as it is here: the notifier hands every message to Apprise as plain
+    text, which escapes it for each target's format (HTML for e-mail, Slack's and CommonMark's
+    escapes; notify/targets.py). Discord and Mattermost render markdown even in plain text: there
+    a `**word**` from elsewhere still shows bold, but pages nobody and hides no link."""
+    cleaned = _UNSEEN.sub(" ", str(text))
+    cleaned = _MASKED_LINK.sub("] (", cleaned)
+    return shorten(_MENTION.sub("\u200b", cleaned), limit)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -102,7 +132,14 @@ def format_condition(condition: str, unit: str = "") -> str:
     return f"{match.group(1)} {format_value(float(match.group(2)), unit)}"
 
 
-def format_labels(labels: dict) -> str:
+def format_reading(value: float | None, condition: str, unit: str = "") -> str:
+    """"40.29% against > 10% for 2m": a value and the condition it is held against, both in the
+    rule's unit (a condition a rule wrote in its unit already is kept as it is)."""
+    shown = format_condition(condition, unit) or "its condition"
+    return shown if value is None else f"{format_value(value, unit)} against {shown}"
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
     if not labels:
         return ""
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

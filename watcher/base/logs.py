@@ -24,7 +24,7 @@ def syslog_priority(levelno: int) -> int:
     return 7
 
 
-def journald_stream(stream: IO, environ: Mapping[str, str]) -> bool:
+def journald_stream(stream: IO[str], environ: Mapping[str, str]) -> bool:
     """True when `stream` is the journal stream of `$JOURNAL_STREAM` ("DEVICE:INODE")."""
     value = environ.get("JOURNAL_STREAM", "")
     try:

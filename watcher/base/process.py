@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 OUTPUT_LIMIT = 4096  # bytes of stdout/stderr kept for the journal
 
@@ -119,12 +120,12 @@ def transcript(results: list[CommandResult] | CommandResult) -> str:
     return "\n".join(parts)
 
 
-def _read(f) -> str:
+def _read(f: IO[bytes]) -> str:
     f.seek(0)
     return truncate(f.read(OUTPUT_LIMIT * 64).decode("utf-8", "replace"))
 
 
-def _kill_group(proc: subprocess.Popen, grace: float) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
@@ -137,14 +138,14 @@ def _kill_group(proc: subprocess.Popen, grace: float) -> None:
             continue
 
 
-def identity(pid: int) -> dict | None:
+def identity(pid: int) -> dict[str, Any] | None:
     """What tells this process from a later one with the same pid: its start time in clock
     ticks since boot and the boot's id (/proc). None when it is gone."""
     found = _stat(pid)
     return None if found is None else {"pid": pid, "started": found[1], "boot": found[2]}
 
 
-def still_running(recorded: dict) -> bool:
+def still_running(recorded: Mapping[str, Any]) -> bool:
     """Whether the process `identity()` described still runs under its pid (not a zombie, not a
     later process that was given the same pid)."""
     pid = recorded.get("pid")

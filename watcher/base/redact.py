@@ -78,7 +78,7 @@ def query_key(raw_key: str) -> str:
     return unquote(raw_key).strip()
 
 
-def _secret_query_value(raw_key: str, raw_value: str | None) -> bool:
+def secret_query_value(raw_key: str, raw_value: str | None) -> bool:
     key = query_key(raw_key)
     if raw_value is None or raw_value == "":
         return False
@@ -115,7 +115,8 @@ def privacy_form(url: str, known: set[str]) -> str | None:
     alog.addFilter(scrub)
     try:
         plugin = apprise.Apprise.instantiate(url)
-        return plugin.url(privacy=True) if plugin is not None else None
+        # apprise's url() has no annotations; it returns the URL as a str.
+        return plugin.url(privacy=True) if plugin is not None else None  # type: ignore[no-untyped-call]
     finally:
         alog.removeFilter(scrub)
 
@@ -126,7 +127,7 @@ def _structural_secrets(parts: UrlParts) -> set[str]:
     if parts.password:
         found.add(parts.password)
     for key, value in parts.query:
-        if value and _secret_query_value(key, value):
+        if value and secret_query_value(key, value):
             found.add(value)
             # "Bearer%20abc...": the credential may also appear without its scheme word
             found.update(w for w in unquote(value).split() if len(w) >= 8)
@@ -224,7 +225,7 @@ def redact_url(url: str, *, use_apprise: bool = True) -> str:
         parts.host = mask(parts.host)
     parts.path = "/".join(mask(s) for s in parts.path.split("/"))
     parts.query = [
-        (k, MASK if v and _secret_query_value(k, v) else (mask(v) if v else v))
+        (k, MASK if v and secret_query_value(k, v) else (mask(v) if v else v))
         for k, v in parts.query
     ]
     # a last pass: a secret repeated anywhere else (e.g. inside another parameter)

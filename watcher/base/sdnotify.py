@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
 
-def sd_notify(message: str, environ: dict | None = None) -> bool:
+def sd_notify(message: str, environ: Mapping[str, str] | None = None) -> bool:
     address = (environ if environ is not None else os.environ).get("NOTIFY_SOCKET")
     if not address:
         return False

@@ -6,6 +6,8 @@ mapping and sequence, the line of each key or item.
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 # An alias bomb ("billion laughs") expands a few lines into billions of nodes: refuse documents
@@ -13,16 +15,16 @@ import yaml
 MAX_NODES = 200_000
 
 
-class YMap(dict):
+class YMap(dict[Any, Any]):
     """A mapping with `line` (of its first key) and `key_lines` (key -> line, 1-based)."""
 
     line: int | None = None
-    key_lines: dict
+    key_lines: dict[Any, int]
 
 
-class YList(list):
+class YList(list[Any]):
     line: int | None = None
-    item_lines: list
+    item_lines: list[int]
 
 
 # libyaml's parser (PyYAML's C binding, in its wheels) where it is there: PyYAML's own scanner
@@ -35,7 +37,7 @@ class _Loader(_Base):  # type: ignore[valid-type, misc]
     pass
 
 
-def _check_size(doc) -> None:
+def _check_size(doc: Any) -> None:
     """PyYAML shares an aliased node instead of copying it, so a bomb loads fast and small;
     it explodes in whoever walks the tree. Walk it once here, with a budget."""
     budget = MAX_NODES
@@ -91,7 +93,7 @@ class YamlProblem(Exception):
         super().__init__(message)
 
 
-def load(text: str):
+def load(text: str) -> Any:
     """Parse one YAML document. Raises YamlProblem(line, message) on any YAML error."""
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader

@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from watcher import __version__
 from watcher.base.errors import ConfigError, WatcherError
 from watcher.cli import about, check, fleet, human, init, journal, service, tuning
 from watcher.cli.common import json_error, show_config_error
@@ -21,7 +22,7 @@ from watcher.cli.common import json_error, show_config_error
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -31,7 +32,7 @@ for group in (check, service, journal, human, tuning, fleet, init, about):
 
 def main() -> None:
     """Entry point: a usage error prints click's usage and exits 2; every WatcherError ends as one
-    readable line (or one per config problem) and exit 1; a command that cannot do its job exits
+    readable `Error: ...` line (or one per config problem) and exit 1; a command that cannot do its job exits
     non-zero. Never a traceback for something the user typed. With --json, stdout holds JSON
     even then (common.json_error); the human text goes to stderr as always."""
     try:
@@ -41,7 +42,9 @@ def main() -> None:
         show_config_error(exc)
         sys.exit(1)
     except WatcherError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        # As click writes its own errors: "Error: ..." on stderr. The class name is for machines
+        # only (`--json`'s "error" key), never for people.
+        print(f"Error: {exc}", file=sys.stderr)
         json_error(exc, str(exc))
         sys.exit(1)
     except typer.Abort:
@@ -79,8 +82,6 @@ def _show_usage_error(exc: typer.TyperException) -> None:
 
 def _print_version(value: bool) -> None:
     if value:
-        from watcher import __version__
-
         print(f"rollback-watcher {__version__}")
         raise typer.Exit(0)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from watcher.base.errors import SourceError
+from watcher.cli.check import check
 from watcher.cli.common import DEFAULT_CONFIG, SETTINGS
 
 app = typer.Typer(**SETTINGS)
@@ -15,20 +17,20 @@ app = typer.Typer(**SETTINGS)
 
 @app.command()
 def init(
-    prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", help="Prometheus' URL."),
-    instance: str | None = typer.Option(None, "--instance", help="The app's target (its `instance` label, "
+    prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", metavar="URL", help="Prometheus' URL."),
+    instance: str | None = typer.Option(None, "--instance", metavar="HOST:PORT", help="The app's target (its `instance` label, "
                                            "HOST:PORT); default: the target of this host that a rule pack knows."),
-    job: str | None = typer.Option(None, "--job", help="The app's scrape job, when --instance is not given."),
-    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The watcher.yaml to write (rules/ beside it)."),
-    service: str | None = typer.Option(None, "--service", help="The service's name (default: the target's job)."),
-    state_dir: str = typer.Option("/var/lib/rollback-watcher", "--state-dir", help="The watcher's state directory."),
-    releases: str | None = typer.Option(None, "--releases", help="The releases directory (symlink backend)."),
-    current: str | None = typer.Option(None, "--current", help="The `current` symlink (symlink backend)."),
-    health_url: str | None = typer.Option(None, "--health-url", help="The app's health endpoint: a probe "
+    job: str | None = typer.Option(None, "--job", metavar="JOB", help="The app's scrape job, when --instance is not given."),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", metavar="FILE", help="The watcher.yaml to write (rules/ beside it)."),
+    service: str | None = typer.Option(None, "--service", metavar="NAME", help="The service's name (default: the target's job)."),
+    state_dir: str = typer.Option("/var/lib/rollback-watcher", "--state-dir", metavar="PATH", help="The watcher's state directory."),
+    releases: str | None = typer.Option(None, "--releases", metavar="PATH", help="The releases directory (symlink backend)."),
+    current: str | None = typer.Option(None, "--current", metavar="PATH", help="The `current` symlink (symlink backend)."),
+    health_url: str | None = typer.Option(None, "--health-url", metavar="URL", help="The app's health endpoint: a probe "
                                              "rule and the rollback's verification."),
-    telemetry: str = typer.Option("127.0.0.1:9464", "--telemetry", help="Where the watcher serves its own "
+    telemetry: str = typer.Option("127.0.0.1:9464", "--telemetry", metavar="HOST:PORT", help="Where the watcher serves its own "
                                   "metrics (HOST:PORT), or `off`."),
-    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for Prometheus."),
+    timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Seconds to wait for Prometheus."),
 ) -> None:
     """Write watcher.yaml and rules for this host from what Prometheus scrapes.
 
@@ -37,10 +39,9 @@ def init(
     among the rule packs, writes watcher.yaml (prometheus.labels: that target) and the packs as
     rules/*.yaml without replacing any file, says what it chose and why, then runs
     `check --online`. Exit 2 when it cannot choose (it lists the targets), 1 when the check fails."""
+    # The rule packs' reader, YAML and the Prometheus client: ~170 ms CPU of import at --help.
     from watcher.actions import init as setup
-    from watcher.base.errors import SourceError
-    from watcher.cli.check import check
-    from watcher.signals.reader import PrometheusSource
+    from watcher.signals.prometheus import PrometheusSource
 
     if (releases is None) != (current is None):
         raise typer.BadParameter("give both --releases and --current, or neither", param_hint="--releases")

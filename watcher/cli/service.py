@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from watcher.base.errors import ConfigError, StateError
-from watcher.cli.common import SETTINGS, ConfigOpt, JsonOpt, load, out, setup_logging, show_config_error, when
+from watcher.cli.common import (
+    SETTINGS,
+    ConfigOpt,
+    JsonOpt,
+    current_release,
+    load,
+    out,
+    setup_logging,
+    show_config_error,
+    when,
+)
+
+if TYPE_CHECKING:
+    from watcher.config.schema import WatcherConfig
+    from watcher.store.state import State
+
+if TYPE_CHECKING:
+    from watcher.store.state import StateStore
 
 app = typer.Typer(**SETTINGS)
 
@@ -22,7 +41,10 @@ def run(
 
     SIGHUP reloads, SIGTERM finishes the tick in hand and exits 0. Meant for systemd
     (Type=notify). Exit 78 when it cannot start on this host (the config does not load,
-    state.json is damaged, the telemetry port is taken): restarting would not help."""
+    state.json is damaged, another watcher holds the state dir or the host, the telemetry port
+    is taken): restarting would not help."""
+    # The whole service (daemon, tick, reader, notifier, telemetry): ~130 ms CPU of import
+    # that --help must not pay.
     from watcher.config.hostcheck import EXIT_CANNOT_START
     from watcher.service.daemon import serve
     from watcher.service.tick import build_watcher
@@ -40,9 +62,10 @@ def run(
     except StateError as exc:
         if not exc.permanent:
             raise
-        # As for the config: only a person can fix a damaged state.json (the message says how);
-        # a restart every RestartSec would only read it again.
-        print(f"StateError: {exc}", file=sys.stderr)
+        # As for the config: only a person can fix a damaged state.json, or choose which of two
+        # watchers on one state dir (or one host) goes (the message says how, and who holds it);
+        # a restart every RestartSec would only find the same again.
+        print(f"Error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_CANNOT_START) from None
     raise typer.Exit(code)
 
@@ -50,17 +73,20 @@ def run(
 @app.command()
 def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """The release, its watch window, rule states, the incident."""
-    from watcher.store.state import StateStore
+    from watcher.store.state import StateStore  # ~18 ms CPU at --help
 
     cfg = load(config)
     store = StateStore(cfg.state_dir)
     state = store.load()
     now = time.time()
     undelivered = _undelivered(store)
-    data = {
+    running = store.service_running()
+    release, source = current_release(cfg, state.current, running)
+    data: dict[str, Any] = {
         "service": cfg.service,
-        "running": store.service_running(),
-        "release": state.current,
+        "running": running,
+        "release": release,
+        "release_note": source or None,
         "deployed_at": state.deployed_at,
         "in_watch_window": state.in_watch_window(now),
         "window_ends": state.window_ends,
@@ -71,13 +97,16 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         "lock_wait": state.lock_wait,
         "mode": cfg.mode,
         "rules": {name: {"state": rs.phase.value, "since": rs.active_since, "value": rs.last_value,
+                         "breach_value": rs.breach_value, "reading": _reading(cfg, state, name),
                          "errors": rs.errors, "blind": rs.blind} for name, rs in state.rules.items()},
         "incident": state.incident.to_dict() if state.incident else None,
         "undelivered_notifications": undelivered,
     }
-    lines = [f"{cfg.service}: release {state.current or 'unknown'}"
+    lines = [f"{cfg.service}: release {release or 'unknown'}"
              + (f", in its watch window until {when(state.window_ends)}" if data["in_watch_window"] else "")
              + f"; watcher {'running' if data['running'] else 'not running'}; mode {cfg.mode}"]
+    if source:
+        lines.append(f"  ({source})")
     if state.current_problem:
         lines.append(f"CURRENT UNREADABLE: {state.current_problem}\n  the watcher acts not until it can read it")
     if state.confirming:
@@ -94,21 +123,35 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     for name, rs in state.rules.items():
         extra = f" since {when(rs.active_since)}" if rs.active_since else ""
         blind = " BLIND" if rs.blind else ""
-        lines.append(f"  {name:<28} {rs.phase.value}{extra}{blind}")
+        reading = data["rules"][name]["reading"]
+        lines.append(f"  {name:<28} {rs.phase.value}{extra}{blind}" + (f"  {reading}" if reading else ""))
     if state.incident:
         lines.append(f"open incident {state.incident.id} on {state.incident.release}:")
         lines += [f"  {when(e['time'])} {e['what']}" for e in state.incident.timeline]
     if undelivered:
         lines.append(f"{len(undelivered)} notification(s) not delivered (see `rollback-watcher history`)")
     if cfg.fleet is not None:
-        from watcher.actions.fleet import status_block
+        from watcher.actions.fleet import status_block  # the etcd client: ~80 ms CPU, only with fleet:
 
         data["fleet"], fleet_text = status_block(cfg.fleet, now)
         lines.append(fleet_text)
     out(data, as_json, "\n".join(lines))
 
 
-def _undelivered(store) -> list[dict]:
-    from watcher.notify.notifier import undelivered_from_journal
+def _reading(cfg: WatcherConfig, state: State, name: str) -> str | None:
+    """A pending or firing rule's value against its condition, as its messages write it
+    ("40.29% against > 10% for 2m; 27% at the breach"); None for the others."""
+    from watcher.core.messages import fmt_finding
+    from watcher.core.rules import Phase, finding
+
+    rs, rule = state.rules[name], cfg.rule(name)
+    if rule is None or rs.phase is Phase.INACTIVE:
+        return None
+    line = fmt_finding(dataclasses.replace(finding(rule, rs, state.baselines.get(name)), since=None, labels={}))
+    return line.removeprefix(f"{name}: ")
+
+
+def _undelivered(store: StateStore) -> list[dict[str, Any]]:
+    from watcher.notify.notifier import undelivered_from_journal  # ~20 ms CPU at --help
 
     return undelivered_from_journal(store.events())

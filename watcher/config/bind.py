@@ -51,7 +51,7 @@ def substitute(text: str, values: Mapping[str, str], promql: bool) -> tuple[str,
     """`text` with every known `${NAME}` replaced; returns it and the unknown names."""
     unknown: list[str] = []
 
-    def put(m: re.Match) -> str:
+    def put(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in values:
             unknown.append(name)
@@ -67,9 +67,9 @@ def bind_rules(rules: list[Rule], labels: Mapping[str, str], values: Mapping[str
     is left out, with its problem recorded."""
     bound = []
     for rule in rules:
-        rule = _bind(rule, labels, values, problems)
-        if rule is not None:
-            bound.append(rule)
+        done = _bind(rule, labels, values, problems)
+        if done is not None:
+            bound.append(done)
     return bound
 
 
@@ -104,10 +104,13 @@ def _bind(rule: Rule, labels: Mapping[str, str], values: Mapping[str, str], prob
 def _bind_counters(rule: Rule, labels: Mapping[str, str], values: Mapping[str, str],
                    problems: list[ConfigProblem]) -> Rule | None:
     """A judge rule's selectors with placeholders filled in, its own counters scoped."""
+    signal = rule.signal
+    if not isinstance(signal, CounterShare):
+        return rule
     where = (rule.location.file, rule.location.line)
-    changed = {}
-    for key in rule.signal.selector_keys:
-        written = getattr(rule.signal, key)
+    changed: dict[str, str] = {}
+    for key in signal.selector_keys:
+        written = getattr(signal, key)
         selector, unknown = substitute(written, values, promql=True)
         if unknown:
             problems.append(ConfigProblem(*where, f"rule {rule.name}: {key}", _unknown(unknown, values)))
@@ -121,7 +124,7 @@ def _bind_counters(rule: Rule, labels: Mapping[str, str], values: Mapping[str, s
                 return None
         if selector != written:
             changed[key] = selector
-    return dataclasses.replace(rule, signal=dataclasses.replace(rule.signal, **changed)) if changed else rule
+    return dataclasses.replace(rule, signal=dataclasses.replace(signal, **changed)) if changed else rule
 
 
 def _unknown(names: list[str], values: Mapping[str, str]) -> str:

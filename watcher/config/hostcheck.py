@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from pathlib import Path
 
 from watcher.backends import BACKENDS
@@ -54,8 +55,6 @@ def port_problem(listen: str | None, watcher_running: bool) -> str | None:
     port is not a problem."""
     if listen is None:
         return None
-    import socket  # only `check --online` and `run` probe the port: offline `check` skips its import
-
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     try:
@@ -100,3 +99,21 @@ def key_lines(path: Path) -> dict[str, int]:
     if isinstance(notify, yamlfile.YList):
         lines.update({f"notify[{i}]": line for i, line in enumerate(notify.item_lines)})
     return lines
+
+
+def notify_as_written(path: Path) -> dict[int, str]:
+    """Each notify target's URL as watcher.yaml writes it, `${VAR}` not expanded (index ->
+    URL), for `check`'s warning on credentials typed into the file; {} when unreadable."""
+    try:
+        doc = yamlfile.load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yamlfile.YamlProblem):
+        return {}
+    notify = doc.get("notify") if isinstance(doc, yamlfile.YMap) else None
+    if not isinstance(notify, yamlfile.YList):
+        return {}
+    written = {}
+    for i, item in enumerate(notify):
+        url = item.get("url") if isinstance(item, yamlfile.YMap) else item
+        if isinstance(url, str):
+            written[i] = url
+    return written

@@ -17,9 +17,11 @@ and `below` do not apply.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from watcher.base.yamlfile import YMap
+import promql_parser
+
 from watcher.config import values as kinds
 from watcher.config.values import FileReader
 from watcher.core.rules import CounterShare
@@ -35,7 +37,7 @@ NOT_FOR_JUDGE = {
 }
 
 
-def read_signal(m: YMap, f: FileReader, p: str) -> CounterShare | None:
+def read_signal(m: Mapping[str, Any], f: FileReader, p: str) -> CounterShare | None:
     """The counters a judge rule reads, or None with its problems recorded."""
     f.read(m, "judge", kinds.choice(*JUDGES), p, required=True)
     sel = {key: f.read(m, key, selector, p) for key in SELECTOR_KEYS}
@@ -48,11 +50,11 @@ def read_signal(m: YMap, f: FileReader, p: str) -> CounterShare | None:
         return CounterShare(buckets=sel["buckets"])
     for key in ("errors", "total"):
         if not sel[key] and key not in m:
-            f.problem(m.line, f"{p}{key}", "missing: a judge counts `errors` among `total` (or reads `buckets` "
+            f.problem(f.line_of(m), f"{p}{key}", "missing: a judge counts `errors` among `total` (or reads `buckets` "
                                            "for latency), each a counter selector")
     if bool(sel["baseline_errors"]) != bool(sel["baseline_total"]):
         missing = "baseline_total" if sel["baseline_errors"] else "baseline_errors"
-        f.problem(m.line, f"{p}{missing}", "the two-sample form against other selectors needs both "
+        f.problem(f.line_of(m), f"{p}{missing}", "the two-sample form against other selectors needs both "
                                            "`baseline_errors` and `baseline_total`")
     if not (sel["errors"] and sel["total"]):
         return None
@@ -60,7 +62,7 @@ def read_signal(m: YMap, f: FileReader, p: str) -> CounterShare | None:
                         baseline_total=sel["baseline_total"])
 
 
-def read_params(m: YMap, f: FileReader, p: str, above: float | None, above_baseline: float | None) -> dict[str, Any]:
+def read_params(m: Mapping[str, Any], f: FileReader, p: str, above: float | None, above_baseline: float | None) -> dict[str, Any]:
     """The judge's own values for Rule, and the problems of keys that do not fit its form."""
     for key, why in NOT_FOR_JUDGE.items():
         if key in m:
@@ -79,18 +81,18 @@ def read_params(m: YMap, f: FileReader, p: str, above: float | None, above_basel
                       "the latency form compares with the baseline through `slower_than_baseline`")
         bounds = [k for k in ("slower_than", "slower_than_baseline") if k in m]
         if len(bounds) != 1:
-            f.problem(f.line_of(m, bounds[1]) if bounds else m.line, f"{p}slower_than",
+            f.problem(f.line_of(m, bounds[1]) if bounds else f.line_of(m), f"{p}slower_than",
                       "the latency form needs one of `slower_than` (a duration) or `slower_than_baseline` "
                       "(x the pre-deploy quantile)")
         if "above" not in m:
-            f.problem(m.line, f"{p}above", "missing: the share of requests slower than the bound that is too "
+            f.problem(f.line_of(m), f"{p}above", "missing: the share of requests slower than the bound that is too "
                                            "much (0.05: p95 above the bound)")
     else:
         for key in ("slower_than", "slower_than_baseline"):
             if key in m:
                 f.problem(f.line_of(m, key), f"{p}{key}", "only applies to the latency form (`buckets:`)")
         if "above" not in m and "above_baseline" not in m:
-            f.problem(m.line, f"{p}above", "missing: a judge needs `above` (a share) or `above_baseline` (a factor "
+            f.problem(f.line_of(m), f"{p}above", "missing: a judge needs `above` (a share) or `above_baseline` (a factor "
                                            "of the old release's share)")
         if above_baseline is not None and above_baseline <= 0:
             f.problem(f.line_of(m, "above_baseline"), f"{p}above_baseline", "must be above 0 for a judge")
@@ -105,8 +107,6 @@ def selector(v: Any) -> str:
     """A counter's vector selector, e.g. http_requests_total{code=~"5.."}: the judge reads its
     raw samples itself, so no function, range or operator."""
     text = kinds.string(v).strip()
-    import promql_parser  # a compiled extension: loaded only when rules are checked
-
     try:
         expr = promql_parser.parse(text)
     except (ValueError, TypeError) as exc:

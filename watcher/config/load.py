@@ -29,8 +29,9 @@ from watcher.config.schema import (
     VerifyConfig,
     WatcherConfig,
 )
+from watcher.config.scoping import ScopeError, check_labels
 from watcher.config.values import FileReader, read_yaml, resolve_path, section
-from watcher.core.messages import NotifyTarget, Severity
+from watcher.core.envelope import NotifyTarget, Severity
 
 TOP_KEYS = ["service", "host", "interval", "prometheus", "rules", "watch_window", "mode", "backend", "verify",
             "safety", "deploy_lock", "notify", "state_dir", "error_limit", "min_window", "max_window", "telemetry",
@@ -42,7 +43,7 @@ _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Loading
 
 
-def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) -> WatcherConfig:
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> WatcherConfig:
     """Read watcher.yaml and its rule files. Raises ConfigError with every problem found."""
     path = Path(path)
     environ = dict(os.environ) if environ is None else environ
@@ -77,7 +78,8 @@ def load_config(path: str | os.PathLike, environ: dict[str, str] | None = None) 
     telemetry = _read_telemetry(doc, f)
     deploy_lock = resolve_path(f.read(doc, "deploy_lock", kinds.string), base)
     lock_timeout = f.read(doc, "lock_timeout", kinds.positive_duration, default=300.0)
-    state_dir = resolve_path(f.read(doc, "state_dir", kinds.string, default="/var/lib/rollback-watcher"), base)
+    state_dir_text: str = f.read(doc, "state_dir", kinds.string, default="/var/lib/rollback-watcher")
+    state_dir = resolve_path(state_dir_text, base)
     notify = _read_notify(doc, f, base)
     fleet = read_fleet(doc, f, base, service, host)
 
@@ -113,7 +115,7 @@ def _expand_env(value: Any, environ: dict[str, str], f: FileReader, key: str, li
             value[i] = _expand_env(item, environ, f, f"{key}[{i}]", value.item_lines[i])
         return value
     if isinstance(value, str) and "${" in value:
-        def sub(m: re.Match) -> str:
+        def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in environ:
                 f.problem(line, key, f"environment variable {name} is not set")
@@ -125,7 +127,7 @@ def _expand_env(value: Any, environ: dict[str, str], f: FileReader, key: str, li
 
 
 
-def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
+def _read_prometheus(doc: dict[str, Any], f: FileReader) -> PrometheusConfig:
     m = section(doc, "prometheus", f, ["url", "timeout", "scrape_interval", "headers", "max_concurrency", "labels"])
     d = PrometheusConfig()
     url, headers = m.get("url"), m.get("headers")
@@ -147,7 +149,6 @@ def _read_prometheus(doc: dict, f: FileReader) -> PrometheusConfig:
 
 def _scope_labels(value: Any) -> dict[str, str]:
     """prometheus.labels: label name -> value, names as Prometheus allows them in a selector."""
-    from watcher.config.scoping import ScopeError, check_labels
 
     labels = kinds.str_map(value)
     try:
@@ -156,9 +157,9 @@ def _scope_labels(value: Any) -> dict[str, str]:
         raise ValueError(str(exc)) from None
 
 
-def _read_vars(doc: dict, f: FileReader) -> dict[str, str]:
+def _read_vars(doc: dict[str, Any], f: FileReader) -> dict[str, str]:
     """`vars:`, values of the user's own for `${NAME}` placeholders in rule files."""
-    variables = f.read(doc, "vars", kinds.str_map, "", {})
+    variables: dict[str, str] = f.read(doc, "vars", kinds.str_map, "", {})
     for name in variables:
         if name in BUILT_IN or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             f.problem(f.line_of(doc, "vars"), f"vars.{name}",
@@ -177,7 +178,7 @@ _OPTION_KINDS = {
 }
 
 
-def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
+def _read_backend(doc: dict[str, Any], f: FileReader, base: Path) -> BackendConfig | None:
     """The `backend:` section: `type` names a backend of backends.BACKENDS, whose OPTIONS say
     which keys it takes (the constructor receives exactly these as keywords)."""
     if "backend" not in doc or doc["backend"] is None:
@@ -191,7 +192,7 @@ def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
     table = BACKENDS[kind].OPTIONS
     before = len(f.problems)
     f.unknown_keys(m, ["type", *table], "backend.")
-    options = {}
+    options: dict[str, Any] = {}
     for key, option in table.items():
         if option.kind is OptionKind.PATH:
             value = resolve_path(f.read(m, key, kinds.string, "backend.", required=option.required), base)
@@ -211,7 +212,7 @@ def _read_backend(doc: dict, f: FileReader, base: Path) -> BackendConfig | None:
     return BackendConfig(kind, options)
 
 
-def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
+def _read_verify(doc: dict[str, Any], f: FileReader) -> VerifyConfig:
     m = section(doc, "verify", f, ["url", "attempts", "every", "timeout", "expect_status", "expect_body", "successes",
                                     "clear_within"])
     d = VerifyConfig()
@@ -227,7 +228,7 @@ def _read_verify(doc: dict, f: FileReader) -> VerifyConfig:
     )
 
 
-def _read_safety(doc: dict, f: FileReader) -> SafetyConfig:
+def _read_safety(doc: dict[str, Any], f: FileReader) -> SafetyConfig:
     m = section(doc, "safety", f, ["cooldown", "max_auto_rollbacks"])
     d = SafetyConfig()
     return SafetyConfig(
@@ -236,7 +237,7 @@ def _read_safety(doc: dict, f: FileReader) -> SafetyConfig:
     )
 
 
-def _read_telemetry(doc: dict, f: FileReader) -> TelemetryConfig:
+def _read_telemetry(doc: dict[str, Any], f: FileReader) -> TelemetryConfig:
     if "telemetry" in doc and doc["telemetry"] is False:
         return TelemetryConfig(listen=None)
     m = section(doc, "telemetry", f, ["listen", "allow_remote"])
@@ -252,11 +253,11 @@ def _read_telemetry(doc: dict, f: FileReader) -> TelemetryConfig:
     return t
 
 
-def _read_notify(doc: dict, f: FileReader, base: Path) -> list[NotifyTarget]:
+def _read_notify(doc: dict[str, Any], f: FileReader, base: Path) -> list[NotifyTarget]:
     raw = doc.get("notify")
     if raw is None:
         return []
-    if not isinstance(raw, list):
+    if not isinstance(raw, yamlfile.YList):
         f.problem(f.line_of(doc, "notify"), "notify", f"expected a list of targets, got {kinds.show(raw)}")
         return []
     targets = []
@@ -291,7 +292,7 @@ def _etcd_url(v: Any) -> str:
     return s.rstrip("/")
 
 
-def read_fleet(doc: dict, f: FileReader, base: Path, service: str, host: str) -> FleetConfig | None:
+def read_fleet(doc: dict[str, Any], f: FileReader, base: Path, service: str, host: str) -> FleetConfig | None:
     """The `fleet:` section (absent: no fleet). Secrets come from ${VAR} and are never shown."""
     if doc.get("fleet") is None:
         return None

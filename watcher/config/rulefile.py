@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import promql_parser
+
 from watcher.base import yamlfile
 from watcher.base.errors import ConfigError, ConfigProblem
 from watcher.config import judgerule
@@ -17,6 +19,7 @@ from watcher.config.bind import PLACEHOLDER
 from watcher.config.values import FileReader, read_yaml
 from watcher.core.rules import (
     ACTIONS,
+    EVIDENCE_KINDS,
     HOST_SIGNALS,
     NO_DATA_POLICIES,
     SCOPES,
@@ -27,15 +30,16 @@ from watcher.core.rules import (
     Location,
     PromQuery,
     Rule,
+    Signal,
 )
 
 RULE_KEYS = ["name", "description", "query", "http", "host", "above", "below", "above_baseline", "floor", "for",
              "failures", "action", "no_data", "expect_status", "expect_body", "timeout", "unit", "window", "path",
-             "baseline_window", "value_unit", "notify", "trailing", "scope", *judgerule.KEYS]
+             "baseline_window", "value_unit", "notify", "trailing", "scope", "evidence", *judgerule.KEYS]
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
-def load_rule_file(path: str | os.PathLike, max_window: float = 60.0) -> list[Rule]:
+def load_rule_file(path: str | os.PathLike[str], max_window: float = 60.0) -> list[Rule]:
     """Read one rule file on its own (for `rollback-watcher test`). Raises ConfigError."""
     problems: list[ConfigProblem] = []
     rules = load_rules([Path(path)], problems, max_window)
@@ -44,7 +48,7 @@ def load_rule_file(path: str | os.PathLike, max_window: float = 60.0) -> list[Ru
     return rules
 
 
-def rule_files(doc: dict, f: FileReader, base: Path) -> list[Path]:
+def rule_files(doc: dict[str, Any], f: FileReader, base: Path) -> list[Path]:
     raw = doc.get("rules")
     line = f.line_of(doc, "rules")
     if raw is None:
@@ -79,7 +83,7 @@ def load_rules(files: list[Path], problems: list[ConfigProblem], max_window: flo
             continue
         f.unknown_keys(doc, ["rules"], "")
         raw = doc["rules"]
-        if not isinstance(raw, list):
+        if not isinstance(raw, yamlfile.YList):
             f.problem(f.line_of(doc, "rules"), "rules", f"expected a list of rules, got {kinds.show(raw)}")
             continue
         for i, item in enumerate(raw):
@@ -111,10 +115,10 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
     f.unknown_keys(m, RULE_KEYS, p)
 
     signals = [k for k in ("query", "http", "host", "judge") if k in m]
-    signal = None
+    signal: Signal | None = None
     if not signals:
-        f.problem(m.line, f"{p}query", "missing: a rule reads `query:` (PromQL), `http:` (a probe), `host:` or "
-                                       "counters (`judge: sequential`)")
+        f.problem(f.line_of(m), f"{p}query", "missing: a rule reads `query:` (PromQL), `http:` (a probe), `host:` or "
+                                             "counters (`judge: sequential`)")
     elif len(signals) > 1:
         f.problem(f.line_of(m, signals[1]), f"{p}{signals[1]}", f"a rule reads one signal, not both {' and '.join(signals)}")
     elif signals[0] == "query":
@@ -171,7 +175,7 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         if above is None and below is None:
             above = 0.0  # a host counter breaches when it grew at all within `window`
     elif signal is not None and above is None and below is None and above_baseline is None:
-        f.problem(m.line, f"{p}above", "missing: a query rule needs `above`, `below` or `above_baseline`")
+        f.problem(f.line_of(m), f"{p}above", "missing: a query rule needs `above`, `below` or `above_baseline`")
     if floor is not None and above_baseline is None and "slower_than_baseline" not in m:
         f.problem(f.line_of(m, "floor"), f"{p}floor", "only applies together with `above_baseline`")
 
@@ -180,9 +184,9 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         f.problem(f.line_of(m, "scope"), f"{p}scope",
                   "only applies to `query:` and `judge:` rules (prometheus.labels scope their selectors)")
     action = f.read(m, "action", kinds.choice(*ACTIONS), p, required=True)
-    rule = Rule(
+    # Every key is read (and its problems recorded) even when the signal is missing.
+    fields: dict[str, Any] = dict(
         name=name or f"rule-{index}",
-        signal=signal,
         action=action or "notify",
         above=above,
         below=below,
@@ -197,10 +201,13 @@ def read_rule(item: Any, line: int, index: int, f: FileReader, max_window: float
         notify=f.read(m, "notify", kinds.strings, p, ()),
         trailing=f.read(m, "trailing", kinds.trailing, p),
         scope=scope or "host",
+        evidence=f.read(m, "evidence", kinds.choice(*EVIDENCE_KINDS), p),
         location=Location(f.path, line),
         **judge_params,
     )
-    return rule if len(f.problems) == count and signal is not None else None
+    if signal is None or len(f.problems) != count:
+        return None
+    return Rule(signal=signal, **fields)
 
 
 # A PromQL string literal: "..." or '...' with backslash escapes, or `...` raw.
@@ -209,7 +216,7 @@ _PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 
 def _check_promql(query: str, f: FileReader, line: int | None, key: str, max_window: float) -> None:
     """Offline syntax check. promql-parser gives no position, so the rule's own line is used."""
-    import promql_parser  # a compiled extension: loaded only when rules are checked
+
 
     # `${NAME}` placeholders are filled in from watcher.yaml later (config/bind.py); they stand
     # in label values, so any text checks the syntax here.

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from watcher.core.messages import NotifyTarget
+from watcher.core.envelope import NotifyTarget
 from watcher.core.rules import Rule
 
 
@@ -19,17 +20,17 @@ class PrometheusConfig:
     # Whether `scrape_interval` was written in the config: if not, the watcher learns it from
     # Prometheus' targets at start (signals.learn_scrape_interval) and says so.
     scrape_interval_set: bool = False
-    headers: dict = field(default_factory=dict, hash=False)
+    headers: dict[str, str] = field(default_factory=dict, hash=False)
     max_concurrency: int = 8  # queries of one tick in flight at once
     # Matchers added to every selector of every PromQL rule but `scope: fleet` ones
     # (config/bind.py): one rule table for a fleet on a shared Prometheus.
-    labels: dict = field(default_factory=dict, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
 class BackendConfig:
     type: str
-    options: dict = field(default_factory=dict, hash=False)  # typed keyword arguments
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # typed keyword arguments
 
 
 @dataclass(frozen=True)

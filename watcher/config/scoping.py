@@ -37,6 +37,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+import promql_parser
 
 from watcher.core.rules import WINDOW_TOKEN
 
@@ -94,7 +98,6 @@ def scope_query(query: str, labels: Mapping[str, object]) -> str:
     scope = check_labels(labels)
     if not scope:
         return query
-    import promql_parser  # a compiled extension: loaded only when a query is scoped
 
     if _WINDOW_STANDIN in query:
         raise ScopeError(f"the query holds {_WINDOW_STANDIN}, the duration that stands in for [{WINDOW_TOKEN}]")
@@ -111,7 +114,7 @@ def scope_query(query: str, labels: Mapping[str, object]) -> str:
 class _Printer:
     """Prints a parsed query with the scope added (see "Rendering" in the module docstring)."""
 
-    def __init__(self, promql_parser, scope: dict[str, str], query: str):
+    def __init__(self, promql_parser: ModuleType, scope: dict[str, str], query: str):
         self.pp = promql_parser
         self.scope = scope
         self.query = query
@@ -123,7 +126,7 @@ class _Printer:
         self.ops = [(promql_parser.MatchOp.Equal, "="), (promql_parser.MatchOp.NotEqual, "!="),
                     (promql_parser.MatchOp.Re, "=~"), (promql_parser.MatchOp.NotRe, "!~")]
 
-    def print(self, tree) -> str:
+    def print(self, tree: Any) -> str:
         text = str(self.pp.transform(tree, self._swap))
         # The printer leaves double spaces (`a or  vector(0)`); no quoted text is left in it to
         # spoil (every string is a placeholder until below).
@@ -134,12 +137,12 @@ class _Printer:
             text = text.replace(key + "{}", self.rendered[key])
         return text
 
-    def _placeholder(self, text: str):
+    def _placeholder(self, text: str) -> Any:
         key = f"{self.prefix}{len(self.rendered)}"
         self.rendered[key] = text
         return self.pp.parse(key)
 
-    def _swap(self, node):
+    def _swap(self, node: Any) -> Any:
         pp = self.pp
         if isinstance(node, pp.StringLiteral):
             return self._placeholder(quote(node.val))
@@ -157,7 +160,7 @@ class _Printer:
                                      f"{self._modifiers(node.at, node.offset)}")
         return None
 
-    def _selector(self, node, modifiers: bool = True) -> str:
+    def _selector(self, node: Any, modifiers: bool = True) -> str:
         # `{a="1" or b="2"}` (newer PromQL): the scope joins every alternative.
         groups = list(node.matchers.or_matchers) or [node.matchers.matchers]
         rendered = []
@@ -169,10 +172,10 @@ class _Printer:
         text = f"{node.name or ''}{{{' or '.join(rendered)}}}"
         return text + (self._modifiers(node.at, node.offset) if modifiers else "")
 
-    def _op(self, op) -> str:
+    def _op(self, op: Any) -> str:
         return next(text for known, text in self.ops if op == known)
 
-    def _modifiers(self, at, offset) -> str:
+    def _modifiers(self, at: Any, offset: timedelta | None) -> str:
         out = ""
         if at is not None:
             kinds = self.pp.AtModifierType
@@ -183,12 +186,12 @@ class _Printer:
             out += f" offset {sign}{self.pp.display_duration(abs(offset))}"
         return out
 
-    def _duration(self, delta) -> str:
+    def _duration(self, delta: timedelta) -> str:
         if delta == _WINDOW_DELTA:
             return WINDOW_TOKEN
-        return self.pp.display_duration(delta)
+        return str(self.pp.display_duration(delta))
 
-    def _implied(self, m: _Matcher, node) -> bool:
+    def _implied(self, m: _Matcher, node: Any) -> bool:
         """True when the scope's matcher on m's label makes m redundant; raises ScopeConflict
         when the two can never both hold; False for a matcher on another label (or a regular
         expression Python cannot read: both are kept, and select what both say)."""

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import unquote
 
 from watcher.base.redact import MASK, expand_secrets, split_url, structural_url_secrets
+from watcher.config.schema import WatcherConfig
+from watcher.core.rules import HttpCheck
 
 # Header names whose values are credentials; others (X-Scope-OrgID, a tenant) are not secret
 # and masking them would blank ordinary words in every message.
@@ -73,7 +75,7 @@ def url_password_secrets(url: str | None) -> set[str]:
     return found
 
 
-def header_secrets(headers: dict | None) -> set[str]:
+def header_secrets(headers: Mapping[str, str] | None) -> set[str]:
     found: set[str] = set()
     for name, value in (headers or {}).items():
         if not value or not any(word in str(name).lower() for word in _SECRET_HEADER):
@@ -84,13 +86,12 @@ def header_secrets(headers: dict | None) -> set[str]:
     return found
 
 
-def prometheus_secrets(url: str, headers: dict | None) -> set[str]:
+def prometheus_secrets(url: str, headers: Mapping[str, str] | None) -> set[str]:
     return url_password_secrets(url) | header_secrets(headers)
 
 
-def config_secrets(cfg) -> set[str]:
+def config_secrets(cfg: WatcherConfig) -> set[str]:
     """Every secret a WatcherConfig holds (see the module docstring). Never imports Apprise."""
-    from watcher.core.rules import HttpCheck
 
     found = prometheus_secrets(cfg.prometheus.url, cfg.prometheus.headers)
     found |= url_password_secrets(cfg.verify.url)
@@ -102,7 +103,7 @@ def config_secrets(cfg) -> set[str]:
     return found
 
 
-def redactor_for(cfg) -> Redactor:
+def redactor_for(cfg: WatcherConfig) -> Redactor:
     return Redactor.of(config_secrets(cfg))
 
 
@@ -140,5 +141,5 @@ class RedactingStream:
         self.inner.write(self.redact(text))
         return len(text)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from watcher.base import yamlfile
 from watcher.base.durations import parse_duration
 from watcher.base.errors import ConfigProblem
+from watcher.base.redact import redact_url
 
 
 def show(value: Any) -> str:
@@ -48,13 +49,13 @@ class FileReader:
             return mapping.line
         return getattr(mapping, "line", None)
 
-    def mapping(self, value: Any, line: int | None, key: str) -> yamlfile.YMap | None:
+    def mapping(self, value: Any, line: int | None, key: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
         self.problem(line, key, f"expected a mapping, got {show(value)}")
         return None
 
-    def unknown_keys(self, mapping: dict, allowed: list[str], prefix: str) -> None:
+    def unknown_keys(self, mapping: Mapping[str, Any], allowed: list[str], prefix: str) -> None:
         for key in mapping:
             if key in allowed:
                 continue
@@ -63,7 +64,7 @@ class FileReader:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problem(self.line_of(mapping, key), name, f"unknown key{hint}")
 
-    def read(self, mapping: dict, key: str, kind: Callable[[Any], Any], prefix: str = "", default: Any = None,
+    def read(self, mapping: Mapping[str, Any], key: str, kind: Callable[[Any], Any], prefix: str = "", default: Any = None,
              required: bool = False) -> Any:
         """The typed value of `key`, or `default` (a problem is recorded when it is invalid)."""
         name = f"{prefix}{key}"
@@ -154,8 +155,6 @@ def trailing(v: Any) -> float:
 def url(v: Any) -> str:
     s = string(v)
     if not re.match(r"^https?://[^\s/]+", s):
-        from watcher.base.redact import redact_url
-
         raise ValueError(f"expected an http:// or https:// URL, got {redact_url(s, use_apprise=False)!r}")
     return s
 
@@ -182,7 +181,7 @@ def strings(v: Any) -> tuple[str, ...]:
 def choice(*choices: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if v in choices:
-            return v
+            return str(v)
         close = difflib.get_close_matches(str(v), choices, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"{v!r} is not one of {', '.join(choices)}{hint}")
@@ -190,7 +189,7 @@ def choice(*choices: str) -> Callable[[Any], str]:
     return check
 
 
-def str_map(v: Any) -> dict:
+def str_map(v: Any) -> dict[str, str]:
     if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, (str, int)) for k, x in v.items()):
         raise ValueError(f"expected a mapping of names to strings, got {show(v)}")
     return {k: str(x) for k, x in v.items()}
@@ -211,6 +210,10 @@ def status(v: Any) -> int:
 
 
 
+@overload
+def resolve_path(value: str, base: Path) -> Path: ...
+@overload
+def resolve_path(value: str | None, base: Path) -> Path | None: ...
 def resolve_path(value: str | None, base: Path) -> Path | None:
     if value is None:
         return None
@@ -219,7 +222,7 @@ def resolve_path(value: str | None, base: Path) -> Path | None:
 
 
 
-def section(doc: dict, key: str, f: FileReader, allowed: list[str]) -> dict:
+def section(doc: Mapping[str, Any], key: str, f: FileReader, allowed: list[str]) -> dict[str, Any]:
     if key not in doc or doc[key] is None:
         return {}
     m = f.mapping(doc[key], f.line_of(doc, key), key)
@@ -230,7 +233,7 @@ def section(doc: dict, key: str, f: FileReader, allowed: list[str]) -> dict:
 
 
 
-def read_yaml(path: Path, f: FileReader):
+def read_yaml(path: Path, f: FileReader) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:

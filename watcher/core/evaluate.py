@@ -8,19 +8,23 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from watcher.core.rules import (
     WINDOW_TOKEN,
     Finding,
+    HttpCheck,
     Observation,
     Outcome,
     Phase,
+    ProbeResult,
     PromQuery,
     Rule,
     RuleState,
+    SignalResult,
     Transition,
     classify,
     finding,
@@ -35,11 +39,11 @@ class SignalReader(Protocol):
     """What evaluate reads the signals through (signals.SignalReader)."""
 
     def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
-                 since: float | None = None) -> dict[str, tuple[object, float]]: ...
+                 since: float | None = None) -> dict[str, tuple[SignalResult, float]]: ...
 
-    def probe_bounded(self, check): ...
+    def probe_bounded(self, check: HttpCheck) -> ProbeResult: ...
 
-    def keep_host_counters(self, history: dict[str, list]) -> None: ...
+    def keep_host_counters(self, history: dict[str, list[Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -47,15 +51,16 @@ class SignalReader(Protocol):
 @dataclass(frozen=True)
 class RuleEvaluation:
     rule: Rule
-    result: object  # list[Sample] | ProbeResult | SourceError, as the reader returned it
+    result: SignalResult  # as the reader returned it
     seconds: float  # how long the read took
     observation: Observation
     before: RuleState
     after: RuleState
     transitions: tuple[Transition, ...]
     baseline: float | None
+    held: bool = False  # not read this tick (evaluate's `held`): its state did not move
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         """One line of `eval` and of the tick's report."""
         obs, rule = self.observation, self.rule
         return {
@@ -63,7 +68,8 @@ class RuleEvaluation:
             "action": rule.action,
             "value": obs.value,
             "unit": rule.value_unit,
-            "condition": rule.condition_text(self.baseline),
+            "condition": rule.condition_text(self.baseline),  # in the rule's unit, as messages write it
+            "threshold": rule.condition_text(self.baseline, raw=True),  # as the rule file writes it
             "outcome": obs.outcome.value,
             "phase": self.after.phase.value,
             "detail": obs.detail,
@@ -91,7 +97,7 @@ class Evaluation:
         return [finding(e.rule, e.after, e.baseline) for e in self.rules if e.after.phase is Phase.FIRING]
 
     @property
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         return [e.row() for e in self.rules]
 
 
@@ -123,9 +129,44 @@ def blindness(evaluation: Evaluation, episode: frozenset[str] = frozenset()) -> 
     return Blindness()
 
 
-def watch_window(now: float, state, config) -> int:
+class WindowState(Protocol):
+    """What watch_window reads of the state (store.state.State)."""
+
+    @property
+    def changed_at(self) -> float | None: ...
+
+    @property
+    def deployed_at(self) -> float | None: ...
+
+    def in_watch_window(self, now: float) -> bool: ...
+
+
+class WindowLimits(Protocol):
+    """What watch_window reads of the configuration (config.schema.WatcherConfig)."""
+
+    @property
+    def min_window(self) -> float: ...
+
+    @property
+    def max_window(self) -> float: ...
+
+
+def watch_window(now: float, state: WindowState, config: WindowLimits) -> int:
     """`[$window]` for this moment: the time since `current` last changed (a deploy or a
-    rollback's switch), clamped to [min_window, max_window] (rules.window_seconds)."""
+    rollback's switch), clamped to [min_window, max_window] (rules.window_seconds).
+
+    While a rollback is being confirmed, the restored release is judged on its own samples:
+    the time since the switch, NOT clamped up to `min_window` (the clamp would read the bad
+    release's errors back into the range, and the rule would go pending on the known-good
+    release). Until `min_window` has passed, the `[$window]` rules are not read at all
+    (service/confirm.too_early holds them)."""
+    confirming = getattr(state, "confirming", None)
+    if confirming is not None:
+        # Rounded down (after a deploy it is rounded up): a range one second too long reached
+        # the scrape before the switch, and with it the bad release's last errors (measured:
+        # 50% on the restored release 3 s after the switch, with no request served by it).
+        since_switch = max(0.0, now - confirming["switched_at"])
+        return max(1, int(math.floor(min(since_switch, config.max_window))))
     since = state.changed_at if state.changed_at is not None else state.deployed_at
     in_window = since is not None and (state.changed_at is not None or state.in_watch_window(now))
     return window_seconds(now, since, in_window, config.min_window, config.max_window)
@@ -142,6 +183,7 @@ def evaluate(
     scrape_interval: float = 15.0,
     at: float | None = None,
     since: float | None = None,
+    held: Mapping[str, str] | None = None,
     interval: float = 0.0,
 ) -> Evaluation:
     """Read every rule's signal at `now` and step each rule from its state in `states`.
@@ -150,22 +192,29 @@ def evaluate(
     (default `now`); `since` when `current` last changed (host counters count from there).
     A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
     gates the moment it fires (both_windows), and fires only once its range is the current
-    release's alone (held_before_change)."""
+    release's alone (held_before_change). The rules named in `held` are not read this tick:
+    their state is kept as it is, their observation is "no data" with the reason given."""
+    held = held or {}
     rules = list(rules)
-    trailing = {r.name: t for r in rules if (t := trailing_seconds(r, scrape_interval, window_s, interval)) is not None}
-    extra = [_trailing_rule(r, trailing[r.name]) for r in rules if r.name in trailing]
-    results = reader.read_all(rules + extra, now, window_s, at=at, since=since)
+    read = [r for r in rules if r.name not in held]
+    trailing = {r.name: t for r in read if (t := trailing_seconds(r, scrape_interval, window_s, interval)) is not None}
+    extra = [_trailing_rule(r, trailing[r.name]) for r in read if r.name in trailing]
+    results = reader.read_all(read + extra, now, window_s, at=at, since=since) if read else {}
     out = []
     for rule in rules:
-        result, seconds = results[rule.name]
         baseline = baselines.get(rule.name)
+        before = states.get(rule.name, RuleState())
+        if rule.name in held:
+            obs = Observation(Outcome.NO_DATA, detail=held[rule.name])
+            out.append(RuleEvaluation(rule, [], 0.0, obs, before, before, (), baseline, held=True))
+            continue
+        result, seconds = results[rule.name]
         obs = classify(rule, result, baseline)
         if rule.name in trailing:
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
         obs = held_before_change(rule, obs, now, since, window_s)
-        before = states.get(rule.name, RuleState())
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
@@ -190,6 +239,7 @@ def _trailing_name(rule: Rule) -> str:
 
 
 def _trailing_rule(rule: Rule, seconds: int) -> Rule:
+    assert isinstance(rule.signal, PromQuery)  # trailing_seconds gives a window to PromQL rules only
     return replace(rule, name=_trailing_name(rule), signal=PromQuery(render_query(rule.signal.query, seconds)))
 
 

@@ -3,7 +3,7 @@
 Keys, all under `PREFIX/NAME/` (FleetConfig.root), values are JSON:
 
     releases/ID/verdict      created once, first writer wins: {"verdict": "bad"|"good", "host",
-                             "at", "rule", "value", "reason"}. The one exception: "bad" replaces
+                             "at", "rule", "value", "unit", "reason"}. The one exception: "bad" replaces
                              "good" (compare-and-swap on the exact old value), never the reverse,
                              so a release rolled back after it was declared good is refused by
                              the gate from then on.
@@ -28,11 +28,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
+
+from watcher.base.format import untrusted
 
 BAD = "bad"
 GOOD = "good"
+# What another host wrote is shown capped (base/format.untrusted): a name, a reason.
+HOST_MAX = 64
+RULE_MAX = 64
+RELEASE_MAX = 80
+REASON_MAX = 200
 # A bad verdict from another host enters the decider as a finding of rule "fleet:RULE".
 FLEET_RULE_PREFIX = "fleet:"
 
@@ -88,11 +97,12 @@ class FleetVerdict:
     rule: str = ""  # the rule that fired (bad), "" for good or a manual rollback
     value: float | None = None
     reason: str = ""
+    unit: str = ""  # the rule's value_unit at the writer, so that every host writes `value` alike
 
     def encode(self) -> str:
         value = self.value if self.value is not None and math.isfinite(self.value) else None
         return json.dumps({"verdict": self.verdict, "host": self.host, "at": round(self.at, 3), "rule": self.rule,
-                           "value": value, "reason": self.reason}, sort_keys=True)
+                           "value": value, "reason": self.reason, "unit": self.unit}, sort_keys=True)
 
     @classmethod
     def decode(cls, release: str, raw: bytes | str) -> FleetVerdict | None:
@@ -103,11 +113,12 @@ class FleetVerdict:
         if data is None or data.get("verdict") not in (BAD, GOOD):
             return None
         host, at, value = data.get("host"), _number(data.get("at")), data.get("value")
-        rule, reason = data.get("rule") or "", data.get("reason") or ""
+        rule, reason, unit = data.get("rule") or "", data.get("reason") or "", data.get("unit") or ""
         if not isinstance(host, str) or not host or at is None or not isinstance(rule, str) \
-                or not isinstance(reason, str) or (value is not None and _number(value) is None):
+                or not isinstance(reason, str) or not isinstance(unit, str) \
+                or (value is not None and _number(value) is None):
             return None
-        return cls(release, data["verdict"], host, at, rule, _number(value), reason)
+        return cls(release, data["verdict"], host, at, rule, _number(value), reason, unit)
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,7 @@ class Member:
     phase: str = "watching"  # "in_window" | "watching" | "halted" | "rolling_back" ...
     in_window: bool = False
     known_good: bool = False  # its release is known-good in its own state
-    firing: dict = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
+    firing: dict[str, float] = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
     tick_at: float = 0.0
     previous: str | None = None  # the release before the current one
 
@@ -141,8 +152,9 @@ class Member:
                 or not isinstance(firing, dict) or tick_at is None
                 or not isinstance(in_window, bool) or not isinstance(known_good, bool)):
             return None
-        since = {str(k): _number(v) for k, v in firing.items()}
-        if any(v is None for v in since.values()):
+        read = {str(k): _number(v) for k, v in firing.items()}
+        since = {k: v for k, v in read.items() if v is not None}
+        if len(since) != len(read):
             return None
         return cls(host, release, phase, in_window, known_good, since, tick_at, previous)
 
@@ -158,7 +170,7 @@ def survived_at(raw: bytes | str) -> float | None:
     return _number(data.get("at")) if data is not None else None
 
 
-def _loads(raw: bytes | str) -> dict | None:
+def _loads(raw: bytes | str) -> dict[str, Any] | None:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -191,9 +203,9 @@ def verdict_wins(stored: FleetVerdict | None, new: FleetVerdict) -> bool:
 
 @dataclass(frozen=True)
 class FleetView:
-    members: dict = field(default_factory=dict)  # host -> Member (only live leases)
-    verdicts: dict = field(default_factory=dict)  # release -> FleetVerdict
-    survived: dict = field(default_factory=dict)  # release -> frozenset of hosts
+    members: dict[str, Member] = field(default_factory=dict)  # only live leases
+    verdicts: dict[str, FleetVerdict] = field(default_factory=dict)  # by release
+    survived: dict[str, frozenset[str]] = field(default_factory=dict)  # release -> hosts
     # host -> when its membership last arrived at the viewing host, on its monotonic clock
     arrived: dict[str, float] = field(default_factory=dict)
 
@@ -251,7 +263,8 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     witnesses = tuple(m.host for m in old if rule in m.firing
                       and abs(view.arrived.get(m.host, m.tick_at) - (m.tick_at - m.firing[rule]) - since) <= same_time)
     if witnesses and 2 * len(witnesses) >= len(old):
-        names = ", ".join(f"{m.host} ({m.release})" for m in old if m.host in witnesses)
+        names = ", ".join(f"{untrusted(m.host, HOST_MAX)} ({untrusted(m.release, RELEASE_MAX)})"
+                          for m in old if m.host in witnesses)
         return Symptom(True, f"{rule} also fires on {len(witnesses)} of {len(old)} host(s) still on a known-good "
                              f"release, since within {same_time:g}s of here: {names}", witnesses)
     return Symptom(False, f"{rule} fires on {len(witnesses)} of {len(old)} host(s) on a known-good release "
@@ -279,20 +292,36 @@ class GateAnswer:
         return self.code is not GateCode.UNKNOWN
 
 
-def gate_answer(release: str, view: FleetView, canary: int | None) -> GateAnswer:
+def gate_answer(release: str, view: FleetView, canary: int | None, known_good_hosts: int | None = None) -> GateAnswer:
     """Bad anywhere -> BAD. Known-good fleet-wide, or (with `canary`) survived on at least
-    `canary` hosts -> GO. Otherwise UNKNOWN, with what is still missing."""
+    `canary` hosts -> GO. Otherwise UNKNOWN, with what is still missing: how many hosts must
+    survive the window (`canary`, else the fleet's `known_good_hosts`) and how many have."""
     verdict = view.verdicts.get(release)
     survived = sorted(view.survived.get(release, ()))
     if verdict is not None and verdict.verdict == BAD:
-        rule = f" ({verdict.rule})" if verdict.rule else ""
-        return GateAnswer(GateCode.BAD, f"{release} is bad fleet-wide: rolled back on {verdict.host}{rule}: {verdict.reason}")
+        rule = f" ({untrusted(verdict.rule, RULE_MAX)})" if verdict.rule else ""
+        return GateAnswer(GateCode.BAD, f"{release} is bad fleet-wide: rolled back on {untrusted(verdict.host, HOST_MAX)}"
+                                        f"{rule}: {untrusted(verdict.reason, REASON_MAX)}")
     if canary is not None and len(survived) >= canary:
         return GateAnswer(GateCode.GO, f"{release} survived its watch window on {len(survived)} host(s) "
-                                       f"({', '.join(survived)}), canary {canary}")
+                                       f"({_hosts(survived)}), canary {canary}")
     if canary is None and verdict is not None and verdict.verdict == GOOD:
-        return GateAnswer(GateCode.GO, f"{release} is known-good fleet-wide (declared by {verdict.host})")
+        return GateAnswer(GateCode.GO, f"{release} is known-good fleet-wide (declared by {untrusted(verdict.host, HOST_MAX)})")
     running = view.hosts_on(release)
-    need = f"{canary} host(s)" if canary is not None else "the fleet's known_good_hosts"
-    return GateAnswer(GateCode.UNKNOWN, f"{release} is not known yet: survived on {len(survived)} host(s), needs "
-                                        f"{need}; running on {len(running)} host(s){': ' + ', '.join(running) if running else ''}")
+    need = canary if canary is not None else known_good_hosts
+    needs = (f"needs {_count(need, 'host')} to survive its watch window ({'--canary' if canary is not None else 'known_good_hosts'})"
+             if need is not None else "needs the fleet's known_good_hosts to survive its watch window")
+    so_far = f"{len(survived)} so far" + (f" ({_hosts(survived)})" if survived else "")
+    where = f"running on {_count(len(running), 'host')}" + (f": {_hosts(running)}" if running else "")
+    return GateAnswer(GateCode.UNKNOWN, f"{release} is not known yet: {needs}, {so_far}; {where}")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _hosts(hosts: Collection[str]) -> str:
+    """Host names another host's membership gave: each `untrusted`, ten at most."""
+    names = [untrusted(h, HOST_MAX) for h in list(hosts)[:10]]
+    more = len(hosts) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")

@@ -10,12 +10,10 @@ whole) and a plain-text body for a phone at 3 a.m.:
 
 Severities (and so ntfy priorities) are fixed per event, see each function.
 
-Numbers are formatted by the unit the rule declares (`Finding.unit`):
-  - "%" or "ratio": the value is a fraction, shown as a percent (0.3021 -> 30.2%);
-  - "s": seconds, shown as 250ms, 1.2s, 2m10s;
-  - anything else: 4 significant digits followed by the unit.
-A simple condition such as "> 0.1" is shown in the same unit ("> 10%"); anything more complex
-is shown as the rule wrote it.
+Numbers are written by watcher/base/format.py in the unit the rule declares (`Finding.unit`):
+the value and the condition alike ("40.29% against > 10% for 2m"), and the value the rule had
+when it first breached where it differs ("; 27% at the breach"). The payload carries the raw
+numbers beside the same text.
 
 "since ... (for 2m10s)" needs the time of the message: pass it as `MessageContext.now`
 (`ctx.at(now)`); without it only the UTC time is shown.
@@ -32,13 +30,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from watcher.base.format import format_condition, format_duration, format_labels, format_time, format_value, shorten
-from watcher.base.redact import is_config_path
+from watcher.base.format import (
+    format_condition,
+    format_duration,
+    format_labels,
+    format_time,
+    format_value,
+    shorten,
+    untrusted,
+)
+from watcher.core.envelope import Message, MessageContext, Severity
 from watcher.core.model import Action, VerdictKind
 from watcher.core.rules import Finding
+
+if TYPE_CHECKING:
+    # Only the annotation: `check` imports this module and never decide's.
+    from watcher.core.decide import Verdict
 
 TITLE_MAX = 80
 FINDINGS_SHOWN = 5  # more than this many rules are summarised as "... and N more"
@@ -48,160 +57,16 @@ _FIELD_MIN = 6  # a release id or rule name is never shortened below this in a t
 CLI = "rollback-watcher"
 
 
-class Severity(str, Enum):
-    """How bad it is. Ordered for `min_severity` filtering by `rank`:
-
-        info < success < warning < failure < critical
-
-    The order follows ntfy's priorities (info 2, success 3, warning 4, failure 4, critical 5), so
-    a target with `min_severity: failure` receives failure and critical, one with `warning`
-    receives warning, failure and critical. Note that `success` ranks below `warning`: to hear
-    that a rollback verified, a target needs `min_severity: success` (or info).
-    """
-
-    INFO = "info"
-    WARNING = "warning"
-    SUCCESS = "success"
-    FAILURE = "failure"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    def at_least(self, other: Severity) -> bool:
-        """True if this severity passes a filter of `min_severity = other`."""
-        return self.rank >= Severity(other).rank
-
-    @classmethod
-    def parse(cls, value: str | Severity) -> Severity:
-        """Severity from its name, case-insensitive; ValueError naming the choices otherwise."""
-        if isinstance(value, Severity):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            choices = ", ".join(s.value for s in sorted(cls, key=lambda s: s.rank))
-            raise ValueError(f"unknown severity {value!r}; one of: {choices}") from None
-
-
-_RANK = {
-    Severity.INFO: 0,
-    Severity.SUCCESS: 1,
-    Severity.WARNING: 2,
-    Severity.FAILURE: 3,
-    Severity.CRITICAL: 4,
-}
-
-
-@dataclass(frozen=True)
-class Message:
-    """One notification, ready to send. `route_tags` come from a rule's `notify: [tag, ...]`:
-    set them with `dataclasses.replace(message, route_tags=rule.notify)`."""
-
-    kind: str
-    severity: Severity
-    title: str
-    body: str
-    route_tags: tuple[str, ...] = ()
-    release: str = ""  # for the journal
-    rules: tuple[str, ...] = ()  # for the journal
-    # The event as data, for receivers that automate (`payload()`): target, rule, value,
-    # threshold, action, incident... as each template knows them.
-    facts: dict = field(default_factory=dict, hash=False, compare=False)
-    # The picture of the breach (a notify.pictures.BreachPicture: plain data, drawn by the
-    # notifier for the targets that take attachments); set by the service, see tick.py.
-    picture: object = field(default=None, hash=False, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class NotifyTarget:
-    """One `notify:` entry of watcher.yaml, `${VAR}` already expanded."""
-
-    url: str
-    min_severity: Severity = Severity.INFO
-    tags: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "min_severity", Severity.parse(self.min_severity))
-        object.__setattr__(self, "tags", tuple(self.tags or ()))
-
-    @property
-    def is_config_file(self) -> bool:
-        return is_config_path(self.url)
-
-    def accepts(self, message: Message) -> bool:
-        """Severity at least min_severity, and routing as in the module docstring."""
-        if not message.severity.at_least(self.min_severity):
-            return False
-        if not self.tags or not message.route_tags:
-            return True
-        return bool(set(self.tags) & set(message.route_tags))
-
-
-@dataclass(frozen=True)
-class MessageContext:
-    """Who is speaking, and when. Build once with service and host; `ctx.at(now)` per event."""
-
-    service: str
-    host: str
-    now: float | None = None  # epoch seconds; enables "for 2m10s"
-
-    def at(self, now: float) -> MessageContext:
-        return replace(self, now=now)
-
-
-# --- the structured payload of json:// and jsons:// targets ----------------------------------
-
-PAYLOAD_SCHEMA = "rollback-watcher/1"
-PAYLOAD_KEYS = ("schema", "event", "severity", "service", "host", "release", "target", "rule", "rules",
-                "value", "unit", "threshold", "action", "incident", "next", "evidence")
-
-
-def payload(message: Message) -> dict:
-    """The event as JSON for webhooks that automate, beside Apprise's own title/message/type.
-    Version 1 (`"schema": "rollback-watcher/1"`); every key is always present, null when the
-    event has no such thing:
-
-        event      the message kind (rolling_back, rollback_verified, rollback_failed, ...)
-        severity   info | success | warning | failure | critical
-        service, host
-        release    the release the event is about (the one rolled back from)
-        target     the release rolled back to, or the candidate a human may roll back to
-        rule       the first rule behind it; rules: all of them
-        value      that rule's value (a number, in `unit`); threshold: its condition as written
-        action     what the watcher did or asks: rollback, rolled_back, needs_human, none,
-                   notify, deploy, marked_good, human
-        incident   the open incident's id
-        next       the one command a human should run next
-        evidence   a sequential judge rule's evidence (`judge: sequential`): share, low, high
-                   (its confidence interval), level, limit, requests, failures, log_e,
-                   log_needed, rejected, old_share, old_high, factor; null for other rules
-
-    A new key may be added within version 1; a key's meaning never changes without a new one.
-    """
-    facts = message.facts
-    next_line = next((line[len("Next: "):] for line in message.body.splitlines() if line.startswith("Next: ")), None)
-    data = {"schema": PAYLOAD_SCHEMA, "event": message.kind, "severity": message.severity.value,
-            "release": message.release or None,
-            "rules": list(message.rules), "rule": message.rules[0] if message.rules else None, "next": next_line}
-    data.update({k: v for k, v in facts.items() if k in PAYLOAD_KEYS})
-    return {k: data.get(k) for k in PAYLOAD_KEYS}
-
-
-def with_context(message: Message, ctx: MessageContext, incident: str | None = None) -> Message:
-    """`message` with who sends it (and the open incident) in its facts, for `payload()`."""
-    facts = {**message.facts, "service": ctx.service, "host": ctx.host}
-    if incident:
-        facts["incident"] = incident
-    return replace(message, facts=facts)
-
-
-def _finding_facts(findings: Sequence[Finding]) -> dict:
+def _finding_facts(findings: Sequence[Finding]) -> dict[str, Any]:
+    """The first finding as data: raw numbers, and the same text the body shows."""
     if not findings:
         return {}
     f = findings[0]
-    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.condition,
+    return {"rule": f.rule, "value": f.value, "unit": f.unit or None, "threshold": f.threshold or f.condition,
+            "value_text": None if f.value is None else format_value(f.value, f.unit),
+            "threshold_text": format_condition(f.condition, f.unit) or None,
+            "breach_value": f.breach_value,
+            "breach_value_text": None if f.breach_value is None else format_value(f.breach_value, f.unit),
             "evidence": dict(f.evidence) if f.evidence else None}
 
 
@@ -209,20 +74,19 @@ def _finding_facts(findings: Sequence[Finding]) -> dict:
 
 
 def fmt_finding(finding: Finding, now: float | None = None) -> str:
-    """One line: `rule: value against threshold {labels}, since T (for D); detail`. A judge
-    rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%) against 10%, after
-    212 requests, since T (for D)`."""
+    """One line: `rule: value against threshold {labels}, since T (for D); V at the breach;
+    detail`. A judge rule's line is its evidence: `rule: share 29% (99.9% confidence 24-35%)
+    against 10%, after 212 requests, since T (for D)`."""
     if finding.evidence and finding.detail:
         return _since(f"{finding.rule}: {finding.detail}", finding, now)
-    parts = [f"{finding.rule}:"]
-    if finding.value is not None:
-        parts.append(format_value(finding.value, finding.unit))
-        parts.append("against")
-    parts.append(format_condition(finding.condition, finding.unit) or "its condition")
+    line = f"{finding.rule}: {finding.reading()}"
     labels = format_labels(finding.labels)
     if labels:
-        parts.append(labels)
-    line = _since(" ".join(parts), finding, now)
+        line += f" {labels}"
+    line = _since(line, finding, now)
+    at_breach = format_value(finding.breach_value, finding.unit) if finding.breach_value is not None else None
+    if at_breach is not None and finding.value is not None and at_breach != format_value(finding.value, finding.unit):
+        line += f"; {at_breach} at the breach"
     if finding.detail:
         line += f"; {finding.detail}"
     return line
@@ -291,7 +155,7 @@ def _next(command: str, then: str = "") -> str:
     return f"{text}\nThen: {then}" if then else text
 
 
-def for_verdict(ctx: MessageContext, verdict) -> Message | None:
+def for_verdict(ctx: MessageContext, verdict: Verdict) -> Message | None:
     """The message for a decider verdict (decide.Verdict) that is news for its incident: a
     would-roll-back, a fired-outside-window or a cannot-act; None when it says nothing."""
     findings, release = list(verdict.findings), verdict.current or "?"
@@ -316,12 +180,6 @@ def for_phase_change(ctx: MessageContext, finding: Finding, after: str, release:
     return None
 
 
-def routed(message: Message, findings: Sequence[Finding], rules) -> Message:
-    """`message` routed by the `notify:` tags of the rules behind `findings`."""
-    tags = sorted({t for f in findings for r in rules if r.name == f.rule for t in r.notify})
-    return replace(message, route_tags=tuple(tags)) if tags else message
-
-
 def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f.rule for f in findings))
 
@@ -329,13 +187,18 @@ def _names(findings: Iterable[Finding]) -> tuple[str, ...]:
 # --- one function per event ----------------------------------------------------------------
 
 
-def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_good: bool = True) -> Message:
-    """INFO: a new release is current; its watch window starts. Without a known-good release
-    to go back to (a first start), it says a human is called instead of promising a rollback."""
-    then = ("A firing rollback rule in that window rolls back to the last known-good release."
-            if has_known_good else
-            "No release is known-good yet, so there is nothing to roll back to: a firing rollback "
-            f"rule calls a human instead (`{CLI} mark good ID` names one).")
+def deploy_seen(ctx: MessageContext, release: str, window_s: float, target: str | None = None,
+                no_target: str = "") -> Message:
+    """INFO: a new release is current; its watch window starts. It names the release a rollback
+    would go to (`target`, as the decider would choose it now), or says why there is none
+    (`no_target`: a first start with nothing known-good, a barrier...) and that a human is
+    called instead of a rollback."""
+    if target:
+        then = f"A firing rollback rule in that window rolls back to {target}, the newest known-good release before it."
+    else:
+        why = f": {no_target}." if no_target else "."
+        then = (f"No rollback target{why} A firing rollback rule in that window calls a human instead "
+                f"(`{CLI} mark good ID` names a target).")
     return Message(
         kind="deploy_seen",
         severity=Severity.INFO,
@@ -348,7 +211,7 @@ def deploy_seen(ctx: MessageContext, release: str, window_s: float, has_known_go
             _next(f"nothing to do; {CLI} status shows the window"),
         ),
         release=release,
-        facts={"action": "deploy"},
+        facts={"action": "deploy", "target": target},
     )
 
 
@@ -427,6 +290,30 @@ def rollback_verified(
         release=from_id,
         rules=_names(findings),
         facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back"},
+    )
+
+
+def rollback_unconfirmed(ctx: MessageContext, from_id: str, to_id: str, silent: Sequence[str], why: str,
+                         seconds: float, findings: Sequence[Finding]) -> Message:
+    """WARNING: switched, the target's probes pass, but the rules that fired saw nothing of it
+    (no request reached it, or Prometheus did not answer): not verified, not a halt."""
+    names = ", ".join(silent)
+    return Message(
+        kind="rollback_unconfirmed",
+        severity=Severity.WARNING,
+        title=_title(ctx, "rolled back {a} → {b}, unconfirmed ({why})", a=from_id, b=to_id, why=why),
+        body=_body(
+            f"Rolled back {from_id} → {to_id}: {to_id} is current and answers its probes, but within "
+            f"{format_duration(seconds)} {names} saw nothing of it ({why}), so whether the problem is gone is "
+            "unconfirmed.",
+            f"{from_id} is marked bad. The watcher goes on watching, and does not roll back further: if "
+            f"{names} fire on {to_id} once it serves, the release was probably not the cause, and it says so.",
+            fmt_findings(findings, ctx.now),
+            _next(f"{CLI} eval once {to_id} serves requests", f"{CLI} history (the incident's timeline)"),
+        ),
+        release=from_id,
+        rules=tuple(silent),
+        facts={**_finding_facts(findings), "target": to_id, "action": "rolled_back_unconfirmed"},
     )
 
 
@@ -569,16 +456,19 @@ def would_roll_back(
 
 
 def window_without_evidence(ctx: MessageContext, release: str, why: str) -> Message:
-    """WARNING: the window passed, but the rules saw too little to call the release good."""
+    """WARNING: the window passed with no firing rollback rule, but the release was not seen
+    serving enough to call it good (core/evidence.py); `why` names the silent rules."""
     return Message(
         kind="window_without_evidence",
         severity=Severity.WARNING,
-        title=_title(ctx, "{r} is NOT known-good: too little evidence", r=release),
+        title=_title(ctx, "{r} is NOT known-good: not seen serving", r=release),
         body=_body(
             f"Release {release} passed its watch window with no firing rollback rule, but {why}.",
-            "No data is not good evidence (a crashed release has no metrics): it stays unmarked, "
-            "so no later rollback targets it.",
-            _next(f"{CLI} check --online, then {CLI} mark good {release} if it really is"),
+            "Silence is no evidence either way: it is not rolled back, and not marked known-good, so a "
+            "later rollback goes past it to an older known-good release.",
+            _next("send it traffic or give it a health probe (an `http:` rule) so that a window can see it "
+                  f"serving; {CLI} check --online names the rules that read nothing",
+                  f"{CLI} mark good {release} if it really is"),
         ),
         release=release,
     )
@@ -609,7 +499,7 @@ def blind(ctx: MessageContext, rules: Sequence[str], error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "blind: " + count + " cannot read their signal"),
         body=_body(
-            f"The watcher cannot see: {count} failed to read their signal: {error}",
+            f"The watcher cannot see: {count} failed to read their signal: {untrusted(error, 300)}",
             "Their state is held; the watcher never rolls back because it cannot see.",
             "Rules: " + shorten(", ".join(rules), 300) if rules else "",
             _next(f"{CLI} check --online"),
@@ -714,7 +604,7 @@ def fleet_blind(ctx: MessageContext, error: str) -> Message:
         severity=Severity.WARNING,
         title=_title(ctx, "fleet blind: etcd does not answer"),
         body=_body(
-            f"The fleet's etcd does not answer: {shorten(error, 300)}",
+            f"The fleet's etcd does not answer: {untrusted(error, 300)}",
             "This host goes on deciding alone, exactly as without a fleet; what it owes the fleet "
             "(rollback verdicts, survived windows) is kept and written when etcd is back.",
             _next(f"{CLI} check --online", "then look at the etcd cluster"),
@@ -728,7 +618,7 @@ def fleet_recovered(ctx: MessageContext, detail: str) -> Message:
         kind="fleet_recovered",
         severity=Severity.INFO,
         title=_title(ctx, "fleet recovered: etcd answers again"),
-        body=_body(f"The fleet's etcd answers again: {detail}.", _next(f"nothing to do; {CLI} fleet status")),
+        body=_body(f"The fleet's etcd answers again: {untrusted(detail, 300)}.", _next(f"nothing to do; {CLI} fleet status")),
     )
 
 
@@ -747,6 +637,7 @@ def fleet_symptom(ctx: MessageContext, release: str, reason: str, findings: Sequ
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "none"},
     )
 
 
@@ -814,4 +705,5 @@ def lock_wait_long(ctx: MessageContext, release: str, lock: str, waited: float, 
         ),
         release=release,
         rules=_names(findings),
+        facts={**_finding_facts(findings), "action": "needs_human"},
     )

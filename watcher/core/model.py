@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Release:
     # When it was made (directory mtime, image creation time), seconds since the epoch, for
     # ordering releases the watcher never saw deployed; None when the backend cannot tell.
     created: float | None = None
-    details: dict = field(default_factory=dict, compare=False, hash=False)
+    details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Mark(StrEnum):
@@ -44,9 +45,13 @@ class ReleaseRecord:
     reason: str = ""  # why it has its mark
     auto_rollbacks: int = 0  # automatic rollbacks away from this release
     last_rollback_at: float | None = None  # the last automatic rollback away from it (its cooldown)
-    # Its watch window's ticks, and those on which every rollback rule saw data (evidence).
+    # Its watch window's ticks, those on which it was seen serving with every rollback rule
+    # read (evidence), those on which a rollback rule could not be read (blind), and per rule
+    # that can see it serving, the ticks on which that rule did (core/evidence.py).
     watched_ticks: int = 0
     evidence_ticks: int = 0
+    blind_ticks: int = 0
+    serving_ticks: dict[str, int] = field(default_factory=dict)
     # How much of its window the ticks covered (each the time since the one before, unless the
     # watcher was not running in between), and the last of them.
     watched_seconds: float = 0.0

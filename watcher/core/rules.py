@@ -20,15 +20,18 @@ definitions its every line reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
-from watcher.base.format import format_duration, format_labels, format_number, format_value
+from watcher.base.format import format_duration, format_labels, format_number, format_reading, format_value
 from watcher.core.model import TransitionKind
 
-if TYPE_CHECKING:  # core/judge.py is imported where a judge rule is judged: `check` needs none of it
-    from watcher.core.judge import Counts, Judgement
+# core/judge.py is imported where a judge rule is judged: `check` needs none of it (~2 ms CPU).
+if TYPE_CHECKING:
+    from watcher.core.counts import Counts
+    from watcher.core.judge import Judgement
 
 SCOPES = ("host", "fleet")
 ACTIONS = ("rollback", "notify")
@@ -36,6 +39,10 @@ ACTIONS = ("rollback", "notify")
 # vanished: a crashed release, a scrape target gone); no data before either is "ok".
 NO_DATA_POLICIES = ("ok", "keep", "breach", "vanished")
 HOST_SIGNALS = ("oom_kills", "unit_restarts")
+# What a rule's healthy reading is evidence of, for known-good (core/evidence.py): "serving",
+# the release answered (a probe passed, a query that needs requests read a real number), or
+# "none" (the reading says nothing about the release serving: a host counter, `up`).
+EVIDENCE_KINDS = ("serving", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +150,8 @@ class Rule:
     slower_than_baseline: float | None = None
     # "host": prometheus.labels scope the query to this host; "fleet": the query reads as written.
     scope: str = "host"
+    # "serving" | "none"; None = by the signal: probes and queries "serving", host counters "none"
+    evidence: str | None = None
     location: Location = Location("<memory>")
 
     @property
@@ -158,6 +167,16 @@ class Rule:
         return isinstance(self.signal, (PromQuery, CounterShare))
 
     @property
+    def shows_serving(self) -> bool:
+        """Whether a healthy reading of this rule is evidence that the release serves
+        (core/evidence.py): a passing probe, or a query whose value needs requests (a ratio of
+        rates or a quantile is NaN or empty without them). A host counter's reading is about the
+        host, and `evidence: none` says so of a query (`up`, an OOM counter of node_exporter)."""
+        if self.evidence is not None:
+            return self.evidence == "serving"
+        return not isinstance(self.signal, HostCheck)
+
+    @property
     def uses_baseline(self) -> bool:
         """A threshold against the query's pre-deploy median (deploys.Baselines captures it).
         A judge rule compares counts instead, read by the signal reader itself."""
@@ -169,10 +188,17 @@ class Rule:
         `no_data: vanished` one (it breaches only if it had data before the deploy)."""
         return self.uses_baseline or self.no_data == "vanished"
 
-    def condition_text(self, baseline: float | None = None) -> str:
-        """The condition in a human's words, with the numbers in use."""
+    def condition_text(self, baseline: float | None = None, raw: bool = False) -> str:
+        """The condition in a human's words, with the numbers in use, in the rule's `value_unit`
+        ("> 10% for 2m", base/format.py); `raw` writes them as the rule file does ("> 0.1 for
+        2m"), for machines (the webhook payload's `threshold`). A judge rule's condition is
+        its own (shares as percents, its confidence) either way."""
         if isinstance(self.signal, CounterShare):
             return self._judge_text()
+
+        def number(value: float) -> str:
+            return format_number(value, grouped=False) if raw else format_value(value, self.value_unit)
+
         if isinstance(self.signal, HttpCheck):
             want = f"status {self.signal.expect_status}"
             if self.signal.expect_body:
@@ -181,14 +207,15 @@ class Rule:
         else:
             parts = []
             if self.above is not None:
-                parts.append(f"> {format_number(self.above, grouped=False)}")
+                parts.append(f"> {number(self.above)}")
             if self.below is not None:
-                parts.append(f"< {format_number(self.below, grouped=False)}")
+                parts.append(f"< {number(self.below)}")
             if self.above_baseline is not None:
-                base = "unknown" if baseline is None else format_number(baseline, grouped=False)
+                base = "unknown" if baseline is None else number(baseline)
+                # The factor has no unit: "> 5 x baseline (120ms)".
                 parts.append(f"> {format_number(self.above_baseline, grouped=False)} x baseline ({base})")
             if self.floor is not None:
-                parts.append(f"> {format_number(self.floor, grouped=False)}")
+                parts.append(f"> {number(self.floor)}")
             text = " and ".join(parts)
         if self.failures > 1:
             text += f", {self.failures} times in a row"
@@ -237,7 +264,7 @@ class Rule:
 class Sample:
     """One series of an instant query result."""
 
-    labels: dict
+    labels: dict[str, str]
     value: float
 
 
@@ -247,6 +274,12 @@ class ProbeResult:
     detail: str  # "200 in 12 ms", "connect error", "timeout after 2s", "status 503"
     status: int | None = None
     elapsed: float | None = None
+
+
+# What a reader returns for one rule: the series of a query, a probe's answer, a judge rule's
+# counts, or the error (signals.SourceError) that kept it from reading: an error is never
+# "condition false". A string: Counts is imported for type checking only (see above).
+SignalResult: TypeAlias = "list[Sample] | ProbeResult | BaseException | Counts"
 
 
 class Outcome(str, Enum):
@@ -262,7 +295,7 @@ class Outcome(str, Enum):
 class Observation:
     outcome: Outcome
     value: float | None = None  # the worst breaching value, else the largest finite one
-    labels: dict = field(default_factory=dict)  # of the worst breaching series
+    labels: dict[str, str] = field(default_factory=dict)  # of the worst breaching series
     breaching: int = 0  # how many series breach
     series: int = 0  # how many series came back
     detail: str = ""  # error reason, probe detail, "no baseline"
@@ -287,7 +320,7 @@ class Observation:
         return self.outcome is Outcome.OK and (self.value is None or math.isfinite(self.value))
 
 
-def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
+def classify(rule: Rule, result: SignalResult, baseline: float | None = None) -> Observation:
     """Turn a signal's raw result into an Observation for `rule`.
 
     `result` is a list of Samples, a ProbeResult, or an Exception (a SourceError): an error is
@@ -297,7 +330,7 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
         return Observation.error(getattr(result, "reason", None) or str(result) or type(result).__name__)
     if isinstance(result, ProbeResult):
         return Observation(Outcome.OK if result.ok else Outcome.BREACH, value=result.elapsed, detail=result.detail)
-    if rule.is_judge:
+    if not isinstance(result, list):  # Counts: what a judge rule's reader returns
         return _judged(rule, result)
     samples = list(result)
     if not samples:
@@ -318,7 +351,7 @@ def classify(rule: Rule, result, baseline: float | None = None) -> Observation:
 
 
 def _judged(rule: Rule, counts: Counts) -> Observation:
-    """A judge rule's counts (core/judge.Counts) judged: a breach when the evidence rejects
+    """A judge rule's counts (core/counts.Counts) judged: a breach when the evidence rejects
     "share <= limit" at `alpha`, suspect (pending) while the share looks too high."""
     from watcher.core.judge import conclude, describe
 
@@ -360,7 +393,7 @@ def breaches(rule: Rule, value: float, baseline: float | None = None) -> bool:
     return True
 
 
-def _usable_baseline(baseline: float | None) -> bool:
+def _usable_baseline(baseline: float | None) -> TypeGuard[float]:
     return baseline is not None and math.isfinite(baseline) and baseline >= 0
 
 
@@ -391,6 +424,7 @@ class RuleState:
 
     phase: Phase = Phase.INACTIVE
     breach_since: float | None = None  # first tick of the current run of breaching evaluations
+    breach_value: float | None = None  # the value on that tick: what the incident says it breached at
     active_since: float | None = None  # when the condition started to hold (pending start)
     fired_at: float | None = None
     failures: int = 0  # consecutive breaching evaluations
@@ -400,16 +434,16 @@ class RuleState:
     last_outcome: str | None = None
     last_value: float | None = None
     last_detail: str = ""
-    last_labels: dict = field(default_factory=dict)
+    last_labels: dict[str, str] = field(default_factory=dict)
     last_evidence: dict[str, float | bool | None] | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["phase"] = self.phase.value
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> RuleState:
+    def from_dict(cls, d: Mapping[str, Any]) -> RuleState:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["phase"] = Phase(known.get("phase", "inactive"))
         return cls(**known)
@@ -430,7 +464,8 @@ class Transition:
 def inactive(state: RuleState) -> RuleState:
     """The state once its condition stops holding: nothing pending or firing, no breaches in a
     row; errors, blindness and the last observation are kept."""
-    return replace(state, phase=Phase.INACTIVE, breach_since=None, active_since=None, fired_at=None, failures=0)
+    return replace(state, phase=Phase.INACTIVE, breach_since=None, breach_value=None, active_since=None, fired_at=None,
+                   failures=0)
 
 
 def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit: int = 4) -> tuple[RuleState, list[Transition]]:
@@ -490,8 +525,9 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
         return inactive(state), transitions
 
     failures = state.failures + 1
-    breach_since = state.breach_since if state.breach_since is not None else now
-    state = replace(state, failures=failures, breach_since=breach_since)
+    if state.breach_since is None:  # the first breach of a run: its time and value are the incident's start
+        state = replace(state, breach_since=now, breach_value=obs.value)
+    state = replace(state, failures=failures)
     if failures < rule.failures:
         return state, transitions
 
@@ -544,6 +580,8 @@ def finding(rule: Rule, state: RuleState, baseline: float | None = None) -> Find
         since=state.breach_since,
         labels=dict(state.last_labels),
         detail=state.last_detail,
+        threshold=rule.condition_text(baseline, raw=True),
+        breach_value=None if probe else state.breach_value,
         evidence=dict(state.last_evidence) if state.last_evidence else None,
     )
 
@@ -554,15 +592,23 @@ class Finding:
 
     rule: str
     action: str  # "rollback" | "notify"
-    condition: str  # human form, e.g. "> 0.1" or "> 5 x baseline (0.12) and > 0.2"
-    value: float | None = None  # the worst breaching value, None for probes without a number
+    condition: str  # human form in the rule's unit, e.g. "> 10% for 2m" or "> 5 x baseline (120ms) and > 200ms"
+    value: float | None = None  # the worst breaching value now, None for probes without a number
     unit: str = ""  # e.g. "s", "%", "" as declared by the rule (value_unit)
     since: float | None = None  # epoch seconds the condition first held
-    labels: dict = field(default_factory=dict, compare=False, hash=False)  # breaching series
+    labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # breaching series
     detail: str = ""  # e.g. "connect error", "status 503"
+    threshold: str = ""  # the condition as the rule file writes it ("> 0.1 for 2m"), for machines
+    breach_value: float | None = None  # the value at `since`, when the rule first breached
     # A judge rule's evidence: share, low, high, level, limit, requests, failures, log_e,
     # log_needed (core/judge.Judgement.facts): the interval messages and the webhook carry.
     evidence: dict[str, float | bool | None] | None = field(default=None, compare=False, hash=False)
+
+    def reading(self, at_breach: bool = False) -> str:
+        """"40.29% against > 10% for 2m" (base/format.py); `at_breach`: the value the rule had
+        when it first breached, which the incident's timeline starts with."""
+        value = self.breach_value if at_breach and self.breach_value is not None else self.value
+        return format_reading(value, self.condition, self.unit)
 
 
 # ---------------------------------------------------------------------------------------------

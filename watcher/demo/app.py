@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -78,10 +79,10 @@ class Settings:
     # for flap_s seconds, then none for flap_s seconds.
     flap_s: float = 0.0
 
-    def updated(self, changes: dict) -> Settings:
+    def updated(self, changes: dict[str, Any]) -> Settings:
         """A copy with `changes` applied; ValueError names the first bad key."""
-        types = {f.name: f.type for f in fields(self)}
-        clean = {}
+        types = {f.name: str(f.type) for f in fields(self)}  # annotations are strings here
+        clean: dict[str, Any] = {}
         for key, value in changes.items():
             if key not in types:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(types)})")
@@ -246,7 +247,7 @@ class DemoApp:
             if s.flap_s and int((time.monotonic() - self.applied_at) / s.flap_s) % 2 == 1:
                 s = replace(s, error_ratio=0.0)  # the "off" half of a flapping release
             if s.warmup_s and time.monotonic() - self.applied_at < s.warmup_s:
-                warm = {}
+                warm: dict[str, Any] = {}
                 if s.warmup_error_ratio is not None:
                     warm["error_ratio"] = s.warmup_error_ratio
                 if s.warmup_latency_s is not None:
@@ -321,7 +322,7 @@ def _handler_for(app: DemoApp) -> type[BaseHTTPRequestHandler]:
             status = app.current().health_status
             self._send(status, b"ok\n" if status == 200 else b"unhealthy\n")
 
-        def _json(self, status: int, body: dict) -> None:
+        def _json(self, status: int, body: dict[str, Any]) -> None:
             self._send(status, json.dumps(body).encode() + b"\n", "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:

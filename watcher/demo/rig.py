@@ -39,7 +39,8 @@ def free_port() -> int:
     """A TCP port free on the loopback right now (another process may take it before use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,7 +69,7 @@ class ChildProcess:
 
     def __init__(self, log_path: Path):
         self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -237,7 +238,8 @@ class PrometheusServer(ChildProcess):
         body = response.json()
         if body.get("status") != "success":
             raise SandboxError(f"query {promql!r} failed: {body.get('error', response.text)}")
-        return body["data"]["result"]
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
 
     def wait_for_series(self, query: str, timeout: float = 15.0, interval: float = 0.25) -> list[dict[str, Any]]:
         """Poll until the instant query returns data; returns that data."""
@@ -320,7 +322,8 @@ class DemoAppProcess(ChildProcess):
         response = httpx.post(f"{self.url}/control", json=settings, timeout=5.0, trust_env=False)
         if response.status_code != 200:
             raise SandboxError(f"demo app refused {settings}: {response.text.strip()}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def reload(self) -> None:
         """SIGHUP: the app re-reads its settings file (a "deploy" without a restart)."""

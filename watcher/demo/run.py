@@ -29,11 +29,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from watcher.base.format import format_value
+from watcher.config.load import load_config
+from watcher.core.rules import Rule
 from watcher.demo.rig import DemoAppProcess, PrometheusServer, SandboxError
+from watcher.service.daemon import Daemon
+from watcher.service.tick import build_watcher
 
 FOR_S = 10
 DEADLINE_S = 75.0  # from the bad deploy to giving up
@@ -92,10 +97,6 @@ def demo(out: TextIO = sys.stdout) -> int:
 
 
 def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
-    from watcher.config.load import load_config
-    from watcher.service.daemon import Daemon
-    from watcher.service.tick import build_watcher
-
     have_prometheus = shutil.which("prometheus") is not None
     bad = BAD_5XX if have_prometheus else BAD_HEALTH
     host = _Host(root)
@@ -143,7 +144,11 @@ def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     daemon = Daemon(watcher)
     thread = threading.Thread(target=daemon.run, name="watcher", daemon=True)
     thread.start()
-    cleanups.append(lambda: (daemon.stop(), thread.join(timeout=30)))
+    def stop_watcher() -> None:
+        daemon.stop()
+        thread.join(timeout=30)
+
+    cleanups.append(stop_watcher)
     show.line("watcher started: interval 1s, rules " + ", ".join(r.name for r in watcher.config.rules)
               + "; v1 marked known-good")
 
@@ -179,21 +184,21 @@ def _run(root: Path, show: Timeline, cleanups: list[Callable[[], None]]) -> int:
     if verified is None:
         show.line(f"no rollback within {DEADLINE_S:.0f}s of the bad deploy")
         return 1
-    return _summary(show, journal.all, onset, verified, host, app)
+    return _summary(show, journal.all, onset, verified, host, app, watcher.config.rules)
 
 
-def _summary(show: Timeline, events: list[dict], onset: float, verified: dict, host: _Host, app) -> int:
+def _summary(show: Timeline, events: list[dict[str, Any]], onset: float, verified: dict[str, Any], host: _Host,
+             app: DemoAppProcess, rules: Any) -> int:
     firing = next((e for e in events if e["kind"] == "rule" and e.get("after") == "firing"), {})
     first = next((e for e in events if e["kind"] == "rule" and e.get("after") in ("pending", "firing")), firing)
     switched = next((e for e in events if e["kind"] == "rollback_switched"), {})
     now_serving = app.control()
     rule = firing.get("rule", "?")
-    shown = _shown(firing)
-    threshold = "> 10% for 10s" if rule == "http-5xx-ratio" else "3 failed probes in a row"
+    threshold = next((r.condition_text() for r in rules if r.name == rule), "?")
     show.line("")
     show.line("summary")
     show.line(f"  rule            {rule}  ({threshold})")
-    show.line(f"  value           {shown.removeprefix('value ')}")
+    show.line(f"  value           {_shown(firing).removeprefix('value ')}")
     show.line(f"  first breach    {first.get('time', onset) - onset:5.1f}s after the bad deploy")
     show.line(f"  detection       {firing.get('time', onset) - onset:5.1f}s after the bad deploy (rule firing)")
     show.line(f"  rollback        {verified['time'] - onset:5.1f}s after the bad deploy, verified "
@@ -216,7 +221,7 @@ class _Host:
         self.current = root / "current"
         self.releases.mkdir()
 
-    def add_release(self, rid: str, settings: dict) -> None:
+    def add_release(self, rid: str, settings: dict[str, Any]) -> None:
         (self.releases / rid).mkdir()
         (self.releases / rid / "settings.json").write_text(json.dumps(settings))
 
@@ -233,9 +238,9 @@ class _JournalTail:
     def __init__(self, path: Path):
         self.path = path
         self.offset = 0
-        self.all: list[dict] = []
+        self.all: list[dict[str, Any]] = []
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[dict[str, Any]]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -303,7 +308,7 @@ def _wait(show: Timeline, measure: Callable[[], float], target: float, timeout: 
     show.done()
 
 
-def _progress(state_path: Path, rules) -> str:
+def _progress(state_path: Path, rules: Sequence[Rule]) -> str:
     try:
         state = json.loads(state_path.read_text())
     except (OSError, ValueError):
@@ -313,7 +318,8 @@ def _progress(state_path: Path, rules) -> str:
     for rule in rules:
         rs = state.get("rules", {}).get(rule.name, {})
         phase = rs.get("phase", "inactive")
-        value = _fmt(rs.get("last_value"), rule.value_unit)
+        value = format_value(rs["last_value"], rule.value_unit) if isinstance(rs.get("last_value"), (int, float)) \
+            else "no data yet"
         if rule.name == "health-endpoint" or rule.failures > 1:
             parts.append(f"{rule.name}: {phase} ({rs.get('failures', 0)} of {rule.failures} failed probes)")
         elif phase == "pending" and rs.get("active_since"):
@@ -323,13 +329,7 @@ def _progress(state_path: Path, rules) -> str:
     return "waiting for " + "; ".join(parts)
 
 
-def _fmt(value: Any, unit: str) -> str:
-    if not isinstance(value, (int, float)):
-        return "no data yet"
-    return f"{value * 100:.1f}%" if unit == "%" else f"{value:g}"
-
-
-def _narrate(e: dict) -> str | None:
+def _narrate(e: dict[str, Any]) -> str | None:
     kind = e["kind"]
     if kind == "deploy":
         return f"watcher saw the deploy of {e['release']}; watch window open"
@@ -348,15 +348,13 @@ def _narrate(e: dict) -> str | None:
     return None
 
 
-def _shown(rule_event: dict) -> str:
-    """A rule event's value as a human reads it: a ratio in %, a probe by its answer."""
-    value = rule_event.get("value")
-    if rule_event.get("rule") == "http-5xx-ratio" and isinstance(value, (int, float)):
-        return f"value {value * 100:.1f}%"
-    return rule_event.get("reason") or f"value {value}"
+def _shown(rule_event: dict[str, Any]) -> str:
+    """A rule event's value as a human reads it: its journaled reason, which the service wrote
+    in the rule's unit (watcher/base/format.py), or a probe's answer."""
+    return rule_event.get("reason") or "?"
 
 
-def _describe(settings: dict) -> str:
+def _describe(settings: dict[str, Any]) -> str:
     if settings.get("health_status", 200) != 200:
         return f"/health answers {settings['health_status']}"
     if settings.get("error_ratio"):

@@ -13,9 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, survived_at, verdict_wins
-from watcher.fleet.etcd import KeyValue
+from watcher.fleet.etcd import KeyValue, WatchEvent
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -23,12 +26,12 @@ class FleetCounters:
     requests: int = 0
     errors: int = 0
     verdicts_learned: int = 0
-    propagation: list = field(default_factory=list)  # seconds from a verdict's write to its arrival here
+    propagation: list[float] = field(default_factory=list)  # seconds from a verdict's write to its arrival here
 
 
-def drain(q: queue.Queue) -> list:
+def drain(q: queue.Queue[T]) -> list[T]:
     """Everything queued so far, without waiting."""
-    out = []
+    out: list[T] = []
     while True:
         try:
             out.append(q.get_nowait())
@@ -51,7 +54,7 @@ class FleetCache:
         self._verdicts: dict[str, FleetVerdict] = {}
         self._survived: dict[str, set[str]] = {}
         self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
-        self._verdict_queue: queue.Queue = queue.Queue()
+        self._verdict_queue: queue.Queue[tuple[FleetVerdict, float]] = queue.Queue()
 
     def own(self, verdict: FleetVerdict) -> None:
         """A verdict this host publishes: known here at once, never handed back to the service."""
@@ -84,7 +87,7 @@ class FleetCache:
             self._learned(v)
         self.revision = revision
 
-    def apply_events(self, events: Iterable) -> None:
+    def apply_events(self, events: Iterable[WatchEvent]) -> None:
         """The watch's events (etcd.WatchEvent: key, value, kind, revision), in order."""
         learned = []
         with self._lock:

@@ -24,15 +24,22 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import etcd3gw
 import httpx
+import requests
+from etcd3gw.client import Etcd3Client
 
 from watcher.base.errors import WatcherError
+from watcher.base.format import shorten
 from watcher.config.schema import FleetConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FleetUnavailable(WatcherError):
@@ -76,11 +83,9 @@ class EtcdGateway:
     """The fleet's calls to etcd, each bounded by `timeout`, tried on every endpoint in turn."""
 
     def __init__(self, config: FleetConfig, on_request: Callable[[], None] | None = None):
-        import etcd3gw  # imported here: a host without `fleet:` never loads it
-
         self.config = config
         self._exc = etcd3gw.exceptions
-        self._clients = []
+        self._clients: list[Etcd3Client] = []
         for url in config.endpoints:
             parts = urlsplit(url)
             self._clients.append(etcd3gw.Etcd3Client(
@@ -94,7 +99,7 @@ class EtcdGateway:
     def endpoint(self) -> str:
         return self.config.endpoints[self._active]
 
-    def _call(self, what: str, fn: Callable):
+    def _call(self, what: str, fn: Callable[[Etcd3Client], T]) -> T:
         """fn(client) on the endpoint that answered last, then on the others."""
         errors = []
         n = len(self._clients)
@@ -108,19 +113,19 @@ class EtcdGateway:
                     self._authenticate(client)
                 result = fn(client)
             except self._exc.Etcd3Exception as exc:
-                detail = _brief(exc)
+                detail = describe(self.config.endpoints[index], exc, self.config.timeout)
                 if self.config.username and ("token" in detail.lower() or "auth" in detail.lower()):
                     client.session.headers.pop("Authorization", None)  # expired: fetched again next time
-                errors.append(f"{self.config.endpoints[index]}: {detail}")
+                errors.append(detail)
                 continue
             except (OSError, ValueError) as exc:  # requests' own errors subclass OSError; bad JSON
-                errors.append(f"{self.config.endpoints[index]}: {_brief(exc)}")
+                errors.append(describe(self.config.endpoints[index], exc, self.config.timeout))
                 continue
             self._active = index
             return result
-        raise FleetUnavailable(f"{what}: no etcd endpoint answered ({'; '.join(errors)})")
+        raise FleetUnavailable(f"{what}: no etcd endpoint answered: {'; '.join(errors)}")
 
-    def _authenticate(self, client) -> None:
+    def _authenticate(self, client: Etcd3Client) -> None:
         result = client.post(client.get_url("/auth/authenticate"),
                              json={"name": self.config.username, "password": self.config.password})
         client.session.headers["Authorization"] = result["token"]
@@ -133,7 +138,7 @@ class EtcdGateway:
 
     def keepalive(self, lease_id: int) -> int:
         """The lease's new TTL; <= 0 when it had already expired."""
-        def call(c):
+        def call(c: Etcd3Client) -> int:
             result = c.post(c.get_url("/lease/keepalive"), json={"ID": lease_id})
             return int(result.get("result", {}).get("TTL", -1))
 
@@ -143,8 +148,8 @@ class EtcdGateway:
         self._call("lease revoke", lambda c: c.post(c.get_url("/kv/lease/revoke"), json={"ID": lease_id}))
 
     def put(self, key: str, value: str, lease_id: int | None = None) -> None:
-        def call(c):
-            payload = {"key": _b64(key), "value": _b64(value)}
+        def call(c: Etcd3Client) -> None:
+            payload: dict[str, str | int] = {"key": _b64(key), "value": _b64(value)}
             if lease_id:
                 payload["lease"] = lease_id
             c.post(c.get_url("/kv/put"), json=payload)
@@ -160,12 +165,13 @@ class EtcdGateway:
 
     def get(self, key: str) -> bytes | None:
         values = self._call(f"get {key}", lambda c: c.get(key))
-        return values[0] if values else None
+        value = values[0] if values else None
+        return value if isinstance(value, bytes) else None  # without metadata, etcd3gw gives bytes
 
     def range_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
         """Every key under `prefix` and the store's revision at that moment (the watch starts
         right after it, so that nothing falls between the two)."""
-        def call(c):
+        def call(c: Etcd3Client) -> tuple[int, list[KeyValue]]:
             result = c.post(c.get_url("/kv/range"),
                             json={"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
             revision = int(result.get("header", {}).get("revision", 0))
@@ -176,7 +182,7 @@ class EtcdGateway:
         return self._call(f"range {prefix}", call)
 
     def count_prefix(self, prefix: str) -> int:
-        def call(c):
+        def call(c: Etcd3Client) -> int:
             result = c.post(c.get_url("/kv/range"), json={"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                                           "count_only": True})
             return int(result.get("count", 0))
@@ -184,16 +190,22 @@ class EtcdGateway:
         return self._call(f"count {prefix}", call)
 
     def health(self) -> list[tuple[str, bool, str]]:
-        """Every endpoint's own answer to GET /health (for `check --online`)."""
+        """Every endpoint's own answer to GET /health (for `check --online`): (endpoint, healthy,
+        what it said, in words)."""
         rows = []
         for url, client in zip(self.config.endpoints, self._clients, strict=True):
             self._on_request()
             try:
                 resp = client.session.get(url + "/health", timeout=self.config.timeout)
-                ok = resp.status_code == 200 and resp.json().get("health") in ("true", True)
-                rows.append((url, ok, f"health {resp.json().get('health')}" if resp.status_code == 200 else f"HTTP {resp.status_code}"))
+                answer = resp.json().get("health") if resp.status_code == 200 else None
+                ok = answer in ("true", True)
+                if resp.status_code != 200:
+                    detail = f"etcd at {url}: /health answered HTTP {resp.status_code}"
+                else:
+                    detail = f"etcd at {url} healthy" if ok else f"etcd at {url}: /health says {answer!r}"
+                rows.append((url, ok, f"{detail} ({resp.elapsed.total_seconds() * 1000:.0f} ms)"))
             except (OSError, ValueError) as exc:
-                rows.append((url, False, _brief(exc)))
+                rows.append((url, False, describe(url, exc, self.config.timeout)))
         return rows
 
     # ------------------------------------------------------------------------------------------
@@ -212,11 +224,11 @@ class EtcdGateway:
                 stream.open()
             except (httpx.HTTPError, OSError, WatchEnded) as exc:
                 stream.close()
-                errors.append(f"{self.config.endpoints[index]}: {_brief(exc)}")
+                errors.append(describe(self.config.endpoints[index], exc, self.config.timeout))
                 continue
             self._active = index
             return stream
-        raise FleetUnavailable(f"watch {prefix}: no etcd endpoint answered ({'; '.join(errors)})")
+        raise FleetUnavailable(f"watch {prefix}: no etcd endpoint answered: {'; '.join(errors)}")
 
 
 class WatchEnded(Exception):
@@ -239,10 +251,11 @@ class WatchStream:
                 verify.load_cert_chain(str(config.cert), str(config.key))
         self._client = httpx.Client(timeout=httpx.Timeout(config.timeout, read=read_timeout), verify=verify,
                                     trust_env=False, headers={"Authorization": token} if token else None)
+        self._endpoint = endpoint
         self._url = endpoint + "/v3/watch"
         self._body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                          "start_revision": start_revision}}
-        self._cm = None
+        self._cm: AbstractContextManager[httpx.Response] | None = None
         self._response: httpx.Response | None = None
         self._socket: socket.socket | None = None
         self._lines: Iterator[str] | None = None
@@ -260,18 +273,21 @@ class WatchStream:
         if not first.get("created"):
             raise WatchEnded(f"watch not created: {first}")
 
-    def _next_result(self) -> dict:
+    def _next_result(self) -> dict[str, Any]:
+        if self._lines is None:
+            raise WatchEnded("the watch was not opened")
         try:
             for line in self._lines:
                 if line.strip():
                     data = json.loads(line)
                     if "error" in data:
                         raise WatchEnded(f"etcd: {data['error'].get('message', data['error'])}")
-                    return data.get("result", {})
+                    result: dict[str, Any] = data.get("result", {})
+                    return result
         except httpx.ReadTimeout:
             raise WatchEnded("quiet for the read timeout") from None
         except (httpx.HTTPError, OSError, ValueError) as exc:
-            raise WatchEnded(_brief(exc)) from None
+            raise WatchEnded(describe(self._endpoint, exc)) from None
         raise WatchEnded("closed" if self._closed.is_set() else "the member closed the stream")
 
     def events(self) -> Iterator[tuple[int, list[WatchEvent]]]:
@@ -311,11 +327,10 @@ class WatchStream:
         self._client.close()
 
 
-def _session(config: FleetConfig):
+def _session(config: FleetConfig) -> requests.Session:
     """A requests session for one endpoint. Not from the environment: requests lets
     REQUESTS_CA_BUNDLE override a session's own CA (found with a TLS etcd on this machine), and
     etcd is reached directly, never through HTTP(S)_PROXY."""
-    import requests
 
     session = requests.Session()
     session.trust_env = False
@@ -326,8 +341,73 @@ def _session(config: FleetConfig):
     return session
 
 
-def _brief(exc: BaseException) -> str:
-    # etcd3gw's exceptions keep their message in `detail_text`, not in args: str() is empty.
-    text = str(getattr(exc, "detail_text", None) or exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+def describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
+    """See _describe; never raises (it runs in the fleet's threads, whose failure handling
+    must not fail itself)."""
+    try:
+        return _describe(endpoint, exc, timeout)
+    except Exception:  # noqa: BLE001 - a description is never worth a dead fleet thread
+        return f"etcd at {endpoint}: {type(exc).__name__}"
+
+
+def _describe(endpoint: str, exc: BaseException, timeout: float | None = None) -> str:
+    """An etcd call's failure in words: "etcd at http://10.0.0.5:2379 unreachable (connection
+    refused)", not the HTTP library's own text ("HTTPConnectionPool(host=..., port=...): Max
+    retries exceeded with url: ... (Caused by NewConnectionError(...") cut mid-string. The cause
+    is found in the chain of exceptions (requests, urllib3, httpx and etcd3gw each wrap the
+    socket's error), else in their text."""
+    chain = _causes(exc)
+    text = " ".join(str(getattr(e, "detail_text", None) or e) for e in chain)
+    low = text.lower()
+    where = f"etcd at {endpoint}"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in low:
+        return f"{where} unreachable (connection refused)"
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(
+            s in low for s in ("name or service not known", "temporary failure in name resolution",
+                               "nodename nor servname", "no address associated")):
+        return f"{where} unreachable (its host name does not resolve)"
+    if "no route to host" in low or "network is unreachable" in low:
+        return f"{where} unreachable (no route to it)"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "certificate verify failed" in low or "[ssl" in low:
+        reason = "certificate verify failed" if "certificate verify failed" in low else "TLS handshake failed"
+        return f"{where}: {reason}"
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain) or "timed out" in low \
+            or "timeout" in type(exc).__name__.lower():
+        return f"{where} did not answer" + (f" within {timeout:g}s" if timeout else " in time")
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "connection reset" in low \
+            or "remotedisconnected" in low or "connection aborted" in low:
+        return f"{where} closed the connection"
+    said = _etcd_said(exc)
+    if said:
+        return f"{where} answered: {said}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{where}: {shorten(first, 160)}" if first else f"{where}: {type(exc).__name__}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: __cause__, __context__, urllib3's `reason`, an exception passed
+    as an argument (requests wraps urllib3's MaxRetryError so)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 12:
+        e = todo.pop(0)
+        # `reason` is a string on some (an HTTP reason phrase): only exceptions are followed.
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())]
+    return seen
+
+
+def _etcd_said(exc: BaseException) -> str:
+    """The message of an etcd error answer ({"error": ..., "message": ...}), if that is what it is."""
+    raw = getattr(exc, "detail_text", None)
+    if not raw:
+        return ""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return shorten(str(raw), 160)
+    if isinstance(data, dict):
+        return shorten(str(data.get("message") or data.get("error") or raw), 160)
+    return shorten(str(raw), 160)

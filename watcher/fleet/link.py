@@ -75,7 +75,7 @@ class FleetLink:
         self.outbox = Outbox(Path(state_dir) / OUTBOX)
         self.cache = FleetCache(self.keys, config.host, clock, self.counters, monotonic)
         self._lock = threading.Lock()  # this host's membership
-        self._notices: queue.Queue = queue.Queue()
+        self._notices: queue.Queue[Notice] = queue.Queue()
         self._member: Member | None = None
         self._member_dirty = threading.Event()
         self._wake = threading.Event()
@@ -235,7 +235,8 @@ class FleetLink:
             log.warning("fleet recovered endpoint=%s", self.gateway.endpoint)
 
     def _keepalive(self) -> None:
-        ttl = self.gateway.keepalive(self._lease)
+        # No lease yet counts as an expired one: a new one is granted.
+        ttl = self.gateway.keepalive(self._lease) if self._lease is not None else 0
         if ttl <= 0:
             # The lease expired (etcd unreachable longer than the TTL): a new one, membership again.
             log.warning("fleet lease expired, joining again lease=%s", self._lease)

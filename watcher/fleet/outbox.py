@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from watcher.base.files import write_file_atomically
 
@@ -25,9 +26,9 @@ class Outbox:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        self.items: list[dict] = self._load()
+        self.items: list[dict[str, Any]] = self._load()
 
-    def _load(self) -> list[dict]:
+    def _load(self) -> list[dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -38,17 +39,17 @@ class Outbox:
         return [d for d in data if isinstance(d, dict) and d.get("kind") in ("verdict", "survived")] \
             if isinstance(data, list) else []
 
-    def add(self, item: dict) -> None:
+    def add(self, item: dict[str, Any]) -> None:
         with self._lock:
             if item not in self.items:
                 self.items.append(item)
             self._save()
 
-    def pending(self) -> list[dict]:
+    def pending(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.items)
 
-    def done(self, item: dict) -> None:
+    def done(self, item: dict[str, Any]) -> None:
         with self._lock:
             if item in self.items:
                 self.items.remove(item)

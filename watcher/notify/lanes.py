@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from watcher.base.errors import NotifyError
 from watcher.base.redact import config_path, redact_url
-from watcher.core.messages import Message, NotifyTarget
-from watcher.notify.pictures import attachment
+from watcher.core.envelope import Message, NotifyTarget
+from watcher.notify.attach import attachment
 from watcher.notify.targets import Endpoint, attempt, endpoints_of, takes_attachments
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class LaneSettings:
     backoff: float
     stopping: threading.Event  # set by Notifier.close(): a backoff wait ends at once
     scrub: Callable[[str], str]  # removes the targets' secrets from a reason
-    # The PNG of a message's picture by its id, or None (pictures.PictureMaker.png: waits at
+    # The PNG of a message's picture by its id, or None (attach.PictureMaker.png: waits at
     # most its bounded time); never raises.
     picture: Callable[[str, Message], bytes | None] = lambda key, message: None
 

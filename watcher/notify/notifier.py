@@ -13,7 +13,7 @@ never imports apprise.
 
 Filtering and routing
     A target receives a message when `message.severity.rank >= target.min_severity.rank`
-    (info < success < warning < failure < critical, see messages.Severity) and
+    (info < success < warning < failure < critical, see envelope.Severity) and
       - the target has no tags (a catch-all), or
       - the message has no `route_tags` (a general event), or
       - the two share a tag (a rule's `notify: [tag]` reaching its team).
@@ -39,8 +39,8 @@ Delivery
 Pictures
     A message with a `picture` (the rollback and halt messages, service/tick.py) goes with it
     as a PNG to the endpoints that take files (notify/targets.py, Attachments). It is drawn
-    once per message on the PictureMaker's thread (notify/pictures.py) and each lane waits for
-    it at most PICTURE_WAIT_S (5 s): the first picture of a process imports matplotlib. A
+    once per message on the PictureMaker's thread (notify/attach.py) and each lane waits for
+    it at most PICTURE_WAIT_S (5 s); the tick has matplotlib imported ahead (expect_pictures). A
     picture that is late, fails, or is refused by the endpoint is logged and the message goes
     without it; `notify_sent` says whether it went with it.
 
@@ -70,14 +70,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TextIO
+from typing import Any
 
 from watcher.base.errors import WatcherError
 from watcher.base.format import format_time
 from watcher.base.redact import ScrubFilter, config_path, redact_text, redact_url, url_secrets
-from watcher.core.messages import Message, MessageContext, NotifyTarget, Severity, test_message
+from watcher.core.envelope import Message, MessageContext, NotifyTarget, Severity
+from watcher.notify.attach import PictureMaker
 from watcher.notify.lanes import DeliveryResult, Job, Lane, LaneSettings
-from watcher.notify.pictures import BreachPicture, PictureMaker
+from watcher.notify.pictures import BreachPicture
 from watcher.notify.targets import NTFY_PRIORITY_NUMBER, check_targets
 from watcher.notify.undelivered import Pending, Redeliveries, Undelivered, undelivered_from_journal
 
@@ -92,7 +93,6 @@ __all__ = [
     "Undelivered",
     "check_targets",
     "config_path",
-    "notify_test_command",
     "redact_text",
     "redact_url",
     "undelivered_from_journal",
@@ -168,6 +168,11 @@ class Notifier:
             if self._log_filter is None:
                 self._log_filter = ScrubFilter(secrets)
                 logging.getLogger("apprise").addFilter(self._log_filter)
+
+    def expect_pictures(self) -> None:
+        """A message with a picture may follow soon (a rollback rule is pending or firing):
+        matplotlib is imported now on the drawing thread, not when the message waits for it."""
+        self._pictures.warm()
 
     def _picture(self, key: str, message: Message) -> bytes | None:
         if not isinstance(message.picture, BreachPicture):
@@ -286,7 +291,7 @@ class Notifier:
                 self._redeliveries.unqueued(pending)
         return queued
 
-    def restore_undelivered(self, events: Iterable[dict]) -> int:
+    def restore_undelivered(self, events: Iterable[dict[str, Any]]) -> int:
         """After a restart: take back the undelivered messages the journal holds (see
         undelivered_from_journal) whose target is still configured; returns how many."""
         return self._redeliveries.restore(events, self._find_endpoint)
@@ -342,7 +347,7 @@ class Notifier:
                         message.kind, message.severity.value, result.target, result.attempts,
                         result.reason)
 
-    def _journal(self, kind: str, **fields) -> None:
+    def _journal(self, kind: str, **fields: Any) -> None:
         """Append to the audit log; a failing journal is logged, never raised."""
         fields = {k: (self._scrub(v) if isinstance(v, str) and self._secrets is not None else v)
                   for k, v in fields.items()}
@@ -354,60 +359,8 @@ class Notifier:
 
 
 def _failure_fields(msg_id: str, message: Message, target: str, reason: str, attempts: int,
-                    permanent: bool) -> dict:
+                    permanent: bool) -> dict[str, Any]:
     return dict(id=msg_id, message_kind=message.kind, severity=message.severity.value,
                 target=target, reason=reason, attempts=attempts, permanent=permanent,
                 title=message.title, body=message.body, release=message.release,
                 rules=list(message.rules), route_tags=list(message.route_tags))
-
-
-# --- notify-test ----------------------------------------------------------------------------------
-
-
-def notify_test_command(
-    targets: list[NotifyTarget],
-    severity: Severity | str,
-    out: TextIO,
-    *,
-    ctx: MessageContext | None = None,
-    timeout: float = 10.0,
-    retries: int = 1,
-) -> int:
-    """`rollback-watcher notify-test`: send a test message of `severity` to every target
-    (ignoring min_severity and tags, but saying when they would filter it), print one line per
-    target with its redacted URL, and return 0 if every target got it, else 1."""
-    try:
-        severity = Severity.parse(severity)
-    except ValueError as e:
-        out.write(f"{e}\n")
-        return 1
-    if not targets:
-        out.write("no notify targets configured\n")
-        return 1
-    if ctx is None:
-        import socket
-
-        ctx = MessageContext(service="rollback-watcher", host=socket.gethostname())
-    message = test_message(ctx.at(time.time()) if ctx.now is None else ctx, severity)
-    delivered = total = 0
-    for target in targets:
-        notifier = Notifier([target], journal=lambda *a, **k: None, timeout=timeout,
-                            retries=retries, backoff=0.5)
-        try:
-            results = notifier.deliver_now(message, ignore_filters=True)
-        finally:
-            notifier.close(0)
-        note = ""
-        if not severity.at_least(target.min_severity):
-            note = f" (note: its min_severity {target.min_severity.value} filters {severity.value})"
-        for result in results:
-            total += 1
-            if result.delivered:
-                delivered += 1
-                out.write(f"delivered  {result.target}  ({result.elapsed:.2f}s){note}\n")
-            else:
-                plural = "s" if result.attempts != 1 else ""
-                out.write(f"FAILED     {result.target}  {result.reason} "
-                          f"({result.attempts} attempt{plural})\n")
-    out.write(f"{delivered} of {total} delivered\n")
-    return 0 if delivered == total else 1

@@ -6,9 +6,9 @@ halt messages and for `explain --plot` / `incidents --plot` (issue 24, item 2).
                    thresholds, the points (epoch seconds, value), and the deploy, breach and
                    switch moments; `picture_of` builds one from a rule
     render_png     BreachPicture -> PNG bytes; pure (no clock, no file, no network)
-    PictureMaker   draws on its own thread, one picture at a time; whoever needs the PNG waits
-                   for it at most `wait` seconds, then goes on without it
-    attachment     the PNG as a file for Apprise's `attach=` (notify/targets.py), removed after
+
+How a picture travels with a message (drawn off the caller's thread, attached as a file) is
+notify/attach.py's.
 
 What on-call sees (a phone in ntfy or Slack, 3 a.m.): the curve, the red threshold line with
 its condition written at its end, the side of it that breaches lightly shaded, a dashed
@@ -30,18 +30,11 @@ A value that is NaN or infinite is a gap in the curve; an empty series still giv
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import math
-import os
-import queue
-import re
-import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -168,102 +161,6 @@ def figure(picture: BreachPicture, width: int = WIDTH_PX, height: int = HEIGHT_P
 
 # What matplotlib raises on data it cannot draw (limits, overflow, a font it cannot load).
 _DRAW_ERRORS = (ArithmeticError, ValueError, TypeError, RuntimeError, OSError)
-
-
-# --- drawing off the caller's thread ------------------------------------------------------------
-
-# How long a message waits for its picture. The first picture of a process imports matplotlib
-# (0.3-0.4 s here, 1-2 s on a slow host building its font cache); later ones take ~60 ms.
-PICTURE_WAIT_S = 5.0
-_KEEP = 16  # pictures kept for redeliveries and the other targets of one message
-
-
-@dataclass(eq=False)
-class _Drawing:
-    picture: BreachPicture
-    done: threading.Event = field(default_factory=threading.Event)
-    png: bytes | None = None
-    error: str = ""
-
-
-class PictureMaker:
-    """Draws BreachPictures on its own daemon thread ("notify-pictures"), started by the first
-    picture asked for, one picture at a time: a message's targets each ask for the same `key`
-    (its id) and share one drawing. `png()` waits at most `wait` seconds and returns None when
-    the picture failed or was not ready; the drawing goes on, and a later ask (another target,
-    a redelivery) gets it. Never raises."""
-
-    def __init__(self, render: Callable[[BreachPicture], bytes] = render_png, wait: float = PICTURE_WAIT_S,
-                 keep: int = _KEEP):
-        self.wait = max(0.0, float(wait))
-        self._render = render
-        self._keep = max(1, keep)
-        self._lock = threading.Lock()
-        self._drawings: OrderedDict[str, _Drawing] = OrderedDict()
-        self._queue: queue.Queue[_Drawing | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def png(self, key: str, picture: BreachPicture) -> bytes | None:
-        with self._lock:
-            drawing = self._drawings.get(key)
-            if drawing is None:
-                drawing = self._drawings[key] = _Drawing(picture)
-                while len(self._drawings) > self._keep:
-                    self._drawings.popitem(last=False)
-                self._queue.put(drawing)
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="notify-pictures", daemon=True)
-                    self._thread.start()
-        if not drawing.done.wait(self.wait):
-            log.warning("picture of %s not ready within %gs, sent without it", picture.rule, self.wait)
-            return None
-        return drawing.png
-
-    def close(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while True:
-            drawing = self._queue.get()
-            if drawing is None:
-                return
-            try:
-                drawing.png = self._render(drawing.picture)
-            except PictureError as e:
-                drawing.error = str(e)
-                log.warning("picture not drawn, messages go without it: %s", e)
-            except Exception as e:  # noqa: BLE001 - a picture never takes the notifier down
-                drawing.error = f"{type(e).__name__}: {e}"
-                log.error("picture not drawn (a bug), messages go without it: %s", drawing.error)
-            finally:
-                drawing.done.set()
-
-
-@contextlib.contextmanager
-def attachment(png: bytes | None, rule: str) -> Iterator[list[str] | None]:
-    """`[path]` of the PNG written as RULE.png in a private temporary directory (the service's
-    PrivateTmp=), for Apprise's `attach=`; removed afterwards. None when there is no PNG or
-    it cannot be written (a full or read-only /tmp): the message goes without it."""
-    if not png:
-        yield None
-        return
-    name = (re.sub(r"[^A-Za-z0-9._-]+", "-", rule).strip("-.") or "breach")[:60] + ".png"
-    try:
-        folder = tempfile.TemporaryDirectory(prefix="rollback-watcher-picture-")
-    except OSError as e:
-        log.warning("picture not attached, cannot write it: %s", e)
-        yield None
-        return
-    with folder as path:
-        file = os.path.join(path, name)
-        try:
-            with open(file, "wb") as out:
-                out.write(png)
-        except OSError as e:
-            log.warning("picture not attached, cannot write it: %s", e)
-            yield None
-            return
-        yield [file]
 
 
 # --- drawing ------------------------------------------------------------------------------------

@@ -22,6 +22,11 @@ Severity on the wire
     user's choice; ntfy's aliases `urgent` and 1-5 are written as Apprise's names, `urgent` as
     `max`), and appends its tag to the URL's own `tags=`.
 
+Format
+    Every message is plain text (core/messages.py) and is handed to Apprise as such
+    (`body_format=text`): Apprise escapes it for the target's format, so that markup in a name
+    that came from elsewhere (base/format.untrusted) reaches chat as the characters it is.
+
 One attempt
     is bounded by `timeout` (Apprise `cto`/`rto` socket timeouts and the notify() call
     deadline). `request_rate_per_sec` is 0 on every endpoint: Apprise would otherwise sleep
@@ -60,11 +65,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from watcher.base.errors import NotifyError
 from watcher.base.redact import config_path, expand_secrets, privacy_form, query_key, redact_url, split_url, url_secrets
-from watcher.core.messages import Message, NotifyTarget, Severity, payload
+from watcher.core.envelope import Message, NotifyTarget, Severity, payload
+
+if TYPE_CHECKING:
+    from apprise import Apprise  # the annotations only: see _apprise()
 
 NOTIFY_TYPE = {  # Apprise NotifyType values
     Severity.INFO: "info",
@@ -93,8 +103,10 @@ NTFY_TAG = {
 NTFY_SCHEMES = ("ntfy", "ntfys")
 
 
-def _apprise():
-    """The apprise module, imported on first use (sys.modules keeps it: imported once)."""
+def _apprise() -> ModuleType:
+    """The apprise module, imported on first use (sys.modules keeps it: imported once): ~60 ms
+    CPU and 8 MB of import, which `check` (when the URLs' verdicts are remembered) and a watcher
+    without `notify:` never pay."""
     import apprise
 
     return apprise
@@ -109,8 +121,8 @@ class Endpoint:
     # From an Apprise config file, a URL is Apprise's rewrite of it, which spells out every
     # default (`priority=default`): only a priority other than the default was the user's.
     rewritten: bool = False
-    plugins: dict = field(default_factory=dict)  # Severity -> (Apprise plugin, the URL's own `:key` extras)
-    objects: dict = field(default_factory=dict)  # Severity -> apprise.Apprise
+    plugins: dict[Severity, tuple[Any, dict[str, str]]] = field(default_factory=dict)  # Apprise plugin, the URL's own `:key` extras
+    objects: dict[Severity, Apprise] = field(default_factory=dict)
 
 
 def endpoints_of(target: NotifyTarget) -> tuple[list[Endpoint], str]:
@@ -131,8 +143,12 @@ def attempt(endpoint: Endpoint, message: Message, title: str, body: str, timeout
     _structure(endpoint, message)
     started = time.monotonic()
     try:
+        # Plain text, said so: Apprise escapes it for each target's own format (HTML for e-mail,
+        # CommonMark or Slack's mrkdwn for chat). Without a body_format Apprise passes the text
+        # through as the target's markup, and a release or rule name another host stored in
+        # etcd (`**URGENT** [login here](http://...)`, `<!channel>`) was rendered as written.
         result = obj.notify(body=body, title=title, notify_type=NOTIFY_TYPE[message.severity], timeout=timeout,
-                            attach=attach or None)
+                            attach=attach or None, body_format=_apprise().NotifyFormat.TEXT)
     except Exception as e:  # noqa: BLE001 - Apprise plugins may raise anything
         raise NotifyError(scrub(f"{type(e).__name__}: {e}")) from None
     if result:
@@ -158,7 +174,7 @@ def takes_attachments(endpoint: Endpoint, severity: Severity, timeout: float) ->
     return bool(getattr(plugin, "attachment_support", False))
 
 
-def _apprise_for(endpoint: Endpoint, severity: Severity, timeout: float):
+def _apprise_for(endpoint: Endpoint, severity: Severity, timeout: float) -> Apprise:
     """The Apprise object (one endpoint, one severity), built once; NotifyError if
     Apprise does not understand the URL."""
     obj = endpoint.objects.get(severity)
@@ -171,11 +187,11 @@ def _apprise_for(endpoint: Endpoint, severity: Severity, timeout: float):
     plugin.request_rate_per_sec = 0  # else Apprise sleeps 5.5 s between two ntfy sends
     plugin.socket_connect_timeout = timeout  # the `cto=` URL parameter
     plugin.socket_read_timeout = timeout  # the `rto=` URL parameter
-    obj = apprise.Apprise()
-    obj.add(plugin)
-    endpoint.objects[severity] = obj
+    built: Apprise = apprise.Apprise()
+    built.add(plugin)
+    endpoint.objects[severity] = built
     endpoint.plugins[severity] = (plugin, dict(getattr(plugin, "payload_extras", None) or {}))
-    return obj
+    return built
 
 
 def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
@@ -208,7 +224,7 @@ def _ntfy_url(url: str, severity: Severity, rewritten: bool = False) -> str:
 
 def _structure(endpoint: Endpoint, message: Message) -> None:
     """A json:// or jsons:// endpoint gets the event as data beside Apprise's title/message/type
-    (messages.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
+    (envelope.payload, schema rollback-watcher/1), through the JSON plugin's payload extras, the
     mechanism behind its `:key=value` URL parameters; the URL's own extras still win. Each
     lane's worker is the only user of its plugins, so setting them per message is safe."""
     plugin, own = endpoint.plugins.get(message.severity, (None, {}))
@@ -236,7 +252,7 @@ _HTTP_STATUS = re.compile(r"error=(\d{3})\d*\b")  # ntfy answers 40001: HTTP 400
 
 def _permanent(reason: str) -> bool:
     match = _HTTP_STATUS.search(reason)
-    return bool(match) and match.group(1).startswith("4") and match.group(1) not in ("408", "429")
+    return match is not None and match.group(1).startswith("4") and match.group(1) not in ("408", "429")
 
 
 def check_targets(targets: Iterable[NotifyTarget]) -> list[str]:

@@ -19,8 +19,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from watcher.core.messages import Message, Severity
+from watcher.core.envelope import Message, Severity
 from watcher.notify.lanes import DeliveryResult, Lane
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class Redeliveries:
         with self._lock:
             pending.in_flight = False
 
-    def restore(self, events: Iterable[dict], find: Callable[[str], tuple[Lane, int] | None]) -> int:
+    def restore(self, events: Iterable[dict[str, Any]], find: Callable[[str], tuple[Lane, int] | None]) -> int:
         """After a restart: take back the undelivered messages the journal holds (see
         undelivered_from_journal) whose target `find` still knows; returns how many."""
         restored = 0
@@ -169,11 +170,11 @@ class Redeliveries:
                           target=pending.target, reason=f"{why}: {result.reason}")
 
 
-def undelivered_from_journal(events: Iterable[dict]) -> list[dict]:
+def undelivered_from_journal(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages the journal shows as not delivered, oldest first: each notify_failed
     record (with `state`: "retrying", or "dropped" when given up / permanent) unless a later
     notify_retried with delivered=true closed it. Events are journal dicts with "kind"."""
-    open_: OrderedDict[tuple[str, str], dict] = OrderedDict()
+    open_: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
     for event in events:
         kind = event.get("kind")
         key = (str(event.get("id", "")), str(event.get("target", "")))

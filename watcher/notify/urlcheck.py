@@ -24,12 +24,21 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
-from watcher.base.redact import config_path
+from watcher.base.redact import (
+    config_path,
+    is_config_path,
+    query_key,
+    redact_url,
+    secret_query_value,
+    split_url,
+)
 
 # Not from watcher.notify.notifier, which re-exports both: its import (threads, queues, the delivery code)
 # is ~5 ms that `check` does not use unless Apprise must be asked.
-from watcher.core.messages import NotifyTarget
+from watcher.core.envelope import NotifyTarget
+from watcher.notify.targets import check_targets
 
 CACHE_FILE = "notify-targets.json"
 _URL_TYPO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/?(?!/)")  # "ntfy:/x", "slack:x": not a path
@@ -70,7 +79,7 @@ def target_problems(targets: Iterable[NotifyTarget], directory: Path | None) -> 
     unseen = [i for i, k in enumerate(keys) if not k or k not in accepted]
     if not unseen:
         return []
-    from watcher.notify.notifier import check_targets  # imports apprise
+
 
     problems: list[str] = []
     for i in unseen:
@@ -111,3 +120,47 @@ def _write(directory: Path | None, fingerprint: str, accepted: set[str]) -> None
     except OSError:
         # A cache we cannot write only costs the next `check` Apprise's import again.
         tmp.unlink(missing_ok=True)
+
+
+# --- credentials typed into the file ---------------------------------------------------------
+
+_TOKEN_PART = re.compile(r"^[A-Za-z0-9_\-:]{16,}$")
+
+
+def typed_credentials(written: dict[int, str]) -> list[tuple[int, str]]:
+    """The notify targets whose URL, as watcher.yaml writes it, carries a credential typed in
+    rather than `${VAR}` from the environment (docs/config.md: EnvironmentFile=): (index, what
+    and where, redacted). Never the secret itself, and never Apprise (too slow for `check`):
+    a password, a user that is an ntfy token (`tk_...@`), a header or a query value with a
+    secret-sounding name (`&token=`, `+X-Api-Key=`), a host or path part shaped like a token
+    (Slack's, Discord's, Telegram's, Gotify's). Each found part that holds no `${` is typed in."""
+    found: list[tuple[int, str]] = []
+    for index, url in sorted(written.items()):
+        parts = None if is_config_path(url) else split_url(url)
+        if parts is None:
+            continue
+        kinds: list[str] = []
+        if parts.password and "${" not in parts.password:
+            kinds.append("a password")
+        if parts.has_userinfo and parts.password is None and parts.user.startswith("tk_"):
+            kinds.append("an access token as its user")
+        for key, value in parts.query:
+            if value and "${" not in value and secret_query_value(key, value):
+                name = query_key(key)
+                kinds.append(f"its {name[1:]} header" if name.startswith("+") else f"its {name.lstrip(':-')} value")
+        host = parts.host.split("@")[-1]
+        segments = [host] + parts.path.split("/")
+        if any(_token_part(s) for s in segments):
+            kinds.append("a token in its address")
+        if kinds:
+            found.append((index, f"{redact_url(url, use_apprise=False)} has {', '.join(dict.fromkeys(kinds))} typed in"))
+    return found
+
+
+def _token_part(raw: str) -> bool:
+    """A host or path part that is a credential, not a name: long, letters and digits mixed, no
+    dot (a DNS name), no `${`."""
+    text = unquote(raw)
+    if "${" in text or "." in text or not _TOKEN_PART.match(text):
+        return False
+    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)

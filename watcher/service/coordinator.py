@@ -25,13 +25,18 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from watcher.base.format import format_value
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
+
+from watcher.base.format import format_value, untrusted
 from watcher.config.schema import WatcherConfig
 from watcher.core import messages
 from watcher.core.fleetmodel import (
     BAD,
     FLEET_RULE_PREFIX,
     GOOD,
+    HOST_MAX,
+    REASON_MAX,
+    RULE_MAX,
     FleetVerdict,
     FleetView,
     Member,
@@ -42,6 +47,7 @@ from watcher.core.model import Mark
 from watcher.core.rules import Finding, Phase
 from watcher.fleet.link import MEMBER_REFRESH, FleetLink
 from watcher.service.recorder import Recorder
+from watcher.service.telemetry import Telemetry
 from watcher.store.state import State
 
 log = logging.getLogger(__name__)
@@ -59,16 +65,21 @@ def is_fleet_finding(f: Finding) -> bool:
 
 
 def fleet_finding(v: FleetVerdict) -> Finding:
-    """A bad verdict from another host, in the words of a firing rollback rule."""
-    rule = v.rule or "manual"
-    seen = f"{rule} was {format_value(v.value)} there" if v.value is not None else f"{rule} there"
+    """A bad verdict from another host, in the words of a firing rollback rule. Every word of it
+    came from etcd, not from this host's config: each is `untrusted` (one line, no mention,
+    capped) before it reaches a message, a log line or the journal's reason."""
+    rule = untrusted(v.rule or "manual", RULE_MAX)
+    unit = untrusted(v.unit, 12)
+    seen = f"{rule} was {format_value(v.value, unit)} there" if v.value is not None else f"{rule} there"
+    reason = untrusted(v.reason, REASON_MAX)
     return Finding(rule=f"{FLEET_RULE_PREFIX}{rule}", action="rollback",
-                   condition=f"bad fleet-wide: {v.host} rolled {v.release} back", since=v.at,
-                   detail=f"{seen}{': ' + v.reason if v.reason else ''}")
+                   condition=f"bad fleet-wide: {untrusted(v.host, HOST_MAX)} rolled {v.release} back", since=v.at,
+                   detail=f"{seen}{': ' + reason if reason else ''}")
 
 
 class FleetCoordinator:
-    def __init__(self, link: FleetLink, telemetry=None, to_wall: Callable[[float], float] | None = None):
+    def __init__(self, link: FleetLink, telemetry: Telemetry | None = None,
+                 to_wall: Callable[[float], float] | None = None):
         self.link = link
         self.config = link.config
         # The service's times are its steady time (base.clock.Timebase); what goes to etcd is
@@ -118,11 +129,12 @@ class FleetCoordinator:
         # stop being current at this very tick, and must never be a rollback target after).
         if v.verdict == BAD and (rec is None or rec.mark != Mark.BAD):
             rec = s.release(v.release, now)
-            rec.mark, rec.marked_at, rec.reason = Mark.BAD.value, now, f"bad fleet-wide: rolled back on {v.host}"
-            w.journal("mark", release=v.release, mark="bad", by=f"fleet ({v.host})")
+            host = untrusted(v.host, HOST_MAX)
+            rec.mark, rec.marked_at, rec.reason = Mark.BAD.value, now, f"bad fleet-wide: rolled back on {host}"
+            w.journal("mark", release=v.release, mark="bad", by=f"fleet ({host})")
         elif v.verdict == GOOD and v.release != s.current and (rec is None or rec.mark is None):
             rec = s.release(v.release, now)
-            rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, f"known-good fleet-wide ({v.reason})"
+            rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, f"known-good fleet-wide ({untrusted(v.reason, REASON_MAX)})"
             w.journal("mark", release=v.release, mark="good", by="fleet")
 
     def triggers(self, current: str | None) -> list[Finding]:
@@ -163,7 +175,8 @@ class FleetCoordinator:
             return  # rolled back because another host said so: its verdict is already there
         first = local[0] if local else None
         self.link.publish_verdict(FleetVerdict(release, BAD, self.config.host, self.to_wall(at),
-                                               first.rule if first else "", first.value if first else None, reason))
+                                               first.rule if first else "", first.value if first else None, reason,
+                                               first.unit if first else ""))
 
     def survived(self, release: str, at: float) -> None:
         self.link.publish_survived(release, self.to_wall(at))
@@ -188,8 +201,7 @@ class FleetCoordinator:
 
 
 class _FleetMetrics:
-    def __init__(self, registry):
-        from prometheus_client import Counter, Gauge, Summary
+    def __init__(self, registry: CollectorRegistry):
 
         self.members = Gauge("rollback_watcher_fleet_members", "Hosts with a live membership in the fleet",
                              registry=registry)

@@ -13,16 +13,18 @@ import sys
 import threading
 import time
 
-from watcher.backends import identity_of
+from watcher.backends import build_backend, identity_of
 from watcher.base.errors import ConfigError, StateError
 from watcher.base.sdnotify import sd_notify
 from watcher.config.hostcheck import EXIT_CANNOT_START, listen_error
 from watcher.config.load import load_config
 from watcher.config.schema import WatcherConfig
 from watcher.config.scrub import Redactor, config_secrets
-from watcher.core import messages
+from watcher.core import envelope, messages
 from watcher.core.rules import Phase
-from watcher.service.tick import Watcher
+from watcher.notify.notifier import Notifier, check_targets
+from watcher.service.tick import Watcher, quiet_journal
+from watcher.signals.reader import build_reader
 from watcher.store.locks import DeployLock, acquire_host
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Daemon:
         log.info("watching service=%s rules=%d interval=%ss mode=%s", w.config.service, len(w.config.rules),
                  w.config.interval, w.config.mode)
         next_at = w.monotonic()
+        overran = 0  # ticks in a row longer than the interval: said when it starts and when it ends
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -55,9 +58,15 @@ class Daemon:
             sd_notify(f"WATCHDOG=1\nSTATUS={status_line(w)}")
             next_at += w.config.interval
             if w.monotonic() - next_at > 0:
-                log.warning("tick overran the interval seconds=%.2f interval=%ss", report.seconds, w.config.interval)
+                if not overran:
+                    log.warning("tick overran the interval seconds=%.2f interval=%ss (said again when ticks "
+                                "keep time)", report.seconds, w.config.interval)
+                overran += 1
                 next_at = w.monotonic()
                 continue
+            if overran:
+                log.info("ticks keep the interval again after overrunning it %d time(s) in a row", overran)
+                overran = 0
             self._stop.wait(next_at - w.monotonic())
         sd_notify("STOPPING=1")
         log.info("stopping: the tick in hand is done")
@@ -79,7 +88,7 @@ def serve(w: Watcher) -> int:
         raise
     daemon = Daemon(w)
     try:
-        if w.telemetry is not None:
+        if w.telemetry is not None and cfg.telemetry.listen is not None:  # built only with a listen address
             try:
                 bound = w.telemetry.serve(cfg.telemetry.listen)
             except OSError as exc:
@@ -91,8 +100,6 @@ def serve(w: Watcher) -> int:
                 return EXIT_CANNOT_START
             logging.getLogger("watcher.service.telemetry").info("metrics and /healthz listen=%s", bound)
         if cfg.notify:
-            from watcher.notify.notifier import check_targets
-
             for problem in check_targets(list(cfg.notify)):
                 logging.getLogger("watcher.notify.notifier").error("notify target unusable: %s", problem)
         daemon.install_signal_handlers()
@@ -151,8 +158,6 @@ def reload(w: Watcher) -> bool:
         w.tell()
         sd_notify("READY=1")
         return False
-    from watcher.signals.reader import build_reader
-
     old_reader = w.reader
     w.reader = build_reader(new)
     w.reader.keep_host_counters(w.state.host_counters)  # growth since the deploy survives the reload
@@ -161,9 +166,7 @@ def reload(w: Watcher) -> bool:
         # Never keep acting with a backend the new config removed.
         w.backend = None
         w.journal("backend_removed", reason="the reloaded config has no backend: the watcher no longer acts")
-    elif new.backend != w.config.backend:
-        from watcher.backends import build_backend
-
+    elif new.backend is not None and new.backend != w.config.backend:
         w.backend = build_backend(new.backend.type, new.backend.options)
     names = {r.name for r in new.rules}
     w.state.rules = {k: v for k, v in w.state.rules.items() if k in names}
@@ -179,7 +182,7 @@ def reload(w: Watcher) -> bool:
     if new.notify != w.config.notify:
         _replace_notifier(w, new, redact)
     w.config = new
-    w._ctx = messages.MessageContext(new.service, new.host)
+    w._ctx = envelope.MessageContext(new.service, new.host)
     w.deploy_lock = DeployLock(new.deploy_lock)
     w.journal("config_reloaded", rules=len(new.rules))
     log.info("config reloaded rules=%d", len(new.rules))
@@ -189,13 +192,9 @@ def reload(w: Watcher) -> bool:
 
 def _replace_notifier(w: Watcher, new: WatcherConfig, redact: Redactor) -> None:
     """New notify targets: a new Notifier; the old one delivers what it has queued, then stops."""
-    from watcher.service.tick import quiet_journal
-
     old = w.notifier
     w.notifier = None
     if new.notify:
-        from watcher.notify.notifier import Notifier
-
         w.notifier = Notifier(list(new.notify), journal=quiet_journal(w.store), clock=w.clock, redact=redact)
     if old is not None:
         old.close(timeout=5)

@@ -23,13 +23,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from watcher.backends.base import Backend, Prunable
 from watcher.base.errors import BrokenCurrent, SourceError, WatcherError
-from watcher.core import messages
-from watcher.core.decide import order_releases
+from watcher.config.schema import WatcherConfig
+from watcher.core import evidence, messages
+from watcher.core.decide import choose_target, order_releases
 from watcher.core.model import Mark
-from watcher.core.rules import Finding, PromQuery, render_query
+from watcher.core.rules import Finding, PromQuery, RuleState, render_query
 from watcher.service.recorder import Recorder
 from watcher.store.state import State
 
@@ -138,6 +140,7 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
+    evidence.reset(rec)  # a release deployed again is judged on its new window alone
     state.current = release
     state.deployed_at = at
     state.changed_at = at
@@ -151,19 +154,41 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
 def restored(state: State, release: str, at: float) -> None:
     """Back on a known-good release by a rollback's switch: not a deploy (no watch window),
     fresh rule states and baselines, no wait of the release left; `[$window]` starts at the
-    switch, as at a deploy."""
+    switch, as at a deploy.
+
+    A baseline rule has no baseline here by design (a baseline is captured at a deploy) and
+    cannot fire: that is no news, so the fresh states count it as said. Without this, the switch
+    and the verification each reset the rule states and "no baseline: cannot fire" was said
+    again after every rollback."""
     state.current = release
     state.deployed_at = None
     state.changed_at = at
     state.window_ends = None
-    state.rules = {}
+    state.rules = {name: RuleState(no_baseline_reported=True) for name in state.rules}
     state.baselines = {}
     state.lock_wait = None
 
 
-def has_known_good(state: State, besides: str) -> bool:
-    """Whether a rollback could go anywhere from `besides` (the deploy message says so)."""
-    return any(r.mark == Mark.GOOD for rid, r in state.releases.items() if rid != besides)
+def rollback_target(backend: Backend | None, state: State, release: str) -> tuple[str | None, str]:
+    """Where a rollback of `release` would go now, as the decider chooses it (decide.choose_target
+    over the backend's releases in the watcher's order), or why nowhere: the deploy message says
+    so. A backend that cannot list its releases is said as the reason, never guessed around."""
+    if not any(r.mark == Mark.GOOD for rid, r in state.releases.items() if rid != release):
+        return None, "no release is known-good yet"
+    if backend is None:
+        return None, "no backend is configured"
+    try:
+        listed = backend.releases()
+    except WatcherError as exc:
+        return None, f"the backend cannot list its releases: {exc}"
+    target, why = choose_target(release, [r.id for r, _ in order_releases(listed, state.releases)], state.releases)
+    return target, "" if target else why
+
+
+class BaselineSource(Protocol):
+    """Where baselines are read (signals.PrometheusSource)."""
+
+    def baseline(self, expr: str, end: float, window: float, step: float) -> float | None: ...
 
 
 @dataclass
@@ -172,9 +197,10 @@ class Baselines:
     (`reported`), since the rule cannot fire meanwhile."""
 
     out: Recorder
-    reported: set[tuple] = field(default_factory=set)
+    reported: set[tuple[str | None, float, str]] = field(default_factory=set)  # release, deployed_at, rule
 
-    def capture(self, config, source, state: State, wall_offset: float = 0.0) -> None:
+    def capture(self, config: WatcherConfig, source: BaselineSource | None, state: State,
+                wall_offset: float = 0.0) -> None:
         """The median of each baseline rule's query over `baseline_window` before the deploy,
         kept in `state.baselines` once per deploy; retried on later ticks while Prometheus
         cannot answer."""

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.core.envelope import Message
 from watcher.core.evaluate import Evaluation
-from watcher.core.messages import Message
 from watcher.core.rules import HttpCheck, Rule
 from watcher.notify.pictures import BreachPicture, picture_of
 from watcher.store.state import State
@@ -135,7 +135,7 @@ class RuleHistory:
 
 def breach_picture(message: Message, history: RuleHistory, state: State, rules: Sequence[Rule], to_wall: Callable[[float], float],
                    now: float, host: str) -> BreachPicture | None:
-    """The picture for `message` (a core.messages.Message) when its kind is PICTURED: its first
+    """The picture for `message` (a core.envelope.Message) when its kind is PICTURED: its first
     rule that has a history (else the open incident's, else the rollback being confirmed),
     from a while before the deploy of the release it is about to `now` (wall time), with the
     deploy, the breach and (but for cannot_act) the switch. None when there is nothing to

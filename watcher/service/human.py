@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.backends.base import Backend
 from watcher.base.errors import WatcherError
 
 # The CLI and the service read the same host clock; a request may sit in the inbox for a tick.
@@ -33,7 +34,7 @@ class HostView:
     error: str | None = None  # the backend could not answer
 
 
-def view_of(backend) -> HostView:
+def view_of(backend: Backend | None) -> HostView:
     """Ask the backend which releases it has and which is current; never raises."""
     if backend is None:
         return HostView(None, None)

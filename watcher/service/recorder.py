@@ -7,9 +7,9 @@ rollback.Rollbacks, requests.Requests, coordinator.Seat), so that no step import
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from watcher.core.messages import Message, MessageContext
+from watcher.core.envelope import Message, MessageContext
 from watcher.core.rules import Finding
 
 
@@ -17,7 +17,7 @@ class Recorder(Protocol):
     @property
     def ctx(self) -> MessageContext: ...
 
-    def journal(self, kind: str, **fields) -> None: ...
+    def journal(self, kind: str, **fields: Any) -> None: ...
 
     def notify(self, message: Message | None, findings: Sequence[Finding] = ()) -> None: ...
 

@@ -6,7 +6,7 @@ them itself under the instance lock. Both go through `apply`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from watcher.backends.base import check_release_id
 from watcher.base.errors import RollbackError, StateError, WatcherError
@@ -61,7 +61,7 @@ def apply_pending(w: Requests, now: float) -> None:
         w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result, ok=ok)
 
 
-def apply(w: Requests, command: str, args: dict, now: float) -> str:
+def apply(w: Requests, command: str, args: dict[str, Any], now: float) -> str:
     """Apply one human request to the watcher's state; returns what happened, in words."""
     s = w.state
     if command == "mark":
@@ -106,14 +106,14 @@ def apply(w: Requests, command: str, args: dict, now: float) -> str:
                                            "The pause is over: the watcher acts again on a firing rollback rule."))
         return "resumed"
     if command == "resolve":
-        was = s.halted
+        halted = s.halted
         s.halted = None
         w.close_incident("resolved by a human", resolution="resolved")
-        w.journal("resolve", was=was, by=args.get("by"))
-        if was:
+        w.journal("resolve", was=halted, by=args.get("by"))
+        if halted:
             w.notify(messages.human_action(w.ctx, "resolved the halt", args.get("by", ""),
-                                           f"It was halted: {was}. The watcher acts again."))
-        return "resolved" if was else "nothing was halted"
+                                           f"It was halted: {halted}. The watcher acts again."))
+        return "resolved" if halted else "nothing was halted"
     if command == "rollback":
         return manual_rollback(w, args.get("to"), args.get("reason") or "manual rollback")
     raise WatcherError(f"unknown request {command!r}")

@@ -24,19 +24,20 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from watcher.backends.base import Restarts, check_release_id
+from watcher.backends.base import Backend, Restarts, check_release_id
 from watcher.base.errors import RollbackError, StateError, WatcherError
-from watcher.base.process import CommandResult, identity, still_running
+from watcher.base.process import CommandResult, Progress, identity, still_running
 from watcher.core import messages
 from watcher.core.decide import choose_targets, order_releases
 from watcher.core.evaluate import SignalReader
 from watcher.core.model import Mark, Release, ReleaseRecord, RollbackResult, Trigger
-from watcher.core.rules import Finding, HttpCheck, Rule
+from watcher.core.rules import Finding, HttpCheck, ProbeResult, Rule
 from watcher.service.confirm import Confirmer, after_verified, after_verify_failed, local_findings, start_confirmation
 from watcher.service.verify import verify
 from watcher.store.locks import DeployLock, LockBusy
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     now = w.clock()
     try:
         with w.deploy_lock.hold():
-            current = w.backend.current().id
+            backend = _backend(w)
+            current = backend.current().id
             if current != from_id:
                 # A deploy landed between the decision and the lock: it is the newest intent of
                 # a human or a pipeline; overwriting it would leave no trace of it.
@@ -177,10 +179,10 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                                            _what_target_is(s, plan, to_id)), findings)
             w.tell()  # people hear of it before the switch and the verification, which take a while
             switch_started = w.monotonic()
-            if isinstance(w.backend, Restarts):
-                output = w.backend.switch(target, plan.reason, progress=_recorder(w, intent))
+            if isinstance(backend, Restarts):
+                output = backend.switch(target, plan.reason, progress=_recorder(w, intent))
             else:
-                output = w.backend.switch(target, plan.reason)
+                output = backend.switch(target, plan.reason)
             w.journal("rollback_switched", release=from_id, target=to_id, output=output or "",
                       seconds=round(w.monotonic() - switch_started, 3), intent=intent["id"])
     except LockBusy as exc:
@@ -194,7 +196,7 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         # The backend could not say which release is current under the lock: do not switch.
         return _failed(w, from_id, plan.target, exc)
 
-    result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep,
+    result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep,
                     previous=from_id)
     if result.landed is not None:
         return _superseded(w, from_id, to_id, result.landed, result.detail)
@@ -234,7 +236,7 @@ def _superseded(w: Rollbacks, from_id: str, to_id: str, landed: str, detail: str
     return Outcome(RollbackResult.DEPLOY_LANDED, None, detail)
 
 
-def _what_target_is(state, plan: RollbackPlan, to_id: str) -> str:
+def _what_target_is(state: State, plan: RollbackPlan, to_id: str) -> str:
     """For the message: what the target is. The decider's first choice is the newest known-good
     release; a human's --to may be known-good, or not (then the message says so)."""
     rec = state.releases.get(to_id)
@@ -252,13 +254,13 @@ LISTING_ATTEMPTS = 3
 def _listed(w: Rollbacks, plan: RollbackPlan) -> dict[str, Release]:
     for attempt in range(1, LISTING_ATTEMPTS):
         try:
-            return {r.id: r for r in w.backend.releases()}
+            return {r.id: r for r in _backend(w).releases()}
         except WatcherError as exc:
             w.journal("rollback_retry", release=plan.current, target=plan.target, attempt=attempt,
                       reason=f"the backend cannot list its releases: {exc}")
             log.warning("backend cannot list releases before the rollback attempt=%d reason=%s", attempt, exc)
             w.sleep(1.0)
-    return {r.id: r for r in w.backend.releases()}  # the last attempt's failure fails the rollback
+    return {r.id: r for r in _backend(w).releases()}  # the last attempt's failure fails the rollback
 
 
 def _first_usable(w: Rollbacks, plan: RollbackPlan) -> Release:
@@ -270,13 +272,22 @@ def _first_usable(w: Rollbacks, plan: RollbackPlan) -> Release:
         try:
             if target is None:
                 raise RollbackError(f"the backend no longer lists {target_id}")
-            w.backend.preflight(target)
+            _backend(w).preflight(target)
             return target
         except RollbackError as exc:
             problems.append(str(exc))
             w.journal("rollback_target_unusable", release=plan.current, target=target_id, reason=str(exc))
             log.warning("rollback target unusable release=%s target=%s reason=%s", plan.current, target_id, exc)
     raise RollbackError("; ".join(problems) if len(problems) > 1 else problems[0])
+
+
+def _backend(w: Rollbacks) -> Backend:
+    """The backend to switch. A watcher without one never decides to roll back (tick.decide
+    refuses), but a restart may find an intent recorded under a config that had one: that is a
+    rollback that cannot go on, said as one, never an AttributeError."""
+    if w.backend is None:
+        raise RollbackError("no backend is configured")
+    return w.backend
 
 
 def _failed(w: Rollbacks, from_id: str, to_id: str, exc: WatcherError) -> Outcome:
@@ -294,11 +305,12 @@ def _failed(w: Rollbacks, from_id: str, to_id: str, exc: WatcherError) -> Outcom
     return Outcome(RollbackResult.FAILED, None, detail)
 
 
-def reconcile(w: Rollbacks, intent: dict) -> None:
+def reconcile(w: Rollbacks, intent: dict[str, Any]) -> None:
     """A switch was recorded but its result was not: find out, never switch again blindly."""
     from_id, to_id = intent["from"], intent["to"]
     try:
-        current = w.backend.current().id
+        backend = _backend(w)
+        current = backend.current().id
     except WatcherError as exc:
         w.state.halted = f"after a restart, the backend cannot say whether {from_id} -> {to_id} happened: {exc}"
         w.journal("reconcile", result="unknown", release=from_id, target=to_id, reason=str(exc))
@@ -307,7 +319,7 @@ def reconcile(w: Rollbacks, intent: dict) -> None:
     if current == to_id:
         if not _finish_restart(w, intent):
             return
-        result = verify(to_id, w.backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock,
+        result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock,
                         w.sleep, previous=from_id)
         findings = [Finding(**f) for f in intent.get("findings") or []]
         if result.landed is not None:
@@ -335,7 +347,7 @@ def reconcile(w: Rollbacks, intent: dict) -> None:
     w.state.intent = None
 
 
-def _recorder(w: Rollbacks, intent: dict):
+def _recorder(w: Rollbacks, intent: dict[str, Any]) -> Progress:
     """process.Progress for the switch: each command it runs is saved in the intent when it
     starts (with what tells it from a later process of the same pid) and when it ends."""
     commands = intent.setdefault("commands", [])
@@ -352,7 +364,7 @@ def _recorder(w: Rollbacks, intent: dict):
     return progress
 
 
-def _finish_restart(w: Rollbacks, intent: dict) -> bool:
+def _finish_restart(w: Rollbacks, intent: dict[str, Any]) -> bool:
     """After a crash that left `current` on the target: run the backend's restart again unless
     the recorded one finished or still runs (it outlived us in its own session). A watchdog or a
     `systemctl kill` takes the restart down with the watcher, and the link alone does not bring
@@ -387,8 +399,8 @@ class _BoundedProbe:
     """What verify() calls `probe.probe(check)` on, through the reader's bounded pool: a
     trickling endpoint cannot hold a verification past each probe's timeout."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: SignalReader):
         self._reader = reader
 
-    def probe(self, check):
+    def probe(self, check: HttpCheck) -> ProbeResult:
         return self._reader.probe_bounded(check)

@@ -9,20 +9,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from watcher.core.evaluate import RuleEvaluation
+from watcher.store.state import State
 
 log = logging.getLogger(__name__)
 
 # Every result exists from the start at 0: Prometheus' increase() cannot see a counter's first
 # step from "absent" to 1, so RollbackWatcherRollbackFailed (monitoring/alerts.yml) would miss
 # the first failed rollback of a process.
-ROLLBACK_RESULTS = ("verified", "not_verified", "failed")
+ROLLBACK_RESULTS = ("verified", "unconfirmed", "not_cleared", "not_verified", "failed")
 
 
 class Telemetry:
-    def __init__(self, interval: float, clock=time.time):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
+    def __init__(self, interval: float, clock: Callable[[], float] = time.time):
         self.interval = interval
         self.clock = clock
         self.registry = r = CollectorRegistry()
@@ -55,7 +60,7 @@ class Telemetry:
         self._last_tick_at = self.clock()
         self.last_tick.set(self._last_tick_at)
 
-    def after_tick(self, state, now: float, seconds: float, undelivered: dict[str, int] | None) -> None:
+    def after_tick(self, state: State, now: float, seconds: float, undelivered: dict[str, int] | None) -> None:
         """What a tick leaves (a state.State): its duration, the release and its mark, the
         window, what stops acting, and the messages waiting per notify target."""
         self.tick_done(seconds)
@@ -66,7 +71,7 @@ class Telemetry:
         if undelivered is not None:
             self.set_undelivered(undelivered)
 
-    def rule_evaluated(self, e) -> None:
+    def rule_evaluated(self, e: RuleEvaluation) -> None:
         """One rule's evaluation (an evaluate.RuleEvaluation): its phase, sight, outcome, time."""
         rule, state, obs = e.rule, e.after, e.observation
         self.rule_state.labels(rule=rule.name).set({"inactive": 0, "pending": 1, "firing": 2}[state.phase.value])
@@ -86,7 +91,7 @@ class Telemetry:
         paused = paused_until is not None and now < paused_until
         self.halted.set(1 if halted else 0)
         self.paused.set(1 if paused else 0)
-        self.paused_until.set(paused_until if paused else 0)
+        self.paused_until.set(paused_until if paused and paused_until is not None else 0)
 
     def set_undelivered(self, by_target: dict[str, int]) -> None:
         self.undelivered.clear()  # a target removed by a reload must not linger
@@ -97,8 +102,6 @@ class Telemetry:
         return self._last_tick_at is not None and self.clock() - self._last_tick_at < 3 * self.interval + 30
 
     def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
         return generate_latest(self.registry)
 
     def serve(self, listen: str) -> str:
@@ -107,7 +110,7 @@ class Telemetry:
         telemetry = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path.split("?")[0] == "/metrics":
                     body, status, ctype = telemetry.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
                 elif self.path.split("?")[0] == "/healthz":
@@ -121,14 +124,14 @@ class Telemetry:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):  # keep scrapes out of the service log
+            def log_message(self, *args: Any) -> None:  # keep scrapes out of the service log
                 pass
 
         self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="telemetry", daemon=True).start()
-        bound = self._server.server_address
-        return f"{bound[0]}:{bound[1]}"
+        bound = self._server.server_address[0]
+        return f"{bound.decode() if isinstance(bound, bytes) else bound}:{self._server.server_port}"
 
     def close(self) -> None:
         if self._server is not None:

@@ -19,7 +19,8 @@ by name.
                keep what the rollback rules read for the pictures (history.py)
     straddle   a rollback rule fires but `current` moved during the reads (a deploy landed
                mid-tick): nothing below runs this tick (deploys.BackendReads.moved)
-    confirm    a switched rollback is verified once the rules that fired clear (confirm.py)
+    confirm    a switched rollback is verified once the rules that fired clear on the restored
+               release's own samples, or ends unconfirmed when they see nothing of it (confirm.py)
     lock wait  a deploy lock held while a rollback rule fires stops the window's clock
                (window.hold_for_lock)
     window     a release that survived its watch window becomes known-good (window.assess,
@@ -51,8 +52,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from watcher.backends import build_backend
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, boot_id, restart_shift, shift_state_times
 from watcher.base.errors import StateError
@@ -60,15 +62,18 @@ from watcher.base.sdnotify import sd_notify
 from watcher.config.schema import WatcherConfig
 from watcher.config.scrub import redactor_for
 from watcher.core import decide as decider
-from watcher.core import messages
+from watcher.core import envelope, messages
+from watcher.core.envelope import Message
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
-from watcher.core.messages import Message
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.core.rules import Finding, PromQuery
+from watcher.core.rules import Finding, Phase, PromQuery
+from watcher.notify.notifier import Notifier as AppriseNotifier
 from watcher.service import confirm, deploys, history, requests, rollback, window
+from watcher.service.telemetry import Telemetry
 from watcher.signals import promtime as prometheus_time
+from watcher.signals.reader import build_reader
 from watcher.store.locks import DeployLock
 from watcher.store.state import State, StateStore
 
@@ -85,9 +90,17 @@ class Notifier(Protocol):
 
     def send(self, message: Message) -> None: ...
 
-    def restore_undelivered(self, events: Iterable[dict]) -> int: ...
+    def restore_undelivered(self, events: Iterable[dict[str, Any]]) -> int: ...
 
     def retry_undelivered(self) -> int: ...
+
+    def undelivered_by_target(self) -> dict[str, int]: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def close(self, timeout: float = 5.0) -> bool: ...
+
+    def expect_pictures(self) -> None: ...
 
 
 @dataclass
@@ -97,7 +110,7 @@ class TickReport:
     now: float
     current: str | None
     window_s: int
-    rows: list[dict] = field(default_factory=list)  # per rule: name, value, condition, outcome, phase
+    rows: list[dict[str, Any]] = field(default_factory=list)  # per rule: name, value, condition, outcome, phase
     verdict: decider.Verdict | None = None
     acted: str | None = None  # a RollbackResult: "rolled_back", "rollback_failed", "verify_failed", ...
     seconds: float = 0.0
@@ -114,7 +127,7 @@ class Watcher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] | None = None,
-        telemetry=None,
+        telemetry: Telemetry | None = None,
     ):
         self.config = config
         self.backend = backend
@@ -134,7 +147,7 @@ class Watcher:
         self.monotonic = monotonic
         self.telemetry = telemetry
         self.state = State()
-        self._ctx = messages.MessageContext(config.service, config.host)
+        self._ctx = envelope.MessageContext(config.service, config.host)
         self.deploy_lock = DeployLock(config.deploy_lock)
         self._outbox: list[Message] = []
         self._blind_episode: frozenset[str] = frozenset()  # rules blind so far in this episode
@@ -146,7 +159,7 @@ class Watcher:
         self.history = history.RuleHistory(2 * config.watch_window + 600)
 
     @property
-    def ctx(self) -> messages.MessageContext:
+    def ctx(self) -> envelope.MessageContext:
         """Message context at this moment, so bodies can say "for 2m10s"."""
         return self._ctx.at(self.clock())
 
@@ -246,8 +259,8 @@ class Watcher:
                      window_ends=self.state.window_ends)
         log.info("deploy seen release=%s previous=%s window=%ss", release, previous, self.config.watch_window)
         if self.state.window_ends is not None:
-            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window,
-                                             deploys.has_known_good(self.state, release)))
+            target, why = deploys.rollback_target(self.backend, self.state, release)
+            self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window, target, why))
 
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once (evaluate.py); what it changed is recorded (window.record)."""
@@ -255,11 +268,17 @@ class Watcher:
         window_s = watch_window(now, s, self.config)
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
-                              at=self.timebase.to_wall(now), since=s.changed_at, interval=self.config.interval)
+                              at=self.timebase.to_wall(now), since=s.changed_at,
+                              held=confirm.too_early(s, self.config, now), interval=self.config.interval)
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
                                             self._blind_episode, self.telemetry, self.config.interval)
+        if self.notifier is not None and any(e.rule.action == "rollback" and e.after.phase is not Phase.INACTIVE
+                                             for e in evaluation.rules):
+            # A rollback or halt message with a picture may follow: matplotlib (seconds of
+            # import on a loaded host) is imported now, not while that message waits for it.
+            self.notifier.expect_pictures()
         return evaluation
 
     def on_good(self, release: str, now: float) -> None:
@@ -305,7 +324,7 @@ class Watcher:
             self.journal("verdict", action=verdict.action, check=verdict.kind, reason=verdict.reason,
                          release=verdict.current, target=verdict.target, rules=[f.rule for f in verdict.findings])
             log.info("verdict action=%s kind=%s reason=%s", verdict.action, verdict.kind, verdict.reason)
-        if verdict.action is Action.ROLLBACK:
+        if verdict.action is Action.ROLLBACK and verdict.current is not None:  # decide always names it
             # Acting is never de-duplicated: a rollback that could not take the deploy lock this
             # tick (a deploy grabbed it after the check) is tried again on the next one.
             fleet_only = all(is_fleet_rule(f.rule) for f in verdict.findings)
@@ -360,13 +379,13 @@ class Watcher:
     # ------------------------------------------------------------------------------------------
     # Requests from humans, applied by the running service (requests.py)
 
-    def apply_request(self, command: str, args: dict, now: float) -> str:
+    def apply_request(self, command: str, args: dict[str, Any], now: float) -> str:
         """Apply one human request to the state (also used directly when no service runs)."""
         result = requests.apply(self, command, args, now)
         self.tell()
         return result
 
-    def apply_alone(self, command: str, args: dict) -> str:
+    def apply_alone(self, command: str, args: dict[str, Any]) -> str:
         """The CLI's apply when no service runs (it holds the instance lock): the state loaded
         as a start loads it, the request applied at this process's steady time, saved with this
         process's clock offset, what the fleet is owed flushed once. Loading the file as it is
@@ -387,7 +406,7 @@ class Watcher:
     # ------------------------------------------------------------------------------------------
     # What the steps, rollback.py and confirm.py share
 
-    def journal(self, kind: str, **fields) -> None:
+    def journal(self, kind: str, **fields: Any) -> None:
         try:
             self.store.journal(kind, **fields)
         except StateError as exc:
@@ -398,12 +417,12 @@ class Watcher:
         """Queue a message for `tell`, routed by the `notify:` tags of the rules behind `findings`."""
         if message is not None:
             incident = self.state.incident.id if self.state.incident is not None else None
-            message = messages.with_context(message, self.ctx, incident)
+            message = envelope.with_context(message, self.ctx, incident)
             picture = history.breach_picture(message, self.history, self.state, self.config.rules,
                                              self.timebase.to_wall, self.wall(), self.config.host)
             if picture is not None:
                 message = dataclasses.replace(message, picture=picture)
-            self._outbox.append(messages.routed(message, findings, self.config.rules))
+            self._outbox.append(envelope.routed(message, findings, self.config.rules))
 
     def save(self) -> None:
         self.state.clock_offset = self.timebase.offset()
@@ -422,29 +441,22 @@ class Watcher:
             self.telemetry.rollbacks.labels(result=result).inc()
 
 
-def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False, clock=time.time,
-                  fleet: bool = False) -> Watcher:
+def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False,
+                  clock: Callable[[], float] = time.time, fleet: bool = False) -> Watcher:
     """Wire a Watcher from its config: backend, signals, notifier, state store, and (with
     `fleet` and a `fleet:` section) its fleet coordinator, not started yet."""
-    from watcher.backends import build_backend
-    from watcher.signals.reader import build_reader
-
     redact = redactor_for(config)
     store = StateStore(config.state_dir, clock=clock, redact=redact)
     backend = build_backend(config.backend.type, config.backend.options) if config.backend else None
     notifier = None
     if notify and config.notify:
-        from watcher.notify.notifier import Notifier
-
-        notifier = Notifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
-    tele = None
-    if telemetry:
-        from watcher.service.telemetry import Telemetry
-
-        tele = Telemetry(config.interval, clock=clock)
+        notifier = AppriseNotifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
+    tele = Telemetry(config.interval, clock=clock) if telemetry else None
     w = Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
                 telemetry=tele)
     if fleet and config.fleet is not None:
+        # The fleet link imports etcd3gw and httpx: ~110 ms CPU and 10 MB that a watcher
+        # without `fleet:` never pays.
         from watcher.fleet.link import FleetLink
         from watcher.service.coordinator import FleetCoordinator
 
@@ -460,11 +472,11 @@ def _sleep_alive(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def quiet_journal(store: StateStore):
+def quiet_journal(store: StateStore) -> Callable[..., None]:
     """The notifier journals failed deliveries from its own thread: a journal that cannot be
     written there is logged, never raised into the delivery thread."""
 
-    def journal(kind: str, **fields) -> None:
+    def journal(kind: str, **fields: Any) -> None:
         try:
             store.journal(kind, **fields)
         except StateError as exc:

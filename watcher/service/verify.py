@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from watcher.backends.base import Backend
 from watcher.base.errors import WatcherError
 from watcher.config.schema import VerifyConfig
-from watcher.core.rules import HttpCheck, Rule
+from watcher.core.rules import HttpCheck, ProbeResult, Rule
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,18 @@ class VerifyResult:
     landed: str | None = None  # a release deployed meanwhile: current instead of the target
 
 
+class Prober(Protocol):
+    """What verification probes through (signals.HttpProbe, or the reader's bounded pool)."""
+
+    def probe(self, check: HttpCheck) -> ProbeResult: ...
+
+
 def verify(
     target: str,
-    backend,
+    backend: Backend,
     config: VerifyConfig,
     probe_rules: list[Rule],
-    probe,
+    probe: Prober,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     previous: str | None = None,
@@ -82,7 +90,7 @@ def verify(
     return VerifyResult(False, f"not healthy after {config.attempts} attempts: {last}", config.attempts, clock() - start)
 
 
-def _landed(backend, target: str) -> str | None:
+def _landed(backend: Backend, target: str) -> str | None:
     """The release current now if it is not the target, once the target was: a deploy landed
     (the release rolled back too: a pipeline that ships it again). A backend that cannot tell
     now changes nothing (the next attempt asks again)."""

@@ -3,8 +3,8 @@ window's evidence, its clock, its end. The service's `evaluate` (after evaluate.
 wait` and `window` steps (watcher/service/tick.py), and the clock check at the start of a tick:
 
     record           keep the new rule states; journal each transition, tell phase changes;
-                     count the tick for the window's evidence: did every rollback rule see
-                     data (evidence.py); tell going blind and recovering once per episode
+                     count the tick for the window's evidence: was the release seen serving
+                     (evidence.py); tell going blind and recovering once per episode
     hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
                      window's clock stops, so the lock cannot outlive the window and leave a
                      bad release live; a wait longer than `lock_timeout` is said once
@@ -15,8 +15,9 @@ wait` and `window` steps (watcher/service/tick.py), and the clock check at the s
     discard_deploy_evidence
                      once the lock is let go, what the rollback rules saw while a deploy
                      held it (its restart's closed port, its errors) counts for nothing
-    assess           at its end, a release with no rollback rule firing and evidence enough is
-                     known-good; one without evidence is said, one with a rule firing is not
+    assess           at its end, a release with no rollback rule firing, seen serving enough, is
+                     known-good; one not seen serving is said (naming the silent rules), one
+                     with a rule firing is not
                      marked (the decider handles it); a rule pending (or firing first on this
                      tick) holds the end until it is decided
     check_clock      a wall-clock step larger than one interval is journaled and said once
@@ -31,11 +32,13 @@ import logging
 from collections.abc import Callable, Sequence
 
 from watcher.base.clock import Timebase
+from watcher.config.schema import WatcherConfig
 from watcher.core import evidence, messages
 from watcher.core.evaluate import Evaluation, blindness
 from watcher.core.model import Mark, TransitionKind
 from watcher.core.rules import Finding, Phase, Rule, RuleState, Transition, finding, inactive
 from watcher.service.recorder import Recorder
+from watcher.service.telemetry import Telemetry
 from watcher.store.locks import DeployLock
 from watcher.store.state import State
 
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 def record(evaluation: Evaluation, state: State, now: float, notify_pending: bool, out: Recorder,
-           blind_episode: frozenset[str], telemetry=None, interval: float = 0.0) -> frozenset[str]:
+           blind_episode: frozenset[str], telemetry: Telemetry | None = None, interval: float = 0.0) -> frozenset[str]:
     """Keep the tick's new rule states and journal every transition; a phase change goes into
     the incident's timeline and is told; the tick counts for the window's evidence. Going
     blind, and recovering, is told once per episode (evaluate.blindness), however the rules
@@ -107,6 +110,8 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
             out.journal(ended, release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
+    if s.window_ends is None:  # never: waiting needs in_window, which needs an end
+        return
     if s.lock_wait is None:
         s.lock_wait = {"since": now, "last": now, "notified": False}
         # At least one interval of window left while it waits: the next tick, however late,
@@ -158,7 +163,7 @@ def lock_settling(state: State, now: float, held: bool, settle: float) -> bool:
     return False
 
 
-def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
+def discard_deploy_evidence(state: State, config: WatcherConfig, out: Recorder) -> None:
     """The deploy lock was let go since the last tick: what the rollback rules saw while a
     deploy held it (the closed port of its restart, a burst of errors while it swapped) is the
     deploy at work, not the release. Their pending, firing and failures-in-a-row start again
@@ -180,7 +185,7 @@ def discard_deploy_evidence(state: State, config, out: Recorder) -> None:
         log.info("deploy lock let go: evidence seen while it was held is discarded rules=%s", ",".join(discarded))
 
 
-def assess(state: State, now: float, firing: Sequence[Finding], config, out: Recorder,
+def assess(state: State, now: float, firing: Sequence[Finding], config: WatcherConfig, out: Recorder,
            on_good: Callable[[str, float], None]) -> None:
     """At the end of its watch window a release with no rollback rule firing, and with the
     evidence `config.evidence` asks for, is known-good; `on_good` gets it (the fleet's mark,
@@ -212,8 +217,9 @@ def assess(state: State, now: float, firing: Sequence[Finding], config, out: Rec
                     reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
     elif short is not None and rec.mark != Mark.BAD:
         out.journal("window_ended", release=s.current, marked=False, reason=f"{short}: not marked known-good",
-                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks)
-        out.notify(messages.window_without_evidence(out.ctx, s.current, short))
+                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks,
+                    serving_ticks=dict(rec.serving_ticks))
+        out.notify(messages.window_without_evidence(out.ctx, s.current, short.reason()))
     elif rec.mark != Mark.BAD:
         rec.mark, rec.marked_at, rec.reason = Mark.GOOD.value, now, "survived its watch window"
         out.journal("window_passed", release=s.current)
@@ -235,7 +241,7 @@ def _fired_now(rs: RuleState | None, now: float) -> bool:
     return rs is not None and rs.phase is Phase.FIRING and rs.fired_at == now
 
 
-def _undecided(state: State, config, now: float) -> list[str]:
+def _undecided(state: State, config: WatcherConfig, now: float) -> list[str]:
     """The rollback rules pending on the current release, counting failures in a row towards
     their `failures` (a probe's "inactive" with 1 of 3 is on its way to firing as much as a
     pending rule is), or that fired on this very tick (the decider, after this step, must still

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from watcher.base.format import format_duration
-from watcher.core.judge import Counts, bucket_increases, error_counts, latency_counts, quantile_bound
+from watcher.core.counts import Counts, bucket_increases, error_counts, latency_counts, quantile_bound
 from watcher.core.rules import CounterShare, Rule
 
 LOOKBACK = 300.0
@@ -99,7 +99,7 @@ class CountReader:
     signal pool: each rule reads its own keys of the pre-deploy cache."""
 
     def __init__(self, prometheus: Any):
-        self.prometheus = prometheus  # signals/reader.PrometheusSource, or anything with samples()
+        self.prometheus = prometheus  # signals/prometheus.PrometheusSource, or anything with samples()
         self._before: dict[tuple[Any, ...], Any] = {}
 
     def read(self, rule: Rule, wall: float, deployed: float | None, scrape_interval: float) -> Counts:

@@ -6,6 +6,8 @@ signals.SignalReader reads them beside the Prometheus queries and HTTP probes.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableSequence, Sequence
+from typing import Any
 
 from watcher.base.errors import SourceError
 from watcher.base.process import run_argv
@@ -22,10 +24,10 @@ class HostSignals:
     """
 
     def __init__(self, systemctl: tuple[str, ...] = ("systemctl",)):
-        self._history: dict[str, list] = {}
+        self._history: dict[str, list[Any]] = {}
         self._systemctl = systemctl
 
-    def keep_in(self, history: dict[str, list]) -> None:
+    def keep_in(self, history: dict[str, list[Any]]) -> None:
         """Keep the readings in `history` from now on (and use those it holds): a damaged
         reading (not a finite [time, value]) is dropped, never counted."""
         for name, readings in list(history.items()):
@@ -51,6 +53,8 @@ class HostSignals:
     def _read_counter(self, check: HostCheck) -> float:
         if check.kind == "oom_kills":
             return read_vmstat_counter(check.path, "oom_kill")
+        if check.unit is None:  # config/rulefile.py requires it for unit_restarts
+            raise SourceError("host: unit_restarts names no unit")
         result = run_argv([*self._systemctl, "show", "--property=NRestarts", "--value", check.unit], timeout=5.0)
         if not result.ok:
             raise SourceError(f"cannot read NRestarts of {check.unit}: {result.describe()}")
@@ -74,12 +78,12 @@ def read_vmstat_counter(path: str, name: str) -> float:
     raise SourceError(f"{path} has no {name} counter (kernel older than 4.13?)")
 
 
-def _reading(r) -> bool:
+def _reading(r: object) -> bool:
     return (isinstance(r, (list, tuple)) and len(r) == 2
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in r))
 
 
-def counter_increase(history, now: float, window: float) -> float:
+def counter_increase(history: MutableSequence[Sequence[float]], now: float, window: float) -> float:
     """How much the counter grew within `window` before `now`; drops readings older than the
     window (keeping one just before it as the starting point). A counter that went down was
     reset (a reboot): count from the reset. `history` is a list (or deque) of (time, value)."""

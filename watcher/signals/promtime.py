@@ -17,10 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from watcher.base.durations import parse_duration
 from watcher.base.errors import SourceError
 from watcher.base.format import format_duration
+from watcher.config.schema import WatcherConfig, with_scrape_interval
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ SKEW_FLOOR = 10.0  # seconds of skew always tolerated (NTP slop, a slow answer)
 class PrometheusClock(Protocol):
     def server_time(self) -> float: ...
 
-    def active_targets(self) -> list[dict]: ...
+    def active_targets(self) -> list[dict[str, Any]]: ...
 
 
 def skew_limit(scrape_interval: float) -> float:
@@ -73,7 +75,7 @@ class ClockGuard:
     def skewed(self) -> bool:
         return self.skew is not None and abs(self.skew) > self.limit
 
-    def blind_reason(self, submit: Callable | None = None) -> str | None:
+    def blind_reason(self, submit: Callable[[Callable[[], None]], object] | None = None) -> str | None:
         """Why PromQL cannot be trusted now (the clocks disagree), or None. With `submit` (a
         thread pool's), a due look runs in the background and counts from the next tick on: a
         slow or huge answer to `time()` must not hold the tick, whose reads are bounded."""
@@ -122,10 +124,10 @@ class ClockGuard:
 # The scrape interval
 
 
-def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
+def learn_into(config: WatcherConfig, reader: object) -> tuple[WatcherConfig, LearnedInterval | None]:
     """At start: without `prometheus.scrape_interval` in the config, the interval learned from
-    the reader's Prometheus goes into the config (and the reader's clock guard)."""
-    from watcher.config.schema import with_scrape_interval
+    the reader's Prometheus goes into the config (and the reader's clock guard). `reader` is a
+    reader.SignalReader or a test's stand-in: its source and guard are looked up by name."""
 
     source = getattr(reader, "prometheus", None)
     if source is None or config.prometheus.scrape_interval_set:
@@ -141,7 +143,7 @@ def learn_into(config, reader) -> tuple[object, LearnedInterval | None]:
     return with_scrape_interval(config, learned.seconds), learned
 
 
-def learn_at_start(config, reader, journal: Callable[..., None]):
+def learn_at_start(config: WatcherConfig, reader: object, journal: Callable[..., None]) -> WatcherConfig:
     """The config with the scrape interval learned at start (learn_into), journaled."""
     config, learned = learn_into(config, reader)
     if learned is not None:
@@ -151,7 +153,7 @@ def learn_at_start(config, reader, journal: Callable[..., None]):
     return config
 
 
-def journal_skew(reader, journal: Callable[..., None]) -> None:
+def journal_skew(reader: object, journal: Callable[..., None]) -> None:
     """What the reader's clock guard found since the last tick: skewed, or back in step."""
     guard = getattr(reader, "clock_guard", None)
     for news in guard.take_news() if guard is not None else ():
@@ -159,10 +161,9 @@ def journal_skew(reader, journal: Callable[..., None]) -> None:
                 reason=news.reason)
 
 
-def effective_scrape_interval(config, source) -> tuple[object, str]:
+def effective_scrape_interval(config: WatcherConfig, source: PrometheusClock | None) -> tuple[WatcherConfig, str]:
     """(config with the scrape interval in use, what `check --online` and `explain` say about
     it): the configured one, or the one learned from Prometheus when the config has none."""
-    from watcher.config.schema import with_scrape_interval
 
     seconds = config.prometheus.scrape_interval
     if config.prometheus.scrape_interval_set:
@@ -186,7 +187,7 @@ def learn_scrape_interval(source: PrometheusClock) -> LearnedInterval | None:
     """The longest scrape interval among Prometheus' active targets (the longest: a window of
     3 scrapes of the slowest job still holds two samples of every series), or None when
     Prometheus cannot say (Thanos/Mimir have no targets API). Raises nothing."""
-    from watcher.base.durations import parse_duration  # config imports nothing of ours that imports this
+
 
     try:
         targets = source.active_targets()

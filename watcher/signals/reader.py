@@ -1,10 +1,11 @@
-"""Signals: where rules get their numbers (docs/design.md sections 3, 4 and 10).
+"""One tick's reads: every rule's signal at once, concurrently, with a bound in time and in
+how many queries Prometheus is sent at once (docs/design.md sections 3, 4 and 10). The
+sources are each their own module:
 
-    PrometheusSource   instant and range queries through prometheus-api-client
-    HttpProbe          one GET with httpx: status, optional body substring, timeout
-    HostSignals        counters this host keeps without an exporter (/proc/vmstat, systemd),
-                       in hostsignals.py
-    SignalReader       reads every rule's signal of one tick, concurrently, with a bound
+    prometheus.py   PrometheusSource: instant and range queries through prometheus-api-client
+    probe.py        HttpProbe: one GET with httpx: status, optional body substring, timeout
+    host.py         HostSignals: counters this host keeps without an exporter
+    counts.py       CountReader: the judge's counters, increases since a moment
 
 Every failure to read comes out as a SourceError with a short reason; the rule state machine
 holds its state on it. Nothing here decides anything.
@@ -13,244 +14,25 @@ holds its state on it. Nothing here decides anything.
 from __future__ import annotations
 
 import logging
-import math
-import os
-import statistics
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from watcher.base.errors import SourceError
-from watcher.core.rules import CounterShare, HttpCheck, ProbeResult, PromQuery, Rule, Sample, render_query
-from watcher.signals.host import HostSignals, counter_increase, read_vmstat_counter
-
-__all__ = ["HostSignals", "HttpProbe", "PrometheusSource", "SignalReader", "build_reader", "counter_increase",
-           "parse_matrix", "parse_vector", "read_vmstat_counter"]
+from watcher.config.schema import WatcherConfig
+from watcher.core.rules import CounterShare, HttpCheck, ProbeResult, PromQuery, Rule, SignalResult, render_query
+from watcher.signals.counts import CountReader
+from watcher.signals.host import HostSignals
+from watcher.signals.probe import HttpProbe
+from watcher.signals.prometheus import PrometheusSource
+from watcher.signals.promtime import ClockGuard
 
 log = logging.getLogger(__name__)
 
-# How much of a body a probe reads to look for `expect_body`: a health endpoint that streams a
-# huge body must not hold the probe or fill memory.
-PROBE_BODY_LIMIT = 64 * 1024
 # A tick waits for a signal at most its timeout plus this; host counters get HOST_READ_TIMEOUT.
 READ_GRACE = 0.5
 HOST_READ_TIMEOUT = 5.0
-
-
-class PrometheusSource:
-    """Anything that speaks the Prometheus HTTP API: Prometheus, Thanos, Mimir, VictoriaMetrics.
-
-    PrometheusConnect waits forever and retries on its own by default (a closed port takes 6 s
-    to fail): we always pass a timeout and turn its retries off, so that an error reaches the
-    state machine at once and is counted there.
-    """
-
-    def __init__(self, url: str, timeout: float = 5.0, headers: dict | None = None):
-        import requests
-        from prometheus_api_client import PrometheusConnect
-        from urllib3.util.retry import Retry
-
-        from watcher.base.redact import redact_url
-        from watcher.config.scrub import Redactor, prometheus_secrets
-
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        # An auth proxy may echo the credential in a 401 body; the URL may carry userinfo. No
-        # error text leaves this class with either (the edges scrub again, scrub.py).
-        self._redact = Redactor.of(prometheus_secrets(self.url, headers))
-        self.display_url = self._redact(redact_url(self.url, use_apprise=False))
-        no_retries = Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False)
-        # requests re-reads proxy settings from the environment on every request: a fifth of a
-        # query's CPU at 1,000 rules a tick. Read them once here; the environment of a running
-        # service does not change anyway.
-        session = requests.Session()
-        session.proxies = requests.utils.get_environ_proxies(self.url)
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if ca_bundle:
-            session.verify = ca_bundle
-        session.trust_env = False
-        self._client = PrometheusConnect(url=self.url, headers=headers or None, retry=no_retries, timeout=timeout,
-                                         session=session)
-
-    def query(self, expr: str, at: float | None = None) -> list[Sample]:
-        """An instant query at `at` (epoch seconds). Raises SourceError."""
-        params = {"timeout": f"{self.timeout:g}s"}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        result = self._call(self._client.custom_query, query=expr, params=params)
-        return parse_vector(result)
-
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
-        """A range query: [(labels, [(t, value), ...]), ...]. Raises SourceError."""
-        import datetime as dt
-
-        result = self._call(
-            self._client.custom_query_range,
-            query=expr,
-            start_time=dt.datetime.fromtimestamp(start, tz=dt.UTC),
-            end_time=dt.datetime.fromtimestamp(end, tz=dt.UTC),
-            # Plain seconds: Prometheus refuses a fractional duration such as "7.5s".
-            step=f"{max(step, 0.001):g}",
-            params={"timeout": f"{self.timeout:g}s"},
-        )
-        return parse_matrix(result)
-
-    def samples(self, selector: str, start: float, end: float) -> list[tuple[dict, list[tuple[float, float]]]]:
-        """Every raw sample of a vector selector in [start, end] as scraped (no step, no
-        lookback): `SELECTOR[Ns]` asked at `end`. Raises SourceError."""
-        seconds = max(1, math.ceil(end - start))
-        params = {"timeout": f"{self.timeout:g}s", "time": f"{end:.3f}"}
-        result = self._call(self._client.custom_query, query=f"{selector}[{seconds}s]", params=params)
-        return parse_matrix(result)
-
-    def _call(self, fn: Callable, **kwargs):
-        import requests
-        from prometheus_api_client.exceptions import PrometheusApiClientException
-
-        try:
-            return fn(**kwargs)
-        except PrometheusApiClientException as exc:
-            raise SourceError(_short(self._redact(f"Prometheus answered {exc}"))) from None
-        except requests.Timeout:
-            raise SourceError(f"Prometheus did not answer within {self.timeout:g}s") from None
-        except requests.ConnectionError as exc:
-            raise SourceError(_short(f"cannot reach Prometheus at {self.display_url}: {_root_cause(exc)}")) from None
-        except requests.RequestException as exc:
-            raise SourceError(_short(f"request to Prometheus failed: {type(exc).__name__}")) from None
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            # Invalid JSON or a reply without data.result: the client indexes it blindly.
-            raise SourceError(_short(self._redact(f"Prometheus sent an invalid reply ({type(exc).__name__}: {exc})"))) from None
-
-    def server_time(self) -> float:
-        """Prometheus' own clock: `time()` evaluated at its now. Raises SourceError."""
-        result = self._call(self._client.custom_query, query="time()", params={"timeout": f"{self.timeout:g}s"})
-        try:
-            return float(result[0])
-        except (TypeError, ValueError, IndexError):
-            raise SourceError("Prometheus sent an invalid reply to time()") from None
-
-    def active_targets(self) -> list[dict]:
-        """The active scrape targets (/api/v1/targets), each with its scrapeInterval. Raises
-        SourceError."""
-        result = self._call(self._client.get_targets, state="active")
-        if isinstance(result, dict):
-            result = result.get("activeTargets", [])
-        return [t for t in result or [] if isinstance(t, dict)]
-
-    def baseline(self, expr: str, end: float, window: float, step: float) -> float | None:
-        """The median over [end - window, end] of the rule's value (the largest series at each
-        step), or None when there was no data before `end`."""
-        series = self.query_range(expr, end - window, end, step)
-        return baseline_from_series(series)
-
-
-def baseline_from_series(series: list[tuple[dict, list[tuple[float, float]]]]) -> float | None:
-    per_step: dict[float, float] = {}
-    for _labels, points in series:
-        for t, value in points:
-            if math.isfinite(value):
-                per_step[t] = max(value, per_step.get(t, -math.inf))
-    if not per_step:
-        return None
-    return statistics.median(per_step.values())
-
-
-def parse_vector(result) -> list[Sample]:
-    """The `result` of an instant query: a vector, or a scalar. Raises SourceError on any
-    other shape (a matrix, strings, missing fields)."""
-    if isinstance(result, list) and len(result) == 2 and isinstance(result[0], (int, float)) and isinstance(result[1], str):
-        return [Sample({}, _number(result[1]))]  # a scalar: [time, "value"]
-    if not isinstance(result, list):
-        raise SourceError(f"Prometheus sent an unexpected result ({type(result).__name__}, not a vector)")
-    samples = []
-    for item in result:
-        if not isinstance(item, dict) or "value" not in item:
-            raise SourceError("Prometheus sent an unexpected result (not an instant vector)")
-        metric, value = item.get("metric", {}), item["value"]
-        if not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
-            raise SourceError("Prometheus sent an unexpected result (malformed sample)")
-        samples.append(Sample({str(k): str(v) for k, v in metric.items()}, _number(value[1])))
-    return samples
-
-
-def parse_matrix(result) -> list[tuple[dict, list[tuple[float, float]]]]:
-    if not isinstance(result, list):
-        raise SourceError("Prometheus sent an unexpected result (not a matrix)")
-    out = []
-    for item in result:
-        if not isinstance(item, dict) or not isinstance(item.get("values"), list):
-            raise SourceError("Prometheus sent an unexpected result (not a range vector)")
-        points = []
-        for pair in item["values"]:
-            if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], (int, float)):
-                raise SourceError("Prometheus sent an unexpected result (malformed point)")
-            points.append((float(pair[0]), _number(pair[1])))
-        metric = item.get("metric", {})
-        out.append(({str(k): str(v) for k, v in metric.items()} if isinstance(metric, dict) else {}, points))
-    return out
-
-
-def _number(raw) -> float:
-    # Prometheus sends values as strings ("0.1", "NaN", "+Inf"); anything else is a bad reply.
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-        raise SourceError("Prometheus sent a sample value that is not a number")
-    try:
-        return float(raw)
-    except (ValueError, OverflowError):
-        raise SourceError(f"Prometheus sent a sample value that is not a number: {str(raw)[:40]!r}") from None
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__context__ is not None and exc.__context__ is not exc:
-        exc = exc.__context__
-    return type(exc).__name__ if not str(exc) else _short(f"{type(exc).__name__}", 80)
-
-
-class HttpProbe:
-    """Health probes through one httpx client (connection reuse across ticks)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        import httpx
-
-        self._httpx = httpx
-        # No redirects: a health endpoint that redirects (or loops) is not answering 200.
-        self._client = httpx.Client(follow_redirects=False, trust_env=False)
-        self._clock = clock
-
-    def probe(self, check: HttpCheck) -> ProbeResult:
-        """Never raises: every failure to get the expected answer is a failed probe."""
-        httpx = self._httpx
-        start = self._clock()
-        deadline = start + check.timeout
-        try:
-            with self._client.stream("GET", check.url, timeout=httpx.Timeout(check.timeout)) as response:
-                body = b""
-                if check.expect_body is not None:
-                    for chunk in response.iter_bytes():
-                        body += chunk
-                        if len(body) >= PROBE_BODY_LIMIT or check.expect_body.encode() in body or self._clock() > deadline:
-                            break
-                status = response.status_code
-        except httpx.TimeoutException:
-            return ProbeResult(False, f"timeout after {check.timeout:g}s", None, self._clock() - start)
-        except httpx.ConnectError:
-            return ProbeResult(False, "connect error", None, self._clock() - start)
-        except httpx.HTTPError as exc:
-            return ProbeResult(False, f"{type(exc).__name__}", None, self._clock() - start)
-        elapsed = self._clock() - start
-        if status != check.expect_status:
-            return ProbeResult(False, f"status {status}", status, elapsed)
-        if check.expect_body is not None and check.expect_body.encode() not in body:
-            return ProbeResult(False, f"body lacks {check.expect_body!r}", status, elapsed)
-        return ProbeResult(True, f"{status} in {elapsed * 1000:.0f} ms", status, elapsed)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 class SignalReader:
@@ -258,7 +40,7 @@ class SignalReader:
     does not delay the others and Prometheus is never sent more than `max_concurrency` at once."""
 
     def __init__(self, prometheus: PrometheusSource | None, probe: HttpProbe | None, host: HostSignals | None,
-                 max_concurrency: int = 8, clock_guard=None):
+                 max_concurrency: int = 8, clock_guard: ClockGuard | None = None):
         self.prometheus = prometheus
         # prometheus_time.ClockGuard: while the watcher's clock and Prometheus' disagree, every
         # PromQL read is an error (blind), never "no data".
@@ -267,13 +49,13 @@ class SignalReader:
         self.host = host
         self._workers = max(1, max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="signal")
-        self._counts = None  # signals/counts.CountReader, made at the first judge rule
+        self._counts: CountReader | None = None  # made at the first judge rule
         # Prometheus' scrape interval (configured or learned, promtime.learn_into): a judge rule
         # starts counting one interval after the deploy (signals/counts.py).
         self.scrape_interval = 15.0
 
     def read_all(self, rules: list[Rule], now: float, window_s: int, at: float | None = None,
-                 since: float | None = None) -> dict[str, tuple[object, float]]:
+                 since: float | None = None) -> dict[str, tuple[SignalResult, float]]:
         """rule name -> (list[Sample] | ProbeResult | SourceError, seconds it took), every rule.
 
         Bounded in time: the socket timeouts of requests and httpx apply to each read, so a peer
@@ -296,7 +78,8 @@ class SignalReader:
             results.setdefault(rule.name, (SourceError(skewed or "not read"), 0.0))
         return results
 
-    def _await(self, rule: Rule, future, started: dict[str, float], batch_deadline: float) -> tuple[object, float]:
+    def _await(self, rule: Rule, future: Future[tuple[SignalResult, float]], started: dict[str, float],
+               batch_deadline: float) -> tuple[SignalResult, float]:
         limit = self._limit(rule)
         while True:
             begun = started.get(rule.name)
@@ -333,17 +116,18 @@ class SignalReader:
             return signal.timeout + READ_GRACE
         if rule.reads_prometheus and self.prometheus is not None:
             # A judge rule reads its selectors one after the other (two, four with the old release's).
-            reads = 1 if isinstance(signal, PromQuery) else len(signal.selectors)
+            reads = len(signal.selectors) if isinstance(signal, CounterShare) else 1
             return reads * self.prometheus.timeout + READ_GRACE
         return HOST_READ_TIMEOUT + READ_GRACE
 
     def _timed(self, rule: Rule, now: float, window_s: int, started: dict[str, float], at: float | None = None,
-               since: float | None = None) -> tuple[object, float]:
+               since: float | None = None) -> tuple[SignalResult, float]:
         start = started[rule.name] = time.monotonic()
         result = self.read(rule, now, window_s, at, since)
         return result, time.monotonic() - start
 
-    def read(self, rule: Rule, now: float, window_s: int, at: float | None = None, since: float | None = None):
+    def read(self, rule: Rule, now: float, window_s: int, at: float | None = None,
+             since: float | None = None) -> SignalResult:
         """One rule's signal. PromQL is asked at `at` (wall time; default `now`)."""
         signal = rule.signal
         try:
@@ -354,25 +138,27 @@ class SignalReader:
             if isinstance(signal, CounterShare):
                 return self.counts(rule, now, at, since)
             if isinstance(signal, HttpCheck):
+                if self.probe is None:
+                    raise SourceError("no HTTP probe configured")
                 return self.probe.probe(signal)
+            if self.host is None:
+                raise SourceError("no host signals configured")
             return self.host.read(rule, now, since)
         except SourceError as exc:
             return exc
 
-    def counts(self, rule: Rule, now: float, at: float | None = None, since: float | None = None):
+    def counts(self, rule: Rule, now: float, at: float | None = None, since: float | None = None) -> SignalResult:
         """A judge rule's counts since `since` (steady time, like `now`; asked of Prometheus in
         wall time, `at`): signals/counts.py."""
         if self.prometheus is None:
             raise SourceError("no prometheus configured")
         if self._counts is None:
-            from watcher.signals.counts import CountReader
-
             self._counts = CountReader(self.prometheus)
         wall = now if at is None else at
         deployed = None if since is None else since + (wall - now)
         return self._counts.read(rule, wall, deployed, self.scrape_interval)
 
-    def keep_host_counters(self, history: dict[str, list]) -> None:
+    def keep_host_counters(self, history: dict[str, list[Any]]) -> None:
         """Keep the `host:` rules' readings in `history` (State.host_counters), see HostSignals."""
         if self.host is not None:
             self.host.keep_in(history)
@@ -383,7 +169,7 @@ class SignalReader:
             self.probe.close()
 
 
-def build_reader(config) -> SignalReader:
+def build_reader(config: WatcherConfig) -> SignalReader:
     """A SignalReader for a WatcherConfig: a Prometheus source only when a rule needs one."""
     needs_prometheus = any(r.reads_prometheus for r in config.rules)
     needs_probe = any(isinstance(r.signal, HttpCheck) for r in config.rules)
@@ -392,10 +178,8 @@ def build_reader(config) -> SignalReader:
         if needs_prometheus
         else None
     )
-    guard = None
+    guard: ClockGuard | None = None
     if prometheus is not None:
-        from watcher.signals.promtime import ClockGuard
-
         guard = ClockGuard(prometheus, config.prometheus.scrape_interval)
     reader = SignalReader(prometheus, HttpProbe() if needs_probe else None, HostSignals(),
                           config.prometheus.max_concurrency, clock_guard=guard)

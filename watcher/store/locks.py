@@ -5,10 +5,16 @@ deploy cannot start half-way through a rollback."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import socket
+import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from watcher.base.errors import StateError
 
 
 class LockBusy(Exception):
@@ -70,17 +76,13 @@ class HostLock:
     """
 
     def __init__(self, identity: str):
-        import hashlib
-
         self.identity = identity
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         self.address = f"\0rollback-watcher/host/{digest}"
-        self._sock = None
+        self._sock: socket.socket | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise LockBusy naming the running watcher's PID."""
-        import socket
-        import threading
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -94,8 +96,6 @@ class HostLock:
         threading.Thread(target=_answer_peers, args=(sock,), name="host-lock", daemon=True).start()
 
     def holder_pid(self) -> int | None:
-        import socket
-        import struct
 
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2.0)
@@ -116,7 +116,6 @@ class HostLock:
                 "host, whatever their state_dir. Stop it first (or watch another host).")
 
     def release(self) -> None:
-        import socket
 
         if self._sock is not None:
             try:
@@ -127,7 +126,7 @@ class HostLock:
             self._sock = None
 
 
-def _answer_peers(sock) -> None:
+def _answer_peers(sock: socket.socket) -> None:
     while True:
         try:
             conn, _ = sock.accept()
@@ -140,8 +139,8 @@ def acquire_host(identity: str | None) -> HostLock | None:
     """The instance lock of the watched host, by its backend's identity
     (backends.host_identity), taken beside the state dir's: two watchers with different state
     dirs on one `current` must not both act. None without a backend (such a watcher never
-    acts). Raises StateError naming the running watcher's PID."""
-    from watcher.base.errors import StateError
+    acts). Raises StateError naming the running watcher's PID; permanent, as for the state
+    dir's lock: a restart every RestartSec would find it held again."""
 
     if identity is None:
         return None
@@ -149,5 +148,5 @@ def acquire_host(identity: str | None) -> HostLock | None:
     try:
         lock.acquire()
     except LockBusy as exc:
-        raise StateError(str(exc)) from None
+        raise StateError(str(exc), permanent=True) from None
     return lock

@@ -62,17 +62,17 @@ class State:
     incident: Incident | None = None  # the open incident, with its timeline
     paused_until: float | None = None
     halted: str | None = None  # why the watcher stopped acting (a human runs `resolve`)
-    intent: dict | None = None  # a switch recorded before it was made, cleared after
+    intent: dict[str, Any] | None = None  # a switch recorded before it was made, cleared after
     last_rollback_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
     # A switched rollback waiting for the rules that fired to clear on the restored release:
     # from, to, rules, findings, switched_at, until (confirm.confirm).
-    confirming: dict | None = None
+    confirming: dict[str, Any] | None = None
     # Why the backend cannot say which release is current, once said (status shows it).
     current_problem: str | None = None
     # A deploy lock held while a rollback rule fires: since, last, notified (the window waits);
     # "for": "backend" when the wait is for a backend read tried again (window.hold_for_retry).
-    lock_wait: dict | None = None
+    lock_wait: dict[str, Any] | None = None
     # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
     # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
     lock_seen: bool = False
@@ -81,7 +81,7 @@ class State:
     lock_let_go_at: float | None = None
     # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
     # kept here so that growth since the deploy is counted across a restart or a reload.
-    host_counters: dict[str, list] = field(default_factory=dict)
+    host_counters: dict[str, list[Any]] = field(default_factory=dict)
 
     def release(self, release_id: str, now: float | None = None) -> ReleaseRecord:
         rec = self.releases.get(release_id)
@@ -97,13 +97,13 @@ class State:
 
     # JSON form -------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["rules"] = {name: rs.to_dict() for name, rs in self.rules.items()}
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> State:
+    def from_dict(cls, d: dict[str, Any]) -> State:
         if not isinstance(d, dict):
             raise ValueError("the top level is not an object")
         version = d.get("version")
@@ -125,7 +125,7 @@ class State:
 
 
 
-def _poisoned_times(d: dict) -> list[str]:
+def _poisoned_times(d: dict[str, Any]) -> list[str]:
     """Where a time field is not None or a finite number. NaN compares false with everything:
     such a window never holds, and a string "nan" (how _dumps writes NaN) raises TypeError in
     the first comparison, on every start."""
@@ -145,10 +145,10 @@ def _poisoned_times(d: dict) -> list[str]:
     return found
 
 
-def _json_default(value: Any):
+def _json_default(value: Any) -> Any:
     if isinstance(value, (set, tuple)):
         return list(value)
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
@@ -172,10 +172,35 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def lock_holder(path: Path) -> str:
+    """Who holds the instance lock, as far as this process can tell: the PID its holder wrote
+    into the lock file, that process's command line (when /proc shows it: the unit's
+    ProtectProc=invisible hides other users' processes) and since when."""
+    from watcher.base.format import format_duration, format_time
+
+    try:
+        text = path.read_text().strip()
+        since = path.stat().st_mtime
+    except OSError:
+        return "a process whose PID cannot be read"
+    if not text.isdigit():
+        return "a process whose PID cannot be read"
+    who = f"PID {text}"
+    try:
+        argv = Path(f"/proc/{text}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(a.decode(errors="replace") for a in argv if a)
+        if command:
+            who += f" (`{command[:160]}`)"
+    except OSError:
+        pass
+    # The file's own time against the real clock: both are the machine's, not the watcher's.
+    return f"{who}, since {format_time(since)} ({format_duration(time.time() - since)} ago)"
+
+
 class StateStore:
     """state.json and journal.jsonl under one directory."""
 
-    def __init__(self, state_dir: Path, clock=time.time, redact: Callable[[str], str] = str):
+    def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time, redact: Callable[[str], str] = str):
         self.dir = Path(state_dir)
         self.clock = clock
         # The config's secrets never reach a file (scrub.Redactor): an error text may carry one.
@@ -228,8 +253,11 @@ class StateStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StateError(f"another watcher is running on {self.dir} (it holds {self.lock_path}); "
-                             "two watchers must never act on one host") from None
+            # Permanent: starting again every RestartSec would only find it held again (`run`
+            # exits 78); a person stops one of the two.
+            raise StateError(f"another watcher runs on {self.dir}: {lock_holder(self.lock_path)} holds "
+                             f"{self.lock_path}. Two watchers must never act on one host: stop it first (or give "
+                             "this one another state_dir).", permanent=True) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -275,7 +303,7 @@ class StateStore:
 
     # journal.jsonl ---------------------------------------------------------------------------
 
-    def journal(self, kind: str, **fields: Any) -> dict:
+    def journal(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Append one event, flushed and fsynced before returning."""
         event = {"time": round(self.clock(), 3), "kind": kind, **fields}
         line = (self.redact(_dumps(event)) + "\n").encode()
@@ -294,7 +322,7 @@ class StateStore:
                              f"the watcher write access to) {self.dir}; the journal written so far is intact.") from None
         return event
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[dict[str, Any]]:
         """Every journal event, oldest first; a damaged line is skipped with a warning."""
         try:
             fh = open(self.journal_path, "rb")
@@ -331,7 +359,7 @@ class StateStore:
             return False
         return True
 
-    def take_requests(self) -> list[dict]:
+    def take_requests(self) -> list[dict[str, Any]]:
         """Pending requests, oldest first; each file is removed once read. One that cannot be
         read comes out as {"id": its file's name, "unreadable": why}: the CLI waiting for it
         hears the refusal at once instead of waiting out its timeout."""

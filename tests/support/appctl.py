@@ -1,13 +1,18 @@
-"""A tiny supervisor for the demo app, as systemd is for a real one: the `restart` argv of the
-decision scenarios' symlink backend, and what their deploy script runs.
+"""A tiny supervisor for a scenario's app, as systemd is for a real one: the `restart` argv of
+the scenarios' symlink backend, and what their deploy script runs (tests/decisions,
+tests/shipped).
 
     python appctl.py reload  STAGE_ROOT    SIGHUP the running app (re-reads current/settings.json);
                                            starts it when it is not running (it crashed)
     python appctl.py restart STAGE_ROOT    stop the app and start a new process (counters reset)
+    python appctl.py stop    STAGE_ROOT
 
-STAGE_ROOT holds `app.json` (port, python) written by the scenario, `current`, and the app's pid
-file `app.pid`. A new process is started in its own session, so that it outlives this command;
-the scenario's fixture stops whatever pid the file names at the end (also on failure).
+STAGE_ROOT holds `app.json` written by the scenario, `current`, and the app's pid file
+`app.pid`. app.json: `port`, `python`, `cwd`, and optionally `argv` (the app's command, with
+{python} {port} {release} {settings} put in; default: the demo app, watcher/demo/app.py) and
+`ready` (the path answered once it serves; default /version). A new process is started in its
+own session, so that it outlives this command; the scenario's fixture stops whatever pid the
+file names at the end (also on failure).
 """
 
 from __future__ import annotations
@@ -60,9 +65,12 @@ def start(root: Path, timeout: float = 15.0) -> int:
     spec = json.loads((root / "app.json").read_text())
     release = Path(os.readlink(root / "current")).name
     log = open(root / "app.log", "ab")
+    argv = spec.get("argv") or ["{python}", "-m", "watcher.demo.app", "--port", "{port}", "--release", "{release}",
+                                 "--settings", "{settings}"]
+    values = {"python": spec["python"], "port": str(spec["port"]), "release": release,
+              "settings": str(root / "current" / "settings.json")}
     proc = subprocess.Popen(
-        [spec["python"], "-m", "watcher.demo.app", "--port", str(spec["port"]), "--release", release,
-         "--settings", str(root / "current" / "settings.json")],
+        [arg.format(**values) for arg in argv],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=spec["cwd"], start_new_session=True,
     )
     log.close()
@@ -72,7 +80,7 @@ def start(root: Path, timeout: float = 15.0) -> int:
         if proc.poll() is not None:
             return proc.pid  # a release that crashes at start: the scrape target stays down
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{spec['port']}/version", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{spec['port']}{spec.get('ready', '/version')}", timeout=1):
                 return proc.pid
         except OSError:
             time.sleep(0.05)
