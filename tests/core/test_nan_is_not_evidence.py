@@ -16,7 +16,7 @@ BREACH = Observation(Outcome.BREACH, value=0.6)
 
 def test_a_nan_trailing_window_does_not_clear_a_breach():
     assert both_windows(BREACH, Observation(Outcome.OK, value=math.nan), 4).outcome is Outcome.BREACH
-    assert both_windows(BREACH, Observation(Outcome.OK, value=0.01), 4).outcome is Outcome.OK
+    assert both_windows(BREACH, Observation(Outcome.OK, value=0.01), 4).held
 
 
 def evaluation(obs: Observation, rule: Rule = RULE) -> RuleEvaluation:

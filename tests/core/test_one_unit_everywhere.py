@@ -60,6 +60,7 @@ KINDS = {
     "rollback_failed": (m.rollback_failed(CTX, "r42", "r41", "exit 1"), False),
     "verify_failed": (m.verify_failed(CTX, "r42", "r41", "503"), False),
     "deploy_landed": (m.deploy_landed(CTX, "r42", "r41", "r43"), False),
+    "rollback_superseded": (m.rollback_superseded(CTX, "r42", "r41", "r43"), False),
     "cannot_act": (m.for_verdict(CTX, verdict(Action.REFUSE, VerdictKind.LIMIT)), True),
     "fired_outside_window": (m.for_verdict(CTX, verdict(Action.NOTIFY, VerdictKind.OUTSIDE_WINDOW)), True),
     "would_roll_back": (m.for_verdict(CTX, verdict(Action.NOTIFY, VerdictKind.SHADOW, "r41")), True),

@@ -87,12 +87,12 @@ def test_trailing_window_defaults_to_a_third_of_for_bounded_by_scrapes_and_a_min
     assert trailing_seconds(rule(query="sum(rate(x[1m]))", for_=10.0), 1.0, 60) is None
 
 
-def test_both_windows_must_breach_and_a_silent_trailing_window_never_clears_a_breach():
+def test_a_healthy_trailing_window_holds_the_firing_back_and_a_silent_one_holds_nothing():
     breach = Observation(Outcome.BREACH, value=0.3)
     ok = Observation(Outcome.OK, value=0.01)
     assert both_windows(breach, breach, 4) is breach
     held = both_windows(breach, ok, 4)
-    assert held.outcome is Outcome.OK and "last 4s" in held.detail
+    assert held.outcome is Outcome.BREACH and held.held and "last 4s" in held.detail
     assert both_windows(breach, Observation(Outcome.NO_DATA), 4) is breach
     assert both_windows(ok, breach, 4) is ok
     assert both_windows(breach, Observation.error("timeout"), 4).outcome is Outcome.ERROR

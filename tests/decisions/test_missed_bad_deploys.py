@@ -1,7 +1,8 @@
-"""Issue 13, "Missed bad deploys seen" (items 4-12), "Bad input" 14 and 15, "Speed" 18, and the
-stories of real hosts that end in one: a bad release must be rolled back to the right release
-(or, where the watcher cannot know, a human must be told at critical priority), and a dead
-release must never become known-good. Real processes throughout (lab.py); no fakes."""
+"""Issue 13, "Missed bad deploys seen" (items 4-12), "Bad input" 14 and 15, "Speed" 18, issue
+22's flapping release, and the stories of real hosts that end in one: a bad release must be
+rolled back to the right release (or, where the watcher cannot know, a human must be told at
+critical priority), and a dead release must never become known-good. Real processes
+throughout (lab.py); no fakes."""
 
 from __future__ import annotations
 
@@ -52,6 +53,27 @@ def command_backend(st) -> dict:
     ctl = [sys.executable, str(HERE / "cmdbackend.py")]
     return {"type": "command", "current": [*ctl, "current", str(st.root)], "releases": [*ctl, "releases", str(st.root)],
             "switch": [*ctl, "switch", str(st.root), "{target}"], "timeout": "30s"}
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. A release that fails on and off (issue 22): `for` runs on the deploy window
+
+
+@decision("flapping-5xx")
+def run_flapping(lab: Lab) -> Outcome:
+    # 30% of requests fail for 5 s, none for 5 s, and so on: 15% on average. The 4 s trailing
+    # window of `for: 10s` is clean every other period; it may only gate the moment of firing
+    # (the warm-up burst of test_false_rollbacks.py is the other side of that decision).
+    st = prepare(lab, "flapping-5xx", {"r1": GOOD, "r2": {"error_ratio": 0.30, "flap_s": 5}})
+    onset = st.deploy("r2")
+    wait_current(st, "r1", timeout=90)
+    st.watch_quietly(3)
+    return Outcome(st, onset)
+
+
+@pytest.mark.decision("flapping-5xx")
+def test_a_release_failing_30_percent_every_other_5_seconds_is_rolled_back(outcome):
+    assert_rolled_back(outcome, "r2", "r1")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,10 +30,11 @@ TABLE = {
 }
 BASELINES = {"p95-latency-regression": 0.12}
 # The trailing window's reads (evaluate.py reads it beside a `[$window]` rule; the backtest
-# replays it through backtest.trailing_reads): the 5xx ratio's short window clears for two steps
-# in the middle of the breach, which must reset `for` in both.
+# replays it through backtest.trailing_reads): the 5xx ratio's short window is clean for the two
+# steps at which its `for` (2m) runs out, which must hold its firing back to the step after, in
+# both, never reset it.
 TRAILING = {name: list(values) for name, values in TABLE.items()}
-TRAILING["http-5xx-ratio"][11:13] = [[Sample({}, 0.01)]] * 2
+TRAILING["http-5xx-ratio"][10:12] = [[Sample({}, 0.01)]] * 2
 
 
 class TableReader:
@@ -89,6 +90,7 @@ def test_same_results_per_step_give_the_same_transitions_in_service_tick_and_bac
     replay = sorted(_backtest_transitions(cfg), key=lambda x: (x[4], x[0]))
     assert {x[0] for x in service} >= {"http-5xx-ratio", "p95-latency-regression", "oom-kills", "health-endpoint"}
     assert any(x[3] == "firing" for x in service)
-    # The trailing window's clear shows in both (the 5xx rule goes back to inactive mid-breach).
-    assert any(x[0] == "http-5xx-ratio" and x[3] == "inactive" and "last" in x[5] for x in service), service
+    # The trailing window's hold shows in both: `for` ran out at step 10, the 5xx rule fires at 12.
+    fired = [x[4] for x in service if x[0] == "http-5xx-ratio" and x[3] == "firing"]
+    assert fired == [T0 + 12 * STEP], service
     assert service == replay

@@ -53,7 +53,7 @@ from watcher.base.errors import SourceError, WatcherError
 from watcher.base.format import format_duration, format_labels, format_value
 from watcher.config.schema import WatcherConfig
 from watcher.core.counts import Counts
-from watcher.core.evaluate import both_windows
+from watcher.core.evaluate import both_windows, held_before_change
 from watcher.core.rules import (
     WINDOW_TOKEN,
     CounterShare,
@@ -327,11 +327,14 @@ def replay_rule(
     baseline_for: Callable[[Deploy], float | None],
     error_limit: int = 4,
     trailing_at: Callable[[float], tuple[SignalResult, int] | None] = lambda t: None,
+    window_at: Callable[[float], int] | None = None,
 ) -> RuleReplay:
     """Drive one rule through rules.classify + rules.step at each time, as Watcher.tick does:
     a deploy resets the rule's state and baseline (Watcher.on_deploy), then the tick steps.
     `trailing_at(t)` is the trailing window's result and length at `t` where live reads one
-    (evaluate.both_windows combines them, as the tick does), else None."""
+    (evaluate.both_windows combines them, as the tick does), else None. `window_at(t)` is the
+    `[$window]` live used at `t`: a breach is held while it reaches before the deploy
+    (evaluate.held_before_change), as live."""
     out = RuleReplay(rule)
     state = RuleState()
     current: WatchWindow | None = None
@@ -350,6 +353,8 @@ def replay_rule(
         short = trailing_at(t)
         if short is not None:
             obs = both_windows(obs, classify(rule, short[0], baseline), short[1])
+        if window_at is not None and current is not None:
+            obs = held_before_change(rule, obs, t, current.deploy.at, window_at(t))
         state, transitions = step(rule, state, obs, t, error_limit)
         out.transitions.extend(transitions)
         out.steps.append(StepRecord(t, obs.outcome.value, obs.value, state.phase.value, baseline))
@@ -505,7 +510,7 @@ def _backtest_rule(cfg: WatcherConfig, source: PrometheusSource, rule: Rule, tim
         return exact[t] if t in exact else by_time.get(t, [])
 
     # The trailing window has one length wherever live reads it: one range query holds it.
-    trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)))
+    trailing_s = trailing_seconds(rule, cfg.prometheus.scrape_interval, int(math.ceil(cfg.max_window)), cfg.interval)
     short_by_time: dict[float, list[Sample] | SourceError] = {}
     if trailing_s is not None:
         short_by_time, _, more = fetch_range(source, render_query(query, trailing_s), times, step_s)
@@ -515,7 +520,8 @@ def _backtest_rule(cfg: WatcherConfig, source: PrometheusSource, rule: Rule, tim
     def baseline_for(d: Deploy) -> float | None:
         return baseline_at(raw, d.at, rule.baseline_window)
 
-    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit, trailing_at), queries
+    return replay_rule(rule, times, result_at, windows, baseline_for, cfg.error_limit, trailing_at,
+                       lambda t: live_window(t, windows, cfg.min_window, cfg.max_window)), queries
 
 
 def trailing_reads(rule: Rule, cfg: WatcherConfig, windows: list[WatchWindow],
@@ -526,7 +532,7 @@ def trailing_reads(rule: Rule, cfg: WatcherConfig, windows: list[WatchWindow],
     scrape = cfg.prometheus.scrape_interval
 
     def at(t: float) -> tuple[SignalResult, int] | None:
-        seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window))
+        seconds = trailing_seconds(rule, scrape, live_window(t, windows, cfg.min_window, cfg.max_window), cfg.interval)
         return None if seconds is None else (read(t), seconds)
 
     return at

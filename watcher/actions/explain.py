@@ -117,7 +117,8 @@ def explain(cfg: WatcherConfig, store: StateStore, rule_name: str, reader: Signa
         if hasattr(reader, "scrape_interval"):
             reader.scrape_interval = cfg.prometheus.scrape_interval
     (evaluated,) = evaluate([rule], reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
-                            scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at).rules
+                            scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at,
+                            interval=cfg.interval).rules
     result, obs = evaluated.result, evaluated.observation
     rs = state.rules.get(rule.name, RuleState())  # the saved state: explain changes nothing
     out = Explanation(
@@ -133,7 +134,7 @@ def explain(cfg: WatcherConfig, store: StateStore, rule_name: str, reader: Signa
         progress=progress(rule, rs, now),
         transitions=last_transitions(events, rule.name),
         scrape=scrape,
-        trailing_s=trailing_seconds(rule, cfg.prometheus.scrape_interval, window_s),
+        trailing_s=trailing_seconds(rule, cfg.prometheus.scrape_interval, window_s, cfg.interval),
         written=rule.signal.written if isinstance(rule.signal, PromQuery) else "",
     )
     if isinstance(result, list):

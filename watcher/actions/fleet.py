@@ -30,6 +30,7 @@ from watcher.core.fleetmodel import (
     Keys,
     Member,
     gate_answer,
+    survived_at,
 )
 from watcher.fleet.etcd import EtcdGateway, FleetUnavailable
 
@@ -131,10 +132,10 @@ def read_view(gateway: EtcdGateway, config: FleetConfig) -> FleetView:
             continue
         what, release, host = parsed
         if what == "member":
-            m = Member.decode(host, kv.value)
+            m = Member.decode(host, kv.value) if kv.lease else None  # no lease: written by hand, no member
             if m is not None:
                 members[host] = m
-        elif what == "survived":
+        elif what == "survived" and survived_at(kv.value) is not None:
             survived.setdefault(release, set()).add(host)
         elif what == "verdict":
             v = FleetVerdict.decode(release, kv.value)

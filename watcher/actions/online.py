@@ -81,7 +81,7 @@ def check_online(cfg: WatcherConfig, rows: list[dict[str, Any]], now: float) -> 
         if any(isinstance(r.signal, PromQuery) for r in cfg.rules):
             report.scrape_line = scrape_line
         evaluation = evaluate(cfg.rules, reader, now, watch_window(now, State(), cfg), {}, {}, cfg.error_limit,
-                              scrape_interval=cfg.prometheus.scrape_interval, at=now)
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now, interval=cfg.interval)
         results = {e.rule.name: (e.result, e.seconds) for e in evaluation.rules}
         outcomes = {e.rule.name: e.observation.outcome.value for e in evaluation.rules}
         serving = {e.rule.name for e in evaluation.rules if e.observation.healthy}

@@ -99,7 +99,7 @@ def series(cfg: WatcherConfig, rule: Rule, start: float, end: float,
     if prometheus is None:
         raise WatcherError("no Prometheus is configured")
     scrape = cfg.prometheus.scrape_interval
-    window = trailing_seconds(rule, scrape, int(cfg.max_window)) or int(cfg.max_window)
+    window = trailing_seconds(rule, scrape, int(cfg.max_window), cfg.interval) or int(cfg.max_window)
     step = max(float(scrape), (end - start) / MAX_STEPS, 1.0)
     try:
         found = prometheus.query_range(render_query(rule.signal.query, int(window)), start, end, step)

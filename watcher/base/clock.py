@@ -10,7 +10,10 @@ wall timestamps), and what people read.
 
 A step of the wall clock against steady time larger than one interval is reported once (the
 caller journals and tells it). Times saved in state.json are steady time with the offset of
-the moment they were saved: a new process converts them once (`shift_state_times`).
+the moment they were saved: a new process converts them once (`shift_state_times`), by how far
+its steady time is from the saver's (`restart_shift`): in the same boot, the monotonic clock
+says how much time really passed since the save, so a step of the wall clock after the last
+save (the service down, or dying before its next save) is not taken for that much time passed.
 """
 
 from __future__ import annotations
@@ -61,9 +64,36 @@ class Timebase:
 
 # Times in State (and its parts) that are moments, not durations: converted on load.
 # state.py checks the same lists for times that are not finite numbers when it loads.
-STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at")
-RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at")
+STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at", "lock_let_go_at")
+RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at", "last_watched")
 RULE_TIMES = ("breach_since", "active_since", "fired_at")
+# Moments kept inside the state's records: a rollback being confirmed (its bound), a wait for
+# the deploy lock or the backend, the intent of a switch, the open incident and its timeline.
+RECORD_TIMES = {"confirming": ("switched_at", "until"), "lock_wait": ("since", "last"), "intent": ("at",)}
+INCIDENT_TIMES = ("opened_at",)
+
+
+def boot_id() -> str:
+    """This boot's id: the monotonic clock is comparable across processes only within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def restart_shift(state: Any, now: float, monotonic: float, boot: str) -> float:
+    """How far to move the saved moments of `state` into the steady time of a process whose steady
+    `now` and monotonic clock are given. In the boot that saved it: the saver's steady time at
+    the save plus the monotonic time elapsed since is where the saver's clock would be now, so
+    a wall step while no process looked (down, or after the last save) moves nothing. In
+    another boot (or an older state file): the offset saved with it."""
+    saved_at, saved_mono = getattr(state, "saved_at", None), getattr(state, "saved_monotonic", None)
+    if (boot and getattr(state, "boot_id", "") == boot and isinstance(saved_at, (int, float))
+            and isinstance(saved_mono, (int, float)) and _moment(saved_at) and _moment(saved_mono)
+            and monotonic >= saved_mono):
+        return float(now - (saved_at + (monotonic - saved_mono)))
+    return float(state.clock_offset)
 
 
 def shift_state_times(state: Any, by: float) -> None:
@@ -90,4 +120,25 @@ def shift_state_times(state: Any, by: float) -> None:
         moved = {n: getattr(rs, n) + by for n in RULE_TIMES if isinstance(getattr(rs, n, None), (int, float))}
         if moved:
             state.rules[rule] = dataclasses.replace(rs, **moved)
+    # Left behind, a confirmation's bound was in the old frame: after a step of +3000 s and a
+    # restart, "did not clear" at once; a lock wait moved the window's end by the step.
+    for record, names in RECORD_TIMES.items():
+        held = getattr(state, record, None)
+        if not isinstance(held, dict):
+            continue
+        for name in names:
+            if _moment(held.get(name)):
+                held[name] += by
+    incident = getattr(state, "incident", None)
+    if incident is not None:
+        for name in INCIDENT_TIMES:
+            if _moment(getattr(incident, name, None)):
+                setattr(incident, name, getattr(incident, name) + by)
+        for line in incident.timeline if isinstance(incident.timeline, list) else ():
+            if isinstance(line, dict) and _moment(line.get("time")):
+                line["time"] += by
     state.clock_offset = 0.0
+
+
+def _moment(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -124,7 +124,8 @@ def eval_(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     reader = build_reader(cfg)
     try:
         evaluation = evaluate(cfg.rules, reader, now, window_s, state.rules, state.baselines, cfg.error_limit,
-                              scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at)
+                              scrape_interval=cfg.prometheus.scrape_interval, at=now, since=state.changed_at,
+                              interval=cfg.interval)
     finally:
         reader.close()
     rows = [dict(row, state=row.pop("phase")) for row in evaluation.rows]

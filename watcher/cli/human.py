@@ -59,11 +59,7 @@ def _human_request(cfg: WatcherConfig, command: str, args: dict[str, Any], wait:
     host_lock = None
     try:
         host_lock = acquire_host(identity_of(cfg.backend))
-        w.state = store.load()
-        result = w.apply_request(command, args, time.time())
-        w.save()
-        if w.fleet is not None:
-            w.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
+        result = w.apply_alone(command, args)
         return f"{result} (the running watcher stopped before taking it: applied here)" if withdrawn else result
     finally:
         if w.notifier is not None:

@@ -114,7 +114,8 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
         lines.append(f"rolled back {c['from']} -> {c['to']}; waiting until {when(c['until'])} for "
                      f"{', '.join(c['rules'])} to clear")
     if state.lock_wait:
-        lines.append(f"waiting for the deploy lock since {when(state.lock_wait['since'])} (the window waits too)")
+        what = "the backend" if state.lock_wait.get("for") == "backend" else "the deploy lock"
+        lines.append(f"waiting for {what} since {when(state.lock_wait['since'])} (the window waits too)")
     if state.halted:
         lines.append(f"HALTED: {state.halted}\n  fix the host, then run: rollback-watcher resolve")
     if data["paused_until"]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from watcher.core.rules import (
+    WINDOW_TOKEN,
     Finding,
     HttpCheck,
     Observation,
@@ -183,18 +184,20 @@ def evaluate(
     at: float | None = None,
     since: float | None = None,
     held: Mapping[str, str] | None = None,
+    interval: float = 0.0,
 ) -> Evaluation:
     """Read every rule's signal at `now` and step each rule from its state in `states`.
 
     `now` is the watcher's steady time (durations); `at` the wall time PromQL is asked at
     (default `now`); `since` when `current` last changed (host counters count from there).
-    A `[$window]` rule is also read over its trailing window (rules.trailing_seconds) and
-    breaches only when both windows do. The rules named in `held` are not read this tick:
+    A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
+    gates the moment it fires (both_windows), and fires only once its range is the current
+    release's alone (held_before_change). The rules named in `held` are not read this tick:
     their state is kept as it is, their observation is "no data" with the reason given."""
     held = held or {}
     rules = list(rules)
     read = [r for r in rules if r.name not in held]
-    trailing = {r.name: t for r in read if (t := trailing_seconds(r, scrape_interval, window_s)) is not None}
+    trailing = {r.name: t for r in read if (t := trailing_seconds(r, scrape_interval, window_s, interval)) is not None}
     extra = [_trailing_rule(r, trailing[r.name]) for r in read if r.name in trailing]
     results = reader.read_all(read + extra, now, window_s, at=at, since=since) if read else {}
     out = []
@@ -211,9 +214,24 @@ def evaluate(
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
+        obs = held_before_change(rule, obs, now, since, window_s)
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
+
+
+def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int) -> Observation:
+    """A `[$window]` breach while the range still reaches back before `since` (the deploy, or a
+    rollback's switch) is held: `for` runs, but it fires only once the range holds the current
+    release's samples alone. Clamped to min_window (three scrapes) just after a deploy, the
+    range reads the previous release's last seconds: a `for: 0` rule rolled a healthy fix back
+    on the errors of the release it replaced."""
+    if obs.outcome is not Outcome.BREACH or obs.held or since is None or now - since >= window_s:
+        return obs
+    if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query:
+        return obs
+    return replace(obs, held=True, detail=f"the last {window_s}s still hold what ran before the change "
+                                          f"{now - since:.0f}s ago: fires once they do not")
 
 
 def _trailing_name(rule: Rule) -> str:
@@ -226,15 +244,19 @@ def _trailing_rule(rule: Rule, seconds: int) -> Rule:
 
 
 def both_windows(long: Observation, short: Observation, trailing_s: int) -> Observation:
-    """The multiwindow condition: a breach on `[$window]` counts only if the trailing window
-    breaches too. An error on either is an error (never a breach). A trailing window with no
-    data (a late scrape left it one sample) cannot clear a breach: a short window's gap must
-    not reset a bad release's `for`. The value shown is the `[$window]` one, with the trailing
-    value in the detail when it held the breach back."""
+    """The multiwindow condition (design section 4): `for` runs on the deploy window; the
+    trailing window gates the moment of firing. A breach on `[$window]` is a breach (pending,
+    `for` counting), HELD while the trailing window is healthy: the rule fires only on a tick
+    where both breach. So a warm-up burst that ended (the deploy window still above, the last
+    seconds clean) never fires, and a release failing 30% / 0% every 5 s, whose trailing window
+    is clean every other period, is not reset by it either (it was never rolled back when the
+    trailing window reset `for`). An error on either is an error (never a breach); a trailing
+    window with no data (a late scrape, a NaN of no requests) holds nothing back. The value is
+    the `[$window]` one, with the trailing value in the detail when it held the firing."""
     if short.outcome is Outcome.ERROR:
         return short
-    # Only a healthy trailing window clears (a NaN one, no request in those seconds, does not).
     if long.outcome is not Outcome.BREACH or not short.healthy:
         return long
-    return Observation(Outcome.OK, value=long.value, series=long.series,
-                       detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g})")
+    return replace(long, held=True,
+                   detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g}): "
+                          "fires when both do")

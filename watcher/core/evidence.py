@@ -16,7 +16,9 @@ on which a rollback rule could not be read (an error: Prometheus down, a skewed 
 evidence, whatever the probes said: a release with 30% errors passes its health probe. A
 release becomes known-good only if both held on `evidence` (default 80%) of its ticks. A quiet
 release (no request, no probe) is not blessed, and not convicted either: no rule breaches on
-silence.
+silence. And the ticks must have covered that share of the window's time: a watcher down for
+most of a window had watched a tick or two of it, seen serving, and called the release
+known-good (issue 22).
 """
 
 from __future__ import annotations
@@ -38,8 +40,15 @@ def seen_serving(e: RuleEvaluation) -> bool:
     return not (e.rule.is_judge and e.observation.value is None)
 
 
-def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation]) -> None:
-    """One tick of `rec`'s watch window: was the release seen serving, and by which rules."""
+def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation], now: float | None = None,
+               interval: float = 0.0) -> None:
+    """One tick of `rec`'s watch window at `now`: was the release seen serving, and by which
+    rules. It covers the time since the tick before, or (the watcher was not running in
+    between: a gap of more than three intervals) its own interval."""
+    if now is not None:
+        gap = now - rec.last_watched if rec.last_watched is not None else interval
+        rec.watched_seconds += gap if 0 <= gap <= 3 * interval else interval
+        rec.last_watched = now
     rec.watched_ticks += 1
     rolling = [e for e in evaluated if e.rule.action == "rollback"]
     seen = [e.rule.name for e in rolling if seen_serving(e)]
@@ -56,6 +65,7 @@ def reset(rec: ReleaseRecord) -> None:
     """A new watch window: its evidence starts from nothing."""
     rec.watched_ticks = rec.evidence_ticks = rec.blind_ticks = 0
     rec.serving_ticks = {}
+    rec.watched_seconds, rec.last_watched = 0.0, None
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class Shortfall:
     blind: int  # ticks on which a rollback rule could not be read
     silent: tuple[tuple[str, int], ...]  # (rule, ticks it saw the release serving): rules that can
     cannot: tuple[str, ...]  # rollback rules that cannot show serving (host counters, evidence: none)
+    watched: float | None = None  # seconds of the window its ticks covered, when too few of `window`
+    window: float = 0.0
 
     @property
     def share(self) -> float:
@@ -78,6 +90,9 @@ class Shortfall:
         """E.g. "it was seen serving on only 3% of its 120 ticks (evidence: 80%): http-5xx-ratio
         saw it on 4 ticks, health-endpoint on 0 (target-down cannot: evidence none)"."""
         cannot = f" ({', '.join(self.cannot)} cannot: evidence none)" if self.cannot else ""
+        if self.watched is not None:
+            return (f"the watcher watched only {self.watched:.0f}s of its {self.window:.0f}s window (it was not "
+                    f"running for the rest; evidence: {self.need:.0%})")
         if not self.silent:
             return (f"no rollback rule can see it serving{cannot}: add a health probe (an `http:` rule) or a "
                     "rule on its requests")
@@ -96,15 +111,18 @@ class Shortfall:
         return self.reason()
 
 
-def shortfall(rec: ReleaseRecord, rules: Sequence[Rule], need: float) -> Shortfall | None:
-    """Why `rec`'s window is not evidence enough to call it good, or None when it is (or when
-    nothing is asked: `evidence: 0`, or no rollback rule at all)."""
+def shortfall(rec: ReleaseRecord, rules: Sequence[Rule], need: float, window_s: float | None = None) -> Shortfall | None:
+    """Why `rec`'s window (`window_s` long) is not evidence enough to call it good, or None when
+    it is (or when nothing is asked: `evidence: 0`, or no rollback rule at all)."""
     rolling = [r for r in rules if r.action == "rollback"]
     if not rolling or need <= 0:
         return None
     able = [r.name for r in rolling if r.shows_serving]
     cannot = tuple(r.name for r in rolling if not r.shows_serving)
-    if able and rec.watched_ticks and rec.evidence_ticks / rec.watched_ticks >= need:
-        return None
     silent = tuple((name, rec.serving_ticks.get(name, 0)) for name in able)
+    if able and rec.watched_ticks and rec.evidence_ticks / rec.watched_ticks >= need:
+        if window_s is None or window_s <= 0 or rec.watched_seconds >= need * window_s:
+            return None
+        return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot,
+                         rec.watched_seconds, window_s)
     return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot)

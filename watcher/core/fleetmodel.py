@@ -12,6 +12,10 @@ Keys, all under `PREFIX/NAME/` (FleetConfig.root), values are JSON:
     hosts/HOST               lease-bound membership: {"release", "phase", "in_window",
                              "known_good", "firing": {rule: since}, "tick_at", "previous"}
 
+Nothing read is trusted unchecked: a value that is not what `encode` writes (garbage, another
+version's format, a field of the wrong type) decodes to None and counts for nothing, and a
+membership key without a lease (written by hand or by a tool) is no member (the readers check).
+
 The decisions here:
 
     fleet_wide_symptom   is a firing rule on this host also firing, at the same time, on hosts
@@ -102,13 +106,19 @@ class FleetVerdict:
 
     @classmethod
     def decode(cls, release: str, raw: bytes | str) -> FleetVerdict | None:
+        """The verdict as `encode` writes it, or None: what is not one (garbage, another
+        version's format, a field of the wrong type) is no verdict, never a half-trusted one.
+        A "good" with a host of 42 and an `at` of "soon" made `gate` say go."""
         data = _loads(raw)
         if data is None or data.get("verdict") not in (BAD, GOOD):
             return None
-        value = data.get("value")
-        return cls(release, data["verdict"], str(data.get("host", "?")), _float(data.get("at")),
-                   str(data.get("rule") or ""), float(value) if isinstance(value, (int, float)) else None,
-                   str(data.get("reason") or ""), str(data.get("unit") or ""))
+        host, at, value = data.get("host"), _number(data.get("at")), data.get("value")
+        rule, reason, unit = data.get("rule") or "", data.get("reason") or "", data.get("unit") or ""
+        if not isinstance(host, str) or not host or at is None or not isinstance(rule, str) \
+                or not isinstance(reason, str) or not isinstance(unit, str) \
+                or (value is not None and _number(value) is None):
+            return None
+        return cls(release, data["verdict"], host, at, rule, _number(value), reason, unit)
 
 
 @dataclass(frozen=True)
@@ -131,18 +141,33 @@ class Member:
 
     @classmethod
     def decode(cls, host: str, raw: bytes | str) -> Member | None:
+        """The membership as `encode` writes it, or None (not a member: see FleetVerdict.decode)."""
         data = _loads(raw)
         if data is None:
             return None
-        raw_firing = data.get("firing")
-        firing = raw_firing if isinstance(raw_firing, dict) else {}
-        return cls(host, data.get("release"), str(data.get("phase", "?")), bool(data.get("in_window")),
-                   bool(data.get("known_good")), {str(k): _float(v) for k, v in firing.items()},
-                   _float(data.get("tick_at")), data.get("previous"))
+        release, previous, phase = data.get("release"), data.get("previous"), data.get("phase", "?")
+        firing, tick_at = data.get("firing", {}), _number(data.get("tick_at"))
+        in_window, known_good = data.get("in_window", False), data.get("known_good", False)
+        if (not _text_or_none(release) or not _text_or_none(previous) or not isinstance(phase, str)
+                or not isinstance(firing, dict) or tick_at is None
+                or not isinstance(in_window, bool) or not isinstance(known_good, bool)):
+            return None
+        read = {str(k): _number(v) for k, v in firing.items()}
+        since = {k: v for k, v in read.items() if v is not None}
+        if len(since) != len(read):
+            return None
+        return cls(host, release, phase, in_window, known_good, since, tick_at, previous)
 
 
 def survived_value(at: float) -> str:
     return json.dumps({"at": round(at, 3)})
+
+
+def survived_at(raw: bytes | str) -> float | None:
+    """When a survived mark says the window was survived, or None: not a mark (a host counted
+    toward known_good_hosts on garbage would declare a release known-good fleet-wide)."""
+    data = _loads(raw)
+    return _number(data.get("at")) if data is not None else None
 
 
 def _loads(raw: bytes | str) -> dict[str, Any] | None:
@@ -153,8 +178,15 @@ def _loads(raw: bytes | str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _float(v: object) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else 0.0
+def _number(v: object) -> float | None:
+    """A finite JSON number (not a boolean), or None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _text_or_none(v: object) -> bool:
+    return v is None or isinstance(v, str)
 
 
 def verdict_wins(stored: FleetVerdict | None, new: FleetVerdict) -> bool:
@@ -174,6 +206,8 @@ class FleetView:
     members: dict[str, Member] = field(default_factory=dict)  # only live leases
     verdicts: dict[str, FleetVerdict] = field(default_factory=dict)  # by release
     survived: dict[str, frozenset[str]] = field(default_factory=dict)  # release -> hosts
+    # host -> when its membership last arrived at the viewing host, on its monotonic clock
+    arrived: dict[str, float] = field(default_factory=dict)
 
     def hosts_on(self, release: str) -> list[str]:
         return sorted(h for h, m in self.members.items() if m.release == release)
@@ -201,6 +235,15 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     outage reaches every host within seconds to a minute, whereas a breach that began long
     before the deploy is that host's own story.
 
+    Both are judged on this host's monotonic clock (`now`, `since`), never by comparing it with
+    another host's clock, or with its own wall clock across a step: a member's age is the time
+    since its membership arrived here (`view.arrived`), and its breach began as long before that
+    arrival as it had begun before its own tick (`tick_at` and `firing` are the other host's
+    clock, consistent with each other). A peer whose clock was two minutes slow looked stale,
+    and so did every peer after a step of this host's wall clock: a fleet-wide outage was taken
+    for the release's fault. A view without arrival times (one read of etcd: `gate`, `fleet
+    status`) uses `tick_at`, with `now` and `since` on the wall clock.
+
     Fleet-wide when at least one such host breaches that way and it is at least half of those
     hosts: one unlucky old host out of ten does not excuse a bad release, but lower-traffic
     hosts that have not crossed the threshold yet do not hide an outage either.
@@ -209,7 +252,7 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
     for host, m in sorted(view.members.items()):
         if host == me or m.release is None or m.release == release:
             continue
-        if now - m.tick_at > stale_after:
+        if now - view.arrived.get(host, m.tick_at) > stale_after:
             continue
         verdict = view.verdicts.get(m.release)
         good = (verdict is not None and verdict.verdict == GOOD) or m.release in known_good or m.known_good
@@ -217,7 +260,8 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
             old.append(m)
     if not old:
         return Symptom(False, f"no host on a known-good release reported within {stale_after:g}s to compare with")
-    witnesses = tuple(m.host for m in old if rule in m.firing and abs(m.firing[rule] - since) <= same_time)
+    witnesses = tuple(m.host for m in old if rule in m.firing
+                      and abs(view.arrived.get(m.host, m.tick_at) - (m.tick_at - m.firing[rule]) - since) <= same_time)
     if witnesses and 2 * len(witnesses) >= len(old):
         names = ", ".join(f"{untrusted(m.host, HOST_MAX)} ({untrusted(m.release, RELEASE_MAX)})"
                           for m in old if m.host in witnesses)

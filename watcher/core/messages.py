@@ -369,6 +369,24 @@ def deploy_landed(ctx: MessageContext, from_id: str, to_id: str, current: str) -
     )
 
 
+def rollback_superseded(ctx: MessageContext, from_id: str, to_id: str, deployed: str) -> Message:
+    """WARNING: the rollback switched to `to_id`, then a deploy of `deployed` landed while it
+    was verified: the deploy wins; the new release is watched as a deploy."""
+    return Message(
+        kind="rollback_superseded",
+        severity=Severity.WARNING,
+        title=_title(ctx, "rollback {a} → {b} superseded: {c} was deployed", a=from_id, b=to_id, c=deployed),
+        body=_body(
+            f"The watcher switched {from_id} -> {to_id}; while it verified {to_id}, {deployed} was deployed. "
+            f"The deploy wins: {to_id} was not verified, nothing is halted, and {deployed} is watched as a "
+            "new deploy.",
+            _next(f"{CLI} status"),
+        ),
+        release=from_id,
+        facts={"target": to_id, "action": "none"},
+    )
+
+
 def cannot_act(ctx: MessageContext, release: str, reason: str, findings: Sequence[Finding],
                candidate: str | None = None) -> Message:
     """CRITICAL: a rollback rule fired but the policy forbids acting (no target, barrier,

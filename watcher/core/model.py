@@ -52,6 +52,10 @@ class ReleaseRecord:
     evidence_ticks: int = 0
     blind_ticks: int = 0
     serving_ticks: dict[str, int] = field(default_factory=dict)
+    # How much of its window the ticks covered (each the time since the one before, unless the
+    # watcher was not running in between), and the last of them.
+    watched_seconds: float = 0.0
+    last_watched: float | None = None
     window_extended: bool = False  # its window was held past its end for a pending rule (said once)
 
 

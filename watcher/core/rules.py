@@ -138,7 +138,7 @@ class Rule:
     value_unit: str = ""  # how to print values: "", "s", "%", "ratio", "bytes"...
     description: str = ""
     notify: tuple[str, ...] = ()  # route tags for notifications
-    # The short trailing window a `[$window]` condition must also hold on (trailing_seconds):
+    # The short trailing window that gates a `[$window]` rule's firing (trailing_seconds):
     # None = the default, 0 = off.
     trailing: float | None = None
     # The sequential judge (`judge: sequential`, signal CounterShare): the chance of firing on
@@ -300,6 +300,9 @@ class Observation:
     series: int = 0  # how many series came back
     detail: str = ""  # error reason, probe detail, "no baseline"
     no_baseline: bool = False  # a baseline rule without its baseline: it cannot fire
+    # A breach whose firing waits: the trailing window of a `[$window]` rule does not breach
+    # now (evaluate.both_windows). `for` runs on; the rule stays pending until both breach.
+    held: bool = False
     # A judge rule (core/judge.py): its judgement, and whether the share looks too high while
     # the evidence is not conclusive yet (the rule is pending).
     judgement: Judgement | None = field(default=None, compare=False)
@@ -530,7 +533,9 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
 
     before = state.phase
     active_since = state.active_since if state.active_since is not None else now
-    if now - active_since >= rule.for_:
+    # A held breach (obs.held) does not fire: its `for` has run, the moment waits for the
+    # trailing window. Once firing, it fires on while the condition holds.
+    if now - active_since >= rule.for_ and (before is Phase.FIRING or not obs.held):
         if before is not Phase.FIRING:
             state = replace(state, phase=Phase.FIRING, active_since=active_since, fired_at=now)
             transitions.append(Transition(rule.name, TransitionKind.PHASE, now, before, Phase.FIRING, _breach_reason(rule, obs, failures)))
@@ -625,14 +630,17 @@ def window_seconds(now: float, deployed_at: float | None, in_watch_window: bool,
 TRAILING_MAX = 60.0
 
 
-def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int | None:
+def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int, interval: float = 0.0) -> int | None:
     """The trailing window of a `[$window]` rule, or None when it has none.
 
     A release's errors averaged from its deploy keep a warm-up burst in the ratio long after it
     ended (measured: a 6 s burst of 50% errors held a `for: 10s` rule above 10% for 30 s). So
-    the condition must hold on the window since the deploy AND on a short trailing window (the
-    multiwindow pattern of the SRE workbook's burn-rate alerts). The default is a third of the
-    rule's `for` (a burst must outlast most of `for` to fire), at least 3 scrape intervals and at
+    `for` runs on the window since the deploy and the rule fires only on a tick where a short
+    trailing window breaches too (the multiwindow pattern of the SRE workbook's burn-rate
+    alerts; evaluate.both_windows). The default is a third of the rule's `for` (a burst must
+    outlast most of `for` to fire), at least 3 scrape intervals and one tick `interval` (a
+    shorter one leaves time between two ticks that no trailing window sees: ticks every 10 s
+    never saw the "on" half of a release failing 5 s in 10), and at
     most a minute; a rule sets it with `trailing:` or turns it off with `trailing: off`. It is
     never longer than `[$window]` itself, where it adds nothing."""
     if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
@@ -640,7 +648,7 @@ def trailing_seconds(rule: Rule, scrape_interval: float, window_s: int) -> int |
     if rule.trailing is not None:
         seconds = rule.trailing
     else:
-        seconds = max(3 * scrape_interval, min(rule.for_ / 3, TRAILING_MAX))
+        seconds = max(3 * scrape_interval, interval, min(rule.for_ / 3, TRAILING_MAX))
     seconds = int(math.ceil(seconds))
     return seconds if seconds < window_s else None
 

@@ -27,6 +27,8 @@ Settings (the JSON of `--settings FILE`, read at start and on SIGHUP, and the bo
     release        replaces the release id (for a SIGHUP "deploy" in place)
     warmup_s       for this many seconds after the settings are applied, warmup_error_ratio and
                    warmup_latency_s (when set) replace error_ratio and latency_s (default 0)
+    flap_s         on and off: error_ratio for flap_s seconds, then none for flap_s seconds,
+                   and so on from when the settings are applied (default 0: steady)
 
 A release of the demo app is made good or bad by the settings file in its release dir.
 """
@@ -73,6 +75,9 @@ class Settings:
     warmup_s: float = 0.0
     warmup_error_ratio: float | None = None
     warmup_latency_s: float | None = None
+    # A release that fails on and off (a bad cache node behind it, half of a pool): error_ratio
+    # for flap_s seconds, then none for flap_s seconds.
+    flap_s: float = 0.0
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """A copy with `changes` applied; ValueError names the first bad key."""
@@ -85,8 +90,8 @@ class Settings:
         new = replace(self, **clean)
         if not 0.0 <= new.error_ratio <= 1.0:
             raise ValueError("error_ratio must be between 0 and 1")
-        if new.latency_s <= 0 or new.rps < 0 or new.oom_kills < 0 or new.oom_delay_s < 0:
-            raise ValueError("latency_s must be > 0; rps, oom_kills and oom_delay_s >= 0")
+        if new.latency_s <= 0 or new.rps < 0 or new.oom_kills < 0 or new.oom_delay_s < 0 or new.flap_s < 0:
+            raise ValueError("latency_s must be > 0; rps, oom_kills, oom_delay_s and flap_s >= 0")
         return new
 
 
@@ -239,6 +244,8 @@ class DemoApp:
     def current(self) -> Settings:
         with self.lock:
             s = self.settings
+            if s.flap_s and int((time.monotonic() - self.applied_at) / s.flap_s) % 2 == 1:
+                s = replace(s, error_ratio=0.0)  # the "off" half of a flapping release
             if s.warmup_s and time.monotonic() - self.applied_at < s.warmup_s:
                 warm: dict[str, Any] = {}
                 if s.warmup_error_ratio is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, verdict_wins
+from watcher.core.fleetmodel import FleetVerdict, FleetView, Keys, Member, survived_at, verdict_wins
 from watcher.fleet.etcd import KeyValue, WatchEvent
 
 T = TypeVar("T")
@@ -39,14 +40,17 @@ def drain(q: queue.Queue[T]) -> list[T]:
 
 
 class FleetCache:
-    def __init__(self, keys: Keys, host: str, clock: Callable[[], float], counters: FleetCounters):
+    def __init__(self, keys: Keys, host: str, clock: Callable[[], float], counters: FleetCounters,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.keys = keys
         self.host = host
         self.clock = clock
+        self.monotonic = monotonic  # when a membership arrived: no wall-clock step moves it
         self.counters = counters
         self.revision = 0  # of the last full read or event seen
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}
+        self._arrived: dict[str, float] = {}  # host -> when its membership last arrived (monotonic)
         self._verdicts: dict[str, FleetVerdict] = {}
         self._survived: dict[str, set[str]] = {}
         self._seen_verdicts: set[str] = set()  # encoded verdicts already handed to the service
@@ -62,7 +66,7 @@ class FleetCache:
     def view(self) -> FleetView:
         with self._lock:
             return FleetView(dict(self._members), dict(self._verdicts),
-                             {r: frozenset(h) for r, h in self._survived.items()})
+                             {r: frozenset(h) for r, h in self._survived.items()}, dict(self._arrived))
 
     def take_verdicts(self) -> list[tuple[FleetVerdict, float]]:
         return drain(self._verdict_queue)
@@ -72,10 +76,11 @@ class FleetCache:
         members: dict[str, Member] = {}
         verdicts: dict[str, FleetVerdict] = {}
         survived: dict[str, set[str]] = {}
+        arrived: dict[str, float] = {}
         for kv in kvs:
-            self._apply(kv.key, kv.value, "put", members, verdicts, survived)
+            self._apply(kv.key, kv.value, "put", kv.lease, members, verdicts, survived, arrived)
         with self._lock:
-            self._members, self._survived = members, survived
+            self._members, self._survived, self._arrived = members, survived, arrived
             mine = {r: v for r, v in self._verdicts.items() if r not in verdicts}  # still in the outbox
             self._verdicts = {**verdicts, **mine}
         for v in verdicts.values():
@@ -87,26 +92,33 @@ class FleetCache:
         learned = []
         with self._lock:
             for e in events:
-                v = self._apply(e.key, e.value, e.kind, self._members, self._verdicts, self._survived)
+                v = self._apply(e.key, e.value, e.kind, e.lease, self._members, self._verdicts, self._survived,
+                                self._arrived)
                 if v is not None:
                     learned.append(v)
                 self.revision = max(self.revision, e.revision)
         for v in learned:
             self._learned(v)
 
-    def _apply(self, key: str, value: bytes, kind: str, members: dict[str, Member], verdicts: dict[str, FleetVerdict],
-               survived: dict[str, set[str]]) -> FleetVerdict | None:
+    def _apply(self, key: str, value: bytes, kind: str, lease: int, members: dict[str, Member],
+               verdicts: dict[str, FleetVerdict], survived: dict[str, set[str]],
+               arrived: dict[str, float]) -> FleetVerdict | None:
         parsed = self.keys.parse(key)
         if parsed is None:
             return None
         what, release, host = parsed
         if what == "member":
-            member = Member.decode(host, value) if kind == "put" else None
+            # A membership lives by its lease; one without (written by hand) would never expire.
+            member = Member.decode(host, value) if kind == "put" and lease else None
             if member is None:
                 members.pop(host, None)
+                arrived.pop(host, None)
             else:
                 members[host] = member
-        elif what == "survived" and kind == "put":
+                # On this host's monotonic clock: how fresh a member is must compare neither two
+                # hosts' clocks nor a wall clock before and after a step.
+                arrived[host] = self.monotonic()
+        elif what == "survived" and kind == "put" and survived_at(value) is not None:
             survived.setdefault(release, set()).add(host)
         elif what == "verdict" and kind == "put":
             verdict = FleetVerdict.decode(release, value)

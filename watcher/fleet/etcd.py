@@ -60,6 +60,7 @@ class WatchEvent:
     key: str
     value: bytes
     revision: int
+    lease: int = 0  # the key's lease; 0: none (a membership without one is no member)
 
 
 def _b64(text: str | bytes) -> str:
@@ -301,7 +302,8 @@ class WatchStream:
             for e in result.get("events", []):
                 kv = e.get("kv", {})
                 out.append(WatchEvent("delete" if e.get("type") == "DELETE" else "put", _unb64(kv.get("key")).decode(),
-                                      _unb64(kv.get("value")), int(kv.get("mod_revision", revision))))
+                                      _unb64(kv.get("value")), int(kv.get("mod_revision", revision)),
+                                      int(kv.get("lease", 0) or 0)))
             yield revision, out
 
     def interrupt(self) -> None:

@@ -11,10 +11,13 @@ what has arrived, without waiting:
     take_notices()           "fleet blind" once when etcd fails, "fleet recovered" once
     view()                   the cached fleet: memberships, verdicts, survived marks
 
-Two threads do the talking. The sync thread keeps the lease alive (every lease/3), writes the
-membership, flushes the outbox, and (re)connects. The watch thread follows one watch on the
-fleet's prefix from the revision of the last full read and keeps the cache (fleet_cache.py); a
-stream that ends is reopened from the last revision seen, a compacted one from a full read.
+Two threads do the talking, each a loop of rounds (`sync_once`, `watch_once`; the simulation
+in tests/sim drives the rounds itself). The sync thread keeps the lease alive (every lease/3),
+writes the membership, flushes the outbox, and (re)connects. The watch thread follows one watch
+on the fleet's prefix from the revision of the last full read and keeps the cache
+(fleet_cache.py); a stream that ends is reopened from the last revision seen, a compacted one
+from a full read. Any failure of either is counted as one of etcd (blind after a lease TTL),
+never left to end a thread in silence.
 
 The outbox (fleet_outbox.py) holds what this host owes the fleet until etcd has it: a rollback
 during an etcd outage, or before a restart, is published when etcd is back.
@@ -31,7 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watcher.config.schema import FleetConfig
-from watcher.core.fleetmodel import GOOD, FleetVerdict, FleetView, Keys, Member, survived_value, verdict_wins
+from watcher.core.fleetmodel import (
+    GOOD,
+    FleetVerdict,
+    FleetView,
+    Keys,
+    Member,
+    survived_at,
+    survived_value,
+    verdict_wins,
+)
 from watcher.fleet.cache import FleetCache, FleetCounters, drain
 from watcher.fleet.etcd import EtcdGateway, FleetUnavailable, WatchEnded, WatchStream
 from watcher.fleet.outbox import OUTBOX, Outbox
@@ -61,7 +73,7 @@ class FleetLink:
         self.counters = FleetCounters()
         self.gateway = EtcdGateway(config, on_request=self._count_request)
         self.outbox = Outbox(Path(state_dir) / OUTBOX)
-        self.cache = FleetCache(self.keys, config.host, clock, self.counters)
+        self.cache = FleetCache(self.keys, config.host, clock, self.counters, monotonic)
         self._lock = threading.Lock()  # this host's membership
         self._notices: queue.Queue[Notice] = queue.Queue()
         self._member: Member | None = None
@@ -73,6 +85,9 @@ class FleetLink:
         self._blind = False
         self._failing_since: float | None = None
         self._watch: WatchStream | None = None
+        self._watch_problem: str | None = None  # why the last watch stream failed, until one goes well
+        self._beat = max(0.5, config.lease / 3)  # the sync thread's round
+        self._last_beat = self._last_put = -1e18
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------------------------------
@@ -149,30 +164,43 @@ class FleetLink:
     # The sync thread: lease, membership, outbox, (re)connect
 
     def _sync_loop(self) -> None:
-        beat = max(0.5, self.config.lease / 3)
-        last_beat = last_put = -1e18
         while not self._stop.is_set():
-            try:
-                now = self.monotonic()
-                if not self._connected:
-                    self._connect()
-                    last_beat = last_put = self.monotonic()
-                else:
-                    if now - last_beat >= beat * 0.9:
-                        self._keepalive()
-                        last_beat = now
-                    # The membership is written when it changes, and refreshed every
-                    # MEMBER_REFRESH: every put is an event for every watcher of the fleet.
-                    if self._member_dirty.is_set() or now - last_put >= MEMBER_REFRESH:
-                        self._put_member()
-                        last_put = now
-                self._flush_outbox()
-            except FleetUnavailable as exc:
-                self._failed(str(exc))
+            self.sync_once()
+            self._wake.wait(self._beat)
+            self._wake.clear()
+
+    def sync_once(self) -> None:
+        """One round of the sync thread (its loop waits a beat, or a wake, between two):
+        (re)connect, keep the lease alive, write the membership when it changed or is due,
+        flush the outbox. Whatever fails counts against the fleet link (`_failed`: "fleet
+        blind" once it lasts a lease TTL), a broken watch too: an error nobody foresaw (a value
+        in etcd of another shape, a bug) ended the thread in silence, and with it the lease,
+        the membership and the outbox."""
+        try:
+            now = self.monotonic()
+            if not self._connected:
+                self._connect()
+                self._last_beat = self._last_put = self.monotonic()
+            else:
+                if now - self._last_beat >= self._beat * 0.9:
+                    self._keepalive()
+                    self._last_beat = now
+                # The membership is written when it changes, and refreshed every
+                # MEMBER_REFRESH: every put is an event for every watcher of the fleet.
+                if self._member_dirty.is_set() or now - self._last_put >= MEMBER_REFRESH:
+                    self._put_member()
+                    self._last_put = now
+            self._flush_outbox()
+        except FleetUnavailable as exc:
+            self._failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure is said (see above), never a dead thread
+            log.exception("fleet: a sync round failed reason=%s", exc)
+            self._failed(f"{type(exc).__name__}: {exc}")
+        else:
+            if self._watch_problem is not None:
+                self._failed(f"the watch fails: {self._watch_problem}")
             else:
                 self._answered()
-            self._wake.wait(beat)
-            self._wake.clear()
 
     def _connect(self) -> None:
         self._lease = self.gateway.grant(self.config.lease)
@@ -242,15 +270,18 @@ class FleetLink:
         raw = self.gateway.get(key)
         stored = FleetVerdict.decode(verdict.release, raw) if raw is not None else None
         if raw is not None and verdict_wins(stored, verdict) and self.gateway.replace(key, raw, verdict.encode()):
-            # `stored` is None when the stored value is unreadable (verdict_wins lets us replace it).
+            # What was there is a good verdict (bad replaces it), or no verdict at all (a
+            # truncated write, a hand edit, another version's format: compare-and-swap on it).
             log.info("fleet verdict replaced release=%s was=%s now=%s", verdict.release,
-                     stored.verdict if stored else "unreadable", verdict.verdict)
+                     stored.verdict if stored is not None else f"not a verdict ({raw[:40]!r})", verdict.verdict)
         else:
             log.info("fleet verdict already there release=%s stored=%s by=%s", verdict.release,
                      stored.verdict if stored else "?", stored.host if stored else "?")
 
     def _declare_good_if_enough(self, release: str) -> None:
-        hosts = self.gateway.count_prefix(self.keys.survived_prefix(release))
+        # The marks a watcher wrote, not every key under the prefix (garbage counts for nothing).
+        _, kvs = self.gateway.range_prefix(self.keys.survived_prefix(release))
+        hosts = sum(1 for kv in kvs if survived_at(kv.value) is not None)
         if hosts >= self.config.known_good_hosts:
             self._write_verdict(FleetVerdict(release, GOOD, self.config.host, self.clock(),
                                              reason=f"survived its watch window on {hosts} host(s)"))
@@ -260,28 +291,42 @@ class FleetLink:
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
-            if not self._connected:
-                self._stop.wait(0.2)
-                continue
-            try:
-                stream = self.gateway.watch(self.config.root, self.cache.revision + 1, WATCH_READ_TIMEOUT)
-            except FleetUnavailable as exc:
-                # The sync thread's lease beat decides whether this is an outage; retry soon.
-                log.debug("fleet watch not opened reason=%s", exc)
-                self._stop.wait(0.5)
-                continue
-            self._watch = stream
-            try:
-                for _revision, events in stream.events():
-                    self.cache.apply_events(events)
-            except WatchEnded as exc:
-                if exc.resync:
-                    self._connected = False  # read everything again: the revision is compacted
-                    self._wake.set()
-                log.debug("fleet watch ended reason=%s", exc)
-            finally:
-                self._watch = None
-                stream.close()
+            pause = self.watch_once()
+            if pause:
+                self._stop.wait(pause)
+
+    def watch_once(self) -> float:
+        """One stream of the watch thread: opened from the cache's revision, its events applied
+        until it ends. Returns how long to wait before the next one. An error nobody foresaw
+        reads everything again (the sync round reconnects) and is said through the sync
+        round's failures until a stream goes well (`_watch_problem`)."""
+        if not self._connected:
+            return 0.2
+        try:
+            stream = self.gateway.watch(self.config.root, self.cache.revision + 1, WATCH_READ_TIMEOUT)
+        except FleetUnavailable as exc:
+            # The sync thread's lease beat decides whether this is an outage; retry soon.
+            log.debug("fleet watch not opened reason=%s", exc)
+            return 0.5
+        self._watch = stream
+        try:
+            for _revision, events in stream.events():
+                self.cache.apply_events(events)
+        except WatchEnded as exc:
+            self._watch_problem = None
+            if exc.resync:
+                self._connected = False  # read everything again: the revision is compacted
+                self._wake.set()
+            log.debug("fleet watch ended reason=%s", exc)
+        except Exception as exc:  # noqa: BLE001 - said through the sync round, never a dead thread
+            log.exception("fleet: the watch failed, reading everything again reason=%s", exc)
+            self._watch_problem = f"{type(exc).__name__}: {exc}"
+            self._connected = False
+            self._wake.set()
+        finally:
+            self._watch = None
+            stream.close()
+        return 0.0
 
     def _count_request(self) -> None:
         self.counters.requests += 1

@@ -14,12 +14,15 @@ the talking to etcd runs on the FleetLink's own threads (watcher/fleet/link.py):
     rolled_back  a rollback here (automatic or by hand): the bad verdict, first writer wins
     survived     a window survived here: the mark; known-good fleet-wide after K hosts
     report       this host's membership: release, phase, window, breaching rules since when
+
+What it publishes carries wall times (`to_wall`, from the service's Timebase): the service's
+own times are its steady time, which another host cannot compare with its clock.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
@@ -75,9 +78,14 @@ def fleet_finding(v: FleetVerdict) -> Finding:
 
 
 class FleetCoordinator:
-    def __init__(self, link: FleetLink, telemetry: Telemetry | None = None):
+    def __init__(self, link: FleetLink, telemetry: Telemetry | None = None,
+                 to_wall: Callable[[float], float] | None = None):
         self.link = link
         self.config = link.config
+        # The service's times are its steady time (base.clock.Timebase); what goes to etcd is
+        # wall time, the one clock hosts share. A steady time sent as is looked minutes stale
+        # to every peer once this host's wall clock had stepped after its start.
+        self.to_wall = to_wall or (lambda t: t)
         self._metrics = _FleetMetrics(telemetry.registry) if telemetry is not None else None
 
     def start(self) -> None:
@@ -149,7 +157,11 @@ class FleetCoordinator:
         stale_after = MEMBER_REFRESH + 3 * w.config.interval
         found, reasons = set(), []
         for f in local:
-            symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, f.since or now, now,
+            # On the link's monotonic clock, as the memberships' arrival (FleetView.arrived): our
+            # breach began as long ago as the service's steady time says.
+            mono = self.link.monotonic()
+            since = mono - (now - (f.since if f.since is not None else now))
+            symptom = fleet_wide_symptom(view, self.config.host, s.current, f.rule, since, mono,
                                          self.config.symptom_window, stale_after, known_good)
             if symptom.fleet_wide:
                 found.add(f.rule)
@@ -162,16 +174,19 @@ class FleetCoordinator:
         if findings and not local:
             return  # rolled back because another host said so: its verdict is already there
         first = local[0] if local else None
-        self.link.publish_verdict(FleetVerdict(release, BAD, self.config.host, at, first.rule if first else "",
-                                               first.value if first else None, reason, first.unit if first else ""))
+        self.link.publish_verdict(FleetVerdict(release, BAD, self.config.host, self.to_wall(at),
+                                               first.rule if first else "", first.value if first else None, reason,
+                                               first.unit if first else ""))
 
     def survived(self, release: str, at: float) -> None:
-        self.link.publish_survived(release, at)
+        self.link.publish_survived(release, self.to_wall(at))
 
     def report(self, w: Seat, now: float) -> None:
         s = w.state
-        breaching = {name: rs.breach_since for name, rs in s.rules.items()
-                     if rs.phase in (Phase.PENDING, Phase.FIRING) and rs.breach_since is not None
+        # Pending, firing, or counting failures toward its `failures` (a probe failing 2 of 3 is
+        # on its way as much as a pending rule): peers compare their breaches with these.
+        breaching = {name: self.to_wall(rs.breach_since) for name, rs in s.rules.items()
+                     if (rs.phase in (Phase.PENDING, Phase.FIRING) or rs.failures > 0) and rs.breach_since is not None
                      and (rule := w.config.rule(name)) is not None and rule.action == "rollback"}
         rec = s.releases.get(s.current or "")
         in_window = s.in_watch_window(now)
@@ -182,7 +197,7 @@ class FleetCoordinator:
                             if rid != s.current and r.deployed_at is not None), reverse=True)
             previous = older[0][1] if older else None
         self.link.report(Member(self.config.host, s.current, phase, in_window, bool(rec and rec.mark == Mark.GOOD),
-                                breaching, now, previous))
+                                breaching, self.to_wall(now), previous))
 
 
 class _FleetMetrics:

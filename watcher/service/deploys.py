@@ -132,8 +132,11 @@ class BackendReads:
 
 def open_window(state: State, release: str, at: float, watch_window: float) -> None:
     """A new current release: open its watch window (unless it is known-good already) and
-    forget the previous release's rule states and baselines. Its `deployed_at` is the
-    timeline that orders releases (decide.order_releases)."""
+    forget the previous release's rule states and baselines, a rollback being confirmed (the
+    release it restored is no longer current: its rules must not judge the new one) and a wait
+    for the deploy lock (it held the previous release's window: ended on the new one, it moved
+    its end by the whole wait). Its `deployed_at` is the timeline that orders releases
+    (decide.order_releases)."""
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
@@ -144,11 +147,14 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     state.window_ends = rec.window_ends if rec.mark != Mark.GOOD else None
     state.baselines = {}
     state.rules = {}
+    state.confirming = None
+    state.lock_wait = None
 
 
 def restored(state: State, release: str, at: float) -> None:
     """Back on a known-good release by a rollback's switch: not a deploy (no watch window),
-    fresh rule states and baselines; `[$window]` starts at the switch, as at a deploy.
+    fresh rule states and baselines, no wait of the release left; `[$window]` starts at the
+    switch, as at a deploy.
 
     A baseline rule has no baseline here by design (a baseline is captured at a deploy) and
     cannot fire: that is no news, so the fresh states count it as said. Without this, the switch
@@ -160,6 +166,7 @@ def restored(state: State, release: str, at: float) -> None:
     state.window_ends = None
     state.rules = {name: RuleState(no_baseline_reported=True) for name in state.rules}
     state.baselines = {}
+    state.lock_wait = None
 
 
 def rollback_target(backend: Backend | None, state: State, release: str) -> tuple[str | None, str]:

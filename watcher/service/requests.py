@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from watcher.backends.base import check_release_id
-from watcher.base.errors import RollbackError, WatcherError
+from watcher.base.errors import RollbackError, StateError, WatcherError
 from watcher.base.format import format_duration, format_time
 from watcher.core import messages
 from watcher.core.model import Mark
@@ -19,12 +19,10 @@ from watcher.store.state import StateStore
 
 class Requests(rollback.Rollbacks, Protocol):
     """What applying a human's request needs of the service (tick.Watcher): what a rollback
-    needs (a `rollback` request is one), the request inbox, and the deploy step (a `mark
-    deployed` opens a watch window as a deploy the tick saw would)."""
+    needs (a `rollback` request is one; its deploy step also serves `mark deployed`, which
+    opens a watch window as a deploy the tick saw would), and the request inbox."""
 
     store: StateStore
-
-    def on_deploy(self, release: str, at: float, first_start: bool = False) -> None: ...
 
 _MARK_EFFECT = {
     "good": "It is a rollback target from now on.",
@@ -35,7 +33,11 @@ _MARK_EFFECT = {
 
 
 def apply_pending(w: Requests, now: float) -> None:
-    """Apply every queued request, oldest first, and journal each result."""
+    """Apply every queued request, oldest first; save the state; then journal each result,
+    which is what the waiting CLI reports to its human. Saved first: a service that died
+    between the acknowledgement and the tick's save lost a `pause` or a `mark` it had said
+    was done."""
+    done = []
     for req in w.store.take_requests():
         try:
             if "unreadable" in req:
@@ -47,6 +49,14 @@ def apply_pending(w: Requests, now: float) -> None:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A request file written by hand or by another version: refused, never a crash.
             result, ok = f"refused: malformed request ({type(exc).__name__}: {exc})", False
+        done.append((req, result, ok))
+    if any(ok for _, _, ok in done):
+        try:
+            w.save()
+        except StateError as exc:
+            done = [(req, f"refused: applied, but the state could not be saved ({exc}); it lasts only until the "
+                          "service stops" if ok else result, False) for req, result, ok in done]
+    for req, result, ok in done:
         # `ok` lets the CLI that queued the request exit non-zero on a refusal.
         w.journal("request_done", request=req.get("id"), command=req.get("command"), result=result, ok=ok)
 
@@ -115,7 +125,10 @@ def manual_rollback(w: Requests, to: str | None, reason: str, dry_run: bool = Fa
         raise RollbackError("no backend is configured")
     current = w.backend.current().id
     plan = rollback.plan_rollback(current, w.backend.releases(), w.state.releases, to, reason)
-    w.state.current = current
+    if current != w.state.current and not dry_run:
+        # A deploy the tick has not seen yet (it may still hold the deploy lock, and the
+        # rollback then waits for it): it is a deploy all the same, with its window.
+        w.on_deploy(current, w.clock(), first_start=w.state.current is None)
     outcome = rollback.execute(w, plan, dry_run=dry_run)
     if dry_run:
         return f"{outcome.result.value}: {outcome.detail}"

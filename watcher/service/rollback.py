@@ -55,7 +55,8 @@ class Rollbacks(Confirmer, Protocol):
     follows it needs (confirm.Confirmer): the deploy lock it takes, the signal reader its probes
     go through, the fleet it tells, the clocks and the sleep of the verification, and saving
     and telling at their moments (the intent is saved before the switch; people hear of the
-    rollback before it). The outcome comes back as data (Outcome)."""
+    rollback before it), and the deploy step for a release found current that it did not put
+    there. The outcome comes back as data (Outcome)."""
 
     deploy_lock: DeployLock
     reader: SignalReader
@@ -70,6 +71,9 @@ class Rollbacks(Confirmer, Protocol):
     def safe_save(self) -> None: ...
 
     def tell(self) -> None: ...
+
+    def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
+        """A release found current that the watcher did not put there: a deploy."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,13 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
                       "at": now, "manual": manual, "trigger": plan.trigger.value,
                       # what must clear on the target for the rollback to be verified (confirm)
                       "findings": [dataclasses.asdict(f) for f in findings]}
+            if s.confirming is not None:
+                # A rollback being confirmed (the release it restored is the one leaving now):
+                # this switch ends it; judged on what this one restores, it was called verified
+                # and set `current` back to the release it had restored.
+                w.journal("rollback_superseded", release=s.confirming["from"], target=s.confirming["to"],
+                          by=to_id, detail=f"rolled back {from_id} -> {to_id} meanwhile")
+                s.confirming = None
             rec = s.release(from_id, now)
             if not manual:
                 rec.auto_rollbacks += 1
@@ -185,7 +196,10 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
         # The backend could not say which release is current under the lock: do not switch.
         return _failed(w, from_id, plan.target, exc)
 
-    result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
+    result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep,
+                    previous=from_id)
+    if result.landed is not None:
+        return _superseded(w, from_id, to_id, result.landed, result.detail)
     if result.ok and local_findings(findings):
         # Current and healthy by its probes is not yet verified: the rules that fired must clear.
         start_confirmation(w, from_id, to_id, local_findings(findings), now, result.detail)
@@ -204,6 +218,22 @@ def execute(w: Rollbacks, plan: RollbackPlan, dry_run: bool = False) -> Outcome:
     s.intent = None
     w.safe_save()
     return Outcome(RollbackResult.NOT_VERIFIED, to_id, result.detail)
+
+
+def _superseded(w: Rollbacks, from_id: str, to_id: str, landed: str, detail: str) -> Outcome:
+    """A deploy landed while the rollback was verified: it wins, as one that lands before the
+    switch does (DEPLOY_LANDED). Nothing is verified or halted ("did not verify" blamed the
+    rollback for the deployed release's probes, and stopped the watcher from watching it); the
+    next tick sees the deploy and watches it."""
+    w.journal("rollback_superseded", release=from_id, target=to_id, by=landed, detail=detail)
+    log.warning("a deploy landed while the rollback was verified release=%s target=%s deployed=%s",
+                from_id, to_id, landed)
+    w.count_rollback("superseded")
+    w.timeline(f"{landed} was deployed while {to_id} was verified: the deploy wins")
+    w.notify(messages.rollback_superseded(w.ctx, from_id, to_id, landed))
+    w.state.intent = None
+    w.safe_save()
+    return Outcome(RollbackResult.DEPLOY_LANDED, None, detail)
 
 
 def _what_target_is(state: State, plan: RollbackPlan, to_id: str) -> str:
@@ -289,9 +319,14 @@ def reconcile(w: Rollbacks, intent: dict[str, Any]) -> None:
     if current == to_id:
         if not _finish_restart(w, intent):
             return
-        result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock, w.sleep)
+        result = verify(to_id, backend, w.config.verify, _probe_rules(w), _BoundedProbe(w.reader), w.clock,
+                        w.sleep, previous=from_id)
         findings = [Finding(**f) for f in intent.get("findings") or []]
-        if result.ok and local_findings(findings):
+        if result.landed is not None:
+            w.journal("reconcile", result="superseded", release=from_id, target=to_id, current=result.landed,
+                      detail=result.detail)
+            w.close_incident(f"{result.landed} was deployed while {to_id} was verified", resolution="superseded")
+        elif result.ok and local_findings(findings):
             w.journal("reconcile", result="switched_confirming", release=from_id, target=to_id, detail=result.detail)
             start_confirmation(w, from_id, to_id, local_findings(findings), w.clock(), result.detail)
         elif result.ok:
@@ -305,8 +340,10 @@ def reconcile(w: Rollbacks, intent: dict[str, Any]) -> None:
         # marked bad with its rollback counted, so the decider will call a human rather
         # than switch a second time.
         w.journal("reconcile", result="not_switched", release=from_id, target=to_id, current=current)
-        w.state.current = current
         w.close_incident(f"interrupted before the switch; {current} is current", resolution="interrupted")
+        if current != w.state.current:
+            # Someone deployed while the watcher was down: a deploy like any other, watched.
+            w.on_deploy(current, w.clock())
     w.state.intent = None
 
 

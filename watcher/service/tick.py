@@ -5,8 +5,9 @@ records of the watch window); the pure core (evaluate, decide) and rollback.py a
 by name.
 
     clock      a wall-clock step is journaled and said once (window.check_clock)
-    lock       the deploy lock is looked at before the reads (and again after them); once a
-               deploy lets it go, what the rollback rules saw under it is discarded
+    lock       the deploy lock is looked at before the reads (and again after them); it counts
+               as held until Prometheus has scraped once after it (window.lock_settling);
+               once a deploy lets it go, what the rollback rules saw under it is discarded
                (window.discard_deploy_evidence)
     requests   apply what humans asked through the CLI (requests.py)
     release    ask the backend which release is current; a change is a deploy
@@ -25,7 +26,8 @@ by name.
     window     a release that survived its watch window becomes known-good (window.assess,
                then `on_good`)
     decide     the safety policy (decide.py) turns firing rules into a verdict; the releases
-               to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed)
+               to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed);
+               a wait for the backend's retry stops the window's clock (window.hold_for_retry)
     act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
     persist    state.json, telemetry, this host's fleet membership
     tell       send the tick's messages, gathered in one outbox, in order (a rollback or
@@ -54,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from watcher.backends import build_backend
 from watcher.backends.base import Backend
-from watcher.base.clock import Timebase, shift_state_times
+from watcher.base.clock import Timebase, boot_id, restart_shift, shift_state_times
 from watcher.base.errors import StateError
 from watcher.base.sdnotify import sd_notify
 from watcher.config.schema import WatcherConfig
@@ -66,7 +68,7 @@ from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_wind
 from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
-from watcher.core.rules import Finding, Phase
+from watcher.core.rules import Finding, Phase, PromQuery
 from watcher.notify.notifier import Notifier as AppriseNotifier
 from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.service.telemetry import Telemetry
@@ -138,6 +140,7 @@ class Watcher:
         if monotonic is None:
             monotonic = time.monotonic if clock is time.time else clock
         self.timebase = Timebase(clock, monotonic)
+        self._boot = boot_id()
         self.wall = clock
         self.clock = self.timebase.now
         self.sleep = sleep
@@ -166,9 +169,7 @@ class Watcher:
     def start(self) -> None:
         """Load the state and finish what a crash left half-done. Raises StateError."""
         self.store.ensure_dir()
-        self.state = self.store.load()
-        # Saved times are the last process's steady time: into this one's, once.
-        shift_state_times(self.state, self.state.clock_offset)
+        self.load_state()
         self.reader.keep_host_counters(self.state.host_counters)
         self.config = prometheus_time.learn_at_start(self.config, self.reader, self.journal)
         self.journal("start", release=self.state.current, rules=len(self.config.rules), mode=self.config.mode)
@@ -180,6 +181,13 @@ class Watcher:
         self.tell()
         self.save()
 
+    def load_state(self) -> None:
+        """state.json, its times moved into this process's steady time: they are the steady time
+        of the process that saved them, which may differ from ours by a wall-clock step (the
+        saved offset). Raises StateError."""
+        self.state = self.store.load()
+        shift_state_times(self.state, restart_shift(self.state, self.clock(), self.monotonic(), self._boot))
+
     # ------------------------------------------------------------------------------------------
     # One tick
 
@@ -189,7 +197,7 @@ class Watcher:
         # The deploy lock is looked at before the reads as well as after them: a deploy that
         # held it during the reads (a restart's closed port, its errors) and let go before the
         # decision must not be judged on what its restart looked like.
-        lock_held = self.deploy_lock.held_by_other()
+        lock_held = window.lock_settling(self.state, now, self.deploy_lock.held_by_other(), self._settle)
         if self.state.lock_seen and not lock_held:
             window.discard_deploy_evidence(self.state, self.config, self)
         requests.apply_pending(self, now)
@@ -218,17 +226,34 @@ class Watcher:
                 if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                     window.assess(self.state, now, firing, self.config, self, self.on_good)
                 report.verdict = self.decide(now, firing, lock_held)
+                if report.verdict.kind is VerdictKind.BACKEND_RETRY:
+                    window.hold_for_retry(self.state, now, firing, self.config.interval, self)
                 report.acted = self.act(report.verdict, now)
         self.state.lock_seen = lock_held
         self.persist(report, started)
         self.tell()
         return report
 
+    @property
+    def _settle(self) -> float:
+        """How long after the deploy lock is let go Prometheus' newest samples may still be the
+        deploy's (window.lock_settling): a scrape interval, when a rollback rule reads it."""
+        reads = any(isinstance(r.signal, PromQuery) and r.action == "rollback" for r in self.config.rules)
+        return self.config.prometheus.scrape_interval if reads else 0.0
+
     def on_deploy(self, release: str, at: float, first_start: bool = False) -> None:
         """A new current release (seen by the tick, or a human's `mark deployed`): its watch
-        window opens (deploys.open_window) and the open incident is superseded."""
-        previous = self.state.current
+        window opens (deploys.open_window), and the open incident and a rollback being
+        confirmed are superseded."""
+        previous, confirming = self.state.current, self.state.confirming
         deploys.open_window(self.state, release, at, self.config.watch_window)
+        if confirming is not None:
+            # The rollback switched to confirming["to"], then a deploy replaced it: neither
+            # verified nor "did not clear" (that would blame the restored release for the new
+            # one); the new release is watched as any deploy.
+            self.journal("rollback_superseded", release=confirming["from"], target=confirming["to"], by=release)
+            log.info("a deploy ends a rollback's confirmation release=%s target=%s deployed=%s",
+                     confirming["from"], confirming["to"], release)
         self.close_incident(f"{release} was deployed", resolution="superseded")
         self.journal("deploy", release=release, previous=previous, first_start=first_start,
                      window_ends=self.state.window_ends)
@@ -244,11 +269,11 @@ class Watcher:
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
                               at=self.timebase.to_wall(now), since=s.changed_at,
-                              held=confirm.too_early(s, self.config, now))
+                              held=confirm.too_early(s, self.config, now), interval=self.config.interval)
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,
-                                            self._blind_episode, self.telemetry)
+                                            self._blind_episode, self.telemetry, self.config.interval)
         if self.notifier is not None and any(e.rule.action == "rollback" and e.after.phase is not Phase.INACTIVE
                                              for e in evaluation.rules):
             # A rollback or halt message with a picture may follow: matplotlib (seconds of
@@ -360,6 +385,19 @@ class Watcher:
         self.tell()
         return result
 
+    def apply_alone(self, command: str, args: dict[str, Any]) -> str:
+        """The CLI's apply when no service runs (it holds the instance lock): the state loaded
+        as a start loads it, the request applied at this process's steady time, saved with this
+        process's clock offset, what the fleet is owed flushed once. Loading the file as it is
+        and saving it with offset 0 shortened (or lengthened) every window by a wall-clock step
+        the last service had seen."""
+        self.load_state()
+        result = self.apply_request(command, args, self.clock())
+        self.save()
+        if self.fleet is not None:
+            self.fleet.link.flush_once()  # a rollback by hand tells the fleet now, or at the service's start
+        return result
+
     def manual_rollback(self, to: str | None, reason: str, dry_run: bool = False) -> str:
         result = requests.manual_rollback(self, to, reason, dry_run)
         self.tell()
@@ -388,6 +426,7 @@ class Watcher:
 
     def save(self) -> None:
         self.state.clock_offset = self.timebase.offset()
+        self.state.saved_at, self.state.saved_monotonic, self.state.boot_id = self.clock(), self.monotonic(), self._boot
         self.store.save(self.state)
 
     def safe_save(self) -> None:
@@ -421,7 +460,8 @@ def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = 
         from watcher.fleet.link import FleetLink
         from watcher.service.coordinator import FleetCoordinator
 
-        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele)
+        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele,
+                                   to_wall=w.timebase.to_wall)
     return w
 
 

@@ -3,6 +3,13 @@
 It passes when the backend reports the target as current, and then the `verify:` URL and every
 probe rule answer as expected, `successes` times in a row, within `attempts` tries `every`
 seconds apart (seed 003: 20 attempts, 3 s apart).
+
+The watcher does not hold the deploy lock while it verifies, and a deploy may not take it at
+all: the backend is asked again after each attempt's probes, and once the target was current,
+another release current means a deploy landed (VerifyResult.landed), the one rolled back too
+(a pipeline shipping it again): the probes answered for it, so they verify nothing, neither
+way. Before the first attempt, only a third release is a deploy (`previous` current then: the
+switch did not take).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ class VerifyResult:
     detail: str
     attempts: int
     seconds: float
+    landed: str | None = None  # a release deployed meanwhile: current instead of the target
 
 
 class Prober(Protocol):
@@ -39,6 +47,7 @@ def verify(
     probe: Prober,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    previous: str | None = None,
 ) -> VerifyResult:
     start = clock()
     try:
@@ -46,7 +55,9 @@ def verify(
     except WatcherError as exc:
         return VerifyResult(False, f"the backend cannot say which release is current: {exc}", 0, clock() - start)
     if current != target:
-        return VerifyResult(False, f"the backend reports {current} as current, not {target}", 0, clock() - start)
+        landed = current if previous is not None and current != previous else None
+        return VerifyResult(False, f"the backend reports {current} as current, not {target}", 0, clock() - start,
+                            landed)
 
     checks = [r.signal for r in probe_rules if isinstance(r.signal, HttpCheck)]
     if config.url:
@@ -63,6 +74,10 @@ def verify(
             if not result.ok:
                 failed = f"{check.url}: {result.detail}"
                 break
+        landed = _landed(backend, target) if previous is not None else None
+        if landed is not None:
+            return VerifyResult(False, f"{landed} was deployed while {target} was verified (attempt {attempt})",
+                                attempt, clock() - start, landed)
         if failed is None:
             in_a_row += 1
             if in_a_row >= config.successes:
@@ -73,3 +88,14 @@ def verify(
         if attempt < config.attempts:
             sleep(config.every)
     return VerifyResult(False, f"not healthy after {config.attempts} attempts: {last}", config.attempts, clock() - start)
+
+
+def _landed(backend: Backend, target: str) -> str | None:
+    """The release current now if it is not the target, once the target was: a deploy landed
+    (the release rolled back too: a pipeline that ships it again). A backend that cannot tell
+    now changes nothing (the next attempt asks again)."""
+    try:
+        current = backend.current().id
+    except WatcherError:
+        return None
+    return current if current != target else None

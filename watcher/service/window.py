@@ -8,6 +8,10 @@ wait` and `window` steps (watcher/service/tick.py), and the clock check at the s
     hold_for_lock    while a deploy holds the deploy lock and a rollback rule fires, the
                      window's clock stops, so the lock cannot outlive the window and leave a
                      bad release live; a wait longer than `lock_timeout` is said once
+    hold_for_retry   the same for the decider's wait on the backend (a failed read, tried
+                     again next tick)
+    lock_settling    the lock counts as held until Prometheus has scraped the host once more
+                     after it is let go (its newest sample is then no longer the deploy's)
     discard_deploy_evidence
                      once the lock is let go, what the rollback rules saw while a deploy
                      held it (its restart's closed port, its errors) counts for nothing
@@ -42,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 def record(evaluation: Evaluation, state: State, now: float, notify_pending: bool, out: Recorder,
-           blind_episode: frozenset[str], telemetry: Telemetry | None = None) -> frozenset[str]:
+           blind_episode: frozenset[str], telemetry: Telemetry | None = None, interval: float = 0.0) -> frozenset[str]:
     """Keep the tick's new rule states and journal every transition; a phase change goes into
     the incident's timeline and is told; the tick counts for the window's evidence. Going
     blind, and recovering, is told once per episode (evaluate.blindness), however the rules
@@ -54,7 +58,7 @@ def record(evaluation: Evaluation, state: State, now: float, notify_pending: boo
         if telemetry is not None:
             telemetry.rule_evaluated(e)
     if state.current is not None and state.in_watch_window(now):
-        evidence.count_tick(state.release(state.current, now), evaluation.rules)
+        evidence.count_tick(state.release(state.current, now), evaluation.rules, now, interval)
     # Each rule's blind/recovered is journaled above; people hear once per episode.
     sight = blindness(evaluation, blind_episode)
     if sight.started:
@@ -102,7 +106,8 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
                 # Held until now too; and the tick that finds the lock free is inside the window,
                 # however late it came, so that the decider acts on it now.
                 _end_window_at(s, max(s.window_ends + held_for, now + max(interval, 1.0)))
-            out.journal("lock_wait_ended", release=s.current, seconds=round(now - s.lock_wait["since"], 3))
+            ended = "backend_wait_ended" if s.lock_wait.get("for") == "backend" else "lock_wait_ended"
+            out.journal(ended, release=s.current, seconds=round(now - s.lock_wait["since"], 3))
             s.lock_wait = None
         return
     if s.window_ends is None:  # never: waiting needs in_window, which needs an end
@@ -122,6 +127,40 @@ def hold_for_lock(state: State, now: float, firing: Sequence[Finding], lock: Dep
         out.journal("lock_wait_long", release=s.current, seconds=round(waited, 3), lock=str(lock.path))
         log.error("a deploy has held the deploy lock while a rollback rule fires seconds=%.0f", waited)
         out.notify(messages.lock_wait_long(out.ctx, s.current or "?", str(lock.path), waited, rolling), rolling)
+
+
+def hold_for_retry(state: State, now: float, firing: Sequence[Finding], interval: float, out: Recorder) -> None:
+    """The decider waits for the backend (a read that failed is tried again next tick) while a
+    rollback rule fires inside the window: the window's clock stops until that tick, as for the
+    deploy lock (the wait is recorded as `lock_wait` with "for": "backend"; hold_for_lock, at
+    the next tick, ends it and moves the window's end by the time it took). A failed read on
+    the window's last tick must not make a bad deploy one "outside the window"."""
+    s = state
+    if s.window_ends is None or s.lock_wait is not None:
+        return  # no window, or a wait for the lock already holds it
+    s.lock_wait = {"since": now, "last": now, "notified": True, "for": "backend"}
+    _end_window_at(s, max(s.window_ends, now + max(interval, 1.0)))
+    out.journal("backend_wait", release=s.current, rules=[f.rule for f in firing if f.action == "rollback"])
+
+
+def lock_settling(state: State, now: float, held: bool, settle: float) -> bool:
+    """Whether the deploy lock counts as held: held now, or let go less than `settle` seconds
+    ago (the service passes the scrape interval when a rollback rule reads Prometheus, else 0).
+    What Prometheus holds lags what the host does: for a scrape interval after the lock is let
+    go, its newest sample can be one taken during the restart (`up` 0, the port closed). Judged
+    at the first tick after the lock, a `for: 0` rule rolled back a healthy release for its
+    deploy's restart."""
+    if held:
+        state.lock_let_go_at = None
+        return True
+    if not state.lock_seen:
+        return False
+    if state.lock_let_go_at is None:
+        state.lock_let_go_at = now
+    if now - state.lock_let_go_at < settle:
+        return True
+    state.lock_let_go_at = None
+    return False
 
 
 def discard_deploy_evidence(state: State, config: WatcherConfig, out: Recorder) -> None:
@@ -157,20 +196,22 @@ def assess(state: State, now: float, firing: Sequence[Finding], config: WatcherC
     rec = s.release(s.current, now)
     undecided = _undecided(s, config, now)
     if undecided:
-        # Blessing a release while a rollback rule is pending on it would make its firing a few
-        # seconds later "outside the window": a bad deploy never rolled back. The window is held
-        # one interval at a time until each such rule fires (the decider acts on this tick) or
-        # clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
+        # Blessing a release while a rollback rule is pending on it (or has failed once or twice
+        # of its `failures`) would make its firing a few seconds later "outside the window": a
+        # bad deploy never rolled back. The window is held one interval at a time until each
+        # such rule fires (the decider acts on this tick) or clears. A pending rule only lasts its `for`, unless its signal fails (a blind rule
         # holds its state): then the window waits for it to see again, never blessing blind.
         _end_window_at(s, now + max(config.interval, 1.0))
         if not rec.window_extended:
             rec.window_extended = True
             out.journal("window_extended", release=s.current, rules=undecided,
-                        reason=f"{', '.join(undecided)} pending at the end of the window: held until decided")
+                        reason=f"{', '.join(undecided)} pending or failing at the end of the window: held "
+                               "until decided")
             log.info("watch window held release=%s rules=%s", s.current, ",".join(undecided))
         return None
     rolling = [f.rule for f in firing if f.action == "rollback"]
-    short = evidence.shortfall(rec, config.rules, config.evidence)
+    window_s = now - rec.deployed_at if rec.deployed_at is not None else None
+    short = evidence.shortfall(rec, config.rules, config.evidence, window_s)
     if rolling:
         out.journal("window_ended", release=s.current, marked=False,
                     reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
@@ -201,14 +242,16 @@ def _fired_now(rs: RuleState | None, now: float) -> bool:
 
 
 def _undecided(state: State, config: WatcherConfig, now: float) -> list[str]:
-    """The rollback rules pending on the current release, or that fired on this very tick (the
-    decider, after this step, must still see the window open to act on them)."""
+    """The rollback rules pending on the current release, counting failures in a row towards
+    their `failures` (a probe's "inactive" with 1 of 3 is on its way to firing as much as a
+    pending rule is), or that fired on this very tick (the decider, after this step, must still
+    see the window open to act on them)."""
     out = []
     for rule in config.rules:
         rs = state.rules.get(rule.name)
         if rule.action != "rollback" or rs is None:
             continue
-        if rs.phase is Phase.PENDING or _fired_now(rs, now):
+        if rs.phase is Phase.PENDING or _fired_now(rs, now) or (rs.phase is Phase.INACTIVE and rs.failures > 0):
             out.append(rule.name)
     return out
 

@@ -51,6 +51,11 @@ class State:
     # Wall time minus the watcher's steady time when this was saved (clock.Timebase): times in
     # this file are steady time; a new process converts them once, by this offset.
     clock_offset: float = 0.0
+    # The saver's steady time and monotonic clock at the save, and its boot: a new process in the
+    # same boot knows how much time passed since, whatever the wall clock did (clock.restart_shift).
+    saved_at: float | None = None
+    saved_monotonic: float | None = None
+    boot_id: str = ""
     releases: dict[str, ReleaseRecord] = field(default_factory=dict)
     baselines: dict[str, float | None] = field(default_factory=dict)  # rule -> value, this deploy
     rules: dict[str, RuleState] = field(default_factory=dict)
@@ -65,11 +70,15 @@ class State:
     confirming: dict[str, Any] | None = None
     # Why the backend cannot say which release is current, once said (status shows it).
     current_problem: str | None = None
-    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits).
+    # A deploy lock held while a rollback rule fires: since, last, notified (the window waits);
+    # "for": "backend" when the wait is for a backend read tried again (window.hold_for_retry).
     lock_wait: dict[str, Any] | None = None
     # A deploy held the deploy lock during the last tick: once it lets go, what the rules saw
     # meanwhile is discarded (window.discard_deploy_evidence), across a restart too.
     lock_seen: bool = False
+    # When the deploy lock was let go (window.lock_settling): Prometheus' newest samples are
+    # still the deploy's for a while after, and count as seen under the lock.
+    lock_let_go_at: float | None = None
     # `host:` rules' counter readings, rule -> [[time, value], ...] (hostsignals.HostSignals):
     # kept here so that growth since the deploy is counted across a restart or a reload.
     host_counters: dict[str, list[Any]] = field(default_factory=dict)

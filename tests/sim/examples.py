@@ -1,0 +1,352 @@
+"""The defects of issue 22, each as a history the simulator runs (hand-written from the
+defect's story; `make sim` finds them on its own too), and the cases that must stay as they are.
+
+    python -m sim.examples [NAME...]      (from tests/, or `make sim-examples`)
+
+runs them and prints, for each, the invariants it violates. An example of a defect names the
+invariants that caught it (`catches`); once its defect is fixed (`fixed`), it has no violation,
+and test_examples.py asserts that. A control (`catches` empty) must never have one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, Tamper
+from sim.truth import Profile
+
+GOOD = Profile()
+BAD = Profile(error=0.3)
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    story: str
+    history: History
+    catches: tuple[str, ...] = ()  # the invariants this defect violated; () for a control
+    fixed: bool = False  # its defect is fixed: the history violates nothing
+
+    @property
+    def kept(self) -> bool:
+        """Whether test_examples.py runs it: a control, or a fixed defect."""
+        return self.fixed or not self.catches
+
+
+EXAMPLES: list[Example] = []
+
+
+def example(name: str, story: str, history: History, catches: tuple[str, ...] = (), fixed: bool = False) -> None:
+    EXAMPLES.append(Example(name, story, history, catches, fixed))
+
+
+# 1 ----------------------------------------------------------------------------------------------
+example(
+    "d1-probe-failing-at-window-end",
+    "A `failures: 3` probe rule has failed twice when r1's window ends (deploy seen at t+35, "
+    "window to t+335; /health 503 from t+328): the window is not held, r1 becomes known-good, "
+    "then the rule fires 'outside window'.",
+    History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=296, bad_probe=True)))),
+            (Deploy(30, "r1"),), tail=400),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
+# 2, 2b -------------------------------------------------------------------------------------------
+example(
+    "d2-bad-fix-during-confirmation",
+    "r1 is rolled back at t+70 (to r0); while the rollback is confirmed a fix r2, as bad, is "
+    "deployed (t+73): the decider answers CONFIRMING, then halts 'r1 did not clear on r0', r2 live.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", BAD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
+    ("bad_release_rolled_back_or_told", "halt_is_true"), fixed=True,
+)
+example(
+    "d2b-good-fix-during-confirmation",
+    "The same race with a good fix r2: its rules clear, the confirmation calls the rollback "
+    "verified and sets state.current back to r0 while r2 is live.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))), (Deploy(30, "r1"), Deploy(43, "r2")), tail=200),
+    ("state_agrees_with_backend",), fixed=True,
+)
+
+# 3, 3b -------------------------------------------------------------------------------------------
+example(
+    "d3-manual-rollback-under-a-deploys-lock",
+    "r1 is known-good; r2 (bad) is deployed at t+400 under the deploy lock (restart 5 s, lock "
+    "held 25 s); a human's `rollback` queued at t+402 is applied at the next tick: it sets "
+    "state.current to r2 without a deploy and waits for the lock; r2 never gets a window.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD), ("r2", BAD))),
+            (Deploy(30, "r1"), Deploy(370, "r2", restart_s=5, settle_s=20), Human(2, "rollback")), tail=200),
+    ("every_deploy_is_watched", "bad_release_rolled_back_or_told"), fixed=True,
+)
+example(
+    "d3b-reconcile-after-a-deploy-while-down",
+    "The watcher dies between the rollback's intent and its switch (t+70); while it is down r2 "
+    "is deployed; at its start the reconcile finds r2 current ('not_switched') and sets "
+    "state.current to it without a deploy: r2 is never watched.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))),
+            (Deploy(30, "r1"), Crash(1, at="backend switch", down_s=30), Deploy(44, "r2")), tail=200),
+    ("every_deploy_is_watched",), fixed=True,
+)
+
+# 4 ----------------------------------------------------------------------------------------------
+example(
+    "d4-listing-fails-at-window-end",
+    "A `failures: 3` probe rule fires on the window's last tick (t+330, window to t+335); the "
+    "backend's listing fails once right then: WAIT; the next tick is outside the window.",
+    History(Setup(probe_failures=3, releases=(("r0", GOOD), ("r1", Profile(bad_after_s=286, bad_probe=True)))),
+            (Deploy(30, "r1"), BackendFault(270, what="releases")), tail=100),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+# 5 ----------------------------------------------------------------------------------------------
+example(
+    "d5-cli-apply-after-a-clock-step",
+    "The wall clock steps +3000 s at t+60 while r1 is in its window; the service dies at t+70; "
+    "a human's `pause` is applied by the CLI alone (t+80), which saves the state with offset 0; "
+    "the next start sees r1's window 3000 s shorter and marks it known-good at once.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30, "r1"), ClockStep(30, 3000.0), Crash(10, down_s=60), Human(10, "pause", seconds=600)),
+            tail=300),
+    ("watch_window_is_true",), fixed=True,
+)
+
+# 6 ----------------------------------------------------------------------------------------------
+example(
+    "d6-ack-then-death-before-persist",
+    "A human's `pause` is taken and acknowledged at the tick of t+45 (request_done); the "
+    "service dies in the same tick before it saves: the pause is gone at the next start.",
+    History(Setup(releases=(("r0", GOOD),)), (Human(41, "pause", seconds=600), Crash(1, at="save")), tail=60),
+    ("acknowledged_request_survives",), fixed=True,
+)
+
+# 7, 9 -------------------------------------------------------------------------------------------
+FLEET = dict(hosts=2, fleet=True, known_good_hosts=1)
+example(
+    "d7-witness-clock-stepped-after-start",
+    "web-2 started with its clock 300 s slow, NTP fixed it at t+20; it publishes tick_at in "
+    "its steady time, so web-1 finds it stale: during a database outage on both hosts web-1 "
+    "rolls back r1 (healthy), though web-2 on known-good r0 fires the same rule.",
+    History(Setup(skews=(0.0, -300.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (ClockStep(20, 300.0, host=1), Deploy(40, "r1"), EnvOutage(40, 300.0)), tail=100),
+    ("no_false_rollback",), fixed=True,
+)
+example(
+    "d9-witness-clock-two-minutes-slow",
+    "web-2's clock is 2 minutes slow: web-1 finds it stale ('now - tick_at' on two hosts' "
+    "clocks); during a database outage on both, r1 (healthy) is rolled back on web-1 and "
+    "declared bad fleet-wide.",
+    History(Setup(skews=(0.0, -120.0), releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(60, "r1"), EnvOutage(40, 300.0)), tail=100),
+    ("no_false_rollback",), fixed=True,
+)
+
+# 8 ----------------------------------------------------------------------------------------------
+example(
+    "d8-garbage-verdict-kills-the-sync-thread",
+    "Somebody leaves a value that is not JSON under releases/r1/verdict; web-1 rolls r1 back and "
+    "replaces it: its sync thread dies (AttributeError after the write); nobody is told.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD)), **FLEET),
+            (Tamper(5, "verdict_garbage", "r1"), Deploy(25, "r1")), tail=120),
+    ("fleet_trouble_is_said",), fixed=True,
+)
+
+# 10 ---------------------------------------------------------------------------------------------
+example(
+    "d10-good-verdict-with-wrong-types",
+    "A 'good' verdict with wrong field types under releases/r5/verdict: `gate r5` says go.",
+    History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "verdict_good_wrong_types", "r5"),), tail=30),
+    ("etcd_values_checked",), fixed=True,
+)
+example(
+    "d10b-member-without-a-lease",
+    "A hosts/ghost key written without a lease: every host counts it as a live member, forever.",
+    History(Setup(releases=(("r0", GOOD),), **FLEET), (Tamper(5, "member_no_lease"),), tail=30),
+    ("etcd_values_checked",), fixed=True,
+)
+
+# found by the simulator ---------------------------------------------------------------------------
+example(
+    "n1-clock-step-then-restart-cuts-a-confirmation-short",
+    "r1 is rolled back at t+70; while the rollback is confirmed (an outage keeps the rule from "
+    "clearing on r0) the wall clock steps +3000 s, a tick saves the state with that offset, and "
+    "the service restarts: the confirmation's bound was not moved with the other saved times, "
+    "so it halted 'did not clear' at the first tick, long before its 75 s.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD))),
+            (Deploy(30, "r1"), EnvOutage(41, 120.0), ClockStep(1, 3000.0), Crash(4, down_s=2.0)), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+
+example(
+    "n2-the-restarts-last-scrape-after-the-lock",
+    "r1 (healthy) is deployed under the deploy lock; its restart takes 20 s and the lock is let "
+    "go a second after it is up. Prometheus scrapes every 15 s: for up to 15 s after the lock its "
+    "newest `up` sample is one of the restart (0), and an `up` rule with `for: 0` rolled r1 back "
+    "at the first tick after the lock: evidence of the deploy at work, not of the release.",
+    History(Setup(scrape=15.0, up_for=0.0, releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(32, "r1", restart_s=20.0, settle_s=1.0),), tail=400),
+    ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n3-a-deploy-during-the-verification",
+    "r1 is rolled back at t+70 to r0, which takes 5 s to start; a deploy of r2 (without the "
+    "lock, which the watcher does not hold while it verifies) lands a second later: the probes "
+    "of the verification answer for r2, which never comes up, and the watcher halts 'r1 -> r0 "
+    "did not verify' for a release it never switched to.",
+    History(Setup(verify_every=2.0, releases=(("r0", Profile(start_s=5.0)), ("r1", BAD), ("r2", Profile(crashes=True)))),
+            (Deploy(30, "r1"), Deploy(41, "r2", lock=False)), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+
+example(
+    "n3b-the-rolled-back-release-shipped-again-during-the-verification",
+    "The same race with a pipeline that ships r1 (which never comes up) again, under the lock, "
+    "while r0 is verified: "
+    "the probes answered for r1, and the watcher halted 'r1 -> r0 did not verify'.",
+    History(Setup(verify_every=2.0, releases=(("r0", Profile(start_s=5.0)), ("r1", Profile(crashes=True)))),
+            (Deploy(30, "r1"), Deploy(11, "r1")), tail=200),
+    ("halt_is_true",), fixed=True,
+)
+example(
+    "n4-ticks-in-step-with-a-flapping-release",
+    "r1 fails 30% for 5 s, then 0% for 5 s; the watcher ticks every 10 s, Prometheus scrapes "
+    "every second, `for: 10s`: the 4 s trailing window of every tick fell in the same half of "
+    "the period (the clean one), so the firing it gates never came.",
+    History(Setup(interval=10.0, scrape=1.0, errors_for=10.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", Profile(error=0.0, flap_on_s=5, flap_off_s=5, flap_error=0.3)))),
+            (Deploy(9.1, "r1", restart_s=0.5, settle_s=5.0),), tail=200),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+example(
+    "n5-a-lock-wait-of-the-release-before",
+    "r1, deployed under a lock held a minute, fails its probe: the watcher waits for the lock "
+    "(its window's clock stopped); the service dies (down 2 minutes), and r2 is deployed "
+    "meanwhile. At the start the wait, recorded for r1, ended on r2's new window and moved its "
+    "end by the whole time since r1's last tick.",
+    History(Setup(probe_failures=1, releases=(("r0", GOOD), ("r1", Profile(crashes=True)), ("r2", GOOD))),
+            (Deploy(31, "r1", settle_s=60.0), Crash(8, down_s=120.0), Deploy(60, "r2", lock=False)), tail=600),
+    ("watch_window_is_true",), fixed=True,
+)
+
+example(
+    "n6-the-previous-releases-errors-in-min-window",
+    "r1 fails 30% of its requests; a human marks it good anyway; then r2, healthy, is deployed "
+    "(without the lock). With `for: 0`, the first tick judged r2 on `[$window]` clamped to "
+    "min_window (3 s), which still held r1's errors: r2 was rolled back, to r1.",
+    History(Setup(interval=1.0, scrape=1.0, errors_for=0.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", BAD), ("r2", GOOD))),
+            (Deploy(10.5, "r1", lock=False), Human(0.2, "mark", release="r1", mark="good"),
+             Deploy(60, "r2", lock=False, restart_s=0.5)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n7-a-clock-step-while-the-service-is-down",
+    "r1 is in its window when the service dies (t+60); while it is down the wall clock steps "
+    "+3000 s; the state it saved before carried no step (offset 0), so the next start took the "
+    "step for 3000 s of downtime: r1's window was over at once, and r1 known-good.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30, "r1"), Crash(30, down_s=10.0), ClockStep(2, 3000.0)), tail=400),
+    ("watch_window_is_true",), fixed=True,
+)
+
+example(
+    "n8-a-probe-failing-on-two-hosts-in-step",
+    "A database outage fails /health on both hosts at once; the probe rule (`failures: 3`) "
+    "fires on both at the same tick. web-1, on known-good r0, reported nothing to the fleet "
+    "until then (failing 1 and 2 of 3 was not breaching), so web-2 found no witness and rolled "
+    "back r1, healthy.",
+    History(Setup(interval=1.0, scrape=1.0, probe_failures=3, errors_for=60.0,
+                  releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(30, "r1", host=1), EnvOutage(60.5, 120.0, error=0.3, probes=True)), tail=200),
+    ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n9-a-manual-rollback-during-a-confirmation",
+    "r2 is rolled back to r1 at t+440; while that is confirmed, a human rolls back by hand, "
+    "r1 -> r0: when the rules cleared on r0, the first confirmation called r2 -> r1 verified "
+    "and set state.current back to r1, r0 running.",
+    History(Setup(releases=(("r0", GOOD), ("r1", GOOD), ("r2", BAD))),
+            (Deploy(30, "r1"), Deploy(370, "r2"), Human(42, "rollback")), tail=200),
+    ("state_agrees_with_backend",), fixed=True,
+)
+
+example(
+    "n10-a-window-watched-while-the-service-was-down",
+    "r1 is deployed; the watcher sees it, then dies and is down for the rest of its 60 s "
+    "window. At its start the window was over and r1 known-good: the evidence share counted the "
+    "few ticks it watched, not the window.",
+    History(Setup(interval=1.0, scrape=5.0, watch_window=60.0, releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30.5, "r1", restart_s=1.0, settle_s=0.0), Crash(5, down_s=70.0)), tail=200),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
+example(
+    "n11-a-clock-step-on-the-deciding-host",
+    "During a database outage on both hosts, web-2 (on r1) and web-1 (on known-good r0) breach "
+    "together: a fleet-wide symptom. Then web-2's wall clock steps +1 h: web-1's membership, "
+    "stamped on arrival with web-2's wall clock, looked an hour old, and web-2 rolled r1 back.",
+    History(Setup(interval=5.0, scrape=2.0, errors_for=30.0, releases=(("r0", GOOD), ("r1", GOOD)), **FLEET),
+            (Deploy(30, "r1", host=1), EnvOutage(30, 300.0, error=1.0), ClockStep(50, 3600.0, host=1)), tail=300),
+    ("no_false_rollback",), fixed=True,
+)
+
+# flapping and its control -------------------------------------------------------------------------
+DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
+                      verify_attempts=10)
+example(
+    "flapping-30-0-every-5s",
+    "r1 fails 30% of requests for 5 s, then 0% for 5 s (15% on average), `for: 10s`: the "
+    "trailing window (4 s) sees 0% every other period and restarts `for`: never rolled back.",
+    History(Setup(releases=(("r0", GOOD), ("r1", Profile(error=0.0, flap_on_s=5, flap_off_s=5, flap_error=0.3))),
+                  **DECISION_SUITE),
+            (Deploy(10, "r1"),), tail=120),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+example(
+    "control-warm-up-burst",
+    "r1 fails 50% for its first 6 s, then 0.5%, `for: 10s`: not rolled back (the design's "
+    "multiwindow case); it becomes known-good.",
+    History(Setup(releases=(("r0", GOOD), ("r1", Profile(error=0.005, burst_s=6, burst_error=0.5))),
+                  **DECISION_SUITE),
+            (Deploy(10, "r1"),), tail=400),
+)
+example(
+    "control-bad-release-rolled-back",
+    "r1 fails 30% from its start: rolled back to r0, verified.",
+    History(Setup(releases=(("r0", GOOD), ("r1", BAD))), (Deploy(30, "r1"),), tail=200),
+)
+
+
+def by_name(name: str) -> Example:
+    return next(e for e in EXAMPLES if e.name == name)
+
+
+def main(argv: list[str]) -> int:
+    from sim.world import run_history
+
+    chosen = [by_name(n) for n in argv] if argv else EXAMPLES
+    failing = 0
+    for ex in chosen:
+        started = time.monotonic()
+        result = run_history(ex.history)
+        found = sorted({v.invariant for v in result.violations})
+        if ex.catches:
+            status = ("passes (fixed)" if not found else "FAILS (fixed, broken again)") if ex.fixed else \
+                ("FAILS (defect present)" if set(ex.catches) <= set(found) else
+                 "passes (fixed?)" if not found else "FAILS differently")
+        else:
+            status = "passes" if not found else "FAILS (a control broke)"
+        failing += bool(found)
+        print(f"{ex.name:45} {status:24} {time.monotonic() - started:5.2f}s  {', '.join(found) or '-'}")
+        for v in result.violations[:4]:
+            print(f"      {v}")
+    print(f"{len(chosen)} examples, {failing} with violations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
