@@ -13,7 +13,7 @@ from common import REPO, SymlinkHost, median, ms
 
 from support import cpu_seconds
 from watcher.config.load import load_config
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 
 
 def rule_table(n: int, env, probes: int = 50, fleet: bool = True) -> list[dict]:

@@ -15,7 +15,7 @@ from faultlib import BadHttpServer, free_port
 from support import HEALTH_PROBE_RULES
 from watcher.config.load import load_config
 from watcher.core.rules import HttpCheck, Rule
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 from watcher.signals.probe import HttpProbe
 from watcher.signals.reader import SignalReader
 

@@ -10,7 +10,7 @@ import pytest
 
 from support import UP_BREACH_RULES
 from watcher.config.load import load_config
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 
 INTERVAL, TIMEOUT = 1.0, 1.0
 # A tick must not wait for its source: a hung Prometheus holds a request 60 s, a trickle far

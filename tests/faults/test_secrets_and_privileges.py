@@ -198,7 +198,7 @@ def test_every_edge_scrubs_the_config_secrets_even_from_a_text_nobody_cleaned(sy
     from watcher.core.envelope import Message
     from watcher.core.rules import RuleState
     from watcher.notify.notifier import Severity
-    from watcher.service.tick import build_watcher
+    from watcher.service.build import build_watcher
 
     host = symlink_host
     receiver = BadHttpServer("ok")

@@ -20,7 +20,7 @@ from support import HEALTH_PROBE_RULES, WatcherProcess, wait_for
 from support import run_cli as cli  # config paths are absolute: any cwd works
 from watcher.base.errors import StateError
 from watcher.config.load import load_config
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 
 
 def prepared(host):

@@ -11,7 +11,7 @@ from support import wait_for
 from support.ticking import PROBE_RULE, Clock, ticks
 from watcher.config.load import load_config
 from watcher.core.fleetmodel import BAD, FleetVerdict
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 
 
 @pytest.fixture

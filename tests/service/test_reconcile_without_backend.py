@@ -4,7 +4,7 @@ watcher halts and says it cannot tell whether the switch happened (it used to cr
 from __future__ import annotations
 
 from watcher.config.load import load_config
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 from watcher.store.state import State
 
 

@@ -26,8 +26,8 @@ import pytest
 from support import run_cli
 from support.ticking import Clock, oom_counter, ticks
 from watcher.config.load import load_config
+from watcher.service.build import build_watcher
 from watcher.service.daemon import reload
-from watcher.service.tick import build_watcher
 
 HEALTH_RULE = "rules:\n  - name: health\n    http: HEALTH_URL\n    failures: 2\n    action: rollback\n"
 

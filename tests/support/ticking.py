@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 
 from watcher.config.load import load_config
-from watcher.service.tick import build_watcher
+from watcher.service.build import build_watcher
 
 PROBE_RULE = """rules:
   - name: health

@@ -29,8 +29,8 @@ def _human_request(cfg: WatcherConfig, command: str, args: dict[str, Any], wait:
     # The service's wiring (backends, reader, notifier, telemetry): ~105 ms CPU of import that
     # --help must not pay.
     from watcher.backends import identity_of
+    from watcher.service.build import build_watcher
     from watcher.service.human import RequestRefused
-    from watcher.service.tick import build_watcher
     from watcher.store.locks import acquire_host
 
     w = build_watcher(cfg, fleet=True)
@@ -188,8 +188,8 @@ def rollback(
     it shows the plan and asks."""
     # The service's wiring and the rollback: ~115 ms CPU of import at --help.
     from watcher.core.model import RollbackResult
+    from watcher.service.build import build_watcher
     from watcher.service.rollback import execute, plan_rollback
-    from watcher.service.tick import build_watcher
 
     cfg = load(config)
     w = build_watcher(cfg, notify=not dry_run)

@@ -78,7 +78,7 @@ def releases(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     backend's listing order)."""
     # The service's wiring (backends, reader, notifier, telemetry): ~130 ms CPU at --help.
     from watcher.core.decide import order_releases
-    from watcher.service.tick import build_watcher
+    from watcher.service.build import build_watcher
 
     cfg = load(config)
     w = build_watcher(cfg, notify=False)

@@ -46,8 +46,8 @@ def run(
     # The whole service (daemon, tick, reader, notifier, telemetry): ~130 ms CPU of import
     # that --help must not pay.
     from watcher.config.hostcheck import EXIT_CANNOT_START
+    from watcher.service.build import build_watcher
     from watcher.service.daemon import serve
-    from watcher.service.tick import build_watcher
 
     setup_logging(verbose)
     try:

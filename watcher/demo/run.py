@@ -11,7 +11,7 @@ minute, with nothing to configure.
 The demo app is one process reading `current/settings.json`; a deploy (and the rollback)
 re-points `current` and sends it SIGHUP, which is the backend's `restart` argv. Prometheus (the
 real binary, scraping every second) runs when it is installed. The watcher runs in this process
-(build_watcher + a thread); the timeline is read back from its journal, the progress line from
+(service.build.build_watcher + a thread); the timeline is read back from its journal, the progress line from
 its state file, so what is printed is what the service recorded.
 
 Every process and the temp dir are removed at the end, on Ctrl-C and on SIGTERM. Exit status 0
@@ -37,8 +37,8 @@ from watcher.base.format import format_value
 from watcher.config.load import load_config
 from watcher.core.rules import Rule
 from watcher.demo.rig import DemoAppProcess, PrometheusServer, SandboxError
+from watcher.service.build import build_watcher
 from watcher.service.daemon import Daemon
-from watcher.service.tick import build_watcher
 
 FOR_S = 10
 DEADLINE_S = 75.0  # from the bad deploy to giving up

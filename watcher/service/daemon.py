@@ -23,7 +23,8 @@ from watcher.config.scrub import Redactor, config_secrets
 from watcher.core import envelope, messages
 from watcher.core.rules import Phase
 from watcher.notify.notifier import Notifier, check_targets
-from watcher.service.tick import Watcher, quiet_journal
+from watcher.service.build import quiet_journal
+from watcher.service.tick import Watcher
 from watcher.signals.reader import build_reader
 from watcher.store.locks import DeployLock, acquire_host
 

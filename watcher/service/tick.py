@@ -54,13 +54,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from watcher.backends import build_backend
 from watcher.backends.base import Backend
 from watcher.base.clock import Timebase, boot_id, restart_shift, shift_state_times
 from watcher.base.errors import StateError
-from watcher.base.sdnotify import sd_notify
 from watcher.config.schema import WatcherConfig
-from watcher.config.scrub import redactor_for
 from watcher.core import decide as decider
 from watcher.core import envelope, messages
 from watcher.core.envelope import Message
@@ -69,16 +66,14 @@ from watcher.core.fleetmodel import is_fleet_rule
 from watcher.core.incident import Incident
 from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
 from watcher.core.rules import Finding, Phase, PromQuery
-from watcher.notify.notifier import Notifier as AppriseNotifier
 from watcher.service import confirm, deploys, history, requests, rollback, window
 from watcher.service.telemetry import Telemetry
 from watcher.signals import promtime as prometheus_time
-from watcher.signals.reader import build_reader
 from watcher.store.locks import DeployLock
 from watcher.store.state import State, StateStore
 
 if TYPE_CHECKING:
-    # Imported where it is built (build_watcher): the fleet link imports etcd3gw, which a
+    # Imported where it is built (build.py): the fleet link imports etcd3gw, which a
     # watcher without `fleet:` never needs.
     from watcher.service.coordinator import FleetCoordinator
 
@@ -439,47 +434,3 @@ class Watcher:
         self.state.count(f"rollbacks_{result}")
         if self.telemetry is not None:
             self.telemetry.rollbacks.labels(result=result).inc()
-
-
-def build_watcher(config: WatcherConfig, notify: bool = True, telemetry: bool = False,
-                  clock: Callable[[], float] = time.time, fleet: bool = False) -> Watcher:
-    """Wire a Watcher from its config: backend, signals, notifier, state store, and (with
-    `fleet` and a `fleet:` section) its fleet coordinator, not started yet."""
-    redact = redactor_for(config)
-    store = StateStore(config.state_dir, clock=clock, redact=redact)
-    backend = build_backend(config.backend.type, config.backend.options) if config.backend else None
-    notifier = None
-    if notify and config.notify:
-        notifier = AppriseNotifier(list(config.notify), journal=quiet_journal(store), clock=clock, redact=redact)
-    tele = Telemetry(config.interval, clock=clock) if telemetry else None
-    w = Watcher(config, backend, build_reader(config), notifier, store, clock=clock, sleep=_sleep_alive,
-                telemetry=tele)
-    if fleet and config.fleet is not None:
-        # The fleet link imports etcd3gw and httpx: ~110 ms CPU and 10 MB that a watcher
-        # without `fleet:` never pays.
-        from watcher.fleet.link import FleetLink
-        from watcher.service.coordinator import FleetCoordinator
-
-        w.fleet = FleetCoordinator(FleetLink(config.fleet, config.state_dir, clock=clock), tele,
-                                   to_wall=w.timebase.to_wall)
-    return w
-
-
-def _sleep_alive(seconds: float) -> None:
-    """Sleep between verify attempts, telling systemd's watchdog the service is alive: a
-    rollback's verification (attempts x every, 60 s by default) runs inside one tick."""
-    sd_notify("WATCHDOG=1")
-    time.sleep(seconds)
-
-
-def quiet_journal(store: StateStore) -> Callable[..., None]:
-    """The notifier journals failed deliveries from its own thread: a journal that cannot be
-    written there is logged, never raised into the delivery thread."""
-
-    def journal(kind: str, **fields: Any) -> None:
-        try:
-            store.journal(kind, **fields)
-        except StateError as exc:
-            log.error("journal write failed kind=%s reason=%s", kind, exc)
-
-    return journal
