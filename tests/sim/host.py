@@ -484,18 +484,20 @@ class SimHost:
         """SIGHUP: daemon.reload, with the simulated reader in place of a real one."""
         if not self.alive or self.watcher is None:
             return
-        import watcher.signals.reader as signals_module
-        from watcher.service.daemon import reload
+        import watcher.service.daemon as daemon
 
         self.write_config(mode)
-        real = signals_module.build_reader
-        signals_module.build_reader = lambda cfg: self.reader
+        # daemon.reload builds its reader with the name it imported: replaced there. (Replaced
+        # in watcher.signals.reader, a reload read a Prometheus that is not there, on a clock
+        # the world had stopped, and the history never ended.)
+        real = daemon.build_reader
+        daemon.build_reader = lambda cfg: self.reader
         try:
-            reload(self.watcher)
+            daemon.reload(self.watcher)
         except SimCrash:
             self.died()
         finally:
-            signals_module.build_reader = real
+            daemon.build_reader = real
         if self.watcher is not None:
             self.config = self.watcher.config
         self.read_journal()
