@@ -50,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from watcher.core.evaluate import both_windows  # noqa: E402
+from watcher.core.evaluate import both_windows, held_before_change  # noqa: E402
 from watcher.core.judge import judge, rejects  # noqa: E402
 from watcher.core.rules import Phase, PromQuery, Rule, RuleState, Sample, classify, step, trailing_seconds  # noqa: E402
 
@@ -174,41 +174,57 @@ def least_rejecting(total: int) -> int:
 
 
 def observe(rule: Rule, name: str, stream: Stream, cum: list[int], i: int):
-    """The real observation of tick index i: classify on both windows, both_windows."""
+    """The real observation of tick index i, as evaluate.evaluate makes it: classify on both
+    windows, both_windows, then held_before_change."""
     k = stream.ticks[i]
-    long_obs = classify(rule, [Sample({}, stream.window_ratio(cum, k, stream.long_start[i]))])
+    obs = classify(rule, [Sample({}, stream.window_ratio(cum, k, stream.long_start[i]))])
     start = stream.trail_start[name][i]
-    if start == k:
-        return long_obs
-    short = classify(rule, [Sample({}, stream.window_ratio(cum, k, start))])
-    return both_windows(long_obs, short, k - start + 1)
+    if start != k:
+        short = classify(rule, [Sample({}, stream.window_ratio(cum, k, start))])
+        obs = both_windows(obs, short, k - start + 1)
+    return held_before_change(rule, obs, float(k), float(PRE), window(k - PRE))
 
 
-def breach_flags(name: str, stream: Stream, cum: list[int], long_flags: list[bool]) -> bytes:
-    """Per tick, whether the rule's combined observation breaches (C-level passes)."""
+def trailing_flags(name: str, stream: Stream, cum: list[int]) -> bytes:
+    """Per tick, whether the trailing window lets the rule fire: it breaches, or it has no
+    request (a NaN holds nothing back). C-level passes."""
     ticks = cum[PRE + 1:]
     trail = map(sub, ticks, map(cum.__getitem__, stream.trail_start[name]))
-    return bytes(map(min, long_flags, map(ge, trail, stream.trail_need[name])))
+    return bytes(map(ge, trail, stream.trail_need[name]))
+
+
+# Tick indices before this one read a `[$window]` clamped up to min_window, reaching back before
+# the deploy: a breach there is held (evaluate.held_before_change).
+FIRST_OWN = MIN_WINDOW - 1
 
 
 def held_firing(rule: Rule, name: str, stream: Stream, cum: list[int], long_flags: list[bool]) -> int | None:
     """Seconds from the deploy to the rule's firing, or None within the horizon.
 
-    The rule fires at the first tick a run of breaching ticks has lasted `for`: the first
-    `for` + 1 breaching ticks in a row (a shorter run goes pending and back to inactive, which
-    leaves nothing behind). The real state machine is stepped over that run's first and last
-    tick; `check_run` steps every tick of some runs and must agree."""
-    flags = breach_flags(name, stream, cum, long_flags)
-    need = int(rule.for_) + 1
-    i = flags.find(b"\x01" * need)
-    if i < 0:
-        return None
-    state = RuleState()
-    for j in (i, i + need - 1):
-        obs = observe(rule, name, stream, cum, j)
-        state, _ = step(rule, state, obs, float(j + 1))
-    assert state.phase is Phase.FIRING, (name, i, state)
-    return i + need
+    `for` runs on the deploy window (evaluate.both_windows): a run of ticks on which `[$window]`
+    breaches keeps the rule pending from its first tick; it fires on the first tick of the run at
+    least `for` after its start on which the trailing window lets it (a healthy trailing window
+    holds the moment of firing, it does not reset `for`), and not while the range still reaches
+    back before the deploy. A run that ends first leaves nothing behind. The real state machine
+    is stepped over the run's first tick and the firing tick; `check_run` steps every tick of
+    some runs and must agree."""
+    flags = bytes(long_flags)
+    trail = trailing_flags(name, stream, cum)
+    need = int(rule.for_)
+    n = len(flags)
+    s = flags.find(1)
+    while s >= 0:
+        end = flags.find(0, s)
+        end = n if end < 0 else end
+        j = trail.find(1, max(s + need, FIRST_OWN), end) if max(s + need, FIRST_OWN) < end else -1
+        if j >= 0:
+            state = RuleState()
+            for t in (s, j):
+                state, _ = step(rule, state, observe(rule, name, stream, cum, t), float(t + 1))
+            assert state.phase is Phase.FIRING, (name, s, j, state)
+            return j + 1
+        s = flags.find(1, end) if end < n else -1
+    return None
 
 
 def judge_firing(stream: Stream, cum: list[int]) -> int | None:
