@@ -5,17 +5,19 @@ proof is tests/decisions; these pin the rules one by one."""
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 
 import pytest
 
 from watcher.base.clock import Timebase, shift_state_times
 from watcher.base.errors import SourceError
-from watcher.core.evaluate import both_windows
+from watcher.core.evaluate import both_windows, evaluate, watch_window
 from watcher.core.model import ReleaseRecord
 from watcher.core.rules import (
     HostCheck,
     Observation,
     Outcome,
+    Phase,
     PromQuery,
     Rule,
     RuleState,
@@ -96,6 +98,41 @@ def test_a_healthy_trailing_window_holds_the_firing_back_and_a_silent_one_holds_
     assert both_windows(breach, Observation(Outcome.NO_DATA), 4) is breach
     assert both_windows(ok, breach, 4) is ok
     assert both_windows(breach, Observation.error("timeout"), 4).outcome is Outcome.ERROR
+
+
+class Breaching:
+    """A reader answering every query, `[$window]` and trailing window alike, with 20%."""
+
+    def read_all(self, rules, now, window_s, at=None, since=None):
+        return {r.name: ([Sample({}, 0.2)], 0.0) for r in rules}
+
+
+@pytest.mark.parametrize("offset, for_, fires_at", [
+    (0.0, 20.0, 20.0),  # ticks on the grid of the tick that saw the deploy
+    (0.5, 20.0, 20.5),  # a restart moved the ticks half a second off it (sim seed 1000226)
+    (0.004, 20.0, 20.004),  # the daemon's ticks: never a whole number of seconds after it
+    (0.5, 0.0, 2.5),  # `for: 0`: held while clamped up to min_window (3 s), not longer
+])
+def test_a_breach_fires_once_its_range_no_longer_reaches_before_the_deploy(offset, for_, fires_at):
+    """`[$window]` is the time since the change rounded up to whole seconds: a breach held while
+    the range reaches before the change (held_before_change) is compared with that range rounded
+    up too. Compared exactly, a tick a fraction of a second off the change's grid found it
+    "still before the change" until max_window (here 120 s) clamped it."""
+    changed = 1_800_000_000.0
+    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
+    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
+    r = rule(for_=for_)
+    states: dict[str, RuleState] = {}
+    fired = None
+    for i in range(30):  # a tick every 2 s
+        now = changed + offset + 2.0 * i
+        ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=1.0,
+                      since=changed, interval=2.0)
+        states = ev.states
+        if states["r"].phase is Phase.FIRING:
+            fired = now - changed
+            break
+    assert fired == pytest.approx(fires_at)
 
 
 def test_a_host_counter_never_counts_growth_from_before_the_change(tmp_path):

@@ -294,6 +294,18 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n12-a-restart-off-the-ticks-grid-holds-a-breach",
+    "r1 fails 20% of its requests; the service restarts (t+66.5) and ticks half a second off the "
+    "grid of the tick that saw the deploy: `now - changed_at` (x.5 s) never reached `[$window]`, "
+    "rounded up to whole seconds, so the breach was held 'before the change' until max_window "
+    "(120 s) clamped the range, past r1's window (sim seed 1000226).",
+    History(Setup(interval=2.0, scrape=1.0, watch_window=60.0, max_window=120.0, errors_for=20.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", Profile(error=0.2)))),
+            (Deploy(31, "r1", restart_s=5.0, settle_s=30.0), Crash(34.5, down_s=1.0)), tail=60),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -225,8 +225,14 @@ def held_before_change(rule: Rule, obs: Observation, now: float, since: float | 
     rollback's switch) is held: `for` runs, but it fires only once the range holds the current
     release's samples alone. Clamped to min_window (three scrapes) just after a deploy, the
     range reads the previous release's last seconds: a `for: 0` rule rolled a healthy fix back
-    on the errors of the release it replaced."""
-    if obs.outcome is not Outcome.BREACH or obs.held or since is None or now - since >= window_s:
+    on the errors of the release it replaced.
+
+    The range since the change is rounded up to whole seconds (rules.window_seconds: it never
+    misses the deploy's scrape), so it is compared rounded up too: compared exactly, a tick
+    that lands a fraction of a second off the change's own tick (the daemon's ticks, whose `now`
+    is seldom a whole number of seconds after the change) found the range "still before the
+    change" until max_window clamped it, and a bad release was held pending past its window."""
+    if obs.outcome is not Outcome.BREACH or obs.held or since is None or math.ceil(now - since) >= window_s:
         return obs
     if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query:
         return obs
