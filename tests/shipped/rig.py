@@ -48,7 +48,7 @@ from support import (
 )
 
 SCENARIO_TIMEOUT = 480.0  # start to outcome, on 2 shared cores; they take ~1-4 min
-MAX_PORTS = 10
+MAX_PORTS = 13
 LAZYAPP = REPO / "tests" / "support" / "lazyapp.py"
 SHIPPED_HEALTH_URL = "http://127.0.0.1:8000/health"
 TRAFFIC = {"rps": 1}  # the app's own clients: 1 request per second

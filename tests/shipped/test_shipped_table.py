@@ -15,16 +15,25 @@ before issue 21 did instead:
     quiet-after-rollback            a correct rollback, then no request reaches the restored
                                     release: "rolled back, unconfirmed (no traffic)", no halt
                                     (before: a halt, "the release was probably not the cause")
+    shared-prometheus               three hosts on one Prometheus, one bad at 1 req/s, two
+                                    healthy at 10: the bad host alone is rolled back (before:
+                                    every host read the fleet's ~2% and none was)
+    init-config-rolls-back          `rollback-watcher init` against the shared Prometheus and the
+                                    app writes the config; with only the backend's `restart`
+                                    added (which init cannot know), a bad deploy is rolled back
 """
 
 from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
-from rig import TRAFFIC, AppHost, ShippedLab, no_rollback, prepare, rolled_back, scenario
+import yaml
+from rig import RELEASE_BASE, TRAFFIC, AppHost, ShippedLab, no_rollback, prepare, rolled_back, scenario
 
-from support import Outcome
+from support import Outcome, run_cli, wait_for
+from watcher.demo.rig import SandboxError
 
 ROLLBACK_WAIT = 240.0  # seconds: the 5xx ratio's shipped `for: 2m`, confirmation, a loaded machine
 
@@ -169,3 +178,96 @@ def test_a_correct_rollback_on_a_host_that_then_gets_no_traffic_is_not_a_halt(ou
     # Judged on its own samples: before, the rule went pending at 50% on r1 (the bad release's
     # last errors in a range clamped up to min_window) and "cleared" on them.
     assert not [e for e in st.events("rule", transition="phase", release="r1") if e["after"] != "inactive"]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+BUSY = {"rps": 10}  # the healthy hosts: ten times the bad host's traffic
+# The shipped ratio over every host on the Prometheus: what each watcher read before
+# `prometheus.labels` scoped its selectors.
+FLEET_RATIO = ('(sum(rate(http_requests_total{code=~"5..",instance=~"%s"}[1m])) or vector(0)) / '
+               'sum(rate(http_requests_total{instance=~"%s"}[1m]))')
+
+
+@scenario("shared-prometheus")
+def run_shared(lab: ShippedLab) -> Outcome:
+    bad = prepare(lab, "shared-bad", {"r1": TRAFFIC, "r2": {**TRAFFIC, "error_ratio": 0.4}})
+    busy = [prepare(lab, f"shared-busy-{i}", {"r1": BUSY, "r2": BUSY}) for i in (1, 2)]
+    onset = bad.deploy("r2")
+    for st in busy:
+        st.deploy("r2")
+    instances = "|".join(st.instance for st in (bad, *busy))
+    fleet_ratio: list[float] = []
+
+    def ended() -> bool:
+        if not bad.events("rollback_intent"):
+            _sample(lab, FLEET_RATIO % (instances, instances), fleet_ratio)  # while r2 still serves there
+        return rolled_back_seen(bad)
+
+    until(bad, ended, ROLLBACK_WAIT)
+    for st in busy:
+        st.watch_quietly(5)
+    bad.watch_quietly(2)
+    return Outcome(bad, onset, data={"busy": busy, "fleet_ratio": fleet_ratio})
+
+
+def rolled_back_seen(st: AppHost) -> bool:
+    return bool(st.events("rollback_verified") or st.events("rollback_unconfirmed") or st.state().get("halted"))
+
+
+def _sample(lab: ShippedLab, query: str, into: list[float]) -> None:
+    """Keep the reading of `query` (one sample) in `into`, for the record."""
+    try:
+        found = lab.prometheus.query(query)
+    except (httpx.HTTPError, SandboxError):
+        return  # a reading missed; the others are enough
+    into.extend(float(sample["value"][1]) for sample in found)
+
+
+@pytest.mark.shipped("shared-prometheus")
+def test_on_a_shared_prometheus_only_the_bad_host_is_rolled_back(outcome):
+    assert rolled_back(outcome.stage, "r2", "r1") == []
+    for st in outcome.data["busy"]:
+        assert no_rollback(Outcome(st, outcome.onset), "r2") == [], st.name
+        assert not st.events("verdict"), st.events("verdict")
+    # What an unscoped rule read: the fleet's ratio stayed far below the 10% limit while the bad
+    # host failed 40% of its requests (0.4 x 1 / 21 req/s).
+    readings = [v for v in outcome.data["fleet_ratio"] if v == v]  # NaN before the first requests
+    assert readings and max(readings) < 0.1, readings
+
+
+@scenario("init-config-rolls-back")
+def run_init(lab: ShippedLab) -> Outcome:
+    st = lab.stage("init-config-rolls-back")
+    for rid, settings in {"r1": TRAFFIC, "r2": {**TRAFFIC, "error_ratio": 0.4}}.items():
+        st.add_release(rid, **{**RELEASE_BASE, **settings})
+    config = st.root / "etc" / "watcher.yaml"
+    with st.slots:
+        st.start_app("r1")
+        wait_for(lambda: lab.prometheus.query(f'http_requests_total{{instance="{st.instance}"}}'), 90, every=0.5,
+                 what="the app's first requests in Prometheus")
+        done = run_cli("init", "--prometheus", lab.prometheus.url, "--instance", st.instance, "--config", config,
+                       "--state-dir", st.state_dir, "--releases", st.releases, "--current", st.current,
+                       "--health-url", st.health_url(), "--telemetry", "off", timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        doc = yaml.safe_load(config.read_text())
+        # What init cannot know: how this app is restarted; and where this test listens.
+        doc["backend"]["restart"] = st.restart_argv()
+        doc["notify"] = [{"url": st.receiver.url, "min_severity": "info"}]
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        st.config_path = config
+        st.cli("mark", "good", "r1")
+        st.start_watcher()
+    onset = st.deploy("r2")
+    until(st, lambda: rolled_back_seen(st), ROLLBACK_WAIT + 120)
+    st.watch_quietly(2)
+    return Outcome(st, onset, data={"init": done.stdout, "config": doc})
+
+
+@pytest.mark.shipped("init-config-rolls-back")
+def test_a_config_written_by_init_rolls_a_bad_deploy_back(outcome):
+    doc = outcome.data["config"]
+    assert doc["prometheus"]["labels"] == {"instance": outcome.stage.instance}, doc
+    assert "pack python-prometheus-client" in outcome.data["init"], outcome.data["init"]
+    assert rolled_back(outcome.stage, "r2", "r1") == []
