@@ -13,7 +13,7 @@ BENCH_DEBS := prometheus-alertmanager
 ROOTFS_CACHE ?= /var/cache/rollback-watcher-tests/bookworm-1
 export ROLLBACK_WATCHER_ROOTFS := $(ROOTFS_CACHE)
 
-.PHONY: demo test lint bench fuzz check deps debs bench-debs apt clean install rootfs sim sim-examples
+.PHONY: demo test lint bench fuzz check deps debs nodeapp bench-debs apt clean install rootfs sim sim-examples
 
 demo: deps
 	$(BIN)/rollback-watcher demo
@@ -53,7 +53,7 @@ sim-examples: deps
 check: deps
 	$(BIN)/rollback-watcher check --config examples/watcher.yaml
 
-deps: $(STAMP) debs
+deps: $(STAMP) debs nodeapp
 
 # The virtualenv is rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -72,7 +72,7 @@ $(STAMP): pyproject.toml
 # faketime (libfaketime) for the decision scenarios that step the watcher's wall clock.
 # Apps and exporters the project did not build, for the rule packs (tests/support/realapps.py):
 # golang-go + golang-github-prometheus-client-golang-dev (a Go app built offline), haproxy (its
-# built-in Prometheus exporter), prometheus-node-exporter.
+# built-in Prometheus exporter), prometheus-node-exporter, nodejs + npm (a Node app, see nodeapp).
 # apt-get only runs when a binary is missing; `apt-get update` first, as a fresh machine needs.
 debs:
 	@missing=""; \
@@ -95,7 +95,18 @@ debs:
 	test -d /usr/share/gocode/src/github.com/prometheus/client_golang || missing="$$missing golang-github-prometheus-client-golang-dev"; \
 	test -x /usr/sbin/haproxy || command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v prometheus-node-exporter >/dev/null || missing="$$missing prometheus-node-exporter"; \
+	command -v node       >/dev/null || missing="$$missing nodejs"; \
+	command -v npm        >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt PKGS="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; fi
+
+# The Node app of the rule-pack tests (tests/support/nodeapp): Express, prom-client and
+# express-prom-bundle exactly as its package-lock.json pins them (`npm ci`, from the npm
+# registry), installed only when node_modules is missing or older than the lock file.
+NODEAPP := tests/support/nodeapp
+nodeapp: $(NODEAPP)/node_modules/.installed
+$(NODEAPP)/node_modules/.installed: $(NODEAPP)/package-lock.json | debs
+	cd $(NODEAPP) && npm ci --no-audit --no-fund
+	touch $@
 
 # Only when missing: the first build downloads its packages from the Debian mirror of the
 # machine's apt sources (1-7 minutes on a loaded machine, ~260 MB on disk); it is built aside and renamed when complete.
