@@ -6,6 +6,8 @@ what a user's host exports, instrumented the usual way, so that the shipped rule
     GoApp         tests/support/goapp/main.go: client_golang + promhttp, built offline from
                   Debian's golang-go and golang-github-prometheus-client-golang-dev, once per
                   source version into a cache directory shared by every test process
+    NodeApp       tests/support/nodeapp/app.js: Express + express-prom-bundle on prom-client, the
+                  versions tests/support/nodeapp/package.json pins (`make deps` runs `npm ci`)
     HAProxy       Debian's haproxy in front of an app, its built-in Prometheus exporter on the
                   frontend's /metrics
     NodeExporter  Debian's prometheus-node-exporter with the vmstat collector, reading a procfs
@@ -40,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 GO_SOURCE = HERE / "goapp" / "main.go"
 GO_CACHE = Path(tempfile.gettempdir()) / "rollback-watcher-goapp"
 GOPATH = "/usr/share/gocode"  # where Debian's golang-*-dev packages put their source
+NODE_APP = HERE / "nodeapp"
 
 
 class _App(ChildProcess):
@@ -157,6 +160,36 @@ class GoApp(_App):
 
     def argv(self) -> list[str]:
         return [str(go_app_binary()), "-port", str(self.port), "-release", self.release]
+
+
+class NodeApp(_App):
+    """tests/support/nodeapp/app.js (express-prom-bundle on prom-client, see its header for the
+    settings, the same as PythonApp's, kept in a JSON file read at start and on SIGHUP).
+    `default_metrics`: also prom-client's collectDefaultMetrics (nodejs_version_info, ...)."""
+
+    what = "nodeapp"
+
+    def __init__(self, workdir: Path, release: str = "r1", port: int | None = None, default_metrics: bool = False,
+                 **settings: Any):
+        super().__init__(workdir, release, port, **settings)
+        self.default_metrics = default_metrics
+        self.settings_file = self.workdir / f"{self.what}-{release}-{self.port}.json"
+        self.settings_file.write_text(json.dumps(self.settings))
+
+    def argv(self) -> list[str]:
+        node = shutil.which("node") or shutil.which("nodejs")
+        if node is None:
+            raise SandboxError("`node` is not installed: run `make deps` (it installs nodejs and npm)")
+        if not (NODE_APP / "node_modules" / "express-prom-bundle").is_dir():
+            raise SandboxError(f"{NODE_APP}/node_modules is missing: run `make deps` (npm ci there)")
+        return [node, str(NODE_APP / "app.js"), "--port", str(self.port), "--release", self.release,
+                "--settings", str(self.settings_file), "--exit-with-parent",
+                *(["--default-metrics"] if self.default_metrics else [])]
+
+    def control(self, **settings: Any) -> dict[str, Any]:
+        answer = super().control(**settings)
+        self.settings_file.write_text(json.dumps(self.settings))
+        return answer
 
 
 class HAProxy(ChildProcess):
