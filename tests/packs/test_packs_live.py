@@ -1,5 +1,7 @@
 """The rule packs against the real thing: a Python app on the real prometheus_client with lazy
-labels, a Go app on client_golang built from Debian's packages, HAProxy's built-in exporter in
+labels, a Go app on client_golang built from Debian's packages, two Node apps on Express with
+express-prom-bundle (the pinned npm packages of tests/support/nodeapp: "node" as its README's
+sample usage, "node-dm" also with prom-client's default metrics), HAProxy's built-in exporter in
 front of an app, and Debian's node_exporter, all scraped every second by one real Prometheus.
 Each pack's queries, scoped to one target with prometheus.labels (watcher/config/scoping.py) as the
 service scopes them, are read through the phases of a release's life:
@@ -26,7 +28,7 @@ import httpx
 import pytest
 
 from support import PrometheusServer
-from support.realapps import GoApp, HAProxy, NodeExporter, PythonApp, go_app_binary
+from support.realapps import GoApp, HAProxy, NodeApp, NodeExporter, PythonApp, go_app_binary
 from watcher.config.rulefile import load_rule_file
 from watcher.config.scoping import scope_query
 
@@ -99,31 +101,37 @@ def world(prometheus_bin, tmp_path_factory):
     build_s = time.monotonic() - began
     py = PythonApp(work / "py", "r1")
     go = GoApp(work / "go", "r1")
+    nodeapp = NodeApp(work / "nodeapp", "r1")
+    nodeapp_dm = NodeApp(work / "nodeapp-dm", "r1", default_metrics=True)
     behind = PythonApp(work / "behind", "r1")
     proxy = HAProxy(work / "haproxy", behind.target)
     behind.settings["traffic_url"] = proxy.url + "/"
     node = NodeExporter(work / "node")
-    targets = [py.target, go.target, proxy.target, node.target]
+    targets = [py.target, go.target, nodeapp.target, nodeapp_dm.target, proxy.target, node.target]
     # Prometheus first: a target it already knows is scraped within a second of coming up.
     prom = PrometheusServer(work / "prom", targets, binary=prometheus_bin)
-    things = [prom, py, go, behind, proxy, node]
+    things = [prom, py, go, nodeapp, nodeapp_dm, behind, proxy, node]
     try:
         prom.start()
         for thing in things[1:]:
             thing.start()
         prom.wait_for_series(f'count(up{{job="demo"}} == 1) == {len(targets)}', timeout=30)
-        out = {"start_s": {"python app": py.start_s, "go app": go.start_s, "haproxy": proxy.start_s,
+        out = {"start_s": {"python app": py.start_s, "go app": go.start_s, "node app": nodeapp.start_s,
+                           "node app (default metrics)": nodeapp_dm.start_s, "haproxy": proxy.start_s,
                            "node_exporter": node.start_s, "go build (cached after the first)": build_s}}
         r = {
             "python": {rule: Reading(prom, "python-prometheus-client", rule, py.target)
                        for rule in ("http-5xx-ratio", "p95-latency-regression", "target-down")},
             "go": {rule: Reading(prom, "go-client-golang", rule, go.target)
                    for rule in ("http-5xx-ratio", "p95-latency-regression", "target-down")},
+            **{who: {rule: Reading(prom, "node-prom-client", rule, app.target)
+                     for rule in ("http-5xx-ratio", "p95-latency-regression", "target-down")}
+               for who, app in (("node", nodeapp), ("node-dm", nodeapp_dm))},
             "haproxy": {rule: Reading(prom, "haproxy", rule, proxy.target)
                         for rule in ("http-5xx-ratio", "mean-latency-regression", "target-down")},
-            "node": {"oom-kills": Reading(prom, "node-exporter", "oom-kills", node.target)},
+            "node_exporter": {"oom-kills": Reading(prom, "node-exporter", "oom-kills", node.target)},
         }
-        apps = {"python": py, "go": go, "haproxy": behind}
+        apps = {"python": py, "go": go, "node": nodeapp, "node-dm": nodeapp_dm, "haproxy": behind}
 
         def phase(name, expect, set_up=None):
             """Run `set_up`, then wait for every (who, rule) of `expect` to meet its condition."""
@@ -137,16 +145,23 @@ def world(prometheus_bin, tmp_path_factory):
 
         phase("fresh", {("python", "http-5xx-ratio"): lambda v: v == EMPTY,
                         ("go", "http-5xx-ratio"): lambda v: v == EMPTY,
+                        ("node", "http-5xx-ratio"): lambda v: v == EMPTY,
+                        ("node-dm", "http-5xx-ratio"): lambda v: v == EMPTY,
                         ("haproxy", "http-5xx-ratio"): is_nan,
                         ("python", "target-down"): lambda v: True,
+                        ("node", "target-down"): lambda v: True,
+                        ("node-dm", "target-down"): near(1, 0),
                         ("haproxy", "target-down"): near(1, 0),
-                        ("node", "oom-kills"): near(0, 0)}, None)
+                        ("node_exporter", "oom-kills"): near(0, 0)}, None)
         phase("healthy", {("python", "http-5xx-ratio"): near(0, 0), ("go", "http-5xx-ratio"): near(0, 0),
+                          ("node", "http-5xx-ratio"): near(0, 0), ("node-dm", "http-5xx-ratio"): near(0, 0),
                           ("haproxy", "http-5xx-ratio"): near(0, 0),
                           ("python", "p95-latency-regression"): is_num, ("go", "p95-latency-regression"): is_num,
+                          ("node", "p95-latency-regression"): is_num, ("node-dm", "p95-latency-regression"): is_num,
                           ("haproxy", "mean-latency-regression"): is_num,
                           ("python", "target-down"): near(1, 0), ("go", "target-down"): near(1, 0),
-                          ("haproxy", "target-down"): near(1, 0), ("node", "oom-kills"): near(0, 0)},
+                          ("node", "target-down"): near(1, 0), ("node-dm", "target-down"): near(1, 0),
+                          ("haproxy", "target-down"): near(1, 0), ("node_exporter", "oom-kills"): near(0, 0)},
               lambda: [app.control(rps=RATE) for app in apps.values()])
 
         def bad():
@@ -155,13 +170,16 @@ def world(prometheus_bin, tmp_path_factory):
             time.sleep(float(WINDOW[:-1]) + 1)  # a window of the bad release alone
             node.set_oom_kills(1)  # last, and read first: a kill stays in a 5 s window for 5 s
 
-        phase("bad", {("node", "oom-kills"): lambda v: is_num(v) and v > 0,
+        phase("bad", {("node_exporter", "oom-kills"): lambda v: is_num(v) and v > 0,
                       ("python", "http-5xx-ratio"): near(0.4), ("go", "http-5xx-ratio"): near(0.4),
+                      ("node", "http-5xx-ratio"): near(0.4), ("node-dm", "http-5xx-ratio"): near(0.4),
                       ("haproxy", "http-5xx-ratio"): near(0.4)},
               bad)
         phase("quiet", {("python", "http-5xx-ratio"): is_nan, ("go", "http-5xx-ratio"): is_nan,
+                        ("node", "http-5xx-ratio"): is_nan, ("node-dm", "http-5xx-ratio"): is_nan,
                         ("haproxy", "http-5xx-ratio"): is_nan,
-                        ("python", "target-down"): near(1, 0), ("go", "target-down"): near(1, 0)},
+                        ("python", "target-down"): near(1, 0), ("go", "target-down"): near(1, 0),
+                        ("node", "target-down"): near(1, 0), ("node-dm", "target-down"): near(1, 0)},
               lambda: [app.control(rps=0, error_ratio=0) for app in apps.values()])
         stop = threading.Event()
         clients = threading.Thread(target=drive, args=(proxy.url + "/", stop), daemon=True)
@@ -173,9 +191,12 @@ def world(prometheus_bin, tmp_path_factory):
 
         try:
             phase("crash", {("python", "target-down"): near(0, 0), ("go", "target-down"): near(0, 0),
+                            ("node", "target-down"): near(0, 0), ("node-dm", "target-down"): near(0, 0),
                             ("haproxy", "target-down"): near(0, 0),
                             ("python", "http-5xx-ratio"): lambda v: v == EMPTY,
                             ("go", "http-5xx-ratio"): lambda v: v == EMPTY,
+                            ("node", "http-5xx-ratio"): lambda v: v == EMPTY,
+                            ("node-dm", "http-5xx-ratio"): lambda v: v == EMPTY,
                             ("haproxy", "http-5xx-ratio"): near(1, 0.05)}, crash)
         finally:
             stop.set()
@@ -200,65 +221,75 @@ def test_a_fresh_go_process_without_requests_is_no_data_not_zero(world):
     assert world["fresh"][("go", "http-5xx-ratio")] == EMPTY
 
 
+@pytest.mark.parametrize("who", ["node", "node-dm"])
+def test_a_fresh_node_process_without_requests_is_no_data_not_zero(who, world):
+    assert world["fresh"][(who, "http-5xx-ratio")] == EMPTY
+
+
+def test_a_fresh_node_process_with_default_metrics_reads_up_before_its_first_request(world):
+    assert world["fresh"][("node-dm", "target-down")] == 1.0
+
+
 def test_haproxy_before_any_request_is_nan_its_counters_exist_at_zero(world):
     assert is_nan(world["fresh"][("haproxy", "http-5xx-ratio")])
 
 
 # -- healthy: evidence, not "no data" -------------------------------------------------------
 
-@pytest.mark.parametrize("who", ["python", "go", "haproxy"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm", "haproxy"])
 def test_healthy_traffic_without_any_5xx_series_reads_zero(who, world):
     assert world["healthy"][(who, "http-5xx-ratio")] == 0.0
 
 
 @pytest.mark.parametrize("who,rule", [("python", "p95-latency-regression"), ("go", "p95-latency-regression"),
+                                      ("node", "p95-latency-regression"), ("node-dm", "p95-latency-regression"),
                                       ("haproxy", "mean-latency-regression")])
 def test_healthy_latency_is_a_number(who, rule, world):
     assert is_num(world["healthy"][(who, rule)])
 
 
-@pytest.mark.parametrize("who", ["python", "go", "haproxy"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm", "haproxy"])
 def test_a_serving_target_reads_up(who, world):
     assert world["healthy"][(who, "target-down")] == 1.0
 
 
 def test_no_oom_kill_since_the_deploy_reads_zero(world):
-    assert world["healthy"][("node", "oom-kills")] == 0.0
+    assert world["healthy"][("node_exporter", "oom-kills")] == 0.0
 
 
 # -- bad --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("who", ["python", "go", "haproxy"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm", "haproxy"])
 def test_forty_percent_5xx_reads_about_point_four(who, world):
     value = world["bad"][(who, "http-5xx-ratio")]
     assert near(0.4)(value), value
 
 
 def test_an_oom_kill_reads_above_zero(world):
-    value = world["bad"][("node", "oom-kills")]
+    value = world["bad"][("node_exporter", "oom-kills")]
     assert is_num(value) and value > 0, value
 
 
 # -- quiet: neither convicts nor blesses --------------------------------------------------------
 
-@pytest.mark.parametrize("who", ["python", "go", "haproxy"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm", "haproxy"])
 def test_no_traffic_is_nan(who, world):
     assert is_nan(world["quiet"][(who, "http-5xx-ratio")])
 
 
-@pytest.mark.parametrize("who", ["python", "go"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm"])
 def test_a_quiet_process_still_reads_up(who, world):
     assert world["quiet"][(who, "target-down")] == 1.0
 
 
 # -- crash: seen through up, not counter presence ----------------------------------------------
 
-@pytest.mark.parametrize("who", ["python", "go", "haproxy"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm", "haproxy"])
 def test_a_crashed_app_breaches_target_down(who, world):
     assert world["crash"][(who, "target-down")] == 0.0
 
 
-@pytest.mark.parametrize("who", ["python", "go"])
+@pytest.mark.parametrize("who", ["python", "go", "node", "node-dm"])
 def test_a_crashed_apps_ratio_is_no_data(who, world):
     assert world["crash"][(who, "http-5xx-ratio")] == EMPTY
 
