@@ -135,6 +135,43 @@ def test_a_breach_fires_once_its_range_no_longer_reaches_before_the_deploy(offse
     assert fired == pytest.approx(fires_at)
 
 
+class OneKill:
+    """`increase(oom_kills[$window])` of a counter that went 0 -> 1 right after the deploy, scraped
+    every second, the last sample before the kill 0.8 s before the deploy: 1 while the range
+    still holds that sample, 0 once it starts after it."""
+
+    def __init__(self, changed: float):
+        self.before = changed - 0.8
+
+    def read_all(self, rules, now, window_s, at=None, since=None):
+        reaches_back = now - window_s <= self.before
+        return {r.name: ([Sample({}, 1.0 if reaches_back else 0.0)], 0.0) for r in rules}
+
+
+@pytest.mark.parametrize("trailing, fires", [(0.0, True), (None, False)])
+def test_an_event_counter_without_a_trailing_window_fires_on_a_kill_right_after_the_deploy(trailing, fires):
+    """An OOM kill a second after a deploy: `increase(...[$window])` sees it only while the range
+    reaches back to the sample before the deploy. A `trailing: off` rule (an event counter, as
+    rules/default.yaml's oom-kills) is not held for reaching back, so it fires on the first
+    tick; held, it read 0 once the range began after the deploy, and the bad release stayed
+    (the e2e oom scenario). With a trailing window the kill is not seen by it after a few
+    seconds: such a rule must say `trailing: off` (the shipped one does)."""
+    changed = 1_800_000_000.0
+    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
+    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
+    r = Rule(name="r", signal=PromQuery("increase(oom_kills[$window])"), action="rollback", above=0.0,
+             trailing=trailing)
+    states: dict[str, RuleState] = {}
+    fired = False
+    for i in range(1, 30):  # a tick every second
+        now = changed + 0.3 + i
+        ev = evaluate([r], OneKill(changed), now, watch_window(now, state, limits), states, {}, 4,
+                      scrape_interval=1.0, since=changed, interval=1.0)
+        states = ev.states
+        fired = fired or states["r"].phase is Phase.FIRING
+    assert fired is fires
+
+
 def test_a_host_counter_never_counts_growth_from_before_the_change(tmp_path):
     vmstat = tmp_path / "vmstat"
     r = Rule(name="oom", signal=HostCheck("oom_kills", 300.0, path=str(vmstat)), action="rollback", above=0.0)

@@ -75,6 +75,7 @@ rules:
     # [5m] would keep firing on the restored release for five minutes after the rollback
     query: increase(demo_oom_kills_total{SEL}[$window])
     above: 0
+    trailing: "off"  # a kill is an event, as in rules/default.yaml: no trailing window
     action: rollback
   - name: health-endpoint
     http: HEALTH_URL

@@ -231,10 +231,16 @@ def held_before_change(rule: Rule, obs: Observation, now: float, since: float | 
     misses the deploy's scrape), so it is compared rounded up too: compared exactly, a tick
     that lands a fraction of a second off the change's own tick (the daemon's ticks, whose `now`
     is seldom a whole number of seconds after the change) found the range "still before the
-    change" until max_window clamped it, and a bad release was held pending past its window."""
+    change" until max_window clamped it, and a bad release was held pending past its window.
+
+    A rule without a trailing window (`trailing: off`: an event counter such as
+    `increase(node_vmstat_oom_kill[$window]) > 0`) is never held: its range must reach back
+    before the change to see an event right after it (the counter's value before the kill is
+    the sample before the deploy), and held, an OOM kill a second after a deploy was read as an
+    increase of 0 once the range began after the change: the bad release was never rolled back."""
     if obs.outcome is not Outcome.BREACH or obs.held or since is None or math.ceil(now - since) >= window_s:
         return obs
-    if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query:
+    if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
         return obs
     return replace(obs, held=True, detail=f"the last {window_s}s still hold what ran before the change "
                                           f"{now - since:.0f}s ago: fires once they do not")
