@@ -306,6 +306,17 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n13-a-lockless-redeploy-during-the-reads",
+    "r1 (healthy) is deployed again, without the deploy lock, while a tick reads: `current` does "
+    "not change, and that tick's probe sees the restart (connect error): r1 is rolled back. A "
+    "lockless deploy's restart seen by a probe is the documented trade-off of no_false_rollback; "
+    "the invariant missed it because the restart falls on the decision's instant (sim seed 1000367).",
+    History(Setup(probe_failures=1, releases=(("r0", GOOD), ("r1", GOOD))),
+            (Deploy(30, "r1"), Deploy(60, "r1", lock=False, restart_s=5.0, mid_tick=True)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
