@@ -1,8 +1,8 @@
 """One tick of the watcher. `Watcher.tick()` reads as its table of contents; each step is a
 call, in this order, to a method below it or to the module named here. One tick is read in
-three files: this one, deploys.py (which release, baselines) and window.py (what the tick
-records of the watch window); the pure core (evaluate, decide) and rollback.py are called
-by name.
+four files: this one, deploys.py (which release, baselines), window.py (what the tick records
+of the watch window) and verdict.py (decide and act); the pure core (evaluate, decide) and
+rollback.py are called by name.
 
     clock      a wall-clock step is journaled and said once (window.check_clock)
     lock       the deploy lock is looked at before the reads (and again after them); it counts
@@ -25,10 +25,12 @@ by name.
                (window.hold_for_lock)
     window     a release that survived its watch window becomes known-good (window.assess,
                then `on_good`)
-    decide     the safety policy (decide.py) turns firing rules into a verdict; the releases
-               to choose from are listed only when a rollback rule fires (deploys.BackendReads.listed);
-               a wait for the backend's retry stops the window's clock (window.hold_for_retry)
-    act        plan, lock, re-read current, journal the intent, switch, verify (rollback.py)
+    decide     the safety policy (core/decide.py) turns firing rules into a verdict
+               (verdict.decide); the releases to choose from are listed only when a rollback
+               rule fires (deploys.BackendReads.listed); a wait for the backend's retry stops
+               the window's clock (window.hold_for_retry)
+    act        a message once per change of the incident, or plan, lock, re-read current,
+               journal the intent, switch, verify (verdict.act, then rollback.py)
     persist    state.json, telemetry, this host's fleet membership
     tell       send the tick's messages, gathered in one outbox, in order (a rollback or
                halt message with the picture of its breach: history.breach_picture)
@@ -49,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,11 +63,9 @@ from watcher.core import decide as decider
 from watcher.core import envelope, messages
 from watcher.core.envelope import Message
 from watcher.core.evaluate import Evaluation, SignalReader, evaluate, watch_window
-from watcher.core.fleetmodel import is_fleet_rule
-from watcher.core.incident import Incident
-from watcher.core.model import Action, RollbackResult, Trigger, VerdictKind
+from watcher.core.model import VerdictKind
 from watcher.core.rules import Finding, Phase, PromQuery
-from watcher.service import confirm, deploys, history, requests, rollback, window
+from watcher.service import confirm, deploys, history, requests, rollback, verdict, window
 from watcher.service.telemetry import Telemetry
 from watcher.signals import promtime as prometheus_time
 from watcher.store.locks import DeployLock
@@ -220,10 +219,10 @@ class Watcher:
                                      self, self.config.interval)
                 if self.reads.current_error is None:  # never mark known-good a host that cannot be read
                     window.assess(self.state, now, firing, self.config, self, self.on_good)
-                report.verdict = self.decide(now, firing, lock_held)
+                report.verdict = verdict.decide(self, now, firing, lock_held)
                 if report.verdict.kind is VerdictKind.BACKEND_RETRY:
                     window.hold_for_retry(self.state, now, firing, self.config.interval, self)
-                report.acted = self.act(report.verdict, now)
+                report.acted = verdict.act(self, report.verdict, now)
         self.state.lock_seen = lock_held
         self.persist(report, started)
         self.tell()
@@ -282,54 +281,6 @@ class Watcher:
             self.fleet.survived(release, now)
         deploys.prune(self.backend, self.state, {release}, self)
 
-    def decide(self, now: float, firing: list[Finding], lock_held: bool) -> decider.Verdict:
-        s = self.state
-        listing = self.reads.listed(self.backend, s, firing)
-        confirming = None
-        if s.confirming is not None:
-            confirming = (f"rolled back {s.confirming['from']} -> {s.confirming['to']}, waiting for "
-                          f"{', '.join(s.confirming['rules'])} to clear on {s.confirming['to']}")
-        symptoms, symptom_reason = self.fleet.symptoms(self, firing, now) if self.fleet is not None else (frozenset(), "")
-        situation = decider.Situation(
-            now=now, current=s.current or "", releases=listing.releases, marks=s.releases,
-            in_watch_window=s.in_watch_window(now), firing=tuple(firing), paused_until=s.paused_until,
-            halted=s.halted, lock_held=lock_held, fleet_symptoms=symptoms,
-            fleet_symptom_reason=symptom_reason, confirming=confirming,
-            backend_problem=listing.problem, backend_failures=listing.failures, backend_broken=listing.broken,
-        )
-        policy = decider.Policy(self.config.shadow, self.config.safety.max_auto_rollbacks, self.config.safety.cooldown,
-                                self.config.error_limit)
-        verdict = decider.decide(situation, policy)
-        if verdict.action is Action.ROLLBACK and self.backend is None:
-            verdict = dataclasses.replace(verdict, action=Action.REFUSE, kind=VerdictKind.NO_BACKEND,
-                                          reason="no backend is configured")
-        return verdict
-
-    def act(self, verdict: decider.Verdict, now: float) -> RollbackResult | None:
-        s = self.state
-        if verdict.kind is VerdictKind.QUIET:
-            # A rollback being confirmed closes its incident itself (confirm.confirm), as
-            # rolled back or not cleared: a quiet tick meanwhile is not the end of it.
-            if s.incident is not None and s.confirming is None:
-                self.close_incident("no rollback rule fires any more", resolution="cleared")
-            return None
-        findings = list(verdict.findings)
-        changed = self._incident_step(verdict, now)
-        if changed:
-            self.journal("verdict", action=verdict.action, check=verdict.kind, reason=verdict.reason,
-                         release=verdict.current, target=verdict.target, rules=[f.rule for f in verdict.findings])
-            log.info("verdict action=%s kind=%s reason=%s", verdict.action, verdict.kind, verdict.reason)
-        if verdict.action is Action.ROLLBACK and verdict.current is not None:  # decide always names it
-            # Acting is never de-duplicated: a rollback that could not take the deploy lock this
-            # tick (a deploy grabbed it after the check) is tried again on the next one.
-            fleet_only = all(is_fleet_rule(f.rule) for f in verdict.findings)
-            plan = rollback.RollbackPlan(verdict.current, verdict.targets, verdict.reason,
-                                         Trigger.FLEET if fleet_only else Trigger.RULE, verdict.findings)
-            return rollback.execute(self, plan).result
-        if changed:  # one message per state change of the incident, not one per tick
-            self.notify(messages.for_verdict(self.ctx, verdict), findings)
-        return None
-
     def persist(self, report: TickReport, started: float) -> None:
         self.safe_save()
         if self.fleet is not None:
@@ -351,14 +302,6 @@ class Watcher:
 
     # ------------------------------------------------------------------------------------------
     # Incidents: from the first firing rollback rule to the verified end (incident.py)
-
-    def _incident_step(self, verdict: decider.Verdict, now: float) -> bool:
-        """Open the incident if needed; return whether the verdict is news for it."""
-        s = self.state
-        if s.incident is None:
-            s.incident = Incident.open(uuid.uuid4().hex[:12], now, s.current, verdict.findings)
-            self.journal("incident_opened", incident=s.incident.id, release=s.current, rules=s.incident.rules)
-        return s.incident.step(verdict.kind, verdict.reason, self.clock())
 
     def timeline(self, what: str) -> None:
         if self.state.incident is not None:
