@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, Tamper
+from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, SourceOutage, Tamper
 from sim.truth import Profile
 
 GOOD = Profile()
@@ -315,6 +315,20 @@ example(
     History(Setup(probe_failures=1, releases=(("r0", GOOD), ("r1", GOOD))),
             (Deploy(30, "r1"), Deploy(60, "r1", lock=False, restart_s=5.0, mid_tick=True)), tail=120),
     ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n14-a-window-announced-while-the-service-was-down",
+    "The service is down from t+27 to t+327; r1 (30% errors) is deployed and announced meanwhile: "
+    "the CLI applies `mark deployed` alone, so r1's window runs unwatched to t+224.5. At the start "
+    "Prometheus is down: the window ends unmarked ('not seen serving'), and the rule firing later "
+    "is told 'outside window'. The invariant counted the window from the first tick after the "
+    "start (sim seed 1000438).",
+    History(Setup(interval=10.0, scrape=15.0, watch_window=120.0, errors_for=20.0, probe_failures=0,
+                  releases=(("r0", GOOD), ("r1", BAD))),
+            (Crash(26.9, down_s=300.0), Deploy(77.1, "r1", restart_s=0.5, settle_s=30.0, announce=True),
+             SourceOutage(152.2, 120.0)), tail=300),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

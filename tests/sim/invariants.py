@@ -271,9 +271,10 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     from the first clean tick that could see the breach (after its signal's lag, and after the
     deploy lock was let go: what was seen under it is discarded); a rule read through
     Prometheus gets one tick more. That tick must lie inside the watch window: from the first
-    tick that saw the deploy, `watch_window` long, one interval longer for every tick on which
-    the release breached while the deploy lock was held or the backend failed (the watcher
-    holds its window for both).
+    tick that saw the deploy (or the deploy hook's `mark deployed`, when the CLI applied it
+    before, no service running), `watch_window` long, one interval longer for every tick on
+    which the release breached while the deploy lock was held or the backend failed (the
+    watcher holds its window for both).
 
     Exceptions: a release a human marked good, or known-good before this deploy; a deploy
     that did not change the release; a halted watcher (halt_is_true judges the halt); while a
@@ -300,8 +301,15 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 if not _eligible(s, release, dep["at"]) or not visible(host, d):
                     dep["done"] = True
                     continue
-                dep["end"] = rec.start + setup.watch_window
-                dep["seen"] = rec.start
+                # A deploy announced (`mark deployed`) while no service ran opened its window
+                # then: the CLI applies it alone (design sections 2 and 8), as _seen counts it. A
+                # window that passed while the service was down is not watched again: its
+                # release is not known-good (no evidence, section 4), and a rule firing on it is
+                # told "outside window" (section 5, check 3) (seed 1000438 of make sim).
+                said = next((e["_t"] for e in host.journal[d[4]:] if e["kind"] == "deploy"
+                             and e.get("release") == release and e["_t"] <= rec.start), rec.start)
+                dep["seen"] = min(said, rec.start)
+                dep["end"] = dep["seen"] + setup.watch_window
             if rec.start >= dep["end"]:
                 dep["done"] = True
                 continue
