@@ -331,6 +331,23 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n15-a-host-rolled-back-to-known-good-during-the-check",
+    "An outage of every release fails /health on both hosts: web-1 (r6) and web-2 (r7), each in "
+    "its window, fire at the same tick and both roll back to r0. No host was on a known-good "
+    "release at the decision; the invariant judged web-1's rollback against web-2's state after "
+    "web-2's own rollback (r0, health firing), as the check ran after the verifications: a "
+    "witness no coordinator could have seen (sim seed 2000153).",
+    History(Setup(hosts=2, interval=1.0, scrape=1.0, watch_window=600.0, max_window=120.0, up_for=30.0,
+                  verify_attempts=6, verify_every=1.0, cooldown=600.0, max_auto_rollbacks=2, fleet=True, lease=15.0,
+                  skews=(45.0, 0.0), releases=(("r0", Profile(error=0.005)), ("r6", Profile(error=0.01, start_s=3.0)),
+                                               ("r7", Profile(error=0.02, start_s=0.5)))),
+            (Deploy(30.1, "r6", host=0, restart_s=60.0, settle_s=1.0),
+             Deploy(1.9, "r7", host=1, restart_s=2.0, settle_s=5.0, mid_tick=True, announce=True),
+             EnvOutage(334.1, 30.0, error=1.0, probes=True)), tail=30),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

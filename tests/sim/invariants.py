@@ -219,43 +219,67 @@ def no_false_rollback(s: Step) -> list[str]:
 
 
 def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
-    """A host that, by its own state, ran a known-good release and breached one of `rules`
-    (pending or firing, as its membership reports) for two intervals and more before `t`,
-    ticking, with both its fleet link and this host's working and able to reach etcd: a
-    fleet-wide symptom the coordinator could see."""
+    """A host that, by its own state, ran a known-good release at `t` and breached one of
+    `rules` (pending or firing, as its membership reports) since a tick of its own that ended an
+    interval and more before `t` (its membership was rewritten then), ticking, with both its
+    fleet link and this host's working and able to reach etcd: a fleet-wide symptom the
+    coordinator could see.
+
+    All of it as it was at `t`, the decision (docs/fleet.md, "Not the deploy's fault": the
+    hosts *still on* a known-good release that report the rule firing *now*), not when this
+    check runs: that can be seconds later, after the deciding host's tick waited out a
+    verification while the other host ticked on. A host on a fresh release that fired with
+    this one and rolled back to its known-good release in the meantime (sim seed 2000153) was,
+    at `t`, a host on a release in its window: no witness."""
     if not s.setup.fleet:
         return None
     fleet = s.world.fleet
+
+    def reachable_at_t(host: SimHost) -> bool:  # partitioned at `t`, even if healed since
+        return t >= fleet.partitioned.get(host.name, -1.0)
+
     mine = fleet.runs.get(s.host.name)
-    if mine is None or mine.stopped or mine.sync_dead or mine.watch_dead or not fleet.reachable(s.host):
+    if mine is None or mine.stopped or mine.sync_dead or mine.watch_dead or not reachable_at_t(s.host):
         return None
     margin = 2 * s.setup.interval + 1.0
     for other in s.world.hosts:
         run = fleet.runs.get(other.name)
         if other is s.host or not other.alive or other.watcher is None or run is None:
             continue
-        if run.stopped or run.sync_dead or run.watch_dead or not fleet.reachable(other):
+        if run.stopped or run.sync_dead or run.watch_dead or not reachable_at_t(other):
             continue
-        if not other.ticks or t - other.ticks[-1].start > 2 * s.setup.interval:
+        last_tick = next((r.start for r in reversed(other.ticks) if r.start <= t), None)
+        if last_tick is None or t - last_tick > 2 * s.setup.interval:
             continue
         st = other.watcher.state
-        rec = st.releases.get(st.current or "")
-        if rec is None or rec.mark != "good":
-            continue
         w = other.watcher
+        then = w.clock() - (s.t - t)  # its service's steady time at `t`
+        # The release it ran at `t`: what its state says, unless its link moved since (then the
+        # one it pointed to before the move; a move at `t` itself was not yet reported).
+        moved = [c for c in other.links if c.at >= t]
+        release = st.current if not moved else next((c.release for c in reversed(other.links) if c.at < t), None)
+        rec = st.releases.get(release or "")
+        if rec is None or rec.mark != "good" or (rec.marked_at is not None and rec.marked_at > then):
+            continue
         for rule in rules:
             rs = st.rules.get(rule)
             # What it reports to the fleet: the rule pending or firing, breaching since when,
             # and since within symptom_window of this host's breach (design section 11: one that
             # began long before is that host's own story).
-            if rs is not None and (rs.phase.value in ("pending", "firing") or rs.failures) and rs.breach_since is not None \
-                    and w.clock() - rs.breach_since >= margin and (t - run.started) >= margin:
-                began_here = next((e["_t"] for e in reversed(s.host.journal) if e["kind"] == "rule"
-                                   and e.get("rule") == rule and e.get("before") == "inactive" and e["_t"] <= t), None)
-                began_there = s.t - (w.clock() - rs.breach_since)
-                if began_here is not None and abs(began_here - began_there) > s.host.config.fleet.symptom_window:
-                    continue
-                return other.name
+            if rs is None or not (rs.phase.value in ("pending", "firing") or rs.failures) or rs.breach_since is None \
+                    or (t - run.started) < margin:
+                continue
+            began_there = s.t - (w.clock() - rs.breach_since)  # true time of its first breaching tick
+            # Seen at `t` only if that tick, which rewrote its membership, ended before; an interval
+            # of slack for the sync thread and the watch. Not its age when this check runs.
+            if not any(r.start >= began_there - 1e-3 and not r.crashed and 0 < r.end <= t - s.setup.interval
+                       for r in other.ticks):
+                continue
+            began_here = next((e["_t"] for e in reversed(s.host.journal) if e["kind"] == "rule"
+                               and e.get("rule") == rule and e.get("before") == "inactive" and e["_t"] <= t), None)
+            if began_here is not None and abs(began_here - began_there) > s.host.config.fleet.symptom_window:
+                continue
+            return other.name
     return None
 
 
