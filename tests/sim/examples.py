@@ -348,6 +348,22 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n16-a-rollback-that-did-not-verify-kept-the-bad-releases-window",
+    "r1 is marked good; r2 fails its probes 60 s after its deploy and is rolled back to r1, whose "
+    "verification fails (r1 starts in 3 s, 3 probes 0.5 s apart): halted on r1. r2's window, "
+    "deploy time and `[$window]` start stayed in the state on r1, so r1 deployed again (announced) "
+    "showed r2's window still open on it, 21 min past r1's own (sim seed 2000354).",
+    History(Setup(interval=15.0, scrape=1.0, watch_window=1800.0, max_window=120.0, probe_failures=3, up_for=0.0,
+                  latency_for=0.0, verify_attempts=3, verify_every=0.5, known_good_hosts=1, skews=(-600.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.001, burst_s=2.0, burst_error=0.9, start_s=3.0)),
+                            ("r2", Profile(error=0.005, bad_after_s=60.0, bad_probe=True)))),
+            (Deploy(454.6, "r1", restart_s=2.0, settle_s=5.0), Human(21.9, "mark", release="r1", mark="good"),
+             Deploy(1263.0, "r2", restart_s=0.5, settle_s=0.0),
+             Deploy(1147.9, "r1", restart_s=2.0, settle_s=1.0, announce=True)), tail=30),
+    ("watch_window_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

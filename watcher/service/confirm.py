@@ -253,6 +253,13 @@ def after_verify_failed(w: Confirmer, from_id: str, to_id: str, detail: str) -> 
     s = w.state
     s.halted = f"rollback {from_id} -> {to_id} did not verify: {detail}"
     s.current = to_id
+    # The switch was made: the window, deploy time and `[$window]` start are a rollback's
+    # switch's (deploys.restored), not those of the release that left. Kept, its window stayed
+    # open on the restored known-good release: its end judged it again ("passed", or "not seen
+    # serving" said), `status` called it in its window, its `[$window]` read the bad release's
+    # samples (sim seed 2000354). The rule states stay: the halt stands on what they saw, and
+    # the incident stays open while they fire on the restored release.
+    s.deployed_at, s.window_ends, s.changed_at = None, None, w.clock()
     w.count_rollback("not_verified")
     w.timeline(f"rollback did not verify: {detail}")
     log.error("rollback did not verify release=%s target=%s detail=%s", from_id, to_id, detail)
