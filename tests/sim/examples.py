@@ -364,6 +364,21 @@ example(
     ("watch_window_is_true",), fixed=True,
 )
 
+example(
+    "n17-a-release-known-good-fleet-wide-restarted-without-the-lock",
+    "r1 survives its window on web-1 (known_good_hosts 1): web-2 marks it good by the fleet. "
+    "web-2 then deploys r1 without the lock, a 60 s restart: health and up fire and are told "
+    "'r1 is known-good' (section 5, check 3). The invariant exempted a release known-good before "
+    "the deploy only by a window passed on this host, not by the fleet's mark (sim seed 2000512).",
+    History(Setup(hosts=2, interval=5.0, scrape=15.0, watch_window=60.0, max_window=60.0, errors_for=30.0,
+                  probe_failures=3, up_for=0.0, verify_attempts=9, verify_every=3.0, cooldown=1800.0, lock_timeout=30.0,
+                  fleet=True, lease=6.0, known_good_hosts=1, watch_delay=3.0, skews=(45.0, -600.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.02)))),
+            (Deploy(60.9, "r1", host=0, restart_s=0.5, settle_s=30.0, mid_tick=True),
+             Deploy(124.1, "r1", host=1, lock=False, restart_s=60.0, settle_s=0.0)), tail=30),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

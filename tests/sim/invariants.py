@@ -300,7 +300,8 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
     which the release breached while the deploy lock was held or the backend failed (the
     watcher holds its window for both).
 
-    Exceptions: a release a human marked good, or known-good before this deploy; a deploy
+    Exceptions: a release a human marked good, or known-good before this deploy (its window
+    passed here, or the fleet marked it good: it survived on known_good_hosts hosts); a deploy
     that did not change the release; a halted watcher (halt_is_true judges the halt); while a
     host on a known-good release breaches too (an outage there, a restart without the lock),
     "fleet-wide symptom" told instead (design section 11: the fleet cannot tell)."""
@@ -399,10 +400,19 @@ def _eligible(s: Step, release: str, at: float) -> bool:
         if e["kind"] == "mark" and e.get("release") == release and e.get("by") == "sim-human" \
                 and e.get("mark") == "good":
             return False
+    # Known-good before this deploy: its window passed here, or the fleet marked it good (it
+    # survived its window on known_good_hosts hosts, design section 11; check 3 of section 5
+    # tells a rule firing on it "known-good", acts not) (sim seed 2000512). Unless marked bad
+    # or rolled back here since.
+    known_good = False
     for e in s.host.journal:
-        if e["_t"] <= at and e["kind"] in ("window_passed",) and e.get("release") == release:
-            return False
-    return True
+        if e["_t"] > at or e.get("release") != release:
+            continue
+        if e["kind"] == "window_passed" or (e["kind"] == "mark" and e.get("by") == "fleet" and e.get("mark") == "good"):
+            known_good = True
+        elif (e["kind"] == "mark" and e.get("mark") == "bad") or e["kind"] == "rollback_intent":
+            known_good = False
+    return not known_good
 
 
 def _halted(s: Step) -> bool:
