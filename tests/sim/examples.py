@@ -378,6 +378,19 @@ example(
              Deploy(124.1, "r1", host=1, lock=False, restart_s=60.0, settle_s=0.0)), tail=30),
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
+example(
+    "n18-a-flapping-release-let-go-by-the-lock-in-an-off-half",
+    "r2 flaps 30% 10 s / 0% 10 s; its deploy holds the lock 90 s and lets it go in an \"off\" half: "
+    "errors (for 0) is pending, held by its clean 3 s trailing window, and fires in the next \"on\" "
+    "half 8 s later (section 4); the invariant gave it no time after the lock (sim seed 3000050).",
+    History(Setup(hosts=2, interval=2.0, scrape=1.0, watch_window=300.0, max_window=60.0, errors_for=0.0,
+                  probe_failures=0, up_for=10.0, verify_attempts=4, verify_every=3.0, cooldown=600.0, lock_timeout=30.0,
+                  fleet=True, lease=15.0, known_good_hosts=2, skews=(-600.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.2, start_s=3.0)),
+                            ("r2", Profile(error=0.0, flap_on_s=10.0, flap_off_s=10.0, flap_error=0.3, start_s=3.0)))),
+            (Deploy(1670.5, "r2", host=1, restart_s=60.0, settle_s=30.0),), tail=120),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
 
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sim.etcd import FakeGateway, well_formed_member, well_formed_verdict
-from sim.truth import INF
+from sim.truth import INF, trailing_of
 from watcher.actions.fleet import read_view
 from watcher.core.fleetmodel import GateCode, Keys, gate_answer
 from watcher.store.state import StateStore
@@ -349,14 +349,20 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 r = dep["rules"].setdefault(rule, {"since": max(now[1], dep["at"]), "first": None})
                 if rec.lock_held:
                     r["first"] = None  # discarded once the lock is let go
+                    r["relocked"] = True
                     continue
                 if not clean(rec):
                     continue
                 lag = _lag(setup, rule, judgement)
                 if r["first"] is None and rec.start >= r["since"] + lag:
                     r["first"] = rec.start
+                    # Started again from the first reads after the lock (design section 5), its
+                    # firing gated by the trailing window (section 4): a flapping release let go
+                    # in an "off" half fires in the next "on" one (sim seed 3000050).
+                    r["regate"] = _regate(setup, release, for_s) \
+                        if r.pop("relocked", False) and rule in WINDOW_RULES else 0.0
                 slack = setup.interval if rule in RATE_RULES else 0.0
-                due = r["first"] + for_s if r["first"] is not None else None
+                due = r["first"] + for_s + r["regate"] if r["first"] is not None else None
                 if due is not None and rule in WINDOW_RULES:
                     # Its `[$window]` reaches before the deploy until min_window (3 scrapes)
                     # after the watcher saw it: held until then (evaluate.held_before_change).
@@ -388,6 +394,15 @@ def _lag(setup, rule: str, judgement) -> float:
     for `up` (a restart's closed port shows at the next scrape), nothing for a probe."""
     lag = judgement.lag if judgement is not None and judgement.bad else 0.0
     return max(lag, setup.scrape) if rule == "up" else lag
+
+
+def _regate(setup, release: str, for_s: float) -> float:
+    """How long a `[$window]` rule whose evidence was discarded may wait for its trailing window
+    to breach again: a flapping release's "off" half, the trailing window and three scrapes."""
+    p = setup.profile(release)
+    if not p.flap_on_s:
+        return 0.0
+    return p.flap_off_s + trailing_of(for_s, setup.scrape, setup.interval) + 3 * setup.scrape
 
 
 def _moved_after(host: SimHost, since: float, until: float, release: str) -> bool:
