@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from sim.generate import RandomChoices, generate
 from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, SourceOutage, Tamper
 from sim.truth import Profile
 
@@ -390,6 +391,17 @@ example(
                             ("r2", Profile(error=0.0, flap_on_s=10.0, flap_off_s=10.0, flap_error=0.3, start_s=3.0)))),
             (Deploy(1670.5, "r2", host=1, restart_s=60.0, settle_s=30.0),), tail=120),
     ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+example(
+    "n19-a-confirmation-judged-while-current-was-unreadable",
+    "r1 is rolled back to r0 and the service crashes during the confirmation; while it is down "
+    "r2..r5 are deployed. At its start the first tick cannot read `current` (an injected backend "
+    "failure): it evaluated the last release seen, r0, on the probes of what really served (r5, "
+    "under an outage), and halted 'health did not clear on r0'. The generated history of "
+    "(sim seed 3000101), kept whole: its shrunk form was lost.",
+    generate(RandomChoices(3000101)),
+    ("halt_is_true",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

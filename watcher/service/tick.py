@@ -214,7 +214,13 @@ class Watcher:
                 self.journal("deploy_during_tick", release=current, rules=[f.rule for f in firing])
                 log.info("a deploy landed during this tick's reads, not deciding on them release=%s", current)
             else:
-                confirm.confirm(self, evaluation, now)
+                if self.reads.current_error is None:
+                    # A confirmation judges the restored release on its own samples: with
+                    # `current` unreadable, what the probes saw may be a release deployed
+                    # since (a restart after a crash found r5 serving; the unreadable tick
+                    # halted "r0 did not clear" on r5's errors). The next readable tick
+                    # either sees the deploy (which supersedes it) or judges r0.
+                    confirm.confirm(self, evaluation, now)
                 window.hold_for_lock(self.state, now, firing, self.deploy_lock, lock_held, self.config.lock_timeout,
                                      self, self.config.interval)
                 if self.reads.current_error is None:  # never mark known-good a host that cannot be read
