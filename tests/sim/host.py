@@ -300,6 +300,7 @@ class SimHost:
         self.crash_ticks_left = 0
         self.steps = 0
         self.next_tick: float | None = None
+        self.life = 0  # which start of the service a scheduled tick belongs to
         self.link = None  # the FleetLink of the running process (fleet.py drives it)
 
     # -- files ----------------------------------------------------------------------------------
@@ -415,6 +416,7 @@ class SimHost:
         self.steps = 0
         self.watcher = self.new_watcher(SimStore(self.state_dir, self.clock.wall, self.step, self.saved, self.stamp))
         self.alive = True
+        self.life += 1
         self.starts.append(self.world.t)
         try:
             self.watcher.start()
@@ -438,8 +440,11 @@ class SimHost:
         if restart:
             self.world.at(self.world.t + self.world.restart_delay(self), self.start, f"{self.name} restarts")
 
-    def tick(self) -> None:
-        if not self.alive or self.watcher is None:
+    def tick(self, life: int) -> None:
+        # One loop per process, one tick at a time: a tick scheduled by a process that has died
+        # since is not the new one's (it has its own), and the daemon never starts a tick while
+        # one is verifying a rollback in its sleeps.
+        if not self.alive or self.watcher is None or life != self.life or self.tick_record is not None:
             return
         rec = self.tick_record = TickRecord(self.world.t, journal_from=len(self.journal))
         rec.lock_held = self.tool_lock_fd is not None

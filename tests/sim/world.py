@@ -113,7 +113,7 @@ class World:
 
     def schedule_tick(self, host: SimHost, when: float) -> None:
         host.next_tick = when
-        self.at(when, host.tick, f"{host.name} tick")
+        self.at(when, lambda life=host.life: host.tick(life), f"{host.name} tick")
 
     def restart_delay(self, host: SimHost) -> float:
         return self.down_s.pop(host.name, 2.0)
