@@ -19,9 +19,10 @@ NOW = 1_000_000.0
 RULE = "http-5xx-ratio"
 
 
-def member(host, release, firing_since=None, tick_ago=1.0, known_good=False, rule=RULE):
+def member(host, release, firing_since=None, tick_ago=1.0, known_good=False, rule=RULE, unseen=()):
     firing = {} if firing_since is None else {rule: NOW + firing_since}
-    return Member(host, release, firing=firing, tick_at=NOW - tick_ago, known_good=known_good)
+    return Member(host, release, firing=firing, tick_at=NOW - tick_ago, known_good=known_good,
+                  unseen=frozenset(unseen))
 
 
 def view(*members, verdicts=()):
@@ -62,6 +63,12 @@ SYMPTOM_TABLE = [
      ("web-2", "web-3")),
     ("no other host at all",
      [], [GOOD_R1], False, ()),
+    ("one of two old hosts breaching, the other cannot read the rule (no traffic): fleet-wide",
+     [member("web-2", "r1", -30), member("web-3", "r1", unseen=[RULE])], [GOOD_R1], True, ("web-2",)),
+    ("the only old host cannot read the rule: neither witness nor denial",
+     [member("web-2", "r1", unseen=[RULE])], [GOOD_R1], False, ()),
+    ("the old host cannot read another rule: this one is compared",
+     [member("web-2", "r1", unseen=["p95-latency"])], [GOOD_R1], False, ()),
 ]
 
 
@@ -72,6 +79,15 @@ def test_fleet_wide_symptom(case, others, verdicts, fleet_wide, witnesses):
     s = fleet_wide_symptom(v, "web-1", "r2", RULE, NOW - 30, NOW, same_time=60, stale_after=45)
     assert (s.fleet_wide, s.witnesses) == (fleet_wide, witnesses), s.reason
     assert s.reason
+
+
+def test_a_rule_no_old_host_could_read_is_unseen_not_denied():
+    v = view(member("web-2", "r1", unseen=[RULE]), member("web-3", "r1", unseen=[RULE]), verdicts=[GOOD_R1])
+    s = fleet_wide_symptom(v, "web-1", "r2", RULE, NOW - 30, NOW, 60, 45)
+    assert (s.fleet_wide, s.unseen) == (False, True)
+    assert s.reason == f"{RULE} cannot be compared: no data on the host(s) still on a known-good release (web-2 (r1), web-3 (r1))"
+    seen = fleet_wide_symptom(view(member("web-2", "r1"), verdicts=[GOOD_R1]), "web-1", "r2", RULE, NOW - 30, NOW, 60, 45)
+    assert (seen.fleet_wide, seen.unseen) == (False, False)
 
 
 def test_symptom_counts_releases_known_good_in_local_state():
@@ -127,8 +143,13 @@ def test_keys_and_their_parse():
 def test_values_round_trip_and_garbage_is_ignored():
     v = FleetVerdict("r2", BAD, "web-1", 12.5, RULE, 0.31, "5xx")
     assert FleetVerdict.decode("r2", v.encode().encode()) == v
-    m = Member("web-1", "r2", "in_window", True, False, {RULE: 10.0}, 11.0, "r1")
+    m = Member("web-1", "r2", "in_window", True, False, {RULE: 10.0}, 11.0, "r1", frozenset({"p95-latency"}))
     assert Member.decode("web-1", m.encode()) == m
+    # Written before `unseen` existed: read as seeing every rule. A wrong type: not a member.
+    old = b'{"release": "r2", "phase": "watching", "in_window": false, "known_good": true, "firing": {}, "tick_at": 5}'
+    assert Member.decode("web-1", old) == Member("web-1", "r2", known_good=True, tick_at=5.0)
+    assert Member.decode("web-1", old[:-1] + b', "unseen": "errors"}') is None
+    assert Member.decode("web-1", old[:-1] + b', "unseen": [3]}') is None
     assert FleetVerdict.decode("r2", b"{not json") is None and FleetVerdict.decode("r2", b'{"verdict": "maybe"}') is None
     assert Member.decode("x", b"[]") is None
     assert FleetVerdict("r2", BAD, "a", 1, value=float("nan")).encode().count("null") == 1

@@ -133,11 +133,15 @@ class Member:
     firing: dict[str, float] = field(default_factory=dict, hash=False)  # rollback rule -> breaching since (wall)
     tick_at: float = 0.0
     previous: str | None = None  # the release before the current one
+    # Rollback rules it could not read at its last tick (no data: no traffic, no series; or the
+    # source failed): for those it is no evidence either way.
+    unseen: frozenset[str] = frozenset()
 
     def encode(self) -> str:
         return json.dumps({"release": self.release, "phase": self.phase, "in_window": self.in_window,
                            "known_good": self.known_good, "firing": {k: round(v, 3) for k, v in self.firing.items()},
-                           "tick_at": round(self.tick_at, 3), "previous": self.previous}, sort_keys=True)
+                           "tick_at": round(self.tick_at, 3), "previous": self.previous,
+                           "unseen": sorted(self.unseen)}, sort_keys=True)
 
     @classmethod
     def decode(cls, host: str, raw: bytes | str) -> Member | None:
@@ -156,7 +160,10 @@ class Member:
         since = {k: v for k, v in read.items() if v is not None}
         if len(since) != len(read):
             return None
-        return cls(host, release, phase, in_window, known_good, since, tick_at, previous)
+        unseen = data.get("unseen", [])  # absent in memberships written before it was added
+        if not isinstance(unseen, list) or not all(isinstance(r, str) for r in unseen):
+            return None
+        return cls(host, release, phase, in_window, known_good, since, tick_at, previous, frozenset(unseen))
 
 
 def survived_value(at: float) -> str:
@@ -222,6 +229,9 @@ class Symptom:
     fleet_wide: bool
     reason: str
     witnesses: tuple[str, ...] = ()  # hosts on a known-good release breaching the same rule
+    # No host on a known-good release could read the rule (each reported it unseen): neither a
+    # witness nor a denial. The coordinator counts it with the rules that do have witnesses.
+    unseen: bool = False
 
 
 def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since: float, now: float,
@@ -246,7 +256,10 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
 
     Fleet-wide when at least one such host breaches that way and it is at least half of those
     hosts: one unlucky old host out of ten does not excuse a bad release, but lower-traffic
-    hosts that have not crossed the threshold yet do not hide an outage either.
+    hosts that have not crossed the threshold yet do not hide an outage either. A host that
+    could not read the rule at all (`Member.unseen`: no traffic in quiet hours, no series) is
+    not counted; when no host could, the symptom is `unseen`: the coordinator decides with the
+    host's other rules (coordinator.symptoms).
     """
     old = []
     for host, m in sorted(view.members.items()):
@@ -260,6 +273,12 @@ def fleet_wide_symptom(view: FleetView, me: str, release: str, rule: str, since:
             old.append(m)
     if not old:
         return Symptom(False, f"no host on a known-good release reported within {stale_after:g}s to compare with")
+    blind = [m for m in old if rule in m.unseen and rule not in m.firing]
+    if len(blind) == len(old):
+        names = ", ".join(f"{untrusted(m.host, HOST_MAX)} ({untrusted(m.release, RELEASE_MAX)})" for m in blind)
+        return Symptom(False, f"{rule} cannot be compared: no data on the host(s) still on a known-good release "
+                              f"({names})", unseen=True)
+    old = [m for m in old if m not in blind]  # no evidence either way: not counted against an outage
     witnesses = tuple(m.host for m in old if rule in m.firing
                       and abs(view.arrived.get(m.host, m.tick_at) - (m.tick_at - m.firing[rule]) - since) <= same_time)
     if witnesses and 2 * len(witnesses) >= len(old):

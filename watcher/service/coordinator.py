@@ -44,7 +44,7 @@ from watcher.core.fleetmodel import (
     is_fleet_rule,
 )
 from watcher.core.model import Mark
-from watcher.core.rules import Finding, Phase
+from watcher.core.rules import Finding, Outcome, Phase
 from watcher.fleet.link import MEMBER_REFRESH, FleetLink
 from watcher.service.recorder import Recorder
 from watcher.service.telemetry import Telemetry
@@ -155,7 +155,7 @@ class FleetCoordinator:
         known_good = frozenset(r for r, rec in s.releases.items() if rec.mark == Mark.GOOD)
         # A membership is rewritten on every change and at least every MEMBER_REFRESH.
         stale_after = MEMBER_REFRESH + 3 * w.config.interval
-        found, reasons = set(), []
+        found, unseen, reasons = set(), set(), []
         for f in local:
             # On the link's monotonic clock, as the memberships' arrival (FleetView.arrived): our
             # breach began as long ago as the service's steady time says.
@@ -166,7 +166,16 @@ class FleetCoordinator:
             if symptom.fleet_wide:
                 found.add(f.rule)
                 reasons.append(symptom.reason)
-        return frozenset(found), "; ".join(reasons)
+            elif symptom.unseen:
+                unseen.add(f.rule)
+                reasons.append(symptom.reason)
+        if not found:
+            return frozenset(), ""
+        # A database outage fails the health probe everywhere, but the error ratio only where
+        # there is traffic: the hosts still on the known-good release, quiet at night, cannot
+        # witness `errors`. A rule nobody could compare goes with the ones that have witnesses;
+        # rolled back on it alone, the release was declared bad fleet-wide for the outage.
+        return frozenset(found | unseen), "; ".join(reasons)
 
     def rolled_back(self, release: str, findings: Sequence[Finding], reason: str, at: float) -> None:
         """Tell the fleet (through the outbox) that `release` is bad here."""
@@ -188,6 +197,9 @@ class FleetCoordinator:
         breaching = {name: self.to_wall(rs.breach_since) for name, rs in s.rules.items()
                      if (rs.phase in (Phase.PENDING, Phase.FIRING) or rs.failures > 0) and rs.breach_since is not None
                      and (rule := w.config.rule(name)) is not None and rule.action == "rollback"}
+        unseen = frozenset(name for name, rs in s.rules.items()
+                           if rs.last_outcome in (Outcome.NO_DATA.value, Outcome.ERROR.value) and name not in breaching
+                           and (rule := w.config.rule(name)) is not None and rule.action == "rollback")
         rec = s.releases.get(s.current or "")
         in_window = s.in_watch_window(now)
         phase = "halted" if s.halted else ("in_window" if in_window else "watching")
@@ -197,7 +209,7 @@ class FleetCoordinator:
                             if rid != s.current and r.deployed_at is not None), reverse=True)
             previous = older[0][1] if older else None
         self.link.report(Member(self.config.host, s.current, phase, in_window, bool(rec and rec.mark == Mark.GOOD),
-                                breaching, self.to_wall(now), previous))
+                                breaching, self.to_wall(now), previous, unseen))
 
 
 class _FleetMetrics:
