@@ -195,6 +195,10 @@ class Watcher:
         if self.state.lock_seen and not lock_held:
             window.discard_deploy_evidence(self.state, self.config, self)
         requests.apply_pending(self, now)
+        # A human's `rollback` verifies inside apply_pending (seconds of sleeps): what the tick
+        # reads next is read now, and a deploy seen by it opens its window from now, not from
+        # before the verification (a window that began before its deploy was shorter).
+        now = self.clock()
         if self.fleet is not None:
             self.fleet.learn(self, now)
         report = TickReport(now, self.state.current, 0)
