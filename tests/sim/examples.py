@@ -404,6 +404,60 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n20-an-outage-the-quiet-old-host-could-not-see-in-the-error-ratio",
+    "An outage of every release (30% errors, /health 503) while web-2 runs r2 in its window and "
+    "web-1 the known-good r1 with no traffic at all (quiet hours). health fires on both: a fleet "
+    "symptom, told. 36 s later errors fires on web-2, but web-1, with no requests, can never "
+    "witness an error ratio: r2 was rolled back (to r0, as broken: did not verify) and declared bad "
+    "fleet-wide. A rule no host on a known-good release can read (Member.unseen) now goes with the "
+    "rules that do have witnesses (sim seed 3000594).",
+    History(Setup(hosts=2, interval=2.0, scrape=1.0, watch_window=300.0, errors_for=20.0, probe_failures=3,
+                  verify_attempts=4, verify_every=3.0, cooldown=600.0, fleet=True, lease=3.0, known_good_hosts=1,
+                  skews=(-600.0, 45.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0, start_s=0.5, traffic=0.0)),
+                            ("r2", Profile(error=0.01, start_s=3.0)))),
+            (Deploy(3.8, "r1", host=0, restart_s=5.0, settle_s=5.0),
+             Deploy(262.9, "r2", host=1, restart_s=60.0, settle_s=0.0, announce=True),
+             EnvOutage(269.0, 120.0, error=0.3, probes=True)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+example(
+    "n21-a-restarted-service-ran-the-dead-ones-ticks-too",
+    "The service dies between two ticks and starts again 0.5 s later; the tick the dead process "
+    "had scheduled still ran, on the new watcher, beside the new one's: two interleaved tick loops, "
+    "one of which ticked in the middle of the other's rollback verification and took the rollback's "
+    "own switch for a deploy. A defect of the simulator (a daemon runs one loop, one tick at a "
+    "time: SimHost.tick), seen as state.current r0 with r2 current (sim seed 3001471).",
+    History(Setup(interval=10.0, scrape=2.0, watch_window=120.0, errors_for=10.0, probe_failures=0, up_for=30.0,
+                  verify_attempts=7, verify_every=3.0, max_auto_rollbacks=2, lease=3.0, known_good_hosts=1,
+                  skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.02, flap_on_s=30.0, flap_off_s=15.0, flap_error=0.3)),
+                            ("r2", Profile(error=0.005, bad_after_s=1700.0, bad_error=0.3, start_s=0.5)))),
+            (EnvOutage(143.5, 120.0, error=1.0, probes=True), Crash(1.2, host=0, down_s=0.5),
+             Deploy(25.5, "r1", lock=False, restart_s=0.5, settle_s=0.0), BackendFault(9.2, host=0, what="current", count=6),
+             Deploy(50.2, "r2", restart_s=0.5, settle_s=30.0, announce=True)), tail=30),
+    ("state_agrees_with_backend",), fixed=True,
+)
+
+example(
+    "n22-a-deploy-during-a-manual-rollbacks-verification",
+    "A human's `rollback` r3 -> r0 is applied at the tick of t+3762 and verified in 3 s sleeps; "
+    "r6 is deployed 0.4 s into the first. The verification is superseded and the same tick sees "
+    "r6, but opened its window at the tick's start, before the deploy: 1797 s of 1800 "
+    "(sim seed 3000810).",
+    History(Setup(interval=1.0, scrape=1.0, watch_window=1800.0, errors_for=20.0, latency_for=30.0,
+                  verify_attempts=10, verify_every=3.0, max_auto_rollbacks=2, lock_timeout=300.0, lease=15.0,
+                  known_good_hosts=1, watch_delay=3.0, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r3", Profile(error=0.005, start_s=3.0)),
+                            ("r6", Profile(error=0.001, start_s=0.5)))),
+            (Deploy(1590.1, "r3", restart_s=60.0, settle_s=5.0, mid_tick=True),
+             Human(1526.1, "mark", release="r3", mark="good"), Human(645.8, "rollback"),
+             Deploy(0.4, "r6", restart_s=20.0, settle_s=0.0)), tail=30),
+    ("watch_window_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
