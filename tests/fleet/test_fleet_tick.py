@@ -8,7 +8,7 @@ import json
 import pytest
 
 from support import wait_for
-from support.ticking import PROBE_RULE, Clock, ticks
+from support.ticking import PROBE_RULE, Clock, held_deploy_lock, ticks
 from watcher.config.load import load_config
 from watcher.core.fleetmodel import BAD, FleetVerdict
 from watcher.service.build import build_watcher
@@ -18,9 +18,9 @@ from watcher.service.build import build_watcher
 def fleet_watcher(symlink_host, etcd, fleet_name):
     started = []
 
-    def make(clock):
+    def make(clock, **extra):
         cfg = load_config(symlink_host.write_config(
-            PROBE_RULE, watch_window="10m",
+            PROBE_RULE, watch_window="10m", **extra,
             fleet={"etcd": etcd.endpoints, "name": fleet_name, "host": "web-b", "lease": "3s", "timeout": "1s"}),
             environ={})
         w = build_watcher(cfg, notify=False, clock=clock, fleet=True)
@@ -82,6 +82,38 @@ def test_a_verdict_for_the_current_release_rolls_back_as_a_fleet_trigger(symlink
     # Rolled back because another host said so: nothing more to tell the fleet about r2.
     outbox = host.state_dir / "fleet-outbox.json"
     assert not outbox.exists() or all(o["kind"] != "verdict" for o in json.loads(outbox.read_text()))
+
+
+def test_a_host_under_the_deploy_lock_witnesses_nothing(symlink_host, fleet_watcher, link, tmp_path):
+    """A deploy's restart fails the health probe under the lock, while `current` may still name
+    the known-good release it replaces: peers must not count that as an outage on a known-good
+    release (it excused a crashing release elsewhere as a fleet-wide symptom, sim seed
+    4000618). Under the lock the membership names no breach and every rollback rule unseen;
+    once the lock is let go, breaches are reported again."""
+    host = symlink_host
+    host.add_release("r1")
+    host.deploy("r1")
+    clock = Clock()
+    lock = tmp_path / "deploy.lock"
+    w = fleet_watcher(clock, deploy_lock=str(lock))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    peer = link("web-a")
+
+    def membership(what, ok):
+        def seen():
+            m = peer.view().members.get("web-b")
+            return m if m is not None and ok(m) else None
+        return wait_for(seen, 20, what=what)
+
+    with held_deploy_lock(lock):
+        (host.releases / "r1" / "health_status").write_text("503")  # the restart's closed port
+        ticks(w, clock, 1)
+        m = membership("health unseen", lambda m: "health" in m.unseen)
+        assert m.release == "r1" and m.known_good and m.firing == {}
+    ticks(w, clock, 3)  # let go, r1 still failing: its own breach this time
+    m = membership("health breaching", lambda m: "health" in m.firing)
+    assert "health" not in m.unseen
 
 
 URGENT = "**URGENT** [login here](http://evil.example/phish)"

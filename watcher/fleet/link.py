@@ -97,8 +97,12 @@ class FleetLink:
         with self._lock:
             before = self._member
             self._member = member
-        if before is None or (before.release, before.phase, before.firing, before.in_window) != \
-                (member.release, member.phase, member.firing, member.in_window):
+        # Everything a peer's symptom check reads goes out at once: a rule that became unseen
+        # (or seen again) or a release that became known-good changes its answer as much as a
+        # breach does, and waited up to MEMBER_REFRESH for the next rewrite.
+        if before is None or (before.release, before.phase, before.firing, before.in_window, before.known_good,
+                              before.unseen) != (member.release, member.phase, member.firing, member.in_window,
+                                                 member.known_good, member.unseen):
             self._member_dirty.set()
             self._wake.set()  # a change others may act on (symptom check) goes out now
 

@@ -200,6 +200,15 @@ class FleetCoordinator:
         unseen = frozenset(name for name, rs in s.rules.items()
                            if rs.last_outcome in (Outcome.NO_DATA.value, Outcome.ERROR.value) and name not in breaching
                            and (rule := w.config.rule(name)) is not None and rule.action == "rollback")
+        if s.lock_seen:
+            # A deploy holds the lock: what the rules read is its restart (a closed port, its
+            # errors), under the release it replaces, which may still be `current` here when
+            # the switch landed during the reads. This host discards it (window.
+            # discard_deploy_evidence); peers must not take it for a witness of an outage
+            # either: it excused another host's bad release as a fleet-wide symptom (sim seed
+            # 4000618). Neither witness nor denial until the lock is let go.
+            unseen = frozenset(r.name for r in w.config.rules if r.action == "rollback")
+            breaching = {}
         rec = s.releases.get(s.current or "")
         in_window = s.in_watch_window(now)
         phase = "halted" if s.halted else ("in_window" if in_window else "watching")
