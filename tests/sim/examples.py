@@ -458,6 +458,42 @@ example(
     ("watch_window_is_true",), fixed=True,
 )
 
+example(
+    "n23-garbage-over-a-bad-verdict-the-host-acted-on",
+    "web-1 rolls r1 back and declares it bad fleet-wide; somebody overwrites the verdict with "
+    "garbage; r1 deployed on web-2 is rolled back on the bad verdict its fleet cache kept (nothing "
+    "replaces bad). A defect of the invariant, which judged the verdict by the last writer of the key "
+    "instead of what the host had read (sim seed 4000038).",
+    History(Setup(hosts=2, interval=10.0, scrape=1.0, max_window=120.0, errors_for=20.0, probe_failures=0,
+                  up_for=0.0, verify_attempts=3, verify_every=1.0, cooldown=600.0, fleet=True, lease=15.0,
+                  known_good_hosts=1, watch_delay=0.5, skews=(0.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.01, bad_after_s=60.0, bad_latency=0.8, start_s=0.5)),
+                            ("r2", Profile(error=0.005, start_s=3.0)))),
+            (Deploy(85.5, "r1", lock=False, restart_s=5.0, settle_s=0.0), Tamper(1036.9, "verdict_garbage", "r1"),
+             Deploy(418.4, "r1", host=1, lock=True, restart_s=2.0, settle_s=0.0)), tail=30),
+    ("no_false_rollback",), fixed=True,
+)
+example(
+    "n24-a-deploys-restart-under-the-lock-witnessed-an-outage",
+    "r2 crashes on web-1 (health fails from t+1090); web-2 takes the deploy lock and switches to r3 "
+    "during its tick's reads: its probe meets r3's restart, and its membership said 'r0 (known-good) "
+    "breaching health'. web-1 took that for a fleet-wide symptom and held r2 back a tick. Under the "
+    "lock a membership now names no breach and every rollback rule unseen (sim seed 4000618).",
+    History(Setup(hosts=2, interval=10.0, scrape=1.0, watch_window=600.0, max_window=120.0, errors_for=0.0,
+                  probe_failures=3, verify_attempts=2, verify_every=3.0, cooldown=60.0, max_auto_rollbacks=2,
+                  fleet=True, known_good_hosts=1, watch_delay=0.5, skews=(0.0, 45.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0, start_s=0.5)),
+                            ("r2", Profile(error=0.01, crashes=True)), ("r3", Profile(error=0.08, start_s=3.0)),
+                            ("r4", Profile(error=0.005, bad_after_s=60.0, bad_latency=0.8, start_s=3.0)),
+                            ("r5", Profile(error=0.0)),
+                            ("r6", Profile(error=0.02, bad_after_s=60.0, bad_latency=0.8, start_s=0.5)),
+                            ("r7", Profile(error=0.001, start_s=3.0)))),
+            (Deploy(1087.6, "r2", lock=False, restart_s=20.0, settle_s=1.0),
+             Deploy(2.4, "r3", host=1, lock=True, restart_s=0.5, settle_s=1.0, mid_tick=True)), tail=30),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

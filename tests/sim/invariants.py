@@ -188,9 +188,13 @@ def no_false_rollback(s: Step) -> list[str]:
         local = [r for r in rules if not r.startswith("fleet:")]
         if len(local) < len(rules):  # another host's verdict among the triggers: judged there
             v = s.world.fleet.etcd.get(f"{s.host.config.fleet.root}releases/{release}/verdict") if s.setup.fleet else None
-            writer = next((w.by for w in reversed(s.world.fleet.etcd.history)
-                           if w.key.endswith(f"releases/{release}/verdict") and w.kind == "put"), None)
-            if v is not None and (well_formed_verdict(v) is None or writer == "somebody else"):
+            # A bad verdict a watcher wrote before `t` is what the host acted on, even if garbage
+            # replaced it since: the fleet cache keeps the last verdict it could read (sim seed
+            # 4000038), and nothing replaces bad.
+            by_watcher = any(w.kind == "put" and w.key.endswith(f"releases/{release}/verdict") and w.at <= t
+                             and w.by in s.world.fleet.runs and (wf := well_formed_verdict(w.value)) is not None
+                             and wf["verdict"] == "bad" for w in s.world.fleet.etcd.history)
+            if v is not None and not by_watcher:
                 if all(s.setup.judge(release)[r].healthy for r in s.setup.judge(release)):
                     out.append(f"rolled back {release} on a fleet verdict nobody's watcher wrote: {v[:80]!r}")
             continue
