@@ -494,6 +494,30 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n25-an-outage-reached-the-probe-here-a-moment-first",
+    "An outage of every release, seen in `errors` on both hosts (a fleet-wide symptom: r5 is not "
+    "rolled back), begins failing /health too: web-2 (on r5) probes 0.1 s before web-1 (on the "
+    "known-good r0), `failures: 1`, and web-1's report travels a 3 s watch. health had no witness "
+    "yet, and the healthy r5 was rolled back. A rule that began breaching within an interval plus "
+    "5 s now waits for the other hosts' reports while the others are a fleet-wide symptom (sim seed "
+    "1000056, found by an aimed outage).",
+    History(Setup(hosts=2, interval=1.0, scrape=15.0, max_window=120.0, errors_for=10.0, probe_failures=1,
+                  verify_attempts=8, verify_every=3.0, cooldown=600.0, max_auto_rollbacks=2, lock_timeout=300.0,
+                  fleet=True, lease=15.0, known_good_hosts=2, watch_delay=3.0, skews=(120.0, 120.0),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.0, flap_on_s=5.0, flap_off_s=2.5, flap_error=0.3)),
+                            ("r2", Profile(error=0.01, bad_after_s=590.0, bad_probe=True)),
+                            ("r3", Profile(error=0.005, bad_after_s=1790.0, bad_probe=True, start_s=0.5)),
+                            ("r4", Profile(error=0.01, bad_after_s=0.0, bad_latency=2.0, start_s=3.0)),
+                            ("r5", Profile(error=0.001)), ("r6", Profile(error=0.2)),
+                            ("r7", Profile(error=0.001, bad_after_s=10.0, bad_probe=True)),
+                            ("r8", Profile(error=0.01, bad_after_s=250.0, bad_probe=True, start_s=0.5)))),
+            (Deploy(837.3, "r5", host=1, restart_s=2.0, settle_s=1.0),
+             EnvOutage(113.7, 120.0, error=0.3), EnvOutage(32.8, 600.0, error=1.0, probes=True)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -275,8 +275,10 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
                 continue
             began_there = s.t - (w.clock() - rs.breach_since)  # true time of its first breaching tick
             # Seen at `t` only if that tick, which rewrote its membership, ended before; an interval
-            # of slack for the sync thread and the watch. Not its age when this check runs.
-            if not any(r.start >= began_there - 1e-3 and not r.crashed and 0 < r.end <= t - s.setup.interval
+            # of slack for the sync thread and the watch, or the watch's delay when it is longer
+            # (sim seed 1000056: a 3 s watch). Not its age when this check runs.
+            seen_by = t - max(s.setup.interval, s.setup.watch_delay + 0.02)
+            if not any(r.start >= began_there - 1e-3 and not r.crashed and 0 < r.end <= seen_by
                        for r in other.ticks):
                 continue
             began_here = next((e["_t"] for e in reversed(s.host.journal) if e["kind"] == "rule"

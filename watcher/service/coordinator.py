@@ -50,6 +50,10 @@ from watcher.service.recorder import Recorder
 from watcher.service.telemetry import Telemetry
 from watcher.store.state import State
 
+# How long after its tick a peer's membership may reach this host: the tick's own duration
+# (probes that time out, queries) and etcd's watch, seconds on a loaded member.
+PEER_REPORT_LAG = 5.0
+
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +159,7 @@ class FleetCoordinator:
         known_good = frozenset(r for r, rec in s.releases.items() if rec.mark == Mark.GOOD)
         # A membership is rewritten on every change and at least every MEMBER_REFRESH.
         stale_after = MEMBER_REFRESH + 3 * w.config.interval
-        found, unseen, reasons = set(), set(), []
+        found, unseen, fresh, reasons = set(), set(), set(), []
         for f in local:
             # On the link's monotonic clock, as the memberships' arrival (FleetView.arrived): our
             # breach began as long ago as the service's steady time says.
@@ -169,13 +173,26 @@ class FleetCoordinator:
             elif symptom.unseen:
                 unseen.add(f.rule)
                 reasons.append(symptom.reason)
+            elif f.since is not None and now - f.since < w.config.interval + PEER_REPORT_LAG:
+                fresh.add(f.rule)
         if not found:
             return frozenset(), ""
+        if fresh:
+            # A rule that began breaching within a peer's tick (and its report's way here) of
+            # now cannot have witnesses yet: the hosts tick out of step, and the same outage
+            # reaches the next one a fraction of a second later. While this host's other rules are a fleet-wide
+            # symptom, it is given that tick (sim seed 1000056: a DB outage already seen in
+            # `errors` on both hosts began failing /health 0.1 s earlier here than on the
+            # known-good host, and the healthy release was rolled back). Alone, it waits for
+            # nobody: no outage is in sight.
+            reasons.append(f"{', '.join(sorted(fresh))} began breaching less than "
+                           f"{w.config.interval + PEER_REPORT_LAG:g}s ago: waiting for the other hosts to report it")
+
         # A database outage fails the health probe everywhere, but the error ratio only where
         # there is traffic: the hosts still on the known-good release, quiet at night, cannot
         # witness `errors`. A rule nobody could compare goes with the ones that have witnesses;
         # rolled back on it alone, the release was declared bad fleet-wide for the outage.
-        return frozenset(found | unseen), "; ".join(reasons)
+        return frozenset(found | unseen | fresh), "; ".join(reasons)
 
     def rolled_back(self, release: str, findings: Sequence[Finding], reason: str, at: float) -> None:
         """Tell the fleet (through the outbox) that `release` is bad here."""
