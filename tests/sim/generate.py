@@ -9,6 +9,7 @@ release catalogue mixes healthy, bad, flapping, bursting, late-failing and crash
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
@@ -186,9 +187,86 @@ def action(c: Choices, s: h.Setup, deployed: list[str]) -> object:
 
 def generate(c: Choices, length: int | None = None, short: bool = False) -> h.History:
     """A history; `short` (the budgeted run of `make test`): windows of at most 5 minutes, a
-    shorter tail, so that a few hundred fit in two minutes."""
+    shorter tail, so that a few hundred fit in two minutes. Some histories are then aimed
+    (`aim`): their choices come after all the others, so an unaimed seed's history is the one
+    it was before aiming existed (an aimed one is that history, perhaps cut to its first few
+    actions, plus the aimed events)."""
     s = setup(c, short)
     deployed: list[str] = []
     n = length if length is not None else c.integer(3, 25)
     actions = tuple(action(c, s, deployed) for _ in range(n))
-    return h.History(s, actions, tail=s.watch_window + (120.0 if short else 300.0))
+    history = h.History(s, actions, tail=s.watch_window + (120.0 if short else 300.0))
+    return aim(c, history) if c.chance(0.4) else history
+
+
+def aim(c: Choices, history: h.History) -> h.History:
+    """Events placed where the defects of a window's edges live, which uniform timing almost
+    never reaches (issue 22's defects 1, 4, 6 and 9 were found by no random history of 150): a
+    release of one deploy that goes bad so that its rule fires on the window's last ticks; a
+    listing failure of the backend on those ticks; a crash at the save of the tick that takes a
+    human's request; an outage of every host during a window, with a peer's clock minutes off."""
+    s = history.setup
+    kept = history.actions
+    if c.chance(0.5):
+        # Half of them few actions besides: in a history of twenty, something else (a halt, a
+        # redeploy, a pause) almost always happens to the window first.
+        kept = kept[:c.integer(1, 5)]
+    timed = []  # (absolute time, action)
+    t = 0.0
+    for a in kept:
+        t += a.after
+        timed.append((t, a))
+    last: dict[int, tuple[float, h.Deploy]] = {}  # each host's last deploy: its window can run out
+    for t, a in timed:
+        if isinstance(a, h.Deploy):
+            last[a.host] = (t, a)
+    targets = [(t, d) for t, d in last.values() if d.release != s.releases[0][0]]
+    humans = [(t, a) for t, a in timed if isinstance(a, h.Human)]
+    added: list[tuple[float, object]] = []
+    profiles = dict(s.releases)
+    skews = list(s.skews) + [0.0] * (s.hosts - len(s.skews))
+    for _ in range(c.integer(1, 2)):
+        what = c.pick(["late", "late", "late+fault", "crash", "outage"])
+        if what.startswith("late") and targets:
+            t_d, d = c.pick(targets)
+            profile = profiles[d.release]
+            probe = bool(s.probe_failures) and c.chance(0.5)
+            # The window ends `watch_window` after the tick that saw the deploy (within an
+            # interval of it); the release's age counts from its restart. A probe failing in the
+            # last `failures` ticks before that end; a ratio firing on them.
+            if probe:
+                rule_for = (s.probe_failures - 1) * s.interval
+                bad_after = s.watch_window - d.restart_s + c.uniform(-rule_for - s.interval, s.interval)
+            else:
+                bad_after = s.watch_window - d.restart_s - s.errors_for + c.uniform(-2 * s.interval, s.interval)
+            profiles[d.release] = dataclasses.replace(
+                profile, bad_after_s=max(bad_after, 1.0), bad_probe=probe, bad_error=None if probe else 0.3,
+                crashes=False, flap_on_s=0.0, flap_off_s=0.0, burst_s=0.0)
+            if what == "late+fault":
+                # The listing is read when a rollback rule fires (and once for the deploy's
+                # message): a failure injected after that waits for the firing tick; a failure to
+                # read `current` hits the next tick, so it is aimed at the window's end.
+                listing = c.chance(0.5)
+                added.append((t_d + (c.uniform(2 * s.interval, s.watch_window / 2) if listing else
+                                     s.watch_window + c.uniform(-s.interval, 2 * s.interval)),
+                              h.BackendFault(0.0, d.host, what="releases" if listing else "current",
+                                             count=c.pick([1, 1, 2]))))
+        elif what == "crash" and humans:
+            t_h, a = c.pick(humans)
+            added.append((t_h + c.uniform(0.0, 0.5),
+                          h.Crash(0.0, a.host, down_s=c.pick([0.5, 2.0, 10.0]), at="save")))
+        elif what == "outage" and targets:
+            t_d, d = c.pick(targets)
+            added.append((t_d + c.uniform(s.interval, min(s.watch_window / 2, 300.0)),
+                          h.EnvOutage(0.0, c.pick([60.0, 120.0, 600.0]), error=c.pick([0.3, 1.0]),
+                                      probes=c.chance(0.5))))
+            peers = [i for i in range(s.hosts) if i != d.host]
+            if peers:  # a peer on the old release whose clock is minutes off
+                skews[c.pick(peers)] = c.pick([-120.0, 120.0, -600.0])
+    merged = sorted(timed + added, key=lambda x: x[0])  # stable: at one moment, the drawn action first
+    actions, before = [], 0.0
+    for t, a in merged:
+        actions.append(dataclasses.replace(a, after=round(max(t - before, 0.0), 3)))
+        before = max(t, before)
+    setup_ = dataclasses.replace(s, releases=tuple((r, profiles[r]) for r, _ in s.releases), skews=tuple(skews))
+    return h.History(setup_, tuple(actions), tail=history.tail)
