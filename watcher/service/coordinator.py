@@ -159,7 +159,8 @@ class FleetCoordinator:
         known_good = frozenset(r for r, rec in s.releases.items() if rec.mark == Mark.GOOD)
         # A membership is rewritten on every change and at least every MEMBER_REFRESH.
         stale_after = MEMBER_REFRESH + 3 * w.config.interval
-        found, unseen, fresh, reasons = set(), set(), set(), []
+        found, unseen, young, reasons = set(), set(), set(), []
+        grace = self.outage_grace(w)
         for f in local:
             # On the link's monotonic clock, as the memberships' arrival (FleetView.arrived): our
             # breach began as long ago as the service's steady time says.
@@ -173,26 +174,34 @@ class FleetCoordinator:
             elif symptom.unseen:
                 unseen.add(f.rule)
                 reasons.append(symptom.reason)
-            elif f.since is not None and now - f.since < w.config.interval + PEER_REPORT_LAG:
-                fresh.add(f.rule)
+            elif f.since is not None and now - f.since < grace:
+                young.add(f.rule)
         if not found:
             return frozenset(), ""
-        if fresh:
-            # A rule that began breaching within a peer's tick (and its report's way here) of
-            # now cannot have witnesses yet: the hosts tick out of step, and the same outage
-            # reaches the next one a fraction of a second later. While this host's other rules are a fleet-wide
-            # symptom, it is given that tick (sim seed 1000056: a DB outage already seen in
-            # `errors` on both hosts began failing /health 0.1 s earlier here than on the
-            # known-good host, and the healthy release was rolled back). Alone, it waits for
-            # nobody: no outage is in sight.
-            reasons.append(f"{', '.join(sorted(fresh))} began breaching less than "
-                           f"{w.config.interval + PEER_REPORT_LAG:g}s ago: waiting for the other hosts to report it")
-
+        if young:
+            # An outage is in sight (a rule fires here and on the known-good hosts), and these
+            # rules began breaching too recently for those hosts to show them yet: they tick out
+            # of step and report through etcd (sim seed 1000056: /health failed here 0.1 s
+            # before it did there), and outside its window a host reads `[$window]` as
+            # max_window, so the same step in a ratio crosses the threshold there up to
+            # max_window later (seed 5001233: `errors` fired here 8 s before the old host's
+            # report arrived). Rolled back meanwhile, the healthy release did not verify (the
+            # outage fails the target too), was halted on and declared bad fleet-wide. Each
+            # such rule is given `grace` from its breach; a release whose own failure began
+            # during the outage is rolled back that much later.
+            reasons.append(f"{', '.join(sorted(young))} began breaching less than {grace:g}s ago: waiting for the "
+                           "hosts on a known-good release to show it")
         # A database outage fails the health probe everywhere, but the error ratio only where
         # there is traffic: the hosts still on the known-good release, quiet at night, cannot
         # witness `errors`. A rule nobody could compare goes with the ones that have witnesses;
         # rolled back on it alone, the release was declared bad fleet-wide for the outage.
-        return frozenset(found | unseen | fresh), "; ".join(reasons)
+        return frozenset(found | unseen | young), "; ".join(reasons)
+
+    def outage_grace(self, w: Seat) -> float:
+        """How long after a rule began breaching here the hosts on a known-good release can
+        take to show the same outage: a ratio over max_window crossing the threshold, their
+        tick and their report's way (coordinator.symptoms)."""
+        return w.config.max_window + w.config.interval + PEER_REPORT_LAG
 
     def rolled_back(self, release: str, findings: Sequence[Finding], reason: str, at: float) -> None:
         """Tell the fleet (through the outbox) that `release` is bad here."""
