@@ -499,9 +499,9 @@ example(
     "An outage of every release, seen in `errors` on both hosts (a fleet-wide symptom: r5 is not "
     "rolled back), begins failing /health too: web-2 (on r5) probes 0.1 s before web-1 (on the "
     "known-good r0), `failures: 1`, and web-1's report travels a 3 s watch. health had no witness "
-    "yet, and the healthy r5 was rolled back. A rule that began breaching within an interval plus "
-    "5 s now waits for the other hosts' reports while the others are a fleet-wide symptom (sim seed "
-    "1000056, found by an aimed outage).",
+    "yet, and the healthy r5 was rolled back. While another rule is a fleet-wide symptom, a rule "
+    "younger than max_window + interval + 5 s now waits for the other hosts (sim seed 1000056, "
+    "found by an aimed outage).",
     History(Setup(hosts=2, interval=1.0, scrape=15.0, max_window=120.0, errors_for=10.0, probe_failures=1,
                   verify_attempts=8, verify_every=3.0, cooldown=600.0, max_auto_rollbacks=2, lock_timeout=300.0,
                   fleet=True, lease=15.0, known_good_hosts=2, watch_delay=3.0, skews=(120.0, 120.0),
@@ -516,6 +516,78 @@ example(
             (Deploy(837.3, "r5", host=1, restart_s=2.0, settle_s=1.0),
              EnvOutage(113.7, 120.0, error=0.3), EnvOutage(32.8, 600.0, error=1.0, probes=True)), tail=120),
     ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n26-the-old-hosts-ratio-crossed-later-than-the-new-releases",
+    "An outage of every release (60% errors, /health 503): /health fires on both hosts, a fleet-wide "
+    "symptom; on web-2, `errors` over r1's young window crosses 10% at once and fires after its 10 s, "
+    "while web-1's `[$window]` (max_window, 120 s) crossed 8 s before and its report was still on "
+    "a 3 s watch. r1 was rolled back, did not verify, halted, declared bad fleet-wide. While "
+    "another rule is a fleet-wide symptom, a rule younger than max_window + interval + 5 s now "
+    "waits (sim seed 5001233, aimed outage).",
+    History(Setup(hosts=2, interval=2.0, scrape=2.0, watch_window=1800.0, max_window=120.0, errors_for=10.0,
+                  up_for=0.0, latency_for=0.0, verify_attempts=4, verify_every=1.0, cooldown=60.0, lock_timeout=30.0,
+                  fleet=True, lease=3.0, known_good_hosts=1, watch_delay=3.0, skews=(-120.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0)), ("r2", Profile(crashes=True)),
+                            ("r3", Profile(error=0.2, start_s=0.5)), ("r4", Profile(error=0.0)),
+                            ("r5", Profile(error=0.0, start_s=0.5)), ("r6", Profile(error=0.005, start_s=0.5)),
+                            ("r7", Profile(error=0.0, start_s=0.5)), ("r8", Profile(error=0.0, start_s=0.5)))),
+            (EnvOutage(98.3, 30.0, error=0.6, probes=True), Deploy(5.0, "r1", host=1, restart_s=5.0, announce=True)),
+            tail=30),
+    ("no_false_rollback",), fixed=True,
+)
+example(
+    "n27-garbage-over-a-good-verdict-the-hosts-had-read",
+    "r1 survives its window on web-2, which declares it good fleet-wide; 3 s later somebody "
+    "overwrites the verdict with a truncated write; web-1 and web-3, which had read the good verdict, "
+    "mark r1 good at their next tick. A defect of the invariant, which judged the mark by the last "
+    "write at check time, not what was there before the mark (sim seed 5000191; n23 for a bad one).",
+    History(Setup(hosts=3, interval=10.0, scrape=15.0, watch_window=120.0, errors_for=0.0, latency_for=30.0,
+                  verify_attempts=2, verify_every=0.5, lock_timeout=30.0, fleet=True, known_good_hosts=1,
+                  skews=(-600.0, -600.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.001, start_s=0.5)),
+                            ("r2", Profile(error=0.001, start_s=0.5)))),
+            (Deploy(379.9, "r1", host=1, settle_s=30.0, announce=True), Tamper(123.3, "verdict_truncated", "r1")),
+            tail=30),
+    ("fleet_marks_checked",), fixed=True,
+)
+
+example(
+    "n28-a-rollback-intent-whose-save-failed",
+    "r1 restarts for 60 s without the deploy lock; `health` fails (the documented trade-off) and the "
+    "watcher journals its rollback intent, then dies in the state's save: nothing is switched and "
+    "r1 is never marked bad (rollback.py saves before it switches). Its successor watches r1 afresh, "
+    "and r1, healthy, passes its window. A defect of the invariant, which counted the journaled "
+    "intent as a bad mark (sim seed 5000326).",
+    History(Setup(interval=10.0, scrape=1.0, max_window=30.0, probe_failures=1, up_for=0.0, verify_attempts=7,
+                  verify_every=1.0, cooldown=600.0, lock_timeout=300.0, lease=15.0, known_good_hosts=1, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.02, bad_after_s=1700.0, bad_error=0.3, start_s=0.5)),
+                            ("r2", Profile(error=0.02, start_s=3.0)),
+                            ("r3", Profile(bad_after_s=1790.0, bad_probe=True, start_s=3.0)),
+                            ("r4", Profile(error=0.001, bad_after_s=0.0, bad_latency=0.8, start_s=0.5)),
+                            ("r5", Profile(error=0.3)),
+                            ("r6", Profile(error=0.005, bad_after_s=120.0, bad_error=0.3, start_s=3.0)),
+                            ("r7", Profile(error=0.02, bad_after_s=60.0, bad_latency=2.0, start_s=3.0)),
+                            ("r8", Profile(error=0.001, bad_after_s=60.0, bad_latency=0.8)), ("r9", Profile(crashes=True)))),
+            (Crash(78.8, step=14, down_s=60.0), Deploy(52.4, "r1", lock=False, restart_s=60.0, settle_s=5.0)),
+            tail=600),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+example(
+    "n29-a-deploy-the-watcher-could-not-read-yet",
+    "r2 (100% errors) is deployed while the service is down; the first ticks after its start cannot "
+    "read `current` (the link is broken 3 times), and the deploy is seen at t+129. The invariant "
+    "counted the window and the rule's `[$window]` hold from the first tick after the deploy, which "
+    "saw nothing (sim seed 5000535). A defect of the invariant.",
+    History(Setup(watch_window=60.0, errors_for=0.0, probe_failures=1, up_for=0.0, latency_for=0.0, verify_attempts=8,
+                  verify_every=0.5, max_auto_rollbacks=2, known_good_hosts=1, watch_delay=0.5, skews=(45.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0)),
+                            ("r2", Profile(error=1.0, start_s=3.0)))),
+            (Crash(54.0, down_s=60.0), Deploy(28.4, "r2", restart_s=5.0), BackendFault(2.8, what="broken", count=3)),
+            tail=120),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

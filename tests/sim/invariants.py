@@ -338,8 +338,12 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 # release is not known-good (no evidence, section 4), and a rule firing on it is
                 # told "outside window" (section 5, check 3) (seed 1000438 of make sim).
                 said = next((e["_t"] for e in host.journal[d[4]:] if e["kind"] == "deploy"
-                             and e.get("release") == release and e["_t"] <= rec.start), rec.start)
-                dep["seen"] = min(said, rec.start)
+                             and e.get("release") == release and e["_t"] <= rec.start), None)
+                if said is None and (rec.faults or rec.crashed):
+                    # The backend failed this tick (`current` unreadable) or the service died in
+                    # it: the watcher sees the deploy at a later tick (sim seed 5000535).
+                    continue
+                dep["seen"] = min(said if said is not None else rec.start, rec.start)
                 dep["end"] = dep["seen"] + setup.watch_window
             if rec.start >= dep["end"]:
                 dep["done"] = True
@@ -470,11 +474,22 @@ def known_good_only_with_evidence(s: Step) -> list[str]:
         if (e["kind"] == "window_passed" or (e["kind"] == "mark" and str(e.get("by", "")).startswith("fleet")
                                               and e.get("mark") == "good")):
             release = e["release"]
+            # A rollback's intent marks the release bad once the state is saved after it: a
+            # service that died in that save switched nothing and never marked it (rollback.py:
+            # "if this write fails, nothing is switched"), and its successor judges the release
+            # afresh (sim seed 5000326).
             earlier = [x for x in s.host.journal if x["_t"] < e["_t"] and x.get("release") == release
-                       and ((x["kind"] == "mark" and x.get("mark") == "bad") or x["kind"] == "rollback_intent")]
+                       and ((x["kind"] == "mark" and x.get("mark") == "bad")
+                            or (x["kind"] == "rollback_intent" and _saved_after(s.host, x["_t"])))]
             if earlier:
                 out.append(f"{release} made known-good ({e['kind']}) after it was marked bad")
     return out
+
+
+def _saved_after(host: SimHost, t: float) -> bool:
+    """Whether the process that was running at `t` saved its state at or after `t`."""
+    restarted = min((st for st in host.starts if st > t), default=float("inf"))
+    return any(t <= sv < restarted for sv in host.saves)
 
 
 def _breached_before(s: Step, release: str, deployed: float, t: float) -> list[str]:
@@ -852,17 +867,20 @@ def _well_formed_survived(raw: bytes) -> bool:
 
 
 def fleet_marks_checked(s: Step) -> list[str]:
-    """A release marked good here by the fleet has a well-formed good verdict in etcd that a
-    watcher wrote."""
+    """A release marked good here by the fleet had a well-formed good verdict in etcd that a
+    watcher wrote, before the mark. Garbage written over it since is not what the host read:
+    the fleet cache keeps the last verdict it could read (sim seed 5000191, as 4000038 for a
+    bad one)."""
     out = []
     if not s.setup.fleet:
         return out
     for e in s.events:
         if e["kind"] == "mark" and str(e.get("by", "")).startswith("fleet") and e.get("mark") == "good":
             key = f"{s.host.config.fleet.root}releases/{e['release']}/verdict"
-            writes = [w for w in s.world.fleet.etcd.history if w.key == key and w.kind == "put"]
-            last = writes[-1] if writes else None
-            if last is None or last.by == "somebody else" or well_formed_verdict(last.value) is None:
+            writes = [w for w in s.world.fleet.etcd.history if w.key == key and w.kind == "put" and w.at <= e["_t"]]
+            if not any(w.by in s.world.fleet.runs and (v := well_formed_verdict(w.value)) is not None
+                       and v["verdict"] == "good" for w in writes):
+                last = writes[-1] if writes else None
                 out.append(f"{e['release']} marked good by the fleet on {last.value[:80] if last else None!r}")
     return out
 
