@@ -590,6 +590,80 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n30-the-rollbacks-target-deployed-while-the-service-was-down",
+    "A human's `rollback` r0 -> r1 dies at the switch; while the service is down (300 s) the deploy "
+    "tool ships r1 without the lock. On disk that is the rollback's own switch: the restart "
+    "reconciles it as done and r1, known-good as every target, gets no window of its own. The "
+    "documented price (docs/design.md section 5); the invariant now accepts it (sim seed 6000480).",
+    History(Setup(interval=15.0, scrape=1.0, watch_window=180.0, max_window=120.0, errors_for=20.0, probe_failures=0,
+                  up_for=30.0, verify_every=0.5, cooldown=60.0, known_good_hosts=1, watch_delay=3.0, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(start_s=0.5)), ("r2", Profile(start_s=3.0)))),
+            (Deploy(277.9, "r1", restart_s=5.0), Deploy(1086.4, "r0", restart_s=5.0, settle_s=0.0),
+             Crash(16.1, down_s=300.0, at="backend switch"), Human(36.1, "rollback"),
+             Deploy(185.4, "r1", lock=False, restart_s=20.0, settle_s=0.0)), tail=300),
+    ("every_deploy_is_watched",), fixed=True,
+)
+example(
+    "n31-a-witness-on-a-release-the-fleet-called-bad",
+    "web-1's own outage rolls back r5; web-2 runs r4, which a human marked good there but the fleet "
+    "had declared bad, and fires `errors` on r4's own 20%. The watcher does not count a host on a "
+    "release bad fleet-wide as a witness; the invariant did (sim seed 6001169).",
+    History(Setup(hosts=2, interval=1.0, watch_window=120.0, max_window=120.0, errors_for=0.0, probe_failures=1,
+                  up_for=0.0, verify_attempts=2, verify_every=3.0, cooldown=600.0, fleet=True, lease=15.0,
+                  known_good_hosts=1, watch_delay=0.5, skews=(-600.0, -120.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.6, start_s=0.5)),
+                            ("r2", Profile(error=0.02, bad_after_s=60.0, bad_latency=2.0)), ("r3", Profile(start_s=0.5)),
+                            ("r4", Profile(error=0.2, start_s=3.0)), ("r5", Profile(error=0.02, start_s=0.5)),
+                            ("r6", Profile(error=0.005, bad_after_s=120.0, bad_error=0.3)),
+                            ("r7", Profile(bad_after_s=590.0, bad_probe=True, start_s=3.0)),
+                            ("r8", Profile(error=0.005, flap_on_s=10.0, flap_off_s=10.0, flap_error=0.5)))),
+            (Crash(97.0, down_s=300.0, at="journal rollback_intent"),
+             Deploy(1.5, "r1", lock=False, restart_s=20.0, settle_s=30.0), EnvOutage(129.7, 600.0, error=1.0, host=0),
+             Deploy(0.7, "r4", host=1), Human(47.8, "mark", host=1, release="r4", mark="good"),
+             Deploy(52.5, "r2", host=1, lock=False, restart_s=5.0, settle_s=5.0),
+             Deploy(23.9, "r5", restart_s=60.0, settle_s=30.0)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n32-two-releases-slow-at-once-one-just-blessed",
+    "r1 on web-2 passes its window at t+66 and turns slow (p95 2 s) at once; r3 on web-1, slow from "
+    "its start, fires `latency` at t+68. web-2 is on a known-good release and breaches the same rule "
+    "at the same time: 'fleet-wide symptom' is the documented answer, whatever made web-2 breach. "
+    "The invariant accepted it only for outages and restarts (sim seed 7000372).",
+    History(Setup(hosts=2, interval=2.0, scrape=2.0, watch_window=60.0, errors_for=10.0, probe_failures=1, up_for=30.0,
+                  latency_for=0.0, verify_attempts=3, verify_every=1.0, cooldown=600.0, lock_timeout=30.0, fleet=True,
+                  watch_delay=3.0, skews=(-120.0, 45.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(bad_after_s=60.0, bad_latency=2.0)),
+                            ("r2", Profile(error=0.005, start_s=0.5)),
+                            ("r3", Profile(error=0.02, bad_after_s=0.0, bad_latency=2.0)),
+                            ("r4", Profile(error=0.0, start_s=0.5, traffic=0.0)), ("r5", Profile(error=0.6, start_s=3.0)))),
+            (Deploy(3.8, "r1", host=1, mid_tick=True, announce=True), Deploy(6.2, "r2", restart_s=20.0, settle_s=30.0),
+             Deploy(30.4, "r3", lock=False, settle_s=30.0, mid_tick=True), BackendFault(0.1, count=6)), tail=120),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+example(
+    "n33-a-rollback-that-died-before-journaling-its-switch",
+    "A rollback r4 -> r0 dies right after the switch, before journaling it; the restart reconciles "
+    "and confirms; errors (an outage of every release) do not clear on r0: halted. The invariant "
+    "took an older rollback's switch for this one's and called r4's deploy, before it, 'during "
+    "the confirmation' (sim seed 7000909).",
+    History(Setup(interval=2.0, scrape=2.0, watch_window=120.0, errors_for=20.0, probe_failures=3, latency_for=30.0,
+                  verify_attempts=9, verify_every=0.5, max_auto_rollbacks=2, lease=15.0, known_good_hosts=1,
+                  skews=(-600.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile()), ("r2", Profile(error=0.02, start_s=0.5)),
+                            ("r3", Profile(start_s=0.5)), ("r4", Profile(error=0.001, start_s=3.0)),
+                            ("r5", Profile(error=0.02, bad_after_s=60.0, bad_probe=True)),
+                            ("r6", Profile(error=0.001, bad_after_s=250.0, bad_probe=True)), ("r7", Profile(error=0.3)),
+                            ("r8", Profile(error=0.3)),
+                            ("r9", Profile(error=0.0, flap_on_s=5.0, flap_off_s=5.0, flap_error=0.5, start_s=3.0)))),
+            (Deploy(41.6, "r2", lock=False, restart_s=60.0, settle_s=5.0, mid_tick=True),
+             Deploy(5.8, "r4", restart_s=20.0, settle_s=5.0), EnvOutage(1.8, 600.0, error=0.6),
+             Crash(77.0, at="journal rollback_switched")), tail=120),
+    ("halt_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -265,6 +265,10 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
         rec = st.releases.get(release or "")
         if rec is None or rec.mark != "good" or (rec.marked_at is not None and rec.marked_at > then):
             continue
+        if bad_fleet_wide(s, release or "", t):
+            # Good by a human's word there, bad by the fleet's verdict: known-good to nobody else
+            # (fleetmodel.fleet_wide_symptom), so no witness (sim seed 6001169).
+            continue
         for rule in rules:
             rs = st.rules.get(rule)
             # What it reports to the fleet: the rule pending or firing, breaching since when,
@@ -287,6 +291,13 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
                 continue
             return other.name
     return None
+
+
+def bad_fleet_wide(s: Step, release: str, t: float) -> bool:
+    """A watcher had declared `release` bad fleet-wide by `t` (a well-formed verdict)."""
+    return any(w.kind == "put" and w.key.endswith(f"releases/{release}/verdict") and w.at <= t
+               and w.by in s.world.fleet.runs and (v := well_formed_verdict(w.value)) is not None
+               and v["verdict"] == "bad" for w in s.world.fleet.etcd.history)
 
 
 RATE_RULES = ("errors", "latency", "up")  # read through Prometheus: their lag is a bound, one tick of slack
@@ -381,11 +392,14 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     dep["done"] = True
                     said = told(host, release, dep["at"])
                     span = (dep["at"] - lookback(setup), s.t)
-                    if any(env_outage_between(o, *span) or (o is not host and lockless_restart_between(o, *span))
+                    if any(env_outage_between(o, *span) or (o is not host and (
+                            lockless_restart_between(o, *span) or breaching_now(s.world, o, rule, rec.start) is not None))
                            for o in s.world.hosts):
                         # A host on a known-good release breached at the same time: "fleet-wide
                         # symptom, not the release" is the documented answer (design section 11),
-                        # right or not for this release.
+                        # right or not for this release, whatever made that host breach: its
+                        # own release going bad just after its window passed looks the same
+                        # (sim seed 7000372).
                         said += told(host, release, dep["at"], {"fleet_symptom"})
                     if host.link_target() == release and not said and not _halted(s) \
                             and _eligible(s, release, dep["at"]):  # a human may have marked it good since
@@ -591,7 +605,12 @@ def every_deploy_is_watched(s: Step) -> list[str]:
                 continue
             del pending[key]
             seen = [e for e in s.host.journal[index:] if e["kind"] == "deploy" and e.get("release") == release]
-            if not seen:
+            # The release a rollback was switching to when the service died, deployed before it
+            # started again: on disk, the same as the rollback's own switch, which its restart
+            # reconciles as done (rollback.reconcile). A known-good release, as every target is,
+            # unwatched: the documented price (sim seed 6000480).
+            reconciled = [e for e in s.host.journal[index:] if e["kind"] == "reconcile" and e.get("target") == release]
+            if not seen and not reconciled:
                 out.append(f"{release}, deployed at {s.rel(t_d)}, is current but no deploy was journaled by the "
                            f"end of the clean tick at {s.rel(rec.start)}: its window never opened")
     return out
@@ -606,8 +625,13 @@ def halt_is_true(s: Step) -> list[str]:
     for e in s.events:
         t = e["_t"]
         if e["kind"] == "rollback_not_cleared":
-            switch = next((x for x in reversed(s.host.journal) if x["kind"] == "rollback_switched"
-                           and x.get("target") == e.get("target") and x["_t"] <= t), None)
+            # The switch of the rollback being confirmed: after its intent (one that died before
+            # journaling its switch was reconciled at the restart, with no switch line: an
+            # older rollback's must not stand in for it, sim seed 7000909).
+            intent_at = next((x["_t"] for x in reversed(s.host.journal) if x["kind"] == "rollback_intent"
+                              and x.get("target") == e.get("target") and x["_t"] <= t), -INF)
+            switch = next((x for x in reversed(s.host.journal) if x["kind"] in ("rollback_switched", "reconcile")
+                           and x.get("target") == e.get("target") and intent_at <= x["_t"] <= t), None)
             if switch is not None and s.host.config is not None:
                 from watcher.service.confirm import clear_bound
 

@@ -144,6 +144,8 @@ def main(argv: list[str]) -> int:
           + ("" if by_invariant else " (none)"))
     for invariant, count in by_invariant.most_common():
         print(f"  {invariant:38} {count:6} histories  (first seed {first[invariant][0]})")
+        more = sorted(seeds_of[invariant])
+        print(f"      seeds: {' '.join(map(str, more[:30]))}{' ...' if len(more) > 30 else ''}")
     if not args.no_shrink:
         for invariant, (seed, text) in sorted(first.items()):
             print(f"\n== {invariant}: seed {seed}\n   {text}")
