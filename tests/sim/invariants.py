@@ -252,8 +252,12 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
             continue
         if run.stopped or run.sync_dead or run.watch_dead or not reachable_at_t(other):
             continue
-        last_tick = next((r.start for r in reversed(other.ticks) if r.start <= t), None)
-        if last_tick is None or t - last_tick > 2 * s.setup.interval:
+        last = next((r for r in reversed(other.ticks) if r.start <= t), None)
+        if last is None or t - last.start > 2 * s.setup.interval:
+            continue
+        if last.lock_held:
+            # Its deploy held the deploy lock: its membership names no breach and every rule
+            # unseen (coordinator.report): neither witness nor denial (sim seed 8000792).
             continue
         st = other.watcher.state
         w = other.watcher
