@@ -664,6 +664,29 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n34-a-witness-under-the-deploy-lock",
+    "An outage of every release fails /health everywhere. web-2 redeploys r0 under the deploy lock "
+    "(a 60 s restart); web-1's r2 fires /health once its own lock is let go. web-2's membership, "
+    "written under the lock, names no breach and every rule unseen (n24): the watcher rolls back "
+    "alone, as designed. The invariant still counted web-2's breach as a witness (sim seed "
+    "8000792).",
+    History(Setup(hosts=2, interval=10.0, watch_window=120.0, max_window=30.0, errors_for=10.0, probe_failures=1,
+                  up_for=30.0, latency_for=0.0, verify_attempts=2, verify_every=1.0, max_auto_rollbacks=2,
+                  lock_timeout=30.0, fleet=True, lease=15.0, watch_delay=0.5, skews=(-120.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0, start_s=3.0, traffic=0.0)),
+                            ("r2", Profile(error=0.0, start_s=0.5, traffic=0.0)),
+                            ("r3", Profile(error=0.001, bad_after_s=0.0, bad_latency=2.0, start_s=0.5)),
+                            ("r4", Profile(error=0.02, bad_after_s=30.0, bad_error=0.3, start_s=0.5)),
+                            ("r5", Profile(error=0.02, bad_after_s=280.0, bad_error=0.6, start_s=0.5)),
+                            ("r6", Profile(error=0.001, start_s=3.0)), ("r7", Profile(error=0.0, start_s=0.5)),
+                            ("r8", Profile(crashes=True)))),
+            (EnvOutage(2.4, 600.0, error=1.0, probes=True), Deploy(101.8, "r7", host=1, restart_s=60.0, settle_s=0.0),
+             Deploy(44.0, "r0", host=1, restart_s=60.0, settle_s=0.0), Deploy(30.0, "r2", restart_s=20.0, settle_s=5.0)),
+            tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
