@@ -687,6 +687,64 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n35-a-redeploy-announced-reopens-the-window",
+    "A human rolls r2 back to r1; later the deploy hook runs `mark deployed r1` for a redeploy of "
+    "r1 (the link does not change): the watcher opens r1's window again, as designed. The invariant "
+    "counted the window from r1's first deploy, 600 s before (sim seed 9002536).",
+    History(Setup(interval=10.0, watch_window=600.0, max_window=30.0, errors_for=120.0, probe_failures=3, up_for=0.0,
+                  verify_attempts=2, verify_every=1.0, cooldown=60.0, lock_timeout=30.0, lease=15.0, known_good_hosts=1,
+                  watch_delay=3.0, skews=(-120.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.005, start_s=3.0)),
+                            ("r2", Profile(error=0.005, bad_after_s=0.0, bad_latency=2.0, start_s=0.5)),
+                            ("r3", Profile(error=0.02)),
+                            ("r4", Profile(error=0.001, bad_after_s=60.0, bad_latency=2.0, start_s=0.5)),
+                            ("r5", Profile(error=0.0, traffic=0.0)))),
+            (Crash(18.6), Deploy(356.0, "r1", lock=False, restart_s=5.0, settle_s=30.0),
+             Deploy(0.5, "r2", restart_s=60.0, settle_s=5.0), Human(337.0, "rollback", to="r1"),
+             Human(258.3, "deployed", release="r1"), Deploy(18.9, "r1", restart_s=60.0, settle_s=30.0)), tail=120),
+    ("watch_window_is_true",), fixed=True,
+)
+
+example(
+    "n36-a-window-not-held-while-prometheus-was-blind",
+    "r1 is slow from its start; its deploy holds the lock for its 60 s restart while Prometheus "
+    "does not answer (120 s). The watcher holds a window for a rule it sees firing under the lock, "
+    "not for one it cannot read: the window ends unblessed (no evidence) and the latency breach, "
+    "read at last, is told 'outside window'. The invariant extended the window for every tick the "
+    "release breached under the lock, seen or not (sim seed 9003320).",
+    History(Setup(interval=1.0, watch_window=120.0, max_window=30.0, errors_for=60.0, probe_failures=0, up_for=30.0,
+                  latency_for=0.0, verify_attempts=2, verify_every=1.0, cooldown=600.0, max_auto_rollbacks=2,
+                  lock_timeout=30.0, lease=3.0, known_good_hosts=1, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.001, bad_after_s=0.0, bad_latency=0.8)),
+                            ("r2", Profile(crashes=True)),
+                            ("r3", Profile(error=0.02, flap_on_s=1.0, flap_off_s=2.0, flap_error=0.5)),
+                            ("r4", Profile(error=0.005, start_s=3.0)))),
+            (Deploy(118.7, "r1", restart_s=60.0), SourceOutage(1.2, 120.0)), tail=300),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+example(
+    "open-a-deploy-during-the-reads-of-a-confirmation",
+    "OPEN (not fixed). r1 is rolled back to r0 at t+55 and confirmed. At t+70 the tool switches to "
+    "r1 during the tick's reads (`deploy_during_tick`: nothing decided), then redeploys r0 without "
+    "the lock, a 60 s restart. The next tick reads r0, the confirmation's own target, so it goes on "
+    "and halts 'up did not clear on r0' on r0's restart. A fix to try: a deploy seen during a "
+    "tick's reads ends a confirmation as superseded, as a deploy seen at a tick's start does "
+    "(sim seed 9002203, the last long run).",
+    History(Setup(watch_window=60.0, max_window=30.0, errors_for=10.0, up_for=0.0, latency_for=30.0, verify_every=1.0,
+                  cooldown=60.0, lease=15.0, known_good_hosts=1, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.001, burst_s=6.0, burst_error=0.3, start_s=0.5)),
+                            ("r2", Profile(error=0.001, bad_after_s=0.0, bad_latency=2.0, start_s=3.0)))),
+            (Human(37.4, "rollback", to="r2"), Deploy(3.2, "r2", restart_s=5.0, settle_s=0.0),
+             Deploy(2.0, "r1", lock=False, restart_s=20.0, settle_s=0.0), Human(8.4, "resume"),
+             Deploy(2.8, "r1", mid_tick=True, announce=True), SourceOutage(9.6, 600.0),
+             Deploy(5.6, "r0", lock=False, restart_s=60.0, settle_s=30.0, announce=True),
+             Deploy(7.3, "r0", restart_s=60.0, settle_s=5.0, mid_tick=True)), tail=360),
+    ("halt_is_true",), fixed=False,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

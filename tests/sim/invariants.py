@@ -369,7 +369,9 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 if now is None or now[0] != release:
                     dep["rules"].pop(rule, None)
                     continue
-                breaching = True
+                # The watcher holds its window only for what it sees firing: not a rule read
+                # through a Prometheus that does not answer (sim seed 9003320).
+                breaching = breaching or rule not in RATE_RULES or not rec.source_outage
                 judgement = setup.judge(release).get(rule)
                 r = dep["rules"].setdefault(rule, {"since": max(now[1], dep["at"]), "first": None})
                 if rec.lock_held:
@@ -769,7 +771,14 @@ def _seen(s: Step, release: str, before: float) -> float | None:
     if d is None or not visible(s.host, d):
         return None
     tick = next((r.start for r in s.host.ticks if r.start > d[0] and not r.crashed), None)
-    said = next((e["_t"] for e in s.host.journal[d[4]:] if e["kind"] == "deploy" and e.get("release") == release), None)
+    lines = [e["_t"] for e in s.host.journal[d[4]:] if e["kind"] == "deploy" and e.get("release") == release
+             and e["_t"] <= before]
+    if len(lines) > 1:
+        # A `mark deployed` of the current release (a redeploy the link does not show) opened
+        # its window again (sim seed 9002536).
+        return lines[-1]
+    said = lines[0] if lines else next((e["_t"] for e in s.host.journal[d[4]:] if e["kind"] == "deploy"
+                                         and e.get("release") == release), None)
     return min((t for t in (tick, said) if t is not None), default=None)
 
 
