@@ -191,10 +191,7 @@ def no_false_rollback(s: Step) -> list[str]:
             # A bad verdict a watcher wrote before `t` is what the host acted on, even if garbage
             # replaced it since: the fleet cache keeps the last verdict it could read (sim seed
             # 4000038), and nothing replaces bad.
-            by_watcher = any(w.kind == "put" and w.key.endswith(f"releases/{release}/verdict") and w.at <= t
-                             and w.by in s.world.fleet.runs and (wf := well_formed_verdict(w.value)) is not None
-                             and wf["verdict"] == "bad" for w in s.world.fleet.etcd.history)
-            if v is not None and not by_watcher:
+            if v is not None and not watcher_wrote(s, release, "bad", t):
                 if all(s.setup.judge(release)[r].healthy for r in s.setup.judge(release)):
                     out.append(f"rolled back {release} on a fleet verdict nobody's watcher wrote: {v[:80]!r}")
             continue
@@ -269,7 +266,7 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
         rec = st.releases.get(release or "")
         if rec is None or rec.mark != "good" or (rec.marked_at is not None and rec.marked_at > then):
             continue
-        if bad_fleet_wide(s, release or "", t):
+        if watcher_wrote(s, release or "", "bad", t):
             # Good by a human's word there, bad by the fleet's verdict: known-good to nobody else
             # (fleetmodel.fleet_wide_symptom), so no witness (sim seed 6001169).
             continue
@@ -297,11 +294,13 @@ def fleet_witness(s: Step, rules: list[str], t: float) -> str | None:
     return None
 
 
-def bad_fleet_wide(s: Step, release: str, t: float) -> bool:
-    """A watcher had declared `release` bad fleet-wide by `t` (a well-formed verdict)."""
+def watcher_wrote(s: Step, release: str, verdict: str, t: float) -> bool:
+    """A watcher had written a well-formed `verdict` ("good" or "bad") for `release` by `t`:
+    what a fleet cache could have read, whatever was written over it since (it keeps the last
+    verdict it could read)."""
     return any(w.kind == "put" and w.key.endswith(f"releases/{release}/verdict") and w.at <= t
                and w.by in s.world.fleet.runs and (v := well_formed_verdict(w.value)) is not None
-               and v["verdict"] == "bad" for w in s.world.fleet.etcd.history)
+               and v["verdict"] == verdict for w in s.world.fleet.etcd.history)
 
 
 RATE_RULES = ("errors", "latency", "up")  # read through Prometheus: their lag is a bound, one tick of slack
@@ -913,11 +912,10 @@ def fleet_marks_checked(s: Step) -> list[str]:
         return out
     for e in s.events:
         if e["kind"] == "mark" and str(e.get("by", "")).startswith("fleet") and e.get("mark") == "good":
-            key = f"{s.host.config.fleet.root}releases/{e['release']}/verdict"
-            writes = [w for w in s.world.fleet.etcd.history if w.key == key and w.kind == "put" and w.at <= e["_t"]]
-            if not any(w.by in s.world.fleet.runs and (v := well_formed_verdict(w.value)) is not None
-                       and v["verdict"] == "good" for w in writes):
-                last = writes[-1] if writes else None
+            if not watcher_wrote(s, e["release"], "good", e["_t"]):
+                key = f"{s.host.config.fleet.root}releases/{e['release']}/verdict"
+                last = next((w for w in reversed(s.world.fleet.etcd.history)
+                             if w.key == key and w.kind == "put" and w.at <= e["_t"]), None)
                 out.append(f"{e['release']} marked good by the fleet on {last.value[:80] if last else None!r}")
     return out
 
