@@ -42,16 +42,39 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def read_pid(root: Path) -> int | None:
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat, field 22): with
+    its pid, the process's identity."""
     try:
-        return int((root / "app.pid").read_text().strip())
-    except (OSError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
         return None
 
 
-def stop(root: Path, timeout: float = 10.0) -> None:
+def read_pid(root: Path) -> int | None:
+    try:
+        return int((root / "app.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(root: Path) -> int | None:
+    """The pid of the app this file names, if that very process still runs. pid_max is 32768
+    here and a test run starts thousands of processes: the pid of an app that crashed long ago
+    may be another test's process by now (a stale pid file SIGTERMed a CLI in another worker)."""
     pid = read_pid(root)
     if pid is None or not _alive(pid):
+        return None
+    try:
+        recorded = (root / "app.pid").read_text().split()[1:2]
+    except OSError:
+        return None
+    return pid if not recorded or recorded[0] == _start_time(pid) else None
+
+
+def stop(root: Path, timeout: float = 10.0) -> None:
+    pid = _running(root)
+    if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -74,7 +97,7 @@ def start(root: Path, timeout: float = 15.0) -> int:
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=spec["cwd"], start_new_session=True,
     )
     log.close()
-    (root / "app.pid").write_text(f"{proc.pid}\n")
+    (root / "app.pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -88,8 +111,8 @@ def start(root: Path, timeout: float = 15.0) -> int:
 
 
 def reload(root: Path) -> None:
-    pid = read_pid(root)
-    if pid is not None and _alive(pid):
+    pid = _running(root)
+    if pid is not None:
         os.kill(pid, signal.SIGHUP)
     else:
         start(root)
