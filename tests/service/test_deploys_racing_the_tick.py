@@ -149,3 +149,48 @@ def test_what_was_seen_under_the_lock_is_discarded_across_a_watcher_restart(syml
     reports += ticks(restarted, clock, 3)
     assert all(r.acted is None for r in reports), [r.acted for r in reports]
     assert host.current_id() == "r2" and "rollback_intent" not in host.kinds()
+
+
+def test_a_deploy_landing_during_a_confirmations_reads_ends_the_confirmation(symlink_host, tmp_path):
+    """r2 is rolled back to r1, and the rollback is being confirmed. The deploy tool switches to
+    r2 again during a tick's reads (`deploy_during_tick`: nothing decided), then puts r1 back,
+    whose restart fails /health for a few ticks. The next tick reads r1, the confirmation's own
+    target, so the confirmation went on judging r1 on that restart: with a Prometheus rule
+    it halted "up did not clear on r0" (sim seed 9002203, kept as the simulator's example
+    `n37-a-deploy-during-the-reads-of-a-confirmation`). A deploy seen during the reads now
+    ends the confirmation, as one seen at a tick's start does."""
+    host, clock = symlink_host, Clock()
+    host.add_release("r1")
+    host.add_release("r2", health=503)
+    host.deploy("r1")
+    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    acted = []
+    while "rolled_back" not in acted and len(acted) < 3:
+        acted += [r.acted for r in ticks(w, clock, 1)]
+    assert "rolled_back" in acted and host.current_id() == "r1", acted
+    assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
+    measure = w.measure
+
+    def the_tool_switches_mid_read(now):
+        host.deploy("r2")
+        return measure(now)
+
+    w.measure = the_tool_switches_mid_read
+    straddled = w.tick()
+    w.measure = measure
+    clock.advance(1)
+    assert straddled.acted is None, straddled.verdict
+    assert w.state.confirming is None, "a deploy during the reads left the confirmation open"
+    kinds = host.kinds()
+    assert kinds.index("deploy_during_tick") < kinds.index("rollback_superseded"), kinds[-8:]
+    host.deploy("r1")  # the tool puts r1 back; its restart fails /health for a while
+    set_health(host, "r1", 503)
+    restart = ticks(w, clock, 3)
+    set_health(host, "r1", 200)
+    restart += ticks(w, clock, 3)
+    assert w.state.halted is None, w.state.halted
+    assert "rollback_not_cleared" not in host.kinds(), host.kinds()[-10:]
+    assert all(r.acted != "rolled_back" for r in restart), [r.acted for r in restart]

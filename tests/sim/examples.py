@@ -725,13 +725,13 @@ example(
 )
 
 example(
-    "open-a-deploy-during-the-reads-of-a-confirmation",
-    "OPEN (not fixed). r1 is rolled back to r0 at t+55 and confirmed. At t+70 the tool switches to "
+    "n37-a-deploy-during-the-reads-of-a-confirmation",
+    "r1 is rolled back to r0 at t+55 and confirmed. At t+70 the tool switches to "
     "r1 during the tick's reads (`deploy_during_tick`: nothing decided), then redeploys r0 without "
     "the lock, a 60 s restart. The next tick reads r0, the confirmation's own target, so it goes on "
-    "and halts 'up did not clear on r0' on r0's restart. A fix to try: a deploy seen during a "
-    "tick's reads ends a confirmation as superseded, as a deploy seen at a tick's start does "
-    "(sim seed 9002203, the last long run).",
+    "and halted 'up did not clear on r0' on r0's restart. Fixed: a deploy seen during a tick's "
+    "reads ends a confirmation as superseded, as a deploy seen at a tick's start does (sim seed "
+    "9002203).",
     History(Setup(watch_window=60.0, max_window=30.0, errors_for=10.0, up_for=0.0, latency_for=30.0, verify_every=1.0,
                   cooldown=60.0, lease=15.0, known_good_hosts=1, skews=(0.0,),
                   releases=(("r0", Profile(error=0.005)),
@@ -742,7 +742,7 @@ example(
              Deploy(2.8, "r1", mid_tick=True, announce=True), SourceOutage(9.6, 600.0),
              Deploy(5.6, "r0", lock=False, restart_s=60.0, settle_s=30.0, announce=True),
              Deploy(7.3, "r0", restart_s=60.0, settle_s=5.0, mid_tick=True)), tail=360),
-    ("halt_is_true",), fixed=False,
+    ("halt_is_true",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class BackendReads:
     current_failures: int = 0
     list_failures: int = 0
     current_error: tuple[str, bool] | None = None  # this tick: (reason, broken)
+    landed: str | None = None  # the release `moved` found current instead of state.current
 
     def current(self, backend: Backend | None, state: State, error_limit: int, now: float,
                 on_deploy: Callable[..., None]) -> str | None:
@@ -85,12 +86,17 @@ class BackendReads:
         """`current` changed since this tick read it: a deploy landed during the tick's reads,
         so they straddle two releases. A backend that cannot tell now is not a move (the next
         tick's read says so)."""
+        self.landed = None
         if backend is None or state.current is None:
             return False
         try:
-            return backend.current().id != state.current
+            landed = backend.current().id
         except WatcherError:
             return False
+        if landed == state.current:
+            return False
+        self.landed = landed
+        return True
 
     def _current_unreadable(self, state: State, exc: WatcherError, error_limit: int) -> None:
         """Said once: at once for a broken `current` (BrokenCurrent), after error_limit ticks in

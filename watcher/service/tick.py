@@ -217,6 +217,10 @@ class Watcher:
                 # sees the deploy and judges the new release on its own reads.
                 self.journal("deploy_during_tick", release=current, rules=[f.rule for f in firing])
                 log.info("a deploy landed during this tick's reads, not deciding on them release=%s", current)
+                # A rollback being confirmed ends here as it would at the next tick's read: the
+                # tool may put the restored release back before then (a redeploy), and the
+                # confirmation would go on judging it on that deploy's restart.
+                self.supersede_confirmation(self.reads.landed or "another release", notify=True)
             else:
                 if self.reads.current_error is None:
                     # A confirmation judges the restored release on its own samples: with
@@ -249,15 +253,9 @@ class Watcher:
         """A new current release (seen by the tick, or a human's `mark deployed`): its watch
         window opens (deploys.open_window), and the open incident and a rollback being
         confirmed are superseded."""
-        previous, confirming = self.state.current, self.state.confirming
+        previous = self.state.current
+        self.supersede_confirmation(release, notify=False)  # the deploy message says what follows
         deploys.open_window(self.state, release, at, self.config.watch_window)
-        if confirming is not None:
-            # The rollback switched to confirming["to"], then a deploy replaced it: neither
-            # verified nor "did not clear" (that would blame the restored release for the new
-            # one); the new release is watched as any deploy.
-            self.journal("rollback_superseded", release=confirming["from"], target=confirming["to"], by=release)
-            log.info("a deploy ends a rollback's confirmation release=%s target=%s deployed=%s",
-                     confirming["from"], confirming["to"], release)
         self.close_incident(f"{release} was deployed", resolution="superseded")
         self.journal("deploy", release=release, previous=previous, first_start=first_start,
                      window_ends=self.state.window_ends)
@@ -265,6 +263,21 @@ class Watcher:
         if self.state.window_ends is not None:
             target, why = deploys.rollback_target(self.backend, self.state, release)
             self.notify(messages.deploy_seen(self.ctx, release, self.config.watch_window, target, why))
+
+    def supersede_confirmation(self, release: str, notify: bool) -> None:
+        """A deploy of `release` replaced the release a rollback restored and is confirming:
+        neither verified nor "did not clear" (that would blame the restored release for the
+        deploy's restart); the deployed release is watched as any deploy."""
+        confirming = self.state.confirming
+        if confirming is None:
+            return
+        self.state.confirming = None
+        self.journal("rollback_superseded", release=confirming["from"], target=confirming["to"], by=release)
+        log.info("a deploy ends a rollback's confirmation release=%s target=%s deployed=%s",
+                 confirming["from"], confirming["to"], release)
+        if notify:
+            self.close_incident(f"{release} was deployed", resolution="superseded")
+            self.notify(messages.rollback_superseded(self.ctx, confirming["from"], confirming["to"], release))
 
     def measure(self, now: float) -> Evaluation:
         """Evaluate the rule table once (evaluate.py); what it changed is recorded (window.record)."""
