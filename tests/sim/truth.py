@@ -153,7 +153,14 @@ class App:
         return seg, t - seg.ready
 
     def outage_at(self, t: float) -> Outage | None:
-        return next((o for o in self.outages if o.active(t)), None)
+        """Every outage active at `t` at once: the worst error share, /health failing if any
+        of them fails it (one host's own outage must not hide an outage of every host: sim seed
+        10000356)."""
+        active = [o for o in self.outages if o.active(t)]
+        if len(active) <= 1:
+            return active[0] if active else None
+        return Outage(max(o.start for o in active), min(o.end for o in active), max(o.error for o in active),
+                      any(o.probes for o in active))
 
     def error_at(self, t: float) -> tuple[float, float] | None:
         """(requests per second, error share) at `t`, or None when nothing serves."""
