@@ -745,6 +745,42 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n38-a-probe-count-lost-in-a-crashed-save",
+    "r3 fails /health from its start (`failures: 3`, 5 s ticks). The service dies in the save of "
+    "the second failing tick and is back 0.5 s later: that failure is lost, and the third in a row "
+    "comes one tick later than three ticks after the first. The invariant counted `failures` as "
+    "seconds, and a crashed tick as one of them (sim seed 10001065).",
+    History(Setup(scrape=2.0, watch_window=120.0, errors_for=10.0, probe_failures=3, verify_attempts=9,
+                  verify_every=3.0, lease=15.0, known_good_hosts=1, skews=(45.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.005, bad_after_s=60.0, bad_latency=0.8, start_s=3.0)),
+                            ("r2", Profile(error=0.005, burst_s=15.0, burst_error=0.3)),
+                            ("r3", Profile(error=0.3, start_s=3.0)))),
+            (Deploy(166.5, "r3", lock=False, restart_s=60.0, settle_s=5.0), Crash(7.2, down_s=0.5, at="save")),
+            tail=30),
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+example(
+    "n39-an-outage-of-every-host-over-one-hosts-own",
+    "web-3 has its own outage (60% errors, /health fine) when an outage of every host begins (30% "
+    "errors, /health failing). The simulator answered from the first active outage only, so "
+    "web-3's /health passed: `health` had no witness, and the hosts on new releases rolled back "
+    "when its grace ran out (sim seed 10000356). Outages at the same moment now add up.",
+    History(Setup(hosts=3, interval=15.0, scrape=2.0, watch_window=1800.0, errors_for=0.0, probe_failures=3,
+                  up_for=30.0, verify_every=3.0, cooldown=60.0, max_auto_rollbacks=2, lock_timeout=300.0, fleet=True,
+                  skews=(0.0, 120.0, -600.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0)),
+                            ("r2", Profile(error=0.005, burst_s=2.0, burst_error=0.3)),
+                            ("r3", Profile(error=0.001, start_s=0.5)))),
+            (Deploy(494.9, "r1", host=1, restart_s=0.5, settle_s=30.0), EnvOutage(10.8, 600.0, error=0.6, host=2),
+             Deploy(219.1, "r2", restart_s=20.0, settle_s=0.0, announce=True),
+             Deploy(166.4, "r3", host=2, restart_s=0.5, settle_s=0.0),
+             EnvOutage(39.7, 120.0, error=0.3, probes=True)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -16,6 +16,7 @@ about that release.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -375,6 +376,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 r = dep["rules"].setdefault(rule, {"since": max(now[1], dep["at"]), "first": None})
                 if rec.lock_held:
                     r["first"] = None  # discarded once the lock is let go
+                    r.pop("ticks", None)
                     r["relocked"] = True
                     continue
                 if not clean(rec):
@@ -389,6 +391,11 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                         if r.pop("relocked", False) and rule in WINDOW_RULES else 0.0
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 due = r["first"] + for_s + r["regate"] if r["first"] is not None else None
+                if due is not None and rule == "health":
+                    # `failures` counts ticks, not seconds: a tick the service died in before
+                    # its save is not counted, however short the restart (sim seed 10001065).
+                    r["ticks"] = r.get("ticks", 0) + 1
+                    due = rec.start if r["ticks"] >= setup.probe_failures else math.inf
                 if due is not None and rule in WINDOW_RULES:
                     # Its `[$window]` reaches before the deploy until min_window (3 scrapes)
                     # after the watcher saw it: held until then (evaluate.held_before_change).
