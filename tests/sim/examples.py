@@ -15,7 +15,20 @@ import time
 from dataclasses import dataclass
 
 from sim.generate import RandomChoices, generate
-from sim.history import BackendFault, ClockStep, Crash, Deploy, EnvOutage, History, Human, Setup, SourceOutage, Tamper
+from sim.history import (
+    BackendFault,
+    ClockStep,
+    Crash,
+    Deploy,
+    EnvOutage,
+    History,
+    Human,
+    Reload,
+    Setup,
+    SourceOutage,
+    Tamper,
+    Wait,
+)
 from sim.truth import Profile
 
 GOOD = Profile()
@@ -779,6 +792,23 @@ example(
              Deploy(166.4, "r3", host=2, restart_s=0.5, settle_s=0.0),
              EnvOutage(39.7, 120.0, error=0.3, probes=True)), tail=120),
     ("no_false_rollback",), fixed=True,
+)
+
+example(
+    "n40-a-flapping-release-deployed-while-the-service-was-down",
+    "r1 fails 30% of requests for 30 s, then 0% for 15 s. It is deployed while the service is down "
+    "(a crash, back 300 s later); the restarted service sees it at t+380, in an 'off' half, and "
+    "its `[$window]` opens there: the first tick's breach is held (the clamped range reaches "
+    "before the deploy was seen), the next reads 0%, and it fires in the next 'on' half (t+410). "
+    "The invariant gave the 'off' half only to a window whose evidence the deploy lock had "
+    "discarded (sim seed 11000017).",
+    History(Setup(interval=10.0, scrape=2.0, watch_window=120.0, max_window=120.0, errors_for=0.0, latency_for=0.0,
+                  verify_attempts=4, verify_every=1.0, lock_timeout=30.0, known_good_hosts=1, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.0, flap_on_s=30.0, flap_off_s=15.0, flap_error=0.3, start_s=0.5)))),
+            (Crash(69.8, down_s=300.0, at="take requests"), Reload(18.1, mode="shadow"), Human(11.5, "rollback"),
+             Deploy(66.6, "r1", settle_s=5.0), Wait(7.4)), tail=420),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

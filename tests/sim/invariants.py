@@ -387,8 +387,12 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     # Started again from the first reads after the lock (design section 5), its
                     # firing gated by the trailing window (section 4): a flapping release let go
                     # in an "off" half fires in the next "on" one (sim seed 3000050).
+                    # So is a window opened after the breach began (a deploy made while the
+                    # service was down): its `[$window]` starts where the watcher saw the
+                    # deploy, maybe in an "off" half (sim seed 11000017).
+                    late = r["since"] < dep["seen"]
                     r["regate"] = _regate(setup, release, for_s) \
-                        if r.pop("relocked", False) and rule in WINDOW_RULES else 0.0
+                        if (r.pop("relocked", False) or late) and rule in WINDOW_RULES else 0.0
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 due = r["first"] + for_s + r["regate"] if r["first"] is not None else None
                 if due is not None and rule == "health":
