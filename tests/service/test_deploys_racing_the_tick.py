@@ -45,6 +45,22 @@ def set_health(host, rid, status):
     (host.releases / rid / "health_status").write_text(str(status))
 
 
+def tick_with_a_deploy_during_the_reads(w, clock, host, rid):
+    """One tick during whose reads (after its read of `current`) the tool deploys `rid`."""
+    measure = w.measure
+
+    def the_deploy_lands_mid_read(now):
+        host.deploy(rid)
+        return measure(now)
+
+    w.measure = the_deploy_lands_mid_read
+    try:
+        return w.tick()
+    finally:
+        w.measure = measure
+        clock.advance(1)
+
+
 def test_a_deploy_that_lets_the_lock_go_during_the_reads_is_not_judged_on_its_restart(symlink_host, tmp_path):
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
     w = watching_r1(host, clock, lock)
@@ -115,16 +131,7 @@ def test_a_deploy_landing_during_the_reads_is_not_blamed_on_the_known_good_relea
     w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 1)
-    measure = w.measure
-
-    def the_deploy_lands_mid_read(now):
-        host.deploy("r2")
-        return measure(now)
-
-    w.measure = the_deploy_lands_mid_read
-    straddled = w.tick()
-    w.measure = measure
-    clock.advance(1)
+    straddled = tick_with_a_deploy_during_the_reads(w, clock, host, "r2")
     assert straddled.verdict is None and straddled.acted is None, straddled.verdict
     journal = host.journal()
     assert not [e for e in journal if e["kind"] == "verdict"], [e for e in journal if e["kind"] == "verdict"]
@@ -172,16 +179,7 @@ def test_a_deploy_landing_during_a_confirmations_reads_ends_the_confirmation(sym
         acted += [r.acted for r in ticks(w, clock, 1)]
     assert "rolled_back" in acted and host.current_id() == "r1", acted
     assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
-    measure = w.measure
-
-    def the_tool_switches_mid_read(now):
-        host.deploy("r2")
-        return measure(now)
-
-    w.measure = the_tool_switches_mid_read
-    straddled = w.tick()
-    w.measure = measure
-    clock.advance(1)
+    straddled = tick_with_a_deploy_during_the_reads(w, clock, host, "r2")
     assert straddled.acted is None, straddled.verdict
     assert w.state.confirming is None, "a deploy during the reads left the confirmation open"
     kinds = host.kinds()
