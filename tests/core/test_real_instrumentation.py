@@ -67,7 +67,7 @@ def n(x: float) -> list[Sample]:
 
 def evaluated(results: dict[Rule, object]):
     """One tick's RuleEvaluations of hand-made results (what evidence.count_tick reads)."""
-    return [SimpleNamespace(rule=r, observation=classify(r, res)) for r, res in results.items()]
+    return [SimpleNamespace(rule=r, observation=classify(r, res), after=RuleState()) for r, res in results.items()]
 
 
 def window(ticks: list[dict[Rule, object]], rules: list[Rule], need: float = 0.8):
@@ -129,6 +129,23 @@ def test_known_good_needs_the_release_seen_serving(name):
 def test_a_breaching_reading_is_not_healthy_evidence_and_errors_are_not_either():
     rec, _ = window([{RATIO: n(0.4), PROBE: FAILED_PROBE}, {RATIO: ERROR, PROBE: FAILED_PROBE}], [RATIO, PROBE])
     assert (rec.watched_ticks, rec.evidence_ticks, rec.blind_ticks, rec.serving_ticks) == (2, 0, 1, {})
+
+
+def test_a_tick_on_which_a_rollback_rule_fires_is_no_evidence():
+    """A watcher that cannot act (halted, paused, shadow, a fleet-wide symptom) watches a
+    release fail /health for 4 of its 10 ticks while its 5xx ratio reads 0: before, every tick
+    was evidence (the ratio read a real number) and the release became known-good once /health
+    cleared (sim seed 12001124)."""
+    rec = ReleaseRecord("r2")
+    for k in range(10):
+        failing = 3 <= k < 7
+        ticks = [SimpleNamespace(rule=RATIO, observation=classify(RATIO, n(0.0)), after=RuleState()),
+                 SimpleNamespace(rule=PROBE, observation=classify(PROBE, FAILED_PROBE if failing else OK_PROBE),
+                                 after=RuleState(phase=Phase.FIRING if failing else Phase.INACTIVE))]
+        evidence.count_tick(rec, ticks)
+    assert (rec.watched_ticks, rec.evidence_ticks, rec.firing_ticks, rec.blind_ticks) == (10, 6, 4, 0)
+    short = evidence.shortfall(rec, [RATIO, PROBE], 0.8)
+    assert short is not None and "on 4 a rollback rule fired" in short.reason(), short
 
 
 def test_evidence_zero_turns_the_check_off():

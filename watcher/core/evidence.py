@@ -16,7 +16,11 @@ on which a rollback rule could not be read (an error: Prometheus down, a skewed 
 evidence, whatever the probes said: a release with 30% errors passes its health probe. A
 release becomes known-good only if both held on `evidence` (default 80%) of its ticks. A quiet
 release (no request, no probe) is not blessed, and not convicted either: no rule breaches on
-silence. And the ticks must have covered that share of the window's time: a watcher down for
+silence. A tick on which a rollback rule fires is no evidence either, whatever the other rules
+read: normally the release is rolled back then, but a watcher that cannot act (halted, paused,
+shadow, a fleet-wide symptom) went on counting the ticks of a release failing /health, and
+blessed it once the rule cleared (sim seed 12001124: a release restarted twice without the
+deploy lock served 45 s of its 125 s window and became known-good). And the ticks must have covered that share of the window's time: a watcher down for
 most of a window had watched a tick or two of it, seen serving, and called the release
 known-good (issue 22).
 """
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 from watcher.core.evaluate import RuleEvaluation
 from watcher.core.model import ReleaseRecord
-from watcher.core.rules import Outcome, Rule
+from watcher.core.rules import Outcome, Phase, Rule
 
 
 def seen_serving(e: RuleEvaluation) -> bool:
@@ -53,8 +57,11 @@ def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation], now: flo
     rolling = [e for e in evaluated if e.rule.action == "rollback"]
     seen = [e.rule.name for e in rolling if seen_serving(e)]
     blind = any(e.observation.outcome is Outcome.ERROR for e in rolling)
+    firing = any(e.after.phase is Phase.FIRING for e in rolling)
     if blind:
         rec.blind_ticks += 1
+    elif firing:
+        rec.firing_ticks += 1
     elif seen:
         rec.evidence_ticks += 1
     for name in seen:
@@ -63,7 +70,7 @@ def count_tick(rec: ReleaseRecord, evaluated: Iterable[RuleEvaluation], now: flo
 
 def reset(rec: ReleaseRecord) -> None:
     """A new watch window: its evidence starts from nothing."""
-    rec.watched_ticks = rec.evidence_ticks = rec.blind_ticks = 0
+    rec.watched_ticks = rec.evidence_ticks = rec.blind_ticks = rec.firing_ticks = 0
     rec.serving_ticks = {}
     rec.watched_seconds, rec.last_watched = 0.0, None
 
@@ -81,6 +88,7 @@ class Shortfall:
     cannot: tuple[str, ...]  # rollback rules that cannot show serving (host counters, evidence: none)
     watched: float | None = None  # seconds of the window its ticks covered, when too few of `window`
     window: float = 0.0
+    firing: int = 0  # ticks on which a rollback rule fired (and the watcher did not roll back)
 
     @property
     def share(self) -> float:
@@ -100,10 +108,14 @@ class Shortfall:
             return "no tick of its window was evaluated"
         (first, n), rest = self.silent[0], self.silent[1:]
         seen_by = ", ".join([f"{first} saw it on {n} ticks"] + [f"{name} on {k}" for name, k in rest])
+        fired = f"on {self.firing} a rollback rule fired (the watcher did not roll back); " if self.firing else ""
         if self.blind:
             return (f"it was seen serving, with every rollback rule read, on only {self.share:.0%} of its "
                     f"{self.ticks} ticks (evidence: {self.need:.0%}): on {self.blind} a rollback rule could not be "
-                    f"read (blind); {seen_by}{cannot}")
+                    f"read (blind); {fired}{seen_by}{cannot}")
+        if self.firing:
+            return (f"it was seen serving, with no rollback rule firing, on only {self.share:.0%} of its "
+                    f"{self.ticks} ticks (evidence: {self.need:.0%}): {fired}{seen_by}{cannot}")
         return (f"it was seen serving on only {self.share:.0%} of its {self.ticks} ticks (evidence: "
                 f"{self.need:.0%}): {seen_by}{cannot}")
 
@@ -124,5 +136,6 @@ def shortfall(rec: ReleaseRecord, rules: Sequence[Rule], need: float, window_s: 
         if window_s is None or window_s <= 0 or rec.watched_seconds >= need * window_s:
             return None
         return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot,
-                         rec.watched_seconds, window_s)
-    return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot)
+                         rec.watched_seconds, window_s, rec.firing_ticks)
+    return Shortfall(rec.watched_ticks, rec.evidence_ticks, need, rec.blind_ticks, silent, cannot,
+                     firing=rec.firing_ticks)

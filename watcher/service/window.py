@@ -217,7 +217,7 @@ def assess(state: State, now: float, firing: Sequence[Finding], config: WatcherC
                     reason=f"{', '.join(rolling)} firing at the end of the window: not marked known-good")
     elif short is not None and rec.mark != Mark.BAD:
         out.journal("window_ended", release=s.current, marked=False, reason=f"{short}: not marked known-good",
-                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks,
+                    watched_ticks=rec.watched_ticks, evidence_ticks=rec.evidence_ticks, firing_ticks=rec.firing_ticks,
                     serving_ticks=dict(rec.serving_ticks))
         out.notify(messages.window_without_evidence(out.ctx, s.current, short.reason()))
     elif rec.mark != Mark.BAD:
