@@ -811,6 +811,27 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n41-a-halted-watcher-blessed-a-release-failing-its-probe",
+    "The watcher is halted (r5's rollback did not verify). r4 is deployed without the deploy lock "
+    "(a 20 s restart) and deployed again 26 s later (a 60 s restart): /health fires twice in its "
+    "window and the halted watcher acts not. Each tick counted as evidence because the 5xx ratio "
+    "read a real number, and r4 became known-good when the probe cleared, though it served 45 s "
+    "of its 125 s window. A tick on which a rollback rule fires is no evidence now (sim seed "
+    "12001124, the final run).",
+    History(Setup(hosts=3, scrape=1.0, watch_window=120.0, probe_failures=3, latency_for=30.0, verify_attempts=2,
+                  verify_every=0.5, cooldown=600.0, lock_timeout=300.0, fleet=True, lease=15.0, known_good_hosts=3,
+                  skews=(45.0, 0.0, -600.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=1.0, start_s=3.0)),
+                            ("r2", Profile(error=0.3, start_s=0.5)), ("r3", Profile(crashes=True)),
+                            ("r4", Profile(error=0.005, bad_after_s=120.0, bad_error=0.3, start_s=3.0)),
+                            ("r5", Profile(error=0.001, bad_after_s=10.0, bad_probe=True, start_s=3.0)))),
+            (Deploy(230.6, "r5", lock=False, settle_s=30.0),
+             Deploy(85.4, "r4", lock=False, restart_s=20.0, settle_s=5.0, mid_tick=True),
+             Deploy(23.7, "r4", lock=False, restart_s=60.0)), tail=120),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
