@@ -67,6 +67,7 @@ def verify(
 
     in_a_row = 0
     last = ""
+    seen = True  # whether the last look at `current` could read it
     for attempt in range(1, config.attempts + 1):
         failed = None
         for check in checks:
@@ -74,7 +75,7 @@ def verify(
             if not result.ok:
                 failed = f"{check.url}: {result.detail}"
                 break
-        landed = _landed(backend, target) if previous is not None else None
+        landed, seen = _landed(backend, target) if previous is not None else (None, True)
         if landed is not None:
             return VerifyResult(False, f"{landed} was deployed while {target} was verified (attempt {attempt})",
                                 attempt, clock() - start, landed)
@@ -87,15 +88,26 @@ def verify(
             last = failed
         if attempt < config.attempts:
             sleep(config.every)
-    return VerifyResult(False, f"not healthy after {config.attempts} attempts: {last}", config.attempts, clock() - start)
+    detail = f"not healthy after {config.attempts} attempts: {last}"
+    if not seen:
+        # The last attempt could not read `current`: a deploy that landed during the attempts
+        # would be taken for a failed rollback, and the watcher halt on a wrong diagnosis (sim
+        # seed 12001760). One more look; a backend still unreadable is said.
+        landed, seen = _landed(backend, target)
+        if landed is not None:
+            return VerifyResult(False, f"{landed} was deployed while {target} was verified", config.attempts,
+                                clock() - start, landed)
+        if not seen:
+            detail += "; the backend could not say which release is current after it (a deploy may have landed)"
+    return VerifyResult(False, detail, config.attempts, clock() - start)
 
 
-def _landed(backend: Backend, target: str) -> str | None:
+def _landed(backend: Backend, target: str) -> tuple[str | None, bool]:
     """The release current now if it is not the target, once the target was: a deploy landed
-    (the release rolled back too: a pipeline that ships it again). A backend that cannot tell
-    now changes nothing (the next attempt asks again)."""
+    (the release rolled back too: a pipeline that ships it again); and whether `current` could
+    be read. A backend that cannot tell now changes nothing (the next attempt asks again)."""
     try:
         current = backend.current().id
     except WatcherError:
-        return None
-    return current if current != target else None
+        return None, False
+    return (current if current != target else None), True
