@@ -832,6 +832,24 @@ example(
     ("known_good_only_with_evidence",), fixed=True,
 )
 
+example(
+    "n42-a-deploy-during-a-verification-the-backend-could-not-see",
+    "r2 fails /health during an outage and is rolled back to r0, which fails it too (the outage). "
+    "During the verification the tool deploys r3, and the backend cannot read `current` (six "
+    "injected failures): the verification's last look failed, and the watcher halted 'did not "
+    "verify' without a word of it. It looks once more now, and says in the halt that the backend "
+    "could not tell (a deploy may have landed); with one failed look it sees the deploy and the "
+    "rollback is superseded (tests/service/test_verify_landed.py) (sim seed 12001760).",
+    History(Setup(interval=1.0, scrape=15.0, errors_for=10.0, probe_failures=1, up_for=0.0, verify_attempts=7,
+                  verify_every=3.0, max_auto_rollbacks=2, lease=3.0, known_good_hosts=1, watch_delay=3.0,
+                  skews=(-120.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.3, start_s=0.5)),
+                            ("r2", Profile(error=0.2)), ("r3", Profile(error=0.6, start_s=0.5)))),
+            (Deploy(268.1, "r2", restart_s=0.5, settle_s=5.0), EnvOutage(1.6, 600.0, error=0.6, probes=True),
+             BackendFault(25.8, what="broken", count=6), Deploy(0.2, "r3", settle_s=0.0)), tail=30),
+    ("halt_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
