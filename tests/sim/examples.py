@@ -850,6 +850,23 @@ example(
     ("halt_is_true",), fixed=True,
 )
 
+example(
+    "n43-a-probe-breach-at-the-window-ends-very-instant",
+    "r3's /health fails from the exact moment its window ends (aimed); the probe of that tick "
+    "answers healthy, since the truth asks `age >= after` and the invariant asked `t >= ready + "
+    "after`, which differ in the last bit. The release is blessed, and the failure told 'outside "
+    "window' three ticks later, as d1's window rule allows (sim seed 13000624).",
+    History(Setup(hosts=2, interval=1.0, scrape=1.0, watch_window=120.0, max_window=30.0, errors_for=120.0,
+                  probe_failures=3, verify_attempts=2, verify_every=0.5, cooldown=60.0, lock_timeout=30.0, fleet=True,
+                  watch_delay=3.0, skews=(0.0, 0.0),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.0, flap_on_s=1.0, flap_off_s=0.5, flap_error=0.5, start_s=0.5)),
+                            ("r2", Profile(error=0.001, bad_after_s=290.0, bad_probe=True, start_s=0.5)),
+                            ("r3", Profile(error=0.02, bad_after_s=118.3, bad_probe=True, start_s=3.0)))),
+            (Crash(1.5, host=1, down_s=10.0), Deploy(113.7, "r3", host=1, restart_s=5.0, settle_s=0.0)), tail=300),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

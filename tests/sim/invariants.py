@@ -532,9 +532,13 @@ def _breached_before(s: Step, release: str, deployed: float, t: float) -> list[s
         judgement = s.setup.judge(release).get(rule)
         if judgement is None or not judgement.bad:
             continue
-        start = seg.start if seg.ready == INF else seg.ready + judgement.breach_from
+        origin, offset = (seg.start, 0.0) if seg.ready == INF else (seg.ready, judgement.breach_from)
+        start = origin + offset
         for rec in s.host.ticks:
-            if rec.start <= deployed or rec.start < start + judgement.lag or not clean(rec):
+            # The breach's start in the truth's own arithmetic (age = t - ready, as
+            # truth.Profile asks it): `t >= ready + after` differs from it in the last bit, and
+            # a probe at that very instant answered healthy (sim seed 13000624).
+            if rec.start <= deployed or rec.start - origin < offset + judgement.lag or not clean(rec):
                 continue
             if rec.start > t or (rule in RATE_RULES and rec.start >= t):
                 break
