@@ -867,6 +867,23 @@ example(
     ("known_good_only_with_evidence",), fixed=True,
 )
 
+example(
+    "n44-a-peer-on-the-same-release-is-no-witness",
+    "r3 passed its window on web-3; web-1 deploys r3 too, and an outage of every host begins in its "
+    "window while web-2 cannot read Prometheus. web-1 rolls r3 back alone: the only host breaching "
+    "with it runs r3 itself, and the coordinator compares with hosts on another release (a host "
+    "on the release judged cannot tell its fault from an outage). The invariant counted web-3 as "
+    "a witness (sim seed 14000105).",
+    History(Setup(hosts=3, interval=2.0, scrape=15.0, watch_window=120.0, max_window=30.0, probe_failures=3,
+                  latency_for=0.0, verify_attempts=3, verify_every=3.0, cooldown=60.0, max_auto_rollbacks=2,
+                  lock_timeout=300.0, fleet=True, lease=15.0, watch_delay=3.0, skews=(0.0, -600.0, -120.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.6)),
+                            ("r2", Profile(error=0.0, start_s=0.5)), ("r3", Profile(error=0.02)))),
+            (Deploy(491.2, "r3", host=2, settle_s=0.0), Deploy(226.3, "r3", restart_s=5.0, settle_s=5.0, announce=True),
+             EnvOutage(1.2, 600.0, error=0.6), SourceOutage(3.2, 600.0, host=1)), tail=120),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
