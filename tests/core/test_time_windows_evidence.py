@@ -135,6 +135,32 @@ def test_a_breach_fires_once_its_range_no_longer_reaches_before_the_deploy(offse
     assert fired == pytest.approx(fires_at)
 
 
+@pytest.mark.parametrize("query, fires_at", [
+    ("up{job='app'}", 15.0),  # instant: held one scrape after the change (sim seed 15000520)
+    ('sum(up{code=~"5[0-9][0-9]"})', 15.0),  # a character class is no range
+    ("max_over_time(x[5m])", 0.0),  # a fixed range is not held (its own story, confirm.clear_bound)
+])
+def test_an_instant_query_is_held_for_a_scrape_after_the_change(query, fires_at):
+    """`up < 1` right after a deploy reads the newest scrape, which may have been taken during
+    the deploy's restart, before the watcher saw the change: a `for: 0` rule rolled a healthy
+    release back on it."""
+    changed = 1_800_000_000.0
+    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
+    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
+    r = rule(query=query)
+    states: dict[str, RuleState] = {}
+    fired = None
+    for i in range(20):  # a tick every 5 s, scrapes every 15 s
+        now = changed + 5.0 * i
+        ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=15.0,
+                      since=changed, interval=5.0)
+        states = ev.states
+        if states["r"].phase is Phase.FIRING:
+            fired = now - changed
+            break
+    assert fired == pytest.approx(fires_at)
+
+
 class OneKill:
     """`increase(oom_kills[$window])` of a counter that went 0 -> 1 right after the deploy, scraped
     every second, the last sample before the kill 0.8 s before the deploy: 1 while the range

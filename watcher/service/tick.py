@@ -211,7 +211,10 @@ class Watcher:
             lock_held = lock_held or self.deploy_lock.held_by_other()
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
-            if any(f.action == "rollback" for f in firing) and self.reads.moved(self.backend, self.state):
+            # Read again when a rollback rule fires, or while a rollback is confirmed (what it
+            # judges must be the restored release's, firing or not: sim seeds 9002203, 15000520).
+            judged = any(f.action == "rollback" for f in firing) or self.state.confirming is not None
+            if judged and self.reads.moved(self.backend, self.state):
                 # A deploy landed between this tick's read of `current` and its probes: what
                 # fires may be the new release's, not the one the tick judges. The next tick
                 # sees the deploy and judges the new release on its own reads.
