@@ -408,6 +408,10 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     # Its `[$window]` reaches before the deploy until min_window (3 scrapes)
                     # after the watcher saw it: held until then (evaluate.held_before_change).
                     due = max(due, dep["seen"] + 3 * setup.scrape)
+                elif due is not None and rule == "up":
+                    # An instant query's newest sample may predate the deploy for a scrape
+                    # after the watcher saw it: held until then (sim seed 15000520).
+                    due = max(due, dep["seen"] + setup.scrape)
                 if due is not None and rec.start >= due + slack - 1e-6:
                     dep["done"] = True
                     said = told(host, release, dep["at"])
