@@ -107,6 +107,23 @@ class Breaching:
         return {r.name: ([Sample({}, 0.2)], 0.0) for r in rules}
 
 
+def fired_after(r: Rule, offset: float, every: float, scrape: float) -> float | None:
+    """Seconds from a change to the tick at which `r`, breaching all along (Breaching), fires:
+    ticks every `every` seconds from `offset` after the change."""
+    changed = 1_800_000_000.0
+    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
+    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
+    states: dict[str, RuleState] = {}
+    for i in range(30):
+        now = changed + offset + every * i
+        ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=scrape,
+                      since=changed, interval=every)
+        states = ev.states
+        if states[r.name].phase is Phase.FIRING:
+            return now - changed
+    return None
+
+
 @pytest.mark.parametrize("offset, for_, fires_at", [
     (0.0, 20.0, 20.0),  # ticks on the grid of the tick that saw the deploy
     (0.5, 20.0, 20.5),  # a restart moved the ticks half a second off it (sim seed 1000226)
@@ -118,21 +135,8 @@ def test_a_breach_fires_once_its_range_no_longer_reaches_before_the_deploy(offse
     the range reaches before the change (held_before_change) is compared with that range rounded
     up too. Compared exactly, a tick a fraction of a second off the change's grid found it
     "still before the change" until max_window (here 120 s) clamped it."""
-    changed = 1_800_000_000.0
-    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
-    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
-    r = rule(for_=for_)
-    states: dict[str, RuleState] = {}
-    fired = None
-    for i in range(30):  # a tick every 2 s
-        now = changed + offset + 2.0 * i
-        ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=1.0,
-                      since=changed, interval=2.0)
-        states = ev.states
-        if states["r"].phase is Phase.FIRING:
-            fired = now - changed
-            break
-    assert fired == pytest.approx(fires_at)
+    # a tick every 2 s, scrapes every second
+    assert fired_after(rule(for_=for_), offset, every=2.0, scrape=1.0) == pytest.approx(fires_at)
 
 
 @pytest.mark.parametrize("query, fires_at", [
@@ -144,21 +148,8 @@ def test_an_instant_query_is_held_for_a_scrape_after_the_change(query, fires_at)
     """`up < 1` right after a deploy reads the newest scrape, which may have been taken during
     the deploy's restart, before the watcher saw the change: a `for: 0` rule rolled a healthy
     release back on it."""
-    changed = 1_800_000_000.0
-    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
-    limits = SimpleNamespace(min_window=3.0, max_window=120.0)
-    r = rule(query=query)
-    states: dict[str, RuleState] = {}
-    fired = None
-    for i in range(20):  # a tick every 5 s, scrapes every 15 s
-        now = changed + 5.0 * i
-        ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=15.0,
-                      since=changed, interval=5.0)
-        states = ev.states
-        if states["r"].phase is Phase.FIRING:
-            fired = now - changed
-            break
-    assert fired == pytest.approx(fires_at)
+    # a tick every 5 s, scrapes every 15 s
+    assert fired_after(rule(query=query), 0.0, every=5.0, scrape=15.0) == pytest.approx(fires_at)
 
 
 class OneKill:

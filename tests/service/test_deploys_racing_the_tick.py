@@ -45,6 +45,17 @@ def set_health(host, rid, status):
     (host.releases / rid / "health_status").write_text(str(status))
 
 
+def r1_known_good_and_r2_failing(host, clock):
+    """r1 current and marked good, r2 (/health 503) on disk; a `failures: 1` probe rule."""
+    host.add_release("r1")
+    host.add_release("r2", health=503)
+    host.deploy("r1")
+    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    return w
+
+
 def tick_with_a_deploy_during_the_reads(w, clock, host, rid):
     """One tick during whose reads (after its read of `current`) the tool deploys `rid`."""
     measure = w.measure
@@ -125,12 +136,7 @@ def test_a_deploy_landing_during_the_reads_is_not_blamed_on_the_known_good_relea
     known-good: the deploy is probably not the cause", a misleading page at every such deploy.
     Now the tick decides nothing (`deploy_during_tick`); the next one sees r2 and judges it."""
     host, clock = symlink_host, Clock()
-    host.add_release("r1")
-    host.add_release("r2", health=503)
-    host.deploy("r1")
-    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = r1_known_good_and_r2_failing(host, clock)
     straddled = tick_with_a_deploy_during_the_reads(w, clock, host, "r2")
     assert straddled.verdict is None and straddled.acted is None, straddled.verdict
     journal = host.journal()
@@ -167,12 +173,7 @@ def test_a_deploy_landing_during_a_confirmations_reads_ends_the_confirmation(sym
     `n37-a-deploy-during-the-reads-of-a-confirmation`). A deploy seen during the reads now
     ends the confirmation, as one seen at a tick's start does."""
     host, clock = symlink_host, Clock()
-    host.add_release("r1")
-    host.add_release("r2", health=503)
-    host.deploy("r1")
-    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
+    w = r1_known_good_and_r2_failing(host, clock)
     host.deploy("r2")
     acted = []
     while "rolled_back" not in acted and len(acted) < 3:
