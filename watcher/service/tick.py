@@ -225,6 +225,13 @@ class Watcher:
                 # confirmation would go on judging it on that deploy's restart.
                 self.supersede_confirmation(self.reads.landed or "another release", notify=True)
             else:
+                if lock_held and self.state.confirming is not None:
+                    # A deploy holds the deploy lock: what the confirmation would read now is
+                    # that deploy at work (its restart), not the restored release. A deploy
+                    # supersedes a rollback being confirmed, whatever it ships (the restored
+                    # release again included): before, the confirmation halted "did not clear"
+                    # on the redeploy's restart (sim seed 16002640).
+                    self.supersede_confirmation("a release under the deploy lock", notify=True)
                 if self.reads.current_error is None:
                     # A confirmation judges the restored release on its own samples: with
                     # `current` unreadable, what the probes saw may be a release deployed
