@@ -901,6 +901,28 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n46-a-confirmation-under-a-deploys-lock",
+    "r1 is rolled back to r0 during an outage and confirmed; the service dies. While it is down the "
+    "tool ships r2 (no lock), then r0 again under the deploy lock with a 60 s restart. The restarted "
+    "service reads r0, the confirmation's own target, while the lock is still held, and the "
+    "confirmation halted 'errors did not clear on r0' on that restart. A deploy holding the lock "
+    "now supersedes a rollback being confirmed (sim seed 16002640, the final run).",
+    History(Setup(interval=2.0, scrape=2.0, watch_window=120.0, errors_for=0.0, probe_failures=3, up_for=0.0,
+                  verify_attempts=9, verify_every=3.0, cooldown=60.0, max_auto_rollbacks=2, known_good_hosts=1,
+                  watch_delay=3.0, skews=(0.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.02, bad_after_s=60.0, bad_latency=0.8, start_s=3.0)),
+                            ("r2", Profile(error=0.3)), ("r3", Profile(error=0.0, start_s=3.0, traffic=0.0)),
+                            ("r4", Profile(crashes=True)))),
+            (EnvOutage(29.5, 120.0, error=0.6, probes=True, host=0),
+             Deploy(35.7, "r4", lock=False, restart_s=5.0, settle_s=5.0, announce=True),
+             Deploy(3.7, "r1", restart_s=20.0, settle_s=30.0), Crash(86.7, down_s=60.0),
+             Deploy(6.0, "r2", lock=False, restart_s=5.0, settle_s=0.0), Deploy(22.9, "r0", restart_s=60.0, settle_s=5.0)),
+            tail=120),
+    ("halt_is_true",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
