@@ -9,7 +9,6 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -215,18 +214,13 @@ def evaluate(
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
-        obs = held_before_change(rule, obs, now, since, window_s, scrape_interval)
+        obs = held_before_change(rule, obs, now, since, window_s)
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
 
 
-# A range (`[5m]`, `[$window]`) or a subquery's; not a label matcher's character class (`5[0-9]`).
-_RANGE = re.compile(r"\[\s*(?:\$window|\d+(?:ms|s|m|h|d|w|y))")
-
-
-def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int,
-                       scrape_interval: float = 0.0) -> Observation:
+def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int) -> Observation:
     """A `[$window]` breach while the range still reaches back before `since` (the deploy, or a
     rollback's switch) is held: `for` runs, but it fires only once the range holds the current
     release's samples alone. Clamped to min_window (three scrapes) just after a deploy, the
@@ -243,18 +237,8 @@ def held_before_change(rule: Rule, obs: Observation, now: float, since: float | 
     `increase(node_vmstat_oom_kill[$window]) > 0`) is never held: its range must reach back
     before the change to see an event right after it (the counter's value before the kill is
     the sample before the deploy), and held, an OOM kill a second after a deploy was read as an
-    increase of 0 once the range began after the change: the bad release was never rolled back.
-
-    An instant query (`up < 1`) is held until a scrape interval has passed since the change:
-    its newest sample may be a scrape taken before the watcher saw the change, during the
-    restart that made it (sim seed 15000520: a deploy under a lock held only between two
-    ticks; `up` read its restart's scrape and the healthy release was rolled back)."""
-    if obs.outcome is not Outcome.BREACH or obs.held or since is None:
-        return obs
-    if isinstance(rule.signal, PromQuery) and not _RANGE.search(rule.signal.query) and now - since < scrape_interval:
-        return replace(obs, held=True, detail=f"its newest sample may be older than the change {now - since:.0f}s "
-                                              f"ago (a scrape every {scrape_interval:g}s): fires once it is not")
-    if math.ceil(now - since) >= window_s:
+    increase of 0 once the range began after the change: the bad release was never rolled back."""
+    if obs.outcome is not Outcome.BREACH or obs.held or since is None or math.ceil(now - since) >= window_s:
         return obs
     if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
         return obs
