@@ -20,9 +20,9 @@ silence. A tick on which a rollback rule fires is no evidence either, whatever t
 read: normally the release is rolled back then, but a watcher that cannot act (halted, paused,
 shadow, a fleet-wide symptom) went on counting the ticks of a release failing /health, and
 blessed it once the rule cleared (sim seed 12001124: a release restarted twice without the
-deploy lock served 45 s of its 125 s window and became known-good). And the ticks must have covered that share of the window's time: a watcher down for
-most of a window had watched a tick or two of it, seen serving, and called the release
-known-good (issue 22).
+deploy lock served 45 s of its 125 s window and became known-good). And the ticks must have
+covered that share of the window's time: a watcher down for most of a window had watched a
+tick or two of it, seen serving, and called the release known-good (issue 22).
 """
 
 from __future__ import annotations

@@ -46,12 +46,13 @@ class ReleaseRecord:
     auto_rollbacks: int = 0  # automatic rollbacks away from this release
     last_rollback_at: float | None = None  # the last automatic rollback away from it (its cooldown)
     # Its watch window's ticks, those on which it was seen serving with every rollback rule
-    # read and none firing (evidence), those on which a rollback rule could not be read (blind), and per rule
-    # that can see it serving, the ticks on which that rule did (core/evidence.py).
+    # read and none firing (evidence), those on which a rollback rule could not be read (blind)
+    # or fired, and per rule that can see it serving, the ticks on which that rule did
+    # (core/evidence.py).
     watched_ticks: int = 0
     evidence_ticks: int = 0
     blind_ticks: int = 0
-    firing_ticks: int = 0  # ... those on which a rollback rule fired (no evidence: core/evidence.py)
+    firing_ticks: int = 0
     serving_ticks: dict[str, int] = field(default_factory=dict)
     # How much of its window the ticks covered (each the time since the one before, unless the
     # watcher was not running in between), and the last of them.

@@ -57,7 +57,6 @@ class BackendReads:
     current_failures: int = 0
     list_failures: int = 0
     current_error: tuple[str, bool] | None = None  # this tick: (reason, broken)
-    landed: str | None = None  # the release `moved` found current instead of state.current
 
     def current(self, backend: Backend | None, state: State, error_limit: int, now: float,
                 on_deploy: Callable[..., None]) -> str | None:
@@ -82,21 +81,17 @@ class BackendReads:
             on_deploy(current, now, first_start=state.current is None)
         return current
 
-    def moved(self, backend: Backend | None, state: State) -> bool:
-        """`current` changed since this tick read it: a deploy landed during the tick's reads,
-        so they straddle two releases. A backend that cannot tell now is not a move (the next
-        tick's read says so)."""
-        self.landed = None
+    def moved(self, backend: Backend | None, state: State) -> str | None:
+        """The release current now if `current` changed since this tick read it: a deploy
+        landed during the tick's reads, so they straddle two releases. A backend that cannot
+        tell now is not a move (the next tick's read says so)."""
         if backend is None or state.current is None:
-            return False
+            return None
         try:
             landed = backend.current().id
         except WatcherError:
-            return False
-        if landed == state.current:
-            return False
-        self.landed = landed
-        return True
+            return None
+        return landed if landed != state.current else None
 
     def _current_unreadable(self, state: State, exc: WatcherError, error_limit: int) -> None:
         """Said once: at once for a broken `current` (BrokenCurrent), after error_limit ticks in

@@ -212,9 +212,10 @@ class Watcher:
             report.window_s, report.rows = evaluation.window_s, evaluation.rows
             firing = evaluation.firing + (self.fleet.triggers(current) if self.fleet is not None else [])
             # Read again when a rollback rule fires, or while a rollback is confirmed (what it
-            # judges must be the restored release's, firing or not: sim seeds 9002203, 15000520).
+            # judges must be the restored release's, firing or not: sim seed 9002203).
             judged = any(f.action == "rollback" for f in firing) or self.state.confirming is not None
-            if judged and self.reads.moved(self.backend, self.state):
+            landed = self.reads.moved(self.backend, self.state) if judged else None
+            if landed is not None:
                 # A deploy landed between this tick's read of `current` and its probes: what
                 # fires may be the new release's, not the one the tick judges. The next tick
                 # sees the deploy and judges the new release on its own reads.
@@ -223,7 +224,7 @@ class Watcher:
                 # A rollback being confirmed ends here as it would at the next tick's read: the
                 # tool may put the restored release back before then (a redeploy), and the
                 # confirmation would go on judging it on that deploy's restart.
-                self.supersede_confirmation(self.reads.landed or "another release", notify=True)
+                self.supersede_confirmation(landed, notify=True)
             else:
                 if lock_held and self.state.confirming is not None:
                     # A deploy holds the deploy lock: what the confirmation would read now is
