@@ -50,8 +50,10 @@ def scrapes_until_switch(out: Outcome) -> int:
     scrapes come late and the seconds grow with them (6.2 s in one full run), the count not."""
     st = out.stage
     end = st.events("rollback_intent")[0]["time"]
-    span = max(1, math.ceil(end - out.onset))
-    found = st.prometheus.query(f'sum_over_time(up{{instance="{st.instance}"}}[{span}s])', at=end)
+    # In milliseconds: a range rounded up to whole seconds reached up to a second before the
+    # onset and counted a scrape of r1 (a CI run: "switch 3.8s and 5 scrapes").
+    span_ms = max(1, math.floor((end - out.onset) * 1000))
+    found = st.prometheus.query(f'sum_over_time(up{{instance="{st.instance}"}}[{span_ms}ms])', at=end)
     return int(float(found[0]["value"][1])) if found else 0
 
 
