@@ -107,9 +107,9 @@ class Breaching:
         return {r.name: ([Sample({}, 0.2)], 0.0) for r in rules}
 
 
-def fired_after(r: Rule, offset: float, every: float, scrape: float) -> float | None:
+def fired_after(r: Rule, offset: float, every: float, scrape: float, settle: float = 0.0) -> float | None:
     """Seconds from a change to the tick at which `r`, breaching all along (Breaching), fires:
-    ticks every `every` seconds from `offset` after the change."""
+    ticks every `every` seconds from `offset` after the change (`settle`: evaluate's)."""
     changed = 1_800_000_000.0
     state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
     limits = SimpleNamespace(min_window=3.0, max_window=120.0)
@@ -117,7 +117,7 @@ def fired_after(r: Rule, offset: float, every: float, scrape: float) -> float | 
     for i in range(30):
         now = changed + offset + every * i
         ev = evaluate([r], Breaching(), now, watch_window(now, state, limits), states, {}, 4, scrape_interval=scrape,
-                      since=changed, interval=every)
+                      since=changed, interval=every, settle=settle)
         states = ev.states
         if states[r.name].phase is Phase.FIRING:
             return now - changed
@@ -137,6 +137,20 @@ def test_a_breach_fires_once_its_range_no_longer_reaches_before_the_deploy(offse
     "still before the change" until max_window (here 120 s) clamped it."""
     # a tick every 2 s, scrapes every second
     assert fired_after(rule(for_=for_), offset, every=2.0, scrape=1.0) == pytest.approx(fires_at)
+
+
+@pytest.mark.parametrize("query, settle, fires_at", [
+    ("up{job='app'}", 15.0, 15.0),  # a deploy seen late: held one scrape (sim seed 15000520)
+    ('sum(up{code=~"5[0-9][0-9]"})', 15.0, 15.0),  # a character class is no range
+    ("up{job='app'}", 0.0, 0.0),  # a first start or a rollback's switch: not held (settle 0)
+    ("max_over_time(x[5m])", 15.0, 0.0),  # a fixed range is not held (its own story, confirm.clear_bound)
+])
+def test_an_instant_query_is_held_for_a_scrape_after_a_deploy_seen_late(query, settle, fires_at):
+    """`up < 1` right after a deploy seen by a tick reads the newest scrape, which may have been
+    taken during the deploy's restart, before the tick saw it: a `for: 0` rule rolled a healthy
+    release back on it."""
+    # a tick every 5 s, scrapes every 15 s
+    assert fired_after(rule(query=query), 0.0, every=5.0, scrape=15.0, settle=settle) == pytest.approx(fires_at)
 
 
 class OneKill:

@@ -6,6 +6,8 @@ the query timeout."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from support import UP_BREACH_RULES
@@ -50,6 +52,37 @@ def test_control_a_breaching_answer_rolls_back(symlink_host, fake_prometheus):
     assert reports[0].acted == "rolled_back"
     assert symlink_host.current_id() == "r1"
     w.reader.close()
+
+
+def test_a_breach_right_after_a_deploy_seen_late_waits_one_scrape(symlink_host, fake_prometheus):
+    """The control's breach, on a deploy a tick saw after it happened (not a first start): the
+    newest sample of an instant `up` may be a scrape of that deploy's restart, taken before the
+    tick (sim seed 15000520: a healthy release rolled back on it). The breach is held for one
+    scrape interval from the tick that saw the deploy, then acted on as ever."""
+    for rid in ("r1", "r2", "r3"):
+        symlink_host.add_release(rid)
+    symlink_host.deploy("r2")
+    scrape = 2.0
+    cfg = load_config(symlink_host.write_config(
+        UP_BREACH_RULES, prometheus={"url": fake_prometheus.url, "timeout": f"{TIMEOUT:g}s", "scrape_interval": f"{scrape:g}s"},
+        error_limit=2, interval=f"{INTERVAL:g}s"))
+    w = build_watcher(cfg, notify=False)
+    try:
+        w.start()
+        w.apply_request("mark", {"release": "r1", "mark": "good"}, w.clock())
+        assert run_ticks(w, 1)[0].acted is None
+        symlink_host.deploy("r3")
+        fake_prometheus.set_mode("breach")
+        seen = w.tick()
+        assert seen.current == "r3" and seen.acted is None, seen
+        assert symlink_host.current_id() == "r3"
+        assert w.state.rules["up-breach"].phase.value == "pending", w.state.rules["up-breach"]
+        time.sleep(max(0.0, w.state.changed_at + scrape - w.clock()) + 0.05)
+        after = w.tick()
+        assert after.acted == "rolled_back", after
+        assert symlink_host.current_id() == "r1"
+    finally:
+        w.reader.close()
 
 
 ERROR_FAULTS = ["stopped", "hang", "trickle", "500", "503", "bad_json", "status_error", "matrix", "string_value"]

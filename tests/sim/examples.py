@@ -886,11 +886,11 @@ example(
 
 example(
     "n45-up-read-from-a-scrape-before-the-deploy",
-    "OPEN (not fixed). A deploy under the deploy lock restarts the app for 0.5 s, lock and restart "
-    "both between two ticks. The next tick sees the deploy and reads `up`, whose newest sample is "
-    "the scrape taken during that restart: 0, and with `for: 0` the healthy release is rolled back. "
-    "A fix tried (hold an instant query's breach for a scrape after the change) broke two real-"
-    "Prometheus tests' timing and was taken back (sim seed 15000520).",
+    "A deploy under the deploy lock restarts the app for 0.5 s, lock and restart both between two "
+    "ticks. The next tick saw the deploy and read `up`, whose newest sample was the scrape taken "
+    "during that restart: 0, and `for: 0` rolled the healthy release back. An instant query's "
+    "breach is held for a scrape interval after a deploy a tick saw late (not a first start, "
+    "not a rollback's switch) (sim seed 15000520).",
     History(Setup(hosts=3, watch_window=120.0, max_window=30.0, errors_for=120.0, probe_failures=0, up_for=0.0,
                   verify_attempts=6, verify_every=1.0, lock_timeout=300.0, fleet=True, lease=3.0, known_good_hosts=3,
                   watch_delay=0.5, skews=(0.0, 0.0, -120.0),
@@ -898,7 +898,7 @@ example(
                             ("r2", Profile(error=0.001)), ("r3", Profile(error=0.001, start_s=3.0)),
                             ("r4", Profile(error=0.001, start_s=0.5)))),
             (Deploy(240.0, "r4", restart_s=0.5),), tail=30),
-    ("no_false_rollback",), fixed=False,
+    ("no_false_rollback",), fixed=True,
 )
 
 example(

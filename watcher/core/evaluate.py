@@ -9,6 +9,7 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -185,6 +186,7 @@ def evaluate(
     since: float | None = None,
     held: Mapping[str, str] | None = None,
     interval: float = 0.0,
+    settle: float = 0.0,
 ) -> Evaluation:
     """Read every rule's signal at `now` and step each rule from its state in `states`.
 
@@ -192,7 +194,9 @@ def evaluate(
     (default `now`); `since` when `current` last changed (host counters count from there).
     A `[$window]` rule is also read over its trailing window (rules.trailing_seconds), which
     gates the moment it fires (both_windows), and fires only once its range is the current
-    release's alone (held_before_change). The rules named in `held` are not read this tick:
+    release's alone (held_before_change); an instant query's breach is held until `settle`
+    seconds after `since` (a deploy seen late: its newest sample may predate the change). The
+    rules named in `held` are not read this tick:
     their state is kept as it is, their observation is "no data" with the reason given."""
     held = held or {}
     rules = list(rules)
@@ -214,13 +218,18 @@ def evaluate(
             short, short_seconds = results[_trailing_name(rule)]
             obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
             seconds = max(seconds, short_seconds)
-        obs = held_before_change(rule, obs, now, since, window_s)
+        obs = held_before_change(rule, obs, now, since, window_s, settle)
         after, transitions = step(rule, before, obs, now, error_limit)
         out.append(RuleEvaluation(rule, result, seconds, obs, before, after, tuple(transitions), baseline))
     return Evaluation(now, window_s, tuple(out))
 
 
-def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int) -> Observation:
+# A range (`[5m]`, `[$window]`) or a subquery's; not a label matcher's character class (`5[0-9]`).
+_RANGE = re.compile(r"\[\s*(?:\$window|\d+(?:ms|s|m|h|d|w|y))")
+
+
+def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int,
+                       settle: float = 0.0) -> Observation:
     """A `[$window]` breach while the range still reaches back before `since` (the deploy, or a
     rollback's switch) is held: `for` runs, but it fires only once the range holds the current
     release's samples alone. Clamped to min_window (three scrapes) just after a deploy, the
@@ -237,8 +246,22 @@ def held_before_change(rule: Rule, obs: Observation, now: float, since: float | 
     `increase(node_vmstat_oom_kill[$window]) > 0`) is never held: its range must reach back
     before the change to see an event right after it (the counter's value before the kill is
     the sample before the deploy), and held, an OOM kill a second after a deploy was read as an
-    increase of 0 once the range began after the change: the bad release was never rolled back."""
-    if obs.outcome is not Outcome.BREACH or obs.held or since is None or math.ceil(now - since) >= window_s:
+    increase of 0 once the range began after the change: the bad release was never rolled back.
+
+    An instant query (`up < 1`) is held until `settle` seconds (a scrape interval) after a deploy
+    the tick saw late (State.deploy_seen_late): the deploy happened at some moment since the
+    tick before, and the newest sample may be a scrape of its restart (sim seed 15000520: a
+    lock held only between two ticks; `up` read the restart's 0 and `for: 0` rolled the healthy
+    release back). Not after a first start (nothing is known of when that release started) or
+    a rollback's switch (the watcher made it, and its probes passed); a `judge:` rule counts
+    requests from the change on and is no instant query."""
+    if obs.outcome is not Outcome.BREACH or obs.held or since is None:
+        return obs
+    if (settle > 0 and now - since < settle and isinstance(rule.signal, PromQuery)
+            and not _RANGE.search(rule.signal.query)):
+        return replace(obs, held=True, detail=f"its newest sample may predate the deploy {now - since:.0f}s ago "
+                                              f"(a scrape every {settle:g}s): fires once it cannot")
+    if math.ceil(now - since) >= window_s:
         return obs
     if not isinstance(rule.signal, PromQuery) or WINDOW_TOKEN not in rule.signal.query or rule.trailing == 0:
         return obs

@@ -131,13 +131,14 @@ class BackendReads:
         return Listing(tuple(r.id for r, _ in order_releases(listed, state.releases)))
 
 
-def open_window(state: State, release: str, at: float, watch_window: float) -> None:
+def open_window(state: State, release: str, at: float, watch_window: float, first_start: bool = False) -> None:
     """A new current release: open its watch window (unless it is known-good already) and
     forget the previous release's rule states and baselines, a rollback being confirmed (the
     release it restored is no longer current: its rules must not judge the new one) and a wait
     for the deploy lock (it held the previous release's window: ended on the new one, it moved
     its end by the whole wait). Its `deployed_at` is the timeline that orders releases
-    (decide.order_releases)."""
+    (decide.order_releases). A deploy (not a first start) was seen after it happened: the
+    scrapes just before `at` may be its restart's (State.deploy_seen_late)."""
     rec = state.release(release, at)
     rec.deployed_at = at
     rec.window_ends = at + watch_window
@@ -145,6 +146,7 @@ def open_window(state: State, release: str, at: float, watch_window: float) -> N
     state.current = release
     state.deployed_at = at
     state.changed_at = at
+    state.deploy_seen_late = not first_start
     state.window_ends = rec.window_ends if rec.mark != Mark.GOOD else None
     state.baselines = {}
     state.rules = {}
@@ -164,6 +166,7 @@ def restored(state: State, release: str, at: float) -> None:
     state.current = release
     state.deployed_at = None
     state.changed_at = at
+    state.deploy_seen_late = False  # the watcher made this switch, and its probes passed
     state.window_ends = None
     state.rules = {name: RuleState(no_baseline_reported=True) for name in state.rules}
     state.baselines = {}

@@ -266,7 +266,7 @@ class Watcher:
         confirmed are superseded."""
         previous = self.state.current
         self.supersede_confirmation(release, notify=False)  # the deploy message says what follows
-        deploys.open_window(self.state, release, at, self.config.watch_window)
+        deploys.open_window(self.state, release, at, self.config.watch_window, first_start)
         self.close_incident(f"{release} was deployed", resolution="superseded")
         self.journal("deploy", release=release, previous=previous, first_start=first_start,
                      window_ends=self.state.window_ends)
@@ -297,7 +297,8 @@ class Watcher:
         evaluation = evaluate(self.config.rules, self.reader, now, window_s, s.rules, s.baselines,
                               self.config.error_limit, scrape_interval=self.config.prometheus.scrape_interval,
                               at=self.timebase.to_wall(now), since=s.changed_at,
-                              held=confirm.too_early(s, self.config, now), interval=self.config.interval)
+                              held=confirm.too_early(s, self.config, now), interval=self.config.interval,
+                              settle=self.config.prometheus.scrape_interval if s.deploy_seen_late else 0.0)
         prometheus_time.journal_skew(self.reader, self.journal)
         self.history.record(self.timebase.to_wall(now), history.readings(evaluation, self.timebase.to_wall))
         self._blind_episode = window.record(evaluation, s, now, self.config.notify_pending, self,

@@ -48,6 +48,10 @@ class State:
     # When `current` last changed (a deploy, a rollback's switch, a human's switch): `[$window]`
     # starts here, so a restored release is not judged on the bad release's samples.
     changed_at: float | None = None
+    # The last change was a deploy seen by a tick's read of `current` (not a first start, not a
+    # rollback's switch): it happened at some moment since the tick before, so Prometheus'
+    # newest sample may be a scrape of its restart (evaluate.held_before_change, `settle`).
+    deploy_seen_late: bool = False
     # Wall time minus the watcher's steady time when this was saved (clock.Timebase): times in
     # this file are steady time; a new process converts them once, by this offset.
     clock_offset: float = 0.0
