@@ -193,3 +193,40 @@ def test_a_deploy_landing_during_a_confirmations_reads_ends_the_confirmation(sym
     assert w.state.halted is None, w.state.halted
     assert "rollback_not_cleared" not in host.kinds(), host.kinds()[-10:]
     assert all(r.acted != "rolled_back" for r in restart), [r.acted for r in restart]
+
+
+def test_a_deploy_holding_the_lock_during_a_confirmation_ends_it(symlink_host, tmp_path):
+    """r2 is rolled back to r1, and the rollback is being confirmed. The deploy tool ships r1
+    again under the deploy lock (a redeploy of the confirmation's own target) and its restart
+    fails /health while the lock is held. The tick reads r1, no deploy in sight, and the
+    confirmation judged that restart: it halted "health did not clear on r1" (sim seed
+    16002640, kept as the simulator's example `n46-a-confirmation-under-a-deploys-lock`). A
+    deploy holding the lock now supersedes the confirmation; what follows the lock is judged as
+    after any deploy under it."""
+    host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
+    host.add_release("r1")
+    host.add_release("r2", health=503)
+    host.deploy("r1")
+    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"), deploy_lock=str(lock))
+    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
+    ticks(w, clock, 1)
+    host.deploy("r2")
+    acted = []
+    while "rolled_back" not in acted and len(acted) < 3:
+        acted += [r.acted for r in ticks(w, clock, 1)]
+    assert "rolled_back" in acted and host.current_id() == "r1", acted
+    assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
+    until = w.state.confirming["until"]
+    with held_deploy_lock(lock):
+        host.deploy("r1")  # the redeploy: same release, its restart fails /health meanwhile
+        set_health(host, "r1", 503)
+        under_lock = []
+        while clock() < until + 10:
+            under_lock += ticks(w, clock, 1)
+    set_health(host, "r1", 200)
+    after = ticks(w, clock, 5)
+    assert w.state.halted is None, w.state.halted
+    kinds = host.kinds()
+    assert "rollback_superseded" in kinds and "rollback_not_cleared" not in kinds, kinds[-10:]
+    assert all(r.acted != "rolled_back" for r in under_lock + after), [r.acted for r in under_lock + after]
+    assert host.current_id() == "r1"
