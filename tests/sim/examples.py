@@ -23,6 +23,7 @@ from sim.history import (
     EnvOutage,
     History,
     Human,
+    Partition,
     Reload,
     Setup,
     SourceOutage,
@@ -921,6 +922,41 @@ example(
              Deploy(6.0, "r2", lock=False, restart_s=5.0, settle_s=0.0), Deploy(22.9, "r0", restart_s=60.0, settle_s=5.0)),
             tail=120),
     ("halt_is_true",), fixed=True,
+)
+
+example(
+    "n47-a-redeploy-the-watcher-could-not-see",
+    "r2 is deployed under the lock and serves its window; the tool replaces it by r0 while the "
+    "backend cannot say which release is current (the only tick r0 was live), then ships r2 again "
+    "with a 60 s restart. To the watcher r2 was current all along: it watched r2 serve for two "
+    "minutes and blessed it at its window's end. The invariant counted the window from the "
+    "redeploy the watcher could not see (sim seed 18000702).",
+    History(Setup(interval=10.0, scrape=15.0, max_window=120.0, errors_for=20.0, probe_failures=0,
+                  verify_attempts=10, verify_every=0.5, cooldown=600.0, lock_timeout=30.0, lease=15.0,
+                  known_good_hosts=1, watch_delay=0.5, skews=(-120.0,),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(start_s=0.5)),
+                            ("r2", Profile(error=0.001, start_s=3.0)))),
+            (Deploy(650.9, "r2", restart_s=60.0, settle_s=5.0, mid_tick=True),
+             BackendFault(236.5, what="current", count=3), Deploy(0.3, "r0", restart_s=5.0, settle_s=0.0),
+             Deploy(11.6, "r2", lock=False, restart_s=60.0, settle_s=0.0)), tail=120),
+    ("known_good_only_with_evidence",), fixed=True,
+)
+
+example(
+    "n48-fleet-blind-said-after-a-verification",
+    "An outage of every host; web-2, cut off from etcd, rolls its new release back alone (as "
+    "documented: a host without etcd decides alone) and verifies for 21 s in its tick. 'Fleet "
+    "blind' is said at the first tick after the verification, past the invariant's grace, which "
+    "did not allow for time spent inside a tick (sim seed 18000111; the tail runs on to see it said).",
+    History(Setup(hosts=2, interval=2.0, scrape=1.0, watch_window=60.0, probe_failures=0, latency_for=0.0,
+                  verify_attempts=8, verify_every=3.0, lock_timeout=30.0, fleet=True, lease=15.0, watch_delay=3.0,
+                  skews=(0.0, -600.0),
+                  releases=(("r0", Profile(error=0.005)), ("r1", Profile(error=0.0)), ("r2", Profile(error=0.1)),
+                            ("r3", Profile(error=0.001)), ("r4", Profile(burst_s=40.0, burst_error=0.9)),
+                            ("r5", Profile(bad_after_s=60.0, bad_probe=True, start_s=3.0)))),
+            (EnvOutage(119.6, 600.0, error=0.3, probes=True), Deploy(18.1, "r1", host=1, restart_s=0.5, settle_s=30.0),
+             Deploy(3.9, "r2", host=1, mid_tick=True, announce=True), Partition(50.0, 120.0, host=1)), tail=90),
+    ("fleet_trouble_is_said",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

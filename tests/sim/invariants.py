@@ -96,12 +96,13 @@ def served_between(host: SimHost, a: float, b: float) -> set[str]:
     return {s.release for s in host.app.segments if s.start < b and s.end > a}
 
 
-def last_tool_deploy(host: SimHost, release: str, before: float) -> tuple | None:
+def last_tool_deploy(host: SimHost, release: str, before: float, seen: bool = False) -> tuple | None:
     """The deploy tool's last deploy of `release` that changed the release (a redeploy of the
-    current release is no deploy to the watcher: its window goes on)."""
+    current release is no deploy to the watcher: its window goes on); `seen`: the last one the
+    watcher could know of (visible)."""
     found = None
     for d in host.deploys:
-        if d[1] == release and d[0] <= before and d[3] != d[1]:
+        if d[1] == release and d[0] <= before and d[3] != d[1] and (not seen or visible(host, d)):
             found = d
     return found
 
@@ -492,7 +493,11 @@ def known_good_only_with_evidence(s: Step) -> list[str]:
     for e in s.events:
         if e["kind"] == "window_passed":
             release, t = e["release"], e["_t"]
-            d = last_tool_deploy(s.host, release, t)
+            # The window the watcher knows: a deploy that put back the release it last knew,
+            # while it did not look, is no deploy to it (visible), and the window it watches
+            # runs from the deploy before (sim seed 18000702: r2 replaced by r0 while `current`
+            # could not be read, then r2 again; the watcher saw r2 all along).
+            d = last_tool_deploy(s.host, release, t, seen=True)
             if d is not None:
                 out += _breached_before(s, release, d[0], t)
                 up = sum(max(0.0, min(seg.end, t) - max(seg.ready, d[0])) for seg in s.host.app.segments
@@ -834,7 +839,8 @@ def one_verdict_per_release(world: World, memory: dict) -> list[tuple[str, str]]
 
 def fleet_trouble_is_said(s: Step) -> list[str]:
     """A fleet link that stops working while its watcher runs (a thread dead, etcd not
-    answering) is told to a human ("fleet blind") within a lease and a few ticks."""
+    answering) is told to a human ("fleet blind") within a lease and a few ticks, plus the time
+    the watcher spent inside ticks meanwhile (a rollback's verification sleeps in its tick)."""
     out = []
     if not s.setup.fleet or not s.host.alive:
         return out
@@ -848,7 +854,12 @@ def fleet_trouble_is_said(s: Step) -> list[str]:
         last = run.last_ok if run.last_ok is not None else run.started
         if s.t - last > grace:
             trouble = last
-    if trouble is None or s.t - trouble < grace:
+    if trouble is None or s.host.tick_record is not None:
+        # Inside a tick (verifying a rollback in its sleeps): the watcher says what it learned
+        # of the fleet at its next tick, after the verification (sim seed 18000111).
+        return out
+    busy = sum(max(0.0, min(r.end, s.t) - max(r.start, trouble)) for r in s.host.ticks if r.end > trouble)
+    if s.t - trouble < grace + busy:
         return out
     said = s.memory.setdefault("said", set())
     if (run.started, trouble) in said:
