@@ -15,6 +15,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -22,6 +23,17 @@ from collections import Counter, defaultdict
 from sim.generate import RandomChoices, generate
 from sim.history import History
 from sim.world import run_history
+
+PROGRESS_EVERY = 300.0  # seconds of wall time between progress lines
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _progress(started: float, histories: int, simulated: float, by_invariant: Counter) -> None:
+    print(f"  ... {time.monotonic() - started:.0f}s: {histories} histories, {simulated / 3600:.1f} simulated hours, "
+          f"{sum(by_invariant.values())} violating", flush=True)
 
 
 def run_seed(seed: int) -> tuple[int, float, int, list[tuple[str, str]]]:
@@ -122,17 +134,34 @@ def main(argv: list[str]) -> int:
 
     print(f"make sim: seeds from {args.seed}, {args.seconds:g}s, {args.jobs} process(es)", flush=True)
     n = args.seed
-    if args.jobs > 1:
-        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+    progress_at = started + PROGRESS_EVERY
+    stopped = False
+    try:
+        if args.jobs > 1:
+            with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+                # After the fork: the workers keep the default SIGTERM, the parent stops with its figures.
+                signal.signal(signal.SIGTERM, _stop)
+                while time.monotonic() - started < args.seconds:
+                    batch = range(n, n + 2 * args.jobs)  # a few at a time: the time limit is checked between
+                    n += len(batch)
+                    for result in pool.imap(run_seed, batch):
+                        take(*result)
+                    if time.monotonic() >= progress_at:
+                        progress_at += PROGRESS_EVERY
+                        _progress(started, histories, simulated, by_invariant)
+        else:
+            signal.signal(signal.SIGTERM, _stop)
             while time.monotonic() - started < args.seconds:
-                batch = range(n, n + 2 * args.jobs)  # a few at a time: the time limit is checked between
-                n += len(batch)
-                for result in pool.imap(run_seed, batch):
-                    take(*result)
-    else:
-        while time.monotonic() - started < args.seconds:
-            take(*run_seed(n))
-            n += 1
+                take(*run_seed(n))
+                n += 1
+                if time.monotonic() >= progress_at:
+                    progress_at += PROGRESS_EVERY
+                    _progress(started, histories, simulated, by_invariant)
+    except KeyboardInterrupt:
+        # Stopped by hand (Ctrl-C, kill) once a finding was diagnosed: the figures of the
+        # histories finished so far are still the run's record; the ones in flight are lost.
+        stopped = True
+        print("\nstopped before its time: the figures below count the histories that finished", flush=True)
     wall = time.monotonic() - started
 
     print()
@@ -146,7 +175,7 @@ def main(argv: list[str]) -> int:
         print(f"  {invariant:38} {count:6} histories  (first seed {first[invariant][0]})")
         more = sorted(seeds_of[invariant])
         print(f"      seeds: {' '.join(map(str, more[:30]))}{' ...' if len(more) > 30 else ''}")
-    if not args.no_shrink:
+    if not args.no_shrink and not stopped:
         for invariant, (seed, text) in sorted(first.items()):
             print(f"\n== {invariant}: seed {seed}\n   {text}")
             shrunk = shrink(generate(RandomChoices(seed)), invariant)
