@@ -45,15 +45,25 @@ def set_health(host, rid, status):
     (host.releases / rid / "health_status").write_text(str(status))
 
 
-def r1_known_good_and_r2_failing(host, clock):
+def r1_known_good_and_r2_failing(host, clock, **extra):
     """r1 current and marked good, r2 (/health 503) on disk; a `failures: 1` probe rule."""
     host.add_release("r1")
     host.add_release("r2", health=503)
     host.deploy("r1")
-    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"))
+    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"), **extra)
     w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
     ticks(w, clock, 1)
     return w
+
+
+def r2_rolled_back_and_confirming(w, clock, host):
+    """The tool deploys r2; the watcher rolls it back to r1 and confirms the rollback."""
+    host.deploy("r2")
+    acted = []
+    while "rolled_back" not in acted and len(acted) < 3:
+        acted += [r.acted for r in ticks(w, clock, 1)]
+    assert "rolled_back" in acted and host.current_id() == "r1", acted
+    assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
 
 
 def tick_with_a_deploy_during_the_reads(w, clock, host, rid):
@@ -174,12 +184,7 @@ def test_a_deploy_landing_during_a_confirmations_reads_ends_the_confirmation(sym
     ends the confirmation, as one seen at a tick's start does."""
     host, clock = symlink_host, Clock()
     w = r1_known_good_and_r2_failing(host, clock)
-    host.deploy("r2")
-    acted = []
-    while "rolled_back" not in acted and len(acted) < 3:
-        acted += [r.acted for r in ticks(w, clock, 1)]
-    assert "rolled_back" in acted and host.current_id() == "r1", acted
-    assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
+    r2_rolled_back_and_confirming(w, clock, host)
     straddled = tick_with_a_deploy_during_the_reads(w, clock, host, "r2")
     assert straddled.acted is None, straddled.verdict
     assert w.state.confirming is None, "a deploy during the reads left the confirmation open"
@@ -204,18 +209,8 @@ def test_a_deploy_holding_the_lock_during_a_confirmation_ends_it(symlink_host, t
     deploy holding the lock now supersedes the confirmation; what follows the lock is judged as
     after any deploy under it."""
     host, clock, lock = symlink_host, Clock(), tmp_path / "deploy.lock"
-    host.add_release("r1")
-    host.add_release("r2", health=503)
-    host.deploy("r1")
-    w = make(host, clock, RULE.replace("failures: 3", "failures: 1"), deploy_lock=str(lock))
-    w.apply_request("mark", {"release": "r1", "mark": "good"}, clock())
-    ticks(w, clock, 1)
-    host.deploy("r2")
-    acted = []
-    while "rolled_back" not in acted and len(acted) < 3:
-        acted += [r.acted for r in ticks(w, clock, 1)]
-    assert "rolled_back" in acted and host.current_id() == "r1", acted
-    assert w.state.confirming is not None, "the rollback is not being confirmed: nothing to race"
+    w = r1_known_good_and_r2_failing(host, clock, deploy_lock=str(lock))
+    r2_rolled_back_and_confirming(w, clock, host)
     until = w.state.confirming["until"]
     with held_deploy_lock(lock):
         host.deploy("r1")  # the redeploy: same release, its restart fails /health meanwhile
