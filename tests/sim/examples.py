@@ -959,6 +959,26 @@ example(
     ("fleet_trouble_is_said",), fixed=True,
 )
 
+example(
+    "n49-no-witness-a-watch-after-a-partition",
+    "An outage of every host; a partition of both from etcd for 30 s, longer than the lease: both "
+    "memberships expire. web-1's first tick 1.7 s after etcd answers again sees r4 fail /health and "
+    "rolls it back alone: web-2's membership, written again after the partition, reaches it a "
+    "watch (3 s) later, and the one before it was 38 s old, past what the coordinator trusts. The "
+    "invariant counted web-2 as a witness though no membership of it was in etcd then (sim seed "
+    "18001930). A documented trade-off (without etcd each host decides alone; docs/fleet.md).",
+    History(Setup(hosts=2, interval=2.0, watch_window=60.0, max_window=30.0, errors_for=60.0, latency_for=30.0,
+                  verify_attempts=2, verify_every=3.0, lock_timeout=300.0, fleet=True, lease=3.0,
+                  known_good_hosts=1, watch_delay=3.0, skews=(-600.0, -600.0),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.02, bad_after_s=60.0, bad_latency=0.8, start_s=0.5)),
+                            ("r2", Profile(error=0.02, start_s=3.0)), ("r3", Profile(error=0.2, start_s=3.0)),
+                            ("r4", Profile()))),
+            (EnvOutage(42.5, 120.0, error=0.3, probes=True), Partition(13.8, 30.0, host=None),
+             Deploy(16.9, "r4", restart_s=0.5, settle_s=5.0, announce=True)), tail=30),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

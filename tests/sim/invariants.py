@@ -292,12 +292,24 @@ def fleet_witness(s: Step, rules: list[str], t: float, judged: str | None = None
             if not any(r.start >= began_there - 1e-3 and not r.crashed and 0 < r.end <= seen_by
                        for r in other.ticks):
                 continue
+            # And a membership of it written by then stayed in etcd until `t`: a partition longer
+            # than its lease deletes it, and the one its host writes after the partition reaches
+            # the deciding host a watch later (sim seed 18001930: the deciding host's first
+            # tick after etcd answered again, 1.7 s after the partition).
+            member = [x for x in fleet.etcd.history if x.key == member_key(other) and x.at <= t]
+            written = [x.at for x in member if x.kind == "put" and x.at <= seen_by]
+            if not written or any(x.kind == "delete" and x.at > written[-1] for x in member):
+                continue
             began_here = next((e["_t"] for e in reversed(s.host.journal) if e["kind"] == "rule"
                                and e.get("rule") == rule and e.get("before") == "inactive" and e["_t"] <= t), None)
             if began_here is not None and abs(began_here - began_there) > s.host.config.fleet.symptom_window:
                 continue
             return other.name
     return None
+
+
+def member_key(host: SimHost) -> str:
+    return Keys(host.config.fleet.root).member(host.name)
 
 
 def watcher_wrote(s: Step, release: str, verdict: str, t: float) -> bool:
