@@ -979,6 +979,22 @@ example(
     ("no_false_rollback",), fixed=True,
 )
 
+example(
+    "n51-a-flap-as-long-as-the-interval-never-fires",
+    "OPEN (not fixed). r1 fails 50% for 5 s, then 0% for 10 s, over and over (16.7% on average); "
+    "the watcher ticks every 15 s, the flap's period, so every tick lands at the same phase, and "
+    "the trailing window (three 5 s scrapes) always spans the 'off' part between its samples. "
+    "`[$window]` breaches on every tick, the trailing gate holds it on every tick: pending, never "
+    "firing: at its end the window is held open ('errors pending: held until decided') and never "
+    "decided, a missed bad deploy (sim seed 20002129).",
+    History(Setup(interval=15.0, errors_for=0.0, probe_failures=3, latency_for=30.0, verify_attempts=4,
+                  verify_every=3.0, lock_timeout=30.0, known_good_hosts=1, skews=(-120.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(error=0.001, flap_on_s=5.0, flap_off_s=10.0, flap_error=0.5, start_s=3.0)))),
+            (Deploy(230.2, "r1", lock=False, restart_s=20.0, settle_s=30.0, announce=True),), tail=360),
+    ("bad_release_rolled_back_or_told",), fixed=False,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)
