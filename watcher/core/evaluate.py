@@ -9,7 +9,6 @@ Nothing here journals, notifies or saves: the caller decides what to do with the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -224,10 +223,6 @@ def evaluate(
     return Evaluation(now, window_s, tuple(out))
 
 
-# A range (`[5m]`, `[$window]`) or a subquery's; not a label matcher's character class (`5[0-9]`).
-_RANGE = re.compile(r"\[\s*(?:\$window|\d+(?:ms|s|m|h|d|w|y))")
-
-
 def held_before_change(rule: Rule, obs: Observation, now: float, since: float | None, window_s: int,
                        settle: float = 0.0) -> Observation:
     """A `[$window]` breach while the range still reaches back before `since` (the deploy, or a
@@ -257,8 +252,7 @@ def held_before_change(rule: Rule, obs: Observation, now: float, since: float | 
     requests from the change on and is no instant query."""
     if obs.outcome is not Outcome.BREACH or obs.held or since is None:
         return obs
-    if (settle > 0 and now - since < settle and isinstance(rule.signal, PromQuery)
-            and not _RANGE.search(rule.signal.query)):
+    if settle > 0 and now - since < settle and isinstance(rule.signal, PromQuery) and rule.signal.is_instant:
         return replace(obs, held=True, detail=f"its newest sample may predate the deploy {now - since:.0f}s ago "
                                               f"(a scrape every {settle:g}s): fires once it cannot")
     if math.ceil(now - since) >= window_s:

@@ -20,11 +20,13 @@ definitions its every line reads.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
+from watcher.base.durations import parse_duration
 from watcher.base.format import format_duration, format_labels, format_number, format_reading, format_value
 from watcher.core.model import TransitionKind
 
@@ -62,6 +64,23 @@ class PromQuery:
     @property
     def as_written(self) -> str:
         return self.written or self.query
+
+    @property
+    def is_instant(self) -> bool:
+        """No range selector or subquery, `[$window]` included: it reads the newest sample of
+        each series (`up < 1`), which may be a scrape taken before a change was seen
+        (evaluate.held_before_change)."""
+        return _ANY_RANGE.search(self.query) is None
+
+    def fixed_ranges(self) -> list[float]:
+        """The seconds of each fixed range or subquery range it reads (`[5m]`, `[1h30m:1m]`), not
+        `[$window]` (confirm.clear_bound)."""
+        return [parse_duration(text) for text in _FIXED_RANGE.findall(self.query)]
+
+
+# A range (`[5m]`, `[$window]`) or a subquery's; not a label matcher's character class (`5[0-9]`).
+_ANY_RANGE = re.compile(r"\[\s*(?:\$window|\d+(?:ms|s|m|h|d|w|y))")
+_FIXED_RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from watcher.backends.base import Backend
-from watcher.base.durations import parse_duration
 from watcher.base.format import format_duration
 from watcher.config.schema import WatcherConfig
 from watcher.core import evidence, messages
@@ -89,9 +87,6 @@ def start_confirmation(w: Confirmer, from_id: str, to_id: str, findings: Sequenc
     log.info("rollback switched, confirming release=%s target=%s rules=%s", from_id, to_id, ",".join(rules))
 
 
-_RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w)(?:\d+(?:ms|s|m|h|d|w))*)(?::[^\]]*)?\]")
-
-
 def clear_bound(config: WatcherConfig, rules: Sequence[str]) -> float:
     """How long the fired rules get to clear: `verify.clear_within` when set; else the longest
     range any of them reads (a fixed `[5m]` holds the bad release's samples for five minutes,
@@ -107,8 +102,7 @@ def clear_bound(config: WatcherConfig, rules: Sequence[str]) -> float:
         if rule.name not in rules:
             continue
         if isinstance(rule.signal, PromQuery):
-            for text in _RANGE.findall(rule.signal.query):
-                longest = max(longest, parse_duration(text))
+            longest = max([longest, *rule.signal.fixed_ranges()])
         elif isinstance(rule.signal, HostCheck):
             longest = max(longest, rule.signal.window)
     return longest + 3 * config.interval
