@@ -306,3 +306,69 @@ def test_a_damaged_saved_offset_moves_nothing(offset):
     s = State(current="r2", deployed_at=100.0, clock_offset=offset)
     shift_state_times(s, s.clock_offset)
     assert s.deployed_at == 100.0 and s.clock_offset == 0.0
+
+
+class Phased:
+    """A reader answering `[$window]` with `long(now)` and the trailing window with `short(now)`:
+    what a release flapping in step with the ticks reads, each tick in the same phase."""
+
+    def __init__(self, long, short):
+        self.long, self.short = long, short
+
+    def read_all(self, rules, now, window_s, at=None, since=None):
+        return {r.name: ([Sample({}, (self.short if r.name.endswith("[trailing]") else self.long)(now))], 0.0)
+                for r in rules}
+
+
+def rule_run(r: Rule, reader, every: float, ticks: int, max_window: float = 60.0,
+             offset: float = 5.0) -> list[tuple[float, Phase, bool]]:
+    """(seconds from the deploy, phase, held) of `r` on each of `ticks` ticks every `every` s
+    from `offset` after the deploy plus one interval (the first with a trailing window)."""
+    changed = 1_800_000_000.0
+    state = SimpleNamespace(changed_at=changed, deployed_at=changed, confirming=None, in_watch_window=lambda t: True)
+    limits = SimpleNamespace(min_window=3.0, max_window=max_window)
+    states: dict[str, RuleState] = {}
+    out = []
+    for i in range(1, ticks + 1):
+        now = changed + offset + every * i
+        ev = evaluate([r], reader, now, watch_window(now, state, limits), states, {}, 4, scrape_interval=5.0,
+                      since=changed, interval=every)
+        states = ev.states
+        out.append((now - changed, states[r.name].phase, ev.rules[0].observation.held))
+    return out
+
+
+def test_a_breach_the_trailing_window_holds_for_longer_than_the_window_spans_fires():
+    """Sim seed 20002129: ticks every 15 s, scrapes every 5 s, a release failing 50% for 5 s in
+    every 15: `[$window]` reads 17% on every tick, the trailing window (three scrapes) always the
+    same quiet phase. Held "until both breach", it was pending until its window ended and never
+    fired. Once held for longer than `[$window]` (60 s here) spans, it fires."""
+    run = rule_run(rule(for_=0.0), Phased(lambda now: 0.17, lambda now: 0.013), every=15.0, ticks=10)
+    fired = [t for t, phase, _ in run if phase is Phase.FIRING]
+    assert fired and fired[0] == 95.0, run  # held from 20 s; at 80 s for 60 s, not longer
+    assert all(held for t, _, held in run if t < 95.0)
+
+
+def test_a_finished_warm_up_burst_is_still_never_fired_by_the_long_gate():
+    """The deploy window averages a burst long after it ended; the trailing window reads clean
+    from the burst's end, and `[$window]` reads clean before the gate has held for its span."""
+    burst_end = 30.0
+
+    def left(seconds):  # 50% errors from the deploy to burst_end, averaged over the last `seconds`
+        def share(now):
+            since = now - 1_800_000_000.0
+            span = min(since, seconds)
+            return 0.5 * max(0.0, burst_end - (since - span)) / span
+        return share
+
+    run = rule_run(rule(for_=45.0), Phased(left(60.0), left(15.0)), every=15.0, ticks=20)
+    assert all(phase is not Phase.FIRING for _, phase, _ in run), run
+    assert run[-1][1] is Phase.INACTIVE
+
+
+def test_the_gate_s_start_survives_a_restart():
+    assert "gated_since" in RuleState(gated_since=5.0).to_dict()
+    assert RuleState.from_dict(RuleState(gated_since=5.0).to_dict()).gated_since == 5.0
+    s = State(rules={"r": RuleState(gated_since=150.0)}, clock_offset=300.0)
+    shift_state_times(s, s.clock_offset)
+    assert s.rules["r"].gated_since == 450.0

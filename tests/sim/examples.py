@@ -981,18 +981,41 @@ example(
 
 example(
     "n51-a-flap-as-long-as-the-interval-never-fires",
-    "OPEN (not fixed). r1 fails 50% for 5 s, then 0% for 10 s, over and over (16.7% on average); "
+    "r1 fails 50% for 5 s, then 0% for 10 s, over and over (16.7% on average); "
     "the watcher ticks every 15 s, the flap's period, so every tick lands at the same phase, and "
     "the trailing window (three 5 s scrapes) always spans the 'off' part between its samples. "
     "`[$window]` breaches on every tick, the trailing gate holds it on every tick: pending, never "
     "firing: at its end the window is held open ('errors pending: held until decided') and never "
-    "decided, a missed bad deploy (sim seed 20002129).",
+    "decided, a missed bad deploy (sim seed 20002129). Fixed: a gate held for longer than "
+    "`[$window]` spans fires (evaluate.both_windows); r1 is rolled back about 75 s later than a "
+    "trailing window that saw the 'on' half would have.",
     History(Setup(interval=15.0, errors_for=0.0, probe_failures=3, latency_for=30.0, verify_attempts=4,
                   verify_every=3.0, lock_timeout=30.0, known_good_hosts=1, skews=(-120.0,),
                   releases=(("r0", Profile(error=0.005)),
                             ("r1", Profile(error=0.001, flap_on_s=5.0, flap_off_s=10.0, flap_error=0.5, start_s=3.0)))),
             (Deploy(230.2, "r1", lock=False, restart_s=20.0, settle_s=30.0, announce=True),), tail=360),
-    ("bad_release_rolled_back_or_told",), fixed=False,
+    ("bad_release_rolled_back_or_told",), fixed=True,
+)
+
+example(
+    "n50-a-sighting-lost-with-its-save",
+    "The service sees r2's deploy, journals it, and dies in that tick's save: the sighting is "
+    "lost with the state, and the service, back 300 s later, sees the deploy again and watches "
+    "r2 from then. The invariant counted the window from the first journal line and expected a "
+    "decision 300 s too early; counted from the last sighting, its deadline for r2 (30% / 0% "
+    "every 30 s) was still too early: a young `[$window]` dips below 10% in an 'off' half and "
+    "restarts `for`, and a trailing window may read every 'off' half; the invariant now allows "
+    "the gate its bound (`[$window]` and a tick). Not a watcher defect (sim seed 20001814).",
+    History(Setup(interval=15.0, scrape=2.0, watch_window=600.0, max_window=120.0, errors_for=20.0,
+                  probe_failures=1, up_for=30.0, latency_for=30.0, verify_attempts=6, verify_every=0.5,
+                  cooldown=600.0, max_auto_rollbacks=2, lock_timeout=30.0, lease=3.0, known_good_hosts=1,
+                  watch_delay=3.0, skews=(-600.0,),
+                  releases=(("r0", Profile(error=0.005)),
+                            ("r1", Profile(bad_after_s=280.0, bad_error=0.3, start_s=0.5)),
+                            ("r2", Profile(error=0.005, flap_on_s=30.0, flap_off_s=30.0, flap_error=0.3,
+                                           start_s=0.5)))),
+            (Crash(560.2, down_s=300.0, at="save"), Deploy(4.4, "r2", restart_s=60.0, settle_s=30.0)), tail=660),
+    ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
 # flapping and its control -------------------------------------------------------------------------

@@ -369,11 +369,14 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                 # window that passed while the service was down is not watched again: its
                 # release is not known-good (no evidence, section 4), and a rule firing on it is
                 # told "outside window" (section 5, check 3) (seed 1000438 of make sim).
-                said = next((e["_t"] for e in host.journal[d[4]:] if e["kind"] == "deploy"
+                # The last sighting: a tick that journaled it and died before its save lost it,
+                # and the restarted service sees the deploy again (sim seed 20001814).
+                said = next((e["_t"] for e in reversed(host.journal[d[4]:]) if e["kind"] == "deploy"
                              and e.get("release") == release and e["_t"] <= rec.start), None)
-                if said is None and (rec.faults or rec.crashed):
+                if rec.crashed or (said is None and rec.faults):
                     # The backend failed this tick (`current` unreadable) or the service died in
-                    # it: the watcher sees the deploy at a later tick (sim seed 5000535).
+                    # it: the watcher sees the deploy at a later tick (sim seed 5000535), or
+                    # the next tick tells whether the sighting was saved.
                     continue
                 dep["seen"] = min(said if said is not None else rec.start, rec.start)
                 dep["end"] = dep["seen"] + setup.watch_window
@@ -408,7 +411,7 @@ def bad_release_rolled_back_or_told(s: Step) -> list[str]:
                     # service was down): its `[$window]` starts where the watcher saw the
                     # deploy, maybe in an "off" half (sim seed 11000017).
                     late = r["since"] < dep["seen"]
-                    r["regate"] = _regate(setup, release, for_s) \
+                    r["regate"] = _regate(setup, release, for_s, judgement) \
                         if (r.pop("relocked", False) or late) and rule in WINDOW_RULES else 0.0
                 slack = setup.interval if rule in RATE_RULES else 0.0
                 due = r["first"] + for_s + r["regate"] if r["first"] is not None else None
@@ -457,13 +460,17 @@ def _lag(setup, rule: str, judgement) -> float:
     return max(lag, setup.scrape) if rule == "up" else lag
 
 
-def _regate(setup, release: str, for_s: float) -> float:
+def _regate(setup, release: str, for_s: float, judgement=None) -> float:
     """How long a `[$window]` rule whose evidence was discarded may wait for its trailing window
-    to breach again: a flapping release's "off" half, the trailing window and three scrapes."""
+    to breach again: a flapping release's "off" half, the trailing window and three scrapes; and
+    no less than a fresh deploy of it is allowed (its judgement's lag: the window starts afresh,
+    a young `[$window]` dips below the threshold in an "off" half and restarts `for`, and the
+    trailing gate may hold for `[$window]`'s span; sim seed 20001814)."""
     p = setup.profile(release)
     if not p.flap_on_s:
         return 0.0
-    return p.flap_off_s + trailing_of(for_s, setup.scrape, setup.interval) + 3 * setup.scrape
+    fresh = judgement.lag if judgement is not None and judgement.bad else 0.0
+    return max(p.flap_off_s + trailing_of(for_s, setup.scrape, setup.interval) + 3 * setup.scrape, fresh)
 
 
 def _moved_after(host: SimHost, since: float, until: float, release: str) -> bool:

@@ -331,8 +331,12 @@ def judge_errors(p: Profile, threshold: float, for_s: float, scrape: float, inte
         period = p.flap_on_s + p.flap_off_s
         # Bad on average, and the rule's longest window (max_window) holds two periods, so it
         # sees that average; a shorter one sees on and off in turn, as rate() over it would.
+        # Seen once `[$window]` breaches (a period and three scrapes) and the trailing window
+        # too, or, when every tick reads the trailing window in the same "off" phase (ticks in
+        # step with the flap), once the gate has held for longer than `[$window]` spans and
+        # a tick more (evaluate.both_windows; sim seed 20002129).
         if steady >= 1.3 * threshold and p.flap_error > 1.5 * threshold and max_window >= 2 * period:
-            return Judgement(False, 0.0, period + trailing + 3 * scrape)
+            return Judgement(False, 0.0, period + max(trailing, max_window + interval) + 3 * scrape)
         if steady > 0.6 * threshold or p.flap_error > 0.9 * threshold:
             return AMBIGUOUS if late is None else late
     elif steady >= 1.5 * threshold:

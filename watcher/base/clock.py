@@ -66,7 +66,7 @@ class Timebase:
 # state.py checks the same lists for times that are not finite numbers when it loads.
 STATE_TIMES = ("deployed_at", "window_ends", "changed_at", "paused_until", "last_rollback_at", "lock_let_go_at")
 RELEASE_TIMES = ("deployed_at", "window_ends", "first_seen", "marked_at", "last_rollback_at", "last_watched")
-RULE_TIMES = ("breach_since", "active_since", "fired_at")
+RULE_TIMES = ("breach_since", "active_since", "fired_at", "gated_since")
 # Moments kept inside the state's records: a rollback being confirmed (its bound), a wait for
 # the deploy lock or the backend, the intent of a switch, the open incident and its timeline.
 RECORD_TIMES = {"confirming": ("switched_at", "until"), "lock_wait": ("since", "last"), "intent": ("at",)}

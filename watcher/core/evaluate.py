@@ -215,7 +215,8 @@ def evaluate(
         obs = classify(rule, result, baseline)
         if rule.name in trailing:
             short, short_seconds = results[_trailing_name(rule)]
-            obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name])
+            gated_for = now - before.gated_since if before.gated_since is not None else 0.0
+            obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name], gated_for, window_s)
             seconds = max(seconds, short_seconds)
         obs = held_before_change(rule, obs, now, since, window_s, settle)
         after, transitions = step(rule, before, obs, now, error_limit)
@@ -272,7 +273,8 @@ def _trailing_rule(rule: Rule, seconds: int) -> Rule:
     return replace(rule, name=_trailing_name(rule), signal=PromQuery(render_query(rule.signal.query, seconds)))
 
 
-def both_windows(long: Observation, short: Observation, trailing_s: int) -> Observation:
+def both_windows(long: Observation, short: Observation, trailing_s: int, gated_for: float = 0.0,
+                 window_s: int = 0) -> Observation:
     """The multiwindow condition (design section 4): `for` runs on the deploy window; the
     trailing window gates the moment of firing. A breach on `[$window]` is a breach (pending,
     `for` counting), HELD while the trailing window is healthy: the rule fires only on a tick
@@ -281,11 +283,24 @@ def both_windows(long: Observation, short: Observation, trailing_s: int) -> Obse
     is clean every other period, is not reset by it either (it was never rolled back when the
     trailing window reset `for`). An error on either is an error (never a breach); a trailing
     window with no data (a late scrape, a NaN of no requests) holds nothing back. The value is
-    the `[$window]` one, with the trailing value in the detail when it held the firing."""
+    the `[$window]` one, with the trailing value in the detail when it held the firing.
+
+    The gate ends once it has held for longer than `[$window]` spans (`gated_for`, since
+    RuleState.gated_since, against `window_s`): `[$window]` then holds only seconds in which
+    every trailing read was healthy, and still breaches. A finished warm-up burst cannot do
+    that (once the trailing window reads clean, what is left of the burst is less than the
+    threshold's share of the trailing window, smaller still of `[$window]`); a flap whose
+    period is the tick interval can: every tick reads the same phase, and a trailing window
+    of few scrapes never held the "on" half (sim seed 20002129: ticks every 15 s, scrapes every
+    5 s, 50% errors 5 s in 15, `[$window]` at 17% and the trailing window at 1% on every tick,
+    pending until its watch window ended, never rolled back)."""
     if short.outcome is Outcome.ERROR:
         return short
     if long.outcome is not Outcome.BREACH or not short.healthy:
         return long
-    return replace(long, held=True,
+    if window_s > 0 and gated_for > window_s:
+        return replace(long, gated=True, detail=f"breached over the last {window_s}s while every trailing {trailing_s}s read "
+                                    f"healthy for {gated_for:.0f}s, longer than {window_s}s: fires")
+    return replace(long, held=True, gated=True,
                    detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g}): "
                           "fires when both do")

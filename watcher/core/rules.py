@@ -320,8 +320,12 @@ class Observation:
     detail: str = ""  # error reason, probe detail, "no baseline"
     no_baseline: bool = False  # a baseline rule without its baseline: it cannot fire
     # A breach whose firing waits: the trailing window of a `[$window]` rule does not breach
-    # now (evaluate.both_windows). `for` runs on; the rule stays pending until both breach.
+    # now (evaluate.both_windows), or its range still reaches back before the change
+    # (evaluate.held_before_change). `for` runs on; the rule stays pending until it may fire.
     held: bool = False
+    # A breach of `[$window]` while the trailing window reads healthy (both_windows), held or
+    # not: how long the trailing window has read so is RuleState.gated_since.
+    gated: bool = False
     # A judge rule (core/judge.py): its judgement, and whether the share looks too high while
     # the evidence is not conclusive yet (the rule is pending).
     judgement: Judgement | None = field(default=None, compare=False)
@@ -445,6 +449,7 @@ class RuleState:
     breach_since: float | None = None  # first tick of the current run of breaching evaluations
     breach_value: float | None = None  # the value on that tick: what the incident says it breached at
     active_since: float | None = None  # when the condition started to hold (pending start)
+    gated_since: float | None = None  # first tick of the current run of breaches the trailing window held
     fired_at: float | None = None
     failures: int = 0  # consecutive breaching evaluations
     errors: int = 0  # consecutive errors, counted apart from everything else
@@ -484,7 +489,7 @@ def inactive(state: RuleState) -> RuleState:
     """The state once its condition stops holding: nothing pending or firing, no breaches in a
     row; errors, blindness and the last observation are kept."""
     return replace(state, phase=Phase.INACTIVE, breach_since=None, breach_value=None, active_since=None, fired_at=None,
-                   failures=0)
+                   failures=0, gated_since=None)
 
 
 def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit: int = 4) -> tuple[RuleState, list[Transition]]:
@@ -546,7 +551,8 @@ def step(rule: Rule, state: RuleState, obs: Observation, now: float, error_limit
     failures = state.failures + 1
     if state.breach_since is None:  # the first breach of a run: its time and value are the incident's start
         state = replace(state, breach_since=now, breach_value=obs.value)
-    state = replace(state, failures=failures)
+    gated_since = (state.gated_since if state.gated_since is not None else now) if obs.gated else None
+    state = replace(state, failures=failures, gated_since=gated_since)
     if failures < rule.failures:
         return state, transitions
 
