@@ -179,3 +179,21 @@ def test_check_does_not_warn_of_credentials_that_come_from_the_environment(host,
     assert done.returncode == 0, done.stdout + done.stderr
     assert "typed in" not in done.stdout and "warning: " not in done.stdout, done.stdout
     assert "hunter2" not in done.stdout + done.stderr and "abc123" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("for_, warned", [("0s", True), ("15s", True), ("30s", False), ("1m", False)])
+def test_check_warns_of_an_instant_rollback_rule_a_lockless_restart_fires(host, cache_env, for_, warned):
+    """An instant query (`up < 1`) with a `for` shorter than two scrape intervals (15 s by default)
+    rolls a healthy release back on a restart the watcher cannot see (sim seed 22000561)."""
+    rules = RULES + (f"  - name: app-up\n    query: min(up)\n    below: 1\n    for: {for_}\n    action: rollback\n"
+                     "  - name: quick-ratio\n    query: sum(rate(x[$window]))\n    above: 1\n    action: rollback\n")
+    config = host.write_config(rules, notify=[{"url": "ntfy://ntfy.example.com/ok"}],
+                               prometheus={"url": "http://127.0.0.1:9", "scrape_interval": "15s"})
+    done = run_cli("check", "--config", config, env=cache_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    says = [line for line in done.stdout.splitlines() if "instant query" in line]
+    assert bool(says) is warned, done.stdout
+    if warned:
+        [line] = says
+        assert line.startswith("warning: ") and "rules.yaml:" in line and "app-up" in line, line
+    assert "quick-ratio: an instant" not in done.stdout, "a `[$window]` query is no instant query"

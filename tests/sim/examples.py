@@ -1018,6 +1018,24 @@ example(
     ("bad_release_rolled_back_or_told",), fixed=True,
 )
 
+example(
+    "n52-a-lock-taken-as-a-tick-began",
+    "The deploy tool redeploys r3, the current release, under a 0.5 s lock taken at the very "
+    "moment a tick began (the tick ran first: it found the lock free) and let go before the next. "
+    "The next tick reads `up` 0 from a scrape of the restart and `for: 0` rolls healthy r3 back: "
+    "a restart the watcher cannot see (design section 5; `check` now warns of an instant rollback "
+    "rule with `for` under two scrape intervals). The invariant counted that tick as one that saw "
+    "the lock; it now asks whether the tool held it when the tick began (sim seed 22000561).",
+    History(Setup(interval=2.0, scrape=2.0, errors_for=120.0, probe_failures=3, up_for=0.0, latency_for=0.0,
+                  verify_attempts=8, verify_every=3.0, max_auto_rollbacks=1, lock_timeout=30.0, watch_delay=0.5,
+                  skews=(45.0,),
+                  releases=(("r0", Profile(error=0.005, start_s=1.0)), ("r1", Profile(error=0.01, crashes=True)),
+                            ("r2", Profile(error=0.3, start_s=0.5)), ("r3", Profile(error=0.01, start_s=0.5)))),
+            (Deploy(43.5, "r3", restart_s=60.0, settle_s=30.0), Deploy(266.5, "r3", restart_s=0.5, settle_s=0.0)),
+            tail=30),
+    ("no_false_rollback",), fixed=True,
+)
+
 # flapping and its control -------------------------------------------------------------------------
 DECISION_SUITE = dict(interval=1.0, scrape=1.0, errors_for=10.0, probe_failures=0, verify_every=0.5,
                       verify_attempts=10)

@@ -225,6 +225,7 @@ class TickRecord:
     crashed: bool = False
     faults: int = 0  # injected backend failures it met
     lock_held: bool = False  # the deploy tool held the deploy lock in it (or a scrape before)
+    tool_lock: bool = False  # the deploy tool held the deploy lock when the tick began
     link_moved_by_tool: bool = False  # a deploy landed while it ran
     source_outage: bool = False
     current_after: str | None = None  # state.current as the tick ended (what the watcher saw)
@@ -447,7 +448,7 @@ class SimHost:
         if not self.alive or self.watcher is None or life != self.life or self.tick_record is not None:
             return
         rec = self.tick_record = TickRecord(self.world.t, journal_from=len(self.journal))
-        rec.lock_held = self.tool_lock_fd is not None
+        rec.lock_held = rec.tool_lock = self.tool_lock_fd is not None
         rec.source_outage = self.world.t < self.reader.outage_until
         self.steps = 0
         if self.crash_at is not None:

@@ -137,8 +137,11 @@ def lockless_restart_between(host: SimHost, a: float, b: float) -> bool:
 
 
 def _lock_seen(host: SimHost, at: float) -> bool:
+    """A tick began while the deploy tool held the lock it took for the deploy at `at`. Not a
+    tick at the lock's very moment that ran before the tool took it (sim seed 22000561: a
+    redeploy of the current release under a 0.5 s lock taken as a tick began)."""
     span = next(([x, y] for x, y in host.lock_spans if x <= at < y), None)
-    return span is not None and any(span[0] <= r.start < span[1] for r in host.ticks)
+    return span is not None and any(span[0] <= r.start < span[1] and r.tool_lock for r in host.ticks)
 
 
 def breaching_now(world: World, host: SimHost, rule: str, t: float) -> tuple[str, float] | None:

@@ -76,7 +76,7 @@ def check(
 def _check_warnings(cfg: WatcherConfig, lines_of: dict[str, int]) -> list[str]:
     """Valid but weak: what `check` says without failing."""
     from watcher.config.hostcheck import notify_as_written
-    from watcher.core.rules import HttpCheck  # ~13 ms CPU of import at --help (check has it loaded)
+    from watcher.core.rules import HttpCheck, PromQuery  # ~13 ms CPU of import at --help (check has it loaded)
     from watcher.notify.urlcheck import typed_credentials
 
     warnings = []
@@ -95,6 +95,19 @@ def _check_warnings(cfg: WatcherConfig, lines_of: dict[str, int]) -> list[str]:
         warnings.append("no verify.url and no http rollback rule: after a switch nothing can probe the restored "
                         "release; a rollback is verified only by the fired rules clearing on it within "
                         f"{cfg.clear_within:.0f}s. Add verify: {{url: ...}} (the app's health endpoint)")
+    scrape = cfg.prometheus.scrape_interval
+    for rule in cfg.rules:
+        # A restart the watcher cannot see (a deploy without the deploy lock, or one holding it
+        # only between two ticks: a lock leaves no trace) reads as `up` 0 for a scrape or two;
+        # an instant query with a shorter `for` rolls the healthy release back on it (sim seed
+        # 22000561: a redeploy of the current release under a 0.5 s lock).
+        if (rule.action == "rollback" and isinstance(rule.signal, PromQuery) and rule.signal.is_instant
+                and rule.for_ < 2 * scrape):
+            warnings.append(f"{rule.location}: {rule.name}: an instant query with `for` shorter than two scrape "
+                            f"intervals ({2 * scrape:g}s): a restart the watcher cannot see (a deploy without the "
+                            "deploy lock, or holding it only between two ticks) reads as a breach for a scrape "
+                            "and rolls the healthy release back. Give it `for: 1m` (the shipped table's) or at "
+                            "least two scrape intervals")
     return warnings
 
 
