@@ -93,9 +93,12 @@ def test_unhealthy_target_fails_verification_and_the_watcher_stops_acting_until_
     w = watching_known_good_r1(host, clock, safety={"cooldown": "0s", "max_auto_rollbacks": 5})
     host.deploy("r2")
     (host.releases / "r1" / "health_status").write_text("503")  # the target broke meanwhile
-    reports = ticks(w, clock, 3)
+    reports = ticks(w, clock, 1)
+    assert w.state.deploy_seen_late, "r2 was seen by the tick after its deploy"
+    reports += ticks(w, clock, 2)
     assert "verify_failed" in [r.acted for r in reports]
     assert w.state.halted and "did not verify" in w.state.halted
+    assert not w.state.deploy_seen_late, "the switch is the watcher's own: its moment is known"
     switched = host.kinds().count("rollback_switched")
     ticks(w, clock, 5)
     assert host.kinds().count("rollback_switched") == switched == 1  # halted: no more acting

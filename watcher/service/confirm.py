@@ -254,6 +254,9 @@ def after_verify_failed(w: Confirmer, from_id: str, to_id: str, detail: str) -> 
     # samples (sim seed 2000354). The rule states stay: the halt stands on what they saw, and
     # the incident stays open while they fire on the restored release.
     s.deployed_at, s.window_ends, s.changed_at = None, None, w.clock()
+    # The watcher made this change and knows its moment: an instant query on the restored
+    # release is not held as after a deploy seen late (deploys.restored does the same).
+    s.deploy_seen_late = False
     w.count_rollback("not_verified")
     w.timeline(f"rollback did not verify: {detail}")
     log.error("rollback did not verify release=%s target=%s detail=%s", from_id, to_id, detail)
