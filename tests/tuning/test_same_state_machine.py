@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watcher.actions.backtest import Deploy, replay_rule, trailing_reads, watch_windows
+from watcher.actions.backtest import Deploy, live_window, replay_rule, trailing_reads, watch_windows
 from watcher.base.errors import SourceError
 from watcher.config.load import load_config
 from watcher.core.rules import ProbeResult, Sample
@@ -38,11 +38,12 @@ TRAILING["http-5xx-ratio"][10:12] = [[Sample({}, 0.01)]] * 2
 
 
 class TableReader:
-    def __init__(self):
-        self.i = 0
+    def __init__(self, table, trailing):
+        self.i, self.table, self.trailing = 0, table, trailing
 
     def read_all(self, rules, now, window_s, at=None, since=None):
-        out = {r.name: ((TRAILING if r.name.endswith("[trailing]") else TABLE)[r.name.removesuffix("[trailing]")][self.i], 0.0)
+        out = {r.name: ((self.trailing if r.name.endswith("[trailing]") else self.table)
+                        [r.name.removesuffix("[trailing]")][self.i], 0.0)
                for r in rules}
         self.i += 1
         return out
@@ -54,11 +55,11 @@ class TableReader:
         pass
 
 
-def _service_transitions(cfg, tmp_path: Path) -> list[tuple]:
+def _service_transitions(cfg, tmp_path: Path, table=TABLE, trailing=TRAILING) -> list[tuple]:
     clock = {"now": T0}
     store = StateStore(tmp_path / "state", clock=lambda: clock["now"])
     store.ensure_dir()
-    w = Watcher(cfg, None, TableReader(), None, store, clock=lambda: clock["now"])
+    w = Watcher(cfg, None, TableReader(table, trailing), None, store, clock=lambda: clock["now"])
     w.state.current, w.state.deployed_at, w.state.window_ends = "r2", T0, T0 + cfg.watch_window
     w.state.baselines = dict(BASELINES)
     for i in range(18):
@@ -68,14 +69,15 @@ def _service_transitions(cfg, tmp_path: Path) -> list[tuple]:
             for e in store.events() if e["kind"] == "rule"]
 
 
-def _backtest_transitions(cfg) -> list[tuple]:
+def _backtest_transitions(cfg, table=TABLE, trailing_table=TRAILING, window_at=None) -> list[tuple]:
     times = [T0 + i * STEP for i in range(18)]
     windows = watch_windows([Deploy(T0, "r2")], cfg.watch_window)
     out = []
     for rule in cfg.rules:
-        trailing = trailing_reads(rule, cfg, windows, lambda t, r=rule: TRAILING[r.name][int((t - T0) / STEP)])
-        replay = replay_rule(rule, times, lambda t, r=rule: TABLE[r.name][int((t - T0) / STEP)], windows,
-                             lambda d, r=rule: BASELINES.get(r.name), cfg.error_limit, trailing)
+        trailing = trailing_reads(rule, cfg, windows, lambda t, r=rule: trailing_table[r.name][int((t - T0) / STEP)])
+        replay = replay_rule(rule, times, lambda t, r=rule: table[r.name][int((t - T0) / STEP)], windows,
+                             lambda d, r=rule: BASELINES.get(r.name), cfg.error_limit, trailing,
+                             window_at and (lambda t: window_at(t, windows)))
         out += [(t.rule, t.kind, t.before.value, t.after.value, round(t.at, 3), t.reason) for t in replay.transitions]
     return out
 
@@ -94,3 +96,26 @@ def test_same_results_per_step_give_the_same_transitions_in_service_tick_and_bac
     fired = [x[4] for x in service if x[0] == "http-5xx-ratio" and x[3] == "firing"]
     assert fired == [T0 + 12 * STEP], service
     assert service == replay
+
+
+def test_a_gate_held_longer_than_the_window_fires_alike_in_service_tick_and_backtest(tmp_path):
+    """The 5xx ratio breaches from step 2 while its trailing window reads clean on every step (a
+    flap in step with the ticks, sim seed 20002129): the gate holds it from step 4 (the first
+    `[$window]`, 60 s, longer than the trailing 45 s) and fires once it has held for longer than
+    60 s and `for` (2m) has run, at step 10, in both."""
+    (tmp_path / "watcher.yaml").write_text(
+        f"service: shop\nprometheus: {{url: 'http://127.0.0.1:9'}}\nrules: ['{REPO / 'rules' / 'default.yaml'}']\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    cfg = load_config(tmp_path / "watcher.yaml")
+    table = {name: list(values) for name, values in TABLE.items()}
+    table["http-5xx-ratio"] = [[Sample({}, 0.01)]] * 2 + [[Sample({}, 0.4)]] * 16
+    trailing = {name: list(values) for name, values in table.items()}
+    trailing["http-5xx-ratio"] = [[Sample({}, 0.01)]] * 18
+    service = sorted(_service_transitions(cfg, tmp_path, table, trailing), key=lambda x: (x[4], x[0]))
+    replay = sorted(_backtest_transitions(cfg, table, trailing,
+                                          lambda t, w: live_window(t, w, cfg.min_window, cfg.max_window)),
+                    key=lambda x: (x[4], x[0]))
+    fired = [x[4] for x in service if x[0] == "http-5xx-ratio" and x[3] == "firing"]
+    assert fired == [T0 + 10 * STEP], service
+    assert [x for x in service if x[0] == "http-5xx-ratio"] == [x for x in replay if x[0] == "http-5xx-ratio"]
