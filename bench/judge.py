@@ -14,7 +14,9 @@ SAME stream:
                after the deploy, as live)
 
 The held rules go through the real watcher.core.rules.classify / step and watcher.core.evaluate's
-both_windows; the judge through watcher.core.judge. A rollback in a cell whose new share is at or
+both_windows (with the gate bound: a breach the trailing window has held for longer than
+`[$window]` spans fires; at one tick a scrape no stream of this model reaches it, so
+`check_gate` forces trailing reads to check that path); the judge through watcher.core.judge. A rollback in a cell whose new share is at or
 below 10% is a false rollback (at least `--runs` runs: the judge's rate must stay at most
 alpha); above 10% the figure is the share of runs detected within the horizon and the median
 onset -> firing time.
@@ -43,16 +45,29 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate, compress, repeat
 from operator import ge, sub
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from watcher.core.evaluate import both_windows, held_before_change  # noqa: E402
 from watcher.core.judge import judge, rejects  # noqa: E402
-from watcher.core.rules import Phase, PromQuery, Rule, RuleState, Sample, classify, step, trailing_seconds  # noqa: E402
+from watcher.core.rules import (  # noqa: E402
+    Observation,
+    Phase,
+    PromQuery,
+    Rule,
+    RuleState,
+    Sample,
+    classify,
+    step,
+    trailing_seconds,
+)
 
 RATES = (0.2, 2.0, 50.0, 500.0)
 HEALTHY = (0.005, 0.05)
@@ -136,6 +151,8 @@ class Stream:
         self.since_totals = [max(0, self.cum_total[k] - self.cum_total[START]) for k in self.ticks]
         least: dict[int, int] = {}
         self.judge_need = [least.setdefault(t, least_rejecting(t)) for t in self.since_totals]
+        # Per tick index, where a streak of gated ticks beginning there fires (gate_opening).
+        self.gate_opens = [gate_opening(a) for a in range(horizon)]
 
     def _need(self, starts: list[int]) -> list[int]:
         """Per tick, the least failures in the window for a ratio above 10% (an empty window,
@@ -151,6 +168,43 @@ class Stream:
     def window_ratio(self, cum: list[int], k: int, start: int) -> float:
         total = self.cum_total[k] - self.cum_total[start]
         return (cum[k] - cum[start]) / total if total else math.nan
+
+    def trailing_ratio(self, name: str, cum: list[int], i: int) -> float:
+        """The value of a held rule's trailing window at tick index i."""
+        return self.window_ratio(cum, self.ticks[i], self.trail_start[name][i])
+
+    def trailing_flags(self, name: str, cum: list[int]) -> bytes:
+        """Per tick, whether the trailing window lets the rule fire: it breaches, or it has no
+        request (a NaN holds nothing back). C-level passes."""
+        ticks = cum[PRE + 1:]
+        trail = map(sub, ticks, map(cum.__getitem__, self.trail_start[name]))
+        return bytes(map(ge, trail, self.trail_need[name]))
+
+
+class AliasedStream(Stream):
+    """A stream whose trailing windows read what `alias` forces, tick by tick: long runs of
+    healthy reads while `[$window]` breaches, as when ticks alias with a flapping release
+    (commit 4d7450c: ticks every 15 s, scrapes every 5 s). At one tick a scrape every trailing
+    read covers every second `[$window]` holds, so the gate bound cannot fire on a real stream
+    of this model; this is how `check_gate` reaches it."""
+
+    forced: dict[str, bytes]
+
+    def alias(self, rng: random.Random, mean_streak: float) -> None:
+        self.forced = {}
+        for name in HELD:
+            bits: list[int] = []
+            while len(bits) < self.horizon:
+                bits += [0] * int(rng.expovariate(1 / mean_streak)) + [1] * rng.randint(1, 3)
+            # No trailing window (not shorter than `[$window]` yet): nothing holds the rule.
+            self.forced[name] = bytes(1 if start == k else b
+                                      for k, start, b in zip(self.ticks, self.trail_start[name], bits[:self.horizon], strict=True))
+
+    def trailing_ratio(self, name: str, cum: list[int], i: int) -> float:
+        return float(self.forced[name][i])  # 0: healthy, 1: above 10%
+
+    def trailing_flags(self, name: str, cum: list[int]) -> bytes:
+        return self.forced[name]
 
 
 def window(t: int) -> int:
@@ -173,24 +227,19 @@ def least_rejecting(total: int) -> int:
     return hi
 
 
-def observe(rule: Rule, name: str, stream: Stream, cum: list[int], i: int):
-    """The real observation of tick index i, as evaluate.evaluate makes it: classify on both
-    windows, both_windows, then held_before_change."""
+def observe(rule: Rule, name: str, stream: Stream, cum: list[int], i: int, state: RuleState) -> Observation:
+    """The real observation of tick index i, as evaluate.evaluate makes it from the rule's state
+    before the tick: classify on both windows, both_windows (with how long the trailing window
+    has held the breach, against `[$window]`'s span), then held_before_change."""
     k = stream.ticks[i]
     obs = classify(rule, [Sample({}, stream.window_ratio(cum, k, stream.long_start[i]))])
     start = stream.trail_start[name][i]
     if start != k:
-        short = classify(rule, [Sample({}, stream.window_ratio(cum, k, start))])
-        obs = both_windows(obs, short, k - start + 1)
+        short = classify(rule, [Sample({}, stream.trailing_ratio(name, cum, i))])
+        now = float(i + 1)  # the time the bench's step calls use
+        gated_for = now - state.gated_since if state.gated_since is not None else 0.0
+        obs = both_windows(obs, short, k - start + 1, gated_for, window(k - PRE))
     return held_before_change(rule, obs, float(k), float(PRE), window(k - PRE))
-
-
-def trailing_flags(name: str, stream: Stream, cum: list[int]) -> bytes:
-    """Per tick, whether the trailing window lets the rule fire: it breaches, or it has no
-    request (a NaN holds nothing back). C-level passes."""
-    ticks = cum[PRE + 1:]
-    trail = map(sub, ticks, map(cum.__getitem__, stream.trail_start[name]))
-    return bytes(map(ge, trail, stream.trail_need[name]))
 
 
 # Tick indices before this one read a `[$window]` clamped up to min_window, reaching back before
@@ -198,33 +247,70 @@ def trailing_flags(name: str, stream: Stream, cum: list[int]) -> bytes:
 FIRST_OWN = MIN_WINDOW - 1
 
 
-def held_firing(rule: Rule, name: str, stream: Stream, cum: list[int], long_flags: list[bool]) -> int | None:
-    """Seconds from the deploy to the rule's firing, or None within the horizon.
+def gate_opening(a: int) -> int:
+    """The first tick index at which a run of gated ticks (the trailing window healthy while
+    `[$window]` breaches) that began on index a has held for longer than `[$window]` spans:
+    RuleState.gated_since is a + 1, so gated_for at index j is j - a against window(j + 1)
+    (evaluate.both_windows). The window grows by at most a second a tick: a fixed point."""
+    j = a + MIN_WINDOW + 1
+    while j - a <= window(j + 1):
+        j = a + window(j + 1) + 1
+    return j
+
+
+# The shortest streak of gated ticks the gate bound can fire on: past max_window the window no
+# longer grows, so the tick indices up to it cover every start.
+GATE_MIN = min(gate_opening(a) - a + 1 for a in range(MAX_WINDOW + 1))
+GATE_STREAK = bytes(GATE_MIN)
+
+
+def held_firing(rule: Rule, name: str, stream: Stream, cum: list[int], long_flags: list[bool]) -> tuple[int | None, bool]:
+    """Seconds from the deploy to the rule's firing (None within the horizon), and whether the
+    gate bound fired it.
 
     `for` runs on the deploy window (evaluate.both_windows): a run of ticks on which `[$window]`
     breaches keeps the rule pending from its first tick; it fires on the first tick of the run at
     least `for` after its start on which the trailing window lets it (a healthy trailing window
     holds the moment of firing, it does not reset `for`), and not while the range still reaches
-    back before the deploy. A run that ends first leaves nothing behind. The real state machine
-    is stepped over the run's first tick and the firing tick; `check_run` steps every tick of
-    some runs and must agree."""
+    back before the deploy. The gate bound (commit 4d7450c, issue 22): a streak of ticks of the
+    run on which the trailing window held it fires once the streak has lasted longer than
+    `[$window]` spans (gate_opening), again at least `for` after the run's start; the earlier of
+    the two. Only streaks of at least GATE_MIN ticks can; bytes.find looks for those alone. A run
+    that ends first leaves nothing behind. The real state machine is stepped over the run's
+    first tick, the streak's start (and the tick before it) and the firing tick; `check_run`
+    steps every tick of some runs and must agree."""
     flags = bytes(long_flags)
-    trail = trailing_flags(name, stream, cum)
+    trail = stream.trailing_flags(name, cum)
     need = int(rule.for_)
     n = len(flags)
     s = flags.find(1)
     while s >= 0:
         end = flags.find(0, s)
         end = n if end < 0 else end
-        j = trail.find(1, max(s + need, FIRST_OWN), end) if max(s + need, FIRST_OWN) < end else -1
+        first = max(s + need, FIRST_OWN)
+        j = trail.find(1, first, end) if first < end else -1
+        limit = end if j < 0 else j  # a gate firing must come before the trailing window's
+        a = trail.find(GATE_STREAK, s, limit)
+        gate = -1
+        while a >= 0:
+            b = trail.find(1, a, limit)
+            b = limit if b < 0 else b
+            g = max(stream.gate_opens[a], first)
+            if g < b:
+                gate = g
+                break
+            a = trail.find(GATE_STREAK, b, limit) if b < limit else -1
+        if gate >= 0:
+            j = gate
         if j >= 0:
+            ticks = sorted({s, j} | ({a, a - 1} if gate >= 0 and a > s else set()))
             state = RuleState()
-            for t in (s, j):
-                state, _ = step(rule, state, observe(rule, name, stream, cum, t), float(t + 1))
-            assert state.phase is Phase.FIRING, (name, s, j, state)
-            return j + 1
+            for t in ticks:
+                state, _ = step(rule, state, observe(rule, name, stream, cum, t, state), float(t + 1))
+            assert state.phase is Phase.FIRING, (name, s, a, j, state)
+            return j + 1, gate >= 0
         s = flags.find(1, end) if end < n else -1
-    return None
+    return None, False
 
 
 def judge_firing(stream: Stream, cum: list[int]) -> int | None:
@@ -243,7 +329,7 @@ def check_run(stream: Stream, cum: list[int], fast: dict[str, int | None]) -> No
     for name, rule in HELD.items():
         state, fired = RuleState(), None
         for i in range(stream.horizon):
-            state, _ = step(rule, state, observe(rule, name, stream, cum, i), float(i + 1))
+            state, _ = step(rule, state, observe(rule, name, stream, cum, i, state), float(i + 1))
             if state.phase is Phase.FIRING:
                 fired = i + 1
                 break
@@ -253,23 +339,61 @@ def check_run(stream: Stream, cum: list[int], fast: dict[str, int | None]) -> No
     assert fired == fast["judge"], ("judge", fired, fast["judge"])
 
 
-def run_cell(cell: Cell, runs: int, horizon: int, seed: int, checked: int = 5) -> dict[str, list[int | None]]:
+def fire_all(stream: Stream, cum: list[int]) -> tuple[dict[str, int | None], list[str]]:
+    """One run through the fast paths: each contestant's firing, and the held rules the gate
+    bound fired."""
+    long_errors = map(sub, cum[PRE + 1:], map(cum.__getitem__, stream.long_start))
+    long_flags = list(map(ge, long_errors, stream.long_need))
+    fast: dict[str, int | None] = {}
+    by_gate = []
+    for name, rule in HELD.items():
+        fast[name], gate = held_firing(rule, name, stream, cum, long_flags)
+        if gate:
+            by_gate.append(name)
+    fast["judge"] = judge_firing(stream, cum)
+    return fast, by_gate
+
+
+def run_cell(cell: Cell, runs: int, horizon: int, seed: int, checked: int = 5, gate_checked: int = 5,
+             gate_counts: Counter[str] | None = None) -> dict[str, list[int | None]]:
+    """Every run through the fast paths; the first `checked` runs, and the first `gate_checked`
+    runs of each held rule that the gate bound fired, also through the slow path (asserted).
+    `gate_counts` adds up, per held rule, the runs the gate bound fired."""
     rng = random.Random(f"{seed}:{cell.rate}:{cell.healthy}:{cell.regression}")
     phases = round(1 / cell.rate) if cell.rate < 1 else 1
     streams = [Stream(cell, horizon, phase) for phase in range(phases)]
     out: dict[str, list[int | None]] = {name: [] for name in CONTESTANTS}
+    gated: Counter[str] = Counter()
     for run in range(runs):
         stream = streams[rng.randrange(phases)]
         cum = stream.draw(rng)
-        long_errors = map(sub, cum[PRE + 1:], map(cum.__getitem__, stream.long_start))
-        long_flags = list(map(ge, long_errors, stream.long_need))
-        fast = {name: held_firing(rule, name, stream, cum, long_flags) for name, rule in HELD.items()}
-        fast["judge"] = judge_firing(stream, cum)
-        if run < checked:
+        fast, by_gate = fire_all(stream, cum)
+        gated.update(by_gate)
+        if run < checked or any(gated[name] <= gate_checked for name in by_gate):
             check_run(stream, cum, fast)
         for name, t in fast.items():
             out[name].append(t)
+    if gate_counts is not None:
+        gate_counts.update(gated)
     return out
+
+
+def check_gate(horizon: int, seed: int, runs: int = 20) -> Counter[str]:
+    """The gate bound's fast path against the slow path on streams whose trailing reads are
+    forced (AliasedStream), at the limit at 2 and 50 req/s: every run asserted; the bound must
+    have fired some runs of each held rule. Returns those counts."""
+    rng = random.Random(f"{seed}:gate")
+    fired: Counter[str] = Counter()
+    for cell in (Cell(2.0, 0.05, 2), Cell(50.0, 0.05, 2)):
+        stream = AliasedStream(cell, horizon, 0)
+        for _ in range(runs):
+            cum = stream.draw(rng)
+            stream.alias(rng, rng.choice((20, 60, 100, 200)))
+            fast, by_gate = fire_all(stream, cum)
+            check_run(stream, cum, fast)
+            fired.update(by_gate)
+    assert all(fired[name] for name in HELD), fired
+    return fired
 
 
 def summary(cell: Cell, fired: list[int | None]) -> str:
@@ -281,10 +405,17 @@ def summary(cell: Cell, fired: list[int | None]) -> str:
     return f"{len(hits) / len(fired):.0%} in {statistics.median(hits):g} s"
 
 
-def bench(results=None, log=print, runs: int = 10_000, detect_runs: int = 1_000, horizon: int = 600,
-          seed: int = 23) -> list[tuple[Cell, dict]]:
+Table = list[tuple[Cell, dict[str, list[int | None]]]]
+
+
+def bench(results: Any = None, log: Callable[[str], object] = print, runs: int = 10_000, detect_runs: int = 1_000,
+          horizon: int = 600, seed: int = 23) -> Table:
     started = time.monotonic()
-    table = []
+    table: Table = []
+    aliased = check_gate(horizon, seed)
+    log(f"  judge: gate bound (both_windows' gated_for > [$window]): fast and slow paths agree on 40 runs with "
+        f"forced trailing reads; it fired {aliased['held 2m']} (held 2m) and {aliased['held 10s']} (held 10s) of them")
+    gate_counts: Counter[str] = Counter()
     header = f"{'req/s':>6} {'healthy':>7} {'regr.':>5} {'share':>6} " + "".join(f"{c:>17}" for c in CONTESTANTS)
     log(f"  judge: false rollbacks (share <= 10%, {runs:,} runs) or detected / median onset -> firing "
         f"({detect_runs:,} runs); horizon {horizon} s after the deploy")
@@ -293,19 +424,22 @@ def bench(results=None, log=print, runs: int = 10_000, detect_runs: int = 1_000,
         for healthy in HEALTHY:
             for regression in REGRESSIONS:
                 cell = Cell(rate, healthy, regression)
-                fired = run_cell(cell, runs if cell.false_rollback_cell else detect_runs, horizon, seed)
+                fired = run_cell(cell, runs if cell.false_rollback_cell else detect_runs, horizon, seed,
+                                 gate_counts=gate_counts)
                 table.append((cell, fired))
                 regr = "none" if regression == 1 else f"{regression}x"
                 log(f"  {rate:>6g} {healthy:>7.1%} {regr:>5} {cell.share:>6.1%} "
                     + "".join(f"{summary(cell, fired[c]):>17}" for c in CONTESTANTS))
     took = time.monotonic() - started
+    log(f"  judge: runs the gate bound fired: {gate_counts['held 2m']} (held 2m), {gate_counts['held 10s']} "
+        f"(held 10s) of {sum(len(fired['judge']) for _, fired in table):,}")
     log(f"  judge: {took:.0f} s")
     if results is not None:
         record(results, table, runs, took)
     return table
 
 
-def record(results, table, runs: int, took: float) -> None:
+def record(results: Any, table: Table, runs: int, took: float) -> None:
     false_cells = [(cell, fired) for cell, fired in table if cell.false_rollback_cell]
     worst = {name: max(sum(t is not None for t in fired[name]) / len(fired[name]) for _, fired in false_cells)
              for name in CONTESTANTS}
@@ -325,7 +459,7 @@ def record(results, table, runs: int, took: float) -> None:
     results.add("judge", "simulation wall time", f"{took:.0f} s")
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10_000, help="runs per cell whose share is at most 10%%")
     ap.add_argument("--detect-runs", type=int, default=1_000, help="runs per cell whose share is above 10%%")
