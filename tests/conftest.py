@@ -141,16 +141,15 @@ _keep_current_test_var()
 # worker (split across workers, each would start every scenario again); any other test file
 # stays whole in one worker, so its module fixtures (one booted system, one dockerd) are made
 # once. xdist's own --dist loadfile keeps only files whole: this scheduler keeps directories.
-# tests/sim is not one: its files share no session fixture, and its three budgeted searches
-# (test_search.py, test_search_more.py, test_search_third.py: 1-2 min of one core each) run on
-# separate workers.
+# tests/sim is not one: its files share no session fixture, and its two budgeted searches
+# (test_search.py, test_search_more.py: about a minute of one core each) run on two workers.
 _WHOLE_DIRECTORIES = {"decisions", "e2e", "fleet", "host", "shipped"}
 
 # The scopes that take longest, longest first (minutes of scenario time each, measured in full
 # runs): they start on separate workers at once, and the many short files fill the workers in
 # after them. xdist's own order (most tests first) started these last and made a long tail.
-_LONGEST_FIRST = ["tests/decisions", "tests/shipped", "tests/fleet", "tests/e2e", "tests/sim/test_search_third.py",
-                  "tests/sim/test_search_more.py", "tests/sim/test_search.py", "tests/host", "tests/sim/test_examples.py",
+_LONGEST_FIRST = ["tests/decisions", "tests/shipped", "tests/fleet", "tests/e2e", "tests/sim/test_search_more.py",
+                  "tests/sim/test_search.py", "tests/host", "tests/sim/test_examples.py",
                   "tests/integrations/test_capistrano.py", "tests/packs/test_packs_live.py"]
 
 

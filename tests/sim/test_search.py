@@ -1,8 +1,8 @@
 """Generated histories against every invariant, a bounded budget for `make test` (Hypothesis,
 derandomized so that a run is the same on every machine; `make sim` searches further, from new
-seeds). Three files (this one, test_search_more.py and test_search_third.py), so that three
-test workers share them; 150 histories each: with 200 the last fifty, the longest, held one
-worker for six minutes (356 s of a 674 s suite on a slow day).
+seeds). Two files (this one and test_search_more.py), so that two test workers share them;
+150 histories each: with 200 the last fifty, the longest, held one worker for six minutes
+(356 s of a 674 s suite on a slow machine), and a third file of 150 cost 287 s more there.
 A failure prints the history: put it into examples.py, fix, keep it."""
 
 from __future__ import annotations
