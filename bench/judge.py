@@ -236,9 +236,8 @@ def observe(rule: Rule, name: str, stream: Stream, cum: list[int], i: int, state
     start = stream.trail_start[name][i]
     if start != k:
         short = classify(rule, [Sample({}, stream.trailing_ratio(name, cum, i))])
-        now = float(i + 1)  # the time the bench's step calls use
-        gated_for = now - state.gated_since if state.gated_since is not None else 0.0
-        obs = both_windows(obs, short, k - start + 1, gated_for, window(k - PRE))
+        # at the time the bench's step calls use
+        obs = both_windows(obs, short, k - start + 1, state.gated_for(float(i + 1)), window(k - PRE))
     return held_before_change(rule, obs, float(k), float(PRE), window(k - PRE))
 
 

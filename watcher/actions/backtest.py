@@ -354,8 +354,7 @@ def replay_rule(
         window_s = window_at(t) if window_at is not None and current is not None else 0
         if short is not None:
             # The gate's bound as live: held for longer than `[$window]` spans, it fires.
-            gated_for = t - state.gated_since if state.gated_since is not None else 0.0
-            obs = both_windows(obs, classify(rule, short[0], baseline), short[1], gated_for, window_s)
+            obs = both_windows(obs, classify(rule, short[0], baseline), short[1], state.gated_for(t), window_s)
         if window_at is not None and current is not None:
             obs = held_before_change(rule, obs, t, current.deploy.at, window_s)
         state, transitions = step(rule, state, obs, t, error_limit)

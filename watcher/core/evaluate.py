@@ -215,8 +215,8 @@ def evaluate(
         obs = classify(rule, result, baseline)
         if rule.name in trailing:
             short, short_seconds = results[_trailing_name(rule)]
-            gated_for = now - before.gated_since if before.gated_since is not None else 0.0
-            obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name], gated_for, window_s)
+            obs = both_windows(obs, classify(rule, short, baseline), trailing[rule.name], before.gated_for(now),
+                               window_s)
             seconds = max(seconds, short_seconds)
         obs = held_before_change(rule, obs, now, since, window_s, settle)
         after, transitions = step(rule, before, obs, now, error_limit)
@@ -299,8 +299,9 @@ def both_windows(long: Observation, short: Observation, trailing_s: int, gated_f
     if long.outcome is not Outcome.BREACH or not short.healthy:
         return long
     if window_s > 0 and gated_for > window_s:
-        return replace(long, gated=True, detail=f"breached over the last {window_s}s while every trailing {trailing_s}s read "
-                                    f"healthy for {gated_for:.0f}s, longer than {window_s}s: fires")
+        return replace(long, gated=True,
+                       detail=f"breached over the last {window_s}s while every trailing {trailing_s}s read "
+                              f"healthy for {gated_for:.0f}s, longer than {window_s}s: fires")
     return replace(long, held=True, gated=True,
                    detail=f"breaches since the deploy but not over the last {trailing_s}s ({short.value:.4g}): "
                           "fires when both do")

@@ -461,6 +461,10 @@ class RuleState:
     last_labels: dict[str, str] = field(default_factory=dict)
     last_evidence: dict[str, float | bool | None] | None = None  # a judge rule's last judgement (core/judge.Judgement.facts)
 
+    def gated_for(self, now: float) -> float:
+        """How long the trailing window has held this rule's breach, at `now` (0: it does not)."""
+        return now - self.gated_since if self.gated_since is not None else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["phase"] = self.phase.value
